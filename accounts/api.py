@@ -1,0 +1,110 @@
+from typing import Any
+
+from django.contrib.auth.models import Group
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, permissions, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.validators import UniqueValidator
+
+from portfolio_site.api.fields import LowercaseEmailField
+from portfolio_site.api.permissions import IsSuperuser
+
+from . import services
+from .filters import UserFilterSet
+from .models import User
+from .roles import role_names
+
+EMAIL_TAKEN = "A user with this email address already exists."
+
+
+class UserSerializer(serializers.ModelSerializer):
+    groups = serializers.SlugRelatedField(
+        slug_field="name", queryset=Group.objects.all(), many=True, required=False, help_text="Role names."
+    )
+    email = LowercaseEmailField(validators=[UniqueValidator(User.objects.all(), lookup="iexact", message=EMAIL_TAKEN)])
+    password = serializers.CharField(write_only=True, required=False, style={"input_type": "password"})
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "email",
+            "full_name",
+            "password",
+            "is_active",
+            "is_staff",
+            "is_superuser",
+            "is_verified",
+            "groups",
+            "last_login",
+            "last_login_ip",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["last_login", "last_login_ip", "created_at", "updated_at"]
+
+    def create(self, validated_data: dict[str, Any]) -> User:
+        return services.user_create(**{"password": None, **validated_data})
+
+    def update(self, instance: User, validated_data: dict[str, Any]) -> User:
+        return services.user_update(user=instance, **validated_data)
+
+
+class UserViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Staff accounts; administrators only. Users are deactivated (`is_active: false`), never deleted."""
+
+    queryset = User.objects.prefetch_related("groups")
+    serializer_class = UserSerializer
+    permission_classes = [IsSuperuser]
+    filterset_class = UserFilterSet
+    ordering_fields = ["email", "full_name", "created_at", "last_login"]
+    ordering = ["email"]
+
+
+class RegisterSerializer(serializers.Serializer):
+    email = LowercaseEmailField(validators=[UniqueValidator(User.objects.all(), lookup="iexact", message=EMAIL_TAKEN)])
+    password = serializers.CharField(write_only=True, style={"input_type": "password"})
+    full_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=150)
+
+
+class MeSerializer(serializers.ModelSerializer):
+    roles = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name", "is_staff", "is_superuser", "is_verified", "roles", "last_login"]
+        read_only_fields = fields
+
+    def get_roles(self, user: User) -> list[str]:
+        return sorted(role_names(user))
+
+
+class RegisterView(generics.GenericAPIView):
+    """Create a user. While no user exists anyone may create the first one, who becomes an administrator."""
+
+    serializer_class = RegisterSerializer
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(request=RegisterSerializer, responses={201: MeSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(actor=request.user, **serializer.validated_data)
+        return Response(MeSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class MeView(generics.RetrieveAPIView):
+    """The authenticated caller, with their roles."""
+
+    serializer_class = MeSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_object(self) -> User:
+        return self.request.user  # type: ignore[return-value]

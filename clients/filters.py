@@ -1,0 +1,26 @@
+from typing import Any
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from .models import Client
+
+
+def visible_clients(request: Any) -> QuerySet[Client]:
+    """The clients a filter may name: only those the caller sees, so a filter cannot probe for others."""
+    if request is None:
+        return Client.objects.none()
+    return Client.objects.visible_to(request.user)
+
+
+class ClientFilterSet(django_filters.FilterSet):
+    advisor = django_filters.ModelChoiceFilter(queryset=get_user_model().objects.all())
+    search = django_filters.CharFilter(method="filter_search", label="Search name, email and phone")
+
+    class Meta:
+        model = Client
+        fields = ["advisor", "is_active", "base_currency"]
+
+    def filter_search(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
+        return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value) | Q(phone__icontains=value))

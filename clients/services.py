@@ -1,0 +1,91 @@
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.roles import is_advisor, sees_all_clients
+from portfolio_site.cache import invalidate_namespace
+
+from .models import Client
+
+CACHE_NAMESPACE = "clients"
+NOT_YOURS = "You may only act on clients you are allowed to see."
+
+
+def client_lock(*, actor: Any, client_id: int) -> Client:
+    """Lock a client's row for the rest of the transaction, refusing one the actor may not see.
+
+    Every write that moves a client's cash or securities takes this lock first, so two writers on one
+    client queue up instead of both passing a balance check.
+    """
+    try:
+        return Client.objects.visible_to(actor).select_for_update().get(pk=client_id)
+    except Client.DoesNotExist:
+        raise PermissionDenied(NOT_YOURS) from None
+
+
+def clients_lock(*, actor: Any, client_ids: set[int]) -> dict[int, Client]:
+    """Lock several clients in primary-key order (one order for every writer means no deadlock)."""
+    return {pk: client_lock(actor=actor, client_id=pk) for pk in sorted(client_ids)}
+
+
+def _check_advisor(*, actor: Any, advisor: Any) -> None:
+    if advisor is None:
+        raise ValidationError({"advisor": "A client needs a responsible advisor."})
+    if not advisor.is_active:
+        raise ValidationError({"advisor": "The advisor's account is not active."})
+    if not sees_all_clients(actor) and advisor.pk != actor.pk:
+        raise PermissionDenied("An advisor may only take on clients for themselves.")
+
+
+@transaction.atomic
+def client_create(
+    *,
+    actor: Any,
+    name: str,
+    email: str,
+    base_currency: str,
+    advisor: Any = None,
+    phone: str = "",
+    is_active: bool = True,
+    notes: str = "",
+) -> Client:
+    if not sees_all_clients(actor) and not is_advisor(actor):
+        raise PermissionDenied(NOT_YOURS)
+    if advisor is None and is_advisor(actor):
+        advisor = actor
+    _check_advisor(actor=actor, advisor=advisor)
+    client = Client(
+        name=name,
+        email=email,
+        base_currency=base_currency,
+        advisor=advisor,
+        phone=phone,
+        is_active=is_active,
+        notes=notes,
+    )
+    client.full_clean()
+    client.save()
+    invalidate_namespace(CACHE_NAMESPACE)
+    return client
+
+
+@transaction.atomic
+def client_update(*, actor: Any, client: Client, **fields: Any) -> Client:
+    locked = client_lock(actor=actor, client_id=client.pk)
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    if "advisor" in fields:
+        _check_advisor(actor=actor, advisor=locked.advisor)
+    locked.full_clean()
+    locked.save()
+    invalidate_namespace(CACHE_NAMESPACE)
+    return locked
+
+
+@transaction.atomic
+def client_delete(*, actor: Any, client: Client) -> None:
+    """Deletes a client with no history; one with allocations or transactions is protected (409)."""
+    locked = client_lock(actor=actor, client_id=client.pk)
+    locked.delete()
+    invalidate_namespace(CACHE_NAMESPACE)

@@ -1,0 +1,48 @@
+import django_filters
+from django.db.models import Q, QuerySet
+
+from clients.filters import visible_clients
+
+from .models import Allocation, Asset, Price
+
+
+class AssetFilterSet(django_filters.FilterSet):
+    ticker = django_filters.CharFilter(lookup_expr="iexact")
+    exchange = django_filters.CharFilter(lookup_expr="iexact")
+    search = django_filters.CharFilter(method="filter_search", label="Search ticker, name and ISIN")
+
+    class Meta:
+        model = Asset
+        fields = ["ticker", "exchange", "currency", "asset_type", "isin"]
+
+    def filter_search(self, queryset: QuerySet[Asset], name: str, value: str) -> QuerySet[Asset]:
+        return queryset.filter(Q(ticker__icontains=value) | Q(name__icontains=value) | Q(isin__icontains=value))
+
+
+class PriceFilterSet(django_filters.FilterSet):
+    asset = django_filters.ModelChoiceFilter(queryset=Asset.objects.all())
+    date = django_filters.DateFromToRangeFilter(help_text="Price date range: date_after, date_before (inclusive).")
+    search = django_filters.CharFilter(method="filter_search", label="Search the asset's ticker and name")
+
+    class Meta:
+        model = Price
+        fields = ["asset", "date"]
+
+    def filter_search(self, queryset: QuerySet[Price], name: str, value: str) -> QuerySet[Price]:
+        return queryset.filter(Q(asset__ticker__icontains=value) | Q(asset__name__icontains=value))
+
+
+class AllocationFilterSet(django_filters.FilterSet):
+    client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    asset = django_filters.ModelChoiceFilter(queryset=Asset.objects.all())
+    date = django_filters.DateFromToRangeFilter(help_text="Trade date range: date_after, date_before (inclusive).")
+    search = django_filters.CharFilter(method="filter_search", label="Search asset ticker, client name and notes")
+
+    class Meta:
+        model = Allocation
+        fields = ["client", "asset", "kind", "date"]
+
+    def filter_search(self, queryset: QuerySet[Allocation], name: str, value: str) -> QuerySet[Allocation]:
+        return queryset.filter(
+            Q(asset__ticker__icontains=value) | Q(client__name__icontains=value) | Q(notes__icontains=value)
+        )

@@ -1,0 +1,194 @@
+from typing import Any, Self
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Upper
+from stdnum import isin as stdnum_isin
+from stdnum.exceptions import ValidationError as StdnumError
+
+from clients.models import client_visibility
+from portfolio_site.models import TimeStampedModel
+from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
+
+
+def validate_isin(value: str) -> None:
+    try:
+        stdnum_isin.validate(value)
+    except StdnumError as error:
+        raise ValidationError(
+            "%(value)s is not a valid ISIN (%(reason)s).",
+            code="invalid_isin",
+            params={"value": value, "reason": error.message},
+        ) from None
+
+
+class AssetType(models.TextChoices):
+    EQUITY = "equity", "Equity"
+    ETF = "etf", "ETF"
+    FUND = "fund", "Fund"
+    BOND = "bond", "Bond"
+    CRYPTO = "crypto", "Crypto"
+    COMMODITY = "commodity", "Commodity"
+    CASH = "cash", "Cash"
+    OTHER = "other", "Other"
+
+
+class Asset(TimeStampedModel):
+    AssetType = AssetType
+
+    ticker = models.CharField(max_length=32, help_text="Stored upper-case.")
+    name = models.CharField(max_length=200)
+    exchange = models.CharField(max_length=16, blank=True, help_text="Exchange code (e.g. a MIC), upper-case.")
+    currency = CurrencyField(help_text="ISO 4217 code of the currency the asset is quoted in.")
+    asset_type = models.CharField(max_length=16, choices=AssetType.choices, default=AssetType.EQUITY)
+    isin = models.CharField("ISIN", max_length=12, blank=True, validators=[validate_isin])
+
+    class Meta:
+        ordering = ["ticker", "exchange"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticker", "exchange"],
+                name="holdings_asset_ticker_exchange_unique",
+                violation_error_message="An asset with this ticker already exists on this exchange.",
+            ),
+            models.UniqueConstraint(
+                fields=["isin"],
+                condition=~models.Q(isin=""),
+                name="holdings_asset_isin_unique",
+                violation_error_message="An asset with this ISIN already exists.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ticker=Upper("ticker"), exchange=Upper("exchange")) & ~models.Q(ticker=""),
+                name="holdings_asset_ticker_upper",
+                violation_error_message="Ticker and exchange are stored upper-case, and the ticker is required.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(asset_type__in=AssetType.values),
+                name="holdings_asset_type_valid",
+                violation_error_message="Unknown asset type.",
+            ),
+            currency_constraint("currency", name="holdings_asset_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticker}.{self.exchange}" if self.exchange else self.ticker
+
+    def clean(self) -> None:
+        super().clean()
+        self.ticker = (self.ticker or "").strip().upper()
+        self.exchange = (self.exchange or "").strip().upper()
+        self.isin = (self.isin or "").strip().upper()
+
+
+class Price(TimeStampedModel):
+    """An asset's closing price on a day, in the asset's currency."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="prices")
+    date = models.DateField()
+    close = quantity_field()
+
+    class Meta:
+        ordering = ["asset", "-date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "date"],
+                name="holdings_price_asset_date_unique",
+                violation_error_message="This asset already has a price for this date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(close__gte=0),
+                name="holdings_price_close_not_negative",
+                violation_error_message="A price cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} {self.date}: {self.close}"
+
+
+class AllocationQuerySet(models.QuerySet["Allocation"]):
+    def visible_to(self, user: Any) -> Self:
+        return self.filter(client_visibility(user, through="client__"))
+
+
+class AllocationKind(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+    TRANSFER_IN = "transfer_in", "Transfer in"
+    TRANSFER_OUT = "transfer_out", "Transfer out"
+
+
+TRADE_KINDS = (AllocationKind.BUY, AllocationKind.SELL)
+
+
+class Allocation(TimeStampedModel):
+    """One movement of a client's holdings; a position is the signed sum of its allocations."""
+
+    Kind = AllocationKind
+    INCREASES = (Kind.BUY, Kind.TRANSFER_IN)
+    DECREASES = (Kind.SELL, Kind.TRANSFER_OUT)
+    TRADES = TRADE_KINDS
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="allocations")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="allocations")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    quantity = quantity_field(help_text="Always positive; the kind gives the direction.")
+    price = quantity_field(help_text="Per unit, in the asset's currency.")
+    fees = amount_field(default=0, help_text="In the asset's currency.")
+    date = models.DateField(help_text="Trade date.")
+    notes = models.TextField(blank=True)
+    settlement = models.OneToOneField(
+        "ledger.Transaction",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The cash transaction that settles a buy or sell; empty for transfers.",
+    )
+
+    objects = AllocationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date", "-id"]
+        indexes = [models.Index(fields=["client", "asset"], name="holdings_alloc_client_asset")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0),
+                name="holdings_allocation_quantity_positive",
+                violation_error_message="The quantity must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(price__gte=0),
+                name="holdings_allocation_price_not_negative",
+                violation_error_message="The price cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fees__gte=0),
+                name="holdings_allocation_fees_not_negative",
+                violation_error_message="Fees cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=AllocationKind.values),
+                name="holdings_allocation_kind_valid",
+                violation_error_message="Unknown allocation kind.",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind__in=TRADE_KINDS, settlement__isnull=False)
+                    | (~models.Q(kind__in=TRADE_KINDS) & models.Q(settlement__isnull=True))
+                ),
+                name="holdings_allocation_settled_iff_trade",
+                violation_error_message="A buy or sell is settled in cash; a transfer is not.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.quantity} {self.asset} for {self.client}"
+
+
+def signed_quantity() -> models.Case:
+    return models.Case(
+        models.When(kind__in=Allocation.INCREASES, then=models.F("quantity")),
+        default=-models.F("quantity"),
+        output_field=quantity_field(),
+    )

@@ -1,0 +1,62 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from clients.admin import ClientScopedAdminMixin, add_client_inline
+from portfolio_site.admin_utils import ReadOnlyInline, error_text
+from portfolio_site.errors import ConflictError
+
+from . import services
+from .models import Transaction
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: posted transactions are never edited or deleted. Corrections are reversals."""
+
+    list_display = ["date", "client", "kind", "amount", "currency", "reference", "reverses", "created_by"]
+    list_filter = ["kind", "currency", "date"]
+    list_select_related = ["client", "created_by", "reverses"]
+    search_fields = ["reference", "notes", "client__name", "client__email"]
+    date_hierarchy = "date"
+    actions = ["reverse_selected"]
+    show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Reverse selected deposits and withdrawals", permissions=["reverse"])
+    def reverse_selected(self, request: HttpRequest, queryset: QuerySet[Transaction]) -> None:
+        reversed_count = 0
+        for tx in queryset.order_by("pk"):
+            try:
+                services.transaction_reverse(actor=request.user, transaction=tx)
+            except (ConflictError, PermissionDenied) as error:
+                self.message_user(request, f"{tx}: {error_text(error)}", messages.ERROR)
+            else:
+                reversed_count += 1
+        if reversed_count:
+            self.message_user(request, f"Reversed {reversed_count} transaction(s).", messages.SUCCESS)
+
+    def has_reverse_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("ledger.add_transaction")
+
+
+class TransactionInline(ReadOnlyInline):
+    model = Transaction
+    fk_name = "client"
+    fields = ["date", "kind", "amount", "currency", "reference", "reverses"]
+    readonly_fields = fields
+    verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} transactions"
+
+
+add_client_inline(TransactionInline)

@@ -1,0 +1,133 @@
+from typing import Any
+
+from django.db.models import F
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from clients.api import VisibleClientField
+from clients.filters import visible_clients
+from portfolio_site.api.fields import ActorContextMixin, CurrencyField, must_be_positive
+from portfolio_site.api.viewsets import ScopedReadCreateViewSet
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
+
+from . import services
+from .filters import TransactionFilterSet
+from .models import Transaction
+from .selectors import client_balances
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    reversed_by = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Id of the reversal that cancels this transaction, if any."
+    )
+
+    class Meta:
+        model = Transaction
+        fields = [
+            "id",
+            "client",
+            "kind",
+            "amount",
+            "currency",
+            "date",
+            "notes",
+            "reference",
+            "created_by",
+            "reverses",
+            "reversed_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
+    client = VisibleClientField()
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in Transaction.CASH_MOVEMENTS])
+    amount = serializers.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive]
+    )
+    currency = CurrencyField()
+    date = serializers.DateField(help_text="Value date.")
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    reference = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=100,
+        default=None,
+        help_text="External id; posting the same reference again returns the first posting (200).",
+    )
+
+
+class ReverseSerializer(serializers.Serializer):
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class TransactionViewSet(ScopedReadCreateViewSet):
+    """Cash movements. Posted once and never edited: a correction is a reversal (`POST …/{id}/reverse/`).
+
+    Deposits and withdrawals are posted here; buys and sells are posted by their allocations.
+    """
+
+    queryset = Transaction.objects.annotate(reversed_by=F("reversal__id"))
+    serializer_class = TransactionSerializer
+    filterset_class = TransactionFilterSet
+    ordering_fields = ["date", "amount", "created_at", "id"]
+    ordering = ["-date", "-id"]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return TransactionCreateSerializer if self.action == "create" else TransactionSerializer
+
+    def _output(self, transaction: Transaction, status_code: int) -> Response:
+        fresh = self.get_queryset().get(pk=transaction.pk)
+        return Response(TransactionSerializer(fresh, context=self.get_serializer_context()).data, status=status_code)
+
+    @extend_schema(
+        request=TransactionCreateSerializer,
+        responses={201: TransactionSerializer, 200: TransactionSerializer},
+        description="Posts a deposit or withdrawal (201). A withdrawal larger than the cash available is refused "
+        "with 409. Replaying a reference returns the original posting (200).",
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        tx, created = services.transaction_post(actor=request.user, client_id=data.pop("client").pk, **data)
+        return self._output(tx, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=ReverseSerializer, responses={201: TransactionSerializer})
+    @action(detail=True, methods=["post"])
+    def reverse(self, request: Request, pk: str | None = None) -> Response:
+        """Posts the reversal of a deposit or withdrawal; 409 if already reversed or if it would overdraw."""
+        serializer = ReverseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reversal = services.transaction_reverse(
+            actor=request.user, transaction=self.get_object(), notes=serializer.validated_data["notes"]
+        )
+        return self._output(reversal, status.HTTP_201_CREATED)
+
+
+class BalanceSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
+
+
+class ClientBalancesView(GenericAPIView):
+    """A client's cash balance per currency, derived from the ledger."""
+
+    queryset = Transaction.objects.all()  # for the permission check: reading balances needs view_transaction
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ClientBalances", {"client": serializers.IntegerField(), "balances": BalanceSerializer(many=True)}
+        )
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        client = get_object_or_404(visible_clients(request), pk=pk)
+        balances = client_balances(client_id=client.pk)
+        rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
+        return Response({"client": client.pk, "balances": BalanceSerializer(rows, many=True).data})

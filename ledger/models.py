@@ -1,0 +1,105 @@
+from typing import Any, Self
+
+from django.conf import settings
+from django.db import models
+
+from clients.models import client_visibility
+from portfolio_site.models import TimeStampedModel
+from portfolio_site.money import CurrencyField, amount_field, currency_constraint
+
+
+class TransactionQuerySet(models.QuerySet["Transaction"]):
+    def visible_to(self, user: Any) -> Self:
+        return self.filter(client_visibility(user, through="client__"))
+
+
+class TransactionKind(models.TextChoices):
+    DEPOSIT = "deposit", "Deposit"
+    WITHDRAWAL = "withdrawal", "Withdrawal"
+    BUY = "buy", "Buy settlement"
+    SELL = "sell", "Sell settlement"
+
+
+class Transaction(TimeStampedModel):
+    """A posted cash movement. Never edited or deleted: a correction is a reversal pointing at the original."""
+
+    Kind = TransactionKind
+    INFLOWS = (Kind.DEPOSIT, Kind.SELL)
+    OUTFLOWS = (Kind.WITHDRAWAL, Kind.BUY)
+    CASH_MOVEMENTS = (Kind.DEPOSIT, Kind.WITHDRAWAL)
+    SETTLEMENTS = (Kind.BUY, Kind.SELL)
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="transactions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = amount_field(help_text="Always positive; the kind (and being a reversal) gives the direction.")
+    currency = CurrencyField()
+    date = models.DateField(help_text="Value date.")
+    notes = models.TextField(blank=True)
+    # NULL rather than "" when absent, so that rows without a reference never collide on the unique key.
+    reference = models.CharField(  # noqa: DJ001
+        max_length=100,
+        null=True,
+        blank=True,
+        help_text="External id, unique per client: posting the same reference twice posts once.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reverses = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversal",
+        help_text="The transaction this one cancels.",
+    )
+
+    objects = TransactionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date", "-id"]
+        indexes = [models.Index(fields=["client", "currency"], name="ledger_tx_client_currency")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0),
+                name="ledger_transaction_amount_positive",
+                violation_error_message="The amount must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=TransactionKind.values),
+                name="ledger_transaction_kind_valid",
+                violation_error_message="Unknown transaction kind.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(reverses=models.F("pk")),
+                name="ledger_transaction_not_self_reversal",
+                violation_error_message="A transaction cannot reverse itself.",
+            ),
+            models.UniqueConstraint(
+                fields=["client", "reference"],
+                name="ledger_transaction_reference_unique_per_client",
+                violation_error_message="This client already has a transaction with this reference.",
+            ),
+            currency_constraint("currency", name="ledger_transaction_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        label = f"{self.get_kind_display()} {self.amount} {self.currency}"
+        return f"Reversal of {label}" if self.reverses_id else label
+
+    def clean(self) -> None:
+        super().clean()
+        if self.reference == "":
+            self.reference = None
+
+
+def signed_amount() -> models.Case:
+    """A transaction's amount with the sign of its effect on cash: a reversal undoes what it reverses."""
+    inflow = models.Q(kind__in=Transaction.INFLOWS, reverses__isnull=True) | models.Q(
+        kind__in=Transaction.OUTFLOWS, reverses__isnull=False
+    )
+    return models.Case(
+        models.When(inflow, then=models.F("amount")),
+        default=-models.F("amount"),
+        output_field=amount_field(),
+    )

@@ -1,0 +1,37 @@
+"""Turns domain and database errors into DRF's error shapes with the right status, never a 500."""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.db.models import ProtectedError, RestrictedError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from portfolio_site.errors import ConflictError
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, ConflictError):
+        exc = Conflict(exc.message)
+    elif isinstance(exc, ProtectedError | RestrictedError):
+        exc = Conflict("This record is still referenced by other records and cannot be deleted.")
+    elif isinstance(exc, IntegrityError):
+        # A constraint caught what validation did not (usually a race between two writers). The
+        # message names the constraint, never the SQL.
+        logger.warning("Integrity error reached the API: %s", exc)
+        exc = Conflict("The change conflicts with existing data (a uniqueness or integrity rule refused it).")
+    return drf_exception_handler(exc, context)

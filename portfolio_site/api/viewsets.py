@@ -1,0 +1,77 @@
+"""The base viewsets: visibility first, then filters; and the response cache for reference data."""
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import QuerySet
+from rest_framework import mixins, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from portfolio_site.cache import namespace_version
+
+
+class ScopedViewSetMixin:
+    """Scopes the queryset by the caller's visibility before filters, search, ordering or the cache see it.
+
+    A model whose QuerySet has `visible_to(user)` is scoped by it; others (reference data such as assets)
+    are visible to whoever holds the model's view permission.
+    """
+
+    request: Request
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset = super().get_queryset()  # type: ignore[misc]
+        if hasattr(queryset, "visible_to"):
+            queryset = queryset.visible_to(self.request.user)
+        return queryset
+
+
+class CachedReadMixin:
+    """Caches list and detail responses when `cache_namespace` is set.
+
+    The key holds the namespace's version (bumped by every write through the services), the caller's
+    visibility (`cache_scope()`), the host and the full path with its query string. Only 200s are cached,
+    and only after the permission checks have passed.
+    """
+
+    cache_namespace: str | None = None
+
+    def cache_scope(self) -> str:
+        return "shared"
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._cached(request, lambda: super(CachedReadMixin, self).list(request, *args, **kwargs))  # type: ignore[misc]
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._cached(request, lambda: super(CachedReadMixin, self).retrieve(request, *args, **kwargs))  # type: ignore[misc]
+
+    def _cached(self, request: Request, compute: Callable[[], Response]) -> Response:
+        if self.cache_namespace is None:
+            return compute()
+        digest = hashlib.sha256("\n".join([self.cache_scope(), request.get_host(), request.get_full_path()]).encode())
+        key = f"api:{self.cache_namespace}:{namespace_version(self.cache_namespace)}:{digest.hexdigest()}"
+        data = cache.get(key)
+        if data is not None:
+            return Response(data)
+        response = compute()
+        if response.status_code == 200:
+            cache.set(key, response.data, timeout=settings.API_CACHE_SECONDS)
+        return response
+
+
+class ScopedModelViewSet(CachedReadMixin, ScopedViewSetMixin, viewsets.ModelViewSet):
+    pass
+
+
+class ScopedReadCreateViewSet(
+    ScopedViewSetMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """For records that are posted once and never edited (the ledger)."""

@@ -1,0 +1,11 @@
+"""Abstract model pieces shared by every app (cross-cutting, like the API plumbing)."""
+
+from django.db import models
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True

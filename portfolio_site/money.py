@@ -1,0 +1,68 @@
+"""Money and quantity fields shared by the apps: Decimal end to end, currencies as validated ISO 4217 codes."""
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import pycountry
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Length, Upper
+from django.db.models.lookups import Exact
+
+AMOUNT_DIGITS, AMOUNT_PLACES = 20, 4
+QUANTITY_DIGITS, QUANTITY_PLACES = 30, 10
+AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
+QUANTITY_QUANTUM = Decimal(1).scaleb(-QUANTITY_PLACES)
+
+
+def validate_currency(value: str) -> None:
+    if not isinstance(value, str) or len(value) != 3 or pycountry.currencies.get(alpha_3=value) is None:
+        raise ValidationError(
+            "%(value)s is not an ISO 4217 currency code.", code="invalid_currency", params={"value": value}
+        )
+
+
+class CurrencyField(models.CharField):
+    """An ISO 4217 code, stored upper-case in a varchar(3) (see ARCHITECTURE: char(3) misbehaves on bulk_create)."""
+
+    default_validators = [validate_currency]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["max_length"] = 3
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("max_length", None)
+        return name, path, args, kwargs
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+def currency_constraint(field: str, *, name: str) -> models.CheckConstraint:
+    """The shape of a currency code, as the database can check it (the full ISO list is checked by the field)."""
+    return models.CheckConstraint(
+        condition=models.Q(Exact(Length(field), 3), **{field: Upper(field)}),
+        name=name,
+        violation_error_message="The currency must be a three-letter upper-case ISO 4217 code.",
+    )
+
+
+def amount_field(**kwargs: Any) -> models.DecimalField:
+    return models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, **kwargs)
+
+
+def quantity_field(**kwargs: Any) -> models.DecimalField:
+    """Quantities and unit prices: ten decimal places, enough for crypto."""
+    return models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, **kwargs)
+
+
+def to_amount(value: Decimal) -> Decimal:
+    """Rounds a computed cash amount (quantity x price) to the ledger's precision, half-even."""
+    return value.quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def to_quantity(value: Decimal) -> Decimal:
+    return value.quantize(QUANTITY_QUANTUM, rounding=ROUND_HALF_EVEN)

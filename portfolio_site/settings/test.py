@@ -1,0 +1,15 @@
+"""Test settings: fast hashing, in-memory email, and the local-memory cache unless REDIS_URL is set."""
+
+from .base import *  # noqa: F403
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]  # noqa: F405
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+if REDIS_URL:  # noqa: F405
+    # A prefix of its own so a test run never reads or clears a developer's cached data.
+    CACHES["default"]["KEY_PREFIX"] = "portfolio-test"  # noqa: F405
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+# Static files are served from the apps' folders (no collectstatic) outside production.
+STATIC_ROOT = None

@@ -1,0 +1,44 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+
+from accounts.api import MeView, RegisterView, UserViewSet
+from clients.api import ClientViewSet
+from holdings.api import AllocationViewSet, AssetViewSet, PriceViewSet
+from ledger.api import ClientBalancesView, TransactionViewSet
+
+from . import health
+
+router = DefaultRouter()
+router.register("users", UserViewSet, basename="user")
+router.register("clients", ClientViewSet, basename="client")
+router.register("assets", AssetViewSet, basename="asset")
+router.register("prices", PriceViewSet, basename="price")
+router.register("allocations", AllocationViewSet, basename="allocation")
+router.register("transactions", TransactionViewSet, basename="transaction")
+
+auth_urls = [
+    path("token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("token/verify/", TokenVerifyView.as_view(), name="token-verify"),
+    path("register/", RegisterView.as_view(), name="register"),
+    path("me/", MeView.as_view(), name="me"),
+]
+
+api_v1 = [
+    path("auth/", include(auth_urls)),
+    path("clients/<int:pk>/balances/", ClientBalancesView.as_view(), name="client-balances"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+]
