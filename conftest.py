@@ -79,3 +79,29 @@ def count_queries() -> Callable[[Callable[[], Any]], int]:
         return len(context.captured_queries)
 
     return run
+
+
+@pytest.fixture
+def assert_list_queries_constant(count_queries: Callable[[Callable[[], Any]], int]) -> Callable[..., None]:
+    """Asserts that GET `url` costs as many queries with 5 rows as with 50 (no N+1)."""
+
+    def check(client: APIClient, url: str, make_rows: Callable[[int], Any]) -> None:
+        def measure() -> int:
+            # A fresh user object, as each real request has: role and permission look-ups are counted.
+            user = client.handler._force_user
+            client.force_authenticate(type(user).objects.get(pk=user.pk))
+            cache.clear()
+            return count_queries(lambda: _ok(client.get(url)))
+
+        make_rows(5)
+        with_five = measure()
+        make_rows(45)
+        with_fifty = measure()
+        assert with_five == with_fifty, f"{url}: {with_five} queries for 5 rows, {with_fifty} for 50"
+
+    return check
+
+
+def _ok(response: Any) -> None:
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] >= 5

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, permissions, serializers, status, viewsets
 from rest_framework.request import Request
@@ -96,7 +97,11 @@ class RegisterView(generics.GenericAPIView):
     def post(self, request: Request) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_register(actor=request.user, **serializer.validated_data)
+        try:
+            user = services.user_register(actor=request.user, **serializer.validated_data)
+        except DjangoPermissionDenied as denied:
+            # DRF answers 401 to an anonymous caller (who may yet log in as an admin), 403 to others.
+            self.permission_denied(request, message=str(denied))
         return Response(MeSerializer(user).data, status=status.HTTP_201_CREATED)
 
 

@@ -3,10 +3,18 @@ from typing import Any
 
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from .models import User
+
+
+def _set_password(user: User, password: str) -> None:
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as error:
+        raise ValidationError({"password": error.messages}) from None
+    user.set_password(password)
 
 
 @transaction.atomic
@@ -32,8 +40,7 @@ def user_create(
     if password is None:
         user.set_unusable_password()
     else:
-        password_validation.validate_password(password, user)
-        user.set_password(password)
+        _set_password(user, password)
     user.full_clean()
     user.save()
     user.groups.set(groups)
@@ -58,8 +65,7 @@ def user_update(
     if user.is_superuser:
         user.is_staff = True
     if password is not None:
-        password_validation.validate_password(password, user)
-        user.set_password(password)
+        _set_password(user, password)
     user.full_clean()
     user.save()
     if groups is not None:

@@ -1,0 +1,222 @@
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from clients.tests.factories import ClientFactory
+from holdings.models import Allocation, Asset, Price
+from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
+from ledger.models import Transaction
+from ledger.tests.factories import TransactionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(response: Any) -> set[int]:
+    assert response.status_code == 200, response.content
+    return {row["id"] for row in response.json()["results"]}
+
+
+# --- Assets ---------------------------------------------------------------------------------
+
+
+def test_operations_create_an_asset_normalised_and_validated(operations, api) -> None:
+    body = {"ticker": "asml", "exchange": "xams", "name": "ASML", "currency": "eur", "isin": "NL0010273215"}
+    response = api(operations).post("/api/v1/assets/", body)
+    assert response.status_code == 201, response.content
+    assert (response.json()["ticker"], response.json()["exchange"], response.json()["currency"]) == (
+        "ASML",
+        "XAMS",
+        "EUR",
+    )
+    duplicate = api(operations).post("/api/v1/assets/", {**body, "ticker": "ASML"})
+    assert duplicate.status_code == 400
+    bad = api(operations).post(
+        "/api/v1/assets/", {**body, "ticker": "X", "isin": "NL0010273216", "asset_type": "tulip"}
+    )
+    assert bad.status_code == 400
+    assert {"isin", "asset_type"} <= set(bad.json())
+
+
+def test_advisors_and_auditors_read_assets_but_cannot_write_them(advisor, auditor, api) -> None:
+    asset = AssetFactory()
+    for user in (advisor, auditor):
+        assert ids(api(user).get("/api/v1/assets/")) == {asset.pk}
+        assert api(user).post("/api/v1/assets/", {"ticker": "X", "name": "X", "currency": "USD"}).status_code == 403
+        assert api(user).delete(f"/api/v1/assets/{asset.pk}/").status_code == 403
+
+
+def test_staff_in_no_group_cannot_read_reference_data(nobody, api) -> None:
+    assert api(nobody).get("/api/v1/assets/").status_code == 403
+    assert api(nobody).get("/api/v1/prices/").status_code == 403
+
+
+def test_an_asset_in_use_cannot_be_deleted(operations, api) -> None:
+    allocation = AllocationFactory()
+    assert api(operations).delete(f"/api/v1/assets/{allocation.asset_id}/").status_code == 409
+    unused = AssetFactory()
+    assert api(operations).delete(f"/api/v1/assets/{unused.pk}/").status_code == 204
+
+
+def test_assets_filter_by_type_exchange_currency_ticker_and_search(operations, api) -> None:
+    etf = AssetFactory(ticker="VWRL", exchange="XAMS", currency="EUR", asset_type="etf", name="Vanguard All-World")
+    stock = AssetFactory(ticker="AAPL", exchange="XNAS", currency="USD", name="Apple")
+    c = api(operations)
+    assert ids(c.get("/api/v1/assets/?asset_type=etf")) == {etf.pk}
+    assert ids(c.get("/api/v1/assets/?exchange=xnas")) == {stock.pk}
+    assert ids(c.get("/api/v1/assets/?currency=EUR")) == {etf.pk}
+    assert ids(c.get("/api/v1/assets/?ticker=aapl")) == {stock.pk}
+    assert ids(c.get("/api/v1/assets/?search=vanguard")) == {etf.pk}
+
+
+def test_assets_list_query_count_does_not_grow_with_rows(advisor, api, assert_list_queries_constant) -> None:
+    assert_list_queries_constant(api(advisor), "/api/v1/assets/", AssetFactory.create_batch)
+
+
+# --- Prices ---------------------------------------------------------------------------------
+
+
+def test_operations_record_a_price_and_duplicates_are_refused(operations, api) -> None:
+    asset = AssetFactory(currency="EUR")
+    body = {"asset": asset.pk, "date": "2026-06-01", "close": "112.3456789012"}
+    response = api(operations).post("/api/v1/prices/", body)
+    assert response.status_code == 201, response.content
+    assert (response.json()["close"], response.json()["currency"]) == ("112.3456789012", "EUR")
+    assert api(operations).post("/api/v1/prices/", body).status_code == 400
+    negative = api(operations).post("/api/v1/prices/", {**body, "date": "2026-06-02", "close": "-1"})
+    assert negative.status_code == 400
+    assert "close" in negative.json()
+
+
+def test_prices_are_updated_and_deleted_by_operations(operations, api) -> None:
+    price = PriceFactory()
+    assert api(operations).patch(f"/api/v1/prices/{price.pk}/", {"close": "101.5"}).status_code == 200
+    price.refresh_from_db()
+    assert price.close == Decimal("101.5")
+    assert api(operations).delete(f"/api/v1/prices/{price.pk}/").status_code == 204
+    assert not Price.objects.exists()
+
+
+def test_prices_filter_by_asset_and_date_range(advisor, api) -> None:
+    asset = AssetFactory()
+    inside = PriceFactory(asset=asset, date="2026-02-10")
+    PriceFactory(asset=asset, date="2026-03-10")
+    PriceFactory(date="2026-02-10")
+    response = api(advisor).get(f"/api/v1/prices/?asset={asset.pk}&date_after=2026-02-01&date_before=2026-02-28")
+    assert ids(response) == {inside.pk}
+
+
+def test_prices_list_query_count_does_not_grow_with_rows(advisor, api, assert_list_queries_constant) -> None:
+    assert_list_queries_constant(api(advisor), "/api/v1/prices/", PriceFactory.create_batch)
+
+
+# --- Allocations ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def funded(advisor: Any) -> Any:
+    client = ClientFactory(advisor=advisor)
+    TransactionFactory(client=client, amount=Decimal("5000"), currency="USD")
+    return client
+
+
+def buy(client_id: int, asset_id: int, quantity: str = "10", **extra: Any) -> dict[str, Any]:
+    return {
+        "client": client_id,
+        "asset": asset_id,
+        "kind": "buy",
+        "quantity": quantity,
+        "price": "100.25",
+        "fees": "1.50",
+        "date": "2026-06-02",
+        **extra,
+    }
+
+
+def test_a_buy_through_the_api_settles_in_cash(advisor, funded, api) -> None:
+    asset = AssetFactory(currency="USD")
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, asset.pk))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    settlement = Transaction.objects.get(pk=body["settlement"])
+    assert (settlement.kind, settlement.amount) == ("buy", Decimal("1004.0000"))
+    assert (body["quantity"], body["currency"]) == ("10.0000000000", "USD")
+    balances = api(advisor).get(f"/api/v1/clients/{funded.pk}/balances/").json()["balances"]
+    assert balances == [{"currency": "USD", "amount": "3996.0000"}]
+
+
+def test_a_buy_beyond_the_cash_and_a_sell_beyond_the_units_get_409(advisor, funded, api) -> None:
+    asset = AssetFactory(currency="USD")
+    too_big = api(advisor).post("/api/v1/allocations/", buy(funded.pk, asset.pk, "50"))
+    assert too_big.status_code == 409
+    assert "Insufficient cash" in too_big.json()["detail"]
+    short = api(advisor).post("/api/v1/allocations/", buy(funded.pk, asset.pk, "1", kind="sell"))
+    assert short.status_code == 409
+    assert "Not enough units" in short.json()["detail"]
+    assert not Allocation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("quantity", "0"), ("quantity", "-1"), ("price", "-1"), ("fees", "-0.01"), ("kind", "gift"), ("asset", "999999")],
+)
+def test_invalid_allocation_fields_get_a_400_naming_the_field(field: str, value: str, advisor, funded, api) -> None:
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, AssetFactory().pk, **{field: value}))
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_advisor_sees_and_trades_only_for_their_clients(advisor, other_advisor, funded, api) -> None:
+    mine = AllocationFactory(client=funded)
+    theirs = AllocationFactory(client=ClientFactory(advisor=other_advisor))
+    c = api(advisor)
+    assert ids(c.get("/api/v1/allocations/")) == {mine.pk}
+    assert c.get(f"/api/v1/allocations/{theirs.pk}/").status_code == 404
+    assert c.patch(f"/api/v1/allocations/{theirs.pk}/", {"notes": "x"}).status_code == 404
+    assert c.delete(f"/api/v1/allocations/{theirs.pk}/").status_code == 404
+    refused = c.post("/api/v1/allocations/", buy(theirs.client_id, AssetFactory().pk, kind="transfer_in"))
+    assert refused.status_code == 400
+    assert "client" in refused.json()
+    moved = c.patch(f"/api/v1/allocations/{mine.pk}/", {"client": theirs.client_id})
+    assert moved.status_code == 400
+    assert ids(c.get(f"/api/v1/allocations/?search={theirs.client.name}")) == set()
+
+
+def test_changing_and_deleting_a_trade_through_the_api_resettles_it(advisor, funded, api) -> None:
+    asset = AssetFactory(currency="USD")
+    created = api(advisor).post("/api/v1/allocations/", buy(funded.pk, asset.pk)).json()
+    changed = api(advisor).patch(f"/api/v1/allocations/{created['id']}/", {"quantity": "20"})
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["settlement"] != created["settlement"]
+    assert Transaction.objects.filter(reverses_id=created["settlement"]).exists()
+    assert api(advisor).delete(f"/api/v1/allocations/{created['id']}/").status_code == 204
+    balances = api(advisor).get(f"/api/v1/clients/{funded.pk}/balances/").json()["balances"]
+    assert balances == [{"currency": "USD", "amount": "5000.0000"}]
+
+
+def test_auditor_reads_allocations_but_cannot_write_them(auditor, api) -> None:
+    allocation = AllocationFactory()
+    assert ids(api(auditor).get("/api/v1/allocations/")) == {allocation.pk}
+    assert api(auditor).delete(f"/api/v1/allocations/{allocation.pk}/").status_code == 403
+
+
+def test_allocations_filter_by_client_asset_kind_and_date_range(operations, api) -> None:
+    first = BuyFactory(date="2026-01-10")
+    second = AllocationFactory(client=first.client, date="2026-02-10")
+    third = AllocationFactory(asset=first.asset, date="2026-03-10", kind="transfer_in")
+    c = api(operations)
+    assert ids(c.get(f"/api/v1/allocations/?client={first.client_id}")) == {first.pk, second.pk}
+    assert ids(c.get(f"/api/v1/allocations/?asset={first.asset_id}")) == {first.pk, third.pk}
+    assert ids(c.get("/api/v1/allocations/?kind=buy")) == {first.pk}
+    assert ids(c.get("/api/v1/allocations/?date_after=2026-02-01&date_before=2026-02-28")) == {second.pk}
+
+
+def test_allocations_list_query_count_does_not_grow_with_rows(advisor, api, assert_list_queries_constant) -> None:
+    client = ClientFactory(advisor=advisor)
+    assert_list_queries_constant(
+        api(advisor), "/api/v1/allocations/", lambda n: BuyFactory.create_batch(n, client=client)
+    )
+
+
+def test_asset_model_is_exposed_with_its_choices() -> None:
+    assert "crypto" in Asset.AssetType.values

@@ -1,0 +1,202 @@
+import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from clients.tests.factories import ClientFactory
+from holdings import services
+from holdings.models import Allocation
+from holdings.selectors import position
+from holdings.tests.factories import AllocationFactory, AssetFactory
+from ledger.models import Transaction
+from ledger.selectors import cash_available
+from ledger.tests.factories import TransactionFactory
+from portfolio_site.errors import ConflictError
+
+pytestmark = pytest.mark.django_db
+DAY = datetime.date(2026, 5, 4)
+
+
+@pytest.fixture
+def client_with_cash() -> Any:
+    client = ClientFactory()
+    TransactionFactory(client=client, kind="deposit", amount=Decimal("10000"), currency="USD")
+    return client
+
+
+@pytest.fixture
+def asset() -> Any:
+    return AssetFactory(currency="USD")
+
+
+def trade(
+    actor: Any, client: Any, asset: Any, kind: str, quantity: str, price: str = "100", fees: str = "0"
+) -> Allocation:
+    return services.allocation_create(
+        actor=actor,
+        client=client,
+        asset=asset,
+        kind=kind,
+        quantity=Decimal(quantity),
+        price=Decimal(price),
+        fees=Decimal(fees),
+        date=DAY,
+    )
+
+
+def test_buy_posts_its_settlement_for_quantity_times_price_plus_fees(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "12.5", "80.1234", "9.99")
+    assert (buy.settlement.kind, buy.settlement.amount, buy.settlement.currency, buy.settlement.date) == (
+        "buy",
+        Decimal("1011.5325"),  # 12.5 x 80.1234 = 1001.5425, + 9.99
+        "USD",
+        DAY,
+    )
+    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("8988.4675")
+
+
+def test_settlement_amount_rounds_half_even_to_the_ledger_precision() -> None:
+    amount = services.settlement_amount(kind="buy", quantity=Decimal("1"), price=Decimal("0.00005"), fees=Decimal("0"))
+    assert amount == Decimal("0.0000")
+    amount = services.settlement_amount(kind="buy", quantity=Decimal("3"), price=Decimal("0.00005"), fees=Decimal("0"))
+    assert amount == Decimal("0.0002")
+
+
+def test_sell_posts_proceeds_less_fees(operations, client_with_cash, asset) -> None:
+    trade(operations, client_with_cash, asset, "buy", "10")
+    sell = trade(operations, client_with_cash, asset, "sell", "4", "110", "5")
+    assert (sell.settlement.kind, sell.settlement.amount) == ("sell", Decimal("435.0000"))
+    assert position(client_id=client_with_cash.pk, asset_id=asset.pk) == Decimal("6")
+
+
+def test_transfers_move_securities_without_cash(operations, asset) -> None:
+    client = ClientFactory()
+    transfer = trade(operations, client, asset, "transfer_in", "5", "0")
+    assert transfer.settlement is None
+    assert Transaction.objects.count() == 0
+    trade(operations, client, asset, "transfer_out", "5", "0")
+    assert position(client_id=client.pk, asset_id=asset.pk) == Decimal("0")
+
+
+def test_buy_larger_than_cash_is_refused_and_writes_nothing(operations, client_with_cash, asset) -> None:
+    with pytest.raises(ConflictError, match="Insufficient cash"):
+        trade(operations, client_with_cash, asset, "buy", "101")
+    assert Allocation.objects.count() == 0
+    assert Transaction.objects.filter(kind="buy").count() == 0
+
+
+def test_buy_is_paid_in_the_asset_currency_not_another(operations, asset) -> None:
+    client = ClientFactory()
+    TransactionFactory(client=client, amount=Decimal("10000"), currency="EUR")
+    with pytest.raises(ConflictError):
+        trade(operations, client, asset, "buy", "1")
+
+
+def test_selling_more_than_held_is_refused(operations, client_with_cash, asset) -> None:
+    trade(operations, client_with_cash, asset, "buy", "2")
+    with pytest.raises(ConflictError, match="Not enough units"):
+        trade(operations, client_with_cash, asset, "sell", "2.0000000001")
+    with pytest.raises(ConflictError):
+        trade(operations, client_with_cash, asset, "transfer_out", "3", "0")
+    assert Allocation.objects.count() == 1
+    assert Transaction.objects.filter(kind="sell").count() == 0
+
+
+def test_a_trade_that_moves_no_cash_is_refused(operations, client_with_cash, asset) -> None:
+    with pytest.raises(ValidationError, match="transfer_in"):
+        trade(operations, client_with_cash, asset, "buy", "1", "0")
+    trade(operations, client_with_cash, asset, "buy", "1")
+    with pytest.raises(ValidationError):
+        trade(operations, client_with_cash, asset, "sell", "1", "1", "1")
+
+
+def test_changing_a_trade_reverses_its_settlement_and_posts_a_new_one(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10")
+    old_settlement = buy.settlement
+    services.allocation_update(actor=operations, allocation=buy, quantity=Decimal("20"))
+    buy.refresh_from_db()
+    assert buy.settlement != old_settlement
+    assert buy.settlement.amount == Decimal("2000")
+    assert Transaction.objects.filter(reverses=old_settlement).exists()
+    old_settlement.refresh_from_db()
+    assert old_settlement.amount == Decimal("1000")  # the ledger is never edited
+    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("8000")
+
+
+def test_changing_only_the_notes_leaves_the_ledger_alone(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10")
+    before = Transaction.objects.count()
+    services.allocation_update(actor=operations, allocation=buy, notes="Booked by phone")
+    assert Transaction.objects.count() == before
+
+
+def test_raising_a_sell_price_when_its_proceeds_were_spent_is_allowed(operations, client_with_cash, asset) -> None:
+    trade(operations, client_with_cash, asset, "buy", "10")
+    sell = trade(operations, client_with_cash, asset, "sell", "10", "100")
+    balance = cash_available(client_id=client_with_cash.pk, currency="USD")
+    TransactionFactory(client=client_with_cash, kind="withdrawal", amount=balance, currency="USD")
+    # Reversing the old sell alone would overdraw; posting the new, larger sell first keeps cash >= 0.
+    services.allocation_update(actor=operations, allocation=sell, price=Decimal("110"))
+    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("100")
+
+
+def test_lowering_a_buy_below_what_was_sold_since_is_refused(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10")
+    trade(operations, client_with_cash, asset, "sell", "8")
+    with pytest.raises(ConflictError, match="Not enough units"):
+        services.allocation_update(actor=operations, allocation=buy, quantity=Decimal("5"))
+    buy.refresh_from_db()
+    assert buy.quantity == Decimal("10")
+
+
+def test_turning_a_buy_into_a_transfer_reverses_its_settlement(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10")
+    services.allocation_update(actor=operations, allocation=buy, kind="transfer_in")
+    buy.refresh_from_db()
+    assert buy.settlement is None
+    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("10000")
+
+
+def test_deleting_a_trade_reverses_its_settlement(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10")
+    settlement = buy.settlement
+    services.allocation_delete(actor=operations, allocation=buy)
+    assert not Allocation.objects.exists()
+    assert Transaction.objects.filter(reverses=settlement).exists()
+    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("10000")
+
+
+def test_deleting_a_buy_whose_units_were_sold_is_refused(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10")
+    trade(operations, client_with_cash, asset, "sell", "10")
+    with pytest.raises(ConflictError):
+        services.allocation_delete(actor=operations, allocation=buy)
+    assert Allocation.objects.filter(pk=buy.pk).exists()
+
+
+def test_advisor_cannot_trade_for_or_move_a_trade_to_a_client_they_do_not_advise(advisor, asset) -> None:
+    own = ClientFactory(advisor=advisor)
+    stranger = ClientFactory()
+    with pytest.raises(PermissionDenied):
+        trade(advisor, stranger, asset, "transfer_in", "1", "0")
+    transfer = trade(advisor, own, asset, "transfer_in", "1", "0")
+    with pytest.raises(PermissionDenied):
+        services.allocation_update(actor=advisor, allocation=transfer, client=stranger)
+
+
+def test_asset_currency_cannot_change_once_allocations_use_it(operations, asset) -> None:
+    AllocationFactory(asset=asset)
+    with pytest.raises(ConflictError):
+        services.asset_update(asset=asset, currency="EUR")
+    services.asset_update(asset=asset, name="Renamed")
+
+
+def test_asset_create_normalises_and_validates(operations) -> None:
+    asset = services.asset_create(ticker="vwrl", exchange="xams", name="Vanguard", currency="eur", asset_type="etf")
+    assert (asset.ticker, asset.exchange, asset.currency) == ("VWRL", "XAMS", "EUR")
+    with pytest.raises(ValidationError):
+        services.asset_create(ticker="VWRL", exchange="XAMS", name="Duplicate", currency="EUR")
+    with pytest.raises(ValidationError):
+        services.asset_create(ticker="NEW", name="Bad currency", currency="ABC")

@@ -1,0 +1,176 @@
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from clients.tests.factories import ClientFactory
+from ledger.models import Transaction
+from ledger.tests.factories import TransactionFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/transactions/"
+
+
+def deposit(client_id: int, amount: str = "100.00", **extra: Any) -> dict[str, Any]:
+    return {"client": client_id, "kind": "deposit", "amount": amount, "currency": "EUR", "date": "2026-06-01", **extra}
+
+
+def ids(response: Any) -> set[int]:
+    assert response.status_code == 200, response.content
+    return {row["id"] for row in response.json()["results"]}
+
+
+def test_deposit_is_posted_and_amounts_travel_as_decimal_strings(operations, api) -> None:
+    client = ClientFactory()
+    response = api(operations).post(URL, deposit(client.pk, "1234.5678"))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["amount"], body["kind"], body["created_by"], body["reversed_by"]) == (
+        "1234.5678",
+        "deposit",
+        operations.pk,
+        None,
+    )
+    assert Transaction.objects.get().amount == Decimal("1234.5678")
+
+
+def test_withdrawal_larger_than_balance_is_refused_with_409(operations, api) -> None:
+    client = ClientFactory()
+    api(operations).post(URL, deposit(client.pk, "100"))
+    response = api(operations).post(URL, deposit(client.pk, "100.01", kind="withdrawal"))
+    assert response.status_code == 409
+    assert "Insufficient cash" in response.json()["detail"]
+    assert Transaction.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("amount", "0"),
+        ("amount", "-1"),
+        ("amount", "1.00001"),
+        ("amount", "abc"),
+        ("currency", "XYZ"),
+        ("kind", "buy"),
+        ("date", "01/06/2026"),
+    ],
+)
+def test_invalid_transaction_fields_get_a_400_naming_the_field(field: str, value: str, operations, api) -> None:
+    response = api(operations).post(URL, deposit(ClientFactory().pk, **{field: value}))
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_replaying_a_reference_returns_the_original_with_200(operations, api) -> None:
+    client = ClientFactory()
+    first = api(operations).post(URL, deposit(client.pk, reference="BANK-1"))
+    again = api(operations).post(URL, deposit(client.pk, reference="BANK-1"))
+    different = api(operations).post(URL, deposit(client.pk, "5", reference="BANK-1"))
+    assert (first.status_code, again.status_code, different.status_code) == (201, 200, 409)
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_advisor_posts_and_sees_only_their_clients_transactions(advisor, other_advisor, api) -> None:
+    mine = TransactionFactory(client=ClientFactory(advisor=advisor))
+    theirs = TransactionFactory(client=ClientFactory(advisor=other_advisor))
+    client = api(advisor)
+    assert ids(client.get(URL)) == {mine.pk}
+    assert client.get(f"{URL}{theirs.pk}/").status_code == 404
+    filtered = client.get(f"{URL}?client={theirs.client_id}")
+    assert filtered.status_code == 400
+    assert "client" in filtered.json()
+    refused = client.post(URL, deposit(theirs.client_id))
+    assert refused.status_code == 400
+    assert "client" in refused.json()
+    assert client.post(URL, deposit(mine.client_id)).status_code == 201
+
+
+def test_auditor_reads_every_transaction_but_cannot_post_or_reverse(auditor, api) -> None:
+    tx = TransactionFactory()
+    assert ids(api(auditor).get(URL)) == {tx.pk}
+    assert api(auditor).post(URL, deposit(tx.client_id)).status_code == 403
+    assert api(auditor).post(f"{URL}{tx.pk}/reverse/").status_code == 403
+
+
+def test_staff_in_no_group_get_403(nobody, api) -> None:
+    assert api(nobody).get(URL).status_code == 403
+
+
+def test_posted_transactions_cannot_be_edited_or_deleted(operations, api) -> None:
+    tx = TransactionFactory()
+    assert api(operations).patch(f"{URL}{tx.pk}/", {"amount": "1"}).status_code == 405
+    assert api(operations).put(f"{URL}{tx.pk}/", deposit(tx.client_id)).status_code == 405
+    assert api(operations).delete(f"{URL}{tx.pk}/").status_code == 405
+
+
+def test_reverse_action_posts_a_reversal_once(operations, api) -> None:
+    tx = TransactionFactory()
+    response = api(operations).post(f"{URL}{tx.pk}/reverse/", {"notes": "Duplicate booking"})
+    assert response.status_code == 201, response.content
+    assert (response.json()["reverses"], response.json()["notes"]) == (tx.pk, "Duplicate booking")
+    assert api(operations).get(f"{URL}{tx.pk}/").json()["reversed_by"] == response.json()["id"]
+    again = api(operations).post(f"{URL}{tx.pk}/reverse/")
+    assert again.status_code == 409
+    assert "already been reversed" in again.json()["detail"]
+
+
+def test_reversing_a_trade_settlement_directly_is_refused(operations, api) -> None:
+    settlement = TransactionFactory(kind="buy")
+    assert api(operations).post(f"{URL}{settlement.pk}/reverse/").status_code == 409
+
+
+def test_advisor_cannot_reverse_another_advisors_transaction(advisor, api) -> None:
+    tx = TransactionFactory()
+    assert api(advisor).post(f"{URL}{tx.pk}/reverse/").status_code == 404
+    assert not Transaction.objects.filter(reverses=tx).exists()
+
+
+def test_transactions_filter_by_client_kind_currency_date_reference_and_reversal(operations, api) -> None:
+    client = ClientFactory()
+    early = TransactionFactory(client=client, date="2026-01-01", currency="USD", reference="A-1")
+    late = TransactionFactory(client=client, date="2026-03-01", kind="withdrawal", amount=Decimal("1"))
+    other = TransactionFactory(date="2026-02-01", notes="Quarterly fee rebate")
+    reversal = TransactionFactory(client=client, reverses=early, currency="USD", date="2026-03-02")
+    c = api(operations)
+    assert ids(c.get(f"{URL}?client={client.pk}")) == {early.pk, late.pk, reversal.pk}
+    assert ids(c.get(f"{URL}?kind=withdrawal")) == {late.pk}
+    assert ids(c.get(f"{URL}?currency=USD")) == {early.pk, reversal.pk}
+    assert ids(c.get(f"{URL}?date_after=2026-01-15&date_before=2026-02-28")) == {other.pk}
+    assert ids(c.get(f"{URL}?reference=A-1")) == {early.pk}
+    assert ids(c.get(f"{URL}?is_reversal=true")) == {reversal.pk}
+    assert ids(c.get(f"{URL}?search=rebate")) == {other.pk}
+    dates = [row["date"] for row in c.get(f"{URL}?ordering=date").json()["results"]]
+    assert dates == sorted(dates)
+
+
+def test_transactions_list_query_count_does_not_grow_with_rows(advisor, api, assert_list_queries_constant) -> None:
+    client = ClientFactory(advisor=advisor)
+
+    def make(n: int) -> None:
+        for tx in TransactionFactory.create_batch(n, client=client):
+            TransactionFactory(client=client, reverses=tx)
+
+    assert_list_queries_constant(api(advisor), URL, make)
+
+
+def test_balances_are_listed_per_currency_for_a_visible_client(advisor, other_advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    TransactionFactory(client=client, amount=Decimal("100.5"), currency="EUR")
+    TransactionFactory(client=client, kind="withdrawal", amount=Decimal("0.25"), currency="EUR")
+    TransactionFactory(client=client, amount=Decimal("7"), currency="USD")
+    response = api(advisor).get(f"/api/v1/clients/{client.pk}/balances/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "client": client.pk,
+        "balances": [{"currency": "EUR", "amount": "100.2500"}, {"currency": "USD", "amount": "7.0000"}],
+    }
+    assert api(other_advisor).get(f"/api/v1/clients/{client.pk}/balances/").status_code == 404
+
+
+def test_balances_need_the_view_transaction_permission(nobody, api) -> None:
+    assert api(nobody).get(f"/api/v1/clients/{ClientFactory().pk}/balances/").status_code == 403
+
+
+def test_a_client_with_no_transactions_has_no_balances(operations, api) -> None:
+    client = ClientFactory()
+    assert api(operations).get(f"/api/v1/clients/{client.pk}/balances/").json()["balances"] == []

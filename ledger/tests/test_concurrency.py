@@ -1,0 +1,55 @@
+"""Row locks only mean something on PostgreSQL: SQLite serialises every writer anyway."""
+
+import datetime
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from accounts.tests.factories import OperationsFactory
+from clients.tests.factories import ClientFactory
+from ledger import services
+from ledger.models import Transaction
+from ledger.selectors import cash_available
+from ledger.tests.factories import TransactionFactory
+from portfolio_site.errors import ConflictError
+
+WORKERS = 8
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_withdrawals_never_take_the_balance_below_zero() -> None:
+    operations = OperationsFactory()
+    client = ClientFactory()
+    TransactionFactory(client=client, amount=Decimal("500"), currency="EUR")
+    start = threading.Barrier(WORKERS)
+    outcomes: list[str] = []
+
+    def withdraw() -> None:
+        try:
+            start.wait()
+            services.transaction_post(
+                actor=operations,
+                client_id=client.pk,
+                kind="withdrawal",
+                amount=Decimal("100"),
+                currency="EUR",
+                date=datetime.date(2026, 7, 1),
+            )
+            outcomes.append("posted")
+        except ConflictError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=withdraw) for _ in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(outcomes) == ["posted"] * 5 + ["refused"] * (WORKERS - 5)
+    assert Transaction.objects.filter(kind="withdrawal").count() == 5
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("0")

@@ -1,0 +1,166 @@
+import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from clients.tests.factories import ClientFactory
+from ledger import services
+from ledger.models import Transaction
+from ledger.selectors import cash_available
+from ledger.tests.factories import TransactionFactory
+from portfolio_site.errors import ConflictError
+
+pytestmark = pytest.mark.django_db
+DAY = datetime.date(2026, 4, 1)
+
+
+def post(actor: Any, client: Any, kind: str, amount: str, **extra: Any) -> tuple[Transaction, bool]:
+    fields = {"currency": "EUR", "date": DAY, **extra}
+    return services.transaction_post(actor=actor, client_id=client.pk, kind=kind, amount=Decimal(amount), **fields)
+
+
+def test_deposit_is_posted_with_its_author(operations: Any) -> None:
+    client = ClientFactory()
+    tx, created = post(operations, client, "deposit", "100")
+    assert created
+    assert (tx.kind, tx.amount, tx.created_by) == ("deposit", Decimal("100"), operations)
+
+
+def test_withdrawal_larger_than_balance_is_refused_and_writes_nothing(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "100")
+    with pytest.raises(ConflictError, match="Insufficient cash"):
+        post(operations, client, "withdrawal", "100.0001")
+    assert Transaction.objects.filter(kind="withdrawal").count() == 0
+
+
+def test_withdrawal_is_checked_against_the_balance_in_its_own_currency(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "100", currency="USD")
+    with pytest.raises(ConflictError):
+        post(operations, client, "withdrawal", "50", currency="EUR")
+
+
+def test_withdrawal_of_the_whole_balance_leaves_zero(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "100")
+    post(operations, client, "withdrawal", "100")
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("0")
+
+
+def test_posting_a_reference_again_returns_the_first_posting(operations: Any) -> None:
+    client = ClientFactory()
+    first, created_first = post(operations, client, "deposit", "100", reference="BANK-7")
+    again, created_again = post(operations, client, "deposit", "100", reference="BANK-7")
+    assert (created_first, created_again) == (True, False)
+    assert again.pk == first.pk
+    assert Transaction.objects.count() == 1
+
+
+def test_reusing_a_reference_for_a_different_movement_is_a_conflict(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "100", reference="BANK-7")
+    with pytest.raises(ConflictError, match="BANK-7"):
+        post(operations, client, "deposit", "999", reference="BANK-7")
+
+
+def test_buys_and_sells_are_not_posted_as_cash_movements(operations: Any) -> None:
+    with pytest.raises(ValidationError):
+        post(operations, ClientFactory(), "buy", "10")
+
+
+def test_unknown_currency_is_refused(operations: Any) -> None:
+    with pytest.raises(ValidationError, match="ISO 4217"):
+        post(operations, ClientFactory(), "deposit", "10", currency="XYZ")
+
+
+def test_advisor_cannot_post_for_a_client_they_do_not_advise(advisor: Any) -> None:
+    with pytest.raises(PermissionDenied):
+        post(advisor, ClientFactory(), "deposit", "10")
+
+
+def test_advisor_posts_for_their_own_client(advisor: Any) -> None:
+    tx, _ = post(advisor, ClientFactory(advisor=advisor), "deposit", "10")
+    assert tx.client.advisor == advisor
+
+
+def test_auditor_sees_all_clients_but_the_api_refuses_writes_by_permission(auditor: Any) -> None:
+    # Visibility lets an auditor see every client; it is the missing add permission that stops writes.
+    assert not auditor.has_perm("ledger.add_transaction")
+    assert auditor.has_perm("ledger.view_transaction")
+
+
+def test_reversing_a_deposit_posts_a_reversal_and_leaves_the_original_untouched(operations: Any) -> None:
+    client = ClientFactory()
+    deposit, _ = post(operations, client, "deposit", "100")
+    reversal = services.transaction_reverse(actor=operations, transaction=deposit, notes="Keyed twice")
+    deposit.refresh_from_db()
+    assert (reversal.reverses, reversal.kind, reversal.amount, reversal.notes) == (
+        deposit,
+        "deposit",
+        deposit.amount,
+        "Keyed twice",
+    )
+    assert deposit.amount == Decimal("100")
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("0")
+
+
+def test_reversing_a_deposit_that_was_already_spent_is_refused(operations: Any) -> None:
+    client = ClientFactory()
+    deposit, _ = post(operations, client, "deposit", "100")
+    post(operations, client, "withdrawal", "60")
+    with pytest.raises(ConflictError, match="Insufficient cash"):
+        services.transaction_reverse(actor=operations, transaction=deposit)
+
+
+def test_reversing_a_withdrawal_gives_the_cash_back(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "100")
+    withdrawal, _ = post(operations, client, "withdrawal", "40")
+    services.transaction_reverse(actor=operations, transaction=withdrawal)
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("100")
+
+
+def test_a_transaction_is_reversed_at_most_once(operations: Any) -> None:
+    deposit, _ = post(operations, ClientFactory(), "deposit", "100")
+    services.transaction_reverse(actor=operations, transaction=deposit)
+    with pytest.raises(ConflictError, match="already been reversed"):
+        services.transaction_reverse(actor=operations, transaction=deposit)
+
+
+def test_a_reversal_cannot_be_reversed(operations: Any) -> None:
+    deposit, _ = post(operations, ClientFactory(), "deposit", "100")
+    reversal = services.transaction_reverse(actor=operations, transaction=deposit)
+    with pytest.raises(ConflictError, match="cannot itself be reversed"):
+        services.transaction_reverse(actor=operations, transaction=reversal)
+
+
+def test_a_trade_settlement_is_not_reversed_directly(operations: Any) -> None:
+    settlement = TransactionFactory(kind="buy")
+    with pytest.raises(ConflictError, match="settles a trade"):
+        services.transaction_reverse(actor=operations, transaction=settlement)
+
+
+def test_settlement_reverse_refuses_a_cash_movement(operations: Any) -> None:
+    with pytest.raises(ValidationError):
+        services.settlement_reverse(actor=operations, transaction=TransactionFactory(kind="deposit"))
+
+
+def test_a_buy_settlement_is_refused_when_cash_is_short(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "10")
+    with pytest.raises(ConflictError):
+        services.settlement_post(
+            actor=operations, client_id=client.pk, kind="buy", amount=Decimal("10.01"), currency="EUR", date=DAY
+        )
+    tx = services.settlement_post(
+        actor=operations, client_id=client.pk, kind="sell", amount=Decimal("5"), currency="EUR", date=DAY
+    )
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("15")
+    with pytest.raises(ValidationError):
+        services.settlement_post(
+            actor=operations, client_id=client.pk, kind="deposit", amount=Decimal("5"), currency="EUR", date=DAY
+        )
+    assert tx.kind == "sell"
