@@ -88,7 +88,7 @@ def assert_list_queries_constant(count_queries: Callable[[Callable[[], Any]], in
     def check(client: APIClient, url: str, make_rows: Callable[[int], Any]) -> None:
         def measure() -> int:
             # A fresh user object, as each real request has: role and permission look-ups are counted.
-            user = client.handler._force_user
+            user = client.handler._force_user  # type: ignore[attr-defined]
             client.force_authenticate(type(user).objects.get(pk=user.pk))
             cache.clear()
             return count_queries(lambda: _ok(client.get(url)))

@@ -6,7 +6,12 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from portfolio_site.cache import invalidate_namespace
+
 from .models import User
+
+# Cached responses that show users (a client's advisor name) depend on this namespace.
+CACHE_NAMESPACE = "users"
 
 
 def _set_password(user: User, password: str) -> None:
@@ -44,6 +49,7 @@ def user_create(
     user.full_clean()
     user.save()
     user.groups.set(groups)
+    invalidate_namespace(CACHE_NAMESPACE)
     return user
 
 
@@ -70,4 +76,5 @@ def user_update(
     user.save()
     if groups is not None:
         user.groups.set(groups)
+    invalidate_namespace(CACHE_NAMESPACE)
     return user

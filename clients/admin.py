@@ -1,9 +1,10 @@
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.roles import sees_all_clients
 from portfolio_site.admin_utils import ScopedAdminMixin, ServiceAdminMixin
 
 from . import services
@@ -22,14 +23,23 @@ class ClientScopedAdminMixin(ScopedAdminMixin):
 @admin.register(Client)
 class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "email", "advisor", "base_currency", "is_active", "created_at"]
-    list_filter = ["is_active", "base_currency", "advisor"]
+    # Only the advisors of clients the user sees: the plain filter would list every member of staff.
+    list_filter = ["is_active", "base_currency", ("advisor", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["advisor"]
     search_fields = ["name", "email", "phone"]
     autocomplete_fields = ["advisor"]
     readonly_fields = ["created_at", "updated_at"]
     # Other apps add their read-only inlines (allocations, transactions) with `add_client_inline`,
     # so that this app never imports them.
-    inlines: list[Any] = []
+    inlines: ClassVar[list[Any]] = []
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Client | None = None) -> list[str]:
+        # An advisor takes on clients for themselves (client_create makes them the advisor) and may not look
+        # up other staff, so the advisor picker is for those who see every client.
+        fields = list(super().get_readonly_fields(request, obj))
+        if not sees_all_clients(request.user):
+            fields.append("advisor")
+        return fields
 
     def save_model(self, request: HttpRequest, obj: Client, form: Any, change: bool) -> None:
         data = {name: form.cleaned_data[name] for name in form.changed_data} if change else form.cleaned_data

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
+from accounts.services import CACHE_NAMESPACE as USERS_CACHE_NAMESPACE
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, LowercaseEmailField
 from portfolio_site.api.viewsets import ScopedModelViewSet
 
@@ -35,7 +36,7 @@ class ClientSerializer(ActorContextMixin, serializers.ModelSerializer):
         required=False,
         help_text="User id of the responsible staff member; an advisor creating a client defaults to themselves.",
     )
-    advisor_name = serializers.StringRelatedField(source="advisor", read_only=True)
+    advisor_name: serializers.Field = serializers.StringRelatedField(source="advisor", read_only=True)
     base_currency = CurrencyField()
 
     class Meta:
@@ -70,6 +71,7 @@ class ClientViewSet(ScopedModelViewSet):
     ordering_fields = ["name", "email", "created_at", "updated_at"]
     ordering = ["name", "id"]
     cache_namespace = services.CACHE_NAMESPACE
+    cache_depends_on = (USERS_CACHE_NAMESPACE,)
 
     def cache_scope(self) -> str:
         return visibility_key(self.request.user)

@@ -90,8 +90,7 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
 
 class AllocationInline(ReadOnlyInline):
     model = Allocation
-    fields = ["date", "asset", "kind", "quantity", "price", "fees", "settlement"]
-    readonly_fields = fields
+    fields = readonly_fields = ("date", "asset", "kind", "quantity", "price", "fees", "settlement")
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:

@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -28,6 +29,11 @@ class AssetSerializer(serializers.ModelSerializer):
 
 
 class AssetViewSet(ScopedModelViewSet):
+    """Securities and other instruments that clients hold: reference data every staff role reads, Operations write.
+
+    An asset that allocations use cannot be deleted or change its currency (409); deleting one deletes its prices.
+    """
+
     queryset = Asset.objects.all()
     serializer_class = AssetSerializer
     filterset_class = AssetFilterSet
@@ -56,6 +62,8 @@ class PriceSerializer(serializers.ModelSerializer):
 
 
 class PriceViewSet(ScopedModelViewSet):
+    """Closing prices of assets, one per asset and date, in the asset's currency."""
+
     queryset = Price.objects.select_related("asset")
     serializer_class = PriceSerializer
     filterset_class = PriceFilterSet
@@ -77,7 +85,7 @@ class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
         help_text="Per unit, in the asset's currency.",
     )
     fees = serializers.DecimalField(
-        max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default="0"
+        max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
     )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 

@@ -18,7 +18,7 @@ def validate_isin(value: str) -> None:
         raise ValidationError(
             "%(value)s is not a valid ISIN (%(reason)s).",
             code="invalid_isin",
-            params={"value": value, "reason": error.message},
+            params={"value": value, "reason": str(error)},
         ) from None
 
 

@@ -54,9 +54,11 @@ class TransactionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
 class TransactionInline(ReadOnlyInline):
     model = Transaction
     fk_name = "client"
-    fields = ["date", "kind", "amount", "currency", "reference", "reverses"]
-    readonly_fields = fields
+    fields = readonly_fields = ("date", "kind", "amount", "currency", "reference", "reverses")
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} transactions"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Transaction]:
+        return super().get_queryset(request).select_related("reverses")
 
 
 add_client_inline(TransactionInline)

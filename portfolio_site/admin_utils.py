@@ -1,13 +1,19 @@
 """Admin plumbing shared by the apps: visibility scoping and reporting service errors instead of a 500."""
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import router, transaction
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from portfolio_site.errors import ConflictError
+
+SERVICE_ERRORS = (ValidationError, ConflictError, PermissionDenied)
 
 
 def error_text(error: Exception) -> str:
@@ -26,25 +32,81 @@ class ScopedAdminMixin:
         return queryset
 
 
+class ServiceRefusal(Exception):
+    """A service refused a write the admin asked for; carries the service's own error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error_text(error))
+        self.error = error
+
+
+def _reporting_refusals(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except SERVICE_ERRORS as error:
+            raise ServiceRefusal(error) from error
+
+    return wrapper
+
+
 class ServiceAdminMixin:
     """Writes go through services; a rule they enforce comes back as an error message, never a 500.
 
-    The admin wraps the change form in a transaction, so a refused write leaves nothing behind.
+    Only errors raised by the admin's write methods (`save_model`, `delete_model`, `delete_queryset`) are
+    reported as messages: the admin's own permission checks still answer 403 (catching those too would
+    redirect a user without permission to the same page forever). Change forms and actions run in a
+    transaction, so a refused write leaves nothing behind.
     """
+
+    WRITE_METHODS = ("save_model", "delete_model", "delete_queryset")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.WRITE_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _reporting_refusals(cls.__dict__[name]))
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().changeform_view(request, *args, **kwargs)  # type: ignore[misc]
-        except (ValidationError, ConflictError, PermissionDenied) as error:
-            messages.error(request, f"Not saved: {error_text(error)}")
+        except ServiceRefusal as refusal:
+            messages.error(request, f"Not saved: {refusal}")
             return HttpResponseRedirect(request.get_full_path())
 
     def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().delete_view(request, *args, **kwargs)  # type: ignore[misc]
-        except (ValidationError, ConflictError, PermissionDenied) as error:
-            messages.error(request, f"Not deleted: {error_text(error)}")
+        except ServiceRefusal as refusal:
+            messages.error(request, f"Not deleted: {refusal}")
             return HttpResponseRedirect(request.get_full_path())
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Any], *args: Any) -> HttpResponse | None:
+        try:
+            with transaction.atomic(using=router.db_for_write(self.model)):  # type: ignore[attr-defined]
+                return super().response_action(request, queryset, *args)  # type: ignore[misc]
+        except ServiceRefusal as refusal:
+            messages.error(request, f"Not done: {refusal}")
+            return HttpResponseRedirect(request.get_full_path())
+
+
+class LatestRowsInlineFormSet(BaseInlineFormSet):
+    """The parent's latest `max_rows` rows (in the model's ordering), each knowing its parent without a query."""
+
+    max_rows = 20
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if not hasattr(self, "_latest_rows"):
+            queryset = super().get_queryset()
+            # A sliced queryset cannot feed a formset; a subquery on the latest ids of this parent can.
+            self._latest_rows = queryset.filter(pk__in=queryset.values("pk")[: self.max_rows])
+        return self._latest_rows
+
+    def _construct_form(self, i: int, **kwargs: Any) -> Any:
+        form = super()._construct_form(i, **kwargs)  # type: ignore[misc]
+        setattr(form.instance, self.fk.name, self.instance)
+        return form
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -54,6 +116,7 @@ class ReadOnlyInline(admin.TabularInline):
     max_rows = 20
     show_change_link = True
     can_delete = False
+    formset = LatestRowsInlineFormSet
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -64,8 +127,7 @@ class ReadOnlyInline(admin.TabularInline):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset = super().get_queryset(request)
-        latest = queryset.order_by(*self.model._meta.ordering).values("pk")[: self.max_rows]
-        # A sliced queryset cannot feed a formset; a subquery on the latest ids can.
-        return queryset.filter(pk__in=latest)
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.max_rows = self.max_rows  # type: ignore[attr-defined]
+        return formset

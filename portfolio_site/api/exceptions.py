@@ -3,12 +3,14 @@
 import logging
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from portfolio_site.errors import ConflictError
@@ -22,9 +24,18 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+def _validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
+    """Django's errors in DRF's shape: a model-wide error (Django's `__all__`) under `non_field_errors`."""
+    detail = as_serializer_error(exc)
+    if NON_FIELD_ERRORS in detail:
+        messages = detail.pop(NON_FIELD_ERRORS)
+        detail[api_settings.NON_FIELD_ERRORS_KEY] = [*detail.get(api_settings.NON_FIELD_ERRORS_KEY, []), *messages]
+    return exceptions.ValidationError(detail)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(as_serializer_error(exc))
+        exc = _validation_error(exc)
     elif isinstance(exc, ConflictError):
         exc = Conflict(exc.message)
     elif isinstance(exc, ProtectedError | RestrictedError):

@@ -21,24 +21,24 @@ class ScopedViewSetMixin:
     are visible to whoever holds the model's view permission.
     """
 
-    request: Request
-
     def get_queryset(self) -> QuerySet[Any]:
         queryset = super().get_queryset()  # type: ignore[misc]
         if hasattr(queryset, "visible_to"):
-            queryset = queryset.visible_to(self.request.user)
+            queryset = queryset.visible_to(self.request.user)  # type: ignore[attr-defined]
         return queryset
 
 
 class CachedReadMixin:
     """Caches list and detail responses when `cache_namespace` is set.
 
-    The key holds the namespace's version (bumped by every write through the services), the caller's
+    The key holds the namespaces' versions (bumped by every write through the services), the caller's
     visibility (`cache_scope()`), the host and the full path with its query string. Only 200s are cached,
     and only after the permission checks have passed.
     """
 
     cache_namespace: str | None = None
+    # Other namespaces whose writes change these responses too (a client shows its advisor's name).
+    cache_depends_on: tuple[str, ...] = ()
 
     def cache_scope(self) -> str:
         return "shared"
@@ -53,7 +53,8 @@ class CachedReadMixin:
         if self.cache_namespace is None:
             return compute()
         digest = hashlib.sha256("\n".join([self.cache_scope(), request.get_host(), request.get_full_path()]).encode())
-        key = f"api:{self.cache_namespace}:{namespace_version(self.cache_namespace)}:{digest.hexdigest()}"
+        versions = ":".join(namespace_version(ns) for ns in (self.cache_namespace, *self.cache_depends_on))
+        key = f"api:{self.cache_namespace}:{versions}:{digest.hexdigest()}"
         data = cache.get(key)
         if data is not None:
             return Response(data)

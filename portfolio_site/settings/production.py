@@ -1,15 +1,17 @@
-"""Production: refuses to start with DEBUG on or a weak secret; `manage.py check --deploy` is clean."""
+"""Production: refuses to start with DEBUG on, a weak secret or no Redis; `manage.py check --deploy` is clean."""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
 from .base import env
 
-MIN_SECRET_LENGTH = 32
+# Django's own deployment check (security.W009) asks for 50 characters with at least 5 different ones.
+MIN_SECRET_LENGTH = 50
+MIN_SECRET_DISTINCT = 5
 
 
 def _require_strong(name: str, value: str) -> None:
-    if len(value) < MIN_SECRET_LENGTH or value.startswith("django-insecure"):
+    if len(value) < MIN_SECRET_LENGTH or len(set(value)) < MIN_SECRET_DISTINCT or value.startswith("django-insecure"):
         raise ImproperlyConfigured(f"{name} must be set to a random value of at least {MIN_SECRET_LENGTH} characters.")
 
 
@@ -19,6 +21,11 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 _require_strong("SECRET_KEY", SECRET_KEY)
 SIMPLE_JWT["SIGNING_KEY"] = env.str("JWT_SIGNING_KEY", default=SECRET_KEY)  # noqa: F405
 _require_strong("JWT_SIGNING_KEY", SIMPLE_JWT["SIGNING_KEY"])  # noqa: F405
+
+# Several processes serve production: a per-process cache would serve other processes' stale responses
+# after a write, and per-process throttles would multiply every limit by the number of processes.
+if not REDIS_URL:  # noqa: F405
+    raise ImproperlyConfigured("REDIS_URL must be set in production: the cache is shared by every process.")
 
 # TLS ends at the load balancer, which says so in X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

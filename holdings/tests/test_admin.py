@@ -1,0 +1,368 @@
+"""The holdings admin: assets and prices, and allocations whose buys and sells settle through the ledger."""
+
+import datetime
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django import test
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from clients.tests.factories import ClientFactory
+from holdings.models import Allocation, Asset, Price
+from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
+from ledger.models import Transaction
+from ledger.selectors import cash_available
+from ledger.tests.factories import TransactionFactory
+
+pytestmark = pytest.mark.django_db
+
+ALLOCATIONS = "admin:holdings_allocation_changelist"
+
+
+def _messages(response: Any) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def _changelist_ids(response: Any) -> set[int]:
+    return {row.pk for row in response.context["cl"].result_list}
+
+
+def _page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]], int], url: str) -> int:
+    def load() -> None:
+        assert client.get(url).status_code == 200
+
+    return count_queries(load)
+
+
+def _buy_form(*, client_pk: int, asset_pk: int, quantity: str = "10", price: str = "50", fees: str = "5") -> dict:
+    return {
+        "client": client_pk,
+        "asset": asset_pk,
+        "kind": Allocation.Kind.BUY,
+        "quantity": quantity,
+        "price": price,
+        "fees": fees,
+        "date": "2026-02-01",
+        "notes": "",
+    }
+
+
+@pytest.fixture
+def usd_client(advisor: Any) -> Any:
+    """A client of `advisor` with 1000 USD of cash (the default asset currency)."""
+    owner = ClientFactory(advisor=advisor)
+    TransactionFactory(client=owner, currency="USD", amount=Decimal("1000"))
+    return owner
+
+
+# --- Changelists ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url_name", "make_rows"),
+    [
+        ("admin:holdings_asset_changelist", lambda n: AssetFactory.create_batch(n)),
+        ("admin:holdings_price_changelist", lambda n: PriceFactory.create_batch(n)),
+        (
+            ALLOCATIONS,
+            lambda n: (BuyFactory.create_batch(n - n // 5), AllocationFactory.create_batch(n // 5)),
+        ),
+    ],
+    ids=["assets", "prices", "allocations"],
+)
+def test_holdings_changelist_loads_with_the_same_query_count_for_5_and_50_rows(
+    client, superuser, count_queries, url_name, make_rows
+):
+    client.force_login(superuser)
+    url = reverse(url_name)
+    make_rows(5)
+    _page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = _page_queries(client, count_queries, url)
+
+    make_rows(45)
+    many = _page_queries(client, count_queries, url)
+
+    assert len(client.get(url).context["cl"].result_list) == 50
+    assert few == many
+
+
+def test_allocation_changelist_query_count_is_the_same_for_5_and_50_rows_for_an_advisor(client, advisor, count_queries):
+    owner = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+    url = reverse(ALLOCATIONS)
+    BuyFactory.create_batch(5, client=owner)
+    _page_queries(client, count_queries, url)
+    few = _page_queries(client, count_queries, url)
+
+    BuyFactory.create_batch(45, client=owner)
+    BuyFactory.create_batch(10)  # not theirs
+    many = _page_queries(client, count_queries, url)
+
+    assert few == many
+
+
+@pytest.mark.parametrize("model_name", ["asset", "price", "allocation"])
+def test_holdings_changelist_is_forbidden_to_a_user_in_no_group(client, nobody, model_name):
+    client.force_login(nobody)
+
+    assert client.get(reverse(f"admin:holdings_{model_name}_changelist")).status_code == 403
+
+
+# --- Visibility -----------------------------------------------------------------------------------------------
+
+
+def test_allocation_changelist_shows_an_advisor_only_allocations_of_their_own_clients(client, advisor):
+    own = BuyFactory(client=ClientFactory(advisor=advisor))
+    BuyFactory()
+    client.force_login(advisor)
+
+    response = client.get(reverse(ALLOCATIONS))
+
+    assert response.status_code == 200
+    assert _changelist_ids(response) == {own.pk}
+
+
+def test_allocation_changelist_shows_an_auditor_every_allocation(client, auditor):
+    allocations = [BuyFactory(), AllocationFactory()]
+    client.force_login(auditor)
+
+    assert _changelist_ids(client.get(reverse(ALLOCATIONS))) == {allocation.pk for allocation in allocations}
+
+
+def test_another_advisors_allocation_page_redirects_an_advisor_away(client, advisor):
+    theirs = BuyFactory()
+    client.force_login(advisor)
+
+    response = client.get(reverse("admin:holdings_allocation_change", args=[theirs.pk]))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:index")
+
+
+def test_allocation_form_client_picker_offers_only_visible_clients(client, advisor):
+    own = ClientFactory(advisor=advisor)
+    ClientFactory()
+    client.force_login(advisor)
+
+    response = client.get(reverse("admin:holdings_allocation_add"))
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.fields["client"].queryset) == [own]
+
+
+def test_allocation_client_autocomplete_offers_only_visible_clients(client, advisor):
+    own = ClientFactory(advisor=advisor, name="Ada Own")
+    ClientFactory(name="Ada Theirs")
+    client.force_login(advisor)
+
+    response = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "holdings", "model_name": "allocation", "field_name": "client", "term": "Ada"},
+    )
+
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [str(own.pk)]
+
+
+def test_allocation_for_another_advisors_client_is_refused_by_the_form(client, advisor):
+    theirs = ClientFactory()
+    TransactionFactory(client=theirs, currency="USD")
+    asset = AssetFactory()
+    client.force_login(advisor)
+
+    response = client.post(reverse("admin:holdings_allocation_add"), _buy_form(client_pk=theirs.pk, asset_pk=asset.pk))
+
+    assert response.status_code == 200
+    assert "client" in response.context["adminform"].form.errors
+    assert not Allocation.objects.exists()
+
+
+# --- Allocations: writes through the service -------------------------------------------------------------------
+
+
+def test_adding_a_buy_in_the_admin_posts_its_settlement_through_the_ledger(client, advisor, usd_client):
+    asset = AssetFactory(currency="USD")
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:holdings_allocation_add"), _buy_form(client_pk=usd_client.pk, asset_pk=asset.pk)
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse(ALLOCATIONS)
+    allocation = Allocation.objects.get()
+    settlement = allocation.settlement
+    assert (settlement.client_id, settlement.kind, settlement.amount, settlement.currency) == (
+        usd_client.pk,
+        Transaction.Kind.BUY,
+        Decimal("505"),
+        "USD",
+    )
+    assert settlement.created_by == advisor
+    assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("495")
+
+
+def test_buy_larger_than_the_cash_shows_an_error_and_writes_nothing(client, advisor, usd_client):
+    asset = AssetFactory(currency="USD")
+    client.force_login(advisor)
+    url = reverse("admin:holdings_allocation_add")
+
+    response = client.post(url, _buy_form(client_pk=usd_client.pk, asset_pk=asset.pk, quantity="100"))
+
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert any(message.startswith("Not saved: Insufficient cash") for message in _messages(response))
+    assert not Allocation.objects.exists()
+    assert Transaction.objects.count() == 1
+    assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("1000")
+
+
+def test_buy_in_a_currency_the_client_holds_no_cash_in_is_refused(client, advisor, usd_client):
+    asset = AssetFactory(currency="GBP")
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:holdings_allocation_add"), _buy_form(client_pk=usd_client.pk, asset_pk=asset.pk)
+    )
+
+    assert response.status_code == 302
+    assert any("Insufficient cash" in message for message in _messages(response))
+    assert not Allocation.objects.exists()
+
+
+def test_changing_a_buys_quantity_in_the_admin_reverses_the_old_settlement_and_posts_a_new_one(
+    client, advisor, usd_client
+):
+    buy = BuyFactory(client=usd_client, quantity=Decimal("2"), price=Decimal("100"))  # 200 USD settled
+    client.force_login(advisor)
+    form = _buy_form(client_pk=usd_client.pk, asset_pk=buy.asset_id, quantity="3", price="100", fees="0")
+
+    response = client.post(reverse("admin:holdings_allocation_change", args=[buy.pk]), form)
+
+    assert response.status_code == 302
+    old_settlement = buy.settlement
+    buy.refresh_from_db()
+    assert Transaction.objects.filter(reverses=old_settlement).exists()
+    assert buy.settlement.amount == Decimal("300")
+    assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("700")  # 1000 - 300
+
+
+def test_deleting_an_allocation_in_the_admin_reverses_its_settlement(client, advisor, usd_client):
+    buy = BuyFactory(client=usd_client)
+    client.force_login(advisor)
+
+    response = client.post(reverse("admin:holdings_allocation_delete", args=[buy.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Allocation.objects.filter(pk=buy.pk).exists()
+    reversal = Transaction.objects.get(reverses=buy.settlement)
+    assert (reversal.kind, reversal.amount, reversal.created_by) == (
+        Transaction.Kind.BUY,
+        buy.settlement.amount,
+        advisor,
+    )
+
+
+def test_deleting_a_buy_that_later_units_were_moved_out_of_is_refused_with_a_message(client, advisor, usd_client):
+    buy = BuyFactory(client=usd_client, asset=AssetFactory(currency="USD"))
+    AllocationFactory(client=usd_client, asset=buy.asset, kind=Allocation.Kind.TRANSFER_OUT, quantity=buy.quantity)
+    client.force_login(advisor)
+    url = reverse("admin:holdings_allocation_delete", args=[buy.pk])
+
+    response = client.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert any(message.startswith("Not deleted: Not enough units") for message in _messages(response))
+    assert Allocation.objects.filter(pk=buy.pk).exists()
+    assert not Transaction.objects.filter(reverses=buy.settlement).exists()
+
+
+def test_bulk_deleting_allocations_reverses_each_settlement(client, advisor, usd_client):
+    buys = BuyFactory.create_batch(2, client=usd_client)
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse(ALLOCATIONS),
+        {"action": "delete_selected", "_selected_action": [buy.pk for buy in buys], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not Allocation.objects.exists()
+    assert Transaction.objects.filter(reverses__in=[buy.settlement for buy in buys]).count() == 2
+
+
+def test_bulk_delete_refused_by_the_service_shows_an_error_and_deletes_nothing(client, advisor, usd_client):
+    asset = AssetFactory(currency="USD")
+    first, second = BuyFactory.create_batch(2, client=usd_client, asset=asset)
+    AllocationFactory(client=usd_client, asset=asset, kind=Allocation.Kind.TRANSFER_OUT, quantity=Decimal("15"))
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse(ALLOCATIONS),
+        {"action": "delete_selected", "_selected_action": [first.pk, second.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert any(message.startswith("Not done: Not enough units") for message in _messages(response))
+    assert Allocation.objects.filter(pk__in=[first.pk, second.pk]).count() == 2
+    assert not Transaction.objects.filter(reverses__isnull=False).exists()
+
+
+def test_allocation_add_page_is_forbidden_to_an_auditor(client, auditor):
+    client.force_login(auditor)
+
+    assert client.get(reverse("admin:holdings_allocation_add")).status_code == 403
+
+
+# --- Assets and prices ----------------------------------------------------------------------------------------
+
+
+def test_adding_an_asset_in_the_admin_stores_the_ticker_upper_case(client, operations):
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_asset_add"),
+        {"ticker": " aapl ", "name": "Apple Inc.", "exchange": "xnas", "currency": "usd", "asset_type": "equity"},
+    )
+
+    assert response.status_code == 302
+    asset = Asset.objects.get()
+    assert (asset.ticker, asset.exchange, asset.currency) == ("AAPL", "XNAS", "USD")
+
+
+def test_adding_an_asset_whose_upper_case_ticker_exists_is_refused_by_the_form(client, operations):
+    AssetFactory(ticker="AAPL", exchange="XNAS")
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_asset_add"),
+        {"ticker": "aapl", "name": "Apple again", "exchange": "XNAS", "currency": "USD", "asset_type": "equity"},
+    )
+
+    assert response.status_code == 200
+    assert "already exists" in str(response.context["adminform"].form.errors)
+    assert Asset.objects.count() == 1
+
+
+def test_adding_a_price_in_the_admin_stores_it(client, operations):
+    asset = AssetFactory()
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_price_add"), {"asset": asset.pk, "date": "2026-03-02", "close": "123.456789"}
+    )
+
+    assert response.status_code == 302
+    price = Price.objects.get()
+    assert (price.asset, price.date, price.close) == (asset, datetime.date(2026, 3, 2), Decimal("123.456789"))
+
+
+@pytest.mark.parametrize("model_name", ["asset", "price"])
+def test_asset_and_price_add_pages_are_forbidden_to_an_advisor(client, advisor, model_name):
+    client.force_login(advisor)
+
+    assert client.get(reverse(f"admin:holdings_{model_name}_add")).status_code == 403

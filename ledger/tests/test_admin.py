@@ -1,0 +1,236 @@
+"""The transactions admin: read-only, scoped to what the user may see, corrections by the reverse action only."""
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django import test
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from clients.tests.factories import ClientFactory
+from holdings.tests.factories import BuyFactory
+from ledger.models import Transaction
+from ledger.tests.factories import TransactionFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:ledger_transaction_changelist"
+
+
+def _messages(response: Any) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def _changelist_ids(response: Any) -> set[int]:
+    return {row.pk for row in response.context["cl"].result_list}
+
+
+def _page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]], int], url: str) -> int:
+    def load() -> None:
+        assert client.get(url).status_code == 200
+
+    return count_queries(load)
+
+
+def _reverse_action(client: test.Client, *transactions: Transaction) -> Any:
+    return client.post(
+        reverse(CHANGELIST),
+        {"action": "reverse_selected", "_selected_action": [tx.pk for tx in transactions]},
+    )
+
+
+def _make_transactions(count: int, created_by: Any) -> None:
+    """Deposits of several clients, some reversed, so every column of the list has something to show."""
+    for _ in range(count // 5):
+        deposits = TransactionFactory.create_batch(4, created_by=created_by)
+        TransactionFactory(client=deposits[0].client, reverses=deposits[0], created_by=created_by)
+
+
+# --- Changelist -------------------------------------------------------------------------------------------------
+
+
+def test_transaction_changelist_loads_with_the_same_query_count_for_5_and_50_rows(client, superuser, count_queries):
+    client.force_login(superuser)
+    url = reverse(CHANGELIST)
+    _make_transactions(5, superuser)
+    _page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = _page_queries(client, count_queries, url)
+
+    _make_transactions(45, superuser)
+    many = _page_queries(client, count_queries, url)
+
+    assert Transaction.objects.count() == 50
+    assert few == many
+
+
+def test_transaction_changelist_shows_an_advisor_only_transactions_of_their_own_clients(client, advisor):
+    own = TransactionFactory(client=ClientFactory(advisor=advisor))
+    TransactionFactory()  # another advisor's client
+    client.force_login(advisor)
+
+    response = client.get(reverse(CHANGELIST))
+
+    assert response.status_code == 200
+    assert _changelist_ids(response) == {own.pk}
+
+
+def test_transaction_changelist_shows_operations_every_transaction(client, operations):
+    transactions = TransactionFactory.create_batch(3)
+    client.force_login(operations)
+
+    response = client.get(reverse(CHANGELIST))
+
+    assert _changelist_ids(response) == {tx.pk for tx in transactions}
+
+
+def test_transaction_changelist_is_forbidden_to_a_user_in_no_group(client, nobody):
+    TransactionFactory()
+    client.force_login(nobody)
+
+    assert client.get(reverse(CHANGELIST)).status_code == 403
+
+
+def test_another_advisors_transaction_page_is_not_shown_to_an_advisor(client, advisor):
+    theirs = TransactionFactory(reference="THEIRS-1")
+    client.force_login(advisor)
+
+    response = client.get(reverse("admin:ledger_transaction_change", args=[theirs.pk]))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:index")
+
+
+# --- Read-only ----------------------------------------------------------------------------------------------------
+
+
+def test_transaction_add_page_is_forbidden_even_to_operations(client, operations):
+    client.force_login(operations)
+
+    assert client.get(reverse("admin:ledger_transaction_add")).status_code == 403
+    response = client.post(
+        reverse("admin:ledger_transaction_add"),
+        {"client": ClientFactory().pk, "kind": "deposit", "amount": "10", "currency": "EUR", "date": "2026-01-01"},
+    )
+
+    assert response.status_code == 403
+    assert not Transaction.objects.exists()
+
+
+def test_transaction_change_page_is_view_only_and_a_posted_change_is_forbidden(client, operations):
+    tx = TransactionFactory(amount=Decimal("100"))
+    client.force_login(operations)
+    url = reverse("admin:ledger_transaction_change", args=[tx.pk])
+
+    page = client.get(url)
+    posted = client.post(url, {"amount": "999", "kind": "withdrawal", "currency": "EUR", "date": "2026-01-01"})
+
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert posted.status_code == 403
+    tx.refresh_from_db()
+    assert (tx.amount, tx.kind) == (Decimal("100"), Transaction.Kind.DEPOSIT)
+
+
+def test_transaction_cannot_be_deleted_in_the_admin(client, superuser):
+    tx = TransactionFactory()
+    client.force_login(superuser)
+    url = reverse("admin:ledger_transaction_delete", args=[tx.pk])
+
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert Transaction.objects.filter(pk=tx.pk).exists()
+
+
+def test_transaction_changelist_offers_no_bulk_delete_only_the_reverse_action(client, operations):
+    client.force_login(operations)
+
+    response = client.get(reverse(CHANGELIST))
+
+    actions = [name for name, _ in response.context["action_form"].fields["action"].choices if name]
+    assert actions == ["reverse_selected"]
+
+
+def test_reverse_action_is_not_offered_to_an_auditor(client, auditor):
+    TransactionFactory()
+    client.force_login(auditor)
+
+    response = client.get(reverse(CHANGELIST))
+
+    assert response.status_code == 200
+    assert response.context["action_form"] is None
+
+
+# --- The reverse action -------------------------------------------------------------------------------------------
+
+
+def test_reverse_action_reverses_a_deposit_with_a_reversal_pointing_at_it(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor), amount=Decimal("250"))
+    client.force_login(advisor)
+
+    response = _reverse_action(client, deposit)
+
+    assert response.status_code == 302
+    reversal = Transaction.objects.get(reverses=deposit)
+    assert (reversal.client_id, reversal.kind, reversal.amount, reversal.currency) == (
+        deposit.client_id,
+        Transaction.Kind.DEPOSIT,
+        Decimal("250"),
+        deposit.currency,
+    )
+    assert reversal.created_by == advisor
+    assert "Reversed 1 transaction(s)." in _messages(response)
+
+
+def test_reverse_action_refuses_a_deposit_whose_reversal_would_overdraw_and_writes_nothing(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor), amount=Decimal("1000"))
+    TransactionFactory(client=deposit.client, kind=Transaction.Kind.WITHDRAWAL, amount=Decimal("800"))
+    client.force_login(advisor)
+
+    response = _reverse_action(client, deposit)
+
+    assert response.status_code == 302
+    assert Transaction.objects.count() == 2
+    assert not Transaction.objects.filter(reverses=deposit).exists()
+    assert any("Insufficient cash" in message for message in _messages(response))
+
+
+def test_reverse_action_refuses_a_buy_settlement(client, advisor):
+    buy = BuyFactory(client=ClientFactory(advisor=advisor))
+    client.force_login(advisor)
+
+    response = _reverse_action(client, buy.settlement)
+
+    assert response.status_code == 302
+    assert not Transaction.objects.filter(reverses=buy.settlement).exists()
+    assert any("settles a trade" in message for message in _messages(response))
+
+
+def test_reverse_action_refuses_to_reverse_twice(client, operations):
+    deposit = TransactionFactory()
+    TransactionFactory(client=deposit.client, reverses=deposit)
+    client.force_login(operations)
+
+    response = _reverse_action(client, deposit)
+
+    assert Transaction.objects.filter(reverses=deposit).count() == 1
+    assert any("already been reversed" in message for message in _messages(response))
+
+
+def test_reverse_action_cannot_reach_another_advisors_transaction(client, advisor):
+    theirs = TransactionFactory()
+    client.force_login(advisor)
+
+    _reverse_action(client, theirs)
+
+    assert not Transaction.objects.filter(reverses=theirs).exists()
+
+
+def test_reverse_action_is_refused_to_an_auditor(client, auditor):
+    deposit = TransactionFactory()
+    client.force_login(auditor)
+
+    _reverse_action(client, deposit)
+
+    assert not Transaction.objects.filter(reverses=deposit).exists()

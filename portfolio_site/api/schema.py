@@ -1,0 +1,80 @@
+"""The schema class: drf-spectacular's, plus the error responses the exception handler really sends.
+
+drf-spectacular documents only the success response. Every operation can also answer 401 (missing or bad
+credentials); most 403 (role or visibility); those that read input 400 (`{"field": ["message"]}`, see
+`exception_handler`); those with an id in the path, and paginated lists (`?page=` past the end), 404; and
+every write 409 (a domain conflict, a protected row or a database constraint).
+"""
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+from rest_framework_simplejwt.views import TokenVerifyView, TokenViewBase
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    """An error that concerns the request as a whole."""
+
+    detail = serializers.CharField()
+
+
+VALIDATION_ERROR = ResolvedComponent(
+    name="ValidationError",
+    type=ResolvedComponent.SCHEMA,
+    object="ValidationError",
+    schema={
+        "type": "object",
+        "description": "Messages per field (`non_field_errors` for the object as a whole, `detail` when the body "
+        'cannot be read), e.g. `{"email": ["Enter a valid email address."]}`.',
+        "additionalProperties": {
+            "oneOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "string"},
+                {"type": "object", "description": "Messages of a nested object or list, by key or index."},
+            ]
+        },
+    },
+)
+
+
+class AutoSchema(SpectacularAutoSchema):
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        if isinstance(self.view, TokenVerifyView) and "content" not in responses.get("200", {}):
+            # SimpleJWT answers a valid token with an empty JSON object, not with an empty body.
+            empty = {"type": "object", "maxProperties": 0, "description": "Empty: the token is valid."}
+            responses["200"] = self._get_response_for_code(
+                OpenApiResponse(empty, description="The token is valid."), "200", direction=direction
+            )
+        for code, (serializer, description) in self._error_responses().items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(serializer, description=description), code, direction=direction
+                )
+        return responses
+
+    def _error_responses(self) -> dict[str, tuple[Any, str]]:
+        self.registry.register_on_missing(VALIDATION_ERROR)
+        is_token_view = isinstance(self.view, TokenViewBase)
+        has_id = "{id}" in self.path or "{pk}" in self.path
+        is_list = self.method == "GET" and self._is_list_view()
+        errors: dict[str, tuple[Any, str]] = {}
+        if self.method in {"POST", "PUT", "PATCH"} or is_list:
+            errors["400"] = (VALIDATION_ERROR.ref, "Invalid input: messages per field.")
+        errors["401"] = (ErrorDetailSerializer, "Missing, expired or invalid credentials.")
+        if not is_token_view:
+            errors["403"] = (ErrorDetailSerializer, "The caller's role or visibility does not allow this.")
+        if has_id or is_list:
+            errors["404"] = (ErrorDetailSerializer, "No such object among those the caller may see, or no such page.")
+        if self.method in WRITE_METHODS and not is_token_view:
+            errors["409"] = (
+                ErrorDetailSerializer,
+                "The request conflicts with the current state: a business rule (not enough cash or units, already "
+                "reversed), a record still referenced by others, or a uniqueness rule.",
+            )
+        return errors

@@ -1,0 +1,400 @@
+"""The OpenAPI schema is valid and tells the truth: real responses of every endpoint are checked against it."""
+
+import datetime
+import inspect
+import json
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import Client as DjangoClient
+from drf_spectacular.validation import validate_schema
+from openapi_core import OpenAPI
+from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.tests.factories import PASSWORD, AdvisorFactory, OperationsFactory, SuperuserFactory
+from clients.tests.factories import ClientFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
+from ledger.models import Transaction
+from ledger.tests.factories import TransactionFactory
+from portfolio_site.api.viewsets import CachedReadMixin, ScopedModelViewSet, ScopedViewSetMixin
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+@pytest.fixture(scope="module")
+def schema_document(django_db_blocker: Any) -> dict[str, Any]:
+    with django_db_blocker.unblock():
+        response = DjangoClient().get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+@pytest.fixture(scope="module")
+def openapi(schema_document: dict[str, Any]) -> OpenAPI:
+    return OpenAPI.from_dict(schema_document)
+
+
+class _OpenAPIRequest(DjangoOpenAPIRequest):
+    """Django's request, read by openapi-core against the real path rather than Django's route.
+
+    Django names the router's path parameter `pk` where the schema says `id`, so path parameters are parsed
+    from the path by the schema's template; and DRF has consumed the body stream, so the sent body is kept.
+    """
+
+    def __init__(self, request: Any, body: bytes) -> None:
+        super().__init__(request)
+        self.parameters.path = {}
+        self._sent_body = body
+
+    @property
+    def path_pattern(self) -> None:  # type: ignore[override]
+        return None
+
+    @property
+    def body(self) -> bytes:
+        return self._sent_body
+
+
+class ContractClient:
+    """Calls the API over HTTP with a real JWT and checks each request and response against the schema."""
+
+    def __init__(self, openapi: OpenAPI, user: Any = None) -> None:
+        self.openapi = openapi
+        self.http = DjangoClient()
+        self.headers = {"HTTP_ACCEPT": "application/json"}
+        if user is not None:
+            self.headers["HTTP_AUTHORIZATION"] = f"Bearer {AccessToken.for_user(user)}"
+
+    def call(self, method: str, path: str, data: Any = None, *, expect: int, check_request: bool | None = None) -> Any:
+        body = b"" if data is None else json.dumps(data).encode()
+        response = self.http.generic(method, path, body, content_type="application/json", **self.headers)
+        assert response.status_code == expect, response.content
+        request = _OpenAPIRequest(response.wsgi_request, body)
+        # A request that is meant to be refused (bad input, no credentials) is not expected to match the schema.
+        if check_request if check_request is not None else expect < 400:
+            self.openapi.validate_request(request)
+        try:
+            self.openapi.validate_response(request, DjangoOpenAPIResponse(response))
+        except Exception as error:
+            cause = getattr(error, "__cause__", None)
+            details = getattr(cause, "schema_errors", None) or cause
+            raise AssertionError(f"{method} {path} -> {expect}: {error!r}: {details}: {response.content!r}") from error
+        assert b"Traceback" not in response.content
+        if response.content:
+            described = self.described_response(method, response.wsgi_request.path, response.status_code)
+            assert "content" in described, f"{method} {path} -> {expect} has a body the schema does not describe"
+        return json.loads(response.content) if response.content else None
+
+    def described_response(self, method: str, path: str, status: int) -> dict[str, Any]:
+        for template, item in self.openapi.spec.read_value()["paths"].items():
+            if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), path):
+                return item[method.lower()]["responses"][str(status)]
+        raise AssertionError(f"{path} is not in the schema")
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, data: Any = None, **kwargs: Any) -> Any:
+        return self.call("POST", path, data if data is not None else {}, **kwargs)
+
+    def put(self, path: str, data: Any, **kwargs: Any) -> Any:
+        return self.call("PUT", path, data, **kwargs)
+
+    def patch(self, path: str, data: Any, **kwargs: Any) -> Any:
+        return self.call("PATCH", path, data, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.call("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def as_user(openapi: OpenAPI) -> Any:
+    return lambda user=None: ContractClient(openapi, user)
+
+
+def _operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+# --- The document itself -----------------------------------------------------------------------------------
+
+
+def test_schema_endpoint_serves_a_valid_openapi_document(schema_document: dict[str, Any]) -> None:
+    validate_schema(schema_document)
+    assert schema_document["openapi"].startswith("3.")
+
+
+def test_schema_generates_without_warnings(tmp_path: Any) -> None:
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+
+
+def test_no_operation_is_described_by_the_plumbing_docstrings(schema_document: dict[str, Any]) -> None:
+    plumbing = [inspect.getdoc(cls) for cls in (CachedReadMixin, ScopedViewSetMixin, ScopedModelViewSet)]
+    leaked = [
+        f"{method.upper()} {path}"
+        for path, method, operation in _operations(schema_document)
+        if operation.get("description") in plumbing
+    ]
+    assert leaked == []
+
+
+def test_every_schema_path_is_under_api_v1(schema_document: dict[str, Any]) -> None:
+    outside = [path for path in schema_document["paths"] if not path.startswith("/api/v1/")]
+    assert outside == []
+
+
+def test_every_operation_describes_a_success_response(schema_document: dict[str, Any]) -> None:
+    missing = [
+        f"{method.upper()} {path}"
+        for path, method, operation in _operations(schema_document)
+        if not any(code.startswith("2") for code in operation["responses"])
+    ]
+    assert missing == []
+
+
+def test_every_operation_describes_its_error_responses(schema_document: dict[str, Any]) -> None:
+    """401 everywhere; 400 where input is read; 404 where an id is in the path; 409 on every domain write."""
+    missing = []
+    for path, method, operation in _operations(schema_document):
+        codes = set(operation["responses"])
+        expected = {"401"}
+        if method in {"post", "put", "patch"} or operation["operationId"].endswith("_list"):
+            expected.add("400")
+        if "{id}" in path:
+            expected.add("404")
+        if method in {"post", "put", "patch", "delete"} and not path.startswith("/api/v1/auth/token/"):
+            expected.add("409")
+        missing += [f"{method.upper()} {path}: {code}" for code in sorted(expected - codes)]
+    assert missing == []
+
+
+def test_error_responses_reference_the_drf_error_shapes(schema_document: dict[str, Any]) -> None:
+    schemas = schema_document["components"]["schemas"]
+    assert schemas["ErrorDetail"]["required"] == ["detail"]
+    assert schemas["ValidationError"]["type"] == "object"
+    for path, method, operation in _operations(schema_document):
+        for code, response in operation["responses"].items():
+            if code in {"401", "403", "404", "409"}:
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/ErrorDetail", f"{method} {path} {code}"
+
+
+# --- Users and auth ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_user_endpoints_match_the_schema(as_user: Any) -> None:
+    admin = SuperuserFactory()
+    api = as_user(admin)
+    listed = api.get("/api/v1/users/", expect=200)
+    assert listed["count"] == 1
+    created = api.post(
+        "/api/v1/users/",
+        {"email": "New.Advisor@Example.com", "full_name": "New Advisor", "password": PASSWORD, "groups": ["Advisors"]},
+        expect=201,
+    )
+    assert created["email"] == "new.advisor@example.com"
+    assert "password" not in created
+    url = f"/api/v1/users/{created['id']}/"
+    assert api.get(url, expect=200)["groups"] == ["Advisors"]
+    api.put(url, {"email": "new.advisor@example.com", "full_name": "Renamed", "groups": []}, expect=200)
+    assert api.patch(url, {"is_active": False}, expect=200)["is_active"] is False
+    assert "email" in api.post("/api/v1/users/", {"email": "NEW.advisor@example.com"}, expect=400)
+    assert "groups" in api.patch(url, {"groups": ["No such role"]}, expect=400)
+    assert "detail" in api.get("/api/v1/users/999999/", expect=404)
+    assert "detail" in api.get("/api/v1/users/?page=99", expect=404)
+    assert "detail" in as_user(AdvisorFactory()).get("/api/v1/users/", expect=403)
+    assert "detail" in as_user().get("/api/v1/users/", expect=401)
+
+
+@pytest.mark.django_db
+def test_register_endpoint_matches_the_schema(as_user: Any) -> None:
+    anonymous = as_user()
+    first = anonymous.post(
+        "/api/v1/auth/register/", {"email": "first@example.com", "password": PASSWORD, "full_name": "First"}, expect=201
+    )
+    assert first["is_superuser"] is True
+    assert "detail" in anonymous.post(
+        "/api/v1/auth/register/", {"email": "second@example.com", "password": PASSWORD}, expect=401
+    )
+    assert "detail" in as_user(AdvisorFactory()).post(
+        "/api/v1/auth/register/", {"email": "second@example.com", "password": PASSWORD}, expect=403
+    )
+    admin = as_user(SuperuserFactory())
+    admin.post("/api/v1/auth/register/", {"email": "second@example.com", "password": PASSWORD}, expect=201)
+    assert "email" in admin.post(
+        "/api/v1/auth/register/", {"email": "SECOND@example.com", "password": PASSWORD}, expect=400
+    )
+    assert "password" in admin.post(
+        "/api/v1/auth/register/", {"email": "weak@example.com", "password": "123"}, expect=400
+    )
+
+
+# --- Clients -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_client_endpoints_match_the_schema(as_user: Any) -> None:
+    advisor = AdvisorFactory()
+    ClientFactory(advisor=advisor, phone="")
+    api = as_user(advisor)
+    assert api.get("/api/v1/clients/?ordering=name&search=example&page_size=10", expect=200)["count"] == 1
+    created = api.post(
+        "/api/v1/clients/", {"name": "Ada", "email": "ada@example.net", "base_currency": "chf"}, expect=201
+    )
+    assert (created["advisor"], created["base_currency"]) == (advisor.pk, "CHF")
+    url = f"/api/v1/clients/{created['id']}/"
+    assert api.get(url, expect=200)["name"] == "Ada"
+    api.put(
+        url,
+        {"name": "Ada L.", "email": "ada@example.net", "base_currency": "CHF", "phone": "+41 44 000 00 00"},
+        expect=200,
+    )
+    assert api.patch(url, {"notes": "Prefers email."}, expect=200)["notes"] == "Prefers email."
+    assert "base_currency" in api.patch(url, {"base_currency": "XYZ"}, expect=400)
+    assert "detail" in api.get("/api/v1/clients/999999/", expect=404)
+    someone_elses = ClientFactory()
+    assert "detail" in api.get(f"/api/v1/clients/{someone_elses.pk}/", expect=404)
+    TransactionFactory(client_id=created["id"], currency="CHF")
+    operations = as_user(OperationsFactory())
+    assert "detail" in operations.delete(url, expect=409)
+    assert "detail" in api.delete(url, expect=403)
+    operations.delete(f"/api/v1/clients/{someone_elses.pk}/", expect=204)
+    assert "email" in api.post(
+        "/api/v1/clients/", {"name": "Dup", "email": "ADA@example.net", "base_currency": "EUR"}, expect=400
+    )
+
+
+@pytest.mark.django_db
+def test_client_balances_endpoint_matches_the_schema(as_user: Any) -> None:
+    client = ClientFactory()
+    TransactionFactory(client=client, amount=Decimal("150.5"), currency="EUR")
+    TransactionFactory(client=client, amount=Decimal("20"), currency="USD", kind=Transaction.Kind.WITHDRAWAL)
+    api = as_user(client.advisor)
+    balances = api.get(f"/api/v1/clients/{client.pk}/balances/", expect=200)
+    assert balances == {
+        "client": client.pk,
+        "balances": [{"currency": "EUR", "amount": "150.5000"}, {"currency": "USD", "amount": "-20.0000"}],
+    }
+    assert "detail" in api.get(f"/api/v1/clients/{ClientFactory().pk}/balances/", expect=404)
+
+
+# --- Assets, prices and allocations ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_asset_endpoints_match_the_schema(as_user: Any) -> None:
+    api = as_user(OperationsFactory())
+    AssetFactory()
+    assert api.get("/api/v1/assets/?asset_type=equity", expect=200)["count"] == 1
+    created = api.post(
+        "/api/v1/assets/",
+        {"ticker": "aapl", "name": "Apple", "exchange": "xnas", "currency": "usd", "isin": "US0378331005"},
+        expect=201,
+    )
+    assert (created["ticker"], created["exchange"], created["currency"]) == ("AAPL", "XNAS", "USD")
+    url = f"/api/v1/assets/{created['id']}/"
+    api.get(url, expect=200)
+    api.put(url, {"ticker": "AAPL", "name": "Apple Inc.", "exchange": "XNAS", "currency": "USD"}, expect=200)
+    api.patch(url, {"asset_type": "etf"}, expect=200)
+    assert "isin" in api.patch(url, {"isin": "US0378331006"}, expect=400)
+    assert "detail" in api.get("/api/v1/assets/999999/", expect=404)
+    AllocationFactory(asset_id=created["id"])
+    assert "detail" in api.patch(url, {"currency": "EUR"}, expect=409)
+    assert "detail" in api.delete(url, expect=409)
+    api.delete(f"/api/v1/assets/{AssetFactory().pk}/", expect=204)
+    assert "detail" in as_user(AdvisorFactory()).post("/api/v1/assets/", {"ticker": "X"}, expect=403)
+
+
+@pytest.mark.django_db
+def test_price_endpoints_match_the_schema(as_user: Any) -> None:
+    api = as_user(OperationsFactory())
+    asset = AssetFactory()
+    PriceFactory(asset=asset)
+    assert api.get(f"/api/v1/prices/?asset={asset.pk}&date_after=2020-01-01", expect=200)["count"] == 1
+    created = api.post("/api/v1/prices/", {"asset": asset.pk, "date": "2025-06-30", "close": "187.1234"}, expect=201)
+    assert (created["close"], created["currency"]) == ("187.1234000000", "USD")
+    url = f"/api/v1/prices/{created['id']}/"
+    api.get(url, expect=200)
+    api.put(url, {"asset": asset.pk, "date": "2025-06-30", "close": "190"}, expect=200)
+    api.patch(url, {"close": "191.5"}, expect=200)
+    assert "close" in api.patch(url, {"close": "-1"}, expect=400)
+    duplicate = api.post("/api/v1/prices/", {"asset": asset.pk, "date": "2025-06-30", "close": "1"}, expect=400)
+    assert duplicate
+    assert "asset" in api.get("/api/v1/prices/?asset=999999", expect=400)
+    assert "detail" in api.get("/api/v1/prices/999999/", expect=404)
+    api.delete(url, expect=204)
+
+
+@pytest.mark.django_db
+def test_allocation_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory(base_currency="USD")
+    asset = AssetFactory(currency="USD")
+    TransactionFactory(client=client, amount=Decimal("5000"), currency="USD")
+    BuyFactory(client=client, asset=asset, quantity=Decimal("1"), price=Decimal("10"))
+    api = as_user(client.advisor)
+    assert api.get(f"/api/v1/allocations/?client={client.pk}", expect=200)["count"] == 1
+    buy = {
+        "client": client.pk,
+        "asset": asset.pk,
+        "kind": "buy",
+        "quantity": "10",
+        "price": "100",
+        "date": "2026-02-02",
+    }
+    created = api.post("/api/v1/allocations/", buy, expect=201)
+    assert created["settlement"] is not None
+    url = f"/api/v1/allocations/{created['id']}/"
+    api.get(url, expect=200)
+    api.put(url, {**buy, "quantity": "5", "fees": "1.5"}, expect=200)
+    api.patch(url, {"notes": "Rebalance"}, expect=200)
+    assert "quantity" in api.patch(url, {"quantity": "0"}, expect=400)
+    assert "detail" in api.patch(url, {"quantity": "1000"}, expect=409)
+    sell_too_much = {**buy, "kind": "sell", "quantity": "1000"}
+    assert "detail" in api.post("/api/v1/allocations/", sell_too_much, expect=409)
+    assert "client" in api.post("/api/v1/allocations/", {**buy, "client": ClientFactory().pk}, expect=400)
+    assert "detail" in api.get("/api/v1/allocations/999999/", expect=404)
+    api.delete(url, expect=204)
+
+
+# --- The ledger --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_transaction_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory()
+    TransactionFactory(client=client)
+    api = as_user(client.advisor)
+    assert api.get(f"/api/v1/transactions/?client={client.pk}&is_reversal=false", expect=200)["count"] == 1
+    deposit = {
+        "client": client.pk,
+        "kind": "deposit",
+        "amount": "250.00",
+        "currency": "eur",
+        "date": datetime.date(2026, 3, 1).isoformat(),
+        "reference": "wire-1",
+    }
+    created = api.post("/api/v1/transactions/", deposit, expect=201)
+    assert (created["amount"], created["currency"], created["reversed_by"]) == ("250.0000", "EUR", None)
+    assert api.post("/api/v1/transactions/", deposit, expect=200)["id"] == created["id"]
+    assert "detail" in api.post("/api/v1/transactions/", {**deposit, "amount": "1"}, expect=409)
+    url = f"/api/v1/transactions/{created['id']}/"
+    api.get(url, expect=200)
+    reversal = api.post(f"{url}reverse/", {"notes": "Entered twice"}, expect=201)
+    assert reversal["reverses"] == created["id"]
+    assert api.get(url, expect=200)["reversed_by"] == reversal["id"]
+    assert "detail" in api.post(f"{url}reverse/", {}, expect=409)
+    withdrawal = {**deposit, "kind": "withdrawal", "amount": "1000000", "reference": None}
+    assert "detail" in api.post("/api/v1/transactions/", withdrawal, expect=409)
+    assert "kind" in api.post("/api/v1/transactions/", {**deposit, "kind": "buy"}, expect=400)
+    assert "amount" in api.post("/api/v1/transactions/", {**deposit, "amount": "-5"}, expect=400)
+    assert "detail" in api.get("/api/v1/transactions/999999/", expect=404)
+    assert "detail" in api.post("/api/v1/transactions/999999/reverse/", {}, expect=404)
