@@ -184,3 +184,14 @@ def test_without_database_url_the_database_is_the_projects_sqlite_file() -> None
     database = settings_of(SECRET_KEY=STRONG_SECRET)["DATABASES"]["default"]
     assert database["ENGINE"] == "django.db.backends.sqlite3"
     assert database["NAME"] == str(BASE_DIR / "db.sqlite3")
+
+
+def test_development_settings_serve_the_admin_login_page_with_its_static_files() -> None:
+    code = (
+        "import django; django.setup(); from django.test import Client; c = Client(); "
+        "page = c.get('/admin/login/'); css = c.get('/static/admin/css/base.css'); "
+        "print(page.status_code, css.status_code)"
+    )
+    result = run_django(code, "portfolio_site.settings.dev", ALLOWED_HOSTS="testserver")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "200"]
