@@ -1,11 +1,9 @@
 """The users admin: administrators manage staff; Operations and Auditors may look; advisors and others may not."""
 
-from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import pytest
-from django import test
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
@@ -13,17 +11,11 @@ from accounts import services
 from accounts.models import User
 from accounts.roles import Role
 from accounts.tests.factories import PASSWORD, AdvisorFactory, UserFactory
+from portfolio_site.testing import page_queries
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:accounts_user_changelist"
-
-
-def _page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]], int], url: str) -> int:
-    def load() -> None:
-        assert client.get(url).status_code == 200
-
-    return count_queries(load)
 
 
 def _change_form(user: User, **fields: Any) -> dict[str, Any]:
@@ -45,12 +37,12 @@ def test_user_changelist_loads_with_the_same_query_count_for_5_and_50_rows(clien
     url = reverse(CHANGELIST)
     AdvisorFactory.create_batch(2)
     UserFactory.create_batch(2)
-    _page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = page_queries(client, count_queries, url)
 
     AdvisorFactory.create_batch(25)
     UserFactory.create_batch(20)
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert len(client.get(url).context["cl"].result_list) == 50
     assert few == many

@@ -1,13 +1,11 @@
 """The clients admin: scoped to what the user may see, writes through the services, latest history inline."""
 
 import datetime
-from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import pytest
 from django import test
-from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from clients import services
@@ -17,6 +15,7 @@ from holdings.models import Allocation
 from holdings.tests.factories import BuyFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
+from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -26,21 +25,6 @@ ADD = "admin:clients_client_add"
 
 def _change_url(client: Client) -> str:
     return reverse("admin:clients_client_change", args=[client.pk])
-
-
-def _messages(response: Any) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def _changelist_ids(response: Any) -> set[int]:
-    return {row.pk for row in response.context["cl"].result_list}
-
-
-def _page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]], int], url: str) -> int:
-    def load() -> None:
-        assert client.get(url).status_code == 200
-
-    return count_queries(load)
 
 
 def _inline_rows(response: Any, model: type) -> list[Any]:
@@ -78,11 +62,11 @@ def test_client_changelist_loads_with_the_same_query_count_for_5_and_50_rows(cli
     client.force_login(superuser)
     url = reverse(CHANGELIST)
     ClientFactory.create_batch(5)
-    _page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = page_queries(client, count_queries, url)
 
     ClientFactory.create_batch(45)
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert len(client.get(url).context["cl"].result_list) == 50
     assert few == many
@@ -92,12 +76,12 @@ def test_client_changelist_query_count_is_the_same_for_5_and_50_rows_for_an_advi
     client.force_login(advisor)
     url = reverse(CHANGELIST)
     ClientFactory.create_batch(5, advisor=advisor)
-    _page_queries(client, count_queries, url)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
 
     ClientFactory.create_batch(45, advisor=advisor)
     ClientFactory.create_batch(5)
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert few == many
 
@@ -110,7 +94,7 @@ def test_client_changelist_shows_an_advisor_only_their_own_clients(client, advis
     response = client.get(reverse(CHANGELIST))
 
     assert response.status_code == 200
-    assert _changelist_ids(response) == {c.pk for c in own}
+    assert changelist_ids(response) == {c.pk for c in own}
 
 
 @pytest.mark.parametrize("role", ["operations", "auditor", "superuser"])
@@ -118,7 +102,7 @@ def test_client_changelist_shows_every_client_to_those_who_see_all(client, reque
     clients = ClientFactory.create_batch(3)
     client.force_login(request.getfixturevalue(role))
 
-    assert _changelist_ids(client.get(reverse(CHANGELIST))) == {c.pk for c in clients}
+    assert changelist_ids(client.get(reverse(CHANGELIST))) == {c.pk for c in clients}
 
 
 def test_client_changelist_is_forbidden_to_a_user_in_no_group(client, nobody):
@@ -230,11 +214,11 @@ def test_client_change_page_query_count_is_the_same_for_5_and_25_rows_of_history
     client.force_login(superuser)
     url = _change_url(owner)
     _add_history(owner, 5, date=datetime.date(2026, 1, 1))
-    _page_queries(client, count_queries, url)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
 
     _add_history(owner, 20, date=datetime.date(2026, 2, 1))
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert few == many
 
@@ -360,7 +344,7 @@ def test_assigning_a_client_to_an_inactive_advisor_shows_the_service_error(clien
 
     assert response.status_code == 302
     assert response["Location"] == url
-    assert "Not saved: The advisor's account is not active." in _messages(response)
+    assert "Not saved: The advisor's account is not active." in admin_messages(response)
     assert not Client.objects.filter(email="ada@example.org").exists()
 
 

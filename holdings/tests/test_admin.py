@@ -1,13 +1,10 @@
 """The holdings admin: assets and prices, and allocations whose buys and sells settle through the ledger."""
 
 import datetime
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django import test
-from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from clients.tests.factories import ClientFactory
@@ -16,25 +13,11 @@ from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory
 from ledger.models import Transaction
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
+from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 
 pytestmark = pytest.mark.django_db
 
 ALLOCATIONS = "admin:holdings_allocation_changelist"
-
-
-def _messages(response: Any) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def _changelist_ids(response: Any) -> set[int]:
-    return {row.pk for row in response.context["cl"].result_list}
-
-
-def _page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]], int], url: str) -> int:
-    def load() -> None:
-        assert client.get(url).status_code == 200
-
-    return count_queries(load)
 
 
 def _buy_form(*, client_pk: int, asset_pk: int, quantity: str = "10", price: str = "50", fees: str = "5") -> dict:
@@ -79,11 +62,11 @@ def test_holdings_changelist_loads_with_the_same_query_count_for_5_and_50_rows(
     client.force_login(superuser)
     url = reverse(url_name)
     make_rows(5)
-    _page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = page_queries(client, count_queries, url)
 
     make_rows(45)
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert len(client.get(url).context["cl"].result_list) == 50
     assert few == many
@@ -94,12 +77,12 @@ def test_allocation_changelist_query_count_is_the_same_for_5_and_50_rows_for_an_
     client.force_login(advisor)
     url = reverse(ALLOCATIONS)
     BuyFactory.create_batch(5, client=owner)
-    _page_queries(client, count_queries, url)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
 
     BuyFactory.create_batch(45, client=owner)
     BuyFactory.create_batch(10)  # not theirs
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert few == many
 
@@ -122,14 +105,14 @@ def test_allocation_changelist_shows_an_advisor_only_allocations_of_their_own_cl
     response = client.get(reverse(ALLOCATIONS))
 
     assert response.status_code == 200
-    assert _changelist_ids(response) == {own.pk}
+    assert changelist_ids(response) == {own.pk}
 
 
 def test_allocation_changelist_shows_an_auditor_every_allocation(client, auditor):
     allocations = [BuyFactory(), AllocationFactory()]
     client.force_login(auditor)
 
-    assert _changelist_ids(client.get(reverse(ALLOCATIONS))) == {allocation.pk for allocation in allocations}
+    assert changelist_ids(client.get(reverse(ALLOCATIONS))) == {allocation.pk for allocation in allocations}
 
 
 def test_another_advisors_allocation_page_redirects_an_advisor_away(client, advisor):
@@ -214,7 +197,7 @@ def test_buy_larger_than_the_cash_shows_an_error_and_writes_nothing(client, advi
 
     assert response.status_code == 302
     assert response["Location"] == url
-    assert any(message.startswith("Not saved: Insufficient cash") for message in _messages(response))
+    assert any(message.startswith("Not saved: Insufficient cash") for message in admin_messages(response))
     assert not Allocation.objects.exists()
     assert Transaction.objects.count() == 1
     assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("1000")
@@ -229,7 +212,7 @@ def test_buy_in_a_currency_the_client_holds_no_cash_in_is_refused(client, adviso
     )
 
     assert response.status_code == 302
-    assert any("Insufficient cash" in message for message in _messages(response))
+    assert any("Insufficient cash" in message for message in admin_messages(response))
     assert not Allocation.objects.exists()
 
 
@@ -276,7 +259,7 @@ def test_deleting_a_buy_that_later_units_were_moved_out_of_is_refused_with_a_mes
 
     assert response.status_code == 302
     assert response["Location"] == url
-    assert any(message.startswith("Not deleted: Not enough units") for message in _messages(response))
+    assert any(message.startswith("Not deleted: Not enough units") for message in admin_messages(response))
     assert Allocation.objects.filter(pk=buy.pk).exists()
     assert not Transaction.objects.filter(reverses=buy.settlement).exists()
 
@@ -307,7 +290,7 @@ def test_bulk_delete_refused_by_the_service_shows_an_error_and_deletes_nothing(c
     )
 
     assert response.status_code == 302
-    assert any(message.startswith("Not done: Not enough units") for message in _messages(response))
+    assert any(message.startswith("Not done: Not enough units") for message in admin_messages(response))
     assert Allocation.objects.filter(pk__in=[first.pk, second.pk]).count() == 2
     assert not Transaction.objects.filter(reverses__isnull=False).exists()
 

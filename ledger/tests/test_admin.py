@@ -1,37 +1,21 @@
 """The transactions admin: read-only, scoped to what the user may see, corrections by the reverse action only."""
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django import test
-from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from clients.tests.factories import ClientFactory
 from holdings.tests.factories import BuyFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
+from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:ledger_transaction_changelist"
-
-
-def _messages(response: Any) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def _changelist_ids(response: Any) -> set[int]:
-    return {row.pk for row in response.context["cl"].result_list}
-
-
-def _page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]], int], url: str) -> int:
-    def load() -> None:
-        assert client.get(url).status_code == 200
-
-    return count_queries(load)
 
 
 def _reverse_action(client: test.Client, *transactions: Transaction) -> Any:
@@ -55,11 +39,11 @@ def test_transaction_changelist_loads_with_the_same_query_count_for_5_and_50_row
     client.force_login(superuser)
     url = reverse(CHANGELIST)
     _make_transactions(5, superuser)
-    _page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
-    few = _page_queries(client, count_queries, url)
+    page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = page_queries(client, count_queries, url)
 
     _make_transactions(45, superuser)
-    many = _page_queries(client, count_queries, url)
+    many = page_queries(client, count_queries, url)
 
     assert Transaction.objects.count() == 50
     assert few == many
@@ -73,7 +57,7 @@ def test_transaction_changelist_shows_an_advisor_only_transactions_of_their_own_
     response = client.get(reverse(CHANGELIST))
 
     assert response.status_code == 200
-    assert _changelist_ids(response) == {own.pk}
+    assert changelist_ids(response) == {own.pk}
 
 
 def test_transaction_changelist_shows_operations_every_transaction(client, operations):
@@ -82,7 +66,7 @@ def test_transaction_changelist_shows_operations_every_transaction(client, opera
 
     response = client.get(reverse(CHANGELIST))
 
-    assert _changelist_ids(response) == {tx.pk for tx in transactions}
+    assert changelist_ids(response) == {tx.pk for tx in transactions}
 
 
 def test_transaction_changelist_is_forbidden_to_a_user_in_no_group(client, nobody):
@@ -180,7 +164,7 @@ def test_reverse_action_reverses_a_deposit_with_a_reversal_pointing_at_it(client
         deposit.currency,
     )
     assert reversal.created_by == advisor
-    assert "Reversed 1 transaction(s)." in _messages(response)
+    assert "Reversed 1 transaction(s)." in admin_messages(response)
 
 
 def test_reverse_action_refuses_a_deposit_whose_reversal_would_overdraw_and_writes_nothing(client, advisor):
@@ -193,7 +177,7 @@ def test_reverse_action_refuses_a_deposit_whose_reversal_would_overdraw_and_writ
     assert response.status_code == 302
     assert Transaction.objects.count() == 2
     assert not Transaction.objects.filter(reverses=deposit).exists()
-    assert any("Insufficient cash" in message for message in _messages(response))
+    assert any("Insufficient cash" in message for message in admin_messages(response))
 
 
 def test_reverse_action_refuses_a_buy_settlement(client, advisor):
@@ -204,7 +188,7 @@ def test_reverse_action_refuses_a_buy_settlement(client, advisor):
 
     assert response.status_code == 302
     assert not Transaction.objects.filter(reverses=buy.settlement).exists()
-    assert any("settles a trade" in message for message in _messages(response))
+    assert any("settles a trade" in message for message in admin_messages(response))
 
 
 def test_reverse_action_refuses_to_reverse_twice(client, operations):
@@ -215,7 +199,7 @@ def test_reverse_action_refuses_to_reverse_twice(client, operations):
     response = _reverse_action(client, deposit)
 
     assert Transaction.objects.filter(reverses=deposit).count() == 1
-    assert any("already been reversed" in message for message in _messages(response))
+    assert any("already been reversed" in message for message in admin_messages(response))
 
 
 def test_reverse_action_cannot_reach_another_advisors_transaction(client, advisor):
