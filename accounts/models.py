@@ -1,8 +1,11 @@
+import uuid
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from portfolio_site.models import TimeStampedModel
 
@@ -74,3 +77,163 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
 
     def get_short_name(self) -> str:
         return self.full_name.split(" ")[0] if self.full_name else self.email
+
+
+class LoginSession(models.Model):
+    """One login on one device. Its id travels in every token issued for it, so revoking it ends them all."""
+
+    class EndReason(models.TextChoices):
+        LOGOUT = "logout", "Logged out"
+        REVOKED = "revoked", "Revoked"
+        TOKEN_REUSE = "token_reuse", "Refresh token reused (suspected theft)"
+        IDLE = "idle", "Inactive for too long"
+        EXPIRED = "expired", "Reached its maximum lifetime"
+        PASSWORD_CHANGED = "password_changed", "Password changed"
+        USER_DEACTIVATED = "user_deactivated", "User deactivated"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_sessions")
+    user_agent = models.CharField(max_length=512, blank=True)
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(help_text="Absolute end of the session, whatever its activity.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
+    refresh_jti = models.CharField(
+        max_length=64, help_text="The id of the one refresh token that may still be used (it rotates on every use)."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="accounts_session_user_active")]
+        permissions = [("revoke_loginsession", "Can revoke any user's login sessions")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(revoked_at__isnull=True, end_reason="")
+                | models.Q(revoked_at__isnull=False) & ~models.Q(end_reason=""),
+                name="accounts_session_revoked_with_reason",
+                violation_error_message="An ended session records why it ended, and only an ended one does.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.user_agent[:40] or 'unknown device'} from {self.ip or 'unknown IP'}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class SecurityEventKind(models.TextChoices):
+    LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
+    LOGIN_FAILED = "login_failed", "Login failed"
+    LOGOUT = "logout", "Logged out"
+    SESSION_REVOKED = "session_revoked", "Session revoked"
+    TOKEN_REUSE = "token_reuse", "Refresh token reuse detected"
+    PASSWORD_CHANGED = "password_changed", "Password changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
+    PASSWORD_RESET = "password_reset", "Password reset"
+    EMAIL_VERIFIED = "email_verified", "Email verified"
+    OTP_REQUESTED = "otp_requested", "Login code requested"
+    OTP_USED = "otp_used", "Login code used"
+    OTP_FAILED = "otp_failed", "Login code refused"
+    TWO_FACTOR_ENABLED = "two_factor_enabled", "Two-factor authentication enabled"
+    TWO_FACTOR_DISABLED = "two_factor_disabled", "Two-factor authentication disabled"
+    TWO_FACTOR_FAILED = "two_factor_failed", "Two-factor code refused"
+    RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
+    LOCKOUT = "lockout", "Account locked after repeated failures"
+    NEW_IP_LOGIN = "new_ip_login", "Login from a new IP address"
+
+
+class SecurityEvent(models.Model):
+    """An append-only audit record of something security-relevant. Never holds a password, token or code."""
+
+    Kind = SecurityEventKind
+
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="security_events"
+    )
+    email = models.CharField(
+        max_length=254, blank=True, help_text="The address a caller gave, when no user matched it (failed logins)."
+    )
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    session = models.ForeignKey(LoginSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    detail = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "kind", "ip"], name="accounts_event_user_kind_ip")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=SecurityEventKind.values),
+                name="accounts_event_kind_valid",
+                violation_error_message="Unknown security event kind.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.user or self.email or 'unknown'} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class EmailLoginCode(models.Model):
+    """A one-time 6-digit login code sent by email; stored only as a keyed hash."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")),
+                name="accounts_login_code_expires_after_creation",
+                violation_error_message="A login code must expire after it is created.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Login code for {self.user} (expires {self.expires_at:%H:%M})"
+
+
+class TOTPDevice(models.Model):
+    """A user's authenticator app. The secret is encrypted at rest (settings.ENCRYPTION_KEYS)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="totp_device")
+    encrypted_secret = models.TextField()
+    confirmed_at = models.DateTimeField(null=True, blank=True, help_text="Set once a first code was confirmed.")
+    last_used_step = models.BigIntegerField(
+        default=0, help_text="Time step of the last accepted code: a code is accepted once only."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Authenticator of {self.user} ({'on' if self.confirmed_at else 'awaiting confirmation'})"
+
+
+class RecoveryCode(models.Model):
+    """A one-time code that stands in for the authenticator; shown once, stored only as a keyed hash."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=128)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "code_hash"],
+                name="accounts_recovery_code_unique",
+                violation_error_message="Recovery codes of one user are distinct.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recovery code of {self.user} ({'used' if self.used_at else 'unused'})"

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
-from accounts.api import MeView, RegisterView, UserViewSet
+from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
+from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet
 from holdings.api import AllocationViewSet, AssetViewSet, PriceViewSet
 from ledger.api import ClientBalancesView, TransactionViewSet
@@ -12,6 +12,7 @@ from ledger.api import ClientBalancesView, TransactionViewSet
 from . import health
 
 router = DefaultRouter()
+router.register("auth/sessions", SessionViewSet, basename="session")
 router.register("users", UserViewSet, basename="user")
 router.register("clients", ClientViewSet, basename="client")
 router.register("assets", AssetViewSet, basename="asset")
@@ -20,9 +21,13 @@ router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
 
 auth_urls = [
-    path("token/", TokenObtainPairView.as_view(), name="token-obtain"),
-    path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
-    path("token/verify/", TokenVerifyView.as_view(), name="token-verify"),
+    path("login/", LoginView.as_view(), name="login"),
+    # token/ is the same login under SimpleJWT's customary name.
+    path("token/", LoginView.as_view(), name="token-obtain"),
+    path("token/refresh/", RefreshView.as_view(), name="token-refresh"),
+    path("token/verify/", VerifyView.as_view(), name="token-verify"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+    path("logout-all/", LogoutAllView.as_view(), name="logout-all"),
     path("register/", RegisterView.as_view(), name="register"),
     path("me/", MeView.as_view(), name="me"),
 ]

@@ -47,3 +47,11 @@ class AuditorFactory(UserFactory):
 
 class SuperuserFactory(UserFactory):
     is_superuser = True
+
+
+def access_token_for(user: User) -> str:
+    """A real access token: of a login session opened for the user, as the login endpoint would."""
+    from accounts.services.events import ClientInfo
+    from accounts.services.sessions import session_start
+
+    return session_start(user=user, client=ClientInfo(ip="127.0.0.1", user_agent="pytest")).access

@@ -3,6 +3,8 @@
 `.env.example` documents every variable. `test` and `production` build on this module.
 """
 
+import base64
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_spectacular",
     "accounts",
@@ -151,7 +154,7 @@ CORS_URLS_REGEX = r"^/api/.*$"
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.SessionJWTAuthentication",
         # Lets staff already logged in to the admin use the browsable API and Swagger UI.
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -165,15 +168,50 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "portfolio_site.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "portfolio_site.api.exceptions.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
+    # Rates of the login and email-sending endpoints, per client IP and per email address.
+    "DEFAULT_THROTTLE_RATES": {
+        "login_ip": env.str("THROTTLE_LOGIN_IP", default="30/min"),
+        "login_account": env.str("THROTTLE_LOGIN_ACCOUNT", default="10/min"),
+        "email_ip": env.str("THROTTLE_EMAIL_IP", default="20/hour"),
+        "email_account": env.str("THROTTLE_EMAIL_ACCOUNT", default="5/hour"),
+    },
+    # Proxies in front of the app that append to X-Forwarded-For (0: use the TCP peer address).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
+# --- Login sessions and login security (accounts) ----------------------------------------------
+SESSION_IDLE_MINUTES = env.int("SESSION_IDLE_MINUTES", default=30)
+SESSION_ABSOLUTE_HOURS = env.int("SESSION_ABSOLUTE_HOURS", default=24)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
-    "REFRESH_TOKEN_LIFETIME": timedelta(hours=env.int("JWT_REFRESH_HOURS", default=24)),
+    # A refresh token never outlives its session (capped again per session when issued).
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=SESSION_ABSOLUTE_HOURS),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
-    "UPDATE_LAST_LOGIN": True,
+    "UPDATE_LAST_LOGIN": False,  # the login service records last_login and last_login_ip itself
 }
+# Cookie mode: tokens travel in HttpOnly cookies (for browser front ends) instead of the response body,
+# and unsafe requests authenticated by cookie need the CSRF token.
+AUTH_COOKIE_MODE = env.bool("AUTH_COOKIE_MODE", default=False)
+AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=True)
+AUTH_COOKIE_SAMESITE = env.str("AUTH_COOKIE_SAMESITE", default="Strict")
+LOCKOUT_THRESHOLD = env.int("LOCKOUT_THRESHOLD", default=5)
+LOCKOUT_MINUTES = env.int("LOCKOUT_MINUTES", default=15)
+LOGIN_CODE_MINUTES = env.int("LOGIN_CODE_MINUTES", default=5)
+LOGIN_CODE_MAX_ATTEMPTS = env.int("LOGIN_CODE_MAX_ATTEMPTS", default=5)
+TWO_FACTOR_CHALLENGE_SECONDS = env.int("TWO_FACTOR_CHALLENGE_SECONDS", default=300)
+EMAIL_VERIFICATION_MAX_AGE_HOURS = env.int("EMAIL_VERIFICATION_MAX_AGE_HOURS", default=72)
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+# Where links in emails point (the front end, or this site).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Fernet keys for secrets stored encrypted (TOTP seeds): the first encrypts, any decrypts. Outside
+# production a key is derived from SECRET_KEY so that development needs no set-up.
+ENCRYPTION_KEYS = env.list(
+    "ENCRYPTION_KEYS",
+    default=[base64.urlsafe_b64encode(hashlib.sha256(f"encryption:{SECRET_KEY}".encode()).digest()).decode()],
+)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio back-office API",

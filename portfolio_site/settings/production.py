@@ -22,6 +22,10 @@ _require_strong("SECRET_KEY", SECRET_KEY)
 SIMPLE_JWT["SIGNING_KEY"] = env.str("JWT_SIGNING_KEY", default=SECRET_KEY)  # noqa: F405
 _require_strong("JWT_SIGNING_KEY", SIMPLE_JWT["SIGNING_KEY"])  # noqa: F405
 
+# TOTP seeds must survive a SECRET_KEY rotation: production names its encryption keys explicitly.
+if not env.list("ENCRYPTION_KEYS", default=[]):
+    raise ImproperlyConfigured("ENCRYPTION_KEYS must be set in production (Fernet keys, newest first).")
+
 # Several processes serve production: a per-process cache would serve other processes' stale responses
 # after a write, and per-process throttles would multiply every limit by the number of processes.
 if not REDIS_URL:  # noqa: F405

@@ -14,9 +14,8 @@ from django.test import Client as DjangoClient
 from drf_spectacular.validation import validate_schema
 from openapi_core import OpenAPI
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
-from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.tests.factories import PASSWORD, AdvisorFactory, OperationsFactory, SuperuserFactory
+from accounts.tests.factories import PASSWORD, AdvisorFactory, OperationsFactory, SuperuserFactory, access_token_for
 from clients.tests.factories import ClientFactory
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
@@ -68,7 +67,7 @@ class ContractClient:
         self.http = DjangoClient()
         self.headers = {"HTTP_ACCEPT": "application/json"}
         if user is not None:
-            self.headers["HTTP_AUTHORIZATION"] = f"Bearer {AccessToken.for_user(user)}"
+            self.headers["HTTP_AUTHORIZATION"] = f"Bearer {access_token_for(user)}"
 
     def call(self, method: str, path: str, data: Any = None, *, expect: int, check_request: bool | None = None) -> Any:
         body = b"" if data is None else json.dumps(data).encode()

@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 BASE_DIR = Path(settings.BASE_DIR)
 PRODUCTION = "portfolio_site.settings.production"
 STRONG_SECRET = secrets.token_urlsafe(50)
+# What production needs besides a secret; Redis is connected to lazily, so nothing here talks to it.
+PRODUCTION_SERVICES = {"REDIS_URL": "redis://127.0.0.1:6379/0", "ENCRYPTION_KEYS": Fernet.generate_key().decode()}
 PRINT_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'CACHES': s.CACHES, 'DATABASES': s.DATABASES, 'DEBUG': s.DEBUG}, default=str))"
@@ -34,8 +37,7 @@ def dotenv_defines(name: str) -> bool:
 def run_django(code: str, module: str = PRODUCTION, **environ: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": module, "PYTHONDONTWRITEBYTECODE": "1"}
     if module == PRODUCTION:
-        # Production needs Redis configured (it connects lazily: nothing here talks to it).
-        env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+        env.update(PRODUCTION_SERVICES)
     env.update(environ)
     return subprocess.run(
         [sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60, check=False
@@ -93,6 +95,12 @@ def test_production_accepts_a_varied_secret_key_of_exactly_50_characters() -> No
     assert start_django(SECRET_KEY="abcde" * 10).returncode == 0
 
 
+def test_production_refuses_to_start_without_encryption_keys() -> None:
+    result = start_django(SECRET_KEY=STRONG_SECRET, ENCRYPTION_KEYS="")
+    assert result.returncode != 0
+    assert "ENCRYPTION_KEYS must be set in production" in result.stderr
+
+
 def test_production_refuses_to_start_without_redis() -> None:
     result = start_django(SECRET_KEY=STRONG_SECRET, REDIS_URL="")
     assert result.returncode != 0
@@ -114,7 +122,7 @@ def test_production_check_deploy_reports_no_issues() -> None:
             "PATH": os.environ.get("PATH", ""),
             "DJANGO_SETTINGS_MODULE": PRODUCTION,
             "SECRET_KEY": STRONG_SECRET,
-            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            **PRODUCTION_SERVICES,
         },
         capture_output=True,
         text=True,

@@ -8,13 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 
+from accounts import services
+from accounts.filters import UserFilterSet
+from accounts.models import User
+from accounts.roles import role_names
 from portfolio_site.api.fields import LowercaseEmailField
 from portfolio_site.api.permissions import IsSuperuser
-
-from . import services
-from .filters import UserFilterSet
-from .models import User
-from .roles import role_names
 
 EMAIL_TAKEN = "A user with this email address already exists."
 

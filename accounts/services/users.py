@@ -6,9 +6,14 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from accounts.models import LoginSession, User
 from portfolio_site.cache import invalidate_namespace
 
-from .models import User
+from .events import ClientInfo, Kind, security_event_record
+from .sessions import sessions_revoke_all
+
+EndReason = LoginSession.EndReason
+NO_CLIENT = ClientInfo()
 
 # Cached responses that show users (a client's advisor name) depend on this namespace.
 CACHE_NAMESPACE = "users"
@@ -64,8 +69,15 @@ def user_register(*, actor: Any, email: str, password: str, full_name: str = "")
 
 @transaction.atomic
 def user_update(
-    *, user: User, password: str | None = None, groups: Iterable[Group] | None = None, **fields: Any
+    *,
+    user: User,
+    password: str | None = None,
+    groups: Iterable[Group] | None = None,
+    client: ClientInfo = NO_CLIENT,
+    **fields: Any,
 ) -> User:
+    """Changes a user; a new password or a deactivation ends every session the user has open."""
+    was_active = User.objects.filter(pk=user.pk, is_active=True).exists()
     for name, value in fields.items():
         setattr(user, name, value)
     if user.is_superuser:
@@ -76,5 +88,19 @@ def user_update(
     user.save()
     if groups is not None:
         user.groups.set(groups)
+    if password is not None:
+        security_event_record(kind=Kind.PASSWORD_CHANGED, client=client, user=user, detail="set by an administrator")
+        sessions_revoke_all(user=user, client=client, reason=EndReason.PASSWORD_CHANGED)
+    if was_active and not user.is_active:
+        sessions_revoke_all(user=user, client=client, reason=EndReason.USER_DEACTIVATED)
     invalidate_namespace(CACHE_NAMESPACE)
     return user
+
+
+@transaction.atomic
+def user_set_password(*, user: User, password: str, client: ClientInfo, kind: str = Kind.PASSWORD_CHANGED) -> None:
+    """A user's new password (changed by them, or reset by email): validated, audited, every session ended."""
+    _set_password(user, password)
+    user.save(update_fields=["password"])
+    security_event_record(kind=kind, client=client, user=user)
+    sessions_revoke_all(user=user, client=client, reason=EndReason.PASSWORD_CHANGED)

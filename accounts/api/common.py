@@ -1,0 +1,65 @@
+"""What the accounts endpoints share: the caller's client info and token responses (body or cookies)."""
+
+from django.conf import settings
+from django.middleware.csrf import get_token
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from accounts.authentication import ACCESS_COOKIE, REFRESH_COOKIE
+from accounts.services.events import ClientInfo
+from accounts.services.login import LoginResult
+from accounts.services.sessions import TokenPair
+
+
+def client_info(request: Request) -> ClientInfo:
+    # DRF's throttle identity honours NUM_PROXIES, so audit records and rate limits agree on the IP.
+    return ClientInfo(ip=BaseThrottle().get_ident(request) or None, user_agent=request.headers.get("User-Agent", ""))
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(required=False, help_text="Absent in cookie mode (the token is in a cookie).")
+    refresh = serializers.CharField(required=False, help_text="Absent in cookie mode (the token is in a cookie).")
+    session = serializers.UUIDField(help_text="Id of the login session these tokens belong to.")
+    access_expires_at = serializers.DateTimeField()
+    refresh_expires_at = serializers.DateTimeField()
+
+
+class TwoFactorChallengeSerializer(serializers.Serializer):
+    two_factor_required = serializers.BooleanField()
+    challenge = serializers.CharField(help_text="Send it with a code to /api/v1/auth/2fa/verify/ within 5 minutes.")
+    methods = serializers.ListField(child=serializers.CharField())
+
+
+def token_response(request: Request, pair: TokenPair, status_code: int = status.HTTP_200_OK) -> Response:
+    body = {
+        "access": pair.access,
+        "refresh": pair.refresh,
+        "session": pair.session_id,
+        "access_expires_at": pair.access_expires_at,
+        "refresh_expires_at": pair.refresh_expires_at,
+    }
+    if not settings.AUTH_COOKIE_MODE:
+        return Response(TokenPairSerializer(body).data, status=status_code)
+    del body["access"], body["refresh"]
+    response = Response(TokenPairSerializer(body).data, status=status_code)
+    cookie = {"httponly": True, "secure": settings.AUTH_COOKIE_SECURE, "samesite": settings.AUTH_COOKIE_SAMESITE}
+    response.set_cookie(ACCESS_COOKIE, pair.access, expires=pair.access_expires_at, path="/", **cookie)
+    response.set_cookie(REFRESH_COOKIE, pair.refresh, expires=pair.refresh_expires_at, path="/api/v1/auth/", **cookie)
+    get_token(request)  # a CSRF cookie for the front end to echo on unsafe requests
+    return response
+
+
+def login_response(request: Request, result: LoginResult) -> Response:
+    if result.tokens is not None:
+        return token_response(request, result.tokens)
+    body = {"two_factor_required": True, "challenge": result.challenge, "methods": ["totp", "recovery_code"]}
+    return Response(TwoFactorChallengeSerializer(body).data, status=status.HTTP_200_OK)
+
+
+def clear_token_cookies(response: Response) -> Response:
+    if settings.AUTH_COOKIE_MODE:
+        response.delete_cookie(ACCESS_COOKIE, path="/", samesite=settings.AUTH_COOKIE_SAMESITE)
+        response.delete_cookie(REFRESH_COOKIE, path="/api/v1/auth/", samesite=settings.AUTH_COOKIE_SAMESITE)
+    return response

@@ -1,0 +1,224 @@
+"""Login sessions and the tokens issued for them.
+
+Each login creates a `LoginSession`; its id travels in every token as the `sid` claim. Refresh tokens
+rotate on every use: the session remembers the one refresh token that may still be used, so presenting
+an older one means it was copied, and the whole session is revoked. Whether a session is still open is
+kept in the cache so that checking an access token costs no database query while the cache is up.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
+from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.models import LoginSession, User
+
+from .events import ClientInfo, Kind, security_event_record
+
+logger = logging.getLogger(__name__)
+
+EndReason = LoginSession.EndReason
+SESSION_CLAIM = "sid"
+ACTIVE = "active"
+# How long the cache may vouch for an open session before asking the database again; bounds how long a
+# revocation made while the cache was unreachable can go unnoticed.
+ACTIVE_STATE_SECONDS = 60
+SEEN_WRITE_SECONDS = 60
+
+END_MESSAGES: dict[str, str] = {
+    EndReason.LOGOUT: "The session was logged out.",
+    EndReason.REVOKED: "The session was revoked.",
+    EndReason.TOKEN_REUSE: "A refresh token was used twice; the session was revoked as a precaution.",
+    EndReason.IDLE: "The session ended after a period of inactivity.",
+    EndReason.EXPIRED: "The session reached its maximum lifetime.",
+    EndReason.PASSWORD_CHANGED: "The password was changed; please log in again.",
+    EndReason.USER_DEACTIVATED: "The account was deactivated.",
+}
+
+
+def end_message(reason: str) -> str:
+    return END_MESSAGES.get(reason, "The session is not valid.")
+
+
+class SessionEnded(Exception):
+    """A token names a session that is over (or never was); the message says why, for the 401."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(end_message(reason))
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    session_id: str
+    access_expires_at: datetime.datetime
+    refresh_expires_at: datetime.datetime
+
+
+def idle_timeout() -> datetime.timedelta:
+    return datetime.timedelta(minutes=settings.SESSION_IDLE_MINUTES)
+
+
+def _state_key(session_id: str) -> str:
+    return f"login-session:{session_id}"
+
+
+def _issue(session: LoginSession, now: datetime.datetime) -> TokenPair:
+    """New access and refresh tokens for the session, neither outliving it; remembers the refresh token."""
+    refresh = RefreshToken.for_user(session.user)
+    refresh[SESSION_CLAIM] = str(session.id)
+    refresh_lifetime = min(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"], session.expires_at - now)
+    refresh.set_exp(from_time=now, lifetime=refresh_lifetime)
+    access = refresh.access_token
+    access.set_exp(from_time=now, lifetime=min(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"], session.expires_at - now))
+    session.refresh_jti = str(refresh["jti"])
+    return TokenPair(
+        access=str(access),
+        refresh=str(refresh),
+        session_id=str(session.id),
+        access_expires_at=datetime.datetime.fromtimestamp(access["exp"], tz=datetime.UTC),
+        refresh_expires_at=datetime.datetime.fromtimestamp(refresh["exp"], tz=datetime.UTC),
+    )
+
+
+@transaction.atomic
+def session_start(*, user: User, client: ClientInfo) -> TokenPair:
+    """Opens a session for a user who has fully authenticated, and issues its first tokens."""
+    now = timezone.now()
+    session = LoginSession(
+        user=user,
+        user_agent=client.user_agent[:512],
+        ip=client.ip,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + datetime.timedelta(hours=settings.SESSION_ABSOLUTE_HOURS),
+    )
+    pair = _issue(session, now)
+    session.save()
+    return pair
+
+
+def _end(session: LoginSession, reason: str, now: datetime.datetime) -> None:
+    session.revoked_at = now
+    session.end_reason = reason
+    session.save(update_fields=["revoked_at", "end_reason"])
+    # Forget "active" now, so that no one is waved through on the cache's word, and record the verdict once
+    # committed, for longer than any access token issued for the session can live.
+    key = _state_key(str(session.id))
+    cache.delete(key)
+    timeout = int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()) + ACTIVE_STATE_SECONDS
+    transaction.on_commit(lambda: cache.set(key, reason, timeout=timeout))
+
+
+def _timed_out(session: LoginSession, now: datetime.datetime) -> str | None:
+    if now >= session.expires_at:
+        return EndReason.EXPIRED
+    if now - session.last_seen_at >= idle_timeout():
+        return EndReason.IDLE
+    return None
+
+
+def session_refresh(*, raw_refresh: str, client: ClientInfo) -> TokenPair:
+    """Exchanges a refresh token for new tokens, rotating it; raises SessionEnded with the reason otherwise.
+
+    Ending a session (reuse, inactivity, lifetime) is committed before the refusal is raised, so it sticks.
+    """
+    try:
+        payload = token_backend.decode(raw_refresh, verify=True)  # type: ignore[arg-type]
+    except TokenBackendError:
+        raise SessionEnded("invalid") from None
+    if payload.get("token_type") != "refresh" or SESSION_CLAIM not in payload:
+        raise SessionEnded("invalid")
+    now = timezone.now()
+    ended: tuple[str, LoginSession] | None = None
+    with transaction.atomic():
+        session = (
+            LoginSession.objects.select_for_update().select_related("user").filter(pk=payload[SESSION_CLAIM]).first()
+        )
+        if session is None or not session.user.is_active:
+            raise SessionEnded("invalid")
+        if session.revoked_at is not None:
+            raise SessionEnded(session.end_reason)
+        if payload.get("jti") != session.refresh_jti:
+            _end(session, EndReason.TOKEN_REUSE, now)
+            security_event_record(kind=Kind.TOKEN_REUSE, client=client, user=session.user, session=session)
+            ended = (EndReason.TOKEN_REUSE, session)
+        elif (reason := _timed_out(session, now)) is not None:
+            _end(session, reason, now)
+            ended = (reason, session)
+        else:
+            _blacklist(raw_refresh)
+            pair = _issue(session, now)
+            session.last_seen_at = now
+            session.save(update_fields=["refresh_jti", "last_seen_at"])
+            return pair
+    raise SessionEnded(ended[0])
+
+
+def _blacklist(raw_refresh: str) -> None:
+    try:
+        RefreshToken(raw_refresh).blacklist()  # type: ignore[arg-type]
+    except TokenError:
+        # Already blacklisted: the session's own check (one live refresh token) is what decides.
+        logger.info("Refresh token was already blacklisted")
+
+
+def session_state(session_id: str) -> str:
+    """`"active"` or the reason the session ended: from the cache, else from the database (then cached)."""
+    state = cache.get(_state_key(session_id))
+    if state is not None:
+        return str(state)
+    row = LoginSession.objects.filter(pk=session_id).values("revoked_at", "end_reason", "expires_at").first()
+    if row is None:
+        return "invalid"
+    if row["revoked_at"] is not None:
+        state = row["end_reason"]
+    elif timezone.now() >= row["expires_at"]:
+        state = EndReason.EXPIRED
+    else:
+        state = ACTIVE
+    cache.set(_state_key(session_id), state, timeout=ACTIVE_STATE_SECONDS)
+    return str(state)
+
+
+def session_touch(session_id: str) -> None:
+    """Records activity at most once a minute per session (a write per request would be wasteful)."""
+    if cache.add(f"login-session-seen:{session_id}", 1, timeout=SEEN_WRITE_SECONDS):
+        LoginSession.objects.filter(pk=session_id, revoked_at__isnull=True).update(last_seen_at=timezone.now())
+
+
+@transaction.atomic
+def session_revoke(
+    *, session: LoginSession, client: ClientInfo, reason: str = EndReason.REVOKED, actor: User | None = None
+) -> bool:
+    """Ends one session now; its access tokens stop working at once. False if it had already ended."""
+    locked = LoginSession.objects.select_for_update().get(pk=session.pk)
+    if locked.revoked_at is not None:
+        return False
+    _end(locked, reason, timezone.now())
+    kind = Kind.LOGOUT if reason == EndReason.LOGOUT else Kind.SESSION_REVOKED
+    detail = "" if actor is None or actor.pk == locked.user_id else f"by {actor.email}"
+    security_event_record(kind=kind, client=client, user=locked.user, session=locked, detail=detail)
+    return True
+
+
+@transaction.atomic
+def sessions_revoke_all(*, user: User, client: ClientInfo, reason: str = EndReason.REVOKED) -> int:
+    """Ends every open session of the user (logout everywhere, password change, deactivation)."""
+    now = timezone.now()
+    sessions = list(LoginSession.objects.select_for_update().filter(user=user, revoked_at__isnull=True).order_by("pk"))
+    for session in sessions:
+        _end(session, reason, now)
+    if sessions:
+        kind = Kind.LOGOUT if reason == EndReason.LOGOUT else Kind.SESSION_REVOKED
+        security_event_record(kind=kind, client=client, user=user, detail=f"{len(sessions)} session(s): {reason}")
+    return len(sessions)
