@@ -1,0 +1,3 @@
+"""Account flows by email: verification, password reset, and password change."""
+
+urlpatterns: list = []
