@@ -14,8 +14,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
-from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import LoginSession, User
@@ -74,13 +76,22 @@ def _state_key(session_id: str) -> str:
 
 def _issue(session: LoginSession, now: datetime.datetime) -> TokenPair:
     """New access and refresh tokens for the session, neither outliving it; remembers the refresh token."""
-    refresh = RefreshToken.for_user(session.user)
+    refresh = RefreshToken()
+    refresh[jwt_settings.USER_ID_CLAIM] = str(session.user.pk)
     refresh[SESSION_CLAIM] = str(session.id)
     refresh_lifetime = min(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"], session.expires_at - now)
     refresh.set_exp(from_time=now, lifetime=refresh_lifetime)
     access = refresh.access_token
     access.set_exp(from_time=now, lifetime=min(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"], session.expires_at - now))
     session.refresh_jti = str(refresh["jti"])
+    # Registered once complete (RefreshToken.for_user would register it before the session claim is set).
+    OutstandingToken.objects.create(
+        user=session.user,
+        jti=session.refresh_jti,
+        token=str(refresh),
+        created_at=now,
+        expires_at=datetime.datetime.fromtimestamp(refresh["exp"], tz=datetime.UTC),
+    )
     return TokenPair(
         access=str(access),
         refresh=str(refresh),
@@ -134,6 +145,9 @@ def session_refresh(*, raw_refresh: str, client: ClientInfo) -> TokenPair:
     """
     try:
         payload = token_backend.decode(raw_refresh, verify=True)  # type: ignore[arg-type]
+    except TokenBackendExpiredToken:
+        # Refresh tokens are issued to expire with their session, so an expired one means the session did.
+        raise SessionEnded(EndReason.EXPIRED) from None
     except TokenBackendError:
         raise SessionEnded("invalid") from None
     if payload.get("token_type") != "refresh" or SESSION_CLAIM not in payload:

@@ -18,19 +18,7 @@ from rest_framework.test import APIClient
 from accounts.tests.factories import AdvisorFactory, OperationsFactory, SuperuserFactory
 from clients.tests.factories import ClientFactory
 from holdings.tests.factories import AssetFactory, PriceFactory
-
-REDIS_DOWN = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": "redis://127.0.0.1:1/0",
-        "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "IGNORE_EXCEPTIONS": True,
-            "SOCKET_CONNECT_TIMEOUT": 0.1,
-            "SOCKET_TIMEOUT": 0.1,
-        },
-    }
-}
+from portfolio_site.testing import REDIS_DOWN
 
 
 @dataclass
