@@ -149,7 +149,8 @@ def test_login_from_a_new_ip_sends_an_alert_after_the_first_login(
     assert len(mail.outbox) == 1
     alert = mail.outbox[0]
     assert alert.to == ["anna@example.com"]
-    assert "198.51.100.20" in alert.body and "Unknown Browser/1.0" in alert.body
+    assert "198.51.100.20" in alert.body
+    assert "Unknown Browser/1.0" in alert.body
     assert SecurityEvent.objects.filter(kind=Kind.NEW_IP_LOGIN, user=anna, ip="198.51.100.20").exists()
 
 
@@ -173,5 +174,6 @@ def test_with_two_factor_on_a_password_login_returns_a_challenge_not_tokens(anna
     assert response.status_code == 200
     body = response.json()
     assert body["two_factor_required"] is True
-    assert "access" not in body and body["challenge"]
+    assert "access" not in body
+    assert body["challenge"]
     assert not LoginSession.objects.exists()

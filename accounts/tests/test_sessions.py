@@ -211,10 +211,12 @@ def test_cookie_mode_puts_the_tokens_in_httponly_secure_samesite_cookies(anna: U
     client = APIClient()
     response = client.post("/api/v1/auth/login/", {"email": anna.email, "password": PASSWORD})
     assert response.status_code == 200
-    assert "access" not in response.json() and "refresh" not in response.json()
+    assert "access" not in response.json()
+    assert "refresh" not in response.json()
     for name in (ACCESS_COOKIE, REFRESH_COOKIE):
         cookie = response.cookies[name]
-        assert cookie["httponly"] and cookie["secure"]
+        assert cookie["httponly"]
+        assert cookie["secure"]
         assert cookie["samesite"] == "Strict"
     assert response.cookies[REFRESH_COOKIE]["path"] == "/api/v1/auth/"
     assert client.get(ME).status_code == 200
