@@ -1,15 +1,40 @@
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.http import HttpRequest
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
-from portfolio_site.admin_utils import ServiceAdminMixin
+from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
 from . import services
-from .models import User
+from .models import LoginSession, SecurityEvent, User
+from .services.events import ClientInfo
+from .services.sessions import session_revoke
+
+# The client of the admin request being served, for the audit records of writes made by forms that only get
+# the submitted data (Django's password change form). A context variable: each request, thread or task its own.
+_admin_client: ContextVar[ClientInfo | None] = ContextVar("admin_client", default=None)
+
+
+def admin_client_info(request: HttpRequest) -> ClientInfo:
+    return ClientInfo(
+        ip=request.META.get("REMOTE_ADDR") or None, user_agent=request.META.get("HTTP_USER_AGENT", "")[:512]
+    )
+
+
+@contextmanager
+def _serving(request: HttpRequest) -> Iterator[None]:
+    token = _admin_client.set(admin_client_info(request))
+    try:
+        yield
+    finally:
+        _admin_client.reset(token)
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -25,10 +50,44 @@ class UserEditForm(UserChangeForm):
         field_classes: dict[str, type[forms.Field]] = {}
 
 
+class PasswordChangeForm(AdminPasswordChangeForm):
+    """Django's admin password form, writing through `user_set_password`: validated, audited, sessions ended.
+
+    Disabling password-based login is not offered: it would end no session and leave no audit record.
+    """
+
+    NO_DISABLING = "Password-based login cannot be disabled here; deactivate the user instead."
+
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+        super().__init__(user, *args, **kwargs)
+        self.fields.pop("usable_password", None)
+        self.fields["password1"].required = True
+        self.fields["password2"].required = True
+
+    def clean(self) -> dict[str, Any] | None:
+        if "unset-password" in self.data:
+            raise forms.ValidationError(self.NO_DISABLING, code="no_disabling")
+        return super().clean()
+
+    def save(self, commit: bool = True) -> User:
+        client = _admin_client.get() or ClientInfo()
+        services.user_set_password(user=self.user, password=self.cleaned_data["password1"], client=client)
+        return self.user
+
+
+class LoginSessionInline(ReadOnlyInline):
+    model = LoginSession
+    verbose_name_plural = "Login sessions (latest 20)"
+    fields = ("created_at", "ip", "user_agent", "last_seen_at", "expires_at", "revoked_at", "end_reason")
+    readonly_fields = fields
+
+
 @admin.register(User)
 class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
+    change_password_form = PasswordChangeForm
+    inlines = [LoginSessionInline]
     ordering = ["email"]
     list_display = ["email", "full_name", "is_active", "is_staff", "is_superuser", "is_verified", "last_login"]
     list_filter = ["is_active", "is_staff", "is_superuser", "is_verified", "groups"]
@@ -61,3 +120,71 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
             created = services.user_create(email=data["email"], full_name=data.get("full_name", ""), password=password)
             obj.pk = created.pk
             obj._state.adding = False
+
+    def get_inlines(self, request: HttpRequest, obj: User | None) -> list[type[admin.options.InlineModelAdmin]]:
+        return list(self.inlines) if obj is not None else []
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        with _serving(request):
+            return super().user_change_password(request, id, form_url)
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "revoked"
+    parameter_name = "revoked"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LoginSession]) -> QuerySet[LoginSession]:
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(revoked_at__isnull=self.value() == "no")
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services: anyone with the view permission looks, no one adds, edits or deletes."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LoginSession)
+class LoginSessionAdmin(ReadOnlyAdmin):
+    list_display = ["user", "ip", "user_agent", "created_at", "last_seen_at", "expires_at", "revoked_at", "end_reason"]
+    list_filter = ["end_reason", RevokedFilter]
+    search_fields = ["user__email", "ip"]
+    list_select_related = ["user"]
+    exclude = ["refresh_jti"]
+    actions = ["revoke_sessions"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.revoke_loginsession")
+
+    @admin.action(description="Revoke selected sessions", permissions=["revoke"])
+    def revoke_sessions(self, request: HttpRequest, queryset: QuerySet[LoginSession]) -> None:
+        client = admin_client_info(request)
+        actor = request.user
+        assert isinstance(actor, User)
+        sessions = list(queryset.order_by("pk"))
+        revoked = sum(session_revoke(session=session, client=client, actor=actor) for session in sessions)
+        text = f"Revoked {revoked} session(s)."
+        if revoked < len(sessions):
+            text += f" {len(sessions) - revoked} had already ended."
+        self.message_user(request, text, messages.SUCCESS)
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "user", "email", "ip", "detail"]
+    list_filter = ["kind", "created_at"]
+    date_hierarchy = "created_at"
+    search_fields = ["user__email", "email", "ip"]
+    list_select_related = ["user"]
+    show_full_result_count = False

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -21,7 +21,7 @@ router.register("prices", PriceViewSet, basename="price")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
 
-auth_urls = [
+auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),
     # token/ is the same login under SimpleJWT's customary name.
     path("token/", LoginView.as_view(), name="token-obtain"),

@@ -28,6 +28,9 @@ def _change_form(user: User, **fields: Any) -> dict[str, Any]:
         "is_superuser": "on" if user.is_superuser else "",
         "groups": [group.pk for group in user.groups.all()],
         "user_permissions": [],
+        # The read-only sessions inline's management form, as the browser sends it.
+        "login_sessions-TOTAL_FORMS": "0",
+        "login_sessions-INITIAL_FORMS": "0",
     }
     return {name: value for name, value in (data | fields).items() if value != ""}
 
