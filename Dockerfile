@@ -19,10 +19,10 @@ RUN pip install -r requirements.txt
 COPY . .
 
 # Static files are collected at build time with the production settings. Those settings refuse to load
-# without a strong SECRET_KEY and a REDIS_URL, so this one RUN line gets dummies; they are not stored in the
-# image, and collectstatic connects to neither.
+# without a strong SECRET_KEY, a REDIS_URL and ENCRYPTION_KEYS, so this one RUN line gets dummies; they are
+# not stored in the image, and collectstatic uses none of them.
 RUN SECRET_KEY=collectstatic-build-only-dummy-key-not-a-secret-0123456789 REDIS_URL=redis://unused:6379/0 \
-    python manage.py collectstatic --noinput
+    ENCRYPTION_KEYS=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= python manage.py collectstatic --noinput
 
 # Code and static files stay owned by root (read-only for the app). /app/data is the one writable place,
 # for a SQLite file when trying the image out (DATABASE_URL=sqlite:////app/data/db.sqlite3).

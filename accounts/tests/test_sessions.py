@@ -233,3 +233,19 @@ def test_cookie_mode_requires_the_csrf_token_on_unsafe_requests(anna: User) -> N
     assert response.status_code == 204
     assert response.cookies[ACCESS_COOKIE].value == ""
     assert client.get(ME).status_code == 401
+
+
+def test_manage_py_changepassword_ends_the_users_sessions(anna: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    tokens = log_in(anna)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "a-brand-new-passphrase-9")
+    out = StringIO()
+    call_command("changepassword", "anna@example.com", stdout=out)
+    assert "Ended 1 open session(s)." in out.getvalue()
+    assert bearer(tokens).get(ME).status_code == 401
+    anna.refresh_from_db()
+    assert anna.check_password("a-brand-new-passphrase-9")
+    assert SecurityEvent.objects.filter(kind=SecurityEvent.Kind.PASSWORD_CHANGED, user=anna).exists()
