@@ -13,7 +13,7 @@ from accounts.services.sessions import sessions_revoke_all
 class Command(changepassword.Command):
     help = changepassword.Command.help + " Ends every login session of the user and records the change."
 
-    def handle(self, *args: Any, **options: Any) -> str:
+    def handle(self, *args: Any, **options: Any) -> str | None:
         result = super().handle(*args, **options)
         user = User.objects.get_by_natural_key(options["username"] or getpass.getuser())
         client = ClientInfo(user_agent="manage.py changepassword")
