@@ -64,7 +64,9 @@ class Command(BaseCommand):
     @transaction.atomic
     def _load(self, password: str) -> None:
         rng = random.Random(20261123)  # the same demo every time
-        admin = user_create(email=ADMIN_EMAIL, password=password, full_name="Demo Administrator", is_superuser=True)
+        admin = user_create(
+            email=ADMIN_EMAIL, password=password, full_name="Demo Administrator", is_superuser=True, is_verified=True
+        )
         staff = [
             user_create(
                 email=email,
