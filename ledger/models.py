@@ -42,6 +42,14 @@ class Transaction(TimeStampedModel):
         blank=True,
         help_text="External id, unique per client: posting the same reference twice posts once.",
     )
+    # NULL unless imported without a reference: then a stable hash of the row and its occurrence in the file.
+    import_key = models.CharField(  # noqa: DJ001
+        max_length=80,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by imports for rows without a reference, so that importing a file twice posts it once.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -79,6 +87,11 @@ class Transaction(TimeStampedModel):
                 fields=["client", "reference"],
                 name="ledger_transaction_reference_unique_per_client",
                 violation_error_message="This client already has a transaction with this reference.",
+            ),
+            models.UniqueConstraint(
+                fields=["client", "import_key"],
+                name="ledger_transaction_import_key_unique_per_client",
+                violation_error_message="This row was already imported for this client.",
             ),
             currency_constraint("currency", name="ledger_transaction_currency_iso"),
         ]

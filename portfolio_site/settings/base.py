@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "clients",
     "ledger",
     "holdings",
+    "portfolio_site.imports",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,414 @@
+"""The CSV import engine: streams a file, validates every row, and hands the rows to the kind's format.
+
+A format (an app's `importers.py`) declares its columns and writes its rows. The engine owns what is the
+same for every kind: decoding (UTF-8, with or without BOM), the delimiter (`,` or `;`), header matching
+(case-insensitive; unknown and missing columns are errors), line numbers, error collection, the single
+transaction (all or nothing, or `skip_invalid`), dry runs, the rejects file, progress and the batch record.
+"""
+
+import csv
+import datetime
+import getpass
+import hashlib
+import io
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO, ClassVar
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import ImportBatch
+
+MAX_LISTED = 50
+FLUSH_ROWS = 5000
+
+
+# --- What a format declares ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    parse: Callable[[str], Any]
+    required: bool = True
+    help: str = ""
+
+
+class RowError(Exception):
+    """A row a format refuses; `column` names the cell (or "row")."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Issue:
+    line: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}, {self.column}: {self.message}"
+
+
+class ImportFormat:
+    """One kind of file. Subclasses declare `kind`, `columns`, `description` and implement the hooks."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str]
+    columns: ClassVar[tuple[Column, ...]]
+
+    def __init__(self, run: "ImportRun") -> None:
+        self.run = run
+
+    def prepare(self) -> None:
+        """Before the first row: load look-ups, create staging tables."""
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        """One row whose cells parsed; raise RowError to refuse it."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """After the last row, even if some were refused: the checks that need every row (report through
+        `self.run.reject`), so that one run lists every problem."""
+
+    def write(self) -> None:
+        """Only when no row was refused (or with skip_invalid): write the accepted rows, counting them."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Always called last, also when the run stops early: release what `prepare` opened."""
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        """Every stored record as a row of this format's columns (what `manage.py export` writes)."""
+        raise NotImplementedError
+
+    @classmethod
+    def column_help(cls) -> str:
+        width = max(len(column.name) for column in cls.columns)
+        lines = [
+            f"  {column.name.ljust(width)}  {'required' if column.required else 'optional'}  {column.help}"
+            for column in cls.columns
+        ]
+        return textwrap.fill(f"{cls.kind}: {cls.description}", width=100) + "\n" + "\n".join(lines)
+
+
+FORMATS: dict[str, type[ImportFormat]] = {}
+
+
+def register(format_class: type[ImportFormat]) -> type[ImportFormat]:
+    FORMATS[format_class.kind] = format_class
+    return format_class
+
+
+def columns_reference() -> str:
+    """The columns of every kind, for the commands' --help."""
+    kinds = "\n\n".join(FORMATS[kind].column_help() for kind in sorted(FORMATS))
+    return f"Columns, per kind:\n\n{kinds}\n\nAn example file of each kind is in docs/examples/."
+
+
+# --- A run ---------------------------------------------------------------------------------------
+
+
+class CommandLineActor:
+    """Who acts when an import or export runs from the command line: operations staff with server access,
+    who see every client. The batch records the operating-system account instead of a user."""
+
+    pk = None
+    is_active = True
+    is_authenticated = True
+    is_superuser = True
+
+    def __str__(self) -> str:
+        return f"command line ({getpass.getuser()})"
+
+
+class _Rollback(Exception):
+    pass
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes a binary stream through while computing its SHA-256 and counting bytes."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.digest.update(data)
+        self.bytes_read += size
+        return size
+
+    def drain(self) -> None:
+        """Reads what is left, so that the hash covers the whole file even when the run stopped early."""
+        while self.readinto(bytearray(1 << 20)):
+            pass
+
+
+@dataclass
+class ImportResult:
+    batch: ImportBatch
+    issues: list[Issue]
+    issue_count: int
+
+    @property
+    def ok(self) -> bool:
+        return self.batch.outcome != ImportBatch.Outcome.FAILED
+
+
+@dataclass
+class ImportRun:
+    """The state of one run, shared by the engine and the format."""
+
+    format_class: type[ImportFormat]
+    actor: Any
+    dry_run: bool = False
+    skip_invalid: bool = False
+    rejects: IO[str] | None = None
+    on_progress: Callable[[int, int], None] | None = None
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    issue_count: int = 0
+    aborted: bool = False
+    _rejects_writer: Any = None
+
+    def reject(self, line: int, column: str, message: str, row: list[str] | None = None) -> None:
+        """Records a refused row: listed (the first 50), counted, and with skip_invalid written to the rejects file."""
+        self.issue_count += 1
+        self.rejected += 1
+        if len(self.issues) < MAX_LISTED:
+            self.issues.append(Issue(line, column, message))
+        if self.skip_invalid and self.rejects is not None and row is not None:
+            if self._rejects_writer is None:
+                self._rejects_writer = csv.writer(self.rejects)
+                self._rejects_writer.writerow(["line", *[c.name for c in self.format_class.columns], "error"])
+            self._rejects_writer.writerow([line, *row, f"{column}: {message}"])
+
+    def fatal(self, line: int, column: str, message: str) -> None:
+        """A problem with the file itself (header, encoding, CSV syntax): nothing is imported."""
+        self.aborted = True
+        self.issue_count += 1
+        if len(self.issues) < MAX_LISTED:
+            self.issues.append(Issue(line, column, message))
+        raise _Rollback
+
+    @property
+    def failed(self) -> bool:
+        return self.aborted or (self.issue_count > 0 and not self.skip_invalid)
+
+
+def _header_map(run: ImportRun, header: list[str]) -> list[int | None]:
+    """For each declared column, the index of its cell in a row (None when an optional one is absent)."""
+    names = [name.strip().lower() for name in header]
+    declared = {column.name: column for column in run.format_class.columns}
+    unknown = [name for name in names if name not in declared]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    missing = [column.name for column in run.format_class.columns if column.required and column.name not in names]
+    problems = []
+    if unknown:
+        problems.append(f"unknown column(s): {', '.join(unknown)}")
+    if missing:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    if duplicated:
+        problems.append(f"repeated column(s): {', '.join(duplicated)}")
+    if problems:
+        expected = ", ".join(declared)
+        run.fatal(1, "header", f"{'; '.join(problems)} (expected: {expected})")
+    return [names.index(column.name) if column.name in names else None for column in run.format_class.columns]
+
+
+def _rows(run: ImportRun, text: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    first = text.readline()
+    if not first.strip():
+        run.fatal(1, "header", "the file is empty: the first line must name the columns")
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(_chain(first, text), delimiter=delimiter, strict=True)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as error:
+        run.fatal(reader.line_num, "file", f"not valid CSV ({error})")
+
+
+def _chain(first: str, rest: IO[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _load(run: ImportRun, fmt: ImportFormat, text: IO[str], source: _HashingReader) -> None:
+    rows = _rows(run, text)
+    _, header = next(rows)
+    positions = _header_map(run, header)
+    width = len(header)
+    fmt.prepare()
+    try:
+        _load_rows(run, fmt, rows, positions, width, source)
+        fmt.check()
+        if run.failed:
+            raise _Rollback
+        fmt.write()
+    finally:
+        fmt.close()
+    if run.failed or run.dry_run:
+        raise _Rollback
+
+
+def _load_rows(
+    run: ImportRun,
+    fmt: ImportFormat,
+    rows: Iterator[tuple[int, list[str]]],
+    positions: list[int | None],
+    width: int,
+    source: _HashingReader,
+) -> None:
+    columns = run.format_class.columns
+    for line, row in rows:
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        run.read += 1
+        if len(row) != width:
+            run.reject(line, "row", f"expected {width} fields, found {len(row)}", row)
+            continue
+        values: dict[str, Any] = {}
+        try:
+            for column, position in zip(columns, positions, strict=True):
+                cell = row[position].strip() if position is not None else ""
+                if not cell:
+                    if column.required:
+                        raise RowError(column.name, "required")
+                    values[column.name] = None
+                    continue
+                try:
+                    values[column.name] = column.parse(cell)
+                except ValueError as error:
+                    raise RowError(column.name, str(error)) from None
+            fmt.add(line, values)
+        except RowError as error:
+            ordered = [row[p] if p is not None else "" for p in positions]
+            run.reject(line, error.column, error.message, ordered)
+        if run.on_progress is not None and run.read % FLUSH_ROWS == 0:
+            run.on_progress(run.read, source.bytes_read)
+
+
+def run_import(
+    *,
+    kind: str,
+    stream: BinaryIO,
+    file_name: str,
+    actor: Any,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    rejects: IO[str] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
+    """Imports one file of one kind in one transaction and records the batch; never raises for bad data."""
+    format_class = FORMATS[kind]
+    run = ImportRun(format_class, actor, dry_run, skip_invalid, rejects, on_progress)
+    started, clock = timezone.now(), time.perf_counter()
+    source = _HashingReader(stream)
+    text = io.TextIOWrapper(io.BufferedReader(source, buffer_size=1 << 16), encoding="utf-8-sig", newline="")
+    try:
+        with transaction.atomic():
+            _load(run, format_class(run), text, source)
+    except _Rollback:
+        pass
+    except UnicodeDecodeError:
+        run.aborted = True
+        run.issue_count += 1
+        run.issues.append(Issue(run.read + 1, "file", "not UTF-8 text: save the file as UTF-8"))
+    source.drain()
+    run.issues.sort(key=lambda issue: issue.line)
+    if run.failed:
+        run.created = run.updated = run.skipped = 0
+        outcome = ImportBatch.Outcome.FAILED
+    else:
+        outcome = ImportBatch.Outcome.DRY_RUN if run.dry_run else ImportBatch.Outcome.SUCCEEDED
+    user = actor if getattr(actor, "pk", None) else None
+    batch = ImportBatch.objects.create(
+        kind=kind,
+        file_name=file_name[:255],
+        sha256=source.digest.hexdigest(),
+        rows_read=run.read,
+        rows_created=run.created,
+        rows_updated=run.updated,
+        rows_skipped=run.skipped,
+        rows_rejected=run.rejected,
+        outcome=outcome,
+        errors="\n".join(str(issue) for issue in run.issues),
+        user=user,
+        run_by=getattr(user, "email", "") or getpass.getuser(),
+        started_at=started,
+        duration=datetime.timedelta(seconds=time.perf_counter() - clock),
+    )
+    return ImportResult(batch, run.issues, run.issue_count)
+
+
+# --- Staging tables ------------------------------------------------------------------------------
+
+
+class Staging:
+    """A temporary table that rows are streamed into: COPY on PostgreSQL, batched inserts elsewhere."""
+
+    def __init__(self, name: str, columns: list[tuple[str, str]]) -> None:
+        self.name = name
+        self.columns = columns
+        self._buffer: list[tuple[Any, ...]] = []
+        self._copy: Any = None
+        self._stack = ExitStack()
+        self.postgres = connection.vendor == "postgresql"
+
+    def __enter__(self) -> "Staging":
+        definition = ", ".join(f"{name} {sql_type}" for name, sql_type in self.columns)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
+            suffix = " ON COMMIT DROP" if self.postgres else ""
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.name} ({definition}){suffix}")
+        if self.postgres:
+            cursor = self._stack.enter_context(connection.cursor())
+            names = ", ".join(name for name, _ in self.columns)
+            self._copy = self._stack.enter_context(cursor.cursor.copy(f"COPY {self.name} ({names}) FROM STDIN"))
+        return self
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        if self._copy is not None:
+            self._copy.write_row(row)
+            return
+        self._buffer.append(row)
+        if len(self._buffer) >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            marks = ", ".join(["%s"] * len(self.columns))
+            with connection.cursor() as cursor:
+                cursor.executemany(f"INSERT INTO {self.name} VALUES ({marks})", self._buffer)
+            self._buffer.clear()
+
+    def close(self) -> None:
+        """Ends the streaming: everything added is in the table."""
+        self._flush()
+        self._stack.close()
+        self._copy = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
