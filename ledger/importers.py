@@ -1,31 +1,87 @@
 """The CSV row format of cash movements (deposits and withdrawals) for the import engine.
 
-Set-based: rows stream into a staging table (COPY on PostgreSQL), and the checks that need every row
-(duplicate references, rows already posted, the running balance in date order) and the insert run as SQL.
+Built for large files. Rows are parsed in one thread while the database thread writes the previous chunk:
+each chunk is streamed into a staging table (COPY on PostgreSQL) and moved into the ledger set-based,
+skipping rows already posted (by reference, or by `import_key`: a hash of the row and of its occurrence
+in the file). Once every row is in, the running balance of each client and currency is checked in date
+order on top of the balance before the import; one overdraft and the engine rolls the whole file back.
 """
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connection
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from clients.models import Client
 from portfolio_site.imports import parsing
-from portfolio_site.imports.engine import Column, ImportFormat, RowError, Staging, register
+from portfolio_site.imports.engine import Column, PipelinedFormat, RowError, Staging, register
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
 from .models import Transaction, signed_amount
 
-Kind = Transaction.Kind
 TABLE = Transaction._meta.db_table
+CLIENTS = Client._meta.db_table
+CHUNK = "import_tx_chunk"
+ROWS = "import_tx_rows"
+# A fixed-size bitmap of row hashes seen in this file: memory stays flat whatever the file's length. A set
+# bit may be another row's (a collision), so a row whose bit is set is counted exactly in `repeats`.
+SEEN_BITS = 1 << 27
+ROW_COLUMNS = [
+    ("line", "integer NOT NULL"),
+    ("client_id", "bigint NOT NULL"),
+    ("kind", "varchar(16) NOT NULL"),
+    ("amount", f"numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES}) NOT NULL"),
+    ("currency", "varchar(3) NOT NULL"),
+    ("date", "date NOT NULL"),
+    ("reference", "varchar(100)"),
+    ("import_key", "varchar(80)"),
+]
+
+
+class _Occurrences:
+    """How many times a row's content occurred earlier in the file, in flat memory."""
+
+    def __init__(self) -> None:
+        self.bitmap = bytearray(SEEN_BITS // 8)
+        self.repeats: dict[bytes, int] = {}
+
+    def next(self, digest: bytes) -> int:
+        index = int.from_bytes(digest[:8], "big") % SEEN_BITS
+        byte, bit = divmod(index, 8)
+        if not self.bitmap[byte] & (1 << bit):
+            self.bitmap[byte] |= 1 << bit
+            return 1
+        # Seen before, or a collision: either way a number no other row of this file gets, and the same
+        # number on every run of the same file, which is all the key needs.
+        count = self.repeats.get(digest, 1) + 1
+        self.repeats[digest] = count
+        return count
+
+
+@contextmanager
+def _index_lookups(cursor: Any) -> Iterator[None]:
+    """Makes PostgreSQL look each chunk row up in the ledger's unique indexes.
+
+    Its statistics still describe the ledger as it was before the import, so it would otherwise hash or
+    sort the whole (growing) ledger for every chunk: quadratic in the file's length.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+    try:
+        yield
+    finally:
+        cursor.execute("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on")
 
 
 @register
-class TransactionFormat(ImportFormat):
+class TransactionFormat(PipelinedFormat):
     kind = "transactions"
     description = (
         "deposits and withdrawals. A row with a reference posts once per client and reference; a row without "
@@ -49,186 +105,175 @@ class TransactionFormat(ImportFormat):
     def prepare(self) -> None:
         # Only clients the actor may see can be named; the rest read as unknown.
         self.client_ids = dict(Client.objects.visible_to(self.run.actor).values_list("email", "id"))
-        self.rejected_lines: set[int] = set()
-        self.staging = Staging(
-            "import_transactions",
-            [
-                ("line", "integer NOT NULL"),
-                ("client_id", "bigint NOT NULL"),
-                ("kind", "varchar(16) NOT NULL"),
-                ("amount", f"numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES}) NOT NULL"),
-                ("currency", "varchar(3) NOT NULL"),
-                ("date", "date NOT NULL"),
-                ("reference", "varchar(100)"),
-                ("notes", "text NOT NULL"),
-                ("content_hash", "varchar(64) NOT NULL"),
-            ],
-        ).__enter__()
+        self.occurrences = _Occurrences()
+        # Every row this run posts carries this exact timestamp, which tells them from the rows before it.
+        self.now = timezone.now()
+        self.locked: set[int] = set()
+        # The chunk being written, and every row of the file (less its notes) for the final balance check.
+        self.chunk = Staging(CHUNK, [*ROW_COLUMNS, ("notes", "text NOT NULL")])
+        self.rows = Staging(ROWS, ROW_COLUMNS).create()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL work_mem = '128MB'")  # sorts of a million rows stay in memory
 
-    def add(self, line: int, values: dict[str, Any]) -> None:
+    def stage(self, line: int, values: dict[str, Any]) -> tuple[Any, ...]:
         client_id = self.client_ids.get(values["client"])
         if client_id is None:
             raise RowError("client", f"no client with the email {values['client']} (or not one you may see)")
         notes = values["notes"] or ""
-        content = "\x1f".join(
-            [
-                str(client_id),
-                values["kind"],
-                str(values["amount"].normalize()),
-                values["currency"],
-                str(values["date"]),
-                notes,
-            ]
-        )
-        self.staging.add(
-            (
-                line,
-                client_id,
-                values["kind"],
-                values["amount"],
-                values["currency"],
-                values["date"],
-                values["reference"],
-                notes,
-                hashlib.sha256(content.encode()).hexdigest()[:40],
-            )
+        import_key = None
+        if values["reference"] is None:
+            content = f"{client_id}\x1f{values['kind']}\x1f{values['amount'].normalize()}\x1f{values['currency']}"
+            digest = hashlib.sha256(f"{content}\x1f{values['date']}\x1f{notes}".encode()).digest()
+            import_key = f"{digest[:20].hex()}:{self.occurrences.next(digest)}"
+        return (
+            line,
+            client_id,
+            values["kind"],
+            values["amount"],
+            values["currency"],
+            values["date"],
+            values["reference"],
+            import_key,
+            notes,
         )
 
-    def close(self) -> None:
-        try:
-            self.staging.__exit__(None, None, None)
-            with connection.cursor() as cursor:
-                cursor.execute("DROP TABLE IF EXISTS import_transactions_new")
-        except DatabaseError:
-            # The run is already failing on a database error (which propagates); the rollback drops the tables.
-            pass
+    def encode_chunk(self, rows: list[tuple[Any, ...]]) -> tuple[set[int], int, bool, Any]:
+        has_references = any(row[6] is not None for row in rows)
+        return {row[1] for row in rows}, len(rows), has_references, self.chunk.encode(rows)
+
+    def write_chunk(self, chunk: tuple[set[int], int, bool, Any]) -> None:
+        client_ids, size, has_references, payload = chunk
+        self.chunk.create().write_encoded(payload)
+        with connection.cursor() as cursor, _index_lookups(cursor):
+            self._lock_clients(cursor, client_ids)
+            refused = self._refuse_reference_clashes(cursor) if has_references else 0
+            if not self.run.failed:  # a failed run still checks every row, to report every problem
+                posted = self._post(cursor)
+                self.run.created += posted
+                self.run.skipped += size - refused - posted
+            cursor.execute(f"INSERT INTO {ROWS} SELECT {', '.join(name for name, _ in ROW_COLUMNS)} FROM {CHUNK}")
+
+    def _post(self, cursor: Any) -> int:
+        """Moves the chunk into the ledger; a row already posted (same reference or import key) is left out."""
+        cursor.execute(
+            f"INSERT INTO {TABLE} (client_id, kind, amount, currency, date, notes, reference, import_key, "
+            f"created_by_id, created_at, updated_at) SELECT client_id, kind, amount, currency, date, notes, "
+            f"reference, import_key, %s, %s, %s FROM {CHUNK} c WHERE NOT EXISTS (SELECT 1 FROM {TABLE} t "
+            "WHERE t.client_id = c.client_id AND t.import_key = c.import_key) AND NOT EXISTS (SELECT 1 FROM "
+            f"{TABLE} t WHERE t.client_id = c.client_id AND t.reference = c.reference) ORDER BY line",
+            [getattr(self.run.actor, "pk", None), self.now, self.now],
+        )
+        return int(cursor.rowcount)
+
+    def _lock_clients(self, cursor: Any, client_ids: set[int]) -> None:
+        # The same lock the services take, held to the end: no posting slips between check and commit.
+        new = sorted(client_ids - self.locked)
+        if new and connection.features.has_select_for_update:
+            marks = ", ".join(["%s"] * len(new))
+            cursor.execute(f"SELECT id FROM {CLIENTS} WHERE id IN ({marks}) ORDER BY id FOR UPDATE", new)
+        self.locked.update(new)
+
+    def _refuse_reference_clashes(self, cursor: Any) -> int:
+        """Refuses a reference repeated in the file or already posted with other details; returns how many."""
+        cursor.execute(
+            f"SELECT line, reference FROM (SELECT line, reference, MIN(line) OVER "
+            f"(PARTITION BY client_id, reference) AS first_line FROM {CHUNK} WHERE reference IS NOT NULL) repeated "
+            "WHERE line <> first_line"
+        )
+        clashes = [
+            (line, "reference", f"{reference!r} is used earlier in this file for the same client")
+            for line, reference in cursor.fetchall()
+        ]
+        cursor.execute(
+            f"SELECT c.line, c.reference, t.created_at = %s FROM {CHUNK} c JOIN {TABLE} t "
+            "ON t.client_id = c.client_id AND t.reference = c.reference "
+            "WHERE t.created_at = %s OR NOT (t.kind = c.kind AND t.amount = c.amount AND t.currency = c.currency "
+            "AND t.date = c.date)",
+            [self.now, self.now],
+        )
+        for line, reference, earlier_in_file in cursor.fetchall():
+            reason = "used earlier in this file" if earlier_in_file else "already posted with different details"
+            clashes.append((line, "reference", f"{reference!r} was {reason} for this client"))
+        for line, column, message in sorted(clashes):
+            self.run.reject(line, column, message, self._original(cursor, line))
+        if clashes:
+            marks = ", ".join(["%s"] * len(clashes))
+            cursor.execute(f"DELETE FROM {CHUNK} WHERE line IN ({marks})", [line for line, _, _ in clashes])
+        return len(clashes)
+
+    def _original(self, cursor: Any, line: int, table: str = CHUNK) -> list[str]:
+        """The refused row, for the rejects file, as staged (the notes are not kept past the chunk)."""
+        notes = "s.notes" if table == CHUNK else "''"
+        cursor.execute(
+            f"SELECT c.email, s.kind, s.amount, s.currency, s.date, s.reference, {notes} "
+            f"FROM {table} s JOIN {CLIENTS} c ON c.id = s.client_id WHERE s.line = %s",
+            [line],
+        )
+        row = cursor.fetchone()
+        return ["" if value is None else str(value) for value in row] if row else []
 
     # --- After the last row ---------------------------------------------------------------------
 
     def check(self) -> None:
-        self.staging.close()
-        with connection.cursor() as cursor:
-            self._refuse_repeated_references(cursor)
-            self._refuse_changed_references(cursor)
-            cursor.execute("DROP TABLE IF EXISTS import_transactions_new")
-            cursor.execute(
-                "CREATE TEMPORARY TABLE import_transactions_new AS "
-                "SELECT line, client_id, kind, amount, currency, date, reference, notes, "
-                "CASE WHEN reference IS NULL THEN content_hash || ':' || "
-                "CAST(ROW_NUMBER() OVER (PARTITION BY client_id, content_hash ORDER BY line) AS varchar(20)) END "
-                "AS import_key FROM import_transactions"
-            )
-            self._drop_rejected(cursor)
-            self._skip_already_posted(cursor)
-            self._lock_clients(cursor)
-            self._refuse_overdrafts(cursor)
+        """Applies the new rows in date order on top of each client's earlier balance; none may go below zero.
 
-    def _refuse_repeated_references(self, cursor: Any) -> None:
-        cursor.execute(
-            "SELECT line, reference, first_line FROM (SELECT line, reference, "
-            "MIN(line) OVER (PARTITION BY client_id, reference) AS first_line "
-            "FROM import_transactions WHERE reference IS NOT NULL) repeated WHERE line <> first_line ORDER BY line"
-        )
-        for line, reference, first_line in cursor.fetchall():
-            self._reject(line, "reference", f"{reference!r} is used on line {first_line} for the same client too")
-
-    def _refuse_changed_references(self, cursor: Any) -> None:
-        cursor.execute(
-            f"SELECT s.line, s.reference FROM import_transactions s JOIN {TABLE} t "
-            "ON t.client_id = s.client_id AND t.reference = s.reference "
-            "WHERE NOT (t.kind = s.kind AND t.amount = s.amount AND t.currency = s.currency AND t.date = s.date) "
-            "ORDER BY s.line"
-        )
-        for line, reference in cursor.fetchall():
-            self._reject(line, "reference", f"{reference!r} was already posted for this client with different details")
-
-    def _reject(self, line: int, column: str, message: str) -> None:
-        self.rejected_lines.add(line)
-        self.run.reject(line, column, message, self._original(line))
-
-    def _original(self, line: int) -> list[str]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT c.email, s.kind, s.amount, s.currency, s.date, s.reference, s.notes "
-                f"FROM import_transactions s JOIN {Client._meta.db_table} c ON c.id = s.client_id WHERE s.line = %s",
-                [line],
-            )
-            row = cursor.fetchone()
-        return ["" if value is None else str(value) for value in row] if row else []
-
-    def _drop_rejected(self, cursor: Any) -> None:
-        if self.rejected_lines:
-            marks = ", ".join(["%s"] * len(self.rejected_lines))
-            cursor.execute(f"DELETE FROM import_transactions_new WHERE line IN ({marks})", sorted(self.rejected_lines))
-
-    def _skip_already_posted(self, cursor: Any) -> None:
-        for column in ("import_key", "reference"):
-            cursor.execute(
-                f"DELETE FROM import_transactions_new WHERE {column} IS NOT NULL AND EXISTS (SELECT 1 FROM {TABLE} t "
-                "WHERE t.client_id = import_transactions_new.client_id "
-                f"AND t.{column} = import_transactions_new.{column})"
-            )
-            self.run.skipped += cursor.rowcount
-
-    def _lock_clients(self, cursor: Any) -> None:
-        # The same lock the services take, so that no concurrent posting slips between check and insert.
-        if connection.features.has_select_for_update:
-            cursor.execute(
-                f"SELECT id FROM {Client._meta.db_table} WHERE id IN "
-                "(SELECT DISTINCT client_id FROM import_transactions_new) ORDER BY id FOR UPDATE"
-            )
-
-    def _refuse_overdrafts(self, cursor: Any) -> None:
-        """Applies the rows in date order on top of each client's current balance; none may go below zero.
-
-        With skip_invalid the first overdrawing row of each client and currency is rejected and the check
-        runs again, since a later row may be fine without it.
+        With skip_invalid the first overdrawing row of each client and currency is taken out again and the
+        check repeats, since a later row may be fine without it.
         """
-        opening = (
-            Transaction.objects.filter(client_id__in=RawSQL("SELECT client_id FROM import_transactions_new", []))
+        before = (
+            Transaction.objects.filter(client_id__in=RawSQL(f"SELECT client_id FROM {ROWS}", []))
+            .exclude(Q(created_at=self.now))
             .values("client_id", "currency")
             .annotate(balance=Sum(signed_amount()))
             .order_by()
         )
-        opening_sql, opening_params = opening.query.sql_with_params()
+        before_sql, before_params = before.query.sql_with_params()
         query = (
-            f"WITH opening AS ({opening_sql}), running AS ("
-            "SELECT n.line, n.kind, n.amount, n.currency, COALESCE(o.balance, 0) + SUM("
+            f"WITH opening AS ({before_sql}), running AS ("
+            "SELECT n.line, n.amount, n.currency, n.client_id, n.date, COALESCE(o.balance, 0) + SUM("
             "CASE WHEN n.kind = 'deposit' THEN n.amount ELSE -n.amount END) OVER ("
-            "PARTITION BY n.client_id, n.currency ORDER BY n.date, n.line ROWS UNBOUNDED PRECEDING) AS balance, "
-            "n.client_id, n.date FROM import_transactions_new n "
-            "LEFT JOIN opening o ON o.client_id = n.client_id AND o.currency = n.currency), "
+            "PARTITION BY n.client_id, n.currency ORDER BY n.date, n.line ROWS UNBOUNDED PRECEDING) AS balance "
+            f"FROM {ROWS} n LEFT JOIN opening o ON o.client_id = n.client_id AND o.currency = n.currency), "
             "overdrawn AS (SELECT line, amount, currency, balance, ROW_NUMBER() OVER ("
             "PARTITION BY client_id, currency ORDER BY date, line) AS nth FROM running WHERE balance < 0) "
             "SELECT line, amount, currency, balance FROM overdrawn WHERE nth = 1 ORDER BY line"
         )
-        while True:
-            cursor.execute(query, opening_params)
-            overdrawn = cursor.fetchall()
-            if not overdrawn:
-                return
-            for line, amount, currency, balance in overdrawn:
-                self._reject(
-                    line,
-                    "amount",
-                    f"the withdrawal of {amount} {currency} would overdraw the client's cash "
-                    f"(the balance would be {balance} {currency})",
-                )
-            if not self.run.skip_invalid:
-                return
-            self._drop_rejected(cursor)
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute(query, before_params)
+                overdrawn = cursor.fetchall()
+                for line, amount, currency, balance in overdrawn:
+                    message = (
+                        f"the withdrawal of {amount} {currency} would overdraw the client's cash "
+                        f"(the balance would be {balance} {currency})"
+                    )
+                    self.run.reject(line, "amount", message, self._original(cursor, line, ROWS))
+                if not overdrawn or not self.run.skip_invalid:
+                    return
+                self._take_back(cursor, [line for line, *_ in overdrawn])
+
+    def _take_back(self, cursor: Any, lines: list[int]) -> None:
+        marks = ", ".join(["%s"] * len(lines))
+        cursor.execute(
+            f"DELETE FROM {TABLE} WHERE created_at = %s AND id IN (SELECT t.id FROM {TABLE} t JOIN {ROWS} r "
+            "ON t.client_id = r.client_id AND (t.import_key = r.import_key OR t.reference = r.reference) "
+            f"WHERE r.line IN ({marks}))",
+            [self.now, *lines],
+        )
+        self.run.created -= cursor.rowcount
+        cursor.execute(f"DELETE FROM {ROWS} WHERE line IN ({marks})", lines)
 
     def write(self) -> None:
-        now = timezone.now()
-        created_by = getattr(self.run.actor, "pk", None)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (client_id, kind, amount, currency, date, notes, reference, import_key, "
-                "created_by_id, created_at, updated_at) SELECT client_id, kind, amount, currency, date, notes, "
-                "reference, import_key, %s, %s, %s FROM import_transactions_new ORDER BY line",
-                [created_by, now, now],
-            )
-            self.run.created += cursor.rowcount
+        """Nothing left to do: the chunks were written as they came (and are rolled back if the run fails)."""
+
+    def close(self) -> None:
+        try:
+            self.chunk.drop()
+            self.rows.drop()
+        except DatabaseError:
+            # The run is already failing on a database error (which propagates); the rollback drops the tables.
+            pass
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:

@@ -11,7 +11,9 @@ import datetime
 import getpass
 import hashlib
 import io
+import queue
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -189,9 +191,17 @@ class ImportRun:
     issue_count: int = 0
     aborted: bool = False
     _rejects_writer: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reject(self, line: int, column: str, message: str, row: list[str] | None = None) -> None:
-        """Records a refused row: listed (the first 50), counted, and with skip_invalid written to the rejects file."""
+        """Records a refused row: listed (the first 50), counted, and with skip_invalid written to the rejects file.
+
+        Pipelined formats call it from two threads; the lock keeps the counts and the rejects file whole.
+        """
+        with self._lock:
+            self._reject(line, column, message, row)
+
+    def _reject(self, line: int, column: str, message: str, row: list[str] | None) -> None:
         self.issue_count += 1
         self.rejected += 1
         if len(self.issues) < MAX_LISTED:
@@ -257,10 +267,17 @@ def _load(run: ImportRun, fmt: ImportFormat, text: IO[str], source: _HashingRead
     rows = _rows(run, text)
     _, header = next(rows)
     positions = _header_map(run, header)
-    width = len(header)
     fmt.prepare()
     try:
-        _load_rows(run, fmt, rows, positions, width, source)
+        parsed = _parsed_rows(run, rows, positions, len(header), source)
+        if isinstance(fmt, PipelinedFormat):
+            _load_pipelined(run, fmt, parsed)
+        else:
+            for line, values, raw in parsed:
+                try:
+                    fmt.add(line, values)
+                except RowError as error:
+                    run.reject(line, error.column, error.message, raw)
         fmt.check()
         if run.failed:
             raise _Rollback
@@ -271,41 +288,110 @@ def _load(run: ImportRun, fmt: ImportFormat, text: IO[str], source: _HashingRead
         raise _Rollback
 
 
-def _load_rows(
+def _parsed_rows(
     run: ImportRun,
-    fmt: ImportFormat,
     rows: Iterator[tuple[int, list[str]]],
     positions: list[int | None],
     width: int,
     source: _HashingReader,
-) -> None:
-    columns = run.format_class.columns
+) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
+    """(line, parsed values, raw cells in column order) for each data row whose cells all parse."""
+    cells = [
+        (column.name, column.parse, column.required, position)
+        for column, position in zip(run.format_class.columns, positions, strict=True)
+    ]
     for line, row in rows:
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
             continue  # blank line
         run.read += 1
+        if run.on_progress is not None and run.read % FLUSH_ROWS == 0:
+            run.on_progress(run.read, source.bytes_read)
         if len(row) != width:
             run.reject(line, "row", f"expected {width} fields, found {len(row)}", row)
             continue
         values: dict[str, Any] = {}
+        for name, parse, required, position in cells:
+            cell = row[position].strip() if position is not None else ""
+            if not cell:
+                if required:
+                    run.reject(line, name, "required", _in_column_order(row, positions))
+                    break
+                values[name] = None
+                continue
+            try:
+                values[name] = parse(cell)
+            except ValueError as error:
+                run.reject(line, name, str(error), _in_column_order(row, positions))
+                break
+        else:
+            yield line, values, row
+
+
+def _in_column_order(row: list[str], positions: list[int | None]) -> list[str]:
+    return [row[p] if p is not None else "" for p in positions]
+
+
+class PipelinedFormat(ImportFormat):
+    """A format whose parsing overlaps its writing: rows are parsed in a second thread, and the database
+    thread writes them a chunk at a time while the next chunk is parsed.
+
+    `stage()` runs in the parsing thread and must not touch the database; `write_chunk()` runs in the
+    database thread (the one holding the import's transaction), also once the run has failed, so that
+    its checks can report every problem (it must not write then: check `run.failed`).
+    """
+
+    chunk_rows: ClassVar[int] = 20_000
+
+    def stage(self, line: int, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The row as the tuple `write_chunk` takes; raise RowError to refuse it."""
+        raise NotImplementedError
+
+    def encode_chunk(self, rows: list[tuple[Any, ...]]) -> Any:
+        """Runs in the parsing thread on each full chunk; what it returns is handed to `write_chunk`."""
+        return rows
+
+    def write_chunk(self, chunk: Any) -> None:
+        raise NotImplementedError
+
+    def add(self, line: int, values: dict[str, Any]) -> None:  # pragma: no cover - pipelined formats stage
+        raise NotImplementedError
+
+
+_DONE = object()
+
+
+def _load_pipelined(
+    run: ImportRun, fmt: PipelinedFormat, parsed: Iterator[tuple[int, dict[str, Any], list[str]]]
+) -> None:
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=2)
+
+    def parse() -> None:
         try:
-            for column, position in zip(columns, positions, strict=True):
-                cell = row[position].strip() if position is not None else ""
-                if not cell:
-                    if column.required:
-                        raise RowError(column.name, "required")
-                    values[column.name] = None
-                    continue
+            chunk: list[tuple[Any, ...]] = []
+            for line, values, raw in parsed:
                 try:
-                    values[column.name] = column.parse(cell)
-                except ValueError as error:
-                    raise RowError(column.name, str(error)) from None
-            fmt.add(line, values)
-        except RowError as error:
-            ordered = [row[p] if p is not None else "" for p in positions]
-            run.reject(line, error.column, error.message, ordered)
-        if run.on_progress is not None and run.read % FLUSH_ROWS == 0:
-            run.on_progress(run.read, source.bytes_read)
+                    chunk.append(fmt.stage(line, values))
+                except RowError as error:
+                    run.reject(line, error.column, error.message, raw)
+                if len(chunk) >= fmt.chunk_rows:
+                    chunks.put(fmt.encode_chunk(chunk))
+                    chunk = []
+            if chunk:
+                chunks.put(fmt.encode_chunk(chunk))
+        except BaseException as error:  # handed to the database thread, which re-raises it
+            chunks.put(error)
+        finally:
+            chunks.put(_DONE)
+
+    parser = threading.Thread(target=parse, name="import-parser", daemon=True)
+    parser.start()
+    try:
+        while (item := chunks.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            fmt.write_chunk(item)
+    finally:
+        parser.join()
 
 
 def run_import(
@@ -364,8 +450,24 @@ def run_import(
 # --- Staging tables ------------------------------------------------------------------------------
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return str(value)
+
+
 class Staging:
-    """A temporary table that rows are streamed into: COPY on PostgreSQL, batched inserts elsewhere."""
+    """A temporary table that rows are streamed into: COPY on PostgreSQL, batched inserts elsewhere.
+
+    `with staging:` streams (creating the table first if needed); leaving the block ends the stream, so the
+    rows are in the table. The table lives until `drop()`, or until the transaction is rolled back.
+    """
 
     def __init__(self, name: str, columns: list[tuple[str, str]]) -> None:
         self.name = name
@@ -373,14 +475,21 @@ class Staging:
         self._buffer: list[tuple[Any, ...]] = []
         self._copy: Any = None
         self._stack = ExitStack()
+        self._created = False
         self.postgres = connection.vendor == "postgresql"
 
-    def __enter__(self) -> "Staging":
+    def create(self) -> "Staging":
+        """(Re)creates the table, empty."""
         definition = ", ".join(f"{name} {sql_type}" for name, sql_type in self.columns)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
-            suffix = " ON COMMIT DROP" if self.postgres else ""
-            cursor.execute(f"CREATE TEMPORARY TABLE {self.name} ({definition}){suffix}")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.name} ({definition})")
+        self._created = True
+        return self
+
+    def __enter__(self) -> "Staging":
+        if not self._created:
+            self.create()
         if self.postgres:
             cursor = self._stack.enter_context(connection.cursor())
             names = ", ".join(name for name, _ in self.columns)
@@ -402,13 +511,35 @@ class Staging:
                 cursor.executemany(f"INSERT INTO {self.name} VALUES ({marks})", self._buffer)
             self._buffer.clear()
 
+    def encode(self, rows: list[tuple[Any, ...]]) -> Any:
+        """The rows ready for `write_encoded`: COPY text on PostgreSQL. Touches no database, so a parsing
+        thread can do this work while the database thread is busy."""
+        if not self.postgres:
+            return rows
+        return "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows).encode()
+
+    def write_encoded(self, payload: Any) -> None:
+        """Appends encoded rows to the (existing) table in one go."""
+        if not self.postgres:
+            self._buffer.extend(payload)
+            self._flush()
+            return
+        names = ", ".join(name for name, _ in self.columns)
+        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {self.name} ({names}) FROM STDIN") as copy:
+            copy.write(payload)
+
     def close(self) -> None:
-        """Ends the streaming: everything added is in the table."""
+        """Ends the stream: everything added is in the table."""
         self._flush()
         self._stack.close()
         self._copy = None
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
+
+    def drop(self) -> None:
+        self.close()
+        if self._created:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
+            self._created = False

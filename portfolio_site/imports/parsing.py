@@ -1,6 +1,7 @@
 """Parsers for CSV cells: each takes the cell's text and returns a value or raises ValueError(reason)."""
 
 import datetime
+import functools
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 
@@ -52,6 +53,8 @@ def iso_date(value: str) -> datetime.date:
         raise ValueError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
+# Files repeat the same few currencies and client addresses on every row: remember the answers.
+@functools.lru_cache(maxsize=1024)
 def currency(value: str) -> str:
     code = value.upper()
     try:
@@ -61,6 +64,7 @@ def currency(value: str) -> str:
     return code
 
 
+@functools.lru_cache(maxsize=65_536)
 def email(value: str) -> str:
     address = value.lower()
     try:
