@@ -210,9 +210,8 @@ def main() -> None:
     setup_django(args.database_url)
     from django.db import connection
 
-    print(
-        f"database: {connection.vendor} ({connection.settings_dict['NAME']}), rows: {args.rows:,}, clients: {args.clients:,}"
-    )
+    name = connection.settings_dict["NAME"]
+    print(f"database: {connection.vendor} ({name}), rows: {args.rows:,}, clients: {args.clients:,}")
     client_ids = ensure_clients(args.clients)
     with tempfile.TemporaryDirectory() as folder:
         source, resolved = Path(folder) / "transactions.csv", Path(folder) / "resolved.csv"
