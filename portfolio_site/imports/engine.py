@@ -507,8 +507,9 @@ class Staging:
     def _flush(self) -> None:
         if self._buffer:
             marks = ", ".join(["%s"] * len(self.columns))
+            names = ", ".join(name for name, _ in self.columns)
             with connection.cursor() as cursor:
-                cursor.executemany(f"INSERT INTO {self.name} VALUES ({marks})", self._buffer)
+                cursor.executemany(f"INSERT INTO {self.name} ({names}) VALUES ({marks})", self._buffer)
             self._buffer.clear()
 
     def encode(self, rows: list[tuple[Any, ...]]) -> Any:

@@ -1,0 +1,31 @@
+"""The import benchmark keeps working (its figures are in docs/benchmarks.md, measured at full size)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+
+
+@pytest.mark.postgres
+def test_the_import_benchmark_runs_and_prints_its_ratio_and_memory() -> None:
+    database = settings.DATABASES["default"]
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT'] or 5432}/portfolio_bench_ci"
+    result = subprocess.run(
+        [sys.executable, "bench/import_bench.py", "--rows", "3000", "--clients", "40", "--database-url", url],
+        cwd=ROOT,
+        env={**os.environ, "REDIS_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ratio: 0.") or line.startswith("ratio: 1.") for line in lines), result.stdout
+    assert any(line.startswith("peak RSS:") for line in lines)
+    assert "created 3000" in result.stdout
