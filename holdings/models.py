@@ -145,6 +145,14 @@ class Allocation(TimeStampedModel):
         related_name="+",
         help_text="The cash transaction that settles a buy or sell; empty for transfers.",
     )
+    # NULL unless imported: then a stable hash of the row and its occurrence in the file.
+    import_key = models.CharField(  # noqa: DJ001
+        max_length=80,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by imports, so that importing a file twice records each row once.",
+    )
 
     objects = AllocationQuerySet.as_manager()
 
@@ -179,6 +187,11 @@ class Allocation(TimeStampedModel):
                 ),
                 name="holdings_allocation_settled_iff_trade",
                 violation_error_message="A buy or sell is settled in cash; a transfer is not.",
+            ),
+            models.UniqueConstraint(
+                fields=["client", "import_key"],
+                name="holdings_allocation_import_key_unique_per_client",
+                violation_error_message="This row was already imported for this client.",
             ),
         ]
 

@@ -142,11 +142,21 @@ def allocation_create(
     date: datetime.date,
     fees: Decimal = Decimal("0"),
     notes: str = "",
+    import_key: str | None = None,
 ) -> Allocation:
+    """Records a movement; `import_key` is for imports (see holdings.importers), unique per client."""
     clients_lock(actor=actor, client_ids={client.pk})
     allocation = _validated(
         Allocation(
-            client=client, asset=asset, kind=kind, quantity=quantity, price=price, fees=fees, date=date, notes=notes
+            client=client,
+            asset=asset,
+            kind=kind,
+            quantity=quantity,
+            price=price,
+            fees=fees,
+            date=date,
+            notes=notes,
+            import_key=import_key,
         )
     )
     _settle(actor=actor, allocation=allocation)

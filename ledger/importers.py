@@ -135,6 +135,8 @@ class TransactionFormat(PipelinedFormat):
         self.occurrences = _Occurrences()
         # Every row this run posts carries this exact timestamp, which tells them from the rows before it.
         self.now = timezone.now()
+        # The same instant as raw SQL must write it for the ORM's `created_at=self.now` to match it.
+        self.now_db = connection.ops.adapt_datetimefield_value(self.now)
         self.locked: set[int] = set()
         # The chunk being written, and every row of the file (less its notes) for the final balance check.
         self.chunk = Staging(CHUNK, [*ROW_COLUMNS, ("notes", "text NOT NULL")])
@@ -178,7 +180,7 @@ class TransactionFormat(PipelinedFormat):
         return _Chunk(
             rows=rows,
             client_ids={row[1] for row in rows},
-            direct=self.ledger.encode([(*row[1:], created_by, self.now, self.now) for row in rows]),
+            direct=self.ledger.encode([(*row[1:], created_by, self.now_db, self.now_db) for row in rows]),
             lines=self.rows.encode([row[:-1] for row in rows]),
         )
 
@@ -218,7 +220,7 @@ class TransactionFormat(PipelinedFormat):
             f"reference, import_key, %s, %s, %s FROM {CHUNK} c WHERE NOT EXISTS (SELECT 1 FROM {TABLE} t "
             "WHERE t.client_id = c.client_id AND t.import_key = c.import_key) AND NOT EXISTS (SELECT 1 FROM "
             f"{TABLE} t WHERE t.client_id = c.client_id AND t.reference = c.reference) ORDER BY line",
-            [getattr(self.run.actor, "pk", None), self.now, self.now],
+            [getattr(self.run.actor, "pk", None), self.now_db, self.now_db],
         )
         return int(cursor.rowcount)
 
@@ -233,24 +235,29 @@ class TransactionFormat(PipelinedFormat):
     def _refuse_reference_clashes(self, cursor: Any) -> int:
         """Refuses a reference repeated in the file or already posted with other details; returns how many."""
         cursor.execute(
-            f"SELECT line, reference FROM (SELECT line, reference, MIN(line) OVER "
+            f"SELECT line, reference, first_line FROM (SELECT line, reference, MIN(line) OVER "
             f"(PARTITION BY client_id, reference) AS first_line FROM {CHUNK} WHERE reference IS NOT NULL) repeated "
             "WHERE line <> first_line"
         )
         clashes = [
-            (line, "reference", f"{reference!r} is used earlier in this file for the same client")
-            for line, reference in cursor.fetchall()
+            (line, "reference", f"{reference!r} is used on line {first} for the same client too")
+            for line, reference, first in cursor.fetchall()
         ]
+        # Against the ledger: a row of an earlier chunk (posted by this run), or one posted before it.
         cursor.execute(
-            f"SELECT c.line, c.reference, t.created_at = %s FROM {CHUNK} c JOIN {TABLE} t "
+            f"SELECT c.line, c.reference, (SELECT MIN(r.line) FROM {ROWS} r WHERE r.client_id = c.client_id "
+            f"AND r.reference = c.reference) FROM {CHUNK} c JOIN {TABLE} t "
             "ON t.client_id = c.client_id AND t.reference = c.reference "
             "WHERE t.created_at = %s OR NOT (t.kind = c.kind AND t.amount = c.amount AND t.currency = c.currency "
             "AND t.date = c.date)",
-            [self.now, self.now],
+            [self.now_db],
         )
-        for line, reference, earlier_in_file in cursor.fetchall():
-            reason = "used earlier in this file" if earlier_in_file else "already posted with different details"
-            clashes.append((line, "reference", f"{reference!r} was {reason} for this client"))
+        for line, reference, first in cursor.fetchall():
+            if first is not None:
+                message = f"{reference!r} is used on line {first} for the same client too"
+            else:
+                message = f"{reference!r} was already posted for this client with different details"
+            clashes.append((line, "reference", message))
         for line, column, message in sorted(clashes):
             self.run.reject(line, column, message, self._original(cursor, line))
         if clashes:
@@ -292,7 +299,8 @@ class TransactionFormat(PipelinedFormat):
             "PARTITION BY n.client_id, n.currency ORDER BY n.date, n.line ROWS UNBOUNDED PRECEDING) AS balance "
             f"FROM {ROWS} n LEFT JOIN opening o ON o.client_id = n.client_id AND o.currency = n.currency), "
             "overdrawn AS (SELECT line, amount, currency, balance, ROW_NUMBER() OVER ("
-            "PARTITION BY client_id, currency ORDER BY date, line) AS nth FROM running WHERE balance < 0) "
+            # Half a minor unit below zero: exact on PostgreSQL, and deaf to SQLite's floating-point sums.
+            "PARTITION BY client_id, currency ORDER BY date, line) AS nth FROM running WHERE balance < -0.00005) "
             "SELECT line, amount, currency, balance FROM overdrawn WHERE nth = 1 ORDER BY line"
         )
         with connection.cursor() as cursor:
@@ -315,7 +323,7 @@ class TransactionFormat(PipelinedFormat):
             f"DELETE FROM {TABLE} WHERE created_at = %s AND id IN (SELECT t.id FROM {TABLE} t JOIN {ROWS} r "
             "ON t.client_id = r.client_id AND (t.import_key = r.import_key OR t.reference = r.reference) "
             f"WHERE r.line IN ({marks}))",
-            [self.now, *lines],
+            [self.now_db, *lines],
         )
         self.run.created -= cursor.rowcount
         cursor.execute(f"DELETE FROM {ROWS} WHERE line IN ({marks})", lines)

@@ -245,26 +245,45 @@ def _header_map(run: ImportRun, header: list[str]) -> list[int | None]:
     return [names.index(column.name) if column.name in names else None for column in run.format_class.columns]
 
 
-def _rows(run: ImportRun, text: IO[str]) -> Iterator[tuple[int, list[str]]]:
-    first = text.readline()
+class _NotUtf8(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _decoded_lines(source: _HashingReader) -> Iterator[str]:
+    """The file's physical lines as text, decoded one by one so that a bad byte is reported at its line."""
+    for number, raw in enumerate(io.BufferedReader(source, buffer_size=1 << 16), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _NotUtf8(number) from None
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _rows(run: ImportRun, lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line where the record starts, cells): a quoted field may span lines."""
+    first = next(lines, "")
     if not first.strip():
         run.fatal(1, "header", "the file is empty: the first line must name the columns")
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(_chain(first, text), delimiter=delimiter, strict=True)
+    reader = csv.reader(_chain(first, lines), delimiter=delimiter, strict=True)
+    line = 1
     try:
         for row in reader:
-            yield reader.line_num, row
+            yield line, row
+            line = reader.line_num + 1
     except csv.Error as error:
-        run.fatal(reader.line_num, "file", f"not valid CSV ({error})")
+        run.fatal(line, "file", f"not valid CSV ({error})")
 
 
-def _chain(first: str, rest: IO[str]) -> Iterator[str]:
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield first
     yield from rest
 
 
-def _load(run: ImportRun, fmt: ImportFormat, text: IO[str], source: _HashingReader) -> None:
-    rows = _rows(run, text)
+def _load(run: ImportRun, fmt: ImportFormat, source: _HashingReader) -> None:
+    rows = _rows(run, _decoded_lines(source))
     _, header = next(rows)
     positions = _header_map(run, header)
     fmt.prepare()
@@ -301,7 +320,8 @@ def _parsed_rows(
         for column, position in zip(run.format_class.columns, positions, strict=True)
     ]
     for line, row in rows:
-        if not "".join(row).strip():
+        joined = "".join(row)
+        if not joined.strip():
             continue  # blank line
         run.read += 1
         if run.on_progress is not None and run.read % FLUSH_ROWS == 0:
@@ -312,6 +332,11 @@ def _parsed_rows(
         values: dict[str, Any] = {}
         for name, parse, required, position in cells:
             cell = row[position].strip() if position is not None else ""
+            if "\x00" in cell:
+                run.reject(
+                    line, name, "contains a NUL character, which no text may hold", _in_column_order(row, positions)
+                )
+                break
             if not cell:
                 if required:
                     run.reject(line, name, "required", _in_column_order(row, positions))
@@ -410,16 +435,15 @@ def run_import(
     run = ImportRun(format_class, actor, dry_run, skip_invalid, rejects, on_progress)
     started, clock = timezone.now(), time.perf_counter()
     source = _HashingReader(stream)
-    text = io.TextIOWrapper(io.BufferedReader(source, buffer_size=1 << 16), encoding="utf-8-sig", newline="")
     try:
         with transaction.atomic():
-            _load(run, format_class(run), text, source)
+            _load(run, format_class(run), source)
     except _Rollback:
         pass
-    except UnicodeDecodeError:
+    except _NotUtf8 as error:
         run.aborted = True
         run.issue_count += 1
-        run.issues.append(Issue(run.read + 1, "file", "not UTF-8 text: save the file as UTF-8"))
+        run.issues.append(Issue(error.line, "file", "not UTF-8 text: save the file as UTF-8"))
     source.drain()
     run.issues.sort(key=lambda issue: issue.line)
     if run.failed:
@@ -526,7 +550,12 @@ class Staging:
             self._flush()
             return
         names = ", ".join(name for name, _ in self.columns)
-        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {self.name} ({names}) FROM STDIN") as copy:
+        # Django's own error classes (IntegrityError...) for the raw driver's, as for any other query.
+        with (
+            connection.wrap_database_errors,
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {self.name} ({names}) FROM STDIN") as copy,
+        ):
             copy.write(payload)
 
     def close(self) -> None:

@@ -48,6 +48,8 @@ def decimal(
 
 def iso_date(value: str) -> datetime.date:
     try:
+        if len(value) != 10 or value[4] != "-" or value[7] != "-":  # fromisoformat takes 20260101 too
+            raise ValueError
         return datetime.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None

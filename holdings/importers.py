@@ -1,0 +1,546 @@
+"""The CSV row formats of assets, prices and allocations for the import engine.
+
+Rows name an asset by ticker and exchange; the exchange may be left empty when only one asset has the ticker.
+Assets are upserted in batches (one query per batch for the existing ones); prices and allocations stream into
+a staging table (COPY on PostgreSQL), so memory stays flat however long the file. Prices are then checked and
+written set-based; allocations are replayed in date order through `allocation_create`, exactly as the API
+records them, so that each buy and sell settles in cash and none overdraws cash or sells more than is held.
+"""
+
+import datetime
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from clients.importers import cells, update_rows, validation_messages
+from clients.models import Client
+from portfolio_site.cache import invalidate_namespace
+from portfolio_site.errors import ConflictError
+from portfolio_site.imports import parsing
+from portfolio_site.imports.engine import Column, ImportFormat, RowError, Staging, register
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
+
+from .models import Allocation, Asset, AssetType, Price
+from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount
+
+BATCH_ROWS = 2000
+PAGE_ROWS = 1000
+ASSET_FIELDS = ("name", "currency", "asset_type", "isin")
+ASSETS = Asset._meta.db_table
+PRICES = Price._meta.db_table
+ALLOCATIONS = Allocation._meta.db_table
+
+
+def upper_text(max_length: int) -> Callable[[str], str]:
+    check = parsing.text(max_length)
+
+    def parse(value: str) -> str:
+        return check(value).upper()
+
+    return parse
+
+
+def quantity(*, minimum: str, exclusive: bool) -> Callable[[str], Decimal]:
+    return parsing.decimal(max_digits=QUANTITY_DIGITS, places=QUANTITY_PLACES, minimum=minimum, exclusive=exclusive)
+
+
+def plain(value: Decimal) -> str:
+    """A decimal as a person writes it: no trailing zeros, never in exponent notation (str() writes 1E-10)."""
+    return format(value.normalize(), "f")
+
+
+TICKER = Column("ticker", upper_text(32), help="the asset's ticker")
+EXCHANGE = Column(
+    "exchange", upper_text(16), required=False, help="the asset's exchange code; may be empty when the ticker is unique"
+)
+
+
+class AssetIndex:
+    """Every asset's id by ticker and exchange, loaded once (assets are reference data: thousands, not millions)."""
+
+    def __init__(self) -> None:
+        self.by_ticker: dict[str, dict[str, int]] = defaultdict(dict)
+        for pk, ticker, exchange in Asset.objects.order_by().values_list("pk", "ticker", "exchange").iterator():
+            self.by_ticker[ticker][exchange] = pk
+
+    def resolve(self, ticker: str, exchange: str | None) -> int:
+        listings = self.by_ticker.get(ticker, {})
+        if not listings:
+            raise RowError("ticker", f"no asset with the ticker {ticker}")
+        if exchange is not None:
+            if exchange not in listings:
+                raise RowError("exchange", f"no asset {ticker} on {exchange} (it is on {_exchanges(listings)})")
+            return listings[exchange]
+        if len(listings) > 1:
+            raise RowError(
+                "exchange", f"the ticker {ticker} is on several exchanges ({_exchanges(listings)}): name the exchange"
+            )
+        return next(iter(listings.values()))
+
+
+def _exchanges(listings: dict[str, int]) -> str:
+    return ", ".join(sorted(exchange or "no exchange" for exchange in listings))
+
+
+def _close(staging: Staging, *tables: str) -> None:
+    """Ends the staging stream and drops the staging table and the other temporary tables a format made."""
+    try:
+        staging.close()
+        with connection.cursor() as cursor:
+            for table in (staging.name, *tables):
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
+    except DatabaseError:
+        # The run is already failing on a database error (which propagates); the rollback drops the tables.
+        pass
+
+
+# --- Assets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _AssetRow:
+    line: int
+    values: dict[str, Any]
+    asset: Asset  # validated, unsaved
+
+
+@register
+class AssetFormat(ImportFormat):
+    kind = "assets"
+    description = (
+        "securities and other instruments, created or updated by ticker and exchange (the row is the whole "
+        "record). The currency of an asset that has allocations cannot change."
+    )
+    columns = (
+        TICKER,
+        Column("exchange", upper_text(16), required=False, help="exchange code (e.g. a MIC); empty for none"),
+        Column("name", parsing.text(200), help="the asset's name"),
+        Column("currency", parsing.currency, help="ISO 4217 code it is quoted in"),
+        Column("asset_type", parsing.choice(AssetType.values), help=", ".join(AssetType.values)),
+        Column("isin", upper_text(12), required=False, help="ISIN, unique among assets"),
+    )
+
+    def prepare(self) -> None:
+        self.seen: dict[tuple[str, str], int] = {}
+        self.seen_isins: dict[str, int] = {}
+        self.pending: list[_AssetRow] = []
+        self.last_batch: tuple[list[Asset], list[Asset]] = ([], [])
+        self.now = timezone.now()
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        key = (values["ticker"], values["exchange"] or "")
+        if key in self.seen:
+            raise RowError("ticker", f"{_label(*key)} is already on line {self.seen[key]}")
+        isin = values["isin"] or ""
+        if isin and isin in self.seen_isins:
+            raise RowError("isin", f"{isin} is already on line {self.seen_isins[isin]}")
+        asset = Asset(
+            ticker=key[0],
+            exchange=key[1],
+            name=values["name"],
+            currency=values["currency"],
+            asset_type=values["asset_type"],
+            isin=isin,
+        )
+        try:
+            # asset_create's full_clean(), less the per-row queries: uniqueness is checked per batch.
+            asset.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as error:
+            column, message = validation_messages(error, {c.name: c.name for c in self.columns})[0]
+            raise RowError(column, message) from None
+        self.seen[key] = line
+        if isin:
+            self.seen_isins[isin] = line
+        self.pending.append(_AssetRow(line, values, asset))
+        if len(self.pending) >= BATCH_ROWS:
+            self._save(*self._sort(self.pending))
+            self.pending = []
+
+    def _sort(self, rows: list[_AssetRow]) -> tuple[list[Asset], list[Asset]]:
+        existing = {
+            (asset.ticker, asset.exchange): asset
+            for asset in Asset.objects.filter(ticker__in={row.asset.ticker for row in rows})
+        }
+        isin_holders = {
+            isin: (ticker, exchange)
+            for isin, ticker, exchange in Asset.objects.filter(
+                isin__in={row.asset.isin for row in rows if row.asset.isin}
+            ).values_list("isin", "ticker", "exchange")
+        }
+        currency_changes = [
+            old.pk
+            for row in rows
+            if (old := existing.get((row.asset.ticker, row.asset.exchange))) and old.currency != row.asset.currency
+        ]
+        allocated = set(
+            Allocation.objects.filter(asset_id__in=currency_changes).values_list("asset_id", flat=True).distinct()
+        )
+        creates: list[Asset] = []
+        updates: list[Asset] = []
+        for row in rows:
+            new = row.asset
+            key = (new.ticker, new.exchange)
+            old = existing.get(key)
+            holder = isin_holders.get(new.isin)
+            if holder is not None and holder != key:
+                self._reject(row, "isin", f"{new.isin} is the ISIN of the asset {_label(*holder)}")
+                continue
+            if old is None:
+                creates.append(new)
+                self.run.created += 1
+                continue
+            if old.pk in allocated and old.currency != new.currency:
+                self._reject(row, "currency", "The currency of an asset that has allocations cannot change.")
+                continue
+            if all(getattr(old, name) == getattr(new, name) for name in ASSET_FIELDS):
+                self.run.skipped += 1
+                continue
+            for name in ASSET_FIELDS:
+                setattr(old, name, getattr(new, name))
+            old.updated_at = self.now
+            updates.append(old)
+            self.run.updated += 1
+        return creates, updates
+
+    def _reject(self, row: _AssetRow, column: str, message: str) -> None:
+        self.run.reject(row.line, column, message, cells(self.columns, row.values))
+
+    def _save(self, creates: list[Asset], updates: list[Asset]) -> None:
+        if self.run.failed:
+            return  # the run will roll back: only keep validating
+        Asset.objects.bulk_create(creates, batch_size=BATCH_ROWS)
+        update_rows(Asset, updates, [*ASSET_FIELDS, "updated_at"])
+
+    def check(self) -> None:
+        self.last_batch = self._sort(self.pending)
+        self.pending = []
+
+    def write(self) -> None:
+        self._save(*self.last_batch)
+        if self.run.created or self.run.updated:
+            invalidate_namespace(ASSETS_CACHE)
+            invalidate_namespace(PRICES_CACHE)  # as asset_update does: prices show their asset
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        for asset in Asset.objects.order_by("ticker", "exchange").iterator(chunk_size=BATCH_ROWS):
+            yield {
+                "ticker": asset.ticker,
+                "exchange": asset.exchange,
+                "name": asset.name,
+                "currency": asset.currency,
+                "asset_type": asset.asset_type,
+                "isin": asset.isin,
+            }
+
+
+def _label(ticker: str, exchange: str) -> str:
+    return f"{ticker} on {exchange}" if exchange else f"{ticker} (no exchange)"
+
+
+# --- Prices --------------------------------------------------------------------------------------
+
+
+@register
+class PriceFormat(ImportFormat):
+    """Set-based: a price per asset and date is created, updated when its close changed, or skipped.
+
+    Repeated (asset, date) pairs are found by SQL over the staging table, not by a set in memory.
+    """
+
+    kind = "prices"
+    description = "closing prices, one per asset and date, created or updated by asset and date."
+    columns = (
+        TICKER,
+        EXCHANGE,
+        Column("date", parsing.iso_date, help="YYYY-MM-DD"),
+        Column(
+            "close",
+            quantity(minimum="0", exclusive=False),
+            help=f"in the asset's currency, not negative, up to {QUANTITY_PLACES} decimal places",
+        ),
+    )
+
+    def prepare(self) -> None:
+        self.assets = AssetIndex()
+        self.staging = Staging(
+            "import_prices",
+            [
+                ("line", "integer NOT NULL"),
+                ("asset_id", "bigint NOT NULL"),
+                ("date", "date NOT NULL"),
+                ("close", f"numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES}) NOT NULL"),
+            ],
+        ).__enter__()
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        asset_id = self.assets.resolve(values["ticker"], values["exchange"])
+        self.staging.add((line, asset_id, values["date"], values["close"]))
+
+    def close(self) -> None:
+        _close(self.staging)
+
+    def check(self) -> None:
+        self.staging.close()
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE INDEX import_prices_key ON import_prices (asset_id, date, line)")
+            cursor.execute(
+                "SELECT d.line, a.ticker, a.exchange, d.date, d.close, d.first_line FROM (SELECT line, asset_id, "
+                "date, close, MIN(line) OVER (PARTITION BY asset_id, date) AS first_line FROM import_prices) d "
+                f"JOIN {ASSETS} a ON a.id = d.asset_id WHERE d.line <> d.first_line ORDER BY d.line"
+            )
+            while rows := cursor.fetchmany(PAGE_ROWS):
+                for line, ticker, exchange, date, close, first_line in rows:
+                    date = _as_date(date)
+                    self.run.reject(
+                        line,
+                        "date",
+                        f"the price of {_label(ticker, exchange)} on {date} is already on line {first_line}",
+                        [ticker, exchange, date.isoformat(), plain(Decimal(str(close)))],
+                    )
+            # With skip_invalid the first row of a pair is written; without, nothing is.
+            cursor.execute(
+                "DELETE FROM import_prices WHERE EXISTS (SELECT 1 FROM import_prices p WHERE "
+                "p.asset_id = import_prices.asset_id AND p.date = import_prices.date AND p.line < import_prices.line)"
+            )
+
+    def write(self) -> None:
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM import_prices s JOIN {PRICES} p "
+                "ON p.asset_id = s.asset_id AND p.date = s.date AND p.close = s.close"
+            )
+            self.run.skipped += cursor.fetchone()[0]
+            cursor.execute(
+                f"UPDATE {PRICES} SET updated_at = %s, close = (SELECT s.close FROM import_prices s "
+                f"WHERE s.asset_id = {PRICES}.asset_id AND s.date = {PRICES}.date) "
+                "WHERE EXISTS (SELECT 1 FROM import_prices s "
+                f"WHERE s.asset_id = {PRICES}.asset_id AND s.date = {PRICES}.date AND s.close <> {PRICES}.close)",
+                [now],
+            )
+            self.run.updated += cursor.rowcount
+            cursor.execute(
+                f"INSERT INTO {PRICES} (asset_id, date, close, created_at, updated_at) "
+                "SELECT s.asset_id, s.date, s.close, %s, %s FROM import_prices s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {PRICES} p WHERE p.asset_id = s.asset_id AND p.date = s.date) ORDER BY s.line",
+                [now, now],
+            )
+            self.run.created += cursor.rowcount
+        if self.run.created or self.run.updated:
+            invalidate_namespace(PRICES_CACHE)
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        prices = Price.objects.select_related("asset").order_by("asset__ticker", "asset__exchange", "date")
+        for price in prices.iterator(chunk_size=5000):
+            yield {
+                "ticker": price.asset.ticker,
+                "exchange": price.asset.exchange,
+                "date": price.date.isoformat(),
+                "close": plain(price.close),
+            }
+
+
+def _as_date(value: Any) -> datetime.date:
+    """A date read back by raw SQL (SQLite returns text)."""
+    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
+
+
+# --- Allocations ---------------------------------------------------------------------------------
+
+# Where a service's refusal points, in the file's columns.
+_ALLOCATION_COLUMNS = {
+    "client": "client",
+    "asset": "ticker",
+    "kind": "kind",
+    "quantity": "quantity",
+    "price": "price",
+    "fees": "fees",
+    "date": "date",
+    "notes": "notes",
+    "amount": "quantity",  # the cash a trade moves: quantity x price, fees included
+}
+
+
+@register
+class AllocationFormat(ImportFormat):
+    kind = "allocations"
+    description = (
+        "buys, sells and transfers of clients' holdings, recorded as the API records them: in date order (then "
+        "line order), each buy or sell settling in cash; none may overdraw the client's cash or sell more than "
+        "is held. A row is recorded once per identical row (its content and how often it occurs in the file)."
+    )
+    columns = (
+        Column("client", parsing.email, help="the client's email address"),
+        TICKER,
+        EXCHANGE,
+        Column("kind", parsing.choice(Allocation.Kind.values), help=", ".join(Allocation.Kind.values)),
+        Column("quantity", quantity(minimum="0", exclusive=True), help="positive; the kind gives the direction"),
+        Column("price", quantity(minimum="0", exclusive=False), help="per unit, in the asset's currency"),
+        Column(
+            "fees",
+            parsing.decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum="0"),
+            required=False,
+            help="in the asset's currency (default 0)",
+        ),
+        Column("date", parsing.iso_date, help="trade date, YYYY-MM-DD"),
+        Column("notes", parsing.text(10_000), required=False, help="free text"),
+    )
+
+    def prepare(self) -> None:
+        # Only clients the actor may see can be named; the rest read as unknown.
+        self.client_ids = dict(Client.objects.visible_to(self.run.actor).order_by().values_list("email", "id"))
+        self.assets = AssetIndex()
+        self.staging = Staging(
+            "import_allocations",
+            [
+                ("line", "integer NOT NULL"),
+                ("client_id", "bigint NOT NULL"),
+                ("asset_id", "bigint NOT NULL"),
+                ("kind", "varchar(16) NOT NULL"),
+                # As text: read back exactly (SQLite would turn a numeric column into floating point).
+                ("quantity", "varchar(40) NOT NULL"),
+                ("price", "varchar(40) NOT NULL"),
+                ("fees", "varchar(40) NOT NULL"),
+                ("date", "date NOT NULL"),
+                ("notes", "text NOT NULL"),
+                ("content_hash", "varchar(64) NOT NULL"),
+            ],
+        ).__enter__()
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        client_id = self.client_ids.get(values["client"])
+        if client_id is None:
+            raise RowError("client", f"no client with the email {values['client']} (or not one you may see)")
+        asset_id = self.assets.resolve(values["ticker"], values["exchange"])
+        kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
+        if kind in Allocation.TRADES and settlement_amount(kind=kind, quantity=qty, price=price, fees=fees) <= 0:
+            raise RowError(
+                "price",
+                "a buy or sell must move cash (quantity x price, fees included, must be positive); "
+                "use transfer_in or transfer_out to move securities without cash",
+            )
+        notes = values["notes"] or ""
+        content = "\x1f".join(
+            [
+                str(client_id),
+                str(asset_id),
+                kind,
+                str(qty.normalize()),
+                str(price.normalize()),
+                str(fees.normalize()),
+                str(values["date"]),
+                notes,
+            ]
+        )
+        digest = hashlib.sha256(content.encode()).hexdigest()[:40]
+        self.staging.add(
+            (line, client_id, asset_id, kind, str(qty), str(price), str(fees), values["date"], notes, digest)
+        )
+
+    def close(self) -> None:
+        _close(self.staging, "import_allocations_new")
+
+    def check(self) -> None:
+        self.staging.close()
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
+            cursor.execute(
+                "CREATE TEMPORARY TABLE import_allocations_new AS SELECT line, client_id, asset_id, kind, quantity, "
+                "price, fees, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
+                "(PARTITION BY client_id, content_hash ORDER BY line) AS varchar(20)) AS import_key "
+                "FROM import_allocations"
+            )
+            cursor.execute("CREATE INDEX import_allocations_order ON import_allocations_new (date, line)")
+            cursor.execute(
+                "DELETE FROM import_allocations_new WHERE EXISTS (SELECT 1 FROM "
+                f"{ALLOCATIONS} a WHERE a.client_id = import_allocations_new.client_id "
+                "AND a.import_key = import_allocations_new.import_key)"
+            )
+            self.run.skipped += cursor.rowcount
+
+    def write(self) -> None:
+        """Replays the new rows through the service in date order, a page at a time (keyset pagination)."""
+        assets: dict[int, Asset] = {}
+        after: tuple[Any, int] | None = None
+        while True:
+            page = self._page(after)
+            if not page:
+                break
+            after = (page[-1][7], page[-1][0])
+            clients = Client.objects.in_bulk({row[1] for row in page})
+            missing = {row[2] for row in page} - assets.keys()
+            assets.update(Asset.objects.in_bulk(missing))
+            for line, client_id, asset_id, kind, qty, price, fees, date, notes, import_key in page:
+                client, asset = clients[client_id], assets[asset_id]
+                try:
+                    # With skip_invalid a refused row is rolled back alone (allocation_create's own atomic block
+                    # is a savepoint too; this one says so); without, the first refusal fails the whole run.
+                    with transaction.atomic() if self.run.skip_invalid else nullcontext():
+                        allocation_create(
+                            actor=self.run.actor,
+                            client=client,
+                            asset=asset,
+                            kind=kind,
+                            quantity=Decimal(qty),
+                            price=Decimal(price),
+                            fees=Decimal(fees),
+                            date=_as_date(date),
+                            notes=notes,
+                            import_key=import_key,
+                        )
+                except (ConflictError, ValidationError, PermissionDenied) as error:
+                    row = [client.email, asset.ticker, asset.exchange, kind, qty, price, fees]
+                    column, message = _refusal(error)[0]  # one rejection per row
+                    self.run.reject(line, column, message, [*row, _as_date(date).isoformat(), notes])
+                    if not self.run.skip_invalid:
+                        return  # the first refusal fails the run: the engine rolls everything back
+                    continue
+                self.run.created += 1
+
+    def _page(self, after: tuple[Any, int] | None) -> list[tuple[Any, ...]]:
+        query = (
+            "SELECT line, client_id, asset_id, kind, quantity, price, fees, date, notes, import_key "
+            "FROM import_allocations_new"
+        )
+        params: list[Any] = []
+        if after is not None:
+            query += " WHERE date > %s OR (date = %s AND line > %s)"
+            params = [after[0], after[0], after[1]]
+        with connection.cursor() as cursor:
+            cursor.execute(f"{query} ORDER BY date, line LIMIT {PAGE_ROWS}", params)
+            return list(cursor.fetchall())
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        allocations = Allocation.objects.select_related("client", "asset").order_by("date", "id")
+        for allocation in allocations.iterator(chunk_size=5000):
+            yield {
+                "client": allocation.client.email,
+                "ticker": allocation.asset.ticker,
+                "exchange": allocation.asset.exchange,
+                "kind": allocation.kind,
+                "quantity": plain(allocation.quantity),
+                "price": plain(allocation.price),
+                "fees": plain(allocation.fees),
+                "date": allocation.date.isoformat(),
+                "notes": allocation.notes,
+            }
+
+
+def _refusal(error: Exception) -> list[tuple[str, str]]:
+    if isinstance(error, ConflictError):
+        return [(_ALLOCATION_COLUMNS.get(error.field or "", "row"), error.message)]
+    if isinstance(error, PermissionDenied):
+        return [("client", str(error))]
+    assert isinstance(error, ValidationError)
+    return validation_messages(error, _ALLOCATION_COLUMNS)

@@ -1,0 +1,542 @@
+import datetime
+import io
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from clients.tests.factories import ClientFactory
+from holdings.models import Allocation, Asset, Price
+from holdings.selectors import position
+from holdings.tests.factories import AllocationFactory, AssetFactory, PriceFactory
+from ledger.models import Transaction
+from ledger.selectors import cash_available
+from ledger.tests.factories import TransactionFactory
+from portfolio_site.cache import namespace_version
+from portfolio_site.imports.engine import CommandLineActor, ImportResult, run_import
+
+pytestmark = pytest.mark.django_db
+
+ASSETS = "ticker,exchange,name,currency,asset_type,isin\n"
+PRICES = "ticker,exchange,date,close\n"
+ALLOCATIONS = "client,ticker,exchange,kind,quantity,price,fees,date,notes\n"
+
+
+def run(kind: str, text: str, actor: Any = None, **options: Any) -> ImportResult:
+    return run_import(
+        kind=kind,
+        stream=io.BytesIO(text.encode()),
+        file_name=f"{kind}.csv",
+        actor=actor or CommandLineActor(),
+        **options,
+    )
+
+
+def issues(result: ImportResult) -> list[str]:
+    return [str(issue) for issue in result.issues]
+
+
+def counts(result: ImportResult) -> tuple[int, int, int, int]:
+    batch = result.batch
+    return batch.rows_created, batch.rows_updated, batch.rows_skipped, batch.rows_rejected
+
+
+# --- Assets ---------------------------------------------------------------------------------
+
+
+def test_assets_are_created_with_ticker_and_exchange_upper_cased() -> None:
+    result = run(
+        "assets",
+        ASSETS + "sap,xetr,SAP SE,eur,Equity,de0007164600\nETH,,Ether,USD,crypto,\n",
+    )
+    assert result.ok, issues(result)
+    assert counts(result) == (2, 0, 0, 0)
+    assert list(
+        Asset.objects.order_by("ticker").values_list("ticker", "exchange", "name", "currency", "asset_type", "isin")
+    ) == [
+        ("ETH", "", "Ether", "USD", "crypto", ""),
+        ("SAP", "XETR", "SAP SE", "EUR", "equity", "DE0007164600"),
+    ]
+
+
+def test_importing_the_same_assets_again_creates_nothing_and_skips_every_row() -> None:
+    text = ASSETS + "SAP,XETR,SAP SE,EUR,equity,DE0007164600\nSAP,XNYS,SAP SE (ADR),USD,equity,US8030542042\n"
+    assert counts(run("assets", text)) == (2, 0, 0, 0)
+    assert counts(run("assets", text)) == (0, 0, 2, 0)
+
+
+def test_an_asset_whose_fields_changed_counts_as_updated() -> None:
+    AssetFactory(ticker="SAP", exchange="XETR", name="SAP AG", currency="EUR", asset_type="equity")
+    AssetFactory(ticker="VUSA", exchange="XLON", name="Vanguard S&P 500", currency="GBP", asset_type="etf")
+    result = run(
+        "assets",
+        ASSETS + "SAP,XETR,SAP SE,EUR,equity,DE0007164600\nVUSA,XLON,Vanguard S&P 500,GBP,etf,\n",
+    )
+    assert result.ok, issues(result)
+    assert counts(result) == (0, 1, 1, 0)
+    sap = Asset.objects.get(ticker="SAP")
+    assert (sap.name, sap.isin) == ("SAP SE", "DE0007164600")
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (",XETR,SAP SE,EUR,equity,", "line 3, ticker: required"),
+        ("SAP,XETR,,EUR,equity,", "line 3, name: required"),
+        ("SAP,XETR,SAP SE,EURO,equity,", "line 3, currency: 'EURO' is not an ISO 4217 currency code"),
+        (
+            "SAP,XETR,SAP SE,EUR,share,",
+            "line 3, asset_type: 'share' is not one of equity, etf, fund, bond, crypto, commodity, cash, other",
+        ),
+        (
+            "SAP,XETR,SAP SE,EUR,equity,DE0007164601",
+            "line 3, isin: DE0007164601 is not a valid ISIN (The number's checksum or check digit is invalid.).",
+        ),
+        ("SAP,XETR,SAP SE,EUR,equity,DE00071646000", "line 3, isin: longer than 12 characters"),
+        ("SAP,XETRAXETRAXETRAXE,SAP SE,EUR,equity,", "line 3, exchange: longer than 16 characters"),
+    ],
+)
+def test_an_invalid_asset_row_is_refused_with_its_line_and_column(row: str, expected: str) -> None:
+    result = run("assets", ASSETS + "ETH,,Ether,USD,crypto,\n" + row + "\n")
+    assert issues(result) == [expected]
+    assert not Asset.objects.exists()
+
+
+def test_an_asset_repeated_in_the_file_is_refused_naming_the_earlier_line() -> None:
+    result = run(
+        "assets",
+        ASSETS
+        + "SAP,XETR,SAP SE,EUR,equity,\nETH,,Ether,USD,crypto,\nsap,xetr,SAP,EUR,equity,\nETH,,Eth,USD,crypto,\n",
+    )
+    assert issues(result) == [
+        "line 4, ticker: SAP on XETR is already on line 2",
+        "line 5, ticker: ETH (no exchange) is already on line 3",
+    ]
+
+
+def test_an_isin_is_unique_within_the_file_and_among_stored_assets() -> None:
+    AssetFactory(ticker="AAPL", exchange="XNAS", name="Apple Inc.", currency="USD", isin="US0378331005")
+    result = run(
+        "assets",
+        ASSETS + "SAP,XETR,SAP SE,EUR,equity,DE0007164600\nSAP,XFRA,SAP SE,EUR,equity,DE0007164600\n"
+        "APC,XETR,Apple,EUR,equity,US0378331005\n",
+    )
+    assert issues(result) == [
+        "line 3, isin: DE0007164600 is already on line 2",
+        "line 4, isin: US0378331005 is the ISIN of the asset AAPL on XNAS",
+    ]
+    own = run("assets", ASSETS + "AAPL,XNAS,Apple Inc.,USD,equity,US0378331005\n")
+    assert counts(own) == (0, 0, 1, 0)
+
+
+def test_the_currency_of_an_asset_with_allocations_cannot_change() -> None:
+    held = AssetFactory(ticker="SAP", exchange="XETR", name="SAP SE", currency="EUR")
+    AllocationFactory(asset=held)
+    AssetFactory(ticker="ETH", exchange="", name="Ether", currency="USD", asset_type="crypto")
+    result = run("assets", ASSETS + "ETH,,Ether,EUR,crypto,\nSAP,XETR,SAP SE,USD,equity,\n")
+    assert issues(result) == ["line 3, currency: The currency of an asset that has allocations cannot change."]
+    ok = run("assets", ASSETS + "ETH,,Ether,EUR,crypto,\n")
+    assert counts(ok) == (0, 1, 0, 0)
+
+
+def test_assets_are_written_in_batches(monkeypatch) -> None:
+    from holdings import importers
+
+    monkeypatch.setattr(importers, "BATCH_ROWS", 2)
+    AssetFactory(ticker="T2", exchange="X", name="Two", currency="USD", asset_type="equity", isin="")
+    result = run("assets", ASSETS + "".join(f"T{n},X,Asset {n},USD,equity,\n" for n in range(1, 6)))
+    assert result.ok, issues(result)
+    assert counts(result) == (4, 1, 0, 0)
+    assert Asset.objects.count() == 5
+
+
+def test_an_asset_import_invalidates_the_assets_and_prices_caches(django_capture_on_commit_callbacks) -> None:
+    before = namespace_version("assets"), namespace_version("prices")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        run("assets", ASSETS + "ETH,,Ether,USD,crypto,\nBTC,,Bitcoin,USD,crypto,\n")
+    assert len(callbacks) == 2
+    assert (namespace_version("assets"), namespace_version("prices")) != before
+    assert all(version not in before for version in (namespace_version("assets"), namespace_version("prices")))
+
+
+# --- Prices ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sap_listings() -> tuple[Asset, Asset]:
+    return (
+        AssetFactory(ticker="SAP", exchange="XETR", currency="EUR"),
+        AssetFactory(ticker="SAP", exchange="XNYS", currency="USD"),
+    )
+
+
+def test_prices_are_created_for_an_asset_named_by_ticker_alone_or_with_its_exchange(sap_listings) -> None:
+    eth = AssetFactory(ticker="ETH", exchange="", currency="USD")
+    result = run(
+        "prices",
+        PRICES + "SAP,XETR,2026-03-02,219.80\nsap,xnys,2026-03-02,238.45\neth,,2026-03-02,2011.4012345678\n",
+    )
+    assert result.ok, issues(result)
+    assert counts(result) == (3, 0, 0, 0)
+    xetr, xnys = sap_listings
+    day = datetime.date(2026, 3, 2)
+    assert Price.objects.get(asset=xetr, date=day).close == Decimal("219.80")
+    assert Price.objects.get(asset=xnys, date=day).close == Decimal("238.45")
+    assert Price.objects.get(asset=eth, date=day).close == Decimal("2011.4012345678")
+
+
+def test_importing_the_same_prices_again_creates_nothing_and_skips_every_row(sap_listings) -> None:
+    text = PRICES + "SAP,XETR,2026-03-02,219.80\nSAP,XETR,2026-03-03,221.35\n"
+    assert counts(run("prices", text)) == (2, 0, 0, 0)
+    assert counts(run("prices", text)) == (0, 0, 2, 0)
+
+
+def test_a_changed_close_counts_as_updated(sap_listings) -> None:
+    xetr, _ = sap_listings
+    PriceFactory(asset=xetr, date=datetime.date(2026, 3, 2), close=Decimal("219.80"))
+    PriceFactory(asset=xetr, date=datetime.date(2026, 3, 3), close=Decimal("221.35"))
+    result = run(
+        "prices",
+        PRICES + "SAP,XETR,2026-03-02,219.8000\nSAP,XETR,2026-03-03,221.40\nSAP,XETR,2026-03-04,223.10\n",
+    )
+    assert result.ok, issues(result)
+    assert counts(result) == (1, 1, 1, 0)
+    assert Price.objects.get(asset=xetr, date=datetime.date(2026, 3, 3)).close == Decimal("221.40")
+
+
+def test_a_ticker_on_several_exchanges_needs_its_exchange(sap_listings) -> None:
+    result = run("prices", PRICES + "SAP,,2026-03-02,219.80\n")
+    assert issues(result) == [
+        "line 2, exchange: the ticker SAP is on several exchanges (XETR, XNYS): name the exchange"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("MSFT,,2026-03-02,1", "line 3, ticker: no asset with the ticker MSFT"),
+        ("SAP,XPAR,2026-03-02,1", "line 3, exchange: no asset SAP on XPAR (it is on XETR, XNYS)"),
+        ("SAP,XETR,02/03/2026,1", "line 3, date: '02/03/2026' is not an ISO date (YYYY-MM-DD)"),
+        ("SAP,XETR,2026-03-02,-1", "line 3, close: must be at least 0"),
+        ("SAP,XETR,2026-03-02,1.5e", "line 3, close: '1.5e' is not a number"),
+        ("SAP,XETR,2026-03-02,NaN", "line 3, close: 'NaN' is not a number"),
+        ("SAP,XETR,2026-03-02,1.12345678901", "line 3, close: 1.12345678901 has more than 10 decimal places"),
+        ("SAP,XETR,2026-03-02,", "line 3, close: required"),
+    ],
+)
+def test_an_invalid_price_row_is_refused_with_its_line_and_column(sap_listings, row: str, expected: str) -> None:
+    result = run("prices", PRICES + "SAP,XNYS,2026-03-02,238.45\n" + row + "\n")
+    assert issues(result) == [expected]
+    assert not Price.objects.exists()
+
+
+def test_a_price_repeated_in_the_file_is_refused_naming_the_earlier_line(sap_listings) -> None:
+    AssetFactory(ticker="ETH", exchange="", currency="USD")
+    result = run(
+        "prices",
+        PRICES + "SAP,XETR,2026-03-02,219.80\nETH,,2026-03-02,2011\nsap,XETR,2026-03-02,219.90\nETH,,2026-03-02,2011\n",
+    )
+    assert issues(result) == [
+        "line 4, date: the price of SAP on XETR on 2026-03-02 is already on line 2",
+        "line 5, date: the price of ETH (no exchange) on 2026-03-02 is already on line 3",
+    ]
+    assert not Price.objects.exists()
+
+
+def test_skip_invalid_keeps_the_first_price_of_a_repeated_date(sap_listings, tmp_path) -> None:
+    rejects = io.StringIO()
+    result = run(
+        "prices",
+        PRICES + "SAP,XETR,2026-03-02,219.80\nSAP,XETR,2026-03-02,219.90\nSAP,XETR,2026-03-03,-1\n",
+        skip_invalid=True,
+        rejects=rejects,
+    )
+    assert result.ok
+    assert counts(result) == (1, 0, 0, 2)
+    assert list(Price.objects.values_list("close", flat=True)) == [Decimal("219.80")]
+    assert rejects.getvalue().splitlines() == [
+        "line,ticker,exchange,date,close,error",
+        "4,SAP,XETR,2026-03-03,-1,close: must be at least 0",  # refused as it is read
+        "3,SAP,XETR,2026-03-02,219.9,date: the price of SAP on XETR on 2026-03-02 is already on line 2",
+    ]
+
+
+def test_a_price_import_invalidates_the_prices_cache(sap_listings, django_capture_on_commit_callbacks) -> None:
+    before = namespace_version("prices")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        run("prices", PRICES + "SAP,XETR,2026-03-02,219.80\nSAP,XETR,2026-03-03,221.35\n")
+    assert len(callbacks) == 1
+    assert namespace_version("prices") != before
+
+
+def test_prices_export_as_they_import(sap_listings, tmp_path) -> None:
+    xetr, xnys = sap_listings
+    eth = AssetFactory(ticker="ETH", exchange="", currency="USD")
+    PriceFactory(asset=xnys, date=datetime.date(2026, 3, 2), close=Decimal("238.45"))
+    PriceFactory(asset=xetr, date=datetime.date(2026, 3, 3), close=Decimal("221.35"))
+    PriceFactory(asset=xetr, date=datetime.date(2026, 3, 2), close=Decimal("219.8"))
+    PriceFactory(asset=eth, date=datetime.date(2026, 3, 2), close=Decimal("0.0000000001"))
+    path = tmp_path / "prices.csv"
+    call_command("export", "prices", str(path), stdout=io.StringIO())
+    assert path.read_text().splitlines() == [
+        PRICES.strip(),
+        "ETH,,2026-03-02,0.0000000001",
+        "SAP,XETR,2026-03-02,219.8",
+        "SAP,XETR,2026-03-03,221.35",
+        "SAP,XNYS,2026-03-02,238.45",
+    ]
+    before = set(Price.objects.values_list("asset_id", "date", "close"))
+    Price.objects.all().delete()
+    call_command("import", "prices", str(path), stdout=io.StringIO())
+    assert set(Price.objects.values_list("asset_id", "date", "close")) == before
+
+
+# --- Allocations ----------------------------------------------------------------------------
+
+DAY = "2026-03-03"
+
+
+@pytest.fixture
+def investor(advisor) -> Any:
+    client = ClientFactory(email="investor@example.org", name="Ivy Investor", advisor=advisor, base_currency="EUR")
+    TransactionFactory(client=client, kind="deposit", amount=Decimal("10000"), currency="EUR")
+    return client
+
+
+@pytest.fixture
+def sap() -> Asset:
+    return AssetFactory(ticker="SAP", exchange="XETR", currency="EUR")
+
+
+def test_allocations_are_recorded_and_buys_and_sells_settle_in_cash(investor, sap) -> None:
+    result = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,40,221.35,9.90,{DAY},first buy\n"
+        f"investor@example.org,sap,,sell,10,225,2.5,2026-03-04,\n"
+        f"investor@example.org,SAP,,transfer_in,5,0,,2026-03-04,from old custodian\n",
+    )
+    assert result.ok, issues(result)
+    assert counts(result) == (3, 0, 0, 0)
+    buy, sell, transfer = Allocation.objects.order_by("id")
+    assert (buy.kind, buy.quantity, buy.price, buy.fees, buy.notes) == (
+        "buy",
+        Decimal("40"),
+        Decimal("221.35"),
+        Decimal("9.90"),
+        "first buy",
+    )
+    assert (buy.settlement.kind, buy.settlement.amount, buy.settlement.currency) == ("buy", Decimal("8863.90"), "EUR")
+    assert (sell.settlement.kind, sell.settlement.amount) == ("sell", Decimal("2247.50"))
+    assert (transfer.settlement, transfer.fees) == (None, Decimal("0"))
+    assert position(client_id=investor.pk, asset_id=sap.pk) == Decimal("35")
+    assert cash_available(client_id=investor.pk, currency="EUR") == Decimal("10000") - Decimal("8863.90") + Decimal(
+        "2247.50"
+    )
+
+
+def test_importing_the_same_allocations_again_creates_nothing_and_skips_every_row(investor, sap) -> None:
+    text = ALLOCATIONS + (
+        f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n"
+        f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n"  # the same trade twice: both are recorded
+        f"investor@example.org,SAP,XETR,sell,1,101,0,{DAY},\n"
+    )
+    assert counts(run("allocations", text)) == (3, 0, 0, 0)
+    again = run("allocations", text)
+    assert again.ok
+    assert counts(again) == (0, 0, 3, 0)
+    assert Allocation.objects.count() == 3
+    assert Transaction.objects.filter(kind__in=["buy", "sell"]).count() == 3
+    grown = run("allocations", text + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n")
+    assert counts(grown) == (1, 0, 3, 0)
+
+
+def test_a_sell_of_more_than_is_held_is_refused_naming_its_line(investor, sap) -> None:
+    result = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,10,100,0,{DAY},\n"
+        f"investor@example.org,SAP,XETR,sell,11,100,0,{DAY},\n",
+    )
+    assert issues(result) == [
+        f"line 3, quantity: Not enough units of SAP.XETR for {investor}: the change would leave a position of "
+        "-1.0000000000; a sell or transfer out cannot exceed the quantity held."
+    ]
+    assert not Allocation.objects.exists()
+    assert not Transaction.objects.filter(kind__in=["buy", "sell"]).exists()
+
+
+def test_a_buy_that_would_overdraw_cash_is_refused_naming_its_line(investor, sap) -> None:
+    result = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,50,100,0,{DAY},\n"
+        f"investor@example.org,SAP,XETR,buy,50,100,0.01,{DAY},\n",
+    )
+    assert issues(result) == [
+        "line 3, quantity: Insufficient cash: the buy settlement needs 5000.0100 EUR but only 5000.0000 EUR "
+        "is available."
+    ]
+    assert not Allocation.objects.exists()
+
+
+def test_the_rows_are_applied_in_date_order_whatever_their_order_in_the_file(investor, sap) -> None:
+    result = run(
+        "allocations",
+        ALLOCATIONS + "investor@example.org,SAP,XETR,sell,10,120,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,buy,10,100,0,2026-03-04,\n"
+        "investor@example.org,SAP,XETR,transfer_out,5,0,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,transfer_in,5,0,0,2026-03-04,\n",
+    )
+    assert result.ok, issues(result)
+    assert list(Allocation.objects.order_by("id").values_list("kind", flat=True)) == [
+        "buy",
+        "transfer_in",
+        "sell",
+        "transfer_out",
+    ]
+    assert position(client_id=investor.pk, asset_id=sap.pk) == 0
+
+
+def test_only_the_first_refusal_is_reported_without_skip_invalid(investor, sap) -> None:
+    result = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,sell,1,100,0,{DAY},\n"
+        f"investor@example.org,SAP,XETR,sell,2,100,0,{DAY},\n",
+    )
+    assert [issue.line for issue in result.issues] == [2]
+    assert counts(result) == (0, 0, 0, 1)
+
+
+def test_skip_invalid_records_the_good_rows_and_lists_the_refused_ones(investor, sap) -> None:
+    rejects = io.StringIO()
+    result = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,60,100,0,{DAY},\n"  # 6000 of 10000
+        f"investor@example.org,SAP,XETR,buy,50,100,0,{DAY},\n"  # 5000: more than the 4000 left
+        f"investor@example.org,SAP,XETR,sell,70,100,0,2026-03-04,\n"  # more than the 60 held
+        f"investor@example.org,SAP,XETR,sell,20,110,0,2026-03-04,\n"
+        f"investor@example.org,MSFT,,buy,1,1,0,{DAY},\n",
+        skip_invalid=True,
+        rejects=rejects,
+    )
+    assert result.ok
+    assert counts(result) == (2, 0, 0, 3)
+    assert position(client_id=investor.pk, asset_id=sap.pk) == Decimal("40")
+    assert cash_available(client_id=investor.pk, currency="EUR") == Decimal("6200")
+    assert rejects.getvalue().splitlines() == [
+        "line,client,ticker,exchange,kind,quantity,price,fees,date,notes,error",
+        "6,investor@example.org,MSFT,,buy,1,1,0,2026-03-03,,ticker: no asset with the ticker MSFT",
+        "3,investor@example.org,SAP,XETR,buy,50,100,0,2026-03-03,,quantity: Insufficient cash: the buy settlement "
+        "needs 5000.0000 EUR but only 4000.0000 EUR is available.",
+        f"4,investor@example.org,SAP,XETR,sell,70,100,0,2026-03-04,,quantity: Not enough units of SAP.XETR for "
+        f"{investor}: the change would leave a position of -10.0000000000; a sell or transfer out cannot exceed "
+        "the quantity held.",
+    ]
+    again = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,60,100,0,{DAY},\n")
+    assert counts(again) == (0, 0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            f"stranger@example.org,SAP,XETR,buy,1,1,0,{DAY},",
+            "line 3, client: no client with the email stranger@example.org (or not one you may see)",
+        ),
+        (f"investor@example.org,MSFT,,buy,1,1,0,{DAY},", "line 3, ticker: no asset with the ticker MSFT"),
+        (
+            f"investor@example.org,SAP,XNYS,buy,1,1,0,{DAY},",
+            "line 3, exchange: no asset SAP on XNYS (it is on XETR)",
+        ),
+        (
+            f"investor@example.org,SAP,XETR,swap,1,1,0,{DAY},",
+            "line 3, kind: 'swap' is not one of buy, sell, transfer_in, transfer_out",
+        ),
+        (f"investor@example.org,SAP,XETR,buy,0,1,0,{DAY},", "line 3, quantity: must be greater than 0"),
+        (f"investor@example.org,SAP,XETR,buy,-1,1,0,{DAY},", "line 3, quantity: must be greater than 0"),
+        (f"investor@example.org,SAP,XETR,buy,1,-1,0,{DAY},", "line 3, price: must be at least 0"),
+        (f"investor@example.org,SAP,XETR,buy,1,1,-1,{DAY},", "line 3, fees: must be at least 0"),
+        (
+            f"investor@example.org,SAP,XETR,buy,1,1,0.00001,{DAY},",
+            "line 3, fees: 0.00001 has more than 4 decimal places",
+        ),
+        (
+            "investor@example.org,SAP,XETR,buy,1,1,0,2026-02-30,",
+            "line 3, date: '2026-02-30' is not an ISO date (YYYY-MM-DD)",
+        ),
+        (
+            f"investor@example.org,SAP,XETR,sell,1,0,0,{DAY},",
+            "line 3, price: a buy or sell must move cash (quantity x price, fees included, must be positive); "
+            "use transfer_in or transfer_out to move securities without cash",
+        ),
+    ],
+)
+def test_an_invalid_allocation_row_is_refused_with_its_line_and_column(investor, sap, row: str, expected: str) -> None:
+    result = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,1,0,{DAY},\n" + row + "\n")
+    assert issues(result) == [expected]
+    assert not Allocation.objects.exists()
+
+
+def test_an_allocation_needs_the_exchange_of_a_ticker_listed_twice(investor, sap) -> None:
+    AssetFactory(ticker="SAP", exchange="XNYS", currency="USD")
+    result = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,,buy,1,1,0,{DAY},\n")
+    assert issues(result) == [
+        "line 2, exchange: the ticker SAP is on several exchanges (XETR, XNYS): name the exchange"
+    ]
+
+
+def test_an_advisor_imports_allocations_for_their_own_clients_only(advisor, other_advisor, investor, sap) -> None:
+    theirs = ClientFactory(email="theirs@example.org", advisor=other_advisor)
+    TransactionFactory(client=theirs, kind="deposit", amount=Decimal("1000"), currency="EUR")
+    text = ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n"
+    refused = run("allocations", text + f"theirs@example.org,SAP,XETR,buy,1,100,0,{DAY},\n", actor=advisor)
+    assert issues(refused) == ["line 3, client: no client with the email theirs@example.org (or not one you may see)"]
+    result = run("allocations", text, actor=advisor)
+    assert result.ok, issues(result)
+    allocation = Allocation.objects.get()
+    assert (allocation.client, allocation.settlement.created_by) == (investor, advisor)
+
+
+def test_a_dry_run_of_allocations_checks_cash_and_writes_nothing(investor, sap) -> None:
+    result = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n",
+        dry_run=True,
+    )
+    assert result.ok
+    assert counts(result) == (1, 0, 0, 0)
+    assert not Allocation.objects.exists()
+    refused = run(
+        "allocations",
+        ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1000,100,0,{DAY},\n",
+        dry_run=True,
+    )
+    assert [issue.line for issue in refused.issues] == [2]
+
+
+def test_many_allocations_are_replayed_a_page_at_a_time(investor, sap, monkeypatch) -> None:
+    from holdings import importers
+
+    monkeypatch.setattr(importers, "PAGE_ROWS", 3)
+    rows = "".join(
+        f"investor@example.org,SAP,XETR,{'sell' if n % 2 else 'buy'},1,100,0,2026-03-{10 - n // 2:02d},\n"
+        for n in range(8)
+    )
+    result = run("allocations", ALLOCATIONS + rows)
+    assert result.ok, issues(result)
+    assert counts(result) == (8, 0, 0, 0)
+    assert position(client_id=investor.pk, asset_id=sap.pk) == 0
+
+
+def test_allocations_export_as_they_import(investor, sap, tmp_path) -> None:
+    run(
+        "allocations",
+        ALLOCATIONS + f'investor@example.org,SAP,XETR,buy,40,221.35,9.9,{DAY},"note, with comma"\n'
+        f"investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,2026-03-04,\n",
+    )
+    path = tmp_path / "allocations.csv"
+    call_command("export", "allocations", str(path), stdout=io.StringIO())
+    assert path.read_text().splitlines() == [
+        ALLOCATIONS.strip(),
+        'investor@example.org,SAP,XETR,buy,40,221.35,9.9,2026-03-03,"note, with comma"',
+        "investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,2026-03-04,",
+    ]
