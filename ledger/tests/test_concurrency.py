@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from accounts.tests.factories import OperationsFactory
+from accounts.tests.factories import SuperuserFactory
 from clients.tests.factories import ClientFactory
 from ledger import services
 from ledger.models import Transaction
@@ -21,7 +21,8 @@ WORKERS = 8
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_withdrawals_never_take_the_balance_below_zero() -> None:
-    operations = OperationsFactory()
+    # A superuser, not an Operations member: a transactional test flushes the roles the migrations made.
+    operations = SuperuserFactory()
     client = ClientFactory()
     TransactionFactory(client=client, amount=Decimal("500"), currency="EUR")
     start = threading.Barrier(WORKERS)

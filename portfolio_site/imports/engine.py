@@ -477,7 +477,7 @@ def run_import(
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(value: Any) -> str:
+def copy_text(value: Any) -> str:
     """One value in PostgreSQL's COPY text format."""
     if value is None:
         return "\\N"
@@ -541,7 +541,7 @@ class Staging:
         thread can do this work while the database thread is busy."""
         if not self.postgres:
             return rows
-        return "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows).encode()
+        return "".join("\t".join(map(copy_text, row)) + "\n" for row in rows).encode()
 
     def write_encoded(self, payload: Any) -> None:
         """Appends encoded rows to the (existing) table in one go."""

@@ -2,8 +2,9 @@
 
 import argparse
 import csv
+import os
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -32,16 +33,22 @@ class Command(BaseCommand):
         format_class = FORMATS[options["kind"]]
         names = [column.name for column in format_class.columns]
         path = options["file"]
-        out = sys.stdout if path == "-" else open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        stdout = cast(TextIO, self.stdout._out)  # the stream itself: rows carry their own line endings
+        out = stdout if path == "-" else open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        count = 0
         try:
             writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
             writer.writeheader()
-            count = 0
             for row in format_class.export_rows():
                 writer.writerow(row)
                 count += 1
+            out.flush()
+        except BrokenPipeError:
+            # The reader stopped early (`export … | head`): as for any Unix tool, that is not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
         finally:
-            if out is not sys.stdout:
+            if path != "-":
                 out.close()
         if path != "-":
             self.stdout.write(f"{options['kind']}: exported {count} rows to {path}")
