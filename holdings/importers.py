@@ -10,9 +10,8 @@ records them, so that each buy and sell settles in cash and none overdraws cash 
 import datetime
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -20,18 +19,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from clients.importers import cells, update_rows, validation_messages
 from clients.models import Client
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.engine import Column, ImportFormat, RowError, Staging, register
+from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from .models import Allocation, Asset, AssetType, Price
 from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount
 
-BATCH_ROWS = 2000
 PAGE_ROWS = 1000
 ASSET_FIELDS = ("name", "currency", "asset_type", "isin")
 ASSETS = Asset._meta.db_table
@@ -105,15 +103,8 @@ def _close(staging: Staging, *tables: str) -> None:
 # --- Assets --------------------------------------------------------------------------------------
 
 
-@dataclass
-class _AssetRow:
-    line: int
-    values: dict[str, Any]
-    asset: Asset  # validated, unsaved
-
-
 @register
-class AssetFormat(ImportFormat):
+class AssetFormat(UpsertFormat):
     kind = "assets"
     description = (
         "securities and other instruments, created or updated by ticker and exchange (the row is the whole "
@@ -127,22 +118,27 @@ class AssetFormat(ImportFormat):
         Column("asset_type", parsing.choice(AssetType.values), help=", ".join(AssetType.values)),
         Column("isin", upper_text(12), required=False, help="ISIN, unique among assets"),
     )
+    model = Asset
+    compared = saved = ASSET_FIELDS
+    # As asset_update does: prices show their asset.
+    cache_namespaces = (ASSETS_CACHE, PRICES_CACHE)
 
     def prepare(self) -> None:
+        super().prepare()
         self.seen: dict[tuple[str, str], int] = {}
         self.seen_isins: dict[str, int] = {}
-        self.pending: list[_AssetRow] = []
-        self.last_batch: tuple[list[Asset], list[Asset]] = ([], [])
-        self.now = timezone.now()
 
-    def add(self, line: int, values: dict[str, Any]) -> None:
+    def build(self, line: int, values: dict[str, Any]) -> Asset:
         key = (values["ticker"], values["exchange"] or "")
         if key in self.seen:
             raise RowError("ticker", f"{_label(*key)} is already on line {self.seen[key]}")
         isin = values["isin"] or ""
         if isin and isin in self.seen_isins:
             raise RowError("isin", f"{isin} is already on line {self.seen_isins[isin]}")
-        asset = Asset(
+        self.seen[key] = line
+        if isin:
+            self.seen_isins[isin] = line
+        return Asset(
             ticker=key[0],
             exchange=key[1],
             name=values["name"],
@@ -150,84 +146,40 @@ class AssetFormat(ImportFormat):
             asset_type=values["asset_type"],
             isin=isin,
         )
-        try:
-            # asset_create's full_clean(), less the per-row queries: uniqueness is checked per batch.
-            asset.full_clean(validate_unique=False, validate_constraints=False)
-        except ValidationError as error:
-            column, message = validation_messages(error, {c.name: c.name for c in self.columns})[0]
-            raise RowError(column, message) from None
-        self.seen[key] = line
-        if isin:
-            self.seen_isins[isin] = line
-        self.pending.append(_AssetRow(line, values, asset))
-        if len(self.pending) >= BATCH_ROWS:
-            self._save(*self._sort(self.pending))
-            self.pending = []
 
-    def _sort(self, rows: list[_AssetRow]) -> tuple[list[Asset], list[Asset]]:
-        existing = {
+    def natural_key(self, instance: Asset) -> tuple[str, str]:
+        return instance.ticker, instance.exchange
+
+    def existing(self, rows: list[PendingRow]) -> dict[Hashable, Any]:
+        existing: dict[Hashable, Any] = {
             (asset.ticker, asset.exchange): asset
-            for asset in Asset.objects.filter(ticker__in={row.asset.ticker for row in rows})
+            for asset in Asset.objects.filter(ticker__in={row.instance.ticker for row in rows})
         }
-        isin_holders = {
+        # What refusal() needs to know of the batch, fetched once for all of it.
+        self.isin_holders = {
             isin: (ticker, exchange)
             for isin, ticker, exchange in Asset.objects.filter(
-                isin__in={row.asset.isin for row in rows if row.asset.isin}
+                isin__in={row.instance.isin for row in rows if row.instance.isin}
             ).values_list("isin", "ticker", "exchange")
         }
         currency_changes = [
             old.pk
             for row in rows
-            if (old := existing.get((row.asset.ticker, row.asset.exchange))) and old.currency != row.asset.currency
+            if (old := existing.get(self.natural_key(row.instance))) and old.currency != row.instance.currency
         ]
-        allocated = set(
+        self.allocated = set(
             Allocation.objects.filter(asset_id__in=currency_changes).values_list("asset_id", flat=True).distinct()
         )
-        creates: list[Asset] = []
-        updates: list[Asset] = []
-        for row in rows:
-            new = row.asset
-            key = (new.ticker, new.exchange)
-            old = existing.get(key)
-            holder = isin_holders.get(new.isin)
-            if holder is not None and holder != key:
-                self._reject(row, "isin", f"{new.isin} is the ISIN of the asset {_label(*holder)}")
-                continue
-            if old is None:
-                creates.append(new)
-                self.run.created += 1
-                continue
-            if old.pk in allocated and old.currency != new.currency:
-                self._reject(row, "currency", "The currency of an asset that has allocations cannot change.")
-                continue
-            if all(getattr(old, name) == getattr(new, name) for name in ASSET_FIELDS):
-                self.run.skipped += 1
-                continue
-            for name in ASSET_FIELDS:
-                setattr(old, name, getattr(new, name))
-            old.updated_at = self.now
-            updates.append(old)
-            self.run.updated += 1
-        return creates, updates
+        return existing
 
-    def _reject(self, row: _AssetRow, column: str, message: str) -> None:
-        self.run.reject(row.line, column, message, cells(self.columns, row.values))
-
-    def _save(self, creates: list[Asset], updates: list[Asset]) -> None:
-        if self.run.failed:
-            return  # the run will roll back: only keep validating
-        Asset.objects.bulk_create(creates, batch_size=BATCH_ROWS)
-        update_rows(Asset, updates, [*ASSET_FIELDS, "updated_at"])
-
-    def check(self) -> None:
-        self.last_batch = self._sort(self.pending)
-        self.pending = []
-
-    def write(self) -> None:
-        self._save(*self.last_batch)
-        if self.run.created or self.run.updated:
-            invalidate_namespace(ASSETS_CACHE)
-            invalidate_namespace(PRICES_CACHE)  # as asset_update does: prices show their asset
+    def refusal(self, row: PendingRow, old: Asset | None) -> tuple[str, str] | None:
+        new = row.instance
+        holder = self.isin_holders.get(new.isin)
+        if holder is not None and holder != self.natural_key(new):
+            return "isin", f"{new.isin} is the ISIN of the asset {_label(*holder)}"
+        if old is not None and old.pk in self.allocated and old.currency != new.currency:
+            return "currency", "The currency of an asset that has allocations cannot change."
+        return None
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:

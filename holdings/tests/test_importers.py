@@ -365,6 +365,13 @@ def test_a_sell_of_more_than_is_held_is_refused_naming_its_line(investor, sap) -
     assert not Transaction.objects.filter(kind__in=["buy", "sell"]).exists()
 
 
+def test_a_trade_the_services_find_invalid_is_refused_naming_its_line_and_column(investor, sap) -> None:
+    result = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,10,0,0,{DAY},\n")
+    assert len(issues(result)) == 1
+    assert issues(result)[0].startswith("line 2, price: a buy or sell must move cash")
+    assert not Allocation.objects.exists()
+
+
 def test_a_buy_that_would_overdraw_cash_is_refused_naming_its_line(investor, sap) -> None:
     result = run(
         "allocations",
