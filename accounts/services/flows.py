@@ -7,8 +7,6 @@ outage is logged, never raised: the caller's answer does not depend on it (nor, 
 address has an account).
 """
 
-import logging
-from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -26,22 +24,10 @@ from portfolio_site.errors import ConflictError
 from .events import ClientInfo, Kind, security_event_record
 from .users import user_set_password
 
-logger = logging.getLogger(__name__)
-
 VERIFY_EMAIL_SALT = "accounts.verify-email"
 INVALID_VERIFICATION = "The verification link is invalid or has expired."
 INVALID_RESET = "The password reset link is invalid, has expired or was already used."
 WRONG_OLD_PASSWORD = "Your old password was entered incorrectly."
-
-
-def _send_after_commit(*, template: str, user: User, context: dict[str, Any]) -> None:
-    def send() -> None:
-        try:
-            emails.send_templated(template=template, user=user, context=context)
-        except Exception:
-            logger.exception("Could not send the %s email to user %s", template, user.pk)
-
-    transaction.on_commit(send)
 
 
 def _link(path: str, **params: str) -> str:
@@ -75,7 +61,7 @@ def email_verification_send(*, user: User) -> None:
         raise ConflictError("Your email address is already verified.")
     link = _link("verify-email", token=email_verification_token(user=user))
     context = {"link": link, "max_age_hours": settings.EMAIL_VERIFICATION_MAX_AGE_HOURS}
-    _send_after_commit(template="verify_email", user=user, context=context)
+    emails.send_after_commit(template="verify_email", user=user, context=context)
 
 
 @transaction.atomic
@@ -110,7 +96,7 @@ def password_reset_request(*, email: str, client: ClientInfo) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     link = _link("reset-password", uid=uid, token=default_token_generator.make_token(user))
     context = {"link": link, "timeout_minutes": settings.PASSWORD_RESET_TIMEOUT // 60}
-    _send_after_commit(template="password_reset", user=user, context=context)
+    emails.send_after_commit(template="password_reset", user=user, context=context)
     security_event_record(kind=Kind.PASSWORD_RESET_REQUESTED, client=client, user=user)
 
 

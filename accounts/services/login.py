@@ -5,7 +5,6 @@ deactivated account fail alike, and lockout counts failures per address whether 
 """
 
 import hashlib
-import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ from accounts.models import SecurityEvent, TOTPDevice, User
 
 from .events import ClientInfo, Kind, security_event_record
 from .sessions import TokenPair, session_start
-
-logger = logging.getLogger(__name__)
 
 CHALLENGE_SALT = "accounts.two-factor-challenge"
 INVALID_CREDENTIALS = "Unable to log in with the given credentials."
@@ -129,16 +126,9 @@ def login_complete(*, user: User, client: ClientInfo, method: str) -> TokenPair:
     lockout_clear(email=user.email)
     if new_ip:
         security_event_record(kind=Kind.NEW_IP_LOGIN, client=client, user=user)
-        transaction.on_commit(lambda: _send_new_ip_alert(user, client))
+        context = {"ip": client.ip or "", "user_agent": client.user_agent}
+        emails.send_after_commit(template="new_ip_login", user=user, context=context)
     return tokens
-
-
-def _send_new_ip_alert(user: User, client: ClientInfo) -> None:
-    # After the commit and outside the response's fate: a mail outage must never fail a login.
-    try:
-        emails.send_new_ip_alert(user=user, ip=client.ip or "", user_agent=client.user_agent)
-    except Exception:
-        logger.exception("Could not send the new-IP alert to user %s", user.pk)
 
 
 def first_factor_passed(*, user: User, client: ClientInfo, method: str) -> LoginResult:

@@ -7,7 +7,6 @@ address and an inactive account fail alike and count toward the address's lockou
 """
 
 import datetime
-import logging
 import secrets
 
 from django.conf import settings
@@ -20,8 +19,6 @@ from accounts.models import EmailLoginCode, User
 
 from .events import ClientInfo, Kind, security_event_record
 from .login import LoginFailed, LoginResult, first_factor_passed, lockout_check, lockout_record_failure
-
-logger = logging.getLogger(__name__)
 
 CODE_SALT = "accounts.email-login-code"
 CODE_DIGITS = 6
@@ -58,16 +55,9 @@ def login_code_request(*, email: str, client: ClientInfo) -> None:
     login_code.full_clean()
     login_code.save()
     security_event_record(kind=Kind.OTP_REQUESTED, client=client, user=user)
-    transaction.on_commit(lambda: _send_login_code(user, code))
-
-
-def _send_login_code(user: User, code: str) -> None:
-    try:
-        emails.send_templated(
-            template="login_code", user=user, context={"code": code, "minutes": settings.LOGIN_CODE_MINUTES}
-        )
-    except Exception:
-        logger.exception("Could not send a login code to user %s", user.pk)
+    emails.send_after_commit(
+        template="login_code", user=user, context={"code": code, "minutes": settings.LOGIN_CODE_MINUTES}
+    )
 
 
 def _spend(user: User | None, code: str) -> bool:

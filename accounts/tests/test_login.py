@@ -162,7 +162,7 @@ def test_a_mail_failure_never_fails_the_login(
     def broken(**kwargs: Any) -> None:
         raise ConnectionRefusedError("SMTP is down")
 
-    monkeypatch.setattr("accounts.emails.send_new_ip_alert", broken)
+    monkeypatch.setattr("accounts.emails.send_templated", broken)
     with django_capture_on_commit_callbacks(execute=True):
         response = login("anna@example.com", ip="198.51.100.20")
     assert response.status_code == 200
