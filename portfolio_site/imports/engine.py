@@ -389,11 +389,14 @@ def _load_pipelined(
     run: ImportRun, fmt: PipelinedFormat, parsed: Iterator[tuple[int, dict[str, Any], list[str]]]
 ) -> None:
     chunks: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
 
     def parse() -> None:
         try:
             chunk: list[tuple[Any, ...]] = []
             for line, values, raw in parsed:
+                if stop.is_set():  # the database thread gave up: no one will read what follows
+                    return
                 try:
                     chunk.append(fmt.stage(line, values))
                 except RowError as error:
@@ -416,6 +419,14 @@ def _load_pipelined(
                 raise item
             fmt.write_chunk(item)
     finally:
+        # If the database thread stopped early (an error), the parser may be blocked on a full queue:
+        # tell it to stop and empty the queue until it has.
+        stop.set()
+        while parser.is_alive():
+            try:
+                chunks.get(timeout=0.1)
+            except queue.Empty:
+                pass
         parser.join()
 
 

@@ -503,3 +503,18 @@ def test_a_long_file_name_is_cut_to_fit(ann):
     result = run(csv_file(), file_name="x" * 300 + ".csv")
 
     assert result.batch.file_name == "x" * 255
+
+
+def test_a_database_error_while_writing_ends_the_run_without_hanging_the_parser(ann, monkeypatch):
+    from ledger.importers import TransactionFormat
+
+    monkeypatch.setattr(TransactionFormat, "chunk_rows", 10)
+
+    def failing(self, chunk):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(TransactionFormat, "write_chunk", failing)
+    rows = [f"{EMAIL},deposit,{n},EUR,2026-01-05,," for n in range(1, 500)]
+    with pytest.raises(RuntimeError, match="went away"):
+        run(csv_file(*rows))
+    assert not Transaction.objects.exists()
