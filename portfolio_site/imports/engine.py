@@ -6,6 +6,7 @@ same for every kind: decoding (UTF-8, with or without BOM), the delimiter (`,` o
 transaction (all or nothing, or `skip_invalid`), dry runs, the rejects file, progress and the batch record.
 """
 
+import contextlib
 import csv
 import datetime
 import getpass
@@ -423,10 +424,8 @@ def _load_pipelined(
         # tell it to stop and empty the queue until it has.
         stop.set()
         while parser.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 chunks.get(timeout=0.1)
-            except queue.Empty:
-                pass
         parser.join()
 
 
