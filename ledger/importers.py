@@ -201,11 +201,12 @@ class TransactionFormat(PipelinedFormat):
             if not chunk.client_ids & self.clients_with_keys and self._write_directly(chunk):
                 return
             self.chunk.create().write_encoded(self.chunk.encode(chunk.rows))
-            refused = self._refuse_reference_clashes(cursor)
+            self._refuse_reference_clashes(cursor)
+            # Rows already posted leave the chunk before the rows table sees them: the balance check
+            # must count only what this run adds on top of the balance before it.
+            self.run.skipped += self._drop_already_posted(cursor)
             if not self.run.failed:  # a failed run still checks every row, to report every problem
-                posted = self._post(cursor)
-                self.run.created += posted
-                self.run.skipped += len(chunk.rows) - refused - posted
+                self.run.created += self._post(cursor)
             cursor.execute(f"INSERT INTO {ROWS} SELECT {', '.join(name for name, _ in ROW_COLUMNS)} FROM {CHUNK}")
 
     def _write_directly(self, chunk: "_Chunk") -> bool:
@@ -223,14 +224,24 @@ class TransactionFormat(PipelinedFormat):
             self.run.created += len(chunk.rows)
         return True
 
+    def _drop_already_posted(self, cursor: Any) -> int:
+        """Takes out of the chunk the rows an earlier run posted (same import key, or same reference with the
+        same details: other details were refused as clashes); returns how many."""
+        dropped = 0
+        for column in ("import_key", "reference"):
+            cursor.execute(
+                f"DELETE FROM {CHUNK} WHERE {column} IS NOT NULL AND EXISTS (SELECT 1 FROM {TABLE} t "
+                f"WHERE t.client_id = {CHUNK}.client_id AND t.{column} = {CHUNK}.{column})"
+            )
+            dropped += int(cursor.rowcount)
+        return dropped
+
     def _post(self, cursor: Any) -> int:
-        """Moves the chunk into the ledger; a row already posted (same reference or import key) is left out."""
+        """Moves what is left of the chunk into the ledger, in file order."""
         cursor.execute(
             f"INSERT INTO {TABLE} (client_id, kind, amount, currency, date, notes, reference, import_key, "
             f"created_by_id, created_at, updated_at) SELECT client_id, kind, amount, currency, date, notes, "
-            f"reference, import_key, %s, %s, %s FROM {CHUNK} c WHERE NOT EXISTS (SELECT 1 FROM {TABLE} t "
-            "WHERE t.client_id = c.client_id AND t.import_key = c.import_key) AND NOT EXISTS (SELECT 1 FROM "
-            f"{TABLE} t WHERE t.client_id = c.client_id AND t.reference = c.reference) ORDER BY line",
+            f"reference, import_key, %s, %s, %s FROM {CHUNK} ORDER BY line",
             [getattr(self.run.actor, "pk", None), self.now_db, self.now_db],
         )
         return int(cursor.rowcount)
@@ -243,8 +254,8 @@ class TransactionFormat(PipelinedFormat):
             cursor.execute(f"SELECT id FROM {CLIENTS} WHERE id IN ({marks}) ORDER BY id FOR UPDATE", new)
         self.locked.update(new)
 
-    def _refuse_reference_clashes(self, cursor: Any) -> int:
-        """Refuses a reference repeated in the file or already posted with other details; returns how many."""
+    def _refuse_reference_clashes(self, cursor: Any) -> None:
+        """Refuses a reference repeated in the file or already posted with other details."""
         cursor.execute(
             f"SELECT line, reference, first_line FROM (SELECT line, reference, MIN(line) OVER "
             f"(PARTITION BY client_id, reference) AS first_line FROM {CHUNK} WHERE reference IS NOT NULL) repeated "
@@ -274,7 +285,6 @@ class TransactionFormat(PipelinedFormat):
         if clashes:
             marks = ", ".join(["%s"] * len(clashes))
             cursor.execute(f"DELETE FROM {CHUNK} WHERE line IN ({marks})", [line for line, _, _ in clashes])
-        return len(clashes)
 
     def _original(self, cursor: Any, line: int, table: str = CHUNK) -> list[str]:
         """The refused row, for the rejects file, as staged (the notes are not kept past the chunk)."""

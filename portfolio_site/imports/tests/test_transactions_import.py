@@ -645,3 +645,24 @@ def test_the_same_file_imported_twice_at_once_posts_once():
     assert all(isinstance(result, ImportResult) for result in outcomes), outcomes
     assert sorted(counts(result) for result in outcomes) == [(2, 0, 2, 0), (2, 2, 0, 0)]
     assert Transaction.objects.count() == 2
+
+
+def test_rows_already_posted_do_not_count_twice_in_the_balance_check(ann):
+    assert run(csv_file(f"{EMAIL},deposit,100,EUR,2026-01-01,D1,")).ok
+
+    result = run(csv_file(f"{EMAIL},deposit,100,EUR,2026-01-01,D1,", f"{EMAIL},withdrawal,150,EUR,2026-01-02,W1,"))
+
+    assert [(issue.line, issue.column) for issue in result.issues] == [(3, "amount")]
+    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("100")
+
+
+def test_reimporting_a_withdrawal_file_skips_it_instead_of_refusing_it(ann):
+    assert run(csv_file(f"{EMAIL},deposit,80,EUR,2026-01-01,D1,")).ok
+    withdrawal = csv_file(f"{EMAIL},withdrawal,50,EUR,2026-01-02,W1,")
+    assert run(withdrawal).ok
+
+    again = run(withdrawal)
+
+    assert again.ok, again.issues
+    assert counts(again) == (1, 0, 1, 0)
+    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("30")
