@@ -375,7 +375,13 @@ class AllocationFormat(ImportFormat):
             raise RowError("client", f"no client with the email {values['client']} (or not one you may see)")
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
-        if kind in Allocation.TRADES and settlement_amount(kind=kind, quantity=qty, price=price, fees=fees) <= 0:
+        try:
+            cash = (
+                settlement_amount(kind=kind, quantity=qty, price=price, fees=fees) if kind in Allocation.TRADES else 1
+            )
+        except ValidationError as error:
+            raise RowError(*validation_messages(error, {"quantity": "quantity"})[0]) from None
+        if cash <= 0:
             raise RowError(
                 "price",
                 "a buy or sell must move cash (quantity x price, fees included, must be positive); "

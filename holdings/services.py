@@ -1,7 +1,7 @@
 """Writes on assets, prices and allocations. A buy or sell settles in cash through the ledger's service."""
 
 import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -12,7 +12,7 @@ from clients.services import clients_lock
 from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
-from portfolio_site.money import to_amount
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount
 
 from .models import Allocation, Asset, Price
 from .selectors import position
@@ -85,9 +85,18 @@ def price_delete(*, price: Price) -> None:
 
 
 def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Decimal) -> Decimal:
-    """Cash a trade moves: what a buy costs (gross plus fees) or what a sell brings (gross less fees)."""
-    gross = quantity * price
-    return to_amount(gross + fees if kind == Allocation.Kind.BUY else gross - fees)
+    """Cash a trade moves: what a buy costs (gross plus fees) or what a sell brings (gross less fees).
+
+    Exact whatever the size of quantity and price (Python's default 28 digits would round, then fail to
+    quantize); a result the ledger cannot hold is refused.
+    """
+    with localcontext() as context:
+        context.prec = 2 * QUANTITY_DIGITS + 2
+        gross = quantity * price
+        amount = to_amount(gross + fees if kind == Allocation.Kind.BUY else gross - fees)
+    if abs(amount) >= Decimal(10) ** (AMOUNT_DIGITS - AMOUNT_PLACES):
+        raise ValidationError({"quantity": f"The trade's cash amount ({amount}) is larger than the ledger can hold."})
+    return amount
 
 
 def _settle(*, actor: Any, allocation: Allocation) -> None:

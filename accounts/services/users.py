@@ -4,7 +4,7 @@ from typing import Any
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import LoginSession, User
 from portfolio_site.cache import invalidate_namespace
@@ -15,6 +15,7 @@ from .sessions import sessions_revoke_all
 EndReason = LoginSession.EndReason
 NO_CLIENT = ClientInfo()
 
+FIRST_USER_LOCK = 0x706F7274  # any constant: the advisory lock that serialises first registrations
 # Cached responses that show users (a client's advisor name) depend on this namespace.
 CACHE_NAMESPACE = "users"
 
@@ -61,6 +62,10 @@ def user_create(
 @transaction.atomic
 def user_register(*, actor: Any, email: str, password: str, full_name: str = "") -> User:
     """Open registration creates the very first user, an administrator; after that only admins add users."""
+    if connection.vendor == "postgresql":
+        # Two simultaneous "first" registrations must not both become administrators: they queue here.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FIRST_USER_LOCK])
     first = not User.objects.exists()
     if not first and not getattr(actor, "is_superuser", False):
         raise PermissionDenied("Only an administrator may create users.")

@@ -220,3 +220,10 @@ def test_allocations_list_query_count_does_not_grow_with_rows(advisor, api, asse
 
 def test_asset_model_is_exposed_with_its_choices() -> None:
     assert "crypto" in Asset.AssetType.values
+
+
+def test_a_buy_too_large_for_the_ledger_gets_a_400_not_a_500(advisor, funded, api) -> None:
+    body = buy(funded.pk, AssetFactory(currency="USD").pk, "1000000000000000", price="1000000000000000")
+    response = api(advisor).post("/api/v1/allocations/", body)
+    assert response.status_code == 400
+    assert "quantity" in response.json()

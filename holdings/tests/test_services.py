@@ -200,3 +200,12 @@ def test_asset_create_normalises_and_validates(operations) -> None:
         services.asset_create(ticker="VWRL", exchange="XAMS", name="Duplicate", currency="EUR")
     with pytest.raises(ValidationError):
         services.asset_create(ticker="NEW", name="Bad currency", currency="ABC")
+
+
+def test_a_trade_too_large_for_the_ledger_is_refused_not_a_crash(operations, client_with_cash, asset) -> None:
+    with pytest.raises(ValidationError, match="larger than the ledger can hold"):
+        trade(operations, client_with_cash, asset, "buy", "1000000000000000", "1000000000000000")
+    amount = services.settlement_amount(
+        kind="buy", quantity=Decimal("12345678901.1234567891"), price=Decimal("1.0000000001"), fees=Decimal("0")
+    )
+    assert amount == Decimal("12345678902.3580")  # exact to the last place, then half-even
