@@ -59,16 +59,6 @@ def ledger() -> list[tuple[str, Decimal, str, datetime.date, str | None]]:
     )
 
 
-# On SQLite the rows an import posts are stored with created_at "YYYY-MM-DD HH:MM:SS.ffffff+00:00" (an aware
-# datetime through a raw cursor) while the ORM's `.exclude(created_at=now)` compares with the naive UTC text Django
-# writes, so the "balance before the import" also counts the rows this import just posted.
-
-
-# On PostgreSQL the fast path (COPY straight into the ledger for clients with no keyed transactions) relies on
-# catching django.db.IntegrityError, but the raw psycopg COPY raises psycopg.errors.UniqueViolation, which Django
-# never wraps: the fallback to the checked path never happens and the error escapes run_import.
-
-
 @pytest.fixture
 def ann() -> Client:
     return ClientFactory(email=EMAIL, base_currency="EUR")
