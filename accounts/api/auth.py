@@ -23,6 +23,7 @@ from .common import (
     TwoFactorChallengeSerializer,
     clear_token_cookies,
     client_info,
+    login_refusals,
     login_response,
     token_response,
 )
@@ -52,13 +53,6 @@ class LoginSerializer(serializers.Serializer):
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
 
-def refused(error: Exception) -> exceptions.APIException:
-    """The API's answer to a refused login: 429 with Retry-After when locked out, else 401."""
-    if isinstance(error, login_service.LockedOut):
-        return exceptions.Throttled(wait=error.retry_after, detail=str(error))
-    return exceptions.AuthenticationFailed(str(error))
-
-
 class LoginView(PublicAuthView):
     """Log in with email and password: tokens for a new session, or a two-factor challenge."""
 
@@ -69,10 +63,8 @@ class LoginView(PublicAuthView):
     def post(self, request: Request) -> Response:
         serializer = LoginSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
+        with login_refusals():
             result = login_service.password_login(**serializer.validated_data, client=client_info(request))
-        except (login_service.LoginFailed, login_service.LockedOut) as error:
-            raise refused(error) from None
         return login_response(request, result)
 
 

@@ -1,16 +1,31 @@
-"""What the accounts endpoints share: the caller's client info and token responses (body or cookies)."""
+"""What the accounts endpoints share: the caller's client info, token responses (body or cookies) and
+how a refused login step answers."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.middleware.csrf import get_token
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from accounts.authentication import ACCESS_COOKIE, REFRESH_COOKIE
 from accounts.services.events import ClientInfo
-from accounts.services.login import LoginResult
+from accounts.services.login import LockedOut, LoginFailed, LoginResult
 from accounts.services.sessions import TokenPair
+
+
+@contextmanager
+def login_refusals() -> Iterator[None]:
+    """The API's answer to a refused login step: 429 with Retry-After when locked out, else 401."""
+    try:
+        yield
+    except LockedOut as error:
+        raise exceptions.Throttled(wait=error.retry_after, detail=str(error)) from None
+    except LoginFailed as error:
+        raise exceptions.AuthenticationFailed(str(error)) from None
 
 
 def client_info(request: Request) -> ClientInfo:

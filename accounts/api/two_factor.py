@@ -9,14 +9,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.services import login as login_service
 from accounts.services import otp as otp_service
 from accounts.services import two_factor as two_factor_service
 from accounts.throttles import AUTH_THROTTLES
 from portfolio_site.api.schema import ErrorDetailSerializer
 
-from .auth import LOGIN_RESPONSES, PublicAuthView, refused
-from .common import TokenPairSerializer, client_info, login_response, token_response
+from .auth import LOGIN_RESPONSES, PublicAuthView
+from .common import TokenPairSerializer, client_info, login_refusals, login_response, token_response
 
 TOO_MANY = OpenApiResponse(
     ErrorDetailSerializer,
@@ -72,10 +71,8 @@ class LoginCodeLoginView(PublicAuthView):
     def post(self, request: Request) -> Response:
         serializer = LoginCodeLoginSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
+        with login_refusals():
             result = otp_service.login_code_login(**serializer.validated_data, client=client_info(request))
-        except (login_service.LoginFailed, login_service.LockedOut) as error:
-            raise refused(error) from None
         return login_response(request, result)
 
 
@@ -160,14 +157,12 @@ class TOTPDisableView(TwoFactorView):
     def post(self, request: Request) -> Response:
         serializer = TOTPDisableSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
+        with login_refusals():
             two_factor_service.totp_disable(
                 user=request.user,  # type: ignore[arg-type]
                 code=serializer.validated_data["code"],
                 client=client_info(request),
             )
-        except login_service.LockedOut as error:
-            raise refused(error) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -198,10 +193,8 @@ class TwoFactorVerifyView(PublicAuthView):
     def post(self, request: Request) -> Response:
         serializer = TwoFactorVerifySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
+        with login_refusals():
             pair = two_factor_service.two_factor_verify(**serializer.validated_data, client=client_info(request))
-        except (login_service.LoginFailed, login_service.LockedOut) as error:
-            raise refused(error) from None
         return token_response(request, pair)
 
 
