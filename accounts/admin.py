@@ -10,7 +10,7 @@ from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreation
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
+from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin
 
 from . import services
 from .models import LoginSession, SecurityEvent, User
@@ -142,21 +142,8 @@ class RevokedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by services: anyone with the view permission looks, no one adds, edits or deletes."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(LoginSession)
-class LoginSessionAdmin(ReadOnlyAdmin):
+class LoginSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "ip", "user_agent", "created_at", "last_seen_at", "expires_at", "revoked_at", "end_reason"]
     list_filter = ["end_reason", RevokedFilter]
     search_fields = ["user__email", "ip"]
@@ -181,7 +168,7 @@ class LoginSessionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SecurityEvent)
-class SecurityEventAdmin(ReadOnlyAdmin):
+class SecurityEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "user", "email", "ip", "detail"]
     list_filter = ["kind", "created_at"]
     date_hierarchy = "created_at"

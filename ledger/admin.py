@@ -1,12 +1,10 @@
-from typing import Any
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from clients.admin import ClientScopedAdminMixin, add_client_inline
-from portfolio_site.admin_utils import ReadOnlyInline, error_text
+from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, error_text
 from portfolio_site.errors import ConflictError
 
 from . import services
@@ -14,7 +12,7 @@ from .models import Transaction
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     """Read-only: posted transactions are never edited or deleted. Corrections are reversals."""
 
     list_display = ["date", "client", "kind", "amount", "currency", "reference", "reverses", "created_by"]
@@ -24,15 +22,6 @@ class TransactionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     date_hierarchy = "date"
     actions = ["reverse_selected"]
     show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Reverse selected deposits and withdrawals", permissions=["reverse"])
     def reverse_selected(self, request: HttpRequest, queryset: QuerySet[Transaction]) -> None:

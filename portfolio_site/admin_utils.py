@@ -109,14 +109,8 @@ class LatestRowsInlineFormSet(BaseInlineFormSet):
         return form
 
 
-class ReadOnlyInline(admin.TabularInline):
-    """Shows the latest `max_rows` related rows, read-only, with a link to each (a client may have thousands)."""
-
-    extra = 0
-    max_rows = 20
-    show_change_link = True
-    can_delete = False
-    formset = LatestRowsInlineFormSet
+class ReadOnlyAdminMixin:
+    """Rows written only by services: anyone with the view permission looks, no one adds, edits or deletes."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -126,6 +120,16 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Shows the latest `max_rows` related rows, read-only, with a link to each (a client may have thousands)."""
+
+    extra = 0
+    max_rows = 20
+    show_change_link = True
+    can_delete = False
+    formset = LatestRowsInlineFormSet
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)

@@ -19,6 +19,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from portfolio_site.admin_utils import ReadOnlyAdminMixin
+
 from .engine import FORMATS, run_import
 from .models import ImportBatch
 
@@ -99,7 +101,7 @@ def _sha256(file: Path) -> str:
 
 
 @admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
+class ImportBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every run of an import, whatever door it came through. Read-only: batches are a record."""
 
     list_display = [
@@ -119,15 +121,6 @@ class ImportBatchAdmin(admin.ModelAdmin):
     search_fields = ["file_name", "^sha256"]
     list_select_related = ["user"]
     change_list_template = "admin/imports/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_run_import_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RUN_IMPORT)
