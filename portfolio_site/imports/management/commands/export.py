@@ -1,27 +1,21 @@
 """manage.py export KIND [FILE]: write every record of a kind as a CSV file that `import` reads back."""
 
-import argparse
 import csv
 import os
 import sys
 from typing import Any, TextIO, cast
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
-from portfolio_site.imports.engine import FORMATS, columns_reference
+from portfolio_site.imports.engine import FORMATS
+from portfolio_site.imports.management.commands._columns import ColumnsHelpCommand
 
 
-class Command(BaseCommand):
+class Command(ColumnsHelpCommand):
     help = (
         "Export every record of a kind as CSV (UTF-8, comma-delimited) in the columns `import` reads, so that "
         "export then import into an empty database reproduces the data."
     )
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
-        parser.epilog = columns_reference()
-        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("kind", choices=sorted(FORMATS), help="what to export")

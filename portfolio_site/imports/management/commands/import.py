@@ -1,31 +1,25 @@
 """manage.py import KIND FILE: load a CSV file of one kind, all or nothing, idempotently."""
 
-import argparse
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
-from portfolio_site.imports.engine import FORMATS, CommandLineActor, columns_reference, run_import
+from portfolio_site.imports.engine import FORMATS, CommandLineActor, run_import
+from portfolio_site.imports.management.commands._columns import ColumnsHelpCommand
 
 
-class Command(BaseCommand):
+class Command(ColumnsHelpCommand):
     help = (
         "Import a CSV file (UTF-8, with or without BOM; ',' or ';' delimited; header names in any case). "
         "Every row is validated first and the file is written in one transaction: one bad row and nothing is "
         "written, unless --skip-invalid. Importing the same file again changes nothing. Rows name clients by "
         "email and assets by ticker (plus exchange when the ticker is not unique)."
     )
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
-        parser.epilog = columns_reference()
-        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("kind", choices=sorted(FORMATS), help="what the file holds")
