@@ -7,6 +7,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models.functions import Lower
 
 from accounts.roles import is_advisor, sees_all_clients
@@ -15,10 +16,9 @@ from portfolio_site.imports.engine import Column, RowError, register
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat
 
 from .models import Client
-from .services import CACHE_NAMESPACE, NOT_YOURS
+from .services import CACHE_NAMESPACE, NOT_YOURS, client_advisor_check
 
 COMPARED = ("name", "advisor_id", "base_currency", "phone", "is_active", "notes")  # the advisor by id: no query
-NOT_YOURS_OWN = "An advisor may only take on clients for themselves."
 
 
 @register
@@ -49,9 +49,7 @@ class ClientFormat(UpsertFormat):
     def prepare(self) -> None:
         super().prepare()
         actor = self.run.actor
-        self.all_seeing = sees_all_clients(actor)
-        self.may_act = self.all_seeing or is_advisor(actor)
-        self.actor_pk = getattr(actor, "pk", None)
+        self.may_act = sees_all_clients(actor) or is_advisor(actor)
         self.advisors: dict[str, Any] = {}
         self.seen: dict[str, int] = {}
 
@@ -93,13 +91,13 @@ class ClientFormat(UpsertFormat):
     def refusal(self, row: PendingRow, old: Client | None) -> tuple[str, str] | None:
         """What client_create and client_update refuse: acting outside one's clients, an inactive advisor."""
         new = row.instance
-        if old is not None and not self.all_seeing and old.advisor_id != self.actor_pk:
+        if old is not None and not old.is_visible_to(self.run.actor):
             return "email", "a client with this email exists and is not one you may act on"
         if old is None or old.advisor_id != new.advisor_id:
-            if not new.advisor.is_active:
-                return "advisor", "The advisor's account is not active."
-            if not self.all_seeing and new.advisor_id != self.actor_pk:
-                return "advisor", NOT_YOURS_OWN
+            try:
+                client_advisor_check(actor=self.run.actor, advisor=new.advisor)
+            except (ValidationError, PermissionDenied) as error:
+                return "advisor", " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         return None
 
     @classmethod

@@ -29,7 +29,9 @@ def clients_lock(*, actor: Any, client_ids: set[int]) -> dict[int, Client]:
     return {pk: client_lock(actor=actor, client_id=pk) for pk in sorted(client_ids)}
 
 
-def _check_advisor(*, actor: Any, advisor: Any) -> None:
+def client_advisor_check(*, actor: Any, advisor: Any) -> None:
+    """The advisor a client may be given by this actor: an active user, and the actor themselves unless the
+    actor sees every client."""
     if advisor is None:
         raise ValidationError({"advisor": "A client needs a responsible advisor."})
     if not advisor.is_active:
@@ -54,7 +56,7 @@ def client_create(
         raise PermissionDenied(NOT_YOURS)
     if advisor is None and is_advisor(actor):
         advisor = actor
-    _check_advisor(actor=actor, advisor=advisor)
+    client_advisor_check(actor=actor, advisor=advisor)
     client = Client(
         name=name,
         email=email,
@@ -76,7 +78,7 @@ def client_update(*, actor: Any, client: Client, **fields: Any) -> Client:
     for name, value in fields.items():
         setattr(locked, name, value)
     if "advisor" in fields:
-        _check_advisor(actor=actor, advisor=locked.advisor)
+        client_advisor_check(actor=actor, advisor=locked.advisor)
     locked.full_clean()
     locked.save()
     invalidate_namespace(CACHE_NAMESPACE)
