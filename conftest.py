@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -20,6 +21,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             item.add_marker(skip)
+
+
+class AdminClient(Client):
+    """Django's test client whose `force_login` opens an admin login session, as the admin's login form does
+    (minus the password), so that the Django session is bound to a live `LoginSession`."""
+
+    def force_login(self, user: Any, backend: str | None = None) -> None:
+        from accounts.models import LoginSession
+        from accounts.services.events import ClientInfo
+        from accounts.services.sessions import session_start
+        from accounts.web import LOGIN_SESSION_KEY
+
+        super().force_login(user, backend)
+        login_session, _ = session_start(
+            user=user, client=ClientInfo(ip="127.0.0.1", user_agent="pytest"), channel=LoginSession.Channel.ADMIN
+        )
+        session = self.session
+        session[LOGIN_SESSION_KEY] = str(login_session.id)
+        session.save()
+
+
+@pytest.fixture
+def client() -> AdminClient:
+    return AdminClient()
 
 
 @pytest.fixture(autouse=True)

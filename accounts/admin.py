@@ -16,21 +16,16 @@ from . import services
 from .models import LoginSession, SecurityEvent, User
 from .services.events import ClientInfo
 from .services.sessions import session_revoke
+from .web import client_info
 
 # The client of the admin request being served, for the audit records of writes made by forms that only get
 # the submitted data (Django's password change form). A context variable: each request, thread or task its own.
 _admin_client: ContextVar[ClientInfo | None] = ContextVar("admin_client", default=None)
 
 
-def admin_client_info(request: HttpRequest) -> ClientInfo:
-    return ClientInfo(
-        ip=request.META.get("REMOTE_ADDR") or None, user_agent=request.META.get("HTTP_USER_AGENT", "")[:512]
-    )
-
-
 @contextmanager
 def _serving(request: HttpRequest) -> Iterator[None]:
-    token = _admin_client.set(admin_client_info(request))
+    token = _admin_client.set(client_info(request))
     try:
         yield
     finally:
@@ -156,7 +151,7 @@ class LoginSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected sessions", permissions=["revoke"])
     def revoke_sessions(self, request: HttpRequest, queryset: QuerySet[LoginSession]) -> None:
-        client = admin_client_info(request)
+        client = client_info(request)
         actor = request.user
         assert isinstance(actor, User)
         sessions = list(queryset.order_by("pk"))

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class AccountsConfig(AppConfig):
@@ -7,3 +8,10 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import schema  # noqa: F401  (registers the OpenAPI authentication extension)
+
+
+class AdminSiteConfig(admin_apps.AdminConfig):
+    """Django's admin with our site, whose login goes through the login service (see accounts.admin_site)."""
+
+    default = False  # named in INSTALLED_APPS; `accounts` itself stays AccountsConfig
+    default_site = "accounts.admin_site.AdminSite"

@@ -1,3 +1,4 @@
+import datetime
 import uuid
 from typing import Any, ClassVar
 
@@ -80,7 +81,15 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
 
 
 class LoginSession(models.Model):
-    """One login on one device. Its id travels in every token issued for it, so revoking it ends them all."""
+    """One login on one device, through the API or the admin site.
+
+    An API session's id travels in every token issued for it, an admin session's id in the Django session,
+    so revoking it ends them all.
+    """
+
+    class Channel(models.TextChoices):
+        API = "api", "API"
+        ADMIN = "admin", "Admin site"
 
     class EndReason(models.TextChoices):
         LOGOUT = "logout", "Logged out"
@@ -93,6 +102,7 @@ class LoginSession(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_sessions")
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.API)
     user_agent = models.CharField(max_length=512, blank=True)
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -101,7 +111,10 @@ class LoginSession(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
     refresh_jti = models.CharField(
-        max_length=64, help_text="The id of the one refresh token that may still be used (it rotates on every use)."
+        max_length=64,
+        blank=True,
+        help_text="The id of the one refresh token that may still be used (it rotates on every use); "
+        "empty for admin sessions, which have no tokens.",
     )
 
     class Meta:
@@ -115,6 +128,11 @@ class LoginSession(models.Model):
                 name="accounts_session_revoked_with_reason",
                 violation_error_message="An ended session records why it ended, and only an ended one does.",
             ),
+            models.CheckConstraint(
+                condition=models.Q(channel__in=["api", "admin"]),
+                name="accounts_session_channel_valid",
+                violation_error_message="Unknown login session channel.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -122,7 +140,13 @@ class LoginSession(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        """Not ended, and within its limits (a session nobody uses is ended only when next presented)."""
+        now = timezone.now()
+        return (
+            self.revoked_at is None
+            and now < self.expires_at
+            and now - self.last_seen_at < datetime.timedelta(minutes=settings.SESSION_IDLE_MINUTES)
+        )
 
 
 class SecurityEventKind(models.TextChoices):
@@ -177,6 +201,22 @@ class SecurityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.user or self.email or 'unknown'} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SecurityCounter(models.Model):
+    """A count of events in a time window: failed logins and lockouts per address, requests per IP or address
+    for the throttles, spent two-factor challenges.
+
+    Kept in the database, not the cache: the cache forgives its outages (every read a miss), and a lockout
+    or a throttle that forgot its count during a Redis outage would silently let an attacker through.
+    """
+
+    key = models.CharField(max_length=160, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    window_ends_at = models.DateTimeField(db_index=True, help_text="The count starts again after this moment.")
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} until {self.window_ends_at:%Y-%m-%d %H:%M:%S}"
 
 
 class EmailLoginCode(models.Model):

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.conf import settings
+from django.contrib import auth
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
@@ -10,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.authentication import REFRESH_COOKIE, SessionJWTAuthentication, enforce_csrf
 from accounts.models import LoginSession
@@ -17,6 +19,7 @@ from accounts.services import login as login_service
 from accounts.services import sessions as session_service
 from accounts.services.sessions import SESSION_CLAIM, SessionEnded
 from accounts.throttles import AUTH_THROTTLES
+from accounts.web import LOGIN_SESSION_KEY
 
 from .common import (
     TokenPairSerializer,
@@ -108,15 +111,22 @@ class VerifyView(PublicAuthView):
         serializer.is_valid(raise_exception=True)
         authenticator = SessionJWTAuthentication()
         token = authenticator.get_validated_token(serializer.validated_data["token"].encode())
-        state = session_service.session_state(str(token.get(SESSION_CLAIM, "")))
-        if state != session_service.ACTIVE:
-            raise exceptions.AuthenticationFailed(session_service.end_message(state), code="session_ended")
+        try:
+            session_service.session_check(
+                session_id=token.get(SESSION_CLAIM), user_id=token.get(jwt_settings.USER_ID_CLAIM)
+            )
+        except SessionEnded as ended:
+            raise exceptions.AuthenticationFailed(str(ended), code="session_ended") from None
         return Response({})
 
 
 def current_session_id(request: Request) -> str | None:
+    """The login session of the request: the token's, or the admin site's Django session's."""
     token = request.auth
-    return str(token.get(SESSION_CLAIM)) if token is not None and hasattr(token, "get") else None
+    if token is not None and hasattr(token, "get"):
+        return str(token.get(SESSION_CLAIM))
+    session_id = request.session.get(LOGIN_SESSION_KEY) if hasattr(request, "session") else None
+    return str(session_id) if session_id else None
 
 
 class LogoutView(APIView):
@@ -132,6 +142,8 @@ class LogoutView(APIView):
             session_service.session_revoke(
                 session=session, client=client_info(request), reason=LoginSession.EndReason.LOGOUT
             )
+        if request.auth is None:  # logged in through the admin site: its Django session ends too
+            auth.logout(request._request)
         return clear_token_cookies(Response(status=status.HTTP_204_NO_CONTENT))
 
 
@@ -151,13 +163,20 @@ class LogoutAllView(APIView):
 
 
 class LoginSessionSerializer(serializers.ModelSerializer):
-    current = serializers.SerializerMethodField(help_text="True for the session of the token making this request.")
+    current = serializers.SerializerMethodField(help_text="True for the session making this request.")
     is_active = serializers.BooleanField(read_only=True)
+    end_reason = serializers.ChoiceField(
+        choices=LoginSession.EndReason.choices,
+        allow_null=True,
+        read_only=True,
+        help_text="Why the session ended; null while it is open.",
+    )
 
     class Meta:
         model = LoginSession
         fields = [
             "id",
+            "channel",
             "user_agent",
             "ip",
             "created_at",
@@ -173,6 +192,11 @@ class LoginSessionSerializer(serializers.ModelSerializer):
     def get_current(self, session: LoginSession) -> bool:
         return str(session.pk) == self.context.get("current_session")
 
+    def to_representation(self, instance: LoginSession) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["end_reason"] = instance.end_reason or None
+        return data
+
 
 class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The caller's own login sessions, newest first, the current one marked."""
@@ -180,7 +204,7 @@ class SessionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = LoginSession.objects.none()  # for the schema; get_queryset() picks the caller's own
     serializer_class = LoginSessionSerializer
     permission_classes = [permissions.IsAuthenticated]
-    filterset_fields = ["end_reason"]
+    filterset_fields = ["channel", "end_reason"]
     ordering_fields = ["created_at", "last_seen_at"]
     ordering = ["-created_at"]
 

@@ -9,12 +9,13 @@ from django.middleware.csrf import get_token
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 
 from accounts.authentication import ACCESS_COOKIE, REFRESH_COOKIE
-from accounts.services.events import ClientInfo
 from accounts.services.login import LockedOut, LoginFailed, LoginResult
 from accounts.services.sessions import TokenPair
+from accounts.web import client_info
+
+__all__ = ["client_info"]
 
 
 @contextmanager
@@ -26,11 +27,6 @@ def login_refusals() -> Iterator[None]:
         raise exceptions.Throttled(wait=error.retry_after, detail=str(error)) from None
     except LoginFailed as error:
         raise exceptions.AuthenticationFailed(str(error)) from None
-
-
-def client_info(request: Request) -> ClientInfo:
-    # DRF's throttle identity honours NUM_PROXIES, so audit records and rate limits agree on the IP.
-    return ClientInfo(ip=BaseThrottle().get_ident(request) or None, user_agent=request.headers.get("User-Agent", ""))
 
 
 class TokenPairSerializer(serializers.Serializer):

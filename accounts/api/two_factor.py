@@ -15,7 +15,7 @@ from accounts.throttles import AUTH_THROTTLES
 from portfolio_site.api.schema import ErrorDetailSerializer
 
 from .auth import LOGIN_RESPONSES, PublicAuthView
-from .common import TokenPairSerializer, client_info, login_refusals, login_response, token_response
+from .common import TokenPairSerializer, client_info, login_refusals, login_response
 
 TOO_MANY = OpenApiResponse(
     ErrorDetailSerializer,
@@ -194,8 +194,8 @@ class TwoFactorVerifyView(PublicAuthView):
         serializer = TwoFactorVerifySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with login_refusals():
-            pair = two_factor_service.two_factor_verify(**serializer.validated_data, client=client_info(request))
-        return token_response(request, pair)
+            result = two_factor_service.two_factor_verify(**serializer.validated_data, client=client_info(request))
+        return login_response(request, result)
 
 
 urlpatterns = [

@@ -4,24 +4,25 @@ Answers never tell whether an email address has an account: an unknown address, 
 deactivated account fail alike, and lockout counts failures per address whether or not it exists.
 """
 
+import datetime
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core import signing
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import emails
-from accounts.models import SecurityEvent, TOTPDevice, User
+from accounts.models import LoginSession, SecurityEvent, TOTPDevice, User
 
+from .counters import counter_clear, counter_get, counter_hit
 from .events import ClientInfo, Kind, security_event_record
 from .sessions import TokenPair, session_start
 
+Channel = LoginSession.Channel
 CHALLENGE_SALT = "accounts.two-factor-challenge"
 INVALID_CREDENTIALS = "Unable to log in with the given credentials."
 
@@ -43,13 +44,16 @@ class LockedOut(Exception):
 
 @dataclass(frozen=True)
 class LoginResult:
-    """Either tokens, or (with two-factor on) a short-lived challenge to answer with a code."""
+    """Either a new session (with its first tokens for an API login), or (with two-factor on) a short-lived
+    challenge to answer with a code."""
 
+    session: LoginSession | None = None
     tokens: TokenPair | None = None
     challenge: str | None = None
 
 
 # --- Lockout -----------------------------------------------------------------------------------
+# Failures and locks are database counters (see .counters), so a cache outage cannot forget them.
 
 
 def _address_key(email: str) -> str:
@@ -57,29 +61,24 @@ def _address_key(email: str) -> str:
 
 
 def lockout_check(*, email: str) -> None:
-    locked_until = cache.get(f"login-lock:{_address_key(email)}")
-    if locked_until is not None and locked_until > time.time():
-        raise LockedOut(retry_after=max(1, int(locked_until - time.time()) + 1))
+    lock = counter_get(key=f"login-lock:{_address_key(email)}")
+    if lock is not None:
+        raise LockedOut(retry_after=lock.seconds_left())
 
 
 def lockout_record_failure(*, email: str, client: ClientInfo, user: User | None = None) -> None:
     """Counts a failed attempt for the address; at the threshold the address is locked for a while."""
     key = _address_key(email)
-    window = settings.LOCKOUT_MINUTES * 60
-    cache.add(f"login-failures:{key}", 0, timeout=window)
-    try:
-        failures = cache.incr(f"login-failures:{key}")
-    except ValueError:  # expired between add() and incr()
-        cache.set(f"login-failures:{key}", 1, timeout=window)
-        failures = 1
-    if failures is not None and failures >= settings.LOCKOUT_THRESHOLD:
-        cache.set(f"login-lock:{key}", time.time() + window, timeout=window)
-        cache.delete(f"login-failures:{key}")
+    window = datetime.timedelta(minutes=settings.LOCKOUT_MINUTES)
+    failures = counter_hit(key=f"login-failures:{key}", window=window)
+    if failures.count >= settings.LOCKOUT_THRESHOLD:
+        counter_hit(key=f"login-lock:{key}", window=window)
+        counter_clear(key=f"login-failures:{key}")
         security_event_record(kind=Kind.LOCKOUT, client=client, user=user, email=email)
 
 
 def lockout_clear(*, email: str) -> None:
-    cache.delete(f"login-failures:{_address_key(email)}")
+    counter_clear(key=f"login-failures:{_address_key(email)}")
 
 
 # --- Completing a login ------------------------------------------------------------------------
@@ -93,6 +92,10 @@ def two_factor_challenge(*, user: User) -> str:
     return signing.dumps({"uid": user.pk, "nonce": uuid.uuid4().hex}, salt=CHALLENGE_SALT)
 
 
+def _challenge_key(nonce: str) -> str:
+    return f"2fa-challenge-spent:{nonce}"
+
+
 def two_factor_challenge_user(*, challenge: str) -> tuple[User, str]:
     """The user a challenge was issued to and its nonce; LoginFailed if it is forged, expired or spent."""
     try:
@@ -100,18 +103,29 @@ def two_factor_challenge_user(*, challenge: str) -> tuple[User, str]:
     except signing.BadSignature:
         raise LoginFailed("The login challenge is invalid or has expired; log in again.") from None
     user = User.objects.filter(pk=data["uid"], is_active=True).first()
-    if user is None or cache.get(f"2fa-challenge-spent:{data['nonce']}"):
+    if user is None or counter_get(key=_challenge_key(data["nonce"])) is not None:
         raise LoginFailed("The login challenge is invalid or has expired; log in again.")
     return user, data["nonce"]
 
 
 def two_factor_challenge_spend(*, nonce: str) -> None:
-    cache.set(f"2fa-challenge-spent:{nonce}", 1, timeout=settings.TWO_FACTOR_CHALLENGE_SECONDS)
+    counter_hit(key=_challenge_key(nonce), window=datetime.timedelta(seconds=settings.TWO_FACTOR_CHALLENGE_SECONDS))
+
+
+def _may_use(user: User, channel: str) -> bool:
+    """The admin site is for staff only; the API is for every active user."""
+    return channel != Channel.ADMIN or user.is_staff
 
 
 @transaction.atomic
-def login_complete(*, user: User, client: ClientInfo, method: str) -> TokenPair:
-    """The user is authenticated (every factor passed): open a session, audit it, alert on a new IP."""
+def login_complete(*, user: User, client: ClientInfo, method: str, channel: str = Channel.API) -> LoginResult:
+    """The user is authenticated (every factor passed): open a session, audit it, alert on a new IP.
+
+    An API login gets the session's first tokens; an admin login gets the session, for the Django session
+    to carry. LoginFailed if the user may not use that door (the admin site is for staff).
+    """
+    if not _may_use(user, channel):
+        raise LoginFailed()
     first_login = user.last_login is None
     new_ip = (
         client.ip is not None
@@ -121,30 +135,42 @@ def login_complete(*, user: User, client: ClientInfo, method: str) -> TokenPair:
     user.last_login = timezone.now()
     user.last_login_ip = client.ip
     user.save(update_fields=["last_login", "last_login_ip"])
-    tokens = session_start(user=user, client=client)
-    security_event_record(kind=Kind.LOGIN_SUCCEEDED, client=client, user=user, detail=f"method: {method}")
+    session, tokens = session_start(user=user, client=client, channel=channel)
+    security_event_record(
+        kind=Kind.LOGIN_SUCCEEDED, client=client, user=user, session=session, detail=f"method: {method}"
+    )
     lockout_clear(email=user.email)
     if new_ip:
         security_event_record(kind=Kind.NEW_IP_LOGIN, client=client, user=user)
         context = {"ip": client.ip or "", "user_agent": client.user_agent}
         emails.send_after_commit(template="new_ip_login", user=user, context=context)
-    return tokens
+    return LoginResult(session=session, tokens=tokens)
 
 
-def first_factor_passed(*, user: User, client: ClientInfo, method: str) -> LoginResult:
-    """After a password or an emailed code: tokens, or a challenge when the user has two-factor on."""
+def first_factor_passed(*, user: User, client: ClientInfo, method: str, channel: str = Channel.API) -> LoginResult:
+    """After a password or an emailed code: a session, or a challenge when the user has two-factor on."""
     if two_factor_enabled(user):
         return LoginResult(challenge=two_factor_challenge(user=user))
-    return LoginResult(tokens=login_complete(user=user, client=client, method=method))
+    return login_complete(user=user, client=client, method=method, channel=channel)
 
 
-def password_login(*, email: str, password: str, client: ClientInfo) -> LoginResult:
+def password_login(*, email: str, password: str, client: ClientInfo, channel: str = Channel.API) -> LoginResult:
+    """Logs in with a password through the API or the admin site; LoginFailed or LockedOut otherwise.
+
+    Whatever the door, a failure is audited and counts toward the address's lockout, and a user who may not
+    use the door (a non-staff user at the admin site) is refused with the same answer as a wrong password.
+    """
     lockout_check(email=email)
     user = authenticate(username=email, password=password)
+    if user is not None and not _may_use(user, channel):  # type: ignore[arg-type]
+        security_event_record(
+            kind=Kind.LOGIN_FAILED, client=client, user=user, email=email, detail=f"{channel}: not staff"
+        )
+        raise LoginFailed()
     if user is None:
         known = User.objects.filter(email__iexact=User.objects.normalize_email(email)).first()
         security_event_record(kind=Kind.LOGIN_FAILED, client=client, user=known, email=email, detail="password")
         lockout_record_failure(email=email, client=client, user=known)
         raise LoginFailed()
     assert isinstance(user, User)
-    return first_factor_passed(user=user, client=client, method="password")
+    return first_factor_passed(user=user, client=client, method="password", channel=channel)

@@ -1,14 +1,18 @@
 """Login sessions and the tokens issued for them.
 
-Each login creates a `LoginSession`; its id travels in every token as the `sid` claim. Refresh tokens
-rotate on every use: the session remembers the one refresh token that may still be used, so presenting
-an older one means it was copied, and the whole session is revoked. Whether a session is still open is
-kept in the cache so that checking an access token costs no database query while the cache is up.
+Each login, through the API or the admin site, creates a `LoginSession`. An API session's id travels in
+every token as the `sid` claim; an admin session's id in the Django session. Refresh tokens rotate on every
+use: the session remembers the one refresh token that may still be used, so presenting an older one means
+it was copied, and the whole session is revoked. Whether a session is still open is kept in the cache so
+that checking a request costs no database query while the cache is up; when the cache cannot answer, the
+database does.
 """
 
 import datetime
 import logging
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -102,20 +106,24 @@ def _issue(session: LoginSession, now: datetime.datetime) -> TokenPair:
 
 
 @transaction.atomic
-def session_start(*, user: User, client: ClientInfo) -> TokenPair:
-    """Opens a session for a user who has fully authenticated, and issues its first tokens."""
+def session_start(
+    *, user: User, client: ClientInfo, channel: str = LoginSession.Channel.API
+) -> tuple[LoginSession, TokenPair | None]:
+    """Opens a session for a user who has fully authenticated; an API session gets its first tokens."""
     now = timezone.now()
     session = LoginSession(
         user=user,
+        channel=channel,
         user_agent=client.user_agent[:512],
         ip=client.ip,
         created_at=now,
         last_seen_at=now,
         expires_at=now + datetime.timedelta(hours=settings.SESSION_ABSOLUTE_HOURS),
     )
-    pair = _issue(session, now)
+    pair = _issue(session, now) if channel == LoginSession.Channel.API else None
+    session.full_clean()
     session.save()
-    return pair
+    return session, pair
 
 
 def _end(session: LoginSession, reason: str, now: datetime.datetime) -> None:
@@ -127,7 +135,8 @@ def _end(session: LoginSession, reason: str, now: datetime.datetime) -> None:
     key = _state_key(str(session.id))
     cache.delete(key)
     timeout = int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()) + ACTIVE_STATE_SECONDS
-    transaction.on_commit(lambda: cache.set(key, reason, timeout=timeout))
+    verdict = (reason, session.user_id)
+    transaction.on_commit(lambda: cache.set(key, verdict, timeout=timeout))
 
 
 def _timed_out(session: LoginSession, now: datetime.datetime) -> str | None:
@@ -186,27 +195,70 @@ def _blacklist(raw_refresh: str) -> None:
         logger.info("Refresh token was already blacklisted")
 
 
-def session_state(session_id: str) -> str:
-    """`"active"` or the reason the session ended: from the cache, else from the database (then cached)."""
-    state = cache.get(_state_key(session_id))
-    if state is not None:
-        return str(state)
-    row = LoginSession.objects.filter(pk=session_id).values("revoked_at", "end_reason", "expires_at").first()
-    if row is None:
-        return "invalid"
-    if row["revoked_at"] is not None:
-        state = row["end_reason"]
-    elif timezone.now() >= row["expires_at"]:
-        state = EndReason.EXPIRED
-    else:
-        state = ACTIVE
-    cache.set(_state_key(session_id), state, timeout=ACTIVE_STATE_SECONDS)
-    return str(state)
+def _parse_session_id(session_id: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(session_id)))
+    except ValueError:
+        return None
+
+
+def _state_from_database(session_id: str) -> tuple[str, int | None]:
+    """The session's state and user as the database has them; ends a session found past a limit."""
+    session = LoginSession.objects.filter(pk=session_id).first()
+    if session is None:
+        return "invalid", None
+    if session.revoked_at is None and (reason := _timed_out(session, timezone.now())) is not None:
+        with transaction.atomic():
+            locked = LoginSession.objects.select_for_update().get(pk=session.pk)
+            if locked.revoked_at is None:
+                _end(locked, reason, timezone.now())
+            session = locked
+    if session.revoked_at is not None:
+        return session.end_reason, session.user_id
+    return ACTIVE, session.user_id
+
+
+def session_state(session_id: Any) -> tuple[str, int | None]:
+    """`"active"` or the reason the session ended, and whose session it is.
+
+    From the cache, else from the database (then cached for a minute). The database also ends a session
+    that has passed its idle or absolute limit, so the limits hold for every request, not only at refresh.
+    """
+    parsed = _parse_session_id(session_id)
+    if parsed is None:
+        return "invalid", None
+    cached = cache.get(_state_key(parsed))
+    if isinstance(cached, tuple):
+        return cached[0], cached[1]
+    state, user_id = _state_from_database(parsed)
+    if state == ACTIVE:
+        cache.set(_state_key(parsed), (state, user_id), timeout=ACTIVE_STATE_SECONDS)
+    return state, user_id
+
+
+def session_check(*, session_id: Any, user_id: Any) -> str:
+    """Vouches that the session is open and belongs to `user_id`, recording the activity; the session's id.
+
+    SessionEnded with the reason otherwise: a token or a Django session naming another user's session is
+    refused like a session that does not exist.
+    """
+    state, owner = session_state(session_id)
+    if owner is None or str(owner) != str(user_id):
+        raise SessionEnded("invalid")
+    if state != ACTIVE:
+        raise SessionEnded(state)
+    checked = str(_parse_session_id(session_id))
+    session_touch(checked)
+    return checked
 
 
 def session_touch(session_id: str) -> None:
-    """Records activity at most once a minute per session (a write per request would be wasteful)."""
-    if cache.add(f"login-session-seen:{session_id}", 1, timeout=SEEN_WRITE_SECONDS):
+    """Records activity at most once a minute per session (a write per request would be wasteful).
+
+    When the cache cannot say whether the session was seen lately (django-redis answers None while Redis is
+    down), the activity is written anyway: an idle limit counted from a stale time would log people out.
+    """
+    if cache.add(f"login-session-seen:{session_id}", 1, timeout=SEEN_WRITE_SECONDS) is not False:
         LoginSession.objects.filter(pk=session_id, revoked_at__isnull=True).update(last_seen_at=timezone.now())
 
 

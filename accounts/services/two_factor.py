@@ -18,12 +18,13 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.crypto import InvalidToken, decrypt, encrypt, reencrypt
-from accounts.models import RecoveryCode, TOTPDevice, User
+from accounts.models import LoginSession, RecoveryCode, TOTPDevice, User
 from portfolio_site.errors import ConflictError
 
 from .events import ClientInfo, Kind, security_event_record
 from .login import (
     LoginFailed,
+    LoginResult,
     lockout_check,
     lockout_record_failure,
     login_complete,
@@ -31,7 +32,6 @@ from .login import (
     two_factor_challenge_user,
     two_factor_enabled,
 )
-from .sessions import TokenPair
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +222,15 @@ def two_factor_status(*, user: User) -> TwoFactorStatus:
 
 
 def two_factor_verify(
-    *, challenge: str, client: ClientInfo, code: str | None = None, recovery_code: str | None = None
-) -> TokenPair:
-    """Answers a login's two-factor challenge with a TOTP code or a recovery code: tokens for a new session.
+    *,
+    challenge: str,
+    client: ClientInfo,
+    code: str | None = None,
+    recovery_code: str | None = None,
+    channel: str = LoginSession.Channel.API,
+) -> LoginResult:
+    """Answers a login's two-factor challenge with a TOTP code or a recovery code: a new session (with its
+    first tokens for an API login).
 
     LoginFailed for a forged, expired or spent challenge or a wrong code (audited and counted toward the
     lockout of the user's address, committed before the refusal is raised); LockedOut after repeated failures.
@@ -240,7 +246,7 @@ def two_factor_verify(
         how = _second_factor_spend(user=user, device=device, client=client, code=code, recovery_code=recovery_code)
         if how is not None:
             two_factor_challenge_spend(nonce=nonce)
-            return login_complete(user=user, client=client, method=f"two-factor ({how})")
+            return login_complete(user=user, client=client, method=f"two-factor ({how})", channel=channel)
     security_event_record(kind=Kind.TWO_FACTOR_FAILED, client=client, user=user, detail="login")
     lockout_record_failure(email=user.email, client=client, user=user)
     raise LoginFailed(INVALID_SECOND_FACTOR)

@@ -54,4 +54,6 @@ def access_token_for(user: User) -> str:
     from accounts.services.events import ClientInfo
     from accounts.services.sessions import session_start
 
-    return session_start(user=user, client=ClientInfo(ip="127.0.0.1", user_agent="pytest")).access
+    _, tokens = session_start(user=user, client=ClientInfo(ip="127.0.0.1", user_agent="pytest"))
+    assert tokens is not None
+    return tokens.access

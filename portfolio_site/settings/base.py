@@ -25,7 +25,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     # First, so that its management commands (changepassword) take precedence over Django's.
     "accounts",
-    "django.contrib.admin",
+    "accounts.apps.AdminSiteConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Ends an admin session once its login session has ended (logout elsewhere, revocation, limits).
+    "accounts.web.LoginSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -157,8 +159,8 @@ CORS_URLS_REGEX = r"^/api/.*$"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.SessionJWTAuthentication",
-        # Lets staff already logged in to the admin use the browsable API and Swagger UI.
-        "rest_framework.authentication.SessionAuthentication",
+        # Lets staff logged in to the admin use the browsable API and Swagger UI, while their session is live.
+        "accounts.authentication.LoginSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["portfolio_site.api.permissions.ModelPermissions"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -185,6 +187,9 @@ REST_FRAMEWORK = {
 # --- Login sessions and login security (accounts) ----------------------------------------------
 SESSION_IDLE_MINUTES = env.int("SESSION_IDLE_MINUTES", default=30)
 SESSION_ABSOLUTE_HOURS = env.int("SESSION_ABSOLUTE_HOURS", default=24)
+# The admin's Django session never outlives its login session (whose limits are the ones above).
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_HOURS * 3600
+SESSION_COOKIE_HTTPONLY = True
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
     # A refresh token never outlives its session (capped again per session when issued).
