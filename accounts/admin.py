@@ -170,3 +170,13 @@ class SecurityEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["user__email", "email", "ip"]
     list_select_related = ["user"]
     show_full_result_count = False
+
+
+# SimpleJWT's blacklist app registers admins that show (and let one edit) every outstanding refresh token in
+# full: live credentials anyone with admin access could copy and use. Login sessions above are the view of
+# who is logged in, without the secrets. Its admin module is imported here first because this app is listed
+# before it (autodiscovery would register it after this file ran); importing it again later does nothing.
+import rest_framework_simplejwt.token_blacklist.admin  # noqa: E402, F401
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken  # noqa: E402
+
+admin.site.unregister([OutstandingToken, BlacklistedToken])

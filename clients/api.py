@@ -1,6 +1,5 @@
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -23,6 +22,16 @@ class VisibleClientField(serializers.PrimaryKeyRelatedField):
         return visible_clients(self.context.get("request"))
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class AdvisorField(serializers.PrimaryKeyRelatedField):
+    """A user the caller may make a client's advisor (for an advisor, only themselves): anyone else reads as
+    "does not exist", and the browsable API's form lists no other staff."""
+
+    def get_queryset(self) -> Any:
+        request = self.context.get("request")
+        return services.advisor_choices(getattr(request, "user", None))
+
+
 class ClientSerializer(ActorContextMixin, serializers.ModelSerializer):
     email = LowercaseEmailField(
         validators=[
@@ -31,8 +40,7 @@ class ClientSerializer(ActorContextMixin, serializers.ModelSerializer):
             )
         ]
     )
-    advisor = serializers.PrimaryKeyRelatedField(
-        queryset=get_user_model().objects.filter(is_active=True),
+    advisor = AdvisorField(
         required=False,
         help_text="User id of the responsible staff member; an advisor creating a client defaults to themselves.",
     )

@@ -1,9 +1,9 @@
 from typing import Any
 
 import django_filters
-from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
+from . import services
 from .models import Client
 
 
@@ -14,8 +14,14 @@ def visible_clients(request: Any) -> QuerySet[Client]:
     return Client.objects.visible_to(request.user)
 
 
+def nameable_staff(request: Any) -> QuerySet[Any]:
+    """The users a filter may name (for an advisor, only themselves), so that a filter cannot probe for staff:
+    any other id is refused exactly like an unknown one, and the browsable API's filter form lists no one else."""
+    return services.staff_nameable_by(getattr(request, "user", None))
+
+
 class ClientFilterSet(django_filters.FilterSet):
-    advisor = django_filters.ModelChoiceFilter(queryset=get_user_model().objects.all())
+    advisor = django_filters.ModelChoiceFilter(queryset=nameable_staff)
     search = django_filters.CharFilter(method="filter_search", label="Search name, email and phone")
 
     class Meta:

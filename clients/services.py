@@ -1,7 +1,9 @@
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 
 from accounts.roles import is_advisor, sees_all_clients
 from portfolio_site.cache import invalidate_namespace
@@ -29,6 +31,30 @@ def clients_lock(*, actor: Any, client_ids: set[int]) -> dict[int, Client]:
     return {pk: client_lock(actor=actor, client_id=pk) for pk in sorted(client_ids)}
 
 
+def _names_only_themselves(actor: Any) -> bool:
+    """Whether the actor may name no member of staff but themselves (as a client's advisor, or in a filter).
+
+    Only those who see every client may name other staff; anyone else learns nothing of who else works here.
+    """
+    return not sees_all_clients(actor)
+
+
+def staff_nameable_by(actor: Any) -> QuerySet[Any]:
+    """The users this actor may name: the choices of an `?advisor=` filter (inactive users included, so that
+    Operations can find a departed advisor's clients). Any other id reads as "does not exist"."""
+    users = get_user_model().objects.all()
+    if not _names_only_themselves(actor):
+        return users
+    pk = getattr(actor, "pk", None)
+    return users.filter(pk=pk) if pk is not None else users.none()
+
+
+def advisor_choices(actor: Any) -> QuerySet[Any]:
+    """The users this actor may give a client as its advisor: what `client_advisor_check` accepts, as the
+    choices of the API's advisor field (and its browsable form)."""
+    return staff_nameable_by(actor).filter(is_active=True)
+
+
 def client_advisor_check(*, actor: Any, advisor: Any) -> None:
     """The advisor a client may be given by this actor: an active user, and the actor themselves unless the
     actor sees every client."""
@@ -36,7 +62,7 @@ def client_advisor_check(*, actor: Any, advisor: Any) -> None:
         raise ValidationError({"advisor": "A client needs a responsible advisor."})
     if not advisor.is_active:
         raise ValidationError({"advisor": "The advisor's account is not active."})
-    if not sees_all_clients(actor) and advisor.pk != actor.pk:
+    if _names_only_themselves(actor) and advisor.pk != actor.pk:
         raise PermissionDenied("An advisor may only take on clients for themselves.")
 
 

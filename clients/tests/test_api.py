@@ -2,12 +2,14 @@ from typing import Any
 
 import pytest
 
+from accounts.tests.factories import AdvisorFactory, OperationsFactory
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 from ledger.tests.factories import TransactionFactory
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/clients/"
+UNKNOWN_PK = 987654321
 
 
 def ids(response: Any) -> set[int]:
@@ -27,7 +29,7 @@ def test_advisor_lists_and_reads_only_their_own_clients(advisor, other_advisor, 
     assert client.get(f"{URL}{mine.pk}/").status_code == 200
     assert client.get(f"{URL}{theirs.pk}/").status_code == 404
     assert ids(client.get(f"{URL}?search={theirs.name}")) == set()
-    assert ids(client.get(f"{URL}?advisor={other_advisor.pk}")) == set()
+    assert ids(client.get(f"{URL}?advisor={advisor.pk}")) == {mine.pk}
 
 
 @pytest.mark.parametrize("role_user", ["operations", "auditor", "superuser"])
@@ -55,12 +57,73 @@ def test_advisor_creates_a_client_for_themselves_by_default(advisor, api) -> Non
     assert (body["advisor"], body["email"], body["base_currency"]) == (advisor.pk, "maria@example.net", "EUR")
 
 
-def test_advisor_cannot_create_or_move_a_client_to_another_advisor(advisor, other_advisor, api) -> None:
-    assert api(advisor).post(URL, new_client(advisor=other_advisor.pk)).status_code == 403
+def test_advisor_naming_another_advisor_is_refused_like_an_unknown_user(advisor, other_advisor, api) -> None:
+    client = api(advisor)
     mine = ClientFactory(advisor=advisor)
-    assert api(advisor).patch(f"{URL}{mine.pk}/", {"advisor": other_advisor.pk}).status_code == 403
+    for other, unknown in [
+        (client.post(URL, new_client(advisor=other_advisor.pk)), client.post(URL, new_client(advisor=UNKNOWN_PK))),
+        (
+            client.patch(f"{URL}{mine.pk}/", {"advisor": other_advisor.pk}),
+            client.patch(f"{URL}{mine.pk}/", {"advisor": UNKNOWN_PK}),
+        ),
+    ]:
+        assert other.status_code == unknown.status_code == 400
+        assert other.json() == {"advisor": [f'Invalid pk "{other_advisor.pk}" - object does not exist.']}
+        assert unknown.json() == {"advisor": [f'Invalid pk "{UNKNOWN_PK}" - object does not exist.']}
     mine.refresh_from_db()
     assert mine.advisor == advisor
+    assert not Client.objects.filter(email="maria@example.net").exists()
+
+
+def test_advisor_filtering_by_another_advisor_answers_like_an_unknown_user(advisor, other_advisor, api) -> None:
+    ClientFactory(advisor=other_advisor)
+    client = api(advisor)
+    other = client.get(f"{URL}?advisor={other_advisor.pk}")
+    unknown = client.get(f"{URL}?advisor={UNKNOWN_PK}")
+    assert other.status_code == unknown.status_code == 400
+    assert other.json() == unknown.json()
+
+
+def test_operations_may_name_and_filter_by_any_advisor(operations, advisor, other_advisor, api) -> None:
+    theirs = ClientFactory(advisor=other_advisor)
+    client = api(operations)
+    assert ids(client.get(f"{URL}?advisor={other_advisor.pk}")) == {theirs.pk}
+    assert client.patch(f"{URL}{theirs.pk}/", {"advisor": advisor.pk}).status_code == 200
+    assert ids(client.get(f"{URL}?advisor={advisor.pk}")) == {theirs.pk}
+
+
+def test_operations_may_filter_by_a_deactivated_advisor_but_not_name_one(operations, advisor, api) -> None:
+    departed = AdvisorFactory(is_active=False)
+    theirs = ClientFactory(advisor=advisor)
+    Client.objects.filter(pk=theirs.pk).update(advisor=departed)
+    client = api(operations)
+    # Finding a departed advisor's clients is how Operations hands them over.
+    assert ids(client.get(f"{URL}?advisor={departed.pk}")) == {theirs.pk}
+    refused = client.post(URL, new_client(advisor=departed.pk))
+    assert refused.status_code == 400
+    assert "advisor" in refused.json()
+
+
+def test_browsable_api_forms_show_an_advisor_no_other_staff(advisor, api) -> None:
+    others = [
+        AdvisorFactory(email="colleague@example.com", full_name="Ophelia Colleague"),
+        OperationsFactory(email="backoffice@example.com", full_name="Bartholomew Backoffice"),
+    ]
+    ClientFactory(advisor=others[0])
+    response = api(advisor).get(URL, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    html = response.content.decode()
+    # The forms are there (the advisor's own entry proves it), just without anyone else in them.
+    assert f'<option value="{advisor.pk}"' in html
+    for user in others:
+        assert user.email not in html
+        assert user.full_name not in html
+        assert f'<option value="{user.pk}"' not in html
+
+
+def test_browsable_api_forms_show_operations_every_advisor(operations, advisor, api) -> None:
+    html = api(operations).get(URL, HTTP_ACCEPT="text/html").content.decode()
+    assert f'<option value="{advisor.pk}"' in html
 
 
 def test_operations_must_name_the_advisor(operations, advisor, api) -> None:
