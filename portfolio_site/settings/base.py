@@ -178,6 +178,12 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
+    # DRF's JSON parser, except that a body nested too deep is a 400 rather than a RecursionError (500).
+    "DEFAULT_PARSER_CLASSES": [
+        "portfolio_site.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "portfolio_site.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "portfolio_site.api.schema.AutoSchema",
