@@ -6,6 +6,7 @@ from rest_framework import serializers
 from clients.api import VisibleClientField
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, must_be_positive, must_not_be_negative
 from portfolio_site.api.viewsets import ScopedModelViewSet
+from portfolio_site.money import validate_storable
 
 from . import services
 from .filters import AllocationFilterSet, AssetFilterSet, PriceFilterSet
@@ -46,7 +47,9 @@ class AssetViewSet(ScopedModelViewSet):
 
 
 class PriceSerializer(serializers.ModelSerializer):
-    close = serializers.DecimalField(max_digits=30, decimal_places=10, validators=[must_not_be_negative])
+    close = serializers.DecimalField(
+        max_digits=30, decimal_places=10, validators=[must_not_be_negative, validate_storable]
+    )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 
     class Meta:
@@ -77,15 +80,21 @@ class PriceViewSet(ScopedModelViewSet):
 
 class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
     client = VisibleClientField()
-    quantity = serializers.DecimalField(max_digits=30, decimal_places=10, validators=[must_be_positive])
+    quantity = serializers.DecimalField(
+        max_digits=30, decimal_places=10, validators=[must_be_positive, validate_storable]
+    )
     price = serializers.DecimalField(
         max_digits=30,
         decimal_places=10,
-        validators=[must_not_be_negative],
+        validators=[must_not_be_negative, validate_storable],
         help_text="Per unit, in the asset's currency.",
     )
     fees = serializers.DecimalField(
-        max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
+        max_digits=20,
+        decimal_places=4,
+        validators=[must_not_be_negative, validate_storable],
+        required=False,
+        default=Decimal("0"),
     )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 

@@ -12,7 +12,7 @@ from clients.services import clients_lock
 from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
-from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount, validate_storable
 
 from .models import Allocation, Asset, Price
 from .selectors import position
@@ -96,6 +96,10 @@ def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Dec
         amount = to_amount(gross + fees if kind == Allocation.Kind.BUY else gross - fees)
     if abs(amount) >= Decimal(10) ** (AMOUNT_DIGITS - AMOUNT_PLACES):
         raise ValidationError({"quantity": f"The trade's cash amount ({amount}) is larger than the ledger can hold."})
+    try:
+        validate_storable(amount)
+    except ValidationError as error:
+        raise ValidationError({"quantity": f"The trade's cash amount: {error.messages[0]}"}) from None
     return amount
 
 

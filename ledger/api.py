@@ -13,7 +13,7 @@ from clients.api import VisibleClientField
 from clients.filters import visible_clients
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, must_be_positive
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet
-from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, validate_storable
 
 from . import services
 from .filters import TransactionFilterSet
@@ -49,7 +49,7 @@ class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
     client = VisibleClientField()
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in Transaction.CASH_MOVEMENTS])
     amount = serializers.DecimalField(
-        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive]
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive, validate_storable]
     )
     currency = CurrencyField()
     date = serializers.DateField(help_text="Value date.")

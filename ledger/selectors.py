@@ -1,8 +1,6 @@
 from decimal import Decimal
 
-from django.db.models import Sum
-
-from portfolio_site.money import to_amount
+from portfolio_site.money import ExactSum, to_amount
 
 from .models import Transaction, signed_amount
 
@@ -12,14 +10,14 @@ def client_balances(*, client_id: int) -> dict[str, Decimal]:
     rows = (
         Transaction.objects.filter(client_id=client_id)
         .values("currency")
-        .annotate(balance=Sum(signed_amount()))
+        .annotate(balance=ExactSum(signed_amount()))
         .order_by("currency")
     )
     return {row["currency"]: to_amount(row["balance"]) for row in rows}
 
 
 def cash_available(*, client_id: int, currency: str) -> Decimal:
-    total = Transaction.objects.filter(client_id=client_id, currency=currency).aggregate(balance=Sum(signed_amount()))[
-        "balance"
-    ]
+    total = Transaction.objects.filter(client_id=client_id, currency=currency).aggregate(
+        balance=ExactSum(signed_amount())
+    )["balance"]
     return to_amount(total if total is not None else Decimal("0"))

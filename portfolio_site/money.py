@@ -5,7 +5,7 @@ from typing import Any
 
 import pycountry
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.functions import Length, Upper
 from django.db.models.lookups import Exact
 
@@ -13,6 +13,30 @@ AMOUNT_DIGITS, AMOUNT_PLACES = 20, 4
 QUANTITY_DIGITS, QUANTITY_PLACES = 30, 10
 AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
 QUANTITY_QUANTUM = Decimal(1).scaleb(-QUANTITY_PLACES)
+# SQLite keeps a decimal column as REAL: 15 significant digits survive the round trip, more are rounded.
+SQLITE_EXACT_DIGITS = 15
+
+
+def significant_digits(value: Decimal) -> int:
+    """Digits from the first non-zero one to the last (100 has one, 0.0120 two): what a float must hold."""
+    _, digits, _ = value.as_tuple()
+    return len("".join(map(str, digits)).strip("0"))
+
+
+def validate_storable(value: Decimal) -> None:
+    """Refuses a number the database would round when storing it: every door (API, import, service) calls this.
+
+    Only SQLite rounds; PostgreSQL's numeric keeps whatever the field's digits allow.
+    """
+    if connections[DEFAULT_DB_ALIAS].vendor != "sqlite" or not isinstance(value, Decimal) or not value.is_finite():
+        return
+    digits = significant_digits(value)
+    if digits > SQLITE_EXACT_DIGITS:
+        raise ValidationError(
+            "%(value)s has %(digits)s significant digits; this database stores at most %(limit)s exactly.",
+            code="inexact",
+            params={"value": value, "digits": digits, "limit": SQLITE_EXACT_DIGITS},
+        )
 
 
 def validate_currency(value: str) -> None:
@@ -51,12 +75,29 @@ def currency_constraint(field: str, *, name: str) -> models.CheckConstraint:
 
 
 def amount_field(**kwargs: Any) -> models.DecimalField:
-    return models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[validate_storable], **kwargs
+    )
 
 
 def quantity_field(**kwargs: Any) -> models.DecimalField:
     """Quantities and unit prices: ten decimal places, enough for crypto."""
-    return models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, validators=[validate_storable], **kwargs
+    )
+
+
+class ExactSum(models.Sum):
+    """SUM of a decimal expression that is exact on every database.
+
+    PostgreSQL adds numerics exactly already. SQLite would add REALs (0.1 + 0.2 != 0.3, and totals past 15
+    digits rounded): there the project's backend (`portfolio_site.sqlite3`) adds the rows as Decimals and answers
+    text. On SQLite the result is therefore for reading, not for comparing inside the same SQL statement.
+    """
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        # Not Sum's own as_sqlite: its CAST(... AS NUMERIC) would turn the exact text back into a REAL.
+        return self.as_sql(compiler, connection, function="exact_decimal_sum", **extra_context)
 
 
 def to_amount(value: Decimal) -> Decimal:

@@ -2,6 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from clients.tests.factories import ClientFactory
 from holdings.models import Allocation, Asset, Price
@@ -227,3 +228,26 @@ def test_a_buy_too_large_for_the_ledger_gets_a_400_not_a_500(advisor, funded, ap
     response = api(advisor).post("/api/v1/allocations/", body)
     assert response.status_code == 400
     assert "quantity" in response.json()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite rounds past 15 significant digits")
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("quantity", "100000.0000000001"), ("price", "123456.7890123456"), ("fees", "999999999999.9999")],
+)
+def test_a_number_sqlite_would_round_gets_a_400_naming_the_field(field: str, value: str, advisor, funded, api) -> None:
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, AssetFactory().pk, **{field: value}))
+    assert response.status_code == 400
+    assert "15" in response.json()[field][0]
+    assert not Allocation.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite rounds past 15 significant digits")
+def test_a_price_sqlite_would_round_gets_a_400(operations, api) -> None:
+    asset = AssetFactory()
+    response = api(operations).post(
+        "/api/v1/prices/", {"asset": asset.pk, "date": "2026-06-01", "close": "12345.67890123456"}
+    )
+    assert response.status_code == 400
+    assert "close" in response.json()
+    assert not Price.objects.exists()

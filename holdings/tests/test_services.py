@@ -4,11 +4,12 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 
 from clients.tests.factories import ClientFactory
 from holdings import services
 from holdings.models import Allocation
-from holdings.selectors import position
+from holdings.selectors import client_positions, position
 from holdings.tests.factories import AllocationFactory, AssetFactory
 from ledger.models import Transaction
 from ledger.selectors import cash_available
@@ -209,3 +210,27 @@ def test_a_trade_too_large_for_the_ledger_is_refused_not_a_crash(operations, cli
         kind="buy", quantity=Decimal("12345678901.1234567891"), price=Decimal("1.0000000001"), fees=Decimal("0")
     )
     assert amount == Decimal("12345678902.3580")  # exact to the last place, then half-even
+
+
+# --- Exact quantities on SQLite -------------------------------------------------------------------------
+
+
+def test_positions_add_up_exactly_where_floats_would_not() -> None:
+    # 0.1 + 0.2 is 0.30000000000000004 in floating point; the big lots make a total of 16 significant digits.
+    client, coin, bond = ClientFactory(), AssetFactory(), AssetFactory()
+    for quantity in ("0.1", "0.2"):
+        AllocationFactory(client=client, asset=coin, quantity=Decimal(quantity))
+    AllocationFactory.create_batch(10, client=client, asset=bond, quantity=Decimal("99999.9999999999"))
+    AllocationFactory(client=client, asset=bond, kind="transfer_out", quantity=Decimal("0.0000000001"))
+    assert position(client_id=client.pk, asset_id=coin.pk) == Decimal("0.3")
+    assert client_positions(client_id=client.pk) == {coin.pk: Decimal("0.3"), bond.pk: Decimal("999999.9999999989")}
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite rounds past 15 significant digits")
+def test_a_trade_whose_cash_amount_sqlite_would_round_is_refused(operations, client_with_cash, asset) -> None:
+    # 1234.5678901 x 1.23456789 = 1524.1578875019052269; rounded to the ledger's 0.0001 it keeps 8 digits, fine.
+    # 12345678.9 x 123456.789 costs 1524157875019.0521 (17 significant digits): SQLite would round it.
+    with pytest.raises(ValidationError) as error:
+        trade(operations, client_with_cash, asset, "buy", "12345678.9", "123456.789")
+    assert "15" in str(error.value.message_dict["quantity"])
+    assert not Allocation.objects.exists()

@@ -2,6 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from clients.tests.factories import ClientFactory
 from ledger.models import Transaction
@@ -174,3 +175,29 @@ def test_balances_need_the_view_transaction_permission(nobody, api) -> None:
 def test_a_client_with_no_transactions_has_no_balances(operations, api) -> None:
     client = ClientFactory()
     assert api(operations).get(f"/api/v1/clients/{client.pk}/balances/").json()["balances"] == []
+
+
+# --- Exact money on SQLite ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite rounds past 15 significant digits")
+@pytest.mark.parametrize("amount", ["9999999999999999.9999", "123456789012.3456"])
+def test_amount_sqlite_cannot_store_exactly_is_refused_with_400_and_the_ledger_still_lists(
+    amount: str, operations, api
+) -> None:
+    # 9999999999999999.9999 used to commit as 1E+16, after which every read of the ledger raised (500).
+    client = ClientFactory()
+    TransactionFactory(client=client, amount=Decimal("1.0000"))
+    response = api(operations).post(URL, deposit(client.pk, amount))
+    assert response.status_code == 400
+    assert "15" in response.json()["amount"][0]
+    assert Transaction.objects.count() == 1
+    assert api(operations).get(URL).status_code == 200
+
+
+@pytest.mark.postgres
+def test_postgresql_accepts_every_digit_of_an_amount(operations, api) -> None:
+    response = api(operations).post(URL, deposit(ClientFactory().pk, "9999999999999999.9999"))
+    assert response.status_code == 201, response.content
+    assert response.json()["amount"] == "9999999999999999.9999"
+    assert api(operations).get(URL).status_code == 200

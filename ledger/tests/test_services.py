@@ -4,11 +4,12 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 
 from clients.tests.factories import ClientFactory
 from ledger import services
 from ledger.models import Transaction
-from ledger.selectors import cash_available
+from ledger.selectors import cash_available, client_balances
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError
 
@@ -164,3 +165,34 @@ def test_a_buy_settlement_is_refused_when_cash_is_short(operations: Any) -> None
             actor=operations, client_id=client.pk, kind="deposit", amount=Decimal("5"), currency="EUR", date=DAY
         )
     assert tx.kind == "sell"
+
+
+# --- Exact money on SQLite ------------------------------------------------------------------------------
+
+on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite rounds past 15 significant digits")
+
+
+@on_sqlite
+def test_posting_an_amount_sqlite_would_round_is_refused_by_full_clean(operations: Any) -> None:
+    with pytest.raises(ValidationError) as error:
+        post(operations, ClientFactory(), "deposit", "123456789012.3456")
+    assert "amount" in error.value.message_dict
+    assert not Transaction.objects.exists()
+
+
+def test_a_thousand_tenths_add_up_to_exactly_one_hundred() -> None:
+    client = ClientFactory(base_currency="EUR")
+    TransactionFactory.create_batch(1000, client=client, amount=Decimal("0.1"), currency="EUR")
+    TransactionFactory(client=client, kind="withdrawal", amount=Decimal("0.3"), currency="EUR")
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("99.7000")
+    assert client_balances(client_id=client.pk) == {"EUR": Decimal("99.7000")}
+
+
+def test_large_amounts_with_four_decimals_add_up_exactly() -> None:
+    # Each has 15 significant digits (storable); their total has 16, which a float sum rounds.
+    client = ClientFactory(base_currency="EUR")
+    TransactionFactory.create_batch(10, client=client, amount=Decimal("99999999999.9999"), currency="EUR")
+    TransactionFactory(client=client, amount=Decimal("0.0003"), currency="EUR")
+    TransactionFactory(client=client, kind="withdrawal", amount=Decimal("0.0001"), currency="EUR")
+    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("999999999999.9992")
+    assert client_balances(client_id=client.pk) == {"EUR": Decimal("999999999999.9992")}

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from portfolio_site.money import validate_currency
+from portfolio_site.money import validate_currency, validate_storable
 
 
 def text(max_length: int) -> Callable[[str], str]:
@@ -41,6 +41,10 @@ def decimal(
             raise ValueError(f"{value} has more than {max_digits - places} digits before the decimal point")
         if floor is not None and (number <= floor if exclusive else number < floor):
             raise ValueError(f"must be {'greater than' if exclusive else 'at least'} {floor}")
+        try:
+            validate_storable(number)
+        except ValidationError as error:
+            raise ValueError(error.messages[0]) from None
         return number
 
     return parse

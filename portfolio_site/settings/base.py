@@ -83,6 +83,19 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend plus an exact SUM for money (SQLite would add decimals as floats).
+    DATABASES["default"]["ENGINE"] = "portfolio_site.sqlite3"
+    DATABASES["default"]["OPTIONS"] = {
+        # A writer takes the write lock when its transaction begins, so SQLite can make it wait (up to
+        # `timeout` seconds) instead of failing with "database is locked" when a read turns into a write.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("SQLITE_TIMEOUT_SECONDS", default=20),
+        # WAL lets readers go on while one process writes. synchronous stays FULL (not NORMAL): with NORMAL
+        # a power cut may undo the last committed transactions, and these are cash postings.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache --------------------------------------------------------------------------------------
@@ -167,6 +180,12 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # DRF's JSON parser, except that a body nested too deep is a 400 rather than a RecursionError (500).
+    "DEFAULT_PARSER_CLASSES": [
+        "portfolio_site.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "portfolio_site.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

@@ -1,4 +1,4 @@
-"""Production: refuses to start with DEBUG on, a weak secret or no Redis; `manage.py check --deploy` is clean."""
+"""Production: refuses DEBUG on, a weak secret, SQLite or no Redis; `manage.py check --deploy` is clean."""
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -25,6 +25,11 @@ _require_strong("JWT_SIGNING_KEY", SIMPLE_JWT["SIGNING_KEY"])  # noqa: F405
 # TOTP seeds must survive a SECRET_KEY rotation: production names its encryption keys explicitly.
 if not env.list("ENCRYPTION_KEYS", default=[]):
     raise ImproperlyConfigured("ENCRYPTION_KEYS must be set in production (Fernet keys, newest first).")
+
+# SQLite keeps money as floating point (15 digits) and lets one process write at a time: production runs on
+# PostgreSQL, whose numeric is exact.
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":  # noqa: F405
+    raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database in production (postgres://...).")
 
 # Several processes serve production: a per-process cache would serve other processes' stale responses
 # after a write, and per-process throttles would multiply every limit by the number of processes.

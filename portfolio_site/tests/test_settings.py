@@ -18,8 +18,12 @@ from django.conf import settings
 BASE_DIR = Path(settings.BASE_DIR)
 PRODUCTION = "portfolio_site.settings.production"
 STRONG_SECRET = secrets.token_urlsafe(50)
-# What production needs besides a secret; Redis is connected to lazily, so nothing here talks to it.
-PRODUCTION_SERVICES = {"REDIS_URL": "redis://127.0.0.1:6379/0", "ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+# What production needs besides a secret; Redis and PostgreSQL are connected to lazily, so nothing here talks to them.
+PRODUCTION_SERVICES = {
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "DATABASE_URL": "postgres://app@db.internal:5432/portfolio",
+}
 PRINT_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'CACHES': s.CACHES, 'DATABASES': s.DATABASES, 'DEBUG': s.DEBUG}, default=str))"
@@ -114,6 +118,14 @@ def test_production_refuses_to_start_with_a_weak_jwt_signing_key() -> None:
     assert "JWT_SIGNING_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize("url", ["sqlite:////var/lib/portfolio/db.sqlite3", "sqlite://:memory:"])
+def test_production_refuses_to_start_on_sqlite(url: str) -> None:
+    result = start_django(SECRET_KEY=STRONG_SECRET, DATABASE_URL=url)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DATABASE_URL must name a PostgreSQL database" in result.stderr
+
+
 def test_production_check_deploy_reports_no_issues() -> None:
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],
@@ -189,9 +201,19 @@ def test_database_url_is_honoured() -> None:
 def test_without_database_url_the_database_is_the_projects_sqlite_file() -> None:
     if dotenv_defines("DATABASE_URL"):
         pytest.skip(".env sets DATABASE_URL")
-    database = settings_of(SECRET_KEY=STRONG_SECRET)["DATABASES"]["default"]
-    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    database = settings_of("portfolio_site.settings.dev")["DATABASES"]["default"]
+    # Django's SQLite backend with the project's exact decimal SUM.
+    assert database["ENGINE"] == "portfolio_site.sqlite3"
     assert database["NAME"] == str(BASE_DIR / "db.sqlite3")
+
+
+def test_on_sqlite_a_writer_waits_for_the_lock_in_wal_mode() -> None:
+    if dotenv_defines("DATABASE_URL"):
+        pytest.skip(".env sets DATABASE_URL")
+    options = settings_of("portfolio_site.settings.dev")["DATABASES"]["default"]["OPTIONS"]
+    assert options["transaction_mode"] == "IMMEDIATE"
+    assert options["timeout"] >= 5
+    assert "journal_mode=WAL" in options["init_command"]
 
 
 def test_development_settings_serve_the_admin_login_page_with_its_static_files() -> None:

@@ -656,3 +656,22 @@ def test_reimporting_a_withdrawal_file_skips_it_instead_of_refusing_it(ann):
     assert again.ok, again.issues
     assert counts(again) == (1, 0, 1, 0)
     assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("30")
+
+
+# --- Exact money on SQLite ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite rounds past 15 significant digits")
+def test_an_amount_sqlite_would_round_is_refused_with_its_line_and_the_ledger_still_reads(ann):
+    # 9999999999999999.9999 used to be stored as 1E+16, after which every read of the ledger raised.
+    result = run(
+        csv_file(
+            f"{EMAIL},deposit,10.00,EUR,2026-01-02,,",
+            f"{EMAIL},deposit,9999999999999999.9999,EUR,2026-01-03,,",
+        )
+    )
+    assert messages(result) == [
+        "line 3, amount: 9999999999999999.9999 has 20 significant digits; this database stores at most 15 exactly."
+    ]
+    assert not Transaction.objects.exists()
+    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
