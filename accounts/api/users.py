@@ -12,10 +12,12 @@ from accounts import services
 from accounts.filters import UserFilterSet
 from accounts.models import User
 from accounts.roles import role_names
+from accounts.throttles import AUTH_THROTTLES
 from portfolio_site.api.fields import LowercaseEmailField
 from portfolio_site.api.permissions import IsSuperuser
 
 EMAIL_TAKEN = "A user with this email address already exists."
+REGISTRATION_CLOSED = "Only an administrator may create users."
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -87,13 +89,19 @@ class MeSerializer(serializers.ModelSerializer):
 
 
 class RegisterView(generics.GenericAPIView):
-    """Create a user. While no user exists anyone may create the first one, who becomes an administrator."""
+    """Create a user. While no user exists anyone may create the first one, who becomes an administrator;
+    after that only administrators may, and anyone else gets the same refusal whatever the address."""
 
     serializer_class = RegisterSerializer
     permission_classes = [permissions.AllowAny]
+    throttle_classes = AUTH_THROTTLES
+    throttle_scope = "login"
 
     @extend_schema(request=RegisterSerializer, responses={201: MeSerializer})
     def post(self, request: Request) -> Response:
+        # Refused before the body is read: validating it first would tell anyone which addresses have accounts.
+        if not services.registration_open_to(request.user):
+            self.permission_denied(request, message=REGISTRATION_CLOSED)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

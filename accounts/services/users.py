@@ -59,6 +59,11 @@ def user_create(
     return user
 
 
+def registration_open_to(actor: Any) -> bool:
+    """Whether `actor` may register a user: anyone while no user exists, then administrators only."""
+    return bool(getattr(actor, "is_superuser", False)) or not User.objects.exists()
+
+
 @transaction.atomic
 def user_register(*, actor: Any, email: str, password: str, full_name: str = "") -> User:
     """Open registration creates the very first user, an administrator; after that only admins add users."""

@@ -37,3 +37,32 @@ def test_two_simultaneous_first_registrations_make_one_administrator() -> None:
 
     assert sorted(outcomes) == ["created", "refused"]
     assert User.objects.filter(is_superuser=True).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_hits_on_one_counter_are_all_counted() -> None:
+    import datetime
+
+    from accounts.services.counters import counter_get, counter_hit
+
+    threads_count, hits_each = 4, 10
+    start = threading.Barrier(threads_count)
+
+    def hit() -> None:
+        try:
+            start.wait()
+            for _ in range(hits_each):
+                counter_hit(key="login-failures:x", window=datetime.timedelta(minutes=5))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=hit) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    count = counter_get(key="login-failures:x")
+    assert count is not None
+    assert count.count == threads_count * hits_each
