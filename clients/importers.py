@@ -24,6 +24,7 @@ COMPARED = ("name", "advisor_id", "base_currency", "phone", "is_active", "notes"
 @register
 class ClientFormat(UpsertFormat):
     kind = "clients"
+    permissions = ("clients.add_client", "clients.change_client")
     description = (
         "clients, created or updated by email (the row is the whole record: an empty optional cell means "
         "its default). The advisor must be an active staff member; an advisor importing may only name "

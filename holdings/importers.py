@@ -106,6 +106,7 @@ def _close(staging: Staging, *tables: str) -> None:
 @register
 class AssetFormat(UpsertFormat):
     kind = "assets"
+    permissions = ("holdings.add_asset", "holdings.change_asset")
     description = (
         "securities and other instruments, created or updated by ticker and exchange (the row is the whole "
         "record). The currency of an asset that has allocations cannot change."
@@ -209,6 +210,7 @@ class PriceFormat(ImportFormat):
     """
 
     kind = "prices"
+    permissions = ("holdings.add_price", "holdings.change_price")
     description = "closing prices, one per asset and date, created or updated by asset and date."
     columns = (
         TICKER,
@@ -326,6 +328,7 @@ _ALLOCATION_COLUMNS = {
 @register
 class AllocationFormat(ImportFormat):
     kind = "allocations"
+    permissions = ("holdings.add_allocation", "ledger.add_transaction")  # buys and sells settle in cash
     description = (
         "buys, sells and transfers of clients' holdings, recorded as the API records them: in date order (then "
         "line order), each buy or sell settling in cash; none may overdraw the client's cash or sell more than "

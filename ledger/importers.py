@@ -111,6 +111,7 @@ def _index_lookups(cursor: Any) -> Iterator[None]:
 @register
 class TransactionFormat(PipelinedFormat):
     kind = "transactions"
+    permissions = ("ledger.add_transaction",)
     description = (
         "deposits and withdrawals. A row with a reference posts once per client and reference; a row without "
         "one posts once per identical row (its content and how often it occurs in the file). Rows are applied "

@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, ClassVar
 
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -96,11 +97,15 @@ class Issue:
 
 
 class ImportFormat:
-    """One kind of file. Subclasses declare `kind`, `columns`, `description` and implement the hooks."""
+    """One kind of file. Subclasses declare `kind`, `columns`, `description`, `permissions` and implement the
+    hooks."""
 
     kind: ClassVar[str]
     description: ClassVar[str]
     columns: ClassVar[tuple[Column, ...]]
+    # The model permissions ("app.codename") of every write the file may make: the person importing needs all
+    # of them, as they would to make the same writes through the API or the admin.
+    permissions: ClassVar[tuple[str, ...]]
 
     def __init__(self, run: "ImportRun") -> None:
         self.run = run
@@ -158,6 +163,20 @@ def export_csv(format_class: type[ImportFormat], out: IO[str]) -> int:
         writer.writerow([escape_cell(row[name]) for name in names])
         count += 1
     return count
+
+
+def import_permission_check(*, actor: Any, kind: str) -> None:
+    """Raises PermissionDenied unless `actor` holds every model permission a file of `kind` needs.
+
+    Every door that imports calls this before reading the file (visibility is then applied row by row)."""
+    if getattr(actor, "is_superuser", False):
+        return  # superusers, and operations staff at the command line (CommandLineActor)
+    needed = FORMATS[kind].permissions
+    missing = [name for name in needed if not actor.has_perm(name)]
+    if missing:
+        raise PermissionDenied(
+            f"Importing {kind} needs the permission(s) {', '.join(needed)}; missing: {', '.join(missing)}."
+        )
 
 
 def columns_reference() -> str:
