@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from clients.api import VisibleClientField
 from clients.filters import visible_clients
-from portfolio_site.api.fields import ActorContextMixin, CurrencyField, must_be_positive
+from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDecimalField, must_be_positive
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
@@ -48,9 +48,7 @@ class TransactionSerializer(serializers.ModelSerializer):
 class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
     client = VisibleClientField()
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in Transaction.CASH_MOVEMENTS])
-    amount = serializers.DecimalField(
-        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive]
-    )
+    amount = PlainDecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive])
     currency = CurrencyField()
     date = serializers.DateField(help_text="Value date.")
     notes = serializers.CharField(required=False, allow_blank=True, default="")
@@ -113,7 +111,7 @@ class TransactionViewSet(ScopedReadCreateViewSet):
 
 class BalanceSerializer(serializers.Serializer):
     currency = serializers.CharField()
-    amount = serializers.DecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
+    amount = PlainDecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
 
 
 class ClientBalancesView(GenericAPIView):

@@ -227,3 +227,13 @@ def test_a_buy_too_large_for_the_ledger_gets_a_400_not_a_500(advisor, funded, ap
     response = api(advisor).post("/api/v1/allocations/", body)
     assert response.status_code == 400
     assert "quantity" in response.json()
+
+
+@pytest.mark.parametrize("close", ["\u0661\u0662", "\uff11\uff12", "1e2", "1_0", "NaN"])
+def test_a_price_not_in_ascii_digits_is_refused_with_400_naming_close(operations, api, close) -> None:
+    asset = AssetFactory()
+
+    response = api(operations).post("/api/v1/prices/", {"asset": asset.pk, "date": "2026-01-05", "close": close})
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["close"]

@@ -656,3 +656,12 @@ def test_reimporting_a_withdrawal_file_skips_it_instead_of_refusing_it(ann):
     assert again.ok, again.issues
     assert counts(again) == (1, 0, 1, 0)
     assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("30")
+
+
+@pytest.mark.parametrize("amount", ["\u0661\u0662\u0663", "\uff11\uff12\uff13", "1e5", "1_000", "NaN", "Infinity"])
+def test_an_amount_not_in_ascii_digits_is_refused_with_its_line(ann, amount):
+    result = run(csv_file(f"{EMAIL},deposit,{amount},EUR,2026-01-05,,"))
+
+    assert [(issue.line, issue.column) for issue in result.issues] == [(2, "amount")]
+    assert result.issues[0].message.startswith(f"{amount!r} is not a number")
+    assert not Transaction.objects.exists()
