@@ -237,3 +237,13 @@ def test_a_price_not_in_ascii_digits_is_refused_with_400_naming_close(operations
 
     assert response.status_code == 400, response.content
     assert list(response.json()) == ["close"]
+
+
+def test_an_asset_with_a_non_ascii_ticker_is_refused_with_400_naming_ticker(operations, api) -> None:
+    response = api(operations).post(
+        "/api/v1/assets/", {"ticker": "\u0410APL", "exchange": "XNAS", "name": "Lookalike", "currency": "USD"}
+    )
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["ticker"]
+    assert not Asset.objects.exists()
