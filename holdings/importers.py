@@ -25,6 +25,7 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.engine import Column, ImportFormat, RowError, Staging, register
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
+from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from .models import Allocation, Asset, AssetType, Price
@@ -348,7 +349,7 @@ class AllocationFormat(ImportFormat):
             help="in the asset's currency (default 0)",
         ),
         Column("date", parsing.iso_date, help="trade date, YYYY-MM-DD"),
-        Column("notes", parsing.text(10_000), required=False, help="free text"),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
     )
 
     def prepare(self) -> None:

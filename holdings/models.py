@@ -8,7 +8,7 @@ from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
 from clients.models import client_visibility
-from portfolio_site.models import TimeStampedModel
+from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
 
 
@@ -160,7 +160,7 @@ class Allocation(TimeStampedModel):
     price = quantity_field(help_text="Per unit, in the asset's currency.")
     fees = amount_field(default=0, help_text="In the asset's currency.")
     date = models.DateField(help_text="Trade date.")
-    notes = models.TextField(blank=True)
+    notes = notes_field()
     settlement = models.OneToOneField(
         "ledger.Transaction",
         on_delete=models.PROTECT,

@@ -13,6 +13,7 @@ from clients.api import VisibleClientField
 from clients.filters import visible_clients
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDecimalField, must_be_positive
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet
+from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
 from . import services
@@ -51,7 +52,7 @@ class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
     amount = PlainDecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive])
     currency = CurrencyField()
     date = serializers.DateField(help_text="Value date.")
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
     reference = serializers.CharField(
         required=False,
         allow_null=True,
@@ -62,7 +63,7 @@ class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
 
 
 class ReverseSerializer(serializers.Serializer):
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
 
 
 class TransactionViewSet(ScopedReadCreateViewSet):
