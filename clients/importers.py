@@ -14,6 +14,7 @@ from accounts.roles import is_advisor, sees_all_clients
 from portfolio_site.imports import parsing
 from portfolio_site.imports.engine import Column, RowError, register
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat
+from portfolio_site.models import NOTES_MAX_LENGTH
 
 from .models import Client
 from .services import CACHE_NAMESPACE, NOT_YOURS, client_advisor_check
@@ -24,6 +25,7 @@ COMPARED = ("name", "advisor_id", "base_currency", "phone", "is_active", "notes"
 @register
 class ClientFormat(UpsertFormat):
     kind = "clients"
+    permissions = ("clients.add_client", "clients.change_client")
     description = (
         "clients, created or updated by email (the row is the whole record: an empty optional cell means "
         "its default). The advisor must be an active staff member; an advisor importing may only name "
@@ -36,7 +38,7 @@ class ClientFormat(UpsertFormat):
         Column("base_currency", parsing.currency, help="ISO 4217 code the client reports in"),
         Column("phone", parsing.text(32), required=False, help="digits, spaces and - ( ) . /, optionally +"),
         Column("is_active", parsing.boolean, required=False, help="true or false (default true)"),
-        Column("notes", parsing.text(10_000), required=False, help="free text"),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
     )
 
     model = Client

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from accounts.roles import is_advisor, sees_all_clients
-from portfolio_site.models import TimeStampedModel
+from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, currency_constraint
 
 validate_phone = RegexValidator(
@@ -54,7 +54,7 @@ class Client(TimeStampedModel):
         help_text="The staff member responsible for this client.",
     )
     base_currency = CurrencyField(help_text="ISO 4217 code of the currency the client reports in.")
-    notes = models.TextField(blank=True)
+    notes = notes_field()
 
     objects = ClientQuerySet.as_manager()
 

@@ -4,9 +4,14 @@ from typing import Any
 from rest_framework import serializers
 
 from clients.api import VisibleClientField
-from portfolio_site.api.fields import ActorContextMixin, CurrencyField, must_be_positive, must_not_be_negative
+from portfolio_site.api.fields import (
+    ActorContextMixin,
+    CurrencyField,
+    PlainDecimalField,
+    must_be_positive,
+    must_not_be_negative,
+)
 from portfolio_site.api.viewsets import ScopedModelViewSet
-from portfolio_site.money import validate_storable
 
 from . import services
 from .filters import AllocationFilterSet, AssetFilterSet, PriceFilterSet
@@ -47,9 +52,7 @@ class AssetViewSet(ScopedModelViewSet):
 
 
 class PriceSerializer(serializers.ModelSerializer):
-    close = serializers.DecimalField(
-        max_digits=30, decimal_places=10, validators=[must_not_be_negative, validate_storable]
-    )
+    close = PlainDecimalField(max_digits=30, decimal_places=10, validators=[must_not_be_negative])
     currency = serializers.CharField(source="asset.currency", read_only=True)
 
     class Meta:
@@ -80,21 +83,15 @@ class PriceViewSet(ScopedModelViewSet):
 
 class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
     client = VisibleClientField()
-    quantity = serializers.DecimalField(
-        max_digits=30, decimal_places=10, validators=[must_be_positive, validate_storable]
-    )
-    price = serializers.DecimalField(
+    quantity = PlainDecimalField(max_digits=30, decimal_places=10, validators=[must_be_positive])
+    price = PlainDecimalField(
         max_digits=30,
         decimal_places=10,
-        validators=[must_not_be_negative, validate_storable],
+        validators=[must_not_be_negative],
         help_text="Per unit, in the asset's currency.",
     )
-    fees = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=4,
-        validators=[must_not_be_negative, validate_storable],
-        required=False,
-        default=Decimal("0"),
+    fees = PlainDecimalField(
+        max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
     )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 

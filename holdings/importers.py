@@ -25,6 +25,7 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.engine import Column, ImportFormat, RowError, Staging, register
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
+from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from .models import Allocation, Asset, AssetType, Price
@@ -106,6 +107,7 @@ def _close(staging: Staging, *tables: str) -> None:
 @register
 class AssetFormat(UpsertFormat):
     kind = "assets"
+    permissions = ("holdings.add_asset", "holdings.change_asset")
     description = (
         "securities and other instruments, created or updated by ticker and exchange (the row is the whole "
         "record). The currency of an asset that has allocations cannot change."
@@ -209,6 +211,7 @@ class PriceFormat(ImportFormat):
     """
 
     kind = "prices"
+    permissions = ("holdings.add_price", "holdings.change_price")
     description = "closing prices, one per asset and date, created or updated by asset and date."
     columns = (
         TICKER,
@@ -326,6 +329,7 @@ _ALLOCATION_COLUMNS = {
 @register
 class AllocationFormat(ImportFormat):
     kind = "allocations"
+    permissions = ("holdings.add_allocation", "ledger.add_transaction")  # buys and sells settle in cash
     description = (
         "buys, sells and transfers of clients' holdings, recorded as the API records them: in date order (then "
         "line order), each buy or sell settling in cash; none may overdraw the client's cash or sell more than "
@@ -345,7 +349,7 @@ class AllocationFormat(ImportFormat):
             help="in the asset's currency (default 0)",
         ),
         Column("date", parsing.iso_date, help="trade date, YYYY-MM-DD"),
-        Column("notes", parsing.text(10_000), required=False, help="free text"),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
     )
 
     def prepare(self) -> None:

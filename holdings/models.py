@@ -1,3 +1,4 @@
+import re
 from typing import Any, Self
 
 from django.core.exceptions import ValidationError
@@ -7,7 +8,7 @@ from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
 from clients.models import client_visibility
-from portfolio_site.models import TimeStampedModel
+from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
 
 
@@ -33,10 +34,26 @@ class AssetType(models.TextChoices):
     OTHER = "other", "Other"
 
 
+# Upper-case only: the ticker is stored upper-case (checked by holdings_asset_ticker_upper).
+TICKER_CHARACTERS = "A-Z0-9./-"
+_TICKER = re.compile(r"[A-Za-z0-9./-]+", re.ASCII)
+
+
+def validate_ticker(value: str) -> None:
+    # Runs before clean() strips and upper-cases it, so both cases and surrounding blanks pass here. Other
+    # scripts' letters look like these and would make a second, lookalike asset.
+    if not _TICKER.fullmatch(value.strip()):
+        raise ValidationError("A ticker holds only ASCII letters, digits, '.', '-' and '/'.", code="invalid_ticker")
+
+
 class Asset(TimeStampedModel):
     AssetType = AssetType
 
-    ticker = models.CharField(max_length=32, help_text="Stored upper-case.")
+    ticker = models.CharField(
+        max_length=32,
+        validators=[validate_ticker],
+        help_text="Stored upper-case; ASCII letters, digits and . - / only.",
+    )
     name = models.CharField(max_length=200)
     exchange = models.CharField(max_length=16, blank=True, help_text="Exchange code (e.g. a MIC), upper-case.")
     currency = CurrencyField(help_text="ISO 4217 code of the currency the asset is quoted in.")
@@ -61,6 +78,13 @@ class Asset(TimeStampedModel):
                 condition=models.Q(ticker=Upper("ticker"), exchange=Upper("exchange")) & ~models.Q(ticker=""),
                 name="holdings_asset_ticker_upper",
                 violation_error_message="Ticker and exchange are stored upper-case, and the ticker is required.",
+            ),
+            # A character class, not an anchored pattern: `$` means different things to PostgreSQL and to the
+            # Python `re` that Django's REGEXP function runs on SQLite; a class is read the same by both.
+            models.CheckConstraint(
+                condition=~models.Q(ticker__regex=f"[^{TICKER_CHARACTERS}]"),
+                name="holdings_asset_ticker_ascii",
+                violation_error_message="A ticker holds only ASCII letters, digits, '.', '-' and '/'.",
             ),
             models.CheckConstraint(
                 condition=models.Q(asset_type__in=AssetType.values),
@@ -136,7 +160,7 @@ class Allocation(TimeStampedModel):
     price = quantity_field(help_text="Per unit, in the asset's currency.")
     fees = amount_field(default=0, help_text="In the asset's currency.")
     date = models.DateField(help_text="Trade date.")
-    notes = models.TextField(blank=True)
+    notes = notes_field()
     settlement = models.OneToOneField(
         "ledger.Transaction",
         on_delete=models.PROTECT,

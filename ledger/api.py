@@ -11,9 +11,10 @@ from rest_framework.response import Response
 
 from clients.api import VisibleClientField
 from clients.filters import visible_clients
-from portfolio_site.api.fields import ActorContextMixin, CurrencyField, must_be_positive
+from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDecimalField, must_be_positive
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet
-from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, validate_storable
+from portfolio_site.models import NOTES_MAX_LENGTH
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
 from . import services
 from .filters import TransactionFilterSet
@@ -48,12 +49,10 @@ class TransactionSerializer(serializers.ModelSerializer):
 class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
     client = VisibleClientField()
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in Transaction.CASH_MOVEMENTS])
-    amount = serializers.DecimalField(
-        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive, validate_storable]
-    )
+    amount = PlainDecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive])
     currency = CurrencyField()
     date = serializers.DateField(help_text="Value date.")
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
     reference = serializers.CharField(
         required=False,
         allow_null=True,
@@ -64,7 +63,7 @@ class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
 
 
 class ReverseSerializer(serializers.Serializer):
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
 
 
 class TransactionViewSet(ScopedReadCreateViewSet):
@@ -113,7 +112,7 @@ class TransactionViewSet(ScopedReadCreateViewSet):
 
 class BalanceSerializer(serializers.Serializer):
     currency = serializers.CharField()
-    amount = serializers.DecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
+    amount = PlainDecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
 
 
 class ClientBalancesView(GenericAPIView):

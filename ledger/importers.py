@@ -21,6 +21,7 @@ from django.utils import timezone
 from clients.models import Client
 from portfolio_site.imports import parsing
 from portfolio_site.imports.engine import Column, PipelinedFormat, RowError, Staging, copy_text, register
+from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
 from .models import Transaction, signed_amount
@@ -111,6 +112,7 @@ def _index_lookups(cursor: Any) -> Iterator[None]:
 @register
 class TransactionFormat(PipelinedFormat):
     kind = "transactions"
+    permissions = ("ledger.add_transaction",)
     description = (
         "deposits and withdrawals. A row with a reference posts once per client and reference; a row without "
         "one posts once per identical row (its content and how often it occurs in the file). Rows are applied "
@@ -127,7 +129,7 @@ class TransactionFormat(PipelinedFormat):
         Column("currency", parsing.currency, help="ISO 4217 code"),
         Column("date", parsing.iso_date, help="value date, YYYY-MM-DD"),
         Column("reference", parsing.text(100), required=False, help="external id, unique per client"),
-        Column("notes", parsing.text(10_000), required=False, help="free text"),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
     )
 
     def prepare(self) -> None:

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from clients.models import client_visibility
-from portfolio_site.models import TimeStampedModel
+from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint
 
 
@@ -34,7 +34,7 @@ class Transaction(TimeStampedModel):
     amount = amount_field(help_text="Always positive; the kind (and being a reversal) gives the direction.")
     currency = CurrencyField()
     date = models.DateField(help_text="Value date.")
-    notes = models.TextField(blank=True)
+    notes = notes_field()
     # NULL rather than "" when absent, so that rows without a reference never collide on the unique key.
     reference = models.CharField(  # noqa: DJ001
         max_length=100,

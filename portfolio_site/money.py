@@ -1,5 +1,6 @@
 """Money and quantity fields shared by the apps: Decimal end to end, currencies as validated ISO 4217 codes."""
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -37,6 +38,17 @@ def validate_storable(value: Decimal) -> None:
             code="inexact",
             params={"value": value, "digits": digits, "limit": SQLITE_EXACT_DIGITS},
         )
+
+
+# Decimal() also takes other scripts' digits (Arabic-Indic, full-width, ...), "1_000", exponents ("1e5") and
+# "NaN"/"Infinity": input is refused unless written as people write amounts, in ASCII digits.
+PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+PLAIN_DECIMAL_HELP = "digits 0-9 with an optional sign and decimal point (no exponent, no separators)"
+
+
+def is_plain_decimal(text: str) -> bool:
+    """Whether `text` is a decimal number in ASCII digits, as every door accepts amounts and quantities."""
+    return PLAIN_DECIMAL.fullmatch(text) is not None
 
 
 def validate_currency(value: str) -> None:

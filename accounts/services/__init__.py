@@ -12,4 +12,8 @@ from .users import (
 __all__ = [
     "CACHE_NAMESPACE",
     "registration_open_to",
-    "user_create", "user_register", "user_set_password", "user_update"]
+    "user_create",
+    "user_register",
+    "user_set_password",
+    "user_update",
+]

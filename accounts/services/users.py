@@ -86,10 +86,19 @@ def user_update(
     client: ClientInfo = NO_CLIENT,
     **fields: Any,
 ) -> User:
-    """Changes a user; a new password or a deactivation ends every session the user has open."""
-    was_active = User.objects.filter(pk=user.pk, is_active=True).exists()
+    """Changes a user; a new password or a deactivation ends every session the user has open.
+
+    A new email address is unverified, whatever the caller says: only its owner can prove it is theirs (an
+    `is_verified=True` passed with it would let a typo, or a takeover, pass as confirmed).
+    """
+    # As stored, not as passed: the admin's form has already written its changes onto `user`.
+    was_active, old_email = User.objects.filter(pk=user.pk).values_list("is_active", "email").first() or (False, "")
     for name, value in fields.items():
         setattr(user, name, value)
+    if "email" in fields:
+        user.email = User.objects.normalize_email(user.email)
+        if user.email != User.objects.normalize_email(old_email):
+            user.is_verified = False
     if user.is_superuser:
         user.is_staff = True
     if password is not None:

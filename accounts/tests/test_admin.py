@@ -164,3 +164,16 @@ def test_operations_cannot_save_a_user_change(client, operations):
     assert response.status_code == 403
     user.refresh_from_db()
     assert user.full_name == "Unchanged"
+
+
+def test_changing_a_users_email_in_the_admin_clears_is_verified(client, superuser):
+    user = UserFactory(email="old@example.com", is_verified=True)
+    client.force_login(superuser)
+
+    response = client.post(
+        reverse("admin:accounts_user_change", args=[user.pk]), _change_form(user, email="new@example.com")
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert (user.email, user.is_verified) == ("new@example.com", False)

@@ -126,3 +126,23 @@ def test_users_list_query_count_does_not_grow_with_rows(superuser: Any, api: Any
     assert_list_queries_constant(
         api(superuser), "/api/v1/users/", lambda n: [UserFactory().groups.add(advisors) for _ in range(n)]
     )
+
+
+def test_changing_a_users_email_through_the_api_clears_is_verified(superuser: Any, api: Any) -> None:
+    user = UserFactory(email="old@example.com", is_verified=True)
+
+    response = api(superuser).patch(f"/api/v1/users/{user.pk}/", {"email": "new@example.com"}, format="json")
+
+    assert response.status_code == 200, response.content
+    user.refresh_from_db()
+    assert (user.email, user.is_verified) == ("new@example.com", False)
+
+
+def test_saving_a_user_with_the_same_email_keeps_is_verified(superuser: Any, api: Any) -> None:
+    user = UserFactory(email="same@example.com", is_verified=True)
+
+    response = api(superuser).patch(f"/api/v1/users/{user.pk}/", {"email": "Same@Example.com"}, format="json")
+
+    assert response.status_code == 200, response.content
+    user.refresh_from_db()
+    assert user.is_verified

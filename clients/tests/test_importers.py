@@ -289,7 +289,7 @@ def test_export_writes_the_import_columns(tmp_path) -> None:
     call_command("export", "clients", str(path), stdout=io.StringIO())
     assert path.read_text() == (
         HEADER
-        + "a@example.org,Ann,anna@example.com,EUR,+1 555 0100,true,\n"
+        + "a@example.org,Ann,anna@example.com,EUR,'+1 555 0100,true,\n"
         + 'b@example.org,"Bob, Jr.",anna@example.com,GBP,,false,"two\nlines"\n'
     )
     Client.objects.all().delete()

@@ -251,3 +251,23 @@ def test_a_price_sqlite_would_round_gets_a_400(operations, api) -> None:
     assert response.status_code == 400
     assert "close" in response.json()
     assert not Price.objects.exists()
+
+
+@pytest.mark.parametrize("close", ["\u0661\u0662", "\uff11\uff12", "1e2", "1_0", "NaN"])
+def test_a_price_not_in_ascii_digits_is_refused_with_400_naming_close(operations, api, close) -> None:
+    asset = AssetFactory()
+
+    response = api(operations).post("/api/v1/prices/", {"asset": asset.pk, "date": "2026-01-05", "close": close})
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["close"]
+
+
+def test_an_asset_with_a_non_ascii_ticker_is_refused_with_400_naming_ticker(operations, api) -> None:
+    response = api(operations).post(
+        "/api/v1/assets/", {"ticker": "\u0410APL", "exchange": "XNAS", "name": "Lookalike", "currency": "USD"}
+    )
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["ticker"]
+    assert not Asset.objects.exists()

@@ -547,3 +547,10 @@ def test_allocations_export_as_they_import(investor, sap, tmp_path) -> None:
         'investor@example.org,SAP,XETR,buy,40,221.35,9.9,2026-03-03,"note, with comma"',
         "investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,2026-03-04,",
     ]
+
+
+def test_an_asset_row_with_a_non_ascii_ticker_is_refused_with_its_line_and_column() -> None:
+    result = run("assets", ASSETS + "SAP,XETR,SAP SE,EUR,equity,\n\u0410APL,XNAS,Lookalike,USD,equity,\n")
+
+    assert issues(result) == ["line 3, ticker: A ticker holds only ASCII letters, digits, '.', '-' and '/'."]
+    assert not Asset.objects.exists()

@@ -105,3 +105,28 @@ def test_buy_factory_settlement_agrees_with_the_trade() -> None:
         Decimal("31"),
         buy.asset.currency,
     )
+
+
+# A Cyrillic A, a full-width digit, a space, an accented letter, a trailing newline, a comma.
+NOT_ASCII_TICKERS = ["\u0410APL", "AAPL\uff11", "AA PL", "\u00c4PL", "AAPL\n", "AA,PL"]
+
+
+@pytest.mark.parametrize("ticker", NOT_ASCII_TICKERS)
+def test_database_refuses_a_ticker_outside_ascii_letters_digits_and_dot_dash_slash(ticker: str) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Asset.objects.create(ticker=ticker.upper(), exchange="XNAS", name="Lookalike", currency="USD")
+
+
+@pytest.mark.parametrize("ticker", [t for t in NOT_ASCII_TICKERS if t == t.strip()])  # clean() strips blanks
+def test_validation_refuses_a_ticker_outside_ascii_with_an_error_on_ticker(ticker: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Asset(ticker=ticker, exchange="XNAS", name="Lookalike", currency="USD").full_clean()
+    assert list(refused.value.message_dict) == ["ticker"]
+
+
+@pytest.mark.parametrize("ticker", ["BRK.B", "BTC-USD", "EUR/USD", "7203", "aapl"])
+def test_tickers_of_ascii_letters_digits_and_dot_dash_slash_are_accepted(ticker: str) -> None:
+    asset = Asset(ticker=ticker, exchange="XNAS", name="Fine", currency="USD")
+    asset.full_clean()
+    asset.save()
+    assert Asset.objects.get().ticker == ticker.upper()

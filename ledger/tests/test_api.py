@@ -201,3 +201,25 @@ def test_postgresql_accepts_every_digit_of_an_amount(operations, api) -> None:
     assert response.status_code == 201, response.content
     assert response.json()["amount"] == "9999999999999999.9999"
     assert api(operations).get(URL).status_code == 200
+
+
+# Decimal() takes all of these; none is how a person types an amount.
+NOT_PLAIN_AMOUNTS = ["\u0661\u0662\u0663", "\uff11\uff12\uff13", "1e5", "1E-2", "1_000", "NaN", "Infinity", "-Infinity"]
+
+
+@pytest.mark.parametrize("amount", NOT_PLAIN_AMOUNTS)
+def test_an_amount_not_in_ascii_digits_is_refused_with_400_naming_the_field(operations, api, amount) -> None:
+    client = ClientFactory()
+
+    response = api(operations).post(URL, deposit(client.pk, amount), format="json")
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["amount"]
+    assert not Transaction.objects.exists()
+
+
+@pytest.mark.parametrize("amount", ["100", "100.5", ".5", "+7", 12.5, 12])
+def test_an_amount_in_ascii_digits_is_accepted_as_text_or_json_number(operations, api, amount) -> None:
+    response = api(operations).post(URL, deposit(ClientFactory().pk, amount), format="json")
+
+    assert response.status_code == 201, response.content

@@ -3,7 +3,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from portfolio_site.money import validate_currency
+from portfolio_site.money import PLAIN_DECIMAL_HELP, is_plain_decimal, validate_currency, validate_storable
 
 
 class LowercaseEmailField(serializers.EmailField):
@@ -42,3 +42,21 @@ class CurrencyField(serializers.CharField):
 
     def to_internal_value(self, data: Any) -> str:
         return super().to_internal_value(data).strip().upper()
+
+
+class PlainDecimalField(serializers.DecimalField):
+    """DRF's DecimalField, less what Decimal() accepts that no one types as an amount: digits of other scripts,
+    exponents, underscores (NaN and Infinity DRF refuses already), and less what the database would round
+    (`validate_storable`). Every serializer's decimals use it."""
+
+    default_error_messages = {"not_plain": f"Enter a number in {PLAIN_DECIMAL_HELP}."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validators.append(validate_storable)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        # JSON numbers arrive as int or float: their text is checked too (a float's may be in exponent form).
+        if isinstance(data, bool) or not is_plain_decimal(str(data).strip()):
+            self.fail("not_plain")
+        return super().to_internal_value(data)

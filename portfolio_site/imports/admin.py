@@ -21,7 +21,7 @@ from django.urls import URLPattern, path, reverse
 
 from portfolio_site.admin_utils import ReadOnlyAdminMixin
 
-from .engine import FORMATS, run_import
+from .engine import FORMATS, import_permission_check, run_import
 from .models import ImportBatch
 
 RUN_IMPORT = "imports.run_import"
@@ -146,6 +146,11 @@ class ImportBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method != "POST" or not form.is_valid():
             return self._render(request, form)
+        try:
+            import_permission_check(actor=request.user, kind=form.cleaned_data["kind"])
+        except PermissionDenied as error:
+            form.add_error("kind", str(error))
+            return self._render(request, form)
         upload = pending.save(form.cleaned_data["file"], form.cleaned_data["kind"])
         with open(upload["path"], "rb") as stream:
             result = run_import(
@@ -170,6 +175,13 @@ class ImportBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             messages.error(
                 request, "The uploaded file is missing or has changed since its dry run: nothing was imported."
             )
+            return HttpResponseRedirect(page)
+        try:
+            # Again: the permissions may have been taken away since the dry run.
+            import_permission_check(actor=request.user, kind=upload["kind"])
+        except PermissionDenied as error:
+            pending.discard()
+            messages.error(request, f"{error} Nothing was imported.")
             return HttpResponseRedirect(page)
         try:
             with file.open("rb") as stream:

@@ -13,6 +13,7 @@ import getpass
 import hashlib
 import io
 import queue
+import re
 import textwrap
 import threading
 import time
@@ -21,6 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, ClassVar
 
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -28,6 +30,40 @@ from .models import ImportBatch
 
 MAX_LISTED = 50
 FLUSH_ROWS = 5000
+
+
+# --- Cells a spreadsheet would run ---------------------------------------------------------------
+#
+# A cell whose text starts with one of these characters is run as a formula when the file is opened in a
+# spreadsheet (OWASP, "CSV Injection"): every file this engine writes (exports, rejects) prefixes such a cell
+# with a single quote, which spreadsheets show as text, and every file it reads takes that quote off again.
+#
+# The pair is exactly invertible: a quote is added when the text is any number of quotes followed by a trigger,
+# and taken off only from such text, so a value that really starts with a quote (`'=x`) gains a second one on
+# the way out and keeps its own on the way back. A plain number (`-100.0000`, `+5`) is no formula and is left
+# as it is, so that other readers of the file still see a number; the import unescapes every cell before it
+# parses it anyway, so a quoted number would read back too.
+FORMULA_TRIGGERS = "=+-@\t\r"
+_QUOTE_NEEDED = re.compile(f"'*[{re.escape(FORMULA_TRIGGERS)}]")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+def escape_cell(value: str) -> str:
+    """The text of a cell as written to a file that a spreadsheet may open."""
+    if _QUOTE_NEEDED.match(value) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: str) -> str:
+    """The value a cell written by `escape_cell` holds: `unescape_cell(escape_cell(v)) == v` for every text."""
+    if value[:1] == "'" and _QUOTE_NEEDED.match(value, 1):
+        return value[1:]
+    return value
+
+
+def _unescaped(cells: list[str]) -> list[str]:
+    return [unescape_cell(cell) for cell in cells]
 
 
 # --- What a format declares ----------------------------------------------------------------------
@@ -61,11 +97,15 @@ class Issue:
 
 
 class ImportFormat:
-    """One kind of file. Subclasses declare `kind`, `columns`, `description` and implement the hooks."""
+    """One kind of file. Subclasses declare `kind`, `columns`, `description`, `permissions` and implement the
+    hooks."""
 
     kind: ClassVar[str]
     description: ClassVar[str]
     columns: ClassVar[tuple[Column, ...]]
+    # The model permissions ("app.codename") of every write the file may make: the person importing needs all
+    # of them, as they would to make the same writes through the API or the admin.
+    permissions: ClassVar[tuple[str, ...]]
 
     def __init__(self, run: "ImportRun") -> None:
         self.run = run
@@ -109,6 +149,34 @@ FORMATS: dict[str, type[ImportFormat]] = {}
 def register(format_class: type[ImportFormat]) -> type[ImportFormat]:
     FORMATS[format_class.kind] = format_class
     return format_class
+
+
+def export_csv(format_class: type[ImportFormat], out: IO[str]) -> int:
+    """Writes every record of a kind to `out` as the CSV file `import` reads back; returns the row count.
+
+    The one place exports are written, so that every kind's cells are escaped the same way."""
+    writer = csv.writer(out, lineterminator="\n")
+    names = [column.name for column in format_class.columns]
+    writer.writerow(names)
+    count = 0
+    for row in format_class.export_rows():
+        writer.writerow([escape_cell(row[name]) for name in names])
+        count += 1
+    return count
+
+
+def import_permission_check(*, actor: Any, kind: str) -> None:
+    """Raises PermissionDenied unless `actor` holds every model permission a file of `kind` needs.
+
+    Every door that imports calls this before reading the file (visibility is then applied row by row)."""
+    if getattr(actor, "is_superuser", False):
+        return  # superusers, and operations staff at the command line (CommandLineActor)
+    needed = FORMATS[kind].permissions
+    missing = [name for name in needed if not actor.has_perm(name)]
+    if missing:
+        raise PermissionDenied(
+            f"Importing {kind} needs the permission(s) {', '.join(needed)}; missing: {', '.join(missing)}."
+        )
 
 
 def columns_reference() -> str:
@@ -211,7 +279,8 @@ class ImportRun:
             if self._rejects_writer is None:
                 self._rejects_writer = csv.writer(self.rejects)
                 self._rejects_writer.writerow(["line", *[c.name for c in self.format_class.columns], "error"])
-            self._rejects_writer.writerow([line, *row, f"{column}: {message}"])
+            # Rows are handed over as values (unescaped); the rejects file is opened in spreadsheets too.
+            self._rejects_writer.writerow([line, *map(escape_cell, row), escape_cell(f"{column}: {message}")])
 
     def fatal(self, line: int, column: str, message: str) -> None:
         """A problem with the file itself (header, encoding, CSV syntax): nothing is imported."""
@@ -291,13 +360,13 @@ def _load(run: ImportRun, fmt: ImportFormat, source: _HashingReader) -> None:
     try:
         parsed = _parsed_rows(run, rows, positions, len(header), source)
         if isinstance(fmt, PipelinedFormat):
-            _load_pipelined(run, fmt, parsed)
+            _load_pipelined(run, fmt, parsed, positions)
         else:
             for line, values, raw in parsed:
                 try:
                     fmt.add(line, values)
                 except RowError as error:
-                    run.reject(line, error.column, error.message, raw)
+                    run.reject(line, error.column, error.message, _in_column_order(raw, positions))
         fmt.check()
         if run.failed:
             raise _Rollback
@@ -315,7 +384,7 @@ def _parsed_rows(
     width: int,
     source: _HashingReader,
 ) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
-    """(line, parsed values, raw cells in column order) for each data row whose cells all parse."""
+    """(line, parsed values, raw cells as in the file) for each data row whose cells all parse."""
     cells = [
         (column.name, column.parse, column.required, position)
         for column, position in zip(run.format_class.columns, positions, strict=True)
@@ -328,11 +397,13 @@ def _parsed_rows(
         if run.on_progress is not None and run.read % FLUSH_ROWS == 0:
             run.on_progress(run.read, source.bytes_read)
         if len(row) != width:
-            run.reject(line, "row", f"expected {width} fields, found {len(row)}", row)
+            run.reject(line, "row", f"expected {width} fields, found {len(row)}", _unescaped(row))
             continue
         values: dict[str, Any] = {}
         for name, parse, required, position in cells:
             cell = row[position].strip() if position is not None else ""
+            if cell[:1] == "'":  # (a cheap test first: this loop runs for every cell of a million-row file)
+                cell = unescape_cell(cell)
             if "\x00" in cell:
                 run.reject(
                     line, name, "contains a NUL character, which no text may hold", _in_column_order(row, positions)
@@ -354,7 +425,7 @@ def _parsed_rows(
 
 
 def _in_column_order(row: list[str], positions: list[int | None]) -> list[str]:
-    return [row[p] if p is not None else "" for p in positions]
+    return [unescape_cell(row[p]) if p is not None else "" for p in positions]
 
 
 class PipelinedFormat(ImportFormat):
@@ -387,7 +458,10 @@ _DONE = object()
 
 
 def _load_pipelined(
-    run: ImportRun, fmt: PipelinedFormat, parsed: Iterator[tuple[int, dict[str, Any], list[str]]]
+    run: ImportRun,
+    fmt: PipelinedFormat,
+    parsed: Iterator[tuple[int, dict[str, Any], list[str]]],
+    positions: list[int | None],
 ) -> None:
     chunks: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -401,7 +475,7 @@ def _load_pipelined(
                 try:
                     chunk.append(fmt.stage(line, values))
                 except RowError as error:
-                    run.reject(line, error.column, error.message, raw)
+                    run.reject(line, error.column, error.message, _in_column_order(raw, positions))
                 if len(chunk) >= fmt.chunk_rows:
                     chunks.put(fmt.encode_chunk(chunk))
                     chunk = []

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from portfolio_site.money import validate_currency, validate_storable
+from portfolio_site.money import PLAIN_DECIMAL_HELP, is_plain_decimal, validate_currency, validate_storable
 
 
 def text(max_length: int) -> Callable[[str], str]:
@@ -33,6 +33,8 @@ def decimal(
             raise ValueError(f"{value!r} is not a number") from None
         if not number.is_finite():
             raise ValueError(f"{value!r} is not a number")
+        if not is_plain_decimal(value):  # what Decimal() takes but a person does not write: say what is
+            raise ValueError(f"{value!r} is not a number in {PLAIN_DECIMAL_HELP}")
         _, digits, exponent = number.as_tuple()
         assert isinstance(exponent, int)
         if -exponent > places:

@@ -675,3 +675,12 @@ def test_an_amount_sqlite_would_round_is_refused_with_its_line_and_the_ledger_st
     ]
     assert not Transaction.objects.exists()
     assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
+
+
+@pytest.mark.parametrize("amount", ["\u0661\u0662\u0663", "\uff11\uff12\uff13", "1e5", "1_000", "NaN", "Infinity"])
+def test_an_amount_not_in_ascii_digits_is_refused_with_its_line(ann, amount):
+    result = run(csv_file(f"{EMAIL},deposit,{amount},EUR,2026-01-05,,"))
+
+    assert [(issue.line, issue.column) for issue in result.issues] == [(2, "amount")]
+    assert result.issues[0].message.startswith(f"{amount!r} is not a number")
+    assert not Transaction.objects.exists()

@@ -1,13 +1,12 @@
 """manage.py export KIND [FILE]: write every record of a kind as a CSV file that `import` reads back."""
 
-import csv
 import os
 import sys
 from typing import Any, TextIO, cast
 
 from django.core.management.base import CommandParser
 
-from portfolio_site.imports.engine import FORMATS
+from portfolio_site.imports.engine import FORMATS, export_csv
 from portfolio_site.imports.management.commands._columns import ColumnsHelpCommand
 
 
@@ -25,17 +24,12 @@ class Command(ColumnsHelpCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         format_class = FORMATS[options["kind"]]
-        names = [column.name for column in format_class.columns]
         path = options["file"]
         stdout = cast(TextIO, self.stdout._out)  # the stream itself: rows carry their own line endings
         out = stdout if path == "-" else open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         count = 0
         try:
-            writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
-            writer.writeheader()
-            for row in format_class.export_rows():
-                writer.writerow(row)
-                count += 1
+            count = export_csv(format_class, out)
             out.flush()
         except BrokenPipeError:
             # The reader stopped early (`export … | head`): as for any Unix tool, that is not an error.

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
-from portfolio_site.imports.engine import FORMATS, CommandLineActor, run_import
+from portfolio_site.imports.engine import FORMATS, CommandLineActor, import_permission_check, run_import
 from portfolio_site.imports.management.commands._columns import ColumnsHelpCommand
 
 
@@ -31,11 +32,18 @@ class Command(ColumnsHelpCommand):
             help="write the valid rows and put the invalid ones, with their reason, in the rejects file",
         )
         parser.add_argument("--rejects", help="rejects file for --skip-invalid (default: FILE.rejects.csv)")
-        parser.add_argument("--user", help="email of the staff member importing (their visibility applies)")
+        parser.add_argument(
+            "--user",
+            help="email of the staff member importing (their permissions and visibility apply)",
+        )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = self._actor(options["user"])
+        try:
+            import_permission_check(actor=actor, kind=options["kind"])
+        except PermissionDenied as error:
+            raise CommandError(f"--user {options['user']}: {error}") from None
         path = options["file"]
         stdin = path == "-"
         if not stdin and not Path(path).is_file():
