@@ -3,6 +3,7 @@ findings of the attack on the login doors: a token naming another user's session
 tokens, registration that tells no one which addresses have accounts."""
 
 import datetime
+import json
 import shutil
 import socket
 import subprocess
@@ -227,3 +228,16 @@ def test_registration_is_throttled(anna: User, monkeypatch: pytest.MonkeyPatch) 
     for _ in range(2):
         APIClient().post(REGISTER, {"email": "x@example.com", "password": "x"})
     assert APIClient().post(REGISTER, {"email": "y@example.com", "password": "x"}).status_code == 429
+
+
+def test_the_sessions_list_answers_as_the_schema_describes_for_live_and_ended_sessions(anna: User) -> None:
+    from openapi_core import OpenAPI
+
+    from portfolio_site.tests.test_schema import ContractClient
+
+    schema = json.loads(APIClient().get("/api/schema/?format=json").content)
+    contract = ContractClient(OpenAPI.from_dict(schema), anna)  # opens one live session
+    ended = login(anna.email).json()["session"]
+    LoginSession.objects.filter(pk=ended).update(revoked_at=timezone.now(), end_reason="logout")
+    rows = contract.get("/api/v1/auth/sessions/", expect=200)["results"]
+    assert sorted(str(row["end_reason"]) for row in rows) == ["None", "logout"]
