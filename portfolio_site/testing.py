@@ -36,3 +36,26 @@ def page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]
         assert client.get(url).status_code == 200
 
     return count_queries(load)
+
+
+def run_at_once(work: Callable[[int], Any], workers: int, *, timeout: float = 30) -> None:
+    """Runs `work(n)` in `workers` threads released together, each closing its own database connection:
+    what several requests arriving at once look like (meaningful on PostgreSQL, where they really overlap)."""
+    import threading
+
+    from django.db import connection
+
+    start = threading.Barrier(workers)
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            work(n)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)

@@ -1,11 +1,9 @@
 """Row locks only mean something on PostgreSQL: SQLite serialises every writer anyway."""
 
 import datetime
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts.tests.factories import SuperuserFactory
 from clients.tests.factories import ClientFactory
@@ -14,6 +12,7 @@ from ledger.models import Transaction
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError
+from portfolio_site.testing import run_at_once
 
 WORKERS = 8
 
@@ -25,12 +24,10 @@ def test_concurrent_withdrawals_never_take_the_balance_below_zero() -> None:
     operations = SuperuserFactory()
     client = ClientFactory()
     TransactionFactory(client=client, amount=Decimal("500"), currency="EUR")
-    start = threading.Barrier(WORKERS)
     outcomes: list[str] = []
 
-    def withdraw() -> None:
+    def withdraw(_: int) -> None:
         try:
-            start.wait()
             services.transaction_post(
                 actor=operations,
                 client_id=client.pk,
@@ -42,14 +39,8 @@ def test_concurrent_withdrawals_never_take_the_balance_below_zero() -> None:
             outcomes.append("posted")
         except ConflictError:
             outcomes.append("refused")
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=withdraw) for _ in range(WORKERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    run_at_once(withdraw, WORKERS)
 
     assert sorted(outcomes) == ["posted"] * 5 + ["refused"] * (WORKERS - 5)
     assert Transaction.objects.filter(kind="withdrawal").count() == 5
