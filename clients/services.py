@@ -1,17 +1,21 @@
+import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts.roles import is_advisor, sees_all_clients
 from portfolio_site.cache import invalidate_namespace
+from portfolio_site.errors import ConflictError
 
-from .models import Client
+from .models import Client, Portfolio
 
 CACHE_NAMESPACE = "clients"
 NOT_YOURS = "You may only act on clients you are allowed to see."
+CLOSED = "The portfolio {portfolio} is closed: it accepts no new movements."
 
 
 def client_lock(*, actor: Any, client_id: int) -> Client:
@@ -29,6 +33,37 @@ def client_lock(*, actor: Any, client_id: int) -> Client:
 def clients_lock(*, actor: Any, client_ids: set[int]) -> dict[int, Client]:
     """Lock several clients in primary-key order (one order for every writer means no deadlock)."""
     return {pk: client_lock(actor=actor, client_id=pk) for pk in sorted(client_ids)}
+
+
+def portfolio_lock(*, actor: Any, portfolio_id: int, for_movement: bool = True) -> Portfolio:
+    """Lock a portfolio's row for the rest of the transaction, refusing one the actor may not see.
+
+    Every write that moves a portfolio's cash or securities takes this lock first, so two writers on one
+    portfolio queue up instead of both passing a balance check; `for_movement` refuses a closed portfolio.
+    """
+    try:
+        portfolio = Portfolio.objects.visible_to(actor).select_for_update().get(pk=portfolio_id)
+    except Portfolio.DoesNotExist:
+        raise PermissionDenied(NOT_YOURS) from None
+    if for_movement and not portfolio.is_open:
+        raise ConflictError(CLOSED.format(portfolio=portfolio), field="portfolio")
+    return portfolio
+
+
+def portfolios_lock(*, actor: Any, portfolio_ids: set[int], for_movement: bool = True) -> dict[int, Portfolio]:
+    """Lock several portfolios in primary-key order (one order for every writer means no deadlock)."""
+    return {pk: portfolio_lock(actor=actor, portfolio_id=pk, for_movement=for_movement) for pk in sorted(portfolio_ids)}
+
+
+def client_single_portfolio(*, client: Client) -> Portfolio:
+    """The portfolio a write naming only its client means: the client's only one. ValidationError (on
+    `portfolio`) when the client has several, or none, so that the caller names one."""
+    portfolios = list(client.portfolios.order_by("pk")[:2])
+    if len(portfolios) == 1:
+        return portfolios[0]
+    if not portfolios:
+        raise ValidationError({"portfolio": f"{client} has no portfolio: create one first."})
+    raise ValidationError({"portfolio": f"{client} has several portfolios: name one."})
 
 
 def _names_only_themselves(actor: Any) -> bool:
@@ -77,7 +112,10 @@ def client_create(
     phone: str = "",
     is_active: bool = True,
     notes: str = "",
+    portfolios: list[dict[str, Any]] | None = None,
 ) -> Client:
+    """A new client, with one portfolio "Main" in its base currency unless `portfolios` lists others (each
+    the keyword arguments of `portfolio_create`; an empty list opens none)."""
     if not sees_all_clients(actor) and not is_advisor(actor):
         raise PermissionDenied(NOT_YOURS)
     if advisor is None and is_advisor(actor):
@@ -94,6 +132,8 @@ def client_create(
     )
     client.full_clean()
     client.save()
+    for fields in [{"name": Portfolio.DEFAULT_NAME}] if portfolios is None else portfolios:
+        portfolio_create(actor=actor, client=client, **fields)
     invalidate_namespace(CACHE_NAMESPACE)
     return client
 
@@ -113,7 +153,69 @@ def client_update(*, actor: Any, client: Client, **fields: Any) -> Client:
 
 @transaction.atomic
 def client_delete(*, actor: Any, client: Client) -> None:
-    """Deletes a client with no history; one with allocations or transactions is protected (409)."""
+    """Deletes a client with no history, and its empty portfolios; one with allocations or transactions is
+    protected (409)."""
     locked = client_lock(actor=actor, client_id=client.pk)
+    locked.delete()
+    invalidate_namespace(CACHE_NAMESPACE)
+
+
+# --- Portfolios --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def portfolio_create(
+    *,
+    actor: Any,
+    client: Client,
+    name: str = Portfolio.DEFAULT_NAME,
+    kind: str = Portfolio.Kind.OTHER,
+    custodian: str = "",
+    account_number: str = "",
+    base_currency: str | None = None,
+    opened_on: datetime.date | None = None,
+    closed_on: datetime.date | None = None,
+    notes: str = "",
+) -> Portfolio:
+    """Opens a portfolio for a client the actor may see; in the client's base currency unless told, from today
+    unless told."""
+    locked = client_lock(actor=actor, client_id=client.pk)
+    portfolio = Portfolio(
+        client=locked,
+        name=name,
+        kind=kind,
+        custodian=custodian,
+        account_number=account_number,
+        base_currency=base_currency or locked.base_currency,
+        opened_on=opened_on or timezone.localdate(),
+        closed_on=closed_on,
+        notes=notes,
+    )
+    portfolio.full_clean()
+    portfolio.save()
+    invalidate_namespace(CACHE_NAMESPACE)
+    return portfolio
+
+
+@transaction.atomic
+def portfolio_update(*, actor: Any, portfolio: Portfolio, **fields: Any) -> Portfolio:
+    """Changes a portfolio (closing it is setting `closed_on`). Its client never changes: its movements are
+    the client's."""
+    locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk, for_movement=False)
+    client = fields.pop("client", locked.client)
+    if client.pk != locked.client_id:
+        raise ValidationError({"client": "A portfolio stays with its client; open a new one for the other client."})
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    locked.save()
+    invalidate_namespace(CACHE_NAMESPACE)
+    return locked
+
+
+@transaction.atomic
+def portfolio_delete(*, actor: Any, portfolio: Portfolio) -> None:
+    """Deletes a portfolio that never held anything; one with movements is protected (409)."""
+    locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk, for_movement=False)
     locked.delete()
     invalidate_namespace(CACHE_NAMESPACE)

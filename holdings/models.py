@@ -146,7 +146,8 @@ TRADE_KINDS = (AllocationKind.BUY, AllocationKind.SELL)
 
 
 class Allocation(TimeStampedModel):
-    """One movement of a client's holdings; a position is the signed sum of its allocations."""
+    """One movement of a portfolio's holdings; a position is the signed sum of its allocations. Its client is
+    its portfolio's client (kept for simple queries, held to agree by a (portfolio, client) foreign key)."""
 
     Kind = AllocationKind
     INCREASES = (Kind.BUY, Kind.TRANSFER_IN)
@@ -154,6 +155,7 @@ class Allocation(TimeStampedModel):
     TRADES = TRADE_KINDS
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="allocations")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="allocations")
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="allocations")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     quantity = quantity_field(help_text="Always positive; the kind gives the direction.")
@@ -169,6 +171,14 @@ class Allocation(TimeStampedModel):
         related_name="+",
         help_text="The cash transaction that settles a buy or sell; empty for transfers.",
     )
+    counterpart = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="counterpart_of",
+        help_text="For a transfer between two portfolios of the client, on its incoming leg: the outgoing leg.",
+    )
     # NULL unless imported: then a stable hash of the row and its occurrence in the file.
     import_key = models.CharField(  # noqa: DJ001
         max_length=80,
@@ -182,7 +192,10 @@ class Allocation(TimeStampedModel):
 
     class Meta:
         ordering = ["-date", "-id"]
-        indexes = [models.Index(fields=["client", "asset"], name="holdings_alloc_client_asset")]
+        indexes = [
+            models.Index(fields=["client", "asset"], name="holdings_alloc_client_asset"),
+            models.Index(fields=["portfolio", "asset"], name="holdings_alloc_portfolio_asset"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(quantity__gt=0),
@@ -213,14 +226,24 @@ class Allocation(TimeStampedModel):
                 violation_error_message="A buy or sell is settled in cash; a transfer is not.",
             ),
             models.UniqueConstraint(
-                fields=["client", "import_key"],
-                name="holdings_allocation_import_key_unique_per_client",
-                violation_error_message="This row was already imported for this client.",
+                fields=["portfolio", "import_key"],
+                name="holdings_allocation_import_key_unique_per_portfolio",
+                violation_error_message="This row was already imported for this portfolio.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(counterpart__isnull=True) | models.Q(kind=AllocationKind.TRANSFER_IN),
+                name="holdings_allocation_counterpart_on_transfer_in",
+                violation_error_message="Only a transfer's incoming leg names its outgoing leg.",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.quantity} {self.asset} for {self.client}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
 
 
 def signed_quantity() -> models.Case:

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from clients.models import Client
-from clients.services import clients_lock
+from clients.models import Portfolio
+from clients.services import portfolio_lock, portfolios_lock
 from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
@@ -119,7 +119,7 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
         )
     allocation.settlement = settlement_post(
         actor=actor,
-        client_id=allocation.client_id,
+        portfolio_id=allocation.portfolio_id,
         kind=allocation.kind,
         amount=amount,
         currency=allocation.asset.currency,
@@ -128,18 +128,18 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
     )
 
 
-def _refuse_short_position(*, client: Client, asset: Asset) -> None:
-    held = position(client_id=client.pk, asset_id=asset.pk)
+def _refuse_short_position(*, portfolio: Portfolio, asset: Asset) -> None:
+    held = position(portfolio_id=portfolio.pk, asset_id=asset.pk)
     if held < 0:
         raise ConflictError(
-            f"Not enough units of {asset} for {client}: the change would leave a position of {held}; "
+            f"Not enough units of {asset} in {portfolio}: the change would leave a position of {held}; "
             "a sell or transfer out cannot exceed the quantity held.",
             field="quantity",
         )
 
 
 def _validated(allocation: Allocation) -> Allocation:
-    allocation.full_clean(exclude=["settlement"])
+    allocation.full_clean(exclude=["settlement", "counterpart"])
     return allocation
 
 
@@ -147,7 +147,7 @@ def _validated(allocation: Allocation) -> Allocation:
 def allocation_create(
     *,
     actor: Any,
-    client: Client,
+    portfolio: Portfolio,
     asset: Asset,
     kind: str,
     quantity: Decimal,
@@ -157,11 +157,13 @@ def allocation_create(
     notes: str = "",
     import_key: str | None = None,
 ) -> Allocation:
-    """Records a movement; `import_key` is for imports (see holdings.importers), unique per client."""
-    clients_lock(actor=actor, client_ids={client.pk})
+    """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
+    portfolio."""
+    locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
     allocation = _validated(
         Allocation(
-            client=client,
+            client_id=locked.client_id,
+            portfolio=locked,
             asset=asset,
             kind=kind,
             quantity=quantity,
@@ -174,19 +176,30 @@ def allocation_create(
     )
     _settle(actor=actor, allocation=allocation)
     allocation.save()
-    _refuse_short_position(client=client, asset=asset)
+    _refuse_short_position(portfolio=locked, asset=asset)
     return allocation
 
 
-SETTLEMENT_FIELDS = frozenset({"client", "asset", "kind", "quantity", "price", "fees", "date"})
+SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "date"})
+
+
+def _refuse_transfer_leg(allocation: Allocation) -> None:
+    if allocation.counterpart_id is not None or Allocation.objects.filter(counterpart=allocation).exists():
+        raise ConflictError(
+            "This movement is a leg of a transfer between portfolios; delete the transfer (either leg) instead."
+        )
 
 
 @transaction.atomic
 def allocation_update(*, actor: Any, allocation: Allocation, **fields: Any) -> Allocation:
-    """Changes a movement; a trade's old settlement is reversed and a new one posted (the ledger is never edited)."""
-    before = Allocation.objects.select_related("client", "asset", "settlement").get(pk=allocation.pk)
-    new_client = fields.get("client", before.client)
-    clients_lock(actor=actor, client_ids={before.client_id, new_client.pk})
+    """Changes a movement; a trade's old settlement is reversed and a new one posted (the ledger is never edited).
+    Moving it to another portfolio keeps it with its client."""
+    before = Allocation.objects.select_related("portfolio", "asset", "settlement").get(pk=allocation.pk)
+    _refuse_transfer_leg(before)
+    new_portfolio = fields.get("portfolio", before.portfolio)
+    locked = portfolios_lock(actor=actor, portfolio_ids={before.portfolio_id, new_portfolio.pk})
+    if new_portfolio.client_id != before.client_id:
+        raise ValidationError({"portfolio": "A movement stays with its client; choose one of the client's portfolios."})
     for name, value in fields.items():
         setattr(allocation, name, value)
     _validated(allocation)
@@ -203,17 +216,69 @@ def allocation_update(*, actor: Any, allocation: Allocation, **fields: Any) -> A
                 settlement_reverse(actor=actor, transaction=old)
             _settle(actor=actor, allocation=allocation)
     allocation.save()
-    _refuse_short_position(client=before.client, asset=before.asset)
-    _refuse_short_position(client=allocation.client, asset=allocation.asset)
+    _refuse_short_position(portfolio=locked[before.portfolio_id], asset=before.asset)
+    _refuse_short_position(portfolio=locked[allocation.portfolio_id], asset=allocation.asset)
     return allocation
+
+
+def _delete(*, actor: Any, allocation: Allocation) -> None:
+    allocation.delete()
+    if allocation.settlement is not None:
+        settlement_reverse(actor=actor, transaction=allocation.settlement)
 
 
 @transaction.atomic
 def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
-    """Deletes a movement and reverses its settlement."""
-    before = Allocation.objects.select_related("client", "asset", "settlement").get(pk=allocation.pk)
-    clients_lock(actor=actor, client_ids={before.client_id})
-    before.delete()
-    if before.settlement is not None:
-        settlement_reverse(actor=actor, transaction=before.settlement)
-    _refuse_short_position(client=before.client, asset=before.asset)
+    """Deletes a movement and reverses its settlement; deleting either leg of a transfer deletes both."""
+    before = Allocation.objects.select_related("portfolio", "asset", "settlement").get(pk=allocation.pk)
+    legs = [before]
+    if before.counterpart_id is not None:
+        legs.append(Allocation.objects.select_related("portfolio", "asset").get(pk=before.counterpart_id))
+    elif incoming := Allocation.objects.select_related("portfolio", "asset").filter(counterpart=before).first():
+        legs.insert(0, incoming)  # the incoming leg points at the outgoing one: it goes first
+    locked = portfolios_lock(actor=actor, portfolio_ids={leg.portfolio_id for leg in legs})
+    for leg in legs:
+        _delete(actor=actor, allocation=leg)
+    for leg in legs:
+        _refuse_short_position(portfolio=locked[leg.portfolio_id], asset=leg.asset)
+
+
+@transaction.atomic
+def units_transfer(
+    *,
+    actor: Any,
+    from_portfolio: Portfolio,
+    to_portfolio: Portfolio,
+    asset: Asset,
+    quantity: Decimal,
+    date: datetime.date,
+    price: Decimal = Decimal("0"),
+    notes: str = "",
+) -> tuple[Allocation, Allocation]:
+    """Moves units of an asset between two portfolios of one client, no cash changing hands: a transfer out and
+    a transfer in, recorded together. `price` is the value per unit to record on both legs (e.g. the cost
+    carried over).
+
+    ValidationError if the portfolios are the same or belong to different clients; ConflictError if the
+    source does not hold the units or either portfolio is closed.
+    """
+    if from_portfolio.pk == to_portfolio.pk:
+        raise ValidationError({"to_portfolio": "A transfer moves units to another portfolio."})
+    locked = portfolios_lock(actor=actor, portfolio_ids={from_portfolio.pk, to_portfolio.pk})
+    source, target = locked[from_portfolio.pk], locked[to_portfolio.pk]
+    if source.client_id != target.client_id:
+        raise ValidationError({"to_portfolio": "Units move between portfolios of the same client only."})
+    notes = notes or f"Transfer from {source.name} to {target.name}"
+    legs = {"asset": asset, "quantity": quantity, "price": price, "date": date, "notes": notes}
+    out = _validated(
+        Allocation(client_id=source.client_id, portfolio=source, kind=Allocation.Kind.TRANSFER_OUT, **legs)
+    )
+    out.save()
+    into = _validated(
+        Allocation(
+            client_id=target.client_id, portfolio=target, kind=Allocation.Kind.TRANSFER_IN, counterpart=out, **legs
+        )
+    )
+    into.save()
+    _refuse_short_position(portfolio=source, asset=asset)
+    return out, into

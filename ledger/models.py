@@ -1,6 +1,7 @@
 from typing import Any, Self
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from clients.models import client_visibility
@@ -18,18 +19,24 @@ class TransactionKind(models.TextChoices):
     WITHDRAWAL = "withdrawal", "Withdrawal"
     BUY = "buy", "Buy settlement"
     SELL = "sell", "Sell settlement"
+    TRANSFER_IN = "transfer_in", "Transfer in"
+    TRANSFER_OUT = "transfer_out", "Transfer out"
 
 
 class Transaction(TimeStampedModel):
-    """A posted cash movement. Never edited or deleted: a correction is a reversal pointing at the original."""
+    """A posted cash movement in one portfolio. Never edited or deleted: a correction is a reversal pointing at
+    the original. Its client is its portfolio's client (kept on the row for simple queries, and held to agree by
+    a (portfolio, client) foreign key)."""
 
     Kind = TransactionKind
-    INFLOWS = (Kind.DEPOSIT, Kind.SELL)
-    OUTFLOWS = (Kind.WITHDRAWAL, Kind.BUY)
+    INFLOWS = (Kind.DEPOSIT, Kind.SELL, Kind.TRANSFER_IN)
+    OUTFLOWS = (Kind.WITHDRAWAL, Kind.BUY, Kind.TRANSFER_OUT)
     CASH_MOVEMENTS = (Kind.DEPOSIT, Kind.WITHDRAWAL)
     SETTLEMENTS = (Kind.BUY, Kind.SELL)
+    TRANSFERS = (Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="transactions")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="transactions")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = amount_field(help_text="Always positive; the kind (and being a reversal) gives the direction.")
     currency = CurrencyField()
@@ -40,7 +47,7 @@ class Transaction(TimeStampedModel):
         max_length=100,
         null=True,
         blank=True,
-        help_text="External id, unique per client: posting the same reference twice posts once.",
+        help_text="External id, unique per portfolio: posting the same reference twice posts once.",
     )
     # NULL unless imported without a reference: then a stable hash of the row and its occurrence in the file.
     import_key = models.CharField(  # noqa: DJ001
@@ -61,12 +68,23 @@ class Transaction(TimeStampedModel):
         related_name="reversal",
         help_text="The transaction this one cancels.",
     )
+    counterpart = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="counterpart_of",
+        help_text="For a transfer's incoming leg: the outgoing leg in the other portfolio.",
+    )
 
     objects = TransactionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date", "-id"]
-        indexes = [models.Index(fields=["client", "currency"], name="ledger_tx_client_currency")]
+        indexes = [
+            models.Index(fields=["client", "currency"], name="ledger_tx_client_currency"),
+            models.Index(fields=["portfolio", "currency"], name="ledger_tx_portfolio_currency"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(amount__gt=0),
@@ -84,14 +102,21 @@ class Transaction(TimeStampedModel):
                 violation_error_message="A transaction cannot reverse itself.",
             ),
             models.UniqueConstraint(
-                fields=["client", "reference"],
-                name="ledger_transaction_reference_unique_per_client",
-                violation_error_message="This client already has a transaction with this reference.",
+                fields=["portfolio", "reference"],
+                name="ledger_transaction_reference_unique_per_portfolio",
+                violation_error_message="This portfolio already has a transaction with this reference.",
             ),
             models.UniqueConstraint(
-                fields=["client", "import_key"],
-                name="ledger_transaction_import_key_unique_per_client",
-                violation_error_message="This row was already imported for this client.",
+                fields=["portfolio", "import_key"],
+                name="ledger_transaction_import_key_unique_per_portfolio",
+                violation_error_message="This row was already imported for this portfolio.",
+            ),
+            # Only an original incoming leg names its outgoing leg; a reversal of a leg names none.
+            models.CheckConstraint(
+                condition=models.Q(kind="transfer_in", reverses__isnull=True, counterpart__isnull=False)
+                | (~models.Q(kind="transfer_in", reverses__isnull=True) & models.Q(counterpart__isnull=True)),
+                name="ledger_transaction_transfer_in_has_counterpart",
+                violation_error_message="A transfer's incoming leg names its outgoing leg, and only it does.",
             ),
             currency_constraint("currency", name="ledger_transaction_currency_iso"),
         ]
@@ -104,6 +129,8 @@ class Transaction(TimeStampedModel):
         super().clean()
         if self.reference == "":
             self.reference = None
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
 
 
 def signed_amount() -> models.Case:

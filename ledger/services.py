@@ -1,4 +1,6 @@
-"""Posting and reversing cash. Every write locks the client's row first, then checks the balance."""
+"""Posting, transferring and reversing cash. Every write locks the portfolios it moves cash in first (in
+primary-key order), then checks each one's balance: cash is per portfolio, and one portfolio never funds
+another without an explicit transfer."""
 
 import datetime
 from decimal import Decimal
@@ -8,7 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
-from clients.services import client_lock
+from clients.models import Portfolio
+from clients.services import portfolio_lock, portfolios_lock
 from portfolio_site.errors import ConflictError
 
 from .models import Transaction
@@ -17,52 +20,60 @@ from .selectors import cash_available
 Kind = Transaction.Kind
 
 
-def _refuse_overdraft(*, client_id: int, currency: str, outflow: Decimal, what: str) -> None:
-    available = cash_available(client_id=client_id, currency=currency)
+def _refuse_overdraft(*, portfolio: Portfolio, currency: str, outflow: Decimal, what: str) -> None:
+    available = cash_available(portfolio_id=portfolio.pk, currency=currency)
     if outflow > available:
         raise ConflictError(
-            f"Insufficient cash: the {what} needs {outflow} {currency} but only {available} {currency} is available.",
+            f"Insufficient cash in {portfolio.name}: the {what} needs {outflow} {currency} but only {available} "
+            f"{currency} is available.",
             field="amount",
         )
+
+
+def _actor_user(actor: Any) -> Any:
+    return actor if getattr(actor, "pk", None) else None
 
 
 def _post(
     *,
     actor: Any,
-    client_id: int,
+    portfolio: Portfolio,
     kind: str,
     amount: Decimal,
     currency: str,
     date: datetime.date,
     notes: str = "",
     reference: str | None = None,
+    counterpart: Transaction | None = None,
 ) -> tuple[Transaction, bool]:
-    client_lock(actor=actor, client_id=client_id)
+    """Posts into a portfolio the caller has locked; the existing posting if the reference was used for it."""
     reference = reference or None
     if reference is not None:
-        existing = Transaction.objects.filter(client_id=client_id, reference=reference).first()
+        existing = Transaction.objects.filter(portfolio=portfolio, reference=reference).first()
         if existing is not None:
             same = (existing.kind, existing.amount, existing.currency, existing.date) == (kind, amount, currency, date)
             if not same:
                 raise ConflictError(
-                    f"Reference {reference!r} was already posted for this client with different details.",
+                    f"Reference {reference!r} was already posted in this portfolio with different details.",
                     field="reference",
                 )
             return existing, False
     tx = Transaction(
-        client_id=client_id,
+        client_id=portfolio.client_id,
+        portfolio=portfolio,
         kind=kind,
         amount=amount,
         currency=currency,
         date=date,
         notes=notes,
         reference=reference,
-        created_by=actor if getattr(actor, "pk", None) else None,
+        counterpart=counterpart,
+        created_by=_actor_user(actor),
     )
     tx.full_clean()
     if kind in Transaction.OUTFLOWS:
         _refuse_overdraft(
-            client_id=client_id, currency=tx.currency, outflow=tx.amount, what=tx.get_kind_display().lower()
+            portfolio=portfolio, currency=tx.currency, outflow=tx.amount, what=tx.get_kind_display().lower()
         )
     tx.save()
     return tx, True
@@ -72,7 +83,7 @@ def _post(
 def transaction_post(
     *,
     actor: Any,
-    client_id: int,
+    portfolio_id: int,
     kind: str,
     amount: Decimal,
     currency: str,
@@ -80,15 +91,22 @@ def transaction_post(
     notes: str = "",
     reference: str | None = None,
 ) -> tuple[Transaction, bool]:
-    """Posts a deposit or withdrawal; returns the transaction and whether it is new.
+    """Posts a deposit or withdrawal in a portfolio; returns the transaction and whether it is new.
 
-    Posting again with a reference already used for the same movement returns the first posting.
+    Posting again with a reference already used in the portfolio for the same movement returns the first
+    posting.
     """
     if kind not in Transaction.CASH_MOVEMENTS:
-        raise ValidationError({"kind": "Only deposits and withdrawals are posted directly; trades settle themselves."})
+        raise ValidationError(
+            {
+                "kind": "Only deposits and withdrawals are posted directly; trades settle themselves and transfers "
+                "move between portfolios."
+            }
+        )
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
     return _post(
         actor=actor,
-        client_id=client_id,
+        portfolio=portfolio,
         kind=kind,
         amount=amount,
         currency=currency,
@@ -100,34 +118,82 @@ def transaction_post(
 
 @db_transaction.atomic
 def settlement_post(
-    *, actor: Any, client_id: int, kind: str, amount: Decimal, currency: str, date: datetime.date, notes: str = ""
+    *,
+    actor: Any,
+    portfolio_id: int,
+    kind: str,
+    amount: Decimal,
+    currency: str,
+    date: datetime.date,
+    notes: str = "",
 ) -> Transaction:
-    """Posts the cash leg of a trade: a buy takes cash out, a sell brings it in."""
+    """Posts the cash leg of a trade in its portfolio: a buy takes cash out, a sell brings it in."""
     if kind not in Transaction.SETTLEMENTS:
         raise ValidationError({"kind": "A settlement is a buy or a sell."})
-    tx, _ = _post(actor=actor, client_id=client_id, kind=kind, amount=amount, currency=currency, date=date, notes=notes)
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
+    tx, _ = _post(actor=actor, portfolio=portfolio, kind=kind, amount=amount, currency=currency, date=date, notes=notes)
     return tx
 
 
+@db_transaction.atomic
+def cash_transfer(
+    *,
+    actor: Any,
+    from_portfolio_id: int,
+    to_portfolio_id: int,
+    amount: Decimal,
+    currency: str,
+    date: datetime.date,
+    notes: str = "",
+) -> tuple[Transaction, Transaction]:
+    """Moves cash between two portfolios of one client: the outgoing and the incoming leg, posted together.
+
+    ValidationError if the portfolios are the same or belong to different clients (money leaving a client is a
+    withdrawal); ConflictError if the source lacks the cash or either portfolio is closed.
+    """
+    if from_portfolio_id == to_portfolio_id:
+        raise ValidationError({"to_portfolio": "A transfer moves cash to another portfolio."})
+    locked = portfolios_lock(actor=actor, portfolio_ids={from_portfolio_id, to_portfolio_id})
+    source, target = locked[from_portfolio_id], locked[to_portfolio_id]
+    if source.client_id != target.client_id:
+        raise ValidationError({"to_portfolio": "Cash moves between portfolios of the same client only."})
+    notes = notes or f"Transfer from {source.name} to {target.name}"
+    out, _ = _post(
+        actor=actor, portfolio=source, kind=Kind.TRANSFER_OUT, amount=amount, currency=currency, date=date, notes=notes
+    )
+    into, _ = _post(
+        actor=actor,
+        portfolio=target,
+        kind=Kind.TRANSFER_IN,
+        amount=amount,
+        currency=currency,
+        date=date,
+        notes=notes,
+        counterpart=out,
+    )
+    return out, into
+
+
 def _reverse(*, actor: Any, original: Transaction, notes: str) -> Transaction:
-    client_lock(actor=actor, client_id=original.client_id)
-    original = Transaction.objects.get(pk=original.pk)
+    """Posts the reversal of a transaction whose portfolio the caller has locked."""
+    original = Transaction.objects.select_related("portfolio").get(pk=original.pk)
     if original.reverses_id is not None:
         raise ConflictError("A reversal cannot itself be reversed; post a new transaction instead.")
     if Transaction.objects.filter(reverses=original).exists():
         raise ConflictError("This transaction has already been reversed.")
     if original.kind in Transaction.INFLOWS:
         _refuse_overdraft(
-            client_id=original.client_id, currency=original.currency, outflow=original.amount, what="reversal"
+            portfolio=original.portfolio, currency=original.currency, outflow=original.amount, what="reversal"
         )
     reversal = Transaction(
         client_id=original.client_id,
+        portfolio_id=original.portfolio_id,
         kind=original.kind,
         amount=original.amount,
         currency=original.currency,
         date=timezone.localdate(),
         notes=notes or f"Reversal of transaction {original.pk}",
-        created_by=actor if getattr(actor, "pk", None) else None,
+        created_by=_actor_user(actor),
         reverses=original,
     )
     reversal.full_clean()
@@ -135,11 +201,27 @@ def _reverse(*, actor: Any, original: Transaction, notes: str) -> Transaction:
     return reversal
 
 
+def _transfer_legs(tx: Transaction) -> tuple[Transaction, Transaction]:
+    """The outgoing and incoming legs of the transfer `tx` is a leg of."""
+    if tx.kind == Kind.TRANSFER_IN:
+        return Transaction.objects.get(pk=tx.counterpart_id), tx
+    return tx, Transaction.objects.get(counterpart=tx)
+
+
 @db_transaction.atomic
 def transaction_reverse(*, actor: Any, transaction: Transaction, notes: str = "") -> Transaction:
-    """Cancels a deposit or withdrawal by posting its reversal; the original stays as it was."""
+    """Cancels a deposit or withdrawal by posting its reversal; the original stays as it was. Reversing either
+    leg of a transfer reverses both (the incoming leg's reversal first, so the cash goes back before it is
+    taken); the answer is the reversal of the leg asked for."""
     if transaction.kind in Transaction.SETTLEMENTS:
         raise ConflictError("This transaction settles a trade; change or delete the trade instead.")
+    if transaction.reverses_id is None and transaction.kind in Transaction.TRANSFERS:
+        out, into = _transfer_legs(transaction)
+        portfolios_lock(actor=actor, portfolio_ids={out.portfolio_id, into.portfolio_id})
+        into_reversal = _reverse(actor=actor, original=into, notes=notes)
+        out_reversal = _reverse(actor=actor, original=out, notes=notes)
+        return into_reversal if transaction.pk == into.pk else out_reversal
+    portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
     return _reverse(actor=actor, original=transaction, notes=notes)
 
 
@@ -148,4 +230,5 @@ def settlement_reverse(*, actor: Any, transaction: Transaction, notes: str = "")
     """Cancels a trade's cash leg (the trade was changed or deleted)."""
     if transaction.kind not in Transaction.SETTLEMENTS:
         raise ValidationError("Only a trade's settlement is reversed through its trade.")
+    portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
     return _reverse(actor=actor, original=transaction, notes=notes)

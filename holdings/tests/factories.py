@@ -1,13 +1,13 @@
 import datetime
 from decimal import Decimal
+from typing import Any
 
 import factory
 from factory.django import DjangoModelFactory
 
-from clients.tests.factories import ClientFactory
 from holdings.models import Allocation, Asset, Price
 from ledger.models import Transaction
-from ledger.tests.factories import TransactionFactory
+from ledger.tests.factories import TransactionFactory, place
 
 
 class AssetFactory(DjangoModelFactory):
@@ -32,12 +32,14 @@ class PriceFactory(DjangoModelFactory):
 
 
 class AllocationFactory(DjangoModelFactory):
-    """A transfer in by default (no cash). `BuyFactory` makes a settled buy whose cash leg agrees with it."""
+    """A transfer in by default (no cash), in the client's main portfolio unless given one. `BuyFactory` makes a
+    settled buy whose cash leg agrees with it."""
 
     class Meta:
         model = Allocation
 
-    client = factory.SubFactory(ClientFactory)
+    client = None
+    portfolio = None
     asset = factory.SubFactory(AssetFactory)
     kind = Allocation.Kind.TRANSFER_IN
     quantity = Decimal("10")
@@ -46,16 +48,23 @@ class AllocationFactory(DjangoModelFactory):
     date = datetime.date(2026, 2, 1)
     settlement = None
 
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        return place(kwargs)
+
 
 class BuyFactory(AllocationFactory):
     kind = Allocation.Kind.BUY
-    settlement = factory.SubFactory(
-        TransactionFactory,
-        client=factory.SelfAttribute("..client"),
-        kind=Transaction.Kind.BUY,
-        currency=factory.SelfAttribute("..asset.currency"),
-        amount=factory.LazyAttribute(
-            lambda tx: tx.factory_parent.quantity * tx.factory_parent.price + tx.factory_parent.fees
-        ),
-        date=factory.SelfAttribute("..date"),
-    )
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        kwargs = place(kwargs)
+        if kwargs["settlement"] is None:
+            kwargs["settlement"] = TransactionFactory(
+                portfolio=kwargs["portfolio"],
+                kind=Transaction.Kind.BUY,
+                currency=kwargs["asset"].currency,
+                amount=kwargs["quantity"] * kwargs["price"] + kwargs["fees"],
+                date=kwargs["date"],
+            )
+        return kwargs

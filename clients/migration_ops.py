@@ -1,0 +1,71 @@
+"""Migration operations for the models that hang off a portfolio (ledger transactions, holdings allocations).
+
+Such a row stores its portfolio and, for simple queries, its client too; the database holds the two to agree:
+on PostgreSQL a (portfolio_id, client_id) foreign key onto the portfolio's unique (id, client_id); on SQLite,
+which cannot add a constraint to a table, triggers that refuse a disagreeing row and refuse moving a portfolio
+that has rows to another client. (Django's SQLite schema editor rebuilds a table to alter it, dropping its
+triggers: each app's test that the database refuses a disagreeing row guards against a later migration
+doing that silently.)
+"""
+
+from typing import Any
+
+from django.db import migrations
+
+
+def _sqlite_statements(table: str) -> list[str]:
+    disagrees = "NEW.client_id IS NOT (SELECT client_id FROM clients_portfolio WHERE id = NEW.portfolio_id)"
+    refuse = f"SELECT RAISE(ABORT, '{table}_portfolio_client: the portfolio belongs to another client')"
+    return [
+        f"CREATE TRIGGER {table}_portfolio_client_insert BEFORE INSERT ON {table} "
+        f"FOR EACH ROW WHEN {disagrees} BEGIN {refuse}; END",
+        f"CREATE TRIGGER {table}_portfolio_client_update BEFORE UPDATE OF portfolio_id, client_id ON {table} "
+        f"FOR EACH ROW WHEN {disagrees} BEGIN {refuse}; END",
+        f"CREATE TRIGGER {table}_portfolio_moves BEFORE UPDATE OF client_id ON clients_portfolio "
+        f"FOR EACH ROW WHEN NEW.client_id IS NOT OLD.client_id "
+        f"AND EXISTS (SELECT 1 FROM {table} WHERE portfolio_id = OLD.id) "
+        f"BEGIN SELECT RAISE(ABORT, '{table}_portfolio_client: the portfolio has rows of its client'); END",
+    ]
+
+
+def portfolio_client_agreement(table: str) -> migrations.RunPython:
+    """The operation that makes the database hold `table`'s client to be its portfolio's client."""
+
+    def forwards(apps: Any, schema_editor: Any) -> None:
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            schema_editor.execute(
+                f"ALTER TABLE {table} ADD CONSTRAINT {table}_portfolio_client_fk FOREIGN KEY (portfolio_id, client_id) "
+                "REFERENCES clients_portfolio (id, client_id) DEFERRABLE INITIALLY DEFERRED"
+            )
+        elif vendor == "sqlite":
+            for statement in _sqlite_statements(table):
+                schema_editor.execute(statement)
+
+    def backwards(apps: Any, schema_editor: Any) -> None:
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            schema_editor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_portfolio_client_fk")
+        elif vendor == "sqlite":
+            for suffix in ("insert", "update"):
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_portfolio_client_{suffix}")
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_portfolio_moves")
+
+    return migrations.RunPython(forwards, backwards)
+
+
+def rows_to_main_portfolio(app_label: str, model_name: str) -> migrations.RunPython:
+    """Moves every row of the model into its client's "Main" portfolio (made by clients 0005), and opens
+    that portfolio no later than its earliest row."""
+
+    def forwards(apps: Any, schema_editor: Any) -> None:
+        from django.db.models import OuterRef, Subquery
+
+        model = apps.get_model(app_label, model_name)
+        portfolio_model = apps.get_model("clients", "Portfolio")
+        main = portfolio_model.objects.filter(client_id=OuterRef("client_id"), name="Main").values("id")[:1]
+        model.objects.filter(portfolio__isnull=True).update(portfolio_id=Subquery(main))
+        earliest = model.objects.filter(portfolio_id=OuterRef("pk")).order_by("date").values("date")[:1]
+        portfolio_model.objects.filter(opened_on__gt=Subquery(earliest)).update(opened_on=Subquery(earliest))
+
+    return migrations.RunPython(forwards, migrations.RunPython.noop)
