@@ -36,7 +36,8 @@ def portfolio_client_agreement(table: str) -> migrations.RunPython:
         if vendor == "postgresql":
             schema_editor.execute(
                 f"ALTER TABLE {table} ADD CONSTRAINT {table}_portfolio_client_fk FOREIGN KEY (portfolio_id, client_id) "
-                "REFERENCES clients_portfolio (id, client_id) DEFERRABLE INITIALLY DEFERRED"
+                # Checked at once (not deferred like Django's own keys): a row is refused where it is written.
+                "REFERENCES clients_portfolio (id, client_id)"
             )
         elif vendor == "sqlite":
             for statement in _sqlite_statements(table):

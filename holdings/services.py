@@ -198,7 +198,8 @@ def allocation_update(*, actor: Any, allocation: Allocation, **fields: Any) -> A
     _refuse_transfer_leg(before)
     new_portfolio = fields.get("portfolio", before.portfolio)
     locked = portfolios_lock(actor=actor, portfolio_ids={before.portfolio_id, new_portfolio.pk})
-    if new_portfolio.client_id != before.client_id:
+    client = fields.pop("client", None)
+    if new_portfolio.client_id != before.client_id or (client is not None and client.pk != before.client_id):
         raise ValidationError({"portfolio": "A movement stays with its client; choose one of the client's portfolios."})
     for name, value in fields.items():
         setattr(allocation, name, value)

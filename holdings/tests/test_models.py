@@ -5,6 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from clients.tests.factories import main_portfolio
 from holdings.models import Allocation, Asset
 from holdings.selectors import client_positions, position
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
@@ -93,9 +94,9 @@ def test_position_is_the_signed_sum_of_allocations() -> None:
     AllocationFactory(client=client, asset=asset, kind="transfer_in", quantity=Decimal("2"))
     AllocationFactory(client=client, asset=asset, kind="transfer_out", quantity=Decimal("0.25"))
     other = AllocationFactory(client=client, kind="transfer_in", quantity=Decimal("1"))
-    assert position(client_id=client.pk, asset_id=asset.pk) == Decimal("12.25")
+    assert position(portfolio_id=main_portfolio(client).pk, asset_id=asset.pk) == Decimal("12.25")
     assert client_positions(client_id=client.pk) == {asset.pk: Decimal("12.25"), other.asset_id: Decimal("1")}
-    assert position(client_id=client.pk, asset_id=AssetFactory().pk) == Decimal("0")
+    assert position(portfolio_id=main_portfolio(client).pk, asset_id=AssetFactory().pk) == Decimal("0")
 
 
 def test_buy_factory_settlement_agrees_with_the_trade() -> None:

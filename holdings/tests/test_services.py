@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 
-from clients.tests.factories import ClientFactory
+from clients.tests.factories import ClientFactory, main_portfolio
 from holdings import services
 from holdings.models import Allocation
 from holdings.selectors import client_positions, position
@@ -37,7 +37,7 @@ def trade(
 ) -> Allocation:
     return services.allocation_create(
         actor=actor,
-        client=client,
+        portfolio=main_portfolio(client),
         asset=asset,
         kind=kind,
         quantity=Decimal(quantity),
@@ -55,7 +55,7 @@ def test_buy_posts_its_settlement_for_quantity_times_price_plus_fees(operations,
         "USD",
         DAY,
     )
-    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("8988.4675")
+    assert cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD") == Decimal("8988.4675")
 
 
 def test_settlement_amount_rounds_half_even_to_the_ledger_precision() -> None:
@@ -69,7 +69,7 @@ def test_sell_posts_proceeds_less_fees(operations, client_with_cash, asset) -> N
     trade(operations, client_with_cash, asset, "buy", "10")
     sell = trade(operations, client_with_cash, asset, "sell", "4", "110", "5")
     assert (sell.settlement.kind, sell.settlement.amount) == ("sell", Decimal("435.0000"))
-    assert position(client_id=client_with_cash.pk, asset_id=asset.pk) == Decimal("6")
+    assert position(portfolio_id=main_portfolio(client_with_cash).pk, asset_id=asset.pk) == Decimal("6")
 
 
 def test_transfers_move_securities_without_cash(operations, asset) -> None:
@@ -78,7 +78,7 @@ def test_transfers_move_securities_without_cash(operations, asset) -> None:
     assert transfer.settlement is None
     assert Transaction.objects.count() == 0
     trade(operations, client, asset, "transfer_out", "5", "0")
-    assert position(client_id=client.pk, asset_id=asset.pk) == Decimal("0")
+    assert position(portfolio_id=main_portfolio(client).pk, asset_id=asset.pk) == Decimal("0")
 
 
 def test_buy_larger_than_cash_is_refused_and_writes_nothing(operations, client_with_cash, asset) -> None:
@@ -123,7 +123,7 @@ def test_changing_a_trade_reverses_its_settlement_and_posts_a_new_one(operations
     assert Transaction.objects.filter(reverses=old_settlement).exists()
     old_settlement.refresh_from_db()
     assert old_settlement.amount == Decimal("1000")  # the ledger is never edited
-    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("8000")
+    assert cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD") == Decimal("8000")
 
 
 def test_changing_only_the_notes_leaves_the_ledger_alone(operations, client_with_cash, asset) -> None:
@@ -136,11 +136,11 @@ def test_changing_only_the_notes_leaves_the_ledger_alone(operations, client_with
 def test_raising_a_sell_price_when_its_proceeds_were_spent_is_allowed(operations, client_with_cash, asset) -> None:
     trade(operations, client_with_cash, asset, "buy", "10")
     sell = trade(operations, client_with_cash, asset, "sell", "10", "100")
-    balance = cash_available(client_id=client_with_cash.pk, currency="USD")
+    balance = cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD")
     TransactionFactory(client=client_with_cash, kind="withdrawal", amount=balance, currency="USD")
     # Reversing the old sell alone would overdraw; posting the new, larger sell first keeps cash >= 0.
     services.allocation_update(actor=operations, allocation=sell, price=Decimal("110"))
-    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("100")
+    assert cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD") == Decimal("100")
 
 
 def test_lowering_a_buy_below_what_was_sold_since_is_refused(operations, client_with_cash, asset) -> None:
@@ -157,7 +157,7 @@ def test_turning_a_buy_into_a_transfer_reverses_its_settlement(operations, clien
     services.allocation_update(actor=operations, allocation=buy, kind="transfer_in")
     buy.refresh_from_db()
     assert buy.settlement is None
-    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("10000")
+    assert cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD") == Decimal("10000")
 
 
 def test_deleting_a_trade_reverses_its_settlement(operations, client_with_cash, asset) -> None:
@@ -166,7 +166,7 @@ def test_deleting_a_trade_reverses_its_settlement(operations, client_with_cash, 
     services.allocation_delete(actor=operations, allocation=buy)
     assert not Allocation.objects.exists()
     assert Transaction.objects.filter(reverses=settlement).exists()
-    assert cash_available(client_id=client_with_cash.pk, currency="USD") == Decimal("10000")
+    assert cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD") == Decimal("10000")
 
 
 def test_deleting_a_buy_whose_units_were_sold_is_refused(operations, client_with_cash, asset) -> None:
@@ -184,7 +184,7 @@ def test_advisor_cannot_trade_for_or_move_a_trade_to_a_client_they_do_not_advise
         trade(advisor, stranger, asset, "transfer_in", "1", "0")
     transfer = trade(advisor, own, asset, "transfer_in", "1", "0")
     with pytest.raises(PermissionDenied):
-        services.allocation_update(actor=advisor, allocation=transfer, client=stranger)
+        services.allocation_update(actor=advisor, allocation=transfer, portfolio=main_portfolio(stranger))
 
 
 def test_asset_currency_cannot_change_once_allocations_use_it(operations, asset) -> None:
@@ -222,7 +222,7 @@ def test_positions_add_up_exactly_where_floats_would_not() -> None:
         AllocationFactory(client=client, asset=coin, quantity=Decimal(quantity))
     AllocationFactory.create_batch(10, client=client, asset=bond, quantity=Decimal("99999.9999999999"))
     AllocationFactory(client=client, asset=bond, kind="transfer_out", quantity=Decimal("0.0000000001"))
-    assert position(client_id=client.pk, asset_id=coin.pk) == Decimal("0.3")
+    assert position(portfolio_id=main_portfolio(client).pk, asset_id=coin.pk) == Decimal("0.3")
     assert client_positions(client_id=client.pk) == {coin.pk: Decimal("0.3"), bond.pk: Decimal("999999.9999999989")}
 
 

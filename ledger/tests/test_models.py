@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
 
-from clients.tests.factories import ClientFactory
+from clients.tests.factories import ClientFactory, main_portfolio
 from ledger.models import Transaction
 from ledger.selectors import cash_available, client_balances
 from ledger.tests.factories import TransactionFactory
@@ -88,8 +88,8 @@ def test_balances_are_derived_per_currency_from_every_kind_and_reversal() -> Non
     post("deposit", "70", "USD", reverses=deposit_usd)  # undoes the deposit: -70
 
     assert client_balances(client_id=client.pk) == {"EUR": Decimal("750.1001"), "USD": Decimal("0.0000")}
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("750.1001")
-    assert cash_available(client_id=client.pk, currency="GBP") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("750.1001")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="GBP") == Decimal("0")
 
 
 def test_transaction_str_names_a_reversal() -> None:

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 
-from clients.tests.factories import ClientFactory
+from clients.tests.factories import ClientFactory, main_portfolio
 from ledger import services
 from ledger.models import Transaction
 from ledger.selectors import cash_available, client_balances
@@ -19,7 +19,9 @@ DAY = datetime.date(2026, 4, 1)
 
 def post(actor: Any, client: Any, kind: str, amount: str, **extra: Any) -> tuple[Transaction, bool]:
     fields = {"currency": "EUR", "date": DAY, **extra}
-    return services.transaction_post(actor=actor, client_id=client.pk, kind=kind, amount=Decimal(amount), **fields)
+    return services.transaction_post(
+        actor=actor, portfolio_id=main_portfolio(client).pk, kind=kind, amount=Decimal(amount), **fields
+    )
 
 
 def test_deposit_is_posted_with_its_author(operations: Any) -> None:
@@ -48,7 +50,7 @@ def test_withdrawal_of_the_whole_balance_leaves_zero(operations: Any) -> None:
     client = ClientFactory()
     post(operations, client, "deposit", "100")
     post(operations, client, "withdrawal", "100")
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("0")
 
 
 def test_posting_a_reference_again_returns_the_first_posting(operations: Any) -> None:
@@ -105,7 +107,7 @@ def test_reversing_a_deposit_posts_a_reversal_and_leaves_the_original_untouched(
         "Keyed twice",
     )
     assert deposit.amount == Decimal("100")
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("0")
 
 
 def test_reversing_a_deposit_that_was_already_spent_is_refused(operations: Any) -> None:
@@ -121,7 +123,7 @@ def test_reversing_a_withdrawal_gives_the_cash_back(operations: Any) -> None:
     post(operations, client, "deposit", "100")
     withdrawal, _ = post(operations, client, "withdrawal", "40")
     services.transaction_reverse(actor=operations, transaction=withdrawal)
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("100")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("100")
 
 
 def test_a_transaction_is_reversed_at_most_once(operations: Any) -> None:
@@ -154,15 +156,30 @@ def test_a_buy_settlement_is_refused_when_cash_is_short(operations: Any) -> None
     post(operations, client, "deposit", "10")
     with pytest.raises(ConflictError):
         services.settlement_post(
-            actor=operations, client_id=client.pk, kind="buy", amount=Decimal("10.01"), currency="EUR", date=DAY
+            actor=operations,
+            portfolio_id=main_portfolio(client).pk,
+            kind="buy",
+            amount=Decimal("10.01"),
+            currency="EUR",
+            date=DAY,
         )
     tx = services.settlement_post(
-        actor=operations, client_id=client.pk, kind="sell", amount=Decimal("5"), currency="EUR", date=DAY
+        actor=operations,
+        portfolio_id=main_portfolio(client).pk,
+        kind="sell",
+        amount=Decimal("5"),
+        currency="EUR",
+        date=DAY,
     )
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("15")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("15")
     with pytest.raises(ValidationError):
         services.settlement_post(
-            actor=operations, client_id=client.pk, kind="deposit", amount=Decimal("5"), currency="EUR", date=DAY
+            actor=operations,
+            portfolio_id=main_portfolio(client).pk,
+            kind="deposit",
+            amount=Decimal("5"),
+            currency="EUR",
+            date=DAY,
         )
     assert tx.kind == "sell"
 
@@ -184,7 +201,7 @@ def test_a_thousand_tenths_add_up_to_exactly_one_hundred() -> None:
     client = ClientFactory(base_currency="EUR")
     TransactionFactory.create_batch(1000, client=client, amount=Decimal("0.1"), currency="EUR")
     TransactionFactory(client=client, kind="withdrawal", amount=Decimal("0.3"), currency="EUR")
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("99.7000")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("99.7000")
     assert client_balances(client_id=client.pk) == {"EUR": Decimal("99.7000")}
 
 
@@ -194,5 +211,5 @@ def test_large_amounts_with_four_decimals_add_up_exactly() -> None:
     TransactionFactory.create_batch(10, client=client, amount=Decimal("99999999999.9999"), currency="EUR")
     TransactionFactory(client=client, amount=Decimal("0.0003"), currency="EUR")
     TransactionFactory(client=client, kind="withdrawal", amount=Decimal("0.0001"), currency="EUR")
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("999999999999.9992")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("999999999999.9992")
     assert client_balances(client_id=client.pk) == {"EUR": Decimal("999999999999.9992")}
