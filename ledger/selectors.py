@@ -1,4 +1,4 @@
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -7,7 +7,7 @@ from portfolio_site.money import ExactSum, to_amount
 from .models import Transaction, signed_amount
 
 
-def _balances(rows: Iterable[dict[str, Any]]) -> dict[str, Decimal]:
+def _balances(rows: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
     return {row["currency"]: to_amount(row["balance"]) for row in rows}
 
 

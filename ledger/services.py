@@ -204,6 +204,7 @@ def _reverse(*, actor: Any, original: Transaction, notes: str) -> Transaction:
 def _transfer_legs(tx: Transaction) -> tuple[Transaction, Transaction]:
     """The outgoing and incoming legs of the transfer `tx` is a leg of."""
     if tx.kind == Kind.TRANSFER_IN:
+        assert tx.counterpart_id is not None  # held by ledger_transaction_transfer_in_has_counterpart
         return Transaction.objects.get(pk=tx.counterpart_id), tx
     return tx, Transaction.objects.get(counterpart=tx)
 
