@@ -1,23 +1,124 @@
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib.admin.views.main import SEARCH_VAR
+from django.db import models
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from accounts.roles import sees_all_clients
-from portfolio_site.admin_utils import ScopedAdminMixin, ServiceAdminMixin
+from portfolio_site.admin_utils import ReadOnlyInline, ScopedAdminMixin, ServiceAdminMixin
 
 from . import services
-from .models import Client
+from .models import Client, Portfolio
+
+
+def _changes(form: Any) -> dict[str, Any]:
+    return {name: form.cleaned_data[name] for name in form.changed_data}
 
 
 class ClientScopedAdminMixin(ScopedAdminMixin):
-    """For models that belong to a client: the client picker offers only clients the user may see."""
+    """For models that belong to a client (and one of its portfolios): the pickers offer only clients the user may
+    see, and only their open portfolios (a closed one takes no new movement)."""
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "client":
             kwargs["queryset"] = Client.objects.visible_to(request.user)
+        elif db_field.name == "portfolio":
+            kwargs["queryset"] = movement_portfolios(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+def movement_portfolios(user: Any, *, keeping: int | None = None) -> QuerySet[Portfolio]:
+    """The portfolios a user may record a movement in: those they see, still open (and the one `keeping` names,
+    a movement's own). The services refuse the rest anyway; offering them would only invite a refusal."""
+    usable = Q(closed_on__isnull=True) | Q(pk=keeping) if keeping is not None else Q(closed_on__isnull=True)
+    return Portfolio.objects.visible_to(user).filter(usable).select_related("client")
+
+
+class PortfolioListFilter(admin.SimpleListFilter):
+    """Filters a list of movements by portfolio, offering only portfolios the user may see.
+
+    Firm-wide staff may see thousands, so the choices are capped and follow the search box (client, portfolio
+    or account number): search first, then pick the portfolio.
+    """
+
+    title = "portfolio"
+    parameter_name = "portfolio"
+    max_choices = 50
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        portfolios = Portfolio.objects.visible_to(request.user).select_related("client")
+        term = request.GET.get(SEARCH_VAR, "").strip()
+        if term:
+            portfolios = portfolios.filter(
+                Q(name__icontains=term) | Q(account_number__icontains=term) | Q(client__name__icontains=term)
+            )
+        rows = list(portfolios.order_by("client__name", "name", "pk")[: self.max_choices + 1])
+        if len(rows) > self.max_choices:
+            rows = rows[: self.max_choices]
+            self.title = f"portfolio (first {self.max_choices}: search to narrow)"
+        choices = [(str(portfolio.pk), str(portfolio)) for portfolio in rows]
+        selected = self._selected_id()
+        if selected is not None and str(selected) not in dict(choices):
+            # Keep the chosen one listed (and highlighted) even when the search no longer matches it.
+            chosen = Portfolio.objects.visible_to(request.user).select_related("client").filter(pk=selected).first()
+            if chosen is not None:
+                choices.insert(0, (str(chosen.pk), str(chosen)))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        selected = self._selected_id()
+        if self.value() is None:
+            return queryset
+        # An id that is not a number matches nothing; the list is already scoped, so no id shows another's rows.
+        return queryset.filter(portfolio_id=selected) if selected is not None else queryset.none()
+
+    def _selected_id(self) -> int | None:
+        value = self.value()
+        return int(value) if value and value.isdigit() else None
+
+
+class PortfolioStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("closed", "Closed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Portfolio]) -> QuerySet[Portfolio]:
+        if self.value() == "open":
+            return queryset.filter(closed_on__isnull=True)
+        if self.value() == "closed":
+            return queryset.filter(closed_on__isnull=False)
+        return queryset
+
+
+class PortfolioInline(ReadOnlyInline):
+    """Read-only, each row linking to the portfolio's own page, where it is changed through the services.
+
+    Saving portfolios from the client's form would bypass the one-call-per-write error reporting of
+    ServiceAdminMixin (a refusal in the third row would surface as a 500 or a half-saved form), and on the add
+    page it would collide with the "Main" portfolio `client_create` opens.
+    """
+
+    model = Portfolio
+    fields = readonly_fields = (
+        "name",
+        "kind",
+        "custodian",
+        "account_number",
+        "base_currency",
+        "opened_on",
+        "closed_on",
+    )
+    max_rows = 50
+    verbose_name_plural = "Portfolios"
 
 
 @admin.register(Client)
@@ -31,7 +132,7 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     # Other apps add their read-only inlines (allocations, transactions) with `add_client_inline`,
     # so that this app never imports them.
-    inlines: ClassVar[list[Any]] = []
+    inlines: ClassVar[list[Any]] = [PortfolioInline]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Client | None = None) -> list[str]:
         # An advisor takes on clients for themselves (client_create makes them the advisor) and may not look
@@ -39,10 +140,17 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         if not sees_all_clients(request.user):
             fields.append("advisor")
+        if obj is not None and request.user.has_perm("clients.add_portfolio"):
+            fields.append("open_portfolio")
         return fields
 
+    @admin.display(description="Portfolios")
+    def open_portfolio(self, obj: Client) -> str:
+        query = urlencode({"client": str(obj.pk), "base_currency": obj.base_currency})
+        return format_html('<a href="{}?{}">Open another portfolio</a>', reverse("admin:clients_portfolio_add"), query)
+
     def save_model(self, request: HttpRequest, obj: Client, form: Any, change: bool) -> None:
-        data = {name: form.cleaned_data[name] for name in form.changed_data} if change else form.cleaned_data
+        data = _changes(form) if change else form.cleaned_data
         if change:
             services.client_update(actor=request.user, client=obj, **data)
         else:
@@ -55,6 +163,87 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
         for client in queryset:
             services.client_delete(actor=request.user, client=client)
+
+
+@admin.register(Portfolio)
+class PortfolioAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "client",
+        "name",
+        "kind",
+        "custodian",
+        "account_number",
+        "base_currency",
+        "opened_on",
+        "closed_on",
+    ]
+    list_display_links = ["name"]
+    list_filter = ["kind", "base_currency", PortfolioStatusFilter]
+    list_select_related = ["client"]
+    search_fields = ["name", "custodian", "account_number", "client__name", "client__email"]
+    autocomplete_fields = ["client"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Portfolio]:
+        # Every page names a portfolio by its client too (autocomplete results, the change page's title).
+        return super().get_queryset(request).select_related("client")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Portfolio | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            fields.append("client")  # its movements are the client's: portfolio_update refuses a move anyway
+        return fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"opened_on": timezone.localdate(), **super().get_changeform_initial_data(request)}
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Portfolio], search_term: str
+    ) -> tuple[QuerySet[Portfolio], bool]:
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        match = request.resolver_match
+        if match is not None and match.url_name == "autocomplete" and request.GET.get("field_name") == "portfolio":
+            # The portfolio picker of a movement's form: a closed portfolio takes no new movement.
+            queryset = queryset.filter(closed_on__isnull=True)
+        return queryset, may_have_duplicates
+
+    def get_deleted_objects(
+        self, objs: Sequence[Portfolio] | QuerySet[Portfolio], request: HttpRequest
+    ) -> tuple[Any, ...]:
+        # Django would list every transaction and allocation protecting the portfolio on the confirmation page
+        # (and load them all first); a count per kind says the same, in one query each.
+        protected = _movement_counts(objs)
+        if protected:
+            return [], {}, set(), protected
+        return super().get_deleted_objects(objs, request)
+
+    def save_model(self, request: HttpRequest, obj: Portfolio, form: Any, change: bool) -> None:
+        if change:
+            services.portfolio_update(actor=request.user, portfolio=obj, **_changes(form))
+        else:
+            obj.pk = services.portfolio_create(actor=request.user, **form.cleaned_data).pk
+
+    def delete_model(self, request: HttpRequest, obj: Portfolio) -> None:
+        services.portfolio_delete(actor=request.user, portfolio=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Portfolio]) -> None:
+        for portfolio in queryset.order_by("pk"):
+            services.portfolio_delete(actor=request.user, portfolio=portfolio)
+
+
+def _movement_counts(portfolios: Iterable[Portfolio]) -> list[str]:
+    """ "12 transactions", "3 allocations": the rows that protect these portfolios from deletion, found through
+    the protecting foreign keys themselves so that this app names no other app's models."""
+    ids = [portfolio.pk for portfolio in portfolios]
+    counts = []
+    for relation in Portfolio._meta.related_objects:
+        if relation.on_delete is not models.PROTECT:
+            continue
+        related = relation.related_model._meta
+        count = relation.related_model._base_manager.filter(**{f"{relation.field.name}__in": ids}).count()
+        if count:
+            counts.append(f"{count} {related.verbose_name if count == 1 else related.verbose_name_plural}")
+    return counts
 
 
 def add_client_inline(inline: type[admin.options.InlineModelAdmin]) -> None:

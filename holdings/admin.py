@@ -1,11 +1,15 @@
-from typing import Any
+from typing import Any, cast
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from clients.admin import ClientScopedAdminMixin, add_client_inline
+from clients.admin import ClientScopedAdminMixin, PortfolioListFilter, add_client_inline, movement_portfolios
+from clients.models import Client, Portfolio
+from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
 from . import services
@@ -62,22 +66,102 @@ class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
             services.price_delete(price=price)
 
 
+class AllocationForm(forms.ModelForm):
+    """A movement names its portfolio; naming only the client means the client's only portfolio (as the API and
+    imports allow). The client is then the portfolio's, whichever was given."""
+
+    class Meta:
+        model = Allocation
+        fields = ["client", "portfolio", "asset", "kind", "quantity", "price", "fees", "date", "notes"]
+        help_texts = {
+            "portfolio": "The account the units move in.",
+            "client": "Enough on its own when the client has a single portfolio.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("client", "portfolio"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if "portfolio" not in self.fields or "client" in self.errors or "portfolio" in self.errors:
+            return cleaned
+        client: Client | None = cleaned.get("client") if "client" in self.fields else self.instance.client
+        portfolio: Portfolio | None = cleaned.get("portfolio")
+        if portfolio is None:
+            if client is None:
+                self.add_error("portfolio", "Choose a portfolio (or a client who has only one).")
+                return cleaned
+            try:
+                portfolio = client_single_portfolio(client=client)
+            except ValidationError as error:
+                self.add_error(None, error)
+                return cleaned
+        elif client is not None and portfolio.client_id != client.pk:
+            self.add_error("portfolio", "This portfolio belongs to another client.")
+            return cleaned
+        cleaned["portfolio"], cleaned["client"] = portfolio, portfolio.client
+        return cleaned
+
+
 @admin.register(Allocation)
 class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
-    list_display = ["date", "client", "asset", "kind", "quantity", "price", "fees", "settlement"]
-    list_filter = ["kind", "date"]
-    list_select_related = ["client", "asset", "settlement"]
-    search_fields = ["client__name", "client__email", "asset__ticker", "notes"]
-    autocomplete_fields = ["client", "asset"]
+    form = AllocationForm
+    list_display = ["date", "client", "portfolio_name", "asset", "kind", "quantity", "price", "fees", "settlement"]
+    list_filter = ["kind", PortfolioListFilter, "date"]
+    list_select_related = ["client", "portfolio", "asset", "settlement"]
+    search_fields = [
+        "client__name",
+        "client__email",
+        "portfolio__name",
+        "portfolio__account_number",
+        "asset__ticker",
+        "notes",
+    ]
+    autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "date"
-    readonly_fields = ["settlement", "created_at", "updated_at"]
+    # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
+    readonly_fields = ["settlement", "counterpart", "created_at", "updated_at"]
     show_full_result_count = False
+
+    @admin.display(description="Portfolio", ordering="portfolio__name")
+    def portfolio_name(self, obj: Allocation) -> str:
+        # The client has its own column: the portfolio's name alone, without joining its client a second time.
+        return obj.portfolio.name
+
+    def get_fields(self, request: HttpRequest, obj: Allocation | None = None) -> list[Any]:
+        # What is recorded first, then (on an existing movement) what the services filled in.
+        fields: list[Any] = list(AllocationForm.Meta.fields)
+        if obj is not None:
+            fields += ["settlement", "counterpart", "created_at", "updated_at"]
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Allocation | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            fields.append("client")  # a movement stays with its client (allocation_update refuses a move anyway)
+        return fields
+
+    def get_form(self, request: HttpRequest, obj: Allocation | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and "portfolio" in form.base_fields:
+            # Its own portfolio stays a valid choice after closing, so that the service (not a puzzling "select a
+            # valid choice") says why a closed portfolio's movement cannot change.
+            field = cast(forms.ModelChoiceField, form.base_fields["portfolio"])
+            field.queryset = movement_portfolios(request.user, keeping=obj.portfolio_id)
+        return form
 
     def save_model(self, request: HttpRequest, obj: Allocation, form: Any, change: bool) -> None:
         if change:
-            services.allocation_update(actor=request.user, allocation=obj, **_changes(form))
+            changes = _changes(form)
+            changes.pop("client", None)  # follows the portfolio; the service derives it
+            services.allocation_update(actor=request.user, allocation=obj, **changes)
         else:
-            obj.pk = services.allocation_create(actor=request.user, **form.cleaned_data).pk
+            data = {name: value for name, value in form.cleaned_data.items() if name != "client"}
+            obj.pk = services.allocation_create(actor=request.user, **data).pk
 
     def delete_model(self, request: HttpRequest, obj: Allocation) -> None:
         services.allocation_delete(actor=request.user, allocation=obj)
@@ -90,11 +174,15 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
 
 class AllocationInline(ReadOnlyInline):
     model = Allocation
-    fields = readonly_fields = ("date", "asset", "kind", "quantity", "price", "fees", "settlement")
+    fields = readonly_fields = ("date", "portfolio_name", "asset", "kind", "quantity", "price", "fees", "settlement")
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:
-        return super().get_queryset(request).select_related("asset", "settlement")
+        return super().get_queryset(request).select_related("portfolio", "asset", "settlement")
+
+    @admin.display(description="Portfolio")
+    def portfolio_name(self, obj: Allocation) -> str:
+        return obj.portfolio.name
 
 
 add_client_inline(AllocationInline)

@@ -3,7 +3,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from clients.admin import ClientScopedAdminMixin, add_client_inline
+from clients.admin import ClientScopedAdminMixin, PortfolioListFilter, add_client_inline
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, error_text
 from portfolio_site.errors import ConflictError
 
@@ -15,10 +15,27 @@ from .models import Transaction
 class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     """Read-only: posted transactions are never edited or deleted. Corrections are reversals."""
 
-    list_display = ["date", "client", "kind", "amount", "currency", "reference", "reverses", "created_by"]
-    list_filter = ["kind", "currency", "date"]
-    list_select_related = ["client", "created_by", "reverses"]
-    search_fields = ["reference", "notes", "client__name", "client__email"]
+    list_display = [
+        "date",
+        "client",
+        "portfolio_name",
+        "kind",
+        "amount",
+        "currency",
+        "reference",
+        "reverses",
+        "created_by",
+    ]
+    list_filter = ["kind", "currency", PortfolioListFilter, "date"]
+    list_select_related = ["client", "portfolio", "created_by", "reverses"]
+    search_fields = [
+        "reference",
+        "notes",
+        "client__name",
+        "client__email",
+        "portfolio__name",
+        "portfolio__account_number",
+    ]
     date_hierarchy = "date"
     actions = ["reverse_selected"]
     show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
@@ -36,6 +53,11 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
         if reversed_count:
             self.message_user(request, f"Reversed {reversed_count} transaction(s).", messages.SUCCESS)
 
+    @admin.display(description="Portfolio", ordering="portfolio__name")
+    def portfolio_name(self, obj: Transaction) -> str:
+        # The client has its own column: the portfolio's name alone, without joining its client a second time.
+        return obj.portfolio.name
+
     def has_reverse_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("ledger.add_transaction")
 
@@ -43,11 +65,15 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
 class TransactionInline(ReadOnlyInline):
     model = Transaction
     fk_name = "client"
-    fields = readonly_fields = ("date", "kind", "amount", "currency", "reference", "reverses")
+    fields = readonly_fields = ("date", "portfolio_name", "kind", "amount", "currency", "reference", "reverses")
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} transactions"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Transaction]:
-        return super().get_queryset(request).select_related("reverses")
+        return super().get_queryset(request).select_related("portfolio", "reverses")
+
+    @admin.display(description="Portfolio")
+    def portfolio_name(self, obj: Transaction) -> str:
+        return obj.portfolio.name
 
 
 add_client_inline(TransactionInline)

@@ -7,18 +7,23 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import router, transaction
-from django.db.models import QuerySet
+from django.db.models import ProtectedError, QuerySet, RestrictedError
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from portfolio_site.errors import ConflictError
 
-SERVICE_ERRORS = (ValidationError, ConflictError, PermissionDenied)
+# A delete the database refuses (a protected foreign key) is reported like a service's refusal: the admin's own
+# check before deleting catches it first, but a row referenced in between would otherwise be a 500.
+SERVICE_ERRORS = (ValidationError, ConflictError, PermissionDenied, ProtectedError, RestrictedError)
+STILL_REFERENCED = "It is still referenced by other records and cannot be deleted."
 
 
 def error_text(error: Exception) -> str:
     if isinstance(error, ValidationError):
         return " ".join(error.messages)
+    if isinstance(error, ProtectedError | RestrictedError):
+        return STILL_REFERENCED  # Django's own text lists every referencing row: thousands, for a ledger
     return str(error)
 
 

@@ -7,22 +7,34 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from clients.tests.factories import ClientFactory
+from clients.models import Portfolio
+from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.models import Allocation, Asset, Price
+from holdings.services import units_transfer
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
-from ledger.selectors import cash_available
+from ledger.selectors import cash_available, client_balances
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 
 pytestmark = pytest.mark.django_db
 
 ALLOCATIONS = "admin:holdings_allocation_changelist"
+TODAY = datetime.date(2026, 2, 2)
 
 
-def _buy_form(*, client_pk: int, asset_pk: int, quantity: str = "10", price: str = "50", fees: str = "5") -> dict:
+def _buy_form(
+    *,
+    client_pk: int | str = "",
+    asset_pk: int,
+    portfolio_pk: int | str = "",
+    quantity: str = "10",
+    price: str = "50",
+    fees: str = "5",
+) -> dict:
     return {
         "client": client_pk,
+        "portfolio": portfolio_pk,
         "asset": asset_pk,
         "kind": Allocation.Kind.BUY,
         "quantity": quantity,
@@ -185,7 +197,7 @@ def test_adding_a_buy_in_the_admin_posts_its_settlement_through_the_ledger(clien
         "USD",
     )
     assert settlement.created_by == advisor
-    assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("495")
+    assert client_balances(client_id=usd_client.pk)["USD"] == Decimal("495")
 
 
 def test_buy_larger_than_the_cash_shows_an_error_and_writes_nothing(client, advisor, usd_client):
@@ -200,7 +212,7 @@ def test_buy_larger_than_the_cash_shows_an_error_and_writes_nothing(client, advi
     assert any(message.startswith("Not saved: Insufficient cash") for message in admin_messages(response))
     assert not Allocation.objects.exists()
     assert Transaction.objects.count() == 1
-    assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("1000")
+    assert client_balances(client_id=usd_client.pk)["USD"] == Decimal("1000")
 
 
 def test_buy_in_a_currency_the_client_holds_no_cash_in_is_refused(client, advisor, usd_client):
@@ -230,7 +242,7 @@ def test_changing_a_buys_quantity_in_the_admin_reverses_the_old_settlement_and_p
     buy.refresh_from_db()
     assert Transaction.objects.filter(reverses=old_settlement).exists()
     assert buy.settlement.amount == Decimal("300")
-    assert cash_available(client_id=usd_client.pk, currency="USD") == Decimal("700")  # 1000 - 300
+    assert client_balances(client_id=usd_client.pk)["USD"] == Decimal("700")  # 1000 - 300
 
 
 def test_deleting_an_allocation_in_the_admin_reverses_its_settlement(client, advisor, usd_client):
@@ -299,6 +311,196 @@ def test_allocation_add_page_is_forbidden_to_an_auditor(client, auditor):
     client.force_login(auditor)
 
     assert client.get(reverse("admin:holdings_allocation_add")).status_code == 403
+
+
+# --- Allocations: portfolios --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_accounts(advisor: Any) -> tuple[Portfolio, Portfolio]:
+    """A client of `advisor` with two portfolios, the second holding 1000 USD of cash."""
+    owner = ClientFactory(advisor=advisor)
+    second = PortfolioFactory(client=owner, name="Retirement")
+    TransactionFactory(portfolio=second, currency="USD", amount=Decimal("1000"))
+    return main_portfolio(owner), second
+
+
+def test_adding_a_buy_in_the_admin_lands_in_the_chosen_portfolio_and_settles_there(client, advisor, two_accounts):
+    main, retirement = two_accounts
+    asset = AssetFactory(currency="USD")
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:holdings_allocation_add"), _buy_form(portfolio_pk=retirement.pk, asset_pk=asset.pk)
+    )
+
+    assert response.status_code == 302
+    allocation = Allocation.objects.get()
+    assert (allocation.portfolio, allocation.client_id) == (retirement, retirement.client_id)
+    assert allocation.settlement.portfolio == retirement
+    assert cash_available(portfolio_id=retirement.pk, currency="USD") == Decimal("495")
+    assert cash_available(portfolio_id=main.pk, currency="USD") == Decimal("0")
+
+
+def test_a_buy_naming_only_a_client_with_several_portfolios_asks_for_one(client, advisor, two_accounts):
+    main, _ = two_accounts
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:holdings_allocation_add"), _buy_form(client_pk=main.client_id, asset_pk=AssetFactory().pk)
+    )
+
+    assert response.status_code == 200
+    assert "several portfolios" in str(response.context["adminform"].form.errors["portfolio"])
+    assert not Allocation.objects.exists()
+
+
+def test_a_buy_naming_a_client_and_another_clients_portfolio_is_refused_by_the_form(client, advisor, two_accounts):
+    _, retirement = two_accounts
+    other = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:holdings_allocation_add"),
+        _buy_form(client_pk=other.pk, portfolio_pk=retirement.pk, asset_pk=AssetFactory().pk),
+    )
+
+    assert response.status_code == 200
+    assert "belongs to another client" in str(response.context["adminform"].form.errors["portfolio"])
+    assert not Allocation.objects.exists()
+
+
+def test_a_buy_naming_neither_client_nor_portfolio_is_refused_by_the_form(client, advisor):
+    client.force_login(advisor)
+
+    response = client.post(reverse("admin:holdings_allocation_add"), _buy_form(asset_pk=AssetFactory().pk))
+
+    assert response.status_code == 200
+    assert "Choose a portfolio" in str(response.context["adminform"].form.errors["portfolio"])
+
+
+def test_allocation_portfolio_picker_offers_only_visible_open_portfolios(client, advisor, two_accounts):
+    main, retirement = two_accounts
+    PortfolioFactory(client=main.client, name="Old account", closed_on=datetime.date(2026, 1, 31))
+    ClientFactory()  # another advisor's client and its portfolio
+    client.force_login(advisor)
+
+    form = client.get(reverse("admin:holdings_allocation_add")).context["adminform"].form
+    lookup = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "holdings", "model_name": "allocation", "field_name": "portfolio", "term": ""},
+    )
+
+    assert set(form.fields["portfolio"].queryset) == {main, retirement}
+    assert lookup.status_code == 200
+    assert {row["id"] for row in lookup.json()["results"]} == {str(main.pk), str(retirement.pk)}
+
+
+def test_a_buy_in_a_closed_portfolio_is_refused_by_the_form(client, advisor, two_accounts):
+    _, retirement = two_accounts
+    Portfolio.objects.filter(pk=retirement.pk).update(closed_on=datetime.date(2026, 3, 1))
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:holdings_allocation_add"), _buy_form(portfolio_pk=retirement.pk, asset_pk=AssetFactory().pk)
+    )
+
+    assert response.status_code == 200
+    assert "portfolio" in response.context["adminform"].form.errors
+    assert not Allocation.objects.exists()
+
+
+def test_a_buy_for_a_client_whose_only_portfolio_is_closed_is_refused_with_a_message(client, advisor, usd_client):
+    Portfolio.objects.filter(client=usd_client).update(closed_on=datetime.date(2026, 3, 1))
+    client.force_login(advisor)
+    url = reverse("admin:holdings_allocation_add")
+
+    response = client.post(url, _buy_form(client_pk=usd_client.pk, asset_pk=AssetFactory(currency="USD").pk))
+
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert any(
+        message.startswith("Not saved: The portfolio") and "is closed" in message
+        for message in admin_messages(response)
+    )
+    assert not Allocation.objects.exists()
+
+
+def test_changing_a_movement_of_a_closed_portfolio_is_refused_with_a_message(client, advisor, usd_client):
+    buy = BuyFactory(client=usd_client, quantity=Decimal("2"), price=Decimal("100"))
+    Portfolio.objects.filter(pk=buy.portfolio_id).update(closed_on=datetime.date(2026, 3, 1))
+    client.force_login(advisor)
+    url = reverse("admin:holdings_allocation_change", args=[buy.pk])
+    form = _buy_form(portfolio_pk=buy.portfolio_id, asset_pk=buy.asset_id, quantity="3", price="100", fees="0")
+
+    response = client.post(url, form)
+
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert any("is closed" in message for message in admin_messages(response))
+    buy.refresh_from_db()
+    assert buy.quantity == Decimal("2")
+
+
+def test_moving_a_buy_to_the_clients_other_portfolio_moves_its_settlement(client, advisor, two_accounts):
+    main, retirement = two_accounts
+    TransactionFactory(portfolio=main, currency="USD", amount=Decimal("1000"))
+    buy = BuyFactory(portfolio=main, quantity=Decimal("2"), price=Decimal("100"))
+    client.force_login(advisor)
+    form = _buy_form(portfolio_pk=retirement.pk, asset_pk=buy.asset_id, quantity="2", price="100", fees="0")
+
+    response = client.post(reverse("admin:holdings_allocation_change", args=[buy.pk]), form)
+
+    assert response.status_code == 302
+    buy.refresh_from_db()
+    assert (buy.portfolio, buy.settlement.portfolio) == (retirement, retirement)
+    assert cash_available(portfolio_id=main.pk, currency="USD") == Decimal("1000")
+    assert cash_available(portfolio_id=retirement.pk, currency="USD") == Decimal("800")
+
+
+def test_allocation_changelist_filters_by_portfolio_offering_an_advisor_only_their_clients_portfolios(
+    client, advisor, two_accounts
+):
+    main, retirement = two_accounts
+    in_retirement = AllocationFactory(portfolio=retirement)
+    AllocationFactory(portfolio=main)
+    theirs = AllocationFactory()
+    client.force_login(advisor)
+
+    everything = client.get(reverse(ALLOCATIONS))
+    filtered = client.get(reverse(ALLOCATIONS), {"portfolio": retirement.pk})
+    foreign = client.get(reverse(ALLOCATIONS), {"portfolio": theirs.portfolio_id})
+
+    (portfolio_filter,) = [spec for spec in everything.context["cl"].filter_specs if spec.title == "portfolio"]
+    assert {pk for pk, _ in portfolio_filter.lookup_choices} == {str(main.pk), str(retirement.pk)}
+    assert changelist_ids(filtered) == {in_retirement.pk}
+    assert changelist_ids(foreign) == set()
+    assert str(theirs.portfolio) not in foreign.text
+
+
+def test_allocation_changelist_shows_each_rows_portfolio(client, advisor, two_accounts):
+    _, retirement = two_accounts
+    AllocationFactory(portfolio=retirement)
+    client.force_login(advisor)
+
+    response = client.get(reverse(ALLOCATIONS))
+
+    assert '<td class="field-portfolio_name">Retirement</td>' in response.text
+
+
+def test_deleting_one_leg_of_a_units_transfer_in_the_admin_deletes_both(client, advisor, two_accounts):
+    main, retirement = two_accounts
+    asset = AssetFactory(currency="USD")
+    AllocationFactory(portfolio=main, asset=asset, quantity=Decimal("10"))
+    out, into = units_transfer(
+        actor=advisor, from_portfolio=main, to_portfolio=retirement, asset=asset, quantity=Decimal("4"), date=TODAY
+    )
+    client.force_login(advisor)
+
+    response = client.post(reverse("admin:holdings_allocation_delete", args=[into.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Allocation.objects.filter(pk__in=[out.pk, into.pk]).exists()
 
 
 # --- Assets and prices ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The transactions admin: read-only, scoped to what the user may see, corrections by the reverse action only."""
 
+import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -7,15 +8,20 @@ import pytest
 from django import test
 from django.urls import reverse
 
-from clients.tests.factories import ClientFactory
+from clients.admin import PortfolioListFilter
+from clients.models import Portfolio
+from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.tests.factories import BuyFactory
 from ledger.models import Transaction
+from ledger.selectors import cash_available
+from ledger.services import cash_transfer
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:ledger_transaction_changelist"
+TODAY = datetime.date(2026, 2, 2)
 
 
 def _reverse_action(client: test.Client, *transactions: Transaction) -> Any:
@@ -218,3 +224,105 @@ def test_reverse_action_is_refused_to_an_auditor(client, auditor):
     _reverse_action(client, deposit)
 
     assert not Transaction.objects.filter(reverses=deposit).exists()
+
+
+# --- Portfolios ---------------------------------------------------------------------------------------------------
+
+
+def _two_accounts(advisor: Any) -> tuple[Portfolio, Portfolio]:
+    """A client of `advisor` with two portfolios, 1000 EUR deposited in the first."""
+    owner = ClientFactory(advisor=advisor)
+    main = main_portfolio(owner)
+    TransactionFactory(portfolio=main, amount=Decimal("1000"))
+    return main, PortfolioFactory(client=owner, name="Retirement")
+
+
+def test_transaction_changelist_filters_by_portfolio_offering_an_advisor_only_their_clients_portfolios(client, advisor):
+    main, retirement = _two_accounts(advisor)
+    _, into = cash_transfer(
+        actor=advisor,
+        from_portfolio_id=main.pk,
+        to_portfolio_id=retirement.pk,
+        amount=Decimal("300"),
+        currency="EUR",
+        date=TODAY,
+    )
+    theirs = TransactionFactory()
+    client.force_login(advisor)
+
+    everything = client.get(reverse(CHANGELIST))
+    filtered = client.get(reverse(CHANGELIST), {"portfolio": retirement.pk})
+    foreign = client.get(reverse(CHANGELIST), {"portfolio": theirs.portfolio_id})
+
+    (portfolio_filter,) = [spec for spec in everything.context["cl"].filter_specs if spec.title == "portfolio"]
+    assert {pk for pk, _ in portfolio_filter.lookup_choices} == {str(main.pk), str(retirement.pk)}
+    assert changelist_ids(filtered) == {into.pk}
+    assert changelist_ids(foreign) == set()
+    assert '<td class="field-portfolio_name">Retirement</td>' in filtered.text
+
+
+def test_the_portfolio_filter_follows_the_search_box_and_caps_its_choices(client, operations, monkeypatch):
+    monkeypatch.setattr(PortfolioListFilter, "max_choices", 3)
+    wanted = PortfolioFactory(client=ClientFactory(name="Zelda Wanted"))
+    for _ in range(4):
+        ClientFactory()
+    client.force_login(operations)
+
+    everything = client.get(reverse(CHANGELIST))
+    searched = client.get(reverse(CHANGELIST), {"q": "Zelda"})
+
+    def portfolio_filter(response: Any) -> Any:
+        (spec,) = [spec for spec in response.context["cl"].filter_specs if isinstance(spec, PortfolioListFilter)]
+        return spec
+
+    assert len(portfolio_filter(everything).lookup_choices) == 3
+    assert portfolio_filter(everything).title == "portfolio (first 3: search to narrow)"
+    assert {pk for pk, _ in portfolio_filter(searched).lookup_choices} == {
+        str(wanted.pk),
+        str(main_portfolio(wanted.client).pk),
+    }
+
+
+def test_transaction_changelist_ignores_a_portfolio_filter_that_is_not_an_id(client, operations):
+    TransactionFactory()
+    client.force_login(operations)
+
+    response = client.get(reverse(CHANGELIST), {"portfolio": "x"})
+
+    assert response.status_code == 200
+    assert changelist_ids(response) == set()
+
+
+def test_reverse_action_on_one_leg_of_a_cash_transfer_reverses_both(client, advisor):
+    main, retirement = _two_accounts(advisor)
+    out, into = cash_transfer(
+        actor=advisor,
+        from_portfolio_id=main.pk,
+        to_portfolio_id=retirement.pk,
+        amount=Decimal("300"),
+        currency="EUR",
+        date=TODAY,
+    )
+    client.force_login(advisor)
+
+    response = _reverse_action(client, out)
+
+    assert response.status_code == 302
+    assert set(Transaction.objects.filter(reverses__isnull=False).values_list("reverses", flat=True)) == {
+        out.pk,
+        into.pk,
+    }
+    assert cash_available(portfolio_id=main.pk, currency="EUR") == Decimal("1000")
+    assert cash_available(portfolio_id=retirement.pk, currency="EUR") == Decimal("0")
+
+
+def test_reverse_action_in_a_closed_portfolio_is_refused_with_a_message(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor))
+    Portfolio.objects.filter(pk=deposit.portfolio_id).update(closed_on=datetime.date(2026, 3, 1))
+    client.force_login(advisor)
+
+    response = _reverse_action(client, deposit)
+
+    assert response.status_code == 302
+    assert not Transaction.objects.filter(reverses=deposit).exists()
+    assert any("is closed" in message for message in admin_messages(response))

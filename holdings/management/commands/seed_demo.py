@@ -14,10 +14,11 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import user_create
+from clients.models import Portfolio
 from clients.services import client_create
-from holdings.models import Asset
-from holdings.services import allocation_create, asset_create, price_create
-from ledger.services import transaction_post
+from holdings.models import Allocation, Asset
+from holdings.services import allocation_create, asset_create, price_create, units_transfer
+from ledger.services import cash_transfer, transaction_post
 
 ADMIN_EMAIL = "admin@example.com"
 
@@ -27,13 +28,73 @@ STAFF = [
     ("olga.ops@example.com", "Olga Petrova", Role.OPERATIONS),
     ("arthur.audit@example.com", "Arthur Dunn", Role.AUDITORS),
 ]
+
+# Each client's accounts: (name, kind, custodian, account number, base currency, still open). The first holds
+# the trades; cash and units then move from it to the second, as a client funding a retirement account does.
 CLIENTS = [
-    ("Hartmann Family Office", "office@hartmann.example", "EUR", 0),
-    ("Maria Gonzalez", "maria.gonzalez@example.net", "EUR", 0),
-    ("Kenji Watanabe", "kenji.watanabe@example.org", "USD", 0),
-    ("Northwind Pension Fund", "treasury@northwind.example", "USD", 1),
-    ("Amelia Clarke", "amelia.clarke@example.co.uk", "GBP", 1),
-    ("Sven Eriksson Trust", "trust@eriksson.example", "EUR", 1),
+    (
+        "Hartmann Family Office",
+        "office@hartmann.example",
+        "EUR",
+        0,
+        [
+            ("Family Taxable", "taxable", "Deutsche Bank", "DB-4410-2231", "EUR", True),
+            ("Pension", "retirement", "Allianz", "AZ-PEN-88120", "EUR", True),
+            ("Dollar Account", "taxable", "Interactive Brokers", "U7316652", "USD", True),
+        ],
+    ),
+    (
+        "Maria Gonzalez",
+        "maria.gonzalez@example.net",
+        "EUR",
+        0,
+        [
+            ("Brokerage", "taxable", "BBVA", "ES-0182-7745", "EUR", True),
+            ("Plan de Pensiones", "retirement", "Santander", "PP-330914", "EUR", True),
+            ("Old Savings", "other", "ING", "NL-INGB-55102", "EUR", False),
+        ],
+    ),
+    (
+        "Kenji Watanabe",
+        "kenji.watanabe@example.org",
+        "USD",
+        0,
+        [
+            ("Brokerage", "taxable", "Charles Schwab", "SCH-2291-0471", "USD", True),
+            ("Roth IRA", "retirement", "Fidelity", "FID-IRA-661045", "USD", True),
+        ],
+    ),
+    (
+        "Northwind Pension Fund",
+        "treasury@northwind.example",
+        "USD",
+        1,
+        [
+            ("Core Mandate", "trust", "State Street", "SS-NW-000417", "USD", True),
+            ("Euro Sleeve", "trust", "BNP Paribas", "BNP-77-31908", "EUR", True),
+        ],
+    ),
+    (
+        "Amelia Clarke",
+        "amelia.clarke@example.co.uk",
+        "GBP",
+        1,
+        [
+            ("General Account", "taxable", "Hargreaves Lansdown", "HL-5520173", "GBP", True),
+            ("SIPP", "retirement", "AJ Bell", "AJB-SIPP-40022", "GBP", True),
+            ("Joint with Tom", "joint", "Barclays", "BARC-20-44-19", "GBP", True),
+        ],
+    ),
+    (
+        "Sven Eriksson Trust",
+        "trust@eriksson.example",
+        "EUR",
+        1,
+        [
+            ("Trust Account", "trust", "Nordea", "NDA-SE-992214", "EUR", True),
+            ("USD Custody", "trust", "Pictet", "PIC-CH-10457", "USD", True),
+        ],
+    ),
 ]
 ASSETS = [
     ("AAPL", "Apple Inc.", "XNAS", "USD", "equity", "US0378331005", Decimal("189.50")),
@@ -48,7 +109,9 @@ PRICE_DAYS = 30
 
 class Command(BaseCommand):
     help = (
-        "Load a small demo data set (staff, clients, assets with 30 days of prices, trades and cash) once. "
+        "Load a small demo data set once: staff; clients with two or three portfolios each (taxable, retirement, "
+        "... at different custodians, in EUR, USD and GBP); assets with 30 days of prices; deposits, trades, and "
+        "a cash and a units transfer between two portfolios of each client. "
         f"Creates the superuser {ADMIN_EMAIL} and prints its generated password; does nothing if it exists."
     )
 
@@ -99,25 +162,88 @@ class Command(BaseCommand):
             assets.append((asset, last))
 
         trade_day = days[len(days) // 2]
-        for name, email, base_currency, advisor_index in CLIENTS:
+        opened = days[0] - datetime.timedelta(days=400)
+        for name, email, base_currency, advisor_index, accounts in CLIENTS:
             client = client_create(
-                actor=admin, name=name, email=email, base_currency=base_currency, advisor=advisors[advisor_index]
+                actor=admin,
+                name=name,
+                email=email,
+                base_currency=base_currency,
+                advisor=advisors[advisor_index],
+                portfolios=[
+                    {
+                        "name": account,
+                        "kind": kind,
+                        "custodian": custodian,
+                        "account_number": number,
+                        "base_currency": currency,
+                        "opened_on": opened,
+                        # A closed account shows what the admin's open/closed filter is for; it never held anything.
+                        "closed_on": None if is_open else opened + datetime.timedelta(days=90),
+                    }
+                    for account, kind, custodian, number, currency, is_open in accounts
+                ],
             )
-            for currency in ("EUR", "USD", "GBP"):
-                transaction_post(
-                    actor=admin,
-                    client_id=client.pk,
-                    kind="deposit",
-                    amount=Decimal(rng.randrange(50_000, 250_000, 1_000)),
-                    currency=currency,
-                    date=days[0],
-                    reference=f"DEMO-DEP-{client.pk}-{currency}",
-                )
-            for asset, price in rng.sample(assets, 3):
-                quantity = Decimal(rng.randrange(5, 60)) if asset.asset_type != "crypto" else Decimal("0.2500000000")
+            portfolios = list(client.portfolios.filter(closed_on__isnull=True).order_by("pk"))
+            buys = [self._fund_and_trade(admin, rng, portfolio, assets, days[0], trade_day) for portfolio in portfolios]
+            first, second = portfolios[0], portfolios[1]
+            cash_transfer(
+                actor=admin,
+                from_portfolio_id=first.pk,
+                to_portfolio_id=second.pk,
+                amount=Decimal("5000.00"),
+                currency=first.base_currency,
+                date=days[-3],
+                notes=f"Annual contribution to {second.name}",
+            )
+            moved = buys[0][0]
+            units_transfer(
+                actor=admin,
+                from_portfolio=first,
+                to_portfolio=second,
+                asset=moved.asset,
+                quantity=moved.quantity / 2,
+                price=moved.price,  # the cost carried over
+                date=days[-2],
+            )
+            transaction_post(
+                actor=admin,
+                portfolio_id=first.pk,
+                kind="withdrawal",
+                amount=Decimal("2500.00"),
+                currency=first.base_currency,
+                date=days[-1],
+                notes="Monthly distribution",
+            )
+
+    @staticmethod
+    def _fund_and_trade(
+        admin: User,
+        rng: random.Random,
+        portfolio: Portfolio,
+        assets: list[tuple[Asset, Decimal]],
+        deposit_day: datetime.date,
+        trade_day: datetime.date,
+    ) -> list[Allocation]:
+        """Deposits in the portfolio's currency and in those of the two assets it then buys (enough for both)."""
+        chosen = rng.sample(assets, 2)
+        for currency in sorted({portfolio.base_currency} | {asset.currency for asset, _ in chosen}):
+            transaction_post(
+                actor=admin,
+                portfolio_id=portfolio.pk,
+                kind="deposit",
+                amount=Decimal(rng.randrange(120_000, 250_000, 1_000)),
+                currency=currency,
+                date=deposit_day,
+                reference=f"DEMO-DEP-{portfolio.pk}-{currency}",
+            )
+        buys = []
+        for asset, price in chosen:
+            quantity = Decimal(rng.randrange(6, 60, 2)) if asset.asset_type != "crypto" else Decimal("0.2500000000")
+            buys.append(
                 allocation_create(
                     actor=admin,
-                    client=client,
+                    portfolio=portfolio,
                     asset=asset,
                     kind="buy",
                     quantity=quantity,
@@ -125,12 +251,5 @@ class Command(BaseCommand):
                     fees=Decimal("4.95"),
                     date=trade_day,
                 )
-            transaction_post(
-                actor=admin,
-                client_id=client.pk,
-                kind="withdrawal",
-                amount=Decimal("2500.00"),
-                currency=base_currency,
-                date=days[-1],
-                notes="Monthly distribution",
             )
+        return buys
