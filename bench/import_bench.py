@@ -5,7 +5,7 @@ Generates a synthetic transactions CSV (N rows for a few thousand clients), then
 each time into an empty ledger table with the same indexes and constraints:
 
   ours     the whole `manage.py import transactions FILE --quiet` process (parsing and validation included)
-  ceiling  the same rows with client ids already resolved, streamed as CSV bytes through one
+  ceiling  the same rows with client and portfolio ids already resolved, streamed as CSV bytes through one
            COPY ledger_transaction (...) FROM STDIN (FORMAT csv)   [PostgreSQL only]
   orm      Django's bulk_create of the same rows, 5,000 at a time
 
@@ -73,9 +73,11 @@ def client_emails(count: int) -> list[str]:
     return [f"bench-client-{n:05d}@example.com" for n in range(count)]
 
 
-def ensure_clients(count: int) -> dict[str, int]:
+def ensure_clients(count: int) -> dict[str, tuple[int, int]]:
+    """The bench clients, each with its single "Main" portfolio (the file names only clients): their (client id,
+    portfolio id) by email."""
     from accounts.models import User
-    from clients.models import Client
+    from clients.models import Client, Portfolio
 
     advisor, _ = User.objects.get_or_create(email="bench-advisor@example.com", defaults={"is_staff": True})
     emails = client_emails(count)
@@ -88,7 +90,18 @@ def ensure_clients(count: int) -> dict[str, int]:
         ],
         batch_size=5000,
     )
-    return dict(Client.objects.filter(email__in=emails).values_list("email", "id"))
+    clients = Client.objects.filter(email__in=emails)
+    Portfolio.objects.bulk_create(
+        [
+            Portfolio(client_id=pk, name="Main", base_currency="EUR", opened_on=datetime.date(2020, 1, 1))
+            for pk in clients.filter(portfolios__isnull=True).values_list("pk", flat=True)
+        ],
+        batch_size=5000,
+    )
+    return {
+        email: (client_id, portfolio_id)
+        for email, client_id, portfolio_id in clients.values_list("email", "id", "portfolios__id")
+    }
 
 
 def generate(path: Path, rows: int, emails: list[str]) -> None:
@@ -108,8 +121,8 @@ def generate(path: Path, rows: int, emails: list[str]) -> None:
             writer.writerow([emails[n % len(emails)], kind, amount, "EUR", date.isoformat(), reference, "bench"])
 
 
-def ceiling_file(source: Path, target: Path, client_ids: dict[str, int]) -> None:
-    """The same rows as COPY-ready CSV: client ids resolved, every column of the insert filled in."""
+def ceiling_file(source: Path, target: Path, client_ids: dict[str, tuple[int, int]]) -> None:
+    """The same rows as COPY-ready CSV: client and portfolio ids resolved, every column of the insert filled in."""
     now = datetime.datetime.now(datetime.UTC).isoformat()
     with source.open(newline="", encoding="utf-8") as src, target.open("w", newline="", encoding="utf-8") as out:
         reader = csv.reader(src)
@@ -117,7 +130,7 @@ def ceiling_file(source: Path, target: Path, client_ids: dict[str, int]) -> None
         writer = csv.writer(out)
         for line, (email, kind, amount, currency, date, reference, notes) in enumerate(reader, start=2):
             key = "" if reference else hashlib.sha256(f"{line}".encode()).hexdigest()[:40] + ":1"
-            writer.writerow([client_ids[email], kind, amount, currency, date, notes, reference, key, now, now])
+            writer.writerow([*client_ids[email], kind, amount, currency, date, notes, reference, key, now, now])
 
 
 def empty_ledger() -> None:
@@ -158,7 +171,9 @@ def measure_ceiling(path: Path) -> float:
 
     from ledger.models import Transaction
 
-    columns = "client_id, kind, amount, currency, date, notes, reference, import_key, created_at, updated_at"
+    columns = (
+        "client_id, portfolio_id, kind, amount, currency, date, notes, reference, import_key, created_at, updated_at"
+    )
     started = time.perf_counter()
     with (
         connection.cursor() as cursor,
@@ -170,7 +185,7 @@ def measure_ceiling(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure_orm(path: Path, client_ids: dict[str, int]) -> float:
+def measure_orm(path: Path, client_ids: dict[str, tuple[int, int]]) -> float:
     from django.db import transaction
     from django.utils import timezone
 
@@ -185,7 +200,8 @@ def measure_orm(path: Path, client_ids: dict[str, int]) -> float:
         for line, (email, kind, amount, currency, date, reference, notes) in enumerate(reader, start=2):
             batch.append(
                 Transaction(
-                    client_id=client_ids[email],
+                    client_id=client_ids[email][0],
+                    portfolio_id=client_ids[email][1],
                     kind=kind,
                     amount=Decimal(amount),
                     currency=currency,

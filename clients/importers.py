@@ -1,23 +1,30 @@
-"""The CSV row format of clients for the import engine: an upsert by email, under the rules of clients.services.
+"""The CSV row formats of clients and portfolios for the import engine, under the rules of clients.services; and
+`PortfolioIndex`, how the rows of the other kinds (transactions, allocations) name a portfolio.
 
-Batched (see portfolio_site.imports.upsert); memory holds a batch and the emails seen, never the file.
+Clients are batched (see portfolio_site.imports.upsert); memory holds a batch and the emails seen, never the file.
+Portfolios are few per client and go through `portfolio_create` / `portfolio_update` row by row.
 """
 
+from collections import defaultdict
 from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from accounts.roles import is_advisor, sees_all_clients
+from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
-from portfolio_site.imports.engine import Column, RowError, register
-from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat
+from portfolio_site.imports.engine import Column, ImportFormat, RowError, register
+from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 
-from .models import Client
-from .services import CACHE_NAMESPACE, NOT_YOURS, client_advisor_check
+from .models import Client, Portfolio, PortfolioKind
+from .services import CACHE_NAMESPACE, NOT_YOURS, client_advisor_check, portfolio_create, portfolio_update
 
 COMPARED = ("name", "advisor_id", "base_currency", "phone", "is_active", "notes")  # the advisor by id: no query
 
@@ -90,6 +97,23 @@ class ClientFormat(UpsertFormat):
             for client in Client.objects.alias(email_lower=Lower("email")).filter(email_lower__in=emails)
         }
 
+    def _save(self, creates: list[Any], updates: list[Any]) -> None:
+        super()._save(creates, updates)
+        if creates and not self.run.failed:
+            # As client_create does: a new client opens with its "Main" portfolio, so that a file of
+            # movements naming only the client has a portfolio to go to.
+            new = Client.objects.filter(email__in=[client.email for client in creates], portfolios__isnull=True)
+            today = timezone.localdate()
+            Portfolio.objects.bulk_create(
+                Portfolio(
+                    client_id=pk,
+                    name=Portfolio.DEFAULT_NAME,
+                    base_currency=currency,
+                    opened_on=today,
+                )
+                for pk, currency in new.values_list("pk", "base_currency")
+            )
+
     def refusal(self, row: PendingRow, old: Client | None) -> tuple[str, str] | None:
         """What client_create and client_update refuse: acting outside one's clients, an inactive advisor."""
         new = row.instance
@@ -115,3 +139,239 @@ class ClientFormat(UpsertFormat):
                 "is_active": "true" if client.is_active else "false",
                 "notes": client.notes,
             }
+
+
+# --- Portfolios ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortfolioRef:
+    """A portfolio as the rows of a file name it."""
+
+    id: int
+    client_id: int
+    email: str
+    name: str
+    # Who a row's import key says the row belongs to: the client alone for the client's first portfolio, as
+    # every key said before clients had several portfolios (the rows the portfolio migration moved are there),
+    # so that a file imported then still reads as imported; the client and the portfolio's id for any other,
+    # so that identical rows in two portfolios are two rows, each counted in its own portfolio.
+    key_owner: str
+
+
+# How the rows of a file of movements name their portfolio (see PortfolioIndex.resolve): the client first, as
+# before clients had several portfolios, and the portfolio's own columns last, so that files written for one
+# portfolio per client keep their meaning and a reader of exports finds the earlier columns where they were.
+CLIENT_COLUMN = Column(
+    "client",
+    parsing.email,
+    required=False,
+    help="the client's email address; required unless custodian and account_number name the portfolio",
+)
+PORTFOLIO_COLUMNS = (
+    Column(
+        "portfolio",
+        parsing.text(100),
+        required=False,
+        help="the portfolio's name within the client; may be left out when the client has a single portfolio",
+    ),
+    Column("custodian", parsing.text(100), required=False, help="with account_number, another way to name it"),
+    Column("account_number", parsing.text(64), required=False, help="the portfolio's account number at custodian"),
+)
+
+
+class PortfolioIndex:
+    """The clients and portfolios an actor may see, loaded once (a few per client), and how a row of a file of
+    movements names its portfolio: by the client's email and the portfolio's name, by custodian and account
+    number, or by the client alone when the client has a single portfolio. Touches no database after loading,
+    so that a parsing thread may use it."""
+
+    def __init__(self, actor: Any) -> None:
+        self.client_ids: dict[str, int] = dict(
+            Client.objects.visible_to(actor).order_by().values_list("email", "id").iterator()
+        )
+        self.by_name: dict[tuple[int, str], PortfolioRef] = {}
+        self.by_account: dict[tuple[str, str], PortfolioRef] = {}
+        self.by_client: dict[int, list[PortfolioRef]] = defaultdict(list)
+        rows = Portfolio.objects.visible_to(actor).order_by("client_id", "pk")
+        for pk, client_id, email, name, custodian, account_number in rows.values_list(
+            "pk", "client_id", "client__email", "name", "custodian", "account_number"
+        ).iterator():
+            first = not self.by_client[client_id]
+            ref = PortfolioRef(pk, client_id, email, name, str(client_id) if first else f"{client_id}/{pk}")
+            self.by_client[client_id].append(ref)
+            self.by_name[client_id, name.lower()] = ref
+            if account_number:
+                self.by_account[custodian, account_number] = ref
+
+    def resolve(self, values: dict[str, Any]) -> PortfolioRef:
+        """The portfolio a row names (its cells `client`, `portfolio`, `custodian`, `account_number`); RowError
+        naming the cell at fault otherwise."""
+        email = values["client"]
+        client_id = None
+        if email is not None:
+            client_id = self.client_ids.get(email)
+            if client_id is None:
+                raise RowError("client", f"no client with the email {email} (or not one you may see)")
+        name, custodian, account = values.get("portfolio"), values.get("custodian"), values.get("account_number")
+        if custodian is not None or account is not None:
+            return self._by_account(client_id, name, custodian, account)
+        if client_id is None:
+            raise RowError("client", "required, unless custodian and account_number name the portfolio")
+        if name is not None:
+            ref = self.by_name.get((client_id, name.lower()))
+            if ref is None:
+                raise RowError("portfolio", f"{email} has no portfolio named {name!r}")
+            return ref
+        portfolios = self.by_client.get(client_id, [])
+        if len(portfolios) == 1:
+            return portfolios[0]
+        if not portfolios:
+            raise RowError("portfolio", f"{email} has no portfolio: create one first")
+        names = ", ".join(ref.name for ref in portfolios)
+        raise RowError("portfolio", f"{email} has several portfolios ({names}): name one")
+
+    def _by_account(
+        self, client_id: int | None, name: str | None, custodian: str | None, account: str | None
+    ) -> PortfolioRef:
+        if custodian is None:
+            raise RowError("custodian", "required with account_number (account numbers are unique per custodian)")
+        if account is None:
+            raise RowError("account_number", "required with custodian")
+        ref = self.by_account.get((custodian, account))
+        if ref is None:
+            raise RowError(
+                "account_number",
+                f"no portfolio with the account number {account} at {custodian} (or not one you may see)",
+            )
+        if client_id is not None and ref.client_id != client_id:
+            raise RowError("account_number", f"the account {account} at {custodian} is a portfolio of {ref.email}")
+        if name is not None and name.lower() != ref.name.lower():
+            raise RowError("portfolio", f"the account {account} at {custodian} is the portfolio {ref.name!r}")
+        return ref
+
+
+# Where a service's refusal points, in the file's columns.
+_PORTFOLIO_COLUMNS = {
+    name: name
+    for name in (
+        "client",
+        "name",
+        "kind",
+        "custodian",
+        "account_number",
+        "base_currency",
+        "opened_on",
+        "closed_on",
+        "notes",
+    )
+}
+
+
+@register
+class PortfolioFormat(ImportFormat):
+    """Row by row through portfolio_create and portfolio_update: a client has a few portfolios, not millions,
+    and the services' own checks (visibility, names unique per client, account numbers per custodian) apply."""
+
+    kind = "portfolios"
+    permissions = ("clients.add_portfolio", "clients.change_portfolio")
+    description = (
+        "clients' portfolios (accounts), created or updated by client email and name, whatever the case (the row "
+        "is the whole record: an empty optional cell means its default; an empty opened_on keeps the stored date). "
+        "A portfolio with closed_on accepts no new movements."
+    )
+    columns = (
+        Column("client", parsing.email, help="the client's email address"),
+        Column("name", parsing.text(100), help="the portfolio's name, unique per client (with client: the key)"),
+        Column("kind", parsing.choice(PortfolioKind.values), required=False, help=", ".join(PortfolioKind.values)),
+        Column("custodian", parsing.text(100), required=False, help="who keeps the account"),
+        Column("account_number", parsing.text(64), required=False, help="the custodian's number, unique per custodian"),
+        Column("base_currency", parsing.currency, required=False, help="ISO 4217 code (default: the client's)"),
+        Column("opened_on", parsing.iso_date, required=False, help="YYYY-MM-DD (default: today)"),
+        Column("closed_on", parsing.iso_date, required=False, help="YYYY-MM-DD; empty while open"),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
+    )
+
+    def prepare(self) -> None:
+        # Only clients the actor may see can be named; the rest read as unknown.
+        self.client_ids = dict(Client.objects.visible_to(self.run.actor).order_by().values_list("email", "id"))
+        self.seen: dict[tuple[int, str], int] = {}
+        self.rows: list[tuple[int, dict[str, Any], int]] = []
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        client_id = self.client_ids.get(values["client"])
+        if client_id is None:
+            raise RowError("client", f"no client with the email {values['client']} (or not one you may see)")
+        key = (client_id, values["name"].lower())
+        if key in self.seen:
+            raise RowError(
+                "name", f"{values['client']}'s portfolio {values['name']!r} is already on line {self.seen[key]}"
+            )
+        self.seen[key] = line
+        self.rows.append((line, values, client_id))
+
+    def check(self) -> None:
+        """Writes each row through the services, which are the check: a refusal is only known by trying. It runs
+        even when a row was refused already, so that one run lists every problem; the engine then rolls back
+        everything (as it does a dry run), unless skip_invalid."""
+        clients = Client.objects.in_bulk({client_id for _, _, client_id in self.rows})
+        existing = {
+            (portfolio.client_id, portfolio.name.lower()): portfolio
+            for portfolio in Portfolio.objects.filter(client_id__in=clients)
+        }
+        for line, values, client_id in self.rows:
+            client = clients[client_id]
+            fields: dict[str, Any] = {
+                "name": values["name"],
+                "kind": values["kind"] or Portfolio.Kind.OTHER,
+                "custodian": values["custodian"] or "",
+                "account_number": values["account_number"] or "",
+                "base_currency": values["base_currency"] or client.base_currency,
+                "closed_on": values["closed_on"],
+                "notes": values["notes"] or "",
+            }
+            if values["opened_on"] is not None:
+                fields["opened_on"] = values["opened_on"]
+            old = existing.get((client_id, values["name"].lower()))
+            try:
+                # Each row in its own savepoint, so that one refusal leaves the others to be checked (and, with
+                # skip_invalid, written); without skip_invalid any refusal fails the whole run.
+                with transaction.atomic():
+                    if old is None:
+                        portfolio_create(actor=self.run.actor, client=client, **fields)
+                        self.run.created += 1
+                    elif all(getattr(old, name) == value for name, value in fields.items()):
+                        self.run.skipped += 1
+                    else:
+                        portfolio_update(actor=self.run.actor, portfolio=old, **fields)
+                        self.run.updated += 1
+            except (ValidationError, PermissionDenied, ConflictError) as error:
+                self.run.reject(line, *_portfolio_refusal(error), cells(self.columns, values))
+
+    def write(self) -> None:
+        """Nothing left to do: `check` wrote the rows."""
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        portfolios = Portfolio.objects.select_related("client").order_by("client__email", "name", "pk")
+        for portfolio in portfolios.iterator(chunk_size=BATCH_ROWS):
+            yield {
+                "client": portfolio.client.email,
+                "name": portfolio.name,
+                "kind": portfolio.kind,
+                "custodian": portfolio.custodian,
+                "account_number": portfolio.account_number,
+                "base_currency": portfolio.base_currency,
+                "opened_on": portfolio.opened_on.isoformat(),
+                "closed_on": portfolio.closed_on.isoformat() if portfolio.closed_on else "",
+                "notes": portfolio.notes,
+            }
+
+
+def _portfolio_refusal(error: Exception) -> tuple[str, str]:
+    if isinstance(error, ConflictError):
+        return _PORTFOLIO_COLUMNS.get(error.field or "", "row"), error.message
+    if isinstance(error, PermissionDenied):
+        return "client", str(error)
+    assert isinstance(error, ValidationError)
+    return validation_messages(error, _PORTFOLIO_COLUMNS)[0]

@@ -19,7 +19,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from clients.models import Client
+from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
+from clients.models import Portfolio
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
@@ -315,6 +316,7 @@ def _as_date(value: Any) -> datetime.date:
 # Where a service's refusal points, in the file's columns.
 _ALLOCATION_COLUMNS = {
     "client": "client",
+    "portfolio": "portfolio",
     "asset": "ticker",
     "kind": "kind",
     "quantity": "quantity",
@@ -331,12 +333,14 @@ class AllocationFormat(ImportFormat):
     kind = "allocations"
     permissions = ("holdings.add_allocation", "ledger.add_transaction")  # buys and sells settle in cash
     description = (
-        "buys, sells and transfers of clients' holdings, recorded as the API records them: in date order (then "
-        "line order), each buy or sell settling in cash; none may overdraw the client's cash or sell more than "
-        "is held. A row is recorded once per identical row (its content and how often it occurs in the file)."
+        "buys, sells and transfers of the holdings of clients' portfolios, recorded as the API records them: in "
+        "date order (then line order), each buy or sell settling in cash in its portfolio; none may overdraw its "
+        "portfolio's cash or sell more than the portfolio holds, and a closed portfolio takes no new rows. A row "
+        "names its portfolio as a row of transactions does. A row is recorded once per identical row (its "
+        "content and how often it occurs in the file)."
     )
     columns = (
-        Column("client", parsing.email, help="the client's email address"),
+        CLIENT_COLUMN,
         TICKER,
         EXCHANGE,
         Column("kind", parsing.choice(Allocation.Kind.values), help=", ".join(Allocation.Kind.values)),
@@ -350,17 +354,18 @@ class AllocationFormat(ImportFormat):
         ),
         Column("date", parsing.iso_date, help="trade date, YYYY-MM-DD"),
         Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
+        *PORTFOLIO_COLUMNS,
     )
 
     def prepare(self) -> None:
-        # Only clients the actor may see can be named; the rest read as unknown.
-        self.client_ids = dict(Client.objects.visible_to(self.run.actor).order_by().values_list("email", "id"))
+        # Only the portfolios of clients the actor may see can be named; the rest read as unknown.
+        self.portfolios = PortfolioIndex(self.run.actor)
         self.assets = AssetIndex()
         self.staging = Staging(
             "import_allocations",
             [
                 ("line", "integer NOT NULL"),
-                ("client_id", "bigint NOT NULL"),
+                ("portfolio_id", "bigint NOT NULL"),
                 ("asset_id", "bigint NOT NULL"),
                 ("kind", "varchar(16) NOT NULL"),
                 # As text: read back exactly (SQLite would turn a numeric column into floating point).
@@ -374,9 +379,7 @@ class AllocationFormat(ImportFormat):
         ).__enter__()
 
     def add(self, line: int, values: dict[str, Any]) -> None:
-        client_id = self.client_ids.get(values["client"])
-        if client_id is None:
-            raise RowError("client", f"no client with the email {values['client']} (or not one you may see)")
+        portfolio = self.portfolios.resolve(values)
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
         try:
@@ -394,7 +397,7 @@ class AllocationFormat(ImportFormat):
         notes = values["notes"] or ""
         content = "\x1f".join(
             [
-                str(client_id),
+                portfolio.key_owner,
                 str(asset_id),
                 kind,
                 str(qty.normalize()),
@@ -406,7 +409,7 @@ class AllocationFormat(ImportFormat):
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:40]
         self.staging.add(
-            (line, client_id, asset_id, kind, str(qty), str(price), str(fees), values["date"], notes, digest)
+            (line, portfolio.id, asset_id, kind, str(qty), str(price), str(fees), values["date"], notes, digest)
         )
 
     def close(self) -> None:
@@ -417,15 +420,15 @@ class AllocationFormat(ImportFormat):
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
             cursor.execute(
-                "CREATE TEMPORARY TABLE import_allocations_new AS SELECT line, client_id, asset_id, kind, quantity, "
-                "price, fees, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
-                "(PARTITION BY client_id, content_hash ORDER BY line) AS varchar(20)) AS import_key "
+                "CREATE TEMPORARY TABLE import_allocations_new AS SELECT line, portfolio_id, asset_id, kind, "
+                "quantity, price, fees, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
+                "(PARTITION BY portfolio_id, content_hash ORDER BY line) AS varchar(20)) AS import_key "
                 "FROM import_allocations"
             )
             cursor.execute("CREATE INDEX import_allocations_order ON import_allocations_new (date, line)")
             cursor.execute(
                 "DELETE FROM import_allocations_new WHERE EXISTS (SELECT 1 FROM "
-                f"{ALLOCATIONS} a WHERE a.client_id = import_allocations_new.client_id "
+                f"{ALLOCATIONS} a WHERE a.portfolio_id = import_allocations_new.portfolio_id "
                 "AND a.import_key = import_allocations_new.import_key)"
             )
             self.run.skipped += cursor.rowcount
@@ -439,18 +442,18 @@ class AllocationFormat(ImportFormat):
             if not page:
                 break
             after = (page[-1][7], page[-1][0])
-            clients = Client.objects.in_bulk({row[1] for row in page})
+            portfolios = Portfolio.objects.select_related("client").in_bulk({row[1] for row in page})
             missing = {row[2] for row in page} - assets.keys()
             assets.update(Asset.objects.in_bulk(missing))
-            for line, client_id, asset_id, kind, qty, price, fees, date, notes, import_key in page:
-                client, asset = clients[client_id], assets[asset_id]
+            for line, portfolio_id, asset_id, kind, qty, price, fees, date, notes, import_key in page:
+                portfolio, asset = portfolios[portfolio_id], assets[asset_id]
                 try:
                     # With skip_invalid a refused row is rolled back alone (allocation_create's own atomic block
                     # is a savepoint too; this one says so); without, the first refusal fails the whole run.
                     with transaction.atomic() if self.run.skip_invalid else nullcontext():
                         allocation_create(
                             actor=self.run.actor,
-                            client=client,
+                            portfolio=portfolio,
                             asset=asset,
                             kind=kind,
                             quantity=Decimal(qty),
@@ -461,9 +464,10 @@ class AllocationFormat(ImportFormat):
                             import_key=import_key,
                         )
                 except (ConflictError, ValidationError, PermissionDenied) as error:
-                    row = [client.email, asset.ticker, asset.exchange, kind, qty, price, fees]
+                    row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees]
+                    named = [portfolio.name, portfolio.custodian, portfolio.account_number]
                     column, message = _refusal(error)[0]  # one rejection per row
-                    self.run.reject(line, column, message, [*row, _as_date(date).isoformat(), notes])
+                    self.run.reject(line, column, message, [*row, _as_date(date).isoformat(), notes, *named])
                     if not self.run.skip_invalid:
                         return  # the first refusal fails the run: the engine rolls everything back
                     continue
@@ -471,7 +475,7 @@ class AllocationFormat(ImportFormat):
 
     def _page(self, after: tuple[Any, int] | None) -> list[tuple[Any, ...]]:
         query = (
-            "SELECT line, client_id, asset_id, kind, quantity, price, fees, date, notes, import_key "
+            "SELECT line, portfolio_id, asset_id, kind, quantity, price, fees, date, notes, import_key "
             "FROM import_allocations_new"
         )
         params: list[Any] = []
@@ -484,10 +488,13 @@ class AllocationFormat(ImportFormat):
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:
-        allocations = Allocation.objects.select_related("client", "asset").order_by("date", "id")
+        allocations = Allocation.objects.select_related("client", "portfolio", "asset").order_by("date", "id")
         for allocation in allocations.iterator(chunk_size=5000):
             yield {
                 "client": allocation.client.email,
+                "portfolio": allocation.portfolio.name,
+                "custodian": allocation.portfolio.custodian,
+                "account_number": allocation.portfolio.account_number,
                 "ticker": allocation.asset.ticker,
                 "exchange": allocation.asset.exchange,
                 "kind": allocation.kind,

@@ -3,8 +3,11 @@
 Built for large files. Rows are parsed in one thread while the database thread writes the previous chunk:
 each chunk is streamed into a staging table (COPY on PostgreSQL) and moved into the ledger set-based,
 skipping rows already posted (by reference, or by `import_key`: a hash of the row and of its occurrence
-in the file). Once every row is in, the running balance of each client and currency is checked in date
+in the file). Once every row is in, the running balance of each portfolio and currency is checked in date
 order on top of the balance before the import; one overdraft and the engine rolls the whole file back.
+
+Cash is per portfolio: a row names its portfolio (see clients.importers.PortfolioIndex), the portfolio rows are
+locked as the ledger's services lock them, and references and import keys are unique per portfolio.
 """
 
 import hashlib
@@ -18,9 +21,11 @@ from django.db.models import Q, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from clients.models import Client
+from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
+from clients.models import Client, Portfolio
+from clients.services import CLOSED
 from portfolio_site.imports import parsing
-from portfolio_site.imports.engine import Column, PipelinedFormat, RowError, Staging, copy_text, register
+from portfolio_site.imports.engine import Column, PipelinedFormat, Staging, copy_text, register
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
@@ -29,6 +34,7 @@ from .models import Transaction, signed_amount
 TABLE = Transaction._meta.db_table
 NULL = "\\N"  # in COPY text
 CLIENTS = Client._meta.db_table
+PORTFOLIOS = Portfolio._meta.db_table
 CHUNK = "import_tx_chunk"
 ROWS = "import_tx_rows"
 # A fixed-size bitmap of row hashes seen in this file: memory stays flat whatever the file's length. A set
@@ -37,6 +43,7 @@ SEEN_BITS = 1 << 27
 ROW_COLUMNS = [
     ("line", "integer NOT NULL"),
     ("client_id", "bigint NOT NULL"),
+    ("portfolio_id", "bigint NOT NULL"),
     ("kind", "varchar(16) NOT NULL"),
     ("amount", f"numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES}) NOT NULL"),
     ("currency", "varchar(3) NOT NULL"),
@@ -68,6 +75,7 @@ class _Occurrences:
 
 LEDGER_COLUMNS = [
     "client_id",
+    "portfolio_id",
     "kind",
     "amount",
     "currency",
@@ -87,7 +95,7 @@ class _Chunk:
     table), with the rows themselves for the checked path."""
 
     rows: list[tuple[Any, ...]]
-    client_ids: set[int]
+    portfolio_ids: set[int]
     direct: Any
     lines: Any
 
@@ -114,12 +122,14 @@ class TransactionFormat(PipelinedFormat):
     kind = "transactions"
     permissions = ("ledger.add_transaction",)
     description = (
-        "deposits and withdrawals. A row with a reference posts once per client and reference; a row without "
-        "one posts once per identical row (its content and how often it occurs in the file). Rows are applied "
-        "in date order and none may overdraw the client's cash in its currency."
+        "deposits and withdrawals in clients' portfolios. A row names its portfolio by client and portfolio "
+        "name, or by custodian and account number; a row naming only the client goes to the client's single "
+        "portfolio. A row with a reference posts once per portfolio and reference; a row without one posts once "
+        "per identical row (its content and how often it occurs in the file). Rows are applied in date order and "
+        "none may overdraw its portfolio's cash in its currency; a closed portfolio takes no new rows."
     )
     columns = (
-        Column("client", parsing.email, help="the client's email address"),
+        CLIENT_COLUMN,
         Column("kind", parsing.choice(Transaction.CASH_MOVEMENTS), help="deposit or withdrawal"),
         Column(
             "amount",
@@ -128,28 +138,31 @@ class TransactionFormat(PipelinedFormat):
         ),
         Column("currency", parsing.currency, help="ISO 4217 code"),
         Column("date", parsing.iso_date, help="value date, YYYY-MM-DD"),
-        Column("reference", parsing.text(100), required=False, help="external id, unique per client"),
+        Column("reference", parsing.text(100), required=False, help="external id, unique per portfolio"),
         Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
+        *PORTFOLIO_COLUMNS,
     )
 
     def prepare(self) -> None:
-        # Only clients the actor may see can be named; the rest read as unknown.
-        self.client_ids = dict(Client.objects.visible_to(self.run.actor).values_list("email", "id"))
+        # Only the portfolios of clients the actor may see can be named; the rest read as unknown.
+        self.portfolios = PortfolioIndex(self.run.actor)
         self.occurrences = _Occurrences()
         # Every row this run posts carries this exact timestamp, which tells them from the rows before it.
         self.now = timezone.now()
         # The same instant as raw SQL must write it for the ORM's `created_at=self.now` to match it.
         self.now_db = connection.ops.adapt_datetimefield_value(self.now)
         self.locked: set[int] = set()
+        # The closed portfolios among the locked ones (read under the lock), and how the refusal names them.
+        self.closed: dict[int, str] = {}
         # The chunk being written, and every row of the file (less its notes) for the final balance check.
         self.chunk = Staging(CHUNK, [*ROW_COLUMNS, ("notes", "text NOT NULL")])
         self.rows = Staging(ROWS, ROW_COLUMNS).create()
         self.ledger = Staging(TABLE, [(name, "") for name in LEDGER_COLUMNS])
-        # A client none of whose earlier transactions has a reference or import key cannot clash with a
+        # A portfolio none of whose earlier transactions has a reference or import key cannot clash with a
         # row of this file: its rows may go straight into the ledger (the fast path).
-        self.clients_with_keys = set(
+        self.portfolios_with_keys = set(
             Transaction.objects.filter(Q(reference__isnull=False) | Q(import_key__isnull=False))
-            .values_list("client_id", flat=True)
+            .values_list("portfolio_id", flat=True)
             .distinct()
         )
         if connection.vendor == "postgresql":
@@ -157,18 +170,19 @@ class TransactionFormat(PipelinedFormat):
                 cursor.execute("SET LOCAL work_mem = '128MB'")  # sorts of a million rows stay in memory
 
     def stage(self, line: int, values: dict[str, Any]) -> tuple[Any, ...]:
-        client_id = self.client_ids.get(values["client"])
-        if client_id is None:
-            raise RowError("client", f"no client with the email {values['client']} (or not one you may see)")
+        portfolio = self.portfolios.resolve(values)
         notes = values["notes"] or ""
         import_key = None
         if values["reference"] is None:
-            content = f"{client_id}\x1f{values['kind']}\x1f{values['amount'].normalize()}\x1f{values['currency']}"
+            content = (
+                f"{portfolio.key_owner}\x1f{values['kind']}\x1f{values['amount'].normalize()}\x1f{values['currency']}"
+            )
             digest = hashlib.sha256(f"{content}\x1f{values['date']}\x1f{notes}".encode()).digest()
             import_key = f"{digest[:20].hex()}:{self.occurrences.next(digest)}"
         return (
             line,
-            client_id,
+            portfolio.client_id,
+            portfolio.id,
             values["kind"],
             values["amount"],
             values["currency"],
@@ -179,40 +193,44 @@ class TransactionFormat(PipelinedFormat):
         )
 
     def encode_chunk(self, rows: list[tuple[Any, ...]]) -> "_Chunk":
-        client_ids = {row[1] for row in rows}
+        portfolio_ids = {row[2] for row in rows}
         created_by = getattr(self.run.actor, "pk", None)
         if not self.ledger.postgres:
             direct = self.ledger.encode([(*row[1:], created_by, self.now_db, self.now_db) for row in rows])
-            return _Chunk(rows, client_ids, direct, self.rows.encode([row[:-1] for row in rows]))
+            return _Chunk(rows, portfolio_ids, direct, self.rows.encode([row[:-1] for row in rows]))
         # The hot loop of a large import: COPY text for the ledger and for the rows table in one pass, with
         # the escaping only the free-text fields can need.
         tail = f"\t{NULL if created_by is None else created_by}\t{self.now}\t{self.now}\n"
         direct_lines, row_lines = [], []
-        for line, client_id, kind, amount, currency, date, reference, import_key, notes in rows:
+        for line, client_id, portfolio_id, kind, amount, currency, date, reference, import_key, notes in rows:
             common = (
-                f"{client_id}\t{kind}\t{amount}\t{currency}\t{date}\t"
+                f"{client_id}\t{portfolio_id}\t{kind}\t{amount}\t{currency}\t{date}\t"
                 f"{NULL if reference is None else copy_text(reference)}\t{import_key or NULL}"
             )
             direct_lines.append(f"{common}\t{copy_text(notes)}{tail}")
             row_lines.append(f"{line}\t{common}\n")
-        return _Chunk(rows, client_ids, "".join(direct_lines).encode(), "".join(row_lines).encode())
+        return _Chunk(rows, portfolio_ids, "".join(direct_lines).encode(), "".join(row_lines).encode())
 
     def write_chunk(self, chunk: "_Chunk") -> None:
         with connection.cursor() as cursor, _index_lookups(cursor):
-            self._lock_clients(cursor, chunk.client_ids)
-            if not chunk.client_ids & self.clients_with_keys and self._write_directly(chunk):
+            self._lock_portfolios(cursor, chunk.portfolio_ids)
+            checked = self.portfolios_with_keys.union(self.closed)
+            if not chunk.portfolio_ids & checked and self._write_directly(chunk):
                 return
             self.chunk.create().write_encoded(self.chunk.encode(chunk.rows))
             self._refuse_reference_clashes(cursor)
             # Rows already posted leave the chunk before the rows table sees them: the balance check
             # must count only what this run adds on top of the balance before it.
             self.run.skipped += self._drop_already_posted(cursor)
+            # After that, so that importing a file again once its portfolio has closed still skips it.
+            if chunk.portfolio_ids & self.closed.keys():
+                self._refuse_closed(cursor)
             if not self.run.failed:  # a failed run still checks every row, to report every problem
                 self.run.created += self._post(cursor)
             cursor.execute(f"INSERT INTO {ROWS} SELECT {', '.join(name for name, _ in ROW_COLUMNS)} FROM {CHUNK}")
 
     def _write_directly(self, chunk: "_Chunk") -> bool:
-        """The fast path, for clients with nothing posted by reference or import key before this run: COPY
+        """The fast path, for portfolios with nothing posted by reference or import key before this run: COPY
         straight into the ledger. False (and nothing written) when a reference repeats within the file: the
         checked path then finds and reports it."""
         try:
@@ -233,7 +251,7 @@ class TransactionFormat(PipelinedFormat):
         for column in ("import_key", "reference"):
             cursor.execute(
                 f"DELETE FROM {CHUNK} WHERE {column} IS NOT NULL AND EXISTS (SELECT 1 FROM {TABLE} t "
-                f"WHERE t.client_id = {CHUNK}.client_id AND t.{column} = {CHUNK}.{column})"
+                f"WHERE t.portfolio_id = {CHUNK}.portfolio_id AND t.{column} = {CHUNK}.{column})"
             )
             dropped += int(cursor.rowcount)
         return dropped
@@ -241,46 +259,67 @@ class TransactionFormat(PipelinedFormat):
     def _post(self, cursor: Any) -> int:
         """Moves what is left of the chunk into the ledger, in file order."""
         cursor.execute(
-            f"INSERT INTO {TABLE} (client_id, kind, amount, currency, date, notes, reference, import_key, "
-            f"created_by_id, created_at, updated_at) SELECT client_id, kind, amount, currency, date, notes, "
+            f"INSERT INTO {TABLE} (client_id, portfolio_id, kind, amount, currency, date, notes, reference, "
+            "import_key, created_by_id, created_at, updated_at) SELECT client_id, portfolio_id, kind, amount, "
+            "currency, date, notes, "
             f"reference, import_key, %s, %s, %s FROM {CHUNK} ORDER BY line",
             [getattr(self.run.actor, "pk", None), self.now_db, self.now_db],
         )
         return int(cursor.rowcount)
 
-    def _lock_clients(self, cursor: Any, client_ids: set[int]) -> None:
-        # The same lock the services take, held to the end: no posting slips between check and commit.
-        new = sorted(client_ids - self.locked)
-        if new and connection.features.has_select_for_update:
-            marks = ", ".join(["%s"] * len(new))
-            cursor.execute(f"SELECT id FROM {CLIENTS} WHERE id IN ({marks}) ORDER BY id FOR UPDATE", new)
+    def _lock_portfolios(self, cursor: Any, portfolio_ids: set[int]) -> None:
+        """The same lock the services take (clients.services.portfolio_lock: the portfolio rows, in id order),
+        held to the end: no posting slips between check and commit, and no portfolio closes in between. Whether
+        a portfolio is closed is read under the lock."""
+        new = sorted(portfolio_ids - self.locked)
+        if not new:
+            return
+        marks = ", ".join(["%s"] * len(new))
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        cursor.execute(f"SELECT id, closed_on FROM {PORTFOLIOS} WHERE id IN ({marks}) ORDER BY id{lock}", new)
+        closed = [pk for pk, closed_on in cursor.fetchall() if closed_on is not None]
+        for portfolio in Portfolio.objects.filter(pk__in=closed).select_related("client"):
+            self.closed[portfolio.pk] = CLOSED.format(portfolio=portfolio)
         self.locked.update(new)
+
+    def _refuse_closed(self, cursor: Any) -> None:
+        """Refuses the chunk's rows in a closed portfolio, as the services refuse any new movement there."""
+        marks = ", ".join(["%s"] * len(self.closed))
+        cursor.execute(
+            f"SELECT line, portfolio_id FROM {CHUNK} WHERE portfolio_id IN ({marks}) ORDER BY line", list(self.closed)
+        )
+        refused = cursor.fetchall()
+        for line, portfolio_id in refused:
+            self.run.reject(line, "portfolio", self.closed[portfolio_id], self._original(cursor, line))
+        if refused:
+            marks = ", ".join(["%s"] * len(refused))
+            cursor.execute(f"DELETE FROM {CHUNK} WHERE line IN ({marks})", [line for line, _ in refused])
 
     def _refuse_reference_clashes(self, cursor: Any) -> None:
         """Refuses a reference repeated in the file or already posted with other details."""
         cursor.execute(
             f"SELECT line, reference, first_line FROM (SELECT line, reference, MIN(line) OVER "
-            f"(PARTITION BY client_id, reference) AS first_line FROM {CHUNK} WHERE reference IS NOT NULL) repeated "
+            f"(PARTITION BY portfolio_id, reference) AS first_line FROM {CHUNK} WHERE reference IS NOT NULL) repeated "
             "WHERE line <> first_line"
         )
         clashes = [
-            (line, "reference", f"{reference!r} is used on line {first} for the same client too")
+            (line, "reference", f"{reference!r} is used on line {first} for the same portfolio too")
             for line, reference, first in cursor.fetchall()
         ]
         # Against the ledger: a row of an earlier chunk (posted by this run), or one posted before it.
         cursor.execute(
-            f"SELECT c.line, c.reference, (SELECT MIN(r.line) FROM {ROWS} r WHERE r.client_id = c.client_id "
+            f"SELECT c.line, c.reference, (SELECT MIN(r.line) FROM {ROWS} r WHERE r.portfolio_id = c.portfolio_id "
             f"AND r.reference = c.reference) FROM {CHUNK} c JOIN {TABLE} t "
-            "ON t.client_id = c.client_id AND t.reference = c.reference "
+            "ON t.portfolio_id = c.portfolio_id AND t.reference = c.reference "
             "WHERE t.created_at = %s OR NOT (t.kind = c.kind AND t.amount = c.amount AND t.currency = c.currency "
             "AND t.date = c.date)",
             [self.now_db],
         )
         for line, reference, first in cursor.fetchall():
             if first is not None:
-                message = f"{reference!r} is used on line {first} for the same client too"
+                message = f"{reference!r} is used on line {first} for the same portfolio too"
             else:
-                message = f"{reference!r} was already posted for this client with different details"
+                message = f"{reference!r} was already posted in this portfolio with different details"
             clashes.append((line, "reference", message))
         for line, column, message in sorted(clashes):
             self.run.reject(line, column, message, self._original(cursor, line))
@@ -292,8 +331,9 @@ class TransactionFormat(PipelinedFormat):
         """The refused row, for the rejects file, as staged (the notes are not kept past the chunk)."""
         notes = "s.notes" if table == CHUNK else "''"
         cursor.execute(
-            f"SELECT c.email, s.kind, s.amount, s.currency, s.date, s.reference, {notes} "
-            f"FROM {table} s JOIN {CLIENTS} c ON c.id = s.client_id WHERE s.line = %s",
+            f"SELECT c.email, s.kind, s.amount, s.currency, s.date, s.reference, {notes}, p.name, p.custodian, "
+            f"p.account_number FROM {table} s JOIN {CLIENTS} c ON c.id = s.client_id "
+            f"JOIN {PORTFOLIOS} p ON p.id = s.portfolio_id WHERE s.line = %s",
             [line],
         )
         row = cursor.fetchone()
@@ -302,37 +342,38 @@ class TransactionFormat(PipelinedFormat):
     # --- After the last row ---------------------------------------------------------------------
 
     def check(self) -> None:
-        """Applies the new rows in date order on top of each client's earlier balance; none may go below zero.
+        """Applies the new rows in date order on top of each portfolio's earlier balance; none may go below zero.
 
-        With skip_invalid the first overdrawing row of each client and currency is taken out again and the
+        With skip_invalid the first overdrawing row of each portfolio and currency is taken out again and the
         check repeats, since a later row may be fine without it.
         """
         before = (
-            Transaction.objects.filter(client_id__in=RawSQL(f"SELECT client_id FROM {ROWS}", []))
+            Transaction.objects.filter(portfolio_id__in=RawSQL(f"SELECT portfolio_id FROM {ROWS}", []))
             .exclude(Q(created_at=self.now))
-            .values("client_id", "currency")
+            .values("portfolio_id", "currency")
             .annotate(balance=Sum(signed_amount()))
             .order_by()
         )
         before_sql, before_params = before.query.sql_with_params()
         query = (
             f"WITH opening AS ({before_sql}), running AS ("
-            "SELECT n.line, n.amount, n.currency, n.client_id, n.date, COALESCE(o.balance, 0) + SUM("
+            "SELECT n.line, n.amount, n.currency, n.portfolio_id, n.date, COALESCE(o.balance, 0) + SUM("
             "CASE WHEN n.kind = 'deposit' THEN n.amount ELSE -n.amount END) OVER ("
-            "PARTITION BY n.client_id, n.currency ORDER BY n.date, n.line ROWS UNBOUNDED PRECEDING) AS balance "
-            f"FROM {ROWS} n LEFT JOIN opening o ON o.client_id = n.client_id AND o.currency = n.currency), "
-            "overdrawn AS (SELECT line, amount, currency, balance, ROW_NUMBER() OVER ("
+            "PARTITION BY n.portfolio_id, n.currency ORDER BY n.date, n.line ROWS UNBOUNDED PRECEDING) AS balance "
+            f"FROM {ROWS} n LEFT JOIN opening o ON o.portfolio_id = n.portfolio_id AND o.currency = n.currency), "
+            "overdrawn AS (SELECT line, amount, currency, balance, portfolio_id, ROW_NUMBER() OVER ("
             # Half a minor unit below zero: exact on PostgreSQL, and deaf to SQLite's floating-point sums.
-            "PARTITION BY client_id, currency ORDER BY date, line) AS nth FROM running WHERE balance < -0.00005) "
-            "SELECT line, amount, currency, balance FROM overdrawn WHERE nth = 1 ORDER BY line"
+            "PARTITION BY portfolio_id, currency ORDER BY date, line) AS nth FROM running WHERE balance < -0.00005) "
+            f"SELECT o.line, o.amount, o.currency, o.balance, p.name FROM overdrawn o JOIN {PORTFOLIOS} p "
+            "ON p.id = o.portfolio_id WHERE o.nth = 1 ORDER BY o.line"
         )
         with connection.cursor() as cursor:
             while True:
                 cursor.execute(query, before_params)
                 overdrawn = cursor.fetchall()
-                for line, amount, currency, balance in overdrawn:
+                for line, amount, currency, balance, name in overdrawn:
                     message = (
-                        f"the withdrawal of {amount} {currency} would overdraw the client's cash "
+                        f"the withdrawal of {amount} {currency} would overdraw the cash of the portfolio {name} "
                         f"(the balance would be {balance} {currency})"
                     )
                     self.run.reject(line, "amount", message, self._original(cursor, line, ROWS))
@@ -344,7 +385,7 @@ class TransactionFormat(PipelinedFormat):
         marks = ", ".join(["%s"] * len(lines))
         cursor.execute(
             f"DELETE FROM {TABLE} WHERE created_at = %s AND id IN (SELECT t.id FROM {TABLE} t JOIN {ROWS} r "
-            "ON t.client_id = r.client_id AND (t.import_key = r.import_key OR t.reference = r.reference) "
+            "ON t.portfolio_id = r.portfolio_id AND (t.import_key = r.import_key OR t.reference = r.reference) "
             f"WHERE r.line IN ({marks}))",
             [self.now_db, *lines],
         )
@@ -369,12 +410,15 @@ class TransactionFormat(PipelinedFormat):
             Transaction.objects.filter(
                 kind__in=Transaction.CASH_MOVEMENTS, reverses__isnull=True, reversal__isnull=True
             )
-            .select_related("client")
+            .select_related("client", "portfolio")
             .order_by("date", "id")
         )
         for tx in movements.iterator(chunk_size=5000):
             yield {
                 "client": tx.client.email,
+                "portfolio": tx.portfolio.name,
+                "custodian": tx.portfolio.custodian,
+                "account_number": tx.portfolio.account_number,
                 "kind": tx.kind,
                 "amount": str(tx.amount),
                 "currency": tx.currency,

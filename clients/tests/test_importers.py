@@ -1,3 +1,4 @@
+import datetime
 import io
 from typing import Any
 
@@ -6,8 +7,8 @@ from django.core.management import call_command
 
 from accounts.tests.factories import AdvisorFactory
 from clients import importers
-from clients.models import Client
-from clients.tests.factories import ClientFactory
+from clients.models import Client, Portfolio
+from clients.tests.factories import ClientFactory, PortfolioFactory
 from portfolio_site.cache import namespace_version
 from portfolio_site.imports.engine import CommandLineActor, ImportResult, run_import
 
@@ -298,3 +299,143 @@ def test_export_writes_the_import_columns(tmp_path) -> None:
         ("a@example.org", "Ann", True, ""),
         ("b@example.org", "Bob, Jr.", False, "two\nlines"),
     ]
+
+
+# --- Portfolios ---------------------------------------------------------------------------------------------------
+
+PORTFOLIOS = "client,name,kind,custodian,account_number,base_currency,opened_on,closed_on,notes\n"
+
+
+def import_portfolios(body: str, actor: Any = None, **options: Any) -> ImportResult:
+    return run_import(
+        kind="portfolios",
+        stream=io.BytesIO((PORTFOLIOS + body).encode()),
+        file_name="portfolios.csv",
+        actor=actor or CommandLineActor(),
+        **options,
+    )
+
+
+def portfolios() -> list[tuple[Any, ...]]:
+    return sorted(
+        Portfolio.objects.values_list(
+            "client__email", "name", "kind", "custodian", "account_number", "base_currency", "opened_on", "closed_on"
+        ),
+        key=str,
+    )
+
+
+def test_a_new_client_from_the_clients_import_opens_its_main_portfolio(advisor) -> None:
+    result = import_clients(f"kim@example.org,Kim Lee,{advisor.email},USD,,,\n")
+
+    assert result.ok, issues(result)
+    assert list(Portfolio.objects.values_list("client__email", "name", "base_currency")) == [
+        ("kim@example.org", "Main", "USD")
+    ]
+
+
+def test_portfolios_are_created_by_client_and_name_and_updated_or_skipped_when_imported_again() -> None:
+    ClientFactory(email="ann@example.net", base_currency="GBP")
+    body = (
+        "ann@example.net,ISA,retirement,Fineco,IT-1,EUR,2025-04-06,,tax-free\n"
+        "ann@example.net,Joint,joint,,,,2025-01-01,,\n"
+    )
+
+    first = import_portfolios(body)
+    again = import_portfolios(body)
+    changed = import_portfolios("ann@example.net,isa,retirement,Fineco,IT-1,EUR,2025-04-06,2026-01-31,tax-free\n")
+
+    assert (first.ok, counts(first)) == (True, (2, 0, 0, 0)), issues(first)
+    assert counts(again) == (0, 0, 2, 0)
+    assert counts(changed) == (0, 1, 0, 0)
+    assert portfolios() == [
+        ("ann@example.net", "Joint", "joint", "", "", "GBP", datetime.date(2025, 1, 1), None),
+        ("ann@example.net", "Main", "taxable", "", "", "GBP", datetime.date(2025, 1, 1), None),
+        (
+            "ann@example.net",
+            "isa",
+            "retirement",
+            "Fineco",
+            "IT-1",
+            "EUR",
+            datetime.date(2025, 4, 6),
+            datetime.date(2026, 1, 31),
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            "ghost@example.net,X,,,,,,,",
+            "line 2, client: no client with the email ghost@example.net (or not one you may see)",
+        ),
+        ("ann@example.net,X,safe,,,,,,", "line 2, kind: 'safe' is not one of taxable, retirement, joint, trust, other"),
+        ("ann@example.net,X,,,IT-2,,,,", "line 2, row: An account number is given with its custodian."),
+        (
+            "ann@example.net,X,,Fineco,IT-1,,,,",
+            "line 2, row: This custodian already has a portfolio with this account number.",
+        ),
+        (
+            "ann@example.net,X,,,,,2026-01-02,2026-01-01,",
+            "line 2, row: A portfolio closes on or after the day it opened.",
+        ),
+        ("ann@example.net,X,,,,EURO,,,", "line 2, base_currency: 'EURO' is not an ISO 4217 currency code"),
+    ],
+    ids=["unknown-client", "kind", "account-without-custodian", "account-taken", "closed-before-opened", "currency"],
+)
+def test_an_invalid_portfolio_row_is_refused_with_its_line_and_nothing_is_written(row: str, expected: str) -> None:
+    PortfolioFactory(
+        client=ClientFactory(email="ann@example.net"), name="ISA", custodian="Fineco", account_number="IT-1"
+    )
+
+    result = import_portfolios(row + "\n")
+
+    assert issues(result) == [expected]
+    assert Portfolio.objects.count() == 2
+
+
+def test_every_refused_portfolio_is_listed_and_skip_invalid_writes_the_others() -> None:
+    ClientFactory(email="ann@example.net")
+    body = "ann@example.net,A,,,,,,,\nann@example.net,a,,,,,,,\nann@example.net,B,,,X-1,,,,\nann@example.net,C,,,,,,,\n"
+
+    failed = import_portfolios(body)
+    skipped = import_portfolios(body, skip_invalid=True, rejects=io.StringIO())
+
+    assert issues(failed) == [
+        "line 3, name: ann@example.net's portfolio 'a' is already on line 2",
+        "line 4, row: An account number is given with its custodian.",
+    ]
+    assert counts(skipped) == (2, 0, 0, 2)
+    assert sorted(Portfolio.objects.values_list("name", flat=True)) == ["A", "C", "Main"]
+
+
+def test_an_advisor_may_import_portfolios_of_their_own_clients_only(advisor, other_advisor) -> None:
+    ClientFactory(email="mine@example.net", advisor=advisor)
+    ClientFactory(email="theirs@example.net", advisor=other_advisor)
+
+    mine = import_portfolios("mine@example.net,ISA,,,,,,,\n", actor=advisor)
+    theirs = import_portfolios("theirs@example.net,ISA,,,,,,,\n", actor=advisor)
+
+    assert mine.ok, issues(mine)
+    assert issues(theirs) == ["line 2, client: no client with the email theirs@example.net (or not one you may see)"]
+    assert list(Portfolio.objects.filter(name="ISA").values_list("client__email", flat=True)) == ["mine@example.net"]
+
+
+def test_portfolios_export_as_they_import(tmp_path) -> None:
+    ann = ClientFactory(email="ann@example.net")
+    PortfolioFactory(client=ann, name="=ISA", custodian="Fineco", account_number="IT-1", notes="a, b")
+    path = tmp_path / "portfolios.csv"
+
+    call_command("export", "portfolios", str(path), stdout=io.StringIO())
+    Portfolio.objects.filter(name="=ISA").delete()
+    result = import_portfolios(path.read_text(encoding="utf-8").split("\n", 1)[1])
+
+    assert path.read_text(encoding="utf-8").splitlines() == [
+        PORTFOLIOS.strip(),
+        'ann@example.net,\'=ISA,taxable,Fineco,IT-1,EUR,2025-01-01,,"a, b"',
+        "ann@example.net,Main,taxable,,,EUR,2025-01-01,,",
+    ]
+    assert counts(result) == (1, 0, 1, 0)
+    assert Portfolio.objects.get(custodian="Fineco").name == "=ISA"

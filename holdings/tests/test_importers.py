@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from clients.tests.factories import ClientFactory
+from clients.tests.factories import ClientFactory, main_portfolio
 from holdings.models import Allocation, Asset, Price
 from holdings.selectors import position
 from holdings.tests.factories import AllocationFactory, AssetFactory, PriceFactory
@@ -329,10 +329,10 @@ def test_allocations_are_recorded_and_buys_and_sells_settle_in_cash(investor, sa
     assert (buy.settlement.kind, buy.settlement.amount, buy.settlement.currency) == ("buy", Decimal("8863.90"), "EUR")
     assert (sell.settlement.kind, sell.settlement.amount) == ("sell", Decimal("2247.50"))
     assert (transfer.settlement, transfer.fees) == (None, Decimal("0"))
-    assert position(client_id=investor.pk, asset_id=sap.pk) == Decimal("35")
-    assert cash_available(client_id=investor.pk, currency="EUR") == Decimal("10000") - Decimal("8863.90") + Decimal(
-        "2247.50"
-    )
+    assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == Decimal("35")
+    assert cash_available(portfolio_id=main_portfolio(investor).pk, currency="EUR") == Decimal("10000") - Decimal(
+        "8863.90"
+    ) + Decimal("2247.50")
 
 
 def test_importing_the_same_allocations_again_creates_nothing_and_skips_every_row(investor, sap) -> None:
@@ -358,7 +358,7 @@ def test_a_sell_of_more_than_is_held_is_refused_naming_its_line(investor, sap) -
         f"investor@example.org,SAP,XETR,sell,11,100,0,{DAY},\n",
     )
     assert issues(result) == [
-        f"line 3, quantity: Not enough units of SAP.XETR for {investor}: the change would leave a position of "
+        f"line 3, quantity: Not enough units of SAP.XETR in {investor}: Main: the change would leave a position of "
         "-1.0000000000; a sell or transfer out cannot exceed the quantity held."
     ]
     assert not Allocation.objects.exists()
@@ -379,7 +379,7 @@ def test_a_buy_that_would_overdraw_cash_is_refused_naming_its_line(investor, sap
         f"investor@example.org,SAP,XETR,buy,50,100,0.01,{DAY},\n",
     )
     assert issues(result) == [
-        "line 3, quantity: Insufficient cash: the buy settlement needs 5000.0100 EUR but only 5000.0000 EUR "
+        "line 3, quantity: Insufficient cash in Main: the buy settlement needs 5000.0100 EUR but only 5000.0000 EUR "
         "is available."
     ]
     assert not Allocation.objects.exists()
@@ -400,7 +400,7 @@ def test_the_rows_are_applied_in_date_order_whatever_their_order_in_the_file(inv
         "sell",
         "transfer_out",
     ]
-    assert position(client_id=investor.pk, asset_id=sap.pk) == 0
+    assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == 0
 
 
 def test_only_the_first_refusal_is_reported_without_skip_invalid(investor, sap) -> None:
@@ -427,16 +427,16 @@ def test_skip_invalid_records_the_good_rows_and_lists_the_refused_ones(investor,
     )
     assert result.ok
     assert counts(result) == (2, 0, 0, 3)
-    assert position(client_id=investor.pk, asset_id=sap.pk) == Decimal("40")
-    assert cash_available(client_id=investor.pk, currency="EUR") == Decimal("6200")
+    assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == Decimal("40")
+    assert cash_available(portfolio_id=main_portfolio(investor).pk, currency="EUR") == Decimal("6200")
     assert rejects.getvalue().splitlines() == [
-        "line,client,ticker,exchange,kind,quantity,price,fees,date,notes,error",
-        "6,investor@example.org,MSFT,,buy,1,1,0,2026-03-03,,ticker: no asset with the ticker MSFT",
-        "3,investor@example.org,SAP,XETR,buy,50,100,0,2026-03-03,,quantity: Insufficient cash: the buy settlement "
-        "needs 5000.0000 EUR but only 4000.0000 EUR is available.",
-        f"4,investor@example.org,SAP,XETR,sell,70,100,0,2026-03-04,,quantity: Not enough units of SAP.XETR for "
-        f"{investor}: the change would leave a position of -10.0000000000; a sell or transfer out cannot exceed "
-        "the quantity held.",
+        "line,client,ticker,exchange,kind,quantity,price,fees,date,notes,portfolio,custodian,account_number,error",
+        "6,investor@example.org,MSFT,,buy,1,1,0,2026-03-03,,,,,ticker: no asset with the ticker MSFT",
+        "3,investor@example.org,SAP,XETR,buy,50,100,0,2026-03-03,,Main,,,quantity: Insufficient cash in Main: the "
+        "buy settlement needs 5000.0000 EUR but only 4000.0000 EUR is available.",
+        f"4,investor@example.org,SAP,XETR,sell,70,100,0,2026-03-04,,Main,,,quantity: Not enough units of SAP.XETR "
+        f"in {investor}: Main: the change would leave a position of -10.0000000000; a sell or transfer out cannot "
+        "exceed the quantity held.",
     ]
     again = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,60,100,0,{DAY},\n")
     assert counts(again) == (0, 0, 1, 0)
@@ -531,7 +531,7 @@ def test_many_allocations_are_replayed_a_page_at_a_time(investor, sap, monkeypat
     result = run("allocations", ALLOCATIONS + rows)
     assert result.ok, issues(result)
     assert counts(result) == (8, 0, 0, 0)
-    assert position(client_id=investor.pk, asset_id=sap.pk) == 0
+    assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == 0
 
 
 def test_allocations_export_as_they_import(investor, sap, tmp_path) -> None:
@@ -543,9 +543,9 @@ def test_allocations_export_as_they_import(investor, sap, tmp_path) -> None:
     path = tmp_path / "allocations.csv"
     call_command("export", "allocations", str(path), stdout=io.StringIO())
     assert path.read_text().splitlines() == [
-        ALLOCATIONS.strip(),
-        'investor@example.org,SAP,XETR,buy,40,221.35,9.9,2026-03-03,"note, with comma"',
-        "investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,2026-03-04,",
+        ALLOCATIONS.strip() + ",portfolio,custodian,account_number",
+        'investor@example.org,SAP,XETR,buy,40,221.35,9.9,2026-03-03,"note, with comma",Main,,',
+        "investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,2026-03-04,,Main,,",
     ]
 
 

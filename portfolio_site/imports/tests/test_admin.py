@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from clients.tests.factories import ClientFactory
+from clients.tests.factories import ClientFactory, main_portfolio
 from ledger.models import Transaction
 from portfolio_site.imports import admin as imports_admin
 from portfolio_site.imports.models import ImportBatch
@@ -362,7 +362,13 @@ def test_a_confirmed_import_that_fails_now_reports_it_and_writes_nothing(client,
     client.force_login(operations)
     upload(client, csv_bytes(f"{EMAIL},deposit,100,EUR,2026-01-05,R-1,"))
     Transaction.objects.create(
-        client=ann, kind="deposit", amount=1, currency="EUR", date=datetime.date(2026, 1, 5), reference="R-1"
+        client=ann,
+        portfolio=main_portfolio(ann),
+        kind="deposit",
+        amount=1,
+        currency="EUR",
+        date=datetime.date(2026, 1, 5),
+        reference="R-1",
     )  # posted meanwhile, with other details
 
     response = confirm(client)

@@ -142,7 +142,10 @@ def test_a_header_problem_fails_the_command_naming_the_columns(ann, tmp_path, he
 
     _, err = import_failing("transactions", path)
 
-    assert err.startswith(f"line 1, header: {named} (expected: client, kind, amount, currency, date, reference, notes)")
+    assert err.startswith(
+        f"line 1, header: {named} (expected: client, kind, amount, currency, date, reference, notes, portfolio, "
+        "custodian, account_number)"
+    )
     assert not Transaction.objects.exists()
 
 
@@ -216,7 +219,20 @@ def test_skip_invalid_writes_the_good_rows_and_the_bad_ones_to_file_rejects_csv(
     ]
     with rejects.open(newline="", encoding="utf-8") as file:
         rows = list(csv.reader(file))
-    assert rows[0] == ["line", "client", "kind", "amount", "currency", "date", "reference", "notes", "error"]
+    assert rows[0] == [
+        "line",
+        "client",
+        "kind",
+        "amount",
+        "currency",
+        "date",
+        "reference",
+        "notes",
+        "portfolio",
+        "custodian",
+        "account_number",
+        "error",
+    ]
     assert [(row[0], row[-1]) for row in rows[1:]] == [
         ("3", "amount: 'abc' is not a number"),
         ("4", "client: no client with the email nobody@example.net (or not one you may see)"),
@@ -269,5 +285,7 @@ def test_help_lists_the_columns_of_every_kind():
     with pytest.raises(SystemExit), mock.patch("sys.stdout", out):
         call_command("import", "--help")
 
-    assert "transactions: deposits and withdrawals." in out.getvalue()
-    assert "amount     required  positive, up to 4 decimal places" in out.getvalue()
+    assert "transactions: deposits and withdrawals in clients' portfolios." in out.getvalue()
+    assert "portfolios: clients' portfolios (accounts), created or updated by client email and name" in out.getvalue()
+    assert "account_number  optional  the custodian's number, unique per custodian" in out.getvalue()
+    assert "amount          required  positive, up to 4 decimal places" in out.getvalue()

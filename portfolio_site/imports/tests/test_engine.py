@@ -250,7 +250,8 @@ def test_every_header_problem_is_named_at_once(ann):
 
     assert messages(result) == [
         "line 1, header: unknown column(s): extra; missing column(s): amount, currency, date; "
-        "repeated column(s): client (expected: client, kind, amount, currency, date, reference, notes)"
+        "repeated column(s): client (expected: client, kind, amount, currency, date, reference, notes, portfolio, "
+        "custodian, account_number)"
     ]
 
 
@@ -303,7 +304,7 @@ def test_every_bad_row_is_reported_in_one_run(ann):
         "line 3, kind: 'transfer' is not one of deposit, withdrawal",
         "line 4, currency: 'XYZ' is not an ISO 4217 currency code",
         "line 5, date: '2026-02-30' is not an ISO date (YYYY-MM-DD)",
-        "line 6, client: required",
+        "line 6, client: required, unless custodian and account_number name the portfolio",
         "line 7, reference: longer than 100 characters",
     ]
     assert result.batch.rows_rejected == 6
@@ -369,7 +370,10 @@ def test_skip_invalid_writes_the_good_rows_and_the_bad_ones_to_the_rejects_file(
     assert (result.batch.rows_read, result.batch.rows_created, result.batch.rows_rejected) == (4, 2, 2)
     assert sorted(Transaction.objects.values_list("notes", flat=True)) == ["good", "good too"]
     assert list(csv.reader(io.StringIO(rejects.getvalue()))) == [
-        ["line", "client", "kind", "amount", "currency", "date", "reference", "notes", "error"],
+        [
+            *["line", "client", "kind", "amount", "currency", "date", "reference", "notes"],
+            *["portfolio", "custodian", "account_number", "error"],
+        ],
         [
             "3",
             EMAIL,
@@ -379,6 +383,7 @@ def test_skip_invalid_writes_the_good_rows_and_the_bad_ones_to_the_rejects_file(
             "2026-01-05",
             "",
             "too precise",
+            *["", "", ""],
             "amount: 1.00001 has more than 4 decimal places",
         ],
         [
@@ -390,6 +395,7 @@ def test_skip_invalid_writes_the_good_rows_and_the_bad_ones_to_the_rejects_file(
             "2026-01-05",
             "",
             "unknown",
+            *["", "", ""],
             "client: no client with the email nobody@example.net (or not one you may see)",
         ],
     ]
@@ -410,6 +416,7 @@ def test_rejects_file_lists_the_cells_in_the_declared_column_order_whatever_the_
         "2026-01-05",
         "",
         "",
+        *["", "", ""],
         "amount: 'bad' is not a number",
     ]
 

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from accounts.tests.factories import AdvisorFactory
 from clients.models import Client
 from clients.services import client_create
+from clients.tests.factories import main_portfolio
 from holdings.services import allocation_create, asset_create, price_create
 from ledger.services import transaction_post
 from portfolio_site.imports.engine import escape_cell, run_import, unescape_cell
@@ -75,7 +76,7 @@ def load_formula_like_history(admin: Any) -> None:
     price_create(asset=asset, date=DAY, close=Decimal("12.5"))
     transaction_post(
         actor=admin,
-        client_id=client.pk,
+        portfolio_id=main_portfolio(client).pk,
         kind="deposit",
         amount=Decimal("1000"),
         currency="EUR",
@@ -85,7 +86,7 @@ def load_formula_like_history(admin: Any) -> None:
     )
     allocation_create(
         actor=admin,
-        client=client,
+        portfolio=main_portfolio(client),
         asset=asset,
         kind="buy",
         quantity=Decimal("2"),

@@ -5,13 +5,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
+from clients.models import Portfolio
+from clients.tests.factories import ClientFactory
 from holdings.models import Asset
 from holdings.tests.factories import AssetFactory
 from portfolio_site.imports.models import ImportBatch
@@ -113,3 +115,26 @@ def test_the_admin_import_refuses_the_confirmation_once_the_permission_is_gone(c
     assert "Importing assets needs" in " ".join(str(m) for m in response.context["messages"])
     assert not Asset.objects.exists()
     assert list(ImportBatch.objects.values_list("outcome", flat=True)) == ["dry_run"]
+
+
+def test_importing_portfolios_needs_the_permissions_to_add_and_change_portfolios(tmp_path):
+    ClientFactory(email="ann@example.net")
+    path = tmp_path / "portfolios.csv"
+    path.write_text("client,name\nann@example.net,ISA\n", encoding="utf-8")
+    user = UserFactory(is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="add_portfolio"))
+
+    with pytest.raises(CommandError) as refused:
+        call_command("import", "portfolios", str(path), "--quiet", "--user", user.email, stdout=io.StringIO())
+    user.user_permissions.add(Permission.objects.get(codename="change_portfolio"))
+    user = type(user).objects.get(pk=user.pk)  # permissions are cached on the instance
+    user.groups.add(*Group.objects.filter(name="Operations"))  # to see the client
+    out = io.StringIO()
+    call_command("import", "portfolios", str(path), "--quiet", "--user", user.email, stdout=out)
+
+    assert str(refused.value) == (
+        f"--user {user.email}: Importing portfolios needs the permission(s) clients.add_portfolio, "
+        "clients.change_portfolio; missing: clients.change_portfolio."
+    )
+    assert "created 1" in out.getvalue()
+    assert Portfolio.objects.filter(name="ISA").exists()

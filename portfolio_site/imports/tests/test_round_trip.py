@@ -12,8 +12,9 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from accounts.tests.factories import AdvisorFactory
-from clients.models import Client
-from clients.services import client_create, client_update
+from clients.models import Client, Portfolio
+from clients.services import client_create, client_update, portfolio_create
+from clients.tests.factories import main_portfolio
 from holdings.models import Allocation, Asset, Price
 from holdings.services import allocation_create, allocation_update, asset_create, price_create
 from ledger.models import Transaction, signed_amount
@@ -21,7 +22,7 @@ from ledger.services import transaction_post, transaction_reverse
 from portfolio_site.imports.models import ImportBatch
 
 pytestmark = pytest.mark.django_db
-KINDS = ("clients", "assets", "prices", "transactions", "allocations")
+KINDS = ("clients", "portfolios", "assets", "prices", "transactions", "allocations")
 EXAMPLES = Path(settings.BASE_DIR) / "docs" / "examples"
 DAY = datetime.date(2026, 3, 2)
 
@@ -35,24 +36,39 @@ def snapshot() -> dict[str, Any]:
                 "email", "name", "advisor__email", "base_currency", "phone", "is_active", "notes"
             )
         ),
+        "portfolios": sorted(
+            Portfolio.objects.values_list(
+                "client__email",
+                "name",
+                "kind",
+                "custodian",
+                "account_number",
+                "base_currency",
+                "opened_on",
+                "closed_on",
+                "notes",
+            ),
+            key=str,
+        ),
         "assets": sorted(Asset.objects.values_list("ticker", "exchange", "name", "currency", "asset_type", "isin")),
         "prices": sorted(Price.objects.values_list("asset__ticker", "asset__exchange", "date", "close")),
         "cash movements": sorted(
             current.filter(kind__in=Transaction.CASH_MOVEMENTS).values_list(
-                "client__email", "kind", "amount", "currency", "date", "reference", "notes"
+                "client__email", "portfolio__name", "kind", "amount", "currency", "date", "reference", "notes"
             ),
             key=str,
         ),
         # Not their notes: the service writes those from the quantity as it was typed ("40" or "40.00").
         "settlements": sorted(
             current.filter(kind__in=Transaction.SETTLEMENTS).values_list(
-                "client__email", "kind", "amount", "currency", "date"
+                "client__email", "portfolio__name", "kind", "amount", "currency", "date"
             ),
             key=str,
         ),
         "allocations": sorted(
             Allocation.objects.values_list(
                 "client__email",
+                "portfolio__name",
                 "asset__ticker",
                 "asset__exchange",
                 "kind",
@@ -66,9 +82,9 @@ def snapshot() -> dict[str, Any]:
             key=str,
         ),
         "cash": sorted(
-            Transaction.objects.values("client__email", "currency")
+            Transaction.objects.values("client__email", "portfolio__name", "currency")
             .annotate(balance=Sum(signed_amount()))
-            .values_list("client__email", "currency", "balance")
+            .values_list("client__email", "portfolio__name", "currency", "balance")
         ),
     }
 
@@ -80,7 +96,7 @@ def empty_the_database() -> None:
     Transaction.objects.all().delete()
     Price.objects.all().delete()
     Asset.objects.all().delete()
-    Client.objects.all().delete()
+    Client.objects.all().delete()  # and, with them, their portfolios
 
 
 def load_history(admin: Any) -> None:
@@ -98,6 +114,24 @@ def load_history(admin: Any) -> None:
     )
     gone = client_create(actor=admin, name="Gone", email="gone@example.org", base_currency="GBP", advisor=anna)
     client_update(actor=admin, client=gone, is_active=False)
+    isa = portfolio_create(
+        actor=admin,
+        client=elena,
+        name="ISA",
+        kind="retirement",
+        custodian="Fineco",
+        account_number="IT-0001",
+        opened_on=datetime.date(2025, 4, 6),
+        notes="tax-free",
+    )
+    portfolio_create(
+        actor=admin,
+        client=gone,
+        name="Closed one",
+        base_currency="EUR",
+        opened_on=datetime.date(2020, 1, 1),
+        closed_on=datetime.date(2024, 12, 31),
+    )
     sap_de = asset_create(ticker="SAP", exchange="XETR", name="SAP SE", currency="EUR", isin="DE0007164600")
     sap_us = asset_create(ticker="SAP", exchange="XNYS", name="SAP SE (ADR)", currency="USD", isin="US8030542042")
     eth = asset_create(ticker="ETH", name="Ether", currency="USD", asset_type="crypto")
@@ -108,9 +142,16 @@ def load_history(admin: Any) -> None:
         price_create(asset=sap_us, date=date, close=Decimal(us))
         price_create(asset=eth, date=date, close=Decimal(ether))
 
-    def post(client: Client, kind: str, amount: str, currency: str, **extra: Any) -> Transaction:
+    def post(where: Client | Portfolio, kind: str, amount: str, currency: str, **extra: Any) -> Transaction:
+        portfolio = where if isinstance(where, Portfolio) else main_portfolio(where)
         tx, _ = transaction_post(
-            actor=admin, client_id=client.pk, kind=kind, amount=Decimal(amount), currency=currency, date=DAY, **extra
+            actor=admin,
+            portfolio_id=portfolio.pk,
+            kind=kind,
+            amount=Decimal(amount),
+            currency=currency,
+            date=DAY,
+            **extra,
         )
         return tx
 
@@ -120,11 +161,16 @@ def load_history(admin: Any) -> None:
     transaction_reverse(actor=admin, transaction=post(elena, "deposit", "999", "EUR", notes="typo"))
     post(david, "deposit", "20000", "USD", reference="DEP-2", notes="wire")
     post(david, "withdrawal", "1500", "USD", notes="tuition")
+    # Per portfolio: the same reference, and the same movement without one, are other rows in another portfolio.
+    post(isa, "deposit", "5000", "EUR", reference="DEP-1")
+    post(isa, "deposit", "100", "EUR", notes="small top-up")
 
-    def trade(client: Client, asset: Asset, kind: str, quantity: str, price: str, fees: str = "0", **extra: Any) -> Any:
+    def trade(
+        where: Client | Portfolio, asset: Asset, kind: str, quantity: str, price: str, fees: str = "0", **extra: Any
+    ) -> Any:
         return allocation_create(
             actor=admin,
-            client=client,
+            portfolio=where if isinstance(where, Portfolio) else main_portfolio(where),
             asset=asset,
             kind=kind,
             quantity=Decimal(quantity),
@@ -142,6 +188,7 @@ def load_history(admin: Any) -> None:
     trade(david, eth, "buy", "1.123456789", "2050", "4.1")
     trade(david, eth, "transfer_in", "0.0000000001", "0")
     trade(david, eth, "transfer_out", "0.5", "0", date=DAY + datetime.timedelta(days=3))
+    trade(isa, sap_de, "buy", "10", "221.35", "9.9", notes="first, with comma")  # as in Main: another row
 
 
 def export_all(directory: Path) -> None:
@@ -164,7 +211,7 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
     before = snapshot()
     export_all(tmp_path)
     empty_the_database()
-    assert not any(model.objects.exists() for model in (Client, Asset, Price, Transaction, Allocation))
+    assert not any(model.objects.exists() for model in (Client, Portfolio, Asset, Price, Transaction, Allocation))
 
     batches = import_all(tmp_path)
 
@@ -172,34 +219,57 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
     assert snapshot() == before
     assert created_and_skipped(batches) == {
         "clients": (3, 0, 0),
+        # The clients import opened each new client's "Main" portfolio, as client_create does.
+        "portfolios": (2, 0, 3),
         "assets": (4, 0, 0),
         "prices": (6, 0, 0),
-        "transactions": (5, 0, 0),
-        "allocations": (7, 0, 0),
+        "transactions": (7, 0, 0),
+        "allocations": (8, 0, 0),
     }
     # And importing the export again changes nothing.
     assert created_and_skipped(import_all(tmp_path)) == {
         "clients": (0, 0, 3),
+        "portfolios": (0, 0, 5),
         "assets": (0, 0, 4),
         "prices": (0, 0, 6),
-        "transactions": (0, 0, 5),
-        "allocations": (0, 0, 7),
+        "transactions": (0, 0, 7),
+        "allocations": (0, 0, 8),
     }
     assert snapshot() == before
 
 
-EXAMPLE_COUNTS = {"clients": 4, "assets": 5, "prices": 15, "transactions": 6, "allocations": 8}
+EXAMPLE_COUNTS = {"clients": 4, "portfolios": 4, "assets": 5, "prices": 15, "transactions": 6, "allocations": 8}
+# The clients import opens each client's "Main" portfolio; portfolios.csv then describes it (custodian, ...).
+FIRST_IMPORT = {kind: (0, rows, 0) if kind == "portfolios" else (rows, 0, 0) for kind, rows in EXAMPLE_COUNTS.items()}
 
 
 def test_the_example_files_import_cleanly_into_an_empty_database_and_once_only() -> None:
     AdvisorFactory(email="anna.advisor@example.com")
     AdvisorFactory(email="ben.advisor@example.com")
     batches = import_all(EXAMPLES)
-    assert created_and_skipped(batches) == {kind: (rows, 0, 0) for kind, rows in EXAMPLE_COUNTS.items()}
+    assert created_and_skipped(batches) == FIRST_IMPORT
     assert created_and_skipped(import_all(EXAMPLES)) == {kind: (0, 0, rows) for kind, rows in EXAMPLE_COUNTS.items()}
+
+
+def test_the_example_movements_name_only_clients_and_go_to_each_client_s_single_portfolio() -> None:
+    AdvisorFactory(email="anna.advisor@example.com")
+    AdvisorFactory(email="ben.advisor@example.com")
+    for kind in ("transactions", "allocations"):
+        header = (EXAMPLES / f"{kind}.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+        assert not {"portfolio", "custodian", "account_number"} & set(header)
+    # As a user who never heard of portfolios would: clients, then their movements, no portfolios file.
+    for kind in ("clients", "assets", "prices", "transactions", "allocations"):
+        call_command("import", kind, str(EXAMPLES / f"{kind}.csv"), "--quiet", stdout=io.StringIO())
+
+    assert Transaction.objects.count() == 6 + 7  # the deposits and withdrawals, and the trades' settlements
+    assert Allocation.objects.count() == 8
+    for movement in [*Transaction.objects.select_related("portfolio"), *Allocation.objects.select_related("portfolio")]:
+        assert movement.portfolio.name == "Main"
+        assert movement.portfolio.client_id == movement.client_id
+    assert Portfolio.objects.count() == Client.objects.count() == 4
 
 
 def test_the_example_files_import_cleanly_into_the_demo_database() -> None:
     call_command("seed_demo", stdout=io.StringIO())
     batches = import_all(EXAMPLES)
-    assert created_and_skipped(batches) == {kind: (rows, 0, 0) for kind, rows in EXAMPLE_COUNTS.items()}
+    assert created_and_skipped(batches) == FIRST_IMPORT

@@ -13,8 +13,8 @@ import pytest
 from django.db import connection, transaction
 
 from accounts.tests.factories import SuperuserFactory
-from clients.models import Client
-from clients.tests.factories import ClientFactory
+from clients.models import Client, Portfolio
+from clients.tests.factories import ClientFactory, main_portfolio
 from ledger.importers import TransactionFormat
 from ledger.models import Transaction
 from ledger.selectors import cash_available
@@ -93,7 +93,7 @@ def test_rows_are_posted_as_transactions_of_the_named_client(ann, operations):
     withdrawal = Transaction.objects.get(kind="withdrawal")
     assert withdrawal.reference is None
     assert withdrawal.import_key
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("1000.1233")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("1000.1233")
 
 
 def test_an_unknown_client_is_an_error_naming_the_email(ann):
@@ -119,8 +119,8 @@ def test_amounts_are_exact_decimals_so_0_1_plus_0_2_is_0_3(ann):
     result = run(csv_file(f"{EMAIL},deposit,0.1,EUR,2026-01-05,,", f"{EMAIL},deposit,0.2,EUR,2026-01-06,,"))
 
     assert messages(result) == []
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0.3000")
-    assert str(cash_available(client_id=ann.pk, currency="EUR")) == "0.3000"
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("0.3000")
+    assert str(cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR")) == "0.3000"
 
 
 def test_withdrawing_exactly_0_1_plus_0_2_after_depositing_it_leaves_zero(ann):
@@ -131,7 +131,7 @@ def test_withdrawing_exactly_0_1_plus_0_2_after_depositing_it_leaves_zero(ann):
     )
 
     assert messages(run(data)) == []
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("0")
 
 
 def test_withdrawing_0_1_and_0_2_from_a_deposit_of_0_3_is_not_an_overdraft(ann):
@@ -142,7 +142,7 @@ def test_withdrawing_0_1_and_0_2_from_a_deposit_of_0_3_is_not_an_overdraft(ann):
     )
 
     assert messages(run(data)) == []
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("0")
 
 
 # --- Rows without a reference: content and occurrence -------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_importing_the_same_file_again_changes_nothing(ann):
     assert counts(again) == (5, 0, 5, 0)
     assert again.batch.outcome == ImportBatch.Outcome.SUCCEEDED
     assert ledger() == before
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("0")
 
 
 # --- The running balance ------------------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_a_withdrawal_dated_after_the_deposit_is_fine_even_if_it_comes_first_in_
     result = run(data)
 
     assert messages(result) == []
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("20")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("20")
 
 
 def test_a_withdrawal_dated_before_the_deposit_is_refused_naming_its_line(ann):
@@ -328,7 +328,7 @@ def test_a_withdrawal_dated_before_the_deposit_is_refused_naming_its_line(ann):
 
     assert len(result.issues) == 1
     assert str(result.issues[0]).startswith("line 3, amount: the withdrawal of 80")
-    assert "would overdraw the client's cash (the balance would be -80" in str(result.issues[0])
+    assert "would overdraw the cash of the portfolio Main (the balance would be -80" in str(result.issues[0])
     assert not Transaction.objects.exists()
 
 
@@ -340,7 +340,7 @@ def test_the_balance_already_posted_counts(ann):
 
     assert messages(ok) == []
     assert [issue.line for issue in refused.issues] == [2]
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("0")
 
 
 def test_a_withdrawal_dated_before_a_larger_deposit_is_refused_too(ann):
@@ -381,7 +381,7 @@ def test_with_skip_invalid_only_the_overdrawing_row_is_rejected_and_later_rows_s
 
     assert [issue.line for issue in result.issues] == [3, 5]
     assert counts(result) == (4, 2, 0, 2)
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("40")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("40")
     rejected = list(csv.reader(io.StringIO(rejects.getvalue())))
     assert [(row[0], row[2], Decimal(row[3])) for row in rejected[1:]] == [
         ("3", "withdrawal", Decimal("150")),
@@ -401,8 +401,8 @@ def test_rows_rejected_by_the_checks_after_the_last_row_go_to_the_rejects_file(a
     assert counts(result) == (2, 1, 0, 1)
     rejected = list(csv.reader(io.StringIO(rejects.getvalue())))
     assert len(rejected) == 2
-    line, email, kind, amount, currency, date, reference, notes, error = rejected[1]
-    assert (line, email, kind, Decimal(amount), currency, date, reference, notes) == (
+    line, email, kind, amount, currency, date, reference, notes, portfolio, _, _, error = rejected[1]
+    assert (line, email, kind, Decimal(amount), currency, date, reference, notes, portfolio) == (
         "3",
         EMAIL,
         "deposit",
@@ -411,6 +411,7 @@ def test_rows_rejected_by_the_checks_after_the_last_row_go_to_the_rejects_file(a
         "2026-01-05",
         "R",
         "again",
+        "Main",
     )
     assert error.startswith("reference: 'R' ")
 
@@ -433,7 +434,7 @@ def test_a_file_of_several_chunks_posts_every_row_once_and_again_skips_every_row
 
     assert counts(first) == (5, 5, 0, 0)
     assert counts(again) == (5, 0, 5, 0)
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("5")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("5")
 
 
 def test_the_running_balance_spans_chunks_in_date_order(ann, small_chunks):
@@ -524,7 +525,9 @@ def test_rows_stream_into_the_database_through_copy(ann, monkeypatch):
     assert counts(result) == (12_000, 12_000, 0, 0)
     assert statements
     assert all(statement.startswith("COPY ") and statement.endswith(" FROM STDIN") for statement in statements)
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal(sum(n for n in range(1, 12_001)) + 6000)
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal(
+        sum(n for n in range(1, 12_001)) + 6000
+    )
 
 
 def _temporary_tables() -> list[str]:
@@ -560,12 +563,13 @@ def _wait_for_lock_waiters(count: int) -> None:
             "WHERE datname = current_database()"
         )
         activity = cursor.fetchall()
-    raise AssertionError(f"{count} imports never queued on the client's lock: {activity}")
+    raise AssertionError(f"{count} imports never queued on the portfolio's lock: {activity}")
 
 
 def _concurrent_imports(client: Client, files: list[str]) -> list[Any]:
-    """Runs the imports in threads while the client's row is locked, so that every one of them has passed its
-    checks up to the lock before the first goes on; returns each one's result or exception, in the given order.
+    """Runs the imports in threads while the client's (single) portfolio is locked, so that every one of them has
+    passed its checks up to the lock before the first goes on; returns each one's result or exception, in the given
+    order.
 
     The actor is a superuser: a transactional test flushes the roles the migrations created, so a later one
     would find an Operations user in no group."""
@@ -576,7 +580,8 @@ def _concurrent_imports(client: Client, files: list[str]) -> list[Any]:
     def hold_lock() -> None:
         try:
             with transaction.atomic():
-                Client.objects.select_for_update().get(pk=client.pk)
+                # The lock every cash movement takes: its portfolio's row.
+                Portfolio.objects.select_for_update().get(pk=main_portfolio(client).pk)
                 locked.set()
                 release.wait(timeout=30)
         finally:
@@ -621,7 +626,7 @@ def test_concurrent_imports_never_overdraw_the_client():
     )
 
     assert sorted(result.batch.outcome for result in outcomes) == ["failed", "succeeded"]
-    assert cash_available(client_id=client.pk, currency="EUR") == Decimal("50")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("50")
 
 
 @pytest.mark.postgres
@@ -643,7 +648,7 @@ def test_rows_already_posted_do_not_count_twice_in_the_balance_check(ann):
     result = run(csv_file(f"{EMAIL},deposit,100,EUR,2026-01-01,D1,", f"{EMAIL},withdrawal,150,EUR,2026-01-02,W1,"))
 
     assert [(issue.line, issue.column) for issue in result.issues] == [(3, "amount")]
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("100")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("100")
 
 
 def test_reimporting_a_withdrawal_file_skips_it_instead_of_refusing_it(ann):
@@ -655,7 +660,7 @@ def test_reimporting_a_withdrawal_file_skips_it_instead_of_refusing_it(ann):
 
     assert again.ok, again.issues
     assert counts(again) == (1, 0, 1, 0)
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("30")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("30")
 
 
 # --- Exact money on SQLite ------------------------------------------------------------------------------
@@ -674,7 +679,7 @@ def test_an_amount_sqlite_would_round_is_refused_with_its_line_and_the_ledger_st
         "line 3, amount: 9999999999999999.9999 has 20 significant digits; this database stores at most 15 exactly."
     ]
     assert not Transaction.objects.exists()
-    assert cash_available(client_id=ann.pk, currency="EUR") == Decimal("0")
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("0")
 
 
 @pytest.mark.parametrize("amount", ["\u0661\u0662\u0663", "\uff11\uff12\uff13", "1e5", "1_000", "NaN", "Infinity"])
