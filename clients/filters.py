@@ -4,7 +4,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from . import services
-from .models import Client
+from .models import Client, Portfolio
 
 
 def visible_clients(request: Any) -> QuerySet[Client]:
@@ -12,6 +12,14 @@ def visible_clients(request: Any) -> QuerySet[Client]:
     if request is None:
         return Client.objects.none()
     return Client.objects.visible_to(request.user)
+
+
+def visible_portfolios(request: Any) -> QuerySet[Portfolio]:
+    """The portfolios a filter or a write may name: those of the clients the caller sees, so that an id of any
+    other portfolio is refused exactly like an unknown one."""
+    if request is None:
+        return Portfolio.objects.none()
+    return Portfolio.objects.visible_to(request.user)
 
 
 def nameable_staff(request: Any) -> QuerySet[Any]:
@@ -30,3 +38,21 @@ class ClientFilterSet(django_filters.FilterSet):
 
     def filter_search(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value) | Q(phone__icontains=value))
+
+
+class PortfolioFilterSet(django_filters.FilterSet):
+    client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    custodian = django_filters.CharFilter(lookup_expr="iexact")
+    is_open = django_filters.BooleanFilter(
+        field_name="closed_on", lookup_expr="isnull", label="Open (true) or closed (false)"
+    )
+    search = django_filters.CharFilter(method="filter_search", label="Search name, custodian and account number")
+
+    class Meta:
+        model = Portfolio
+        fields = ["client", "kind", "custodian", "base_currency", "is_open"]
+
+    def filter_search(self, queryset: QuerySet[Portfolio], name: str, value: str) -> QuerySet[Portfolio]:
+        return queryset.filter(
+            Q(name__icontains=value) | Q(custodian__icontains=value) | Q(account_number__icontains=value)
+        )

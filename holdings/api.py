@@ -1,9 +1,15 @@
 from decimal import Decimal
 from typing import Any
 
-from rest_framework import serializers
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from clients.api import VisibleClientField
+from clients.api import PortfolioPlacementMixin, VisibleClientField, VisiblePortfolioField
+from clients.filters import visible_portfolios
 from portfolio_site.api.fields import (
     ActorContextMixin,
     CurrencyField,
@@ -12,6 +18,7 @@ from portfolio_site.api.fields import (
     must_not_be_negative,
 )
 from portfolio_site.api.viewsets import ScopedModelViewSet
+from portfolio_site.models import NOTES_MAX_LENGTH
 
 from . import services
 from .filters import AllocationFilterSet, AssetFilterSet, PriceFilterSet
@@ -81,8 +88,13 @@ class PriceViewSet(ScopedModelViewSet):
         services.price_delete(price=instance)
 
 
-class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
-    client = VisibleClientField()
+class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serializers.ModelSerializer):
+    portfolio = VisiblePortfolioField(required=False, help_text="Id of the portfolio the units move in.")
+    client = VisibleClientField(
+        required=False,
+        help_text="Id of the client, instead of `portfolio` when the client has a single portfolio; if both are "
+        "given they must agree.",
+    )
     quantity = PlainDecimalField(max_digits=30, decimal_places=10, validators=[must_be_positive])
     price = PlainDecimalField(
         max_digits=30,
@@ -100,6 +112,7 @@ class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
         fields = [
             "id",
             "client",
+            "portfolio",
             "asset",
             "kind",
             "quantity",
@@ -109,10 +122,11 @@ class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
             "date",
             "notes",
             "settlement",
+            "counterpart",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["settlement"]
+        read_only_fields = ["settlement", "counterpart"]
 
     def create(self, validated_data: dict[str, Any]) -> Allocation:
         return services.allocation_create(actor=self.actor, **validated_data)
@@ -122,8 +136,10 @@ class AllocationSerializer(ActorContextMixin, serializers.ModelSerializer):
 
 
 class AllocationViewSet(ScopedModelViewSet):
-    """Movements of clients' holdings. A buy or sell posts its cash settlement in the ledger; changing or
-    deleting one reverses that settlement (and posts a new one). Refused with 409 when cash or units fall short.
+    """Movements of the holdings of clients' portfolios. A buy or sell posts its cash settlement in the same
+    portfolio's ledger; changing or deleting one reverses that settlement (and posts a new one). Refused with 409
+    when the portfolio's cash or units fall short or it is closed. Deleting either leg of a transfer between
+    portfolios deletes both; changing one is refused (409).
     """
 
     queryset = Allocation.objects.select_related("asset")
@@ -134,3 +150,55 @@ class AllocationViewSet(ScopedModelViewSet):
 
     def perform_destroy(self, instance: Allocation) -> None:
         services.allocation_delete(actor=self.request.user, allocation=instance)
+
+
+class UnitsTransferSerializer(serializers.Serializer):
+    to_portfolio = VisiblePortfolioField(help_text="Id of another portfolio of the same client.")
+    asset = serializers.PrimaryKeyRelatedField(queryset=Asset.objects.all())
+    quantity = PlainDecimalField(max_digits=30, decimal_places=10, validators=[must_be_positive])
+    date = serializers.DateField(help_text="Date of both legs.")
+    price = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_not_be_negative],
+        required=False,
+        default=Decimal("0"),
+        help_text="Value per unit recorded on both legs (e.g. the cost carried over), in the asset's currency.",
+    )
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
+
+
+class UnitsTransferResultSerializer(serializers.Serializer):
+    outgoing = AllocationSerializer(help_text="The transfer out of this portfolio.")
+    incoming = AllocationSerializer(
+        help_text="The transfer into the other portfolio; its `counterpart` is the outgoing leg."
+    )
+
+
+class UnitsTransferView(GenericAPIView):
+    """Moves units of an asset from this portfolio to another portfolio of the same client: both legs,
+    recorded together, no cash changing hands."""
+
+    queryset = Allocation.objects.all()  # for the permission check: a transfer needs add_allocation
+    serializer_class = UnitsTransferSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The portfolio's id.")],
+        request=UnitsTransferSerializer,
+        responses={201: UnitsTransferResultSerializer},
+        description="Records a transfer out of this portfolio and a transfer into `to_portfolio` (201). 400 if "
+        "the portfolios are the same or belong to different clients; 409 if this portfolio does not hold the "
+        "units or either portfolio is closed. Deleting either leg (`DELETE /allocations/{id}/`) deletes both.",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        source = get_object_or_404(visible_portfolios(request), pk=pk)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        out, into = services.units_transfer(
+            actor=request.user, from_portfolio=source, to_portfolio=data.pop("to_portfolio"), **data
+        )
+        result = UnitsTransferResultSerializer(
+            {"outgoing": out, "incoming": into}, context=self.get_serializer_context()
+        )
+        return Response(result.data, status=status.HTTP_201_CREATED)

@@ -1,7 +1,7 @@
 import django_filters
 from django.db.models import Q, QuerySet
 
-from clients.filters import visible_clients
+from clients.filters import visible_clients, visible_portfolios
 
 from .models import Allocation, Asset, Price
 
@@ -34,13 +34,14 @@ class PriceFilterSet(django_filters.FilterSet):
 
 class AllocationFilterSet(django_filters.FilterSet):
     client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    portfolio = django_filters.ModelChoiceFilter(queryset=visible_portfolios)
     asset = django_filters.ModelChoiceFilter(queryset=Asset.objects.all())
     date = django_filters.DateFromToRangeFilter(help_text="Trade date range: date_after, date_before (inclusive).")
     search = django_filters.CharFilter(method="filter_search", label="Search asset ticker, client name and notes")
 
     class Meta:
         model = Allocation
-        fields = ["client", "asset", "kind", "date"]
+        fields = ["client", "portfolio", "asset", "kind", "date"]
 
     def filter_search(self, queryset: QuerySet[Allocation], name: str, value: str) -> QuerySet[Allocation]:
         return queryset.filter(

@@ -2,15 +2,15 @@ from typing import Any
 
 from django.db.models import F
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clients.api import VisibleClientField
-from clients.filters import visible_clients
+from clients.api import PortfolioPlacementMixin, VisibleClientField, VisiblePortfolioField
+from clients.filters import visible_clients, visible_portfolios
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDecimalField, must_be_positive
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
@@ -19,7 +19,12 @@ from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 from . import services
 from .filters import TransactionFilterSet
 from .models import Transaction
-from .selectors import client_balances
+from .selectors import client_balances, portfolio_balances
+
+
+def transactions() -> Any:
+    """Transactions as the API shows them: each with the id of the reversal that cancels it, if any."""
+    return Transaction.objects.annotate(reversed_by=F("reversal__id"))
 
 
 class TransactionSerializer(serializers.ModelSerializer):
@@ -32,6 +37,7 @@ class TransactionSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "client",
+            "portfolio",
             "kind",
             "amount",
             "currency",
@@ -41,13 +47,19 @@ class TransactionSerializer(serializers.ModelSerializer):
             "created_by",
             "reverses",
             "reversed_by",
+            "counterpart",
             "created_at",
         ]
         read_only_fields = fields
 
 
-class TransactionCreateSerializer(ActorContextMixin, serializers.Serializer):
-    client = VisibleClientField()
+class TransactionCreateSerializer(ActorContextMixin, PortfolioPlacementMixin, serializers.Serializer):
+    portfolio = VisiblePortfolioField(required=False, help_text="Id of the portfolio the cash moves in.")
+    client = VisibleClientField(
+        required=False,
+        help_text="Id of the client, instead of `portfolio` when the client has a single portfolio; if both are "
+        "given they must agree.",
+    )
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in Transaction.CASH_MOVEMENTS])
     amount = PlainDecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive])
     currency = CurrencyField()
@@ -72,7 +84,7 @@ class TransactionViewSet(ScopedReadCreateViewSet):
     Deposits and withdrawals are posted here; buys and sells are posted by their allocations.
     """
 
-    queryset = Transaction.objects.annotate(reversed_by=F("reversal__id"))
+    queryset = transactions()
     serializer_class = TransactionSerializer
     filterset_class = TransactionFilterSet
     ordering_fields = ["date", "amount", "created_at", "id"]
@@ -88,14 +100,15 @@ class TransactionViewSet(ScopedReadCreateViewSet):
     @extend_schema(
         request=TransactionCreateSerializer,
         responses={201: TransactionSerializer, 200: TransactionSerializer},
-        description="Posts a deposit or withdrawal (201). A withdrawal larger than the cash available is refused "
-        "with 409. Replaying a reference returns the original posting (200).",
+        description="Posts a deposit or withdrawal in a portfolio (201). A withdrawal larger than the portfolio's cash "
+        "is refused with 409, as is any posting in a closed portfolio. Replaying a reference returns the original "
+        "posting (200).",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        tx, created = services.transaction_post(actor=request.user, client_id=data.pop("client").pk, **data)
+        tx, created = services.transaction_post(actor=request.user, portfolio_id=data.pop("portfolio").pk, **data)
         return self._output(tx, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=ReverseSerializer, responses={201: TransactionSerializer})
@@ -130,3 +143,77 @@ class ClientBalancesView(GenericAPIView):
         balances = client_balances(client_id=client.pk)
         rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
         return Response({"client": client.pk, "balances": BalanceSerializer(rows, many=True).data})
+
+
+PORTFOLIO_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The portfolio's id.")
+
+
+class PortfolioBalancesView(GenericAPIView):
+    """A portfolio's cash balance per currency, derived from the ledger."""
+
+    queryset = Transaction.objects.all()  # for the permission check: reading balances needs view_transaction
+
+    @extend_schema(
+        parameters=[PORTFOLIO_ID],
+        responses=inline_serializer(
+            "PortfolioBalances",
+            {
+                "portfolio": serializers.IntegerField(),
+                "client": serializers.IntegerField(),
+                "balances": BalanceSerializer(many=True),
+            },
+        ),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
+        balances = portfolio_balances(portfolio_id=portfolio.pk)
+        rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
+        return Response(
+            {
+                "portfolio": portfolio.pk,
+                "client": portfolio.client_id,
+                "balances": BalanceSerializer(rows, many=True).data,
+            }
+        )
+
+
+class CashTransferSerializer(serializers.Serializer):
+    to_portfolio = VisiblePortfolioField(help_text="Id of another portfolio of the same client.")
+    amount = PlainDecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive])
+    currency = CurrencyField()
+    date = serializers.DateField(help_text="Value date of both legs.")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
+
+
+class CashTransferResultSerializer(serializers.Serializer):
+    outgoing = TransactionSerializer(help_text="The transfer out of this portfolio.")
+    incoming = TransactionSerializer(
+        help_text="The transfer into the other portfolio; its `counterpart` is the outgoing leg."
+    )
+
+
+class CashTransferView(GenericAPIView):
+    """Moves cash from this portfolio to another portfolio of the same client: both legs, posted together."""
+
+    queryset = Transaction.objects.all()  # for the permission check: a transfer needs add_transaction
+    serializer_class = CashTransferSerializer
+
+    @extend_schema(
+        parameters=[PORTFOLIO_ID],
+        request=CashTransferSerializer,
+        responses={201: CashTransferResultSerializer},
+        description="Posts a transfer out of this portfolio and a transfer into `to_portfolio` (201). 400 if the "
+        "portfolios are the same or belong to different clients; 409 if this portfolio lacks the cash or either "
+        "portfolio is closed. Reversing either leg (`POST /transactions/{id}/reverse/`) reverses both.",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        source = get_object_or_404(visible_portfolios(request), pk=pk)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        out, into = services.cash_transfer(
+            actor=request.user, from_portfolio_id=source.pk, to_portfolio_id=data.pop("to_portfolio").pk, **data
+        )
+        legs = transactions().in_bulk([out.pk, into.pk])
+        result = CashTransferResultSerializer({"outgoing": legs[out.pk], "incoming": legs[into.pk]})
+        return Response(result.data, status=status.HTTP_201_CREATED)

@@ -6,9 +6,9 @@ from rest_framework.routers import DefaultRouter
 from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
 from accounts.api.users import MeView, RegisterView, UserViewSet
-from clients.api import ClientViewSet
-from holdings.api import AllocationViewSet, AssetViewSet, PriceViewSet
-from ledger.api import ClientBalancesView, TransactionViewSet
+from clients.api import ClientViewSet, PortfolioViewSet
+from holdings.api import AllocationViewSet, AssetViewSet, PriceViewSet, UnitsTransferView
+from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
 
 from . import health
 
@@ -16,6 +16,7 @@ router = DefaultRouter()
 router.register("auth/sessions", SessionViewSet, basename="session")
 router.register("users", UserViewSet, basename="user")
 router.register("clients", ClientViewSet, basename="client")
+router.register("portfolios", PortfolioViewSet, basename="portfolio")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("prices", PriceViewSet, basename="price")
 router.register("allocations", AllocationViewSet, basename="allocation")
@@ -38,6 +39,10 @@ auth_urls: list[URLPattern | URLResolver] = [
 api_v1 = [
     path("auth/", include(auth_urls)),
     path("clients/<int:pk>/balances/", ClientBalancesView.as_view(), name="client-balances"),
+    # A portfolio's cash and its transfers live in ledger and holdings, which clients may not import.
+    path("portfolios/<int:pk>/balances/", PortfolioBalancesView.as_view(), name="portfolio-balances"),
+    path("portfolios/<int:pk>/transfer-cash/", CashTransferView.as_view(), name="portfolio-transfer-cash"),
+    path("portfolios/<int:pk>/transfer-units/", UnitsTransferView.as_view(), name="portfolio-transfer-units"),
     *router.urls,
 ]
 

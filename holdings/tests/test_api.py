@@ -4,8 +4,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from clients.tests.factories import ClientFactory
+from clients.models import Portfolio
+from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.models import Allocation, Asset, Price
+from holdings.selectors import position
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
@@ -271,3 +273,171 @@ def test_an_asset_with_a_non_ascii_ticker_is_refused_with_400_naming_ticker(oper
     assert response.status_code == 400, response.content
     assert list(response.json()) == ["ticker"]
     assert not Asset.objects.exists()
+
+
+# --- Portfolios ------------------------------------------------------------------------------------------
+
+
+def test_a_buy_naming_only_its_client_goes_to_the_clients_single_portfolio(advisor, funded, api) -> None:
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, AssetFactory(currency="USD").pk))
+    assert response.status_code == 201, response.content
+    portfolio = main_portfolio(funded)
+    assert (response.json()["client"], response.json()["portfolio"]) == (funded.pk, portfolio.pk)
+    assert Transaction.objects.get(pk=response.json()["settlement"]).portfolio_id == portfolio.pk
+
+
+def test_naming_only_a_client_with_several_portfolios_is_refused_with_400_on_portfolio(advisor, funded, api) -> None:
+    PortfolioFactory(client=funded)
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, AssetFactory(currency="USD").pk))
+    assert response.status_code == 400
+    assert list(response.json()) == ["portfolio"]
+    assert not Allocation.objects.exists()
+
+
+def test_a_buy_settles_in_the_cash_of_its_own_portfolio_only(advisor, funded, api) -> None:
+    pension = PortfolioFactory(client=funded)
+    body = buy(funded.pk, AssetFactory(currency="USD").pk, portfolio=pension.pk)
+    response = api(advisor).post("/api/v1/allocations/", body)
+    assert response.status_code == 409
+    assert "Insufficient cash" in response.json()["detail"]
+
+
+def test_a_portfolio_and_a_client_that_disagree_are_refused_with_400(operations, funded, api) -> None:
+    body = buy(funded.pk, AssetFactory().pk, kind="transfer_in", portfolio=PortfolioFactory().pk)
+    response = api(operations).post("/api/v1/allocations/", body)
+    assert response.status_code == 400
+    assert list(response.json()) == ["portfolio"]
+
+
+def test_another_advisors_portfolio_is_refused_like_an_unknown_one(advisor, other_advisor, funded, api) -> None:
+    theirs = PortfolioFactory(client=ClientFactory(advisor=other_advisor))
+    c = api(advisor)
+    body = buy(funded.pk, AssetFactory().pk, kind="transfer_in")
+    del body["client"]
+    other = c.post("/api/v1/allocations/", {**body, "portfolio": theirs.pk})
+    unknown = c.post("/api/v1/allocations/", {**body, "portfolio": 987654321})
+    assert other.status_code == unknown.status_code == 400
+    assert other.json() == {"portfolio": [f'Invalid pk "{theirs.pk}" - object does not exist.']}
+    assert unknown.json() == {"portfolio": ['Invalid pk "987654321" - object does not exist.']}
+    mine = AllocationFactory(client=funded)
+    moved = c.patch(f"/api/v1/allocations/{mine.pk}/", {"portfolio": theirs.pk})
+    assert moved.status_code == 400
+    assert list(moved.json()) == ["portfolio"]
+
+
+def test_a_movement_moves_between_portfolios_of_its_client(advisor, funded, api) -> None:
+    mine = AllocationFactory(client=funded)
+    pension = PortfolioFactory(client=funded)
+    response = api(advisor).patch(f"/api/v1/allocations/{mine.pk}/", {"portfolio": pension.pk})
+    assert response.status_code == 200, response.content
+    assert response.json()["portfolio"] == pension.pk
+
+
+def test_a_put_repeating_the_client_keeps_the_movement_in_its_portfolio(advisor, funded, api) -> None:
+    pension = PortfolioFactory(client=funded)
+    mine = AllocationFactory(portfolio=pension)
+    body = buy(funded.pk, mine.asset_id, kind="transfer_in", quantity="3")
+    response = api(advisor).put(f"/api/v1/allocations/{mine.pk}/", body)
+    assert response.status_code == 200, response.content
+    assert (response.json()["portfolio"], response.json()["quantity"]) == (pension.pk, "3.0000000000")
+
+
+def test_a_closed_portfolio_refuses_a_new_movement_with_409(advisor, funded, api) -> None:
+    Portfolio.objects.filter(client=funded).update(closed_on="2026-05-31")
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, AssetFactory(currency="USD").pk))
+    assert response.status_code == 409
+    assert "closed" in response.json()["detail"]
+
+
+def test_allocations_filter_by_portfolio(operations, api) -> None:
+    client = ClientFactory()
+    pension = PortfolioFactory(client=client)
+    in_pension = AllocationFactory(portfolio=pension)
+    AllocationFactory(client=client)
+    assert ids(api(operations).get(f"/api/v1/allocations/?portfolio={pension.pk}")) == {in_pension.pk}
+
+
+def test_allocations_filter_by_another_advisors_portfolio_answers_like_an_unknown_one(
+    advisor, other_advisor, api
+) -> None:
+    theirs = PortfolioFactory(client=ClientFactory(advisor=other_advisor))
+    other = api(advisor).get(f"/api/v1/allocations/?portfolio={theirs.pk}")
+    unknown = api(advisor).get("/api/v1/allocations/?portfolio=987654321")
+    assert other.status_code == unknown.status_code == 400
+    assert set(other.json()) == set(unknown.json()) == {"portfolio"}
+
+
+# --- Unit transfers between portfolios -------------------------------------------------------------------
+
+
+@pytest.fixture
+def holding(advisor: Any) -> tuple[Allocation, Any]:
+    """Ten units in a client's main portfolio, and the client's second portfolio."""
+    client = ClientFactory(advisor=advisor)
+    return AllocationFactory(client=client, quantity=Decimal("10")), PortfolioFactory(client=client, name="Pension")
+
+
+def units(allocation: Allocation, to: Any, quantity: str = "4", **extra: Any) -> dict[str, Any]:
+    return {"to_portfolio": to.pk, "asset": allocation.asset_id, "quantity": quantity, "date": "2026-06-01", **extra}
+
+
+def test_a_unit_transfer_records_both_legs_and_moves_the_position(advisor, holding, api) -> None:
+    allocation, pension = holding
+    c = api(advisor)
+    url = f"/api/v1/portfolios/{allocation.portfolio_id}/transfer-units/"
+    response = c.post(url, units(allocation, pension, price="12.5"))
+    assert response.status_code == 201, response.content
+    out, into = response.json()["outgoing"], response.json()["incoming"]
+    assert (out["kind"], out["portfolio"], out["quantity"], out["price"], out["settlement"]) == (
+        "transfer_out",
+        allocation.portfolio_id,
+        "4.0000000000",
+        "12.5000000000",
+        None,
+    )
+    assert (into["kind"], into["portfolio"], into["counterpart"]) == ("transfer_in", pension.pk, out["id"])
+    assert position(portfolio_id=allocation.portfolio_id, asset_id=allocation.asset_id) == Decimal("6")
+    assert position(portfolio_id=pension.pk, asset_id=allocation.asset_id) == Decimal("4")
+    assert ids(c.get(f"/api/v1/allocations/?portfolio={pension.pk}")) == {into["id"]}
+    assert not Transaction.objects.filter(kind__in=Transaction.TRANSFERS).exists()
+
+
+def test_a_unit_transfer_beyond_the_units_held_is_refused_with_409(advisor, holding, api) -> None:
+    allocation, pension = holding
+    url = f"/api/v1/portfolios/{allocation.portfolio_id}/transfer-units/"
+    response = api(advisor).post(url, units(allocation, pension, "10.0000000001"))
+    assert response.status_code == 409
+    assert "Not enough units" in response.json()["detail"]
+    assert Allocation.objects.count() == 1
+
+
+def test_a_unit_transfer_out_of_a_closed_portfolio_is_refused_with_409(advisor, holding, api) -> None:
+    allocation, pension = holding
+    Portfolio.objects.filter(pk=allocation.portfolio_id).update(closed_on="2026-05-31")
+    url = f"/api/v1/portfolios/{allocation.portfolio_id}/transfer-units/"
+    assert api(advisor).post(url, units(allocation, pension)).status_code == 409
+
+
+@pytest.mark.parametrize(("field", "value"), [("quantity", "0"), ("price", "-1"), ("asset", "987654321")])
+def test_invalid_unit_transfer_fields_get_a_400_naming_the_field(field, value, advisor, holding, api) -> None:
+    allocation, pension = holding
+    url = f"/api/v1/portfolios/{allocation.portfolio_id}/transfer-units/"
+    response = api(advisor).post(url, units(allocation, pension, **{field: value}))
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_another_advisors_portfolio_cannot_transfer_units(other_advisor, holding, api) -> None:
+    allocation, pension = holding
+    url = f"/api/v1/portfolios/{allocation.portfolio_id}/transfer-units/"
+    assert api(other_advisor).post(url, units(allocation, pension)).status_code == 404
+    assert Allocation.objects.count() == 1
+
+
+def test_deleting_one_leg_of_a_unit_transfer_through_the_api_deletes_both(advisor, holding, api) -> None:
+    allocation, pension = holding
+    c = api(advisor)
+    legs = c.post(f"/api/v1/portfolios/{allocation.portfolio_id}/transfer-units/", units(allocation, pension)).json()
+    assert c.patch(f"/api/v1/allocations/{legs['incoming']['id']}/", {"quantity": "1"}).status_code == 409
+    assert c.delete(f"/api/v1/allocations/{legs['incoming']['id']}/").status_code == 204
+    assert ids(c.get("/api/v1/allocations/")) == {allocation.pk}

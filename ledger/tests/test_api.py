@@ -4,7 +4,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from clients.tests.factories import ClientFactory
+from clients.models import Portfolio
+from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 
@@ -223,3 +224,223 @@ def test_an_amount_in_ascii_digits_is_accepted_as_text_or_json_number(operations
     response = api(operations).post(URL, deposit(ClientFactory().pk, amount), format="json")
 
     assert response.status_code == 201, response.content
+
+
+# --- Portfolios ------------------------------------------------------------------------------------------
+
+
+def test_a_deposit_naming_only_its_client_goes_to_the_clients_single_portfolio(advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    response = api(advisor).post(URL, deposit(client.pk))
+    assert response.status_code == 201, response.content
+    assert (response.json()["client"], response.json()["portfolio"]) == (client.pk, main_portfolio(client).pk)
+
+
+def test_naming_only_a_client_with_several_portfolios_is_refused_with_400_on_portfolio(advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    PortfolioFactory(client=client)
+    response = api(advisor).post(URL, deposit(client.pk))
+    assert response.status_code == 400
+    assert list(response.json()) == ["portfolio"]
+    assert not Transaction.objects.exists()
+
+
+def test_naming_neither_portfolio_nor_client_is_refused_with_400_on_portfolio(advisor, api) -> None:
+    body = deposit(0)
+    del body["client"]
+    response = api(advisor).post(URL, body)
+    assert response.status_code == 400
+    assert list(response.json()) == ["portfolio"]
+
+
+def test_a_deposit_naming_its_portfolio_goes_there(advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    pension = PortfolioFactory(client=client)
+    body = deposit(client.pk, portfolio=pension.pk)
+    del body["client"]
+    response = api(advisor).post(URL, body)
+    assert response.status_code == 201, response.content
+    assert (response.json()["client"], response.json()["portfolio"]) == (client.pk, pension.pk)
+
+
+def test_a_portfolio_and_a_client_that_disagree_are_refused_with_400(operations, api) -> None:
+    portfolio = PortfolioFactory()
+    response = api(operations).post(URL, deposit(ClientFactory().pk, portfolio=portfolio.pk))
+    assert response.status_code == 400
+    assert list(response.json()) == ["portfolio"]
+    assert not Transaction.objects.exists()
+
+
+def test_another_advisors_portfolio_is_refused_like_an_unknown_one(advisor, other_advisor, api) -> None:
+    theirs = main_portfolio(ClientFactory(advisor=other_advisor))
+    c = api(advisor)
+    for query in (f"{URL}?portfolio={theirs.pk}", f"{URL}?portfolio=987654321"):
+        refused = c.get(query)
+        assert refused.status_code == 400
+        assert list(refused.json()) == ["portfolio"]
+    body = deposit(0)
+    del body["client"]
+    other = c.post(URL, {**body, "portfolio": theirs.pk})
+    unknown = c.post(URL, {**body, "portfolio": 987654321})
+    assert other.status_code == unknown.status_code == 400
+    assert other.json() == {"portfolio": [f'Invalid pk "{theirs.pk}" - object does not exist.']}
+    assert unknown.json() == {"portfolio": ['Invalid pk "987654321" - object does not exist.']}
+
+
+def test_a_closed_portfolio_refuses_a_deposit_with_409(advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    Portfolio.objects.filter(client=client).update(closed_on="2026-01-31")
+    response = api(advisor).post(URL, deposit(client.pk))
+    assert response.status_code == 409
+    assert "closed" in response.json()["detail"]
+
+
+def test_transactions_filter_by_portfolio(operations, api) -> None:
+    client = ClientFactory()
+    pension = PortfolioFactory(client=client)
+    in_pension = TransactionFactory(portfolio=pension)
+    TransactionFactory(client=client)
+    assert ids(api(operations).get(f"{URL}?portfolio={pension.pk}")) == {in_pension.pk}
+
+
+def test_a_withdrawal_cannot_take_cash_from_another_portfolio_of_the_client(advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    pension = PortfolioFactory(client=client)
+    TransactionFactory(client=client, amount=Decimal("500"))
+    body = {**deposit(client.pk, "100", kind="withdrawal"), "portfolio": pension.pk}
+    response = api(advisor).post(URL, body)
+    assert response.status_code == 409
+    assert "Insufficient cash" in response.json()["detail"]
+
+
+PORTFOLIOS = "/api/v1/portfolios/"
+
+
+def test_portfolio_balances_are_per_currency_and_the_client_balances_their_sum(advisor, other_advisor, api) -> None:
+    client = ClientFactory(advisor=advisor)
+    main, pension = main_portfolio(client), PortfolioFactory(client=client)
+    TransactionFactory(portfolio=main, amount=Decimal("100.5"), currency="EUR")
+    TransactionFactory(portfolio=pension, amount=Decimal("20"), currency="EUR")
+    TransactionFactory(portfolio=pension, amount=Decimal("7"), currency="USD")
+    c = api(advisor)
+    assert c.get(f"{PORTFOLIOS}{pension.pk}/balances/").json() == {
+        "portfolio": pension.pk,
+        "client": client.pk,
+        "balances": [{"currency": "EUR", "amount": "20.0000"}, {"currency": "USD", "amount": "7.0000"}],
+    }
+    assert c.get(f"/api/v1/clients/{client.pk}/balances/").json()["balances"] == [
+        {"currency": "EUR", "amount": "120.5000"},
+        {"currency": "USD", "amount": "7.0000"},
+    ]
+    assert api(other_advisor).get(f"{PORTFOLIOS}{pension.pk}/balances/").status_code == 404
+
+
+def test_portfolio_balances_need_the_view_transaction_permission(nobody, api) -> None:
+    assert api(nobody).get(f"{PORTFOLIOS}{PortfolioFactory().pk}/balances/").status_code == 403
+
+
+# --- Cash transfers between portfolios -------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_portfolios(advisor: Any) -> tuple[Portfolio, Portfolio]:
+    client = ClientFactory(advisor=advisor)
+    main = main_portfolio(client)
+    TransactionFactory(portfolio=main, amount=Decimal("1000"), currency="EUR")
+    return main, PortfolioFactory(client=client, name="Pension")
+
+
+def transfer(to: Portfolio, amount: str = "250.50", **extra: Any) -> dict[str, Any]:
+    return {"to_portfolio": to.pk, "amount": amount, "currency": "eur", "date": "2026-06-01", **extra}
+
+
+def balances(api_client: Any, portfolio: Portfolio) -> list[dict[str, str]]:
+    return api_client.get(f"{PORTFOLIOS}{portfolio.pk}/balances/").json()["balances"]
+
+
+def test_a_cash_transfer_posts_both_legs_and_moves_the_balance(advisor, two_portfolios, api) -> None:
+    main, pension = two_portfolios
+    c = api(advisor)
+    response = c.post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension, notes="Annual contribution"))
+    assert response.status_code == 201, response.content
+    out, into = response.json()["outgoing"], response.json()["incoming"]
+    assert (out["kind"], out["portfolio"], out["amount"], out["currency"]) == (
+        "transfer_out",
+        main.pk,
+        "250.5000",
+        "EUR",
+    )
+    assert (into["kind"], into["portfolio"], into["counterpart"]) == ("transfer_in", pension.pk, out["id"])
+    assert into["notes"] == out["notes"] == "Annual contribution"
+    assert balances(c, main) == [{"currency": "EUR", "amount": "749.5000"}]
+    assert balances(c, pension) == [{"currency": "EUR", "amount": "250.5000"}]
+    client_balances = c.get(f"/api/v1/clients/{main.client_id}/balances/").json()["balances"]
+    assert client_balances == [{"currency": "EUR", "amount": "1000.0000"}]
+
+
+def test_a_cash_transfer_beyond_the_portfolios_cash_is_refused_with_409(advisor, two_portfolios, api) -> None:
+    main, pension = two_portfolios
+    response = api(advisor).post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension, "1000.01"))
+    assert response.status_code == 409
+    assert "Insufficient cash" in response.json()["detail"]
+    assert not Transaction.objects.filter(kind__in=Transaction.TRANSFERS).exists()
+
+
+def test_a_cash_transfer_into_a_closed_portfolio_is_refused_with_409(advisor, two_portfolios, api) -> None:
+    main, pension = two_portfolios
+    Portfolio.objects.filter(pk=pension.pk).update(closed_on="2026-01-31")
+    response = api(advisor).post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension))
+    assert response.status_code == 409
+    assert "closed" in response.json()["detail"]
+
+
+def test_a_cash_transfer_to_the_same_portfolio_is_refused_with_400(advisor, two_portfolios, api) -> None:
+    main, _ = two_portfolios
+    response = api(advisor).post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(main))
+    assert response.status_code == 400
+    assert list(response.json()) == ["to_portfolio"]
+
+
+def test_a_cash_transfer_to_another_clients_portfolio_is_refused_with_400(operations, two_portfolios, api) -> None:
+    main, _ = two_portfolios
+    response = api(operations).post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(PortfolioFactory()))
+    assert response.status_code == 400
+    assert list(response.json()) == ["to_portfolio"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("amount", "0"), ("amount", "1e3"), ("currency", "XYZ"), ("date", "")])
+def test_invalid_cash_transfer_fields_get_a_400_naming_the_field(field, value, advisor, two_portfolios, api) -> None:
+    main, pension = two_portfolios
+    response = api(advisor).post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension, **{field: value}))
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_another_advisors_portfolios_cannot_be_transferred_from_or_to(
+    advisor, other_advisor, two_portfolios, api
+) -> None:
+    main, pension = two_portfolios
+    c = api(other_advisor)
+    theirs = PortfolioFactory(client=ClientFactory(advisor=other_advisor))
+    assert c.post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension)).status_code == 404
+    refused = c.post(f"{PORTFOLIOS}{main_portfolio(theirs.client).pk}/transfer-cash/", transfer(pension))
+    assert refused.status_code == 400
+    assert list(refused.json()) == ["to_portfolio"]
+    assert not Transaction.objects.filter(kind__in=Transaction.TRANSFERS).exists()
+
+
+def test_an_auditor_cannot_transfer_cash(auditor, two_portfolios, api) -> None:
+    main, pension = two_portfolios
+    assert api(auditor).post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension)).status_code == 403
+
+
+def test_reversing_one_leg_of_a_cash_transfer_through_the_api_reverses_both(advisor, two_portfolios, api) -> None:
+    main, pension = two_portfolios
+    c = api(advisor)
+    legs = c.post(f"{PORTFOLIOS}{main.pk}/transfer-cash/", transfer(pension)).json()
+    response = c.post(f"{URL}{legs['outgoing']['id']}/reverse/")
+    assert response.status_code == 201, response.content
+    assert response.json()["reverses"] == legs["outgoing"]["id"]
+    assert c.get(f"{URL}{legs['incoming']['id']}/").json()["reversed_by"] is not None
+    assert balances(c, main) == [{"currency": "EUR", "amount": "1000.0000"}]
+    assert balances(c, pension) == [{"currency": "EUR", "amount": "0.0000"}]

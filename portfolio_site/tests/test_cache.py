@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import AdvisorFactory, OperationsFactory, SuperuserFactory
-from clients.tests.factories import ClientFactory
+from clients.tests.factories import ClientFactory, PortfolioFactory
 from holdings.tests.factories import AssetFactory, PriceFactory
 from portfolio_site.testing import REDIS_DOWN
 
@@ -47,6 +47,13 @@ def _clients() -> Resource:
     return Resource("clients", advisor, ClientFactory(advisor=advisor), payload, {"name": "Renamed"}, "name")
 
 
+def _portfolios() -> Resource:
+    advisor = AdvisorFactory()
+    client = ClientFactory(advisor=advisor)  # with its Main portfolio
+    payload = {"client": client.pk, "name": "Pension", "kind": "retirement"}
+    return Resource("portfolios", advisor, PortfolioFactory(client=client), payload, {"name": "Renamed"}, "name")
+
+
 def _assets() -> Resource:
     AssetFactory()
     payload = {"ticker": "MSFT", "name": "Microsoft", "exchange": "XNAS", "currency": "USD"}
@@ -60,7 +67,9 @@ def _prices() -> Resource:
     return Resource("prices", OperationsFactory(), PriceFactory(asset=asset), payload, {"close": "99"}, "close")
 
 
-RESOURCES = {"clients": _clients, "assets": _assets, "prices": _prices}
+RESOURCES = {"clients": _clients, "portfolios": _portfolios, "assets": _assets, "prices": _prices}
+# Advisors may not delete clients nor, like them, portfolios.
+DELETED_BY_OPERATIONS = {"clients", "portfolios"}
 
 
 @pytest.fixture(params=sorted(RESOURCES))
@@ -151,7 +160,7 @@ def test_updating_through_the_api_shows_in_the_cached_list_and_detail(resource: 
 
 
 def test_deleting_through_the_api_shows_in_the_cached_list_and_detail(resource: Resource, committed: Any) -> None:
-    deleter = client_for(OperationsFactory()) if resource.name == "clients" else client_for(resource.user)
+    deleter = client_for(OperationsFactory()) if resource.name in DELETED_BY_OPERATIONS else client_for(resource.user)
     reader = client_for(resource.user)
     url = resource.detail_url(resource.row.pk)
     assert resource.row.pk in ids(ok(reader.get(resource.list_url)))
@@ -191,6 +200,35 @@ def test_reassigning_a_client_moves_it_between_the_advisors_cached_lists(operati
     assert ids(ok(old.get("/api/v1/clients/"))) == set()
     assert old.get(f"/api/v1/clients/{client.pk}/").status_code == 404
     assert ids(ok(client_for(new).get("/api/v1/clients/"))) == {client.pk}
+
+
+@pytest.mark.django_db
+def test_opening_and_renaming_a_portfolio_shows_in_the_cached_client_detail(committed: Any) -> None:
+    client = ClientFactory()
+    reader = client_for(client.advisor)
+    url = f"/api/v1/clients/{client.pk}/"
+    assert [p["name"] for p in ok(reader.get(url))["portfolios"]] == ["Main"]
+    created = committed(lambda: ok(reader.post("/api/v1/portfolios/", {"client": client.pk, "name": "Pension"}), 201))
+    assert [p["name"] for p in ok(reader.get(url))["portfolios"]] == ["Main", "Pension"]
+    committed(lambda: ok(reader.patch(f"/api/v1/portfolios/{created['id']}/", {"name": "ISA"})))
+    assert [p["name"] for p in ok(reader.get(url))["portfolios"]] == ["ISA", "Main"]
+
+
+@pytest.mark.django_db
+def test_renaming_a_client_shows_in_its_cached_portfolios(committed: Any) -> None:
+    client = ClientFactory(name="Old Name")
+    reader = client_for(client.advisor)
+    assert ok(reader.get("/api/v1/portfolios/"))["results"][0]["client_name"] == "Old Name"
+    committed(lambda: ok(reader.patch(f"/api/v1/clients/{client.pk}/", {"name": "New Name"})))
+    assert ok(reader.get("/api/v1/portfolios/"))["results"][0]["client_name"] == "New Name"
+
+
+@pytest.mark.django_db
+def test_an_advisor_never_receives_another_advisors_cached_portfolio_list() -> None:
+    mine, theirs = ClientFactory(), ClientFactory()
+    me, them = client_for(mine.advisor), client_for(theirs.advisor)
+    assert {row["client"] for row in ok(me.get("/api/v1/portfolios/"))["results"]} == {mine.pk}
+    assert {row["client"] for row in ok(them.get("/api/v1/portfolios/"))["results"]} == {theirs.pk}
 
 
 @pytest.mark.django_db
@@ -273,7 +311,7 @@ def test_with_redis_unreachable_writes_work_and_reads_show_them(
     assert ok(client.get(url)) == created
     changed = committed(lambda: ok(client.patch(url, resource.change)))
     assert ok(client.get(url))[resource.changed_field] == changed[resource.changed_field]
-    deleter = client_for(OperationsFactory()) if resource.name == "clients" else client
+    deleter = client_for(OperationsFactory()) if resource.name in DELETED_BY_OPERATIONS else client
     committed(lambda: ok(deleter.delete(url), 204))
     assert client.get(url).status_code == 404
     assert ok(client.get(resource.list_url))["count"] == 2

@@ -16,7 +16,8 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
 
 from accounts.tests.factories import PASSWORD, AdvisorFactory, OperationsFactory, SuperuserFactory, access_token_for
-from clients.tests.factories import ClientFactory
+from clients.models import Client
+from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
@@ -262,7 +263,7 @@ def test_client_endpoints_match_the_schema(as_user: Any) -> None:
     assert "detail" in api.get("/api/v1/clients/999999/", expect=404)
     someone_elses = ClientFactory()
     assert "detail" in api.get(f"/api/v1/clients/{someone_elses.pk}/", expect=404)
-    TransactionFactory(client_id=created["id"], currency="CHF")
+    TransactionFactory(client=Client.objects.get(pk=created["id"]), currency="CHF")
     operations = as_user(OperationsFactory())
     assert "detail" in operations.delete(url, expect=409)
     assert "detail" in api.delete(url, expect=403)
@@ -284,6 +285,80 @@ def test_client_balances_endpoint_matches_the_schema(as_user: Any) -> None:
         "balances": [{"currency": "EUR", "amount": "150.5000"}, {"currency": "USD", "amount": "-20.0000"}],
     }
     assert "detail" in api.get(f"/api/v1/clients/{ClientFactory().pk}/balances/", expect=404)
+
+
+@pytest.mark.django_db
+def test_client_create_with_portfolios_matches_the_schema(as_user: Any) -> None:
+    api = as_user(AdvisorFactory())
+    body = {
+        "name": "Ada",
+        "email": "ada@example.net",
+        "base_currency": "EUR",
+        "portfolios": [{"name": "Taxable", "kind": "taxable", "custodian": "Acme", "account_number": "A-1"}],
+    }
+    created = api.post("/api/v1/clients/", body, expect=201)
+    assert [p["name"] for p in created["portfolios"]] == ["Taxable"]
+    url = f"/api/v1/clients/{created['id']}/"
+    assert "portfolios" in api.patch(url, {"portfolios": [{"name": "Other"}]}, expect=400)
+
+
+@pytest.mark.django_db
+def test_portfolio_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory()
+    api = as_user(client.advisor)
+    assert api.get(f"/api/v1/portfolios/?client={client.pk}&is_open=true&ordering=name", expect=200)["count"] == 1
+    created = api.post(
+        "/api/v1/portfolios/",
+        {"client": client.pk, "name": "Pension", "kind": "retirement", "base_currency": "usd"},
+        expect=201,
+    )
+    assert (created["base_currency"], created["is_open"], created["client_name"]) == ("USD", True, client.name)
+    url = f"/api/v1/portfolios/{created['id']}/"
+    api.get(url, expect=200)
+    api.put(url, {"client": client.pk, "name": "Pension (DE)", "kind": "retirement", "custodian": "Acme"}, expect=200)
+    assert api.patch(url, {"closed_on": "2099-12-31"}, expect=200)["is_open"] is False
+    assert "non_field_errors" in api.post("/api/v1/portfolios/", {"client": client.pk, "name": "main"}, expect=400)
+    assert "client" in api.post("/api/v1/portfolios/", {"client": ClientFactory().pk, "name": "X"}, expect=400)
+    assert "detail" in api.get(f"/api/v1/portfolios/{PortfolioFactory().pk}/", expect=404)
+    assert "detail" in api.delete(url, expect=403)
+    operations = as_user(OperationsFactory())
+    TransactionFactory(portfolio=main_portfolio(client))
+    assert "detail" in operations.delete(f"/api/v1/portfolios/{main_portfolio(client).pk}/", expect=409)
+    operations.delete(url, expect=204)
+
+
+@pytest.mark.django_db
+def test_portfolio_balances_and_transfer_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory(base_currency="USD")
+    main, pension = main_portfolio(client), PortfolioFactory(client=client)
+    TransactionFactory(portfolio=main, amount=Decimal("500"), currency="USD")
+    held = AllocationFactory(portfolio=main, quantity=Decimal("10"))
+    api = as_user(client.advisor)
+    cash = {"to_portfolio": pension.pk, "amount": "120.5", "currency": "USD", "date": "2026-03-01"}
+    legs = api.post(f"/api/v1/portfolios/{main.pk}/transfer-cash/", cash, expect=201)
+    assert (legs["outgoing"]["amount"], legs["incoming"]["counterpart"]) == ("120.5000", legs["outgoing"]["id"])
+    assert api.get(f"/api/v1/portfolios/{pension.pk}/balances/", expect=200) == {
+        "portfolio": pension.pk,
+        "client": client.pk,
+        "balances": [{"currency": "USD", "amount": "120.5000"}],
+    }
+    assert "detail" in api.post(f"/api/v1/portfolios/{main.pk}/transfer-cash/", {**cash, "amount": "1000"}, expect=409)
+    assert "to_portfolio" in api.post(
+        f"/api/v1/portfolios/{main.pk}/transfer-cash/", {**cash, "to_portfolio": main.pk}, expect=400
+    )
+    shares = {"to_portfolio": pension.pk, "asset": held.asset_id, "quantity": "4", "date": "2026-03-01"}
+    moved = api.post(f"/api/v1/portfolios/{main.pk}/transfer-units/", shares, expect=201)
+    assert (moved["outgoing"]["kind"], moved["incoming"]["kind"]) == ("transfer_out", "transfer_in")
+    assert "detail" in api.post(
+        f"/api/v1/portfolios/{main.pk}/transfer-units/", {**shares, "quantity": "7"}, expect=409
+    )
+    assert "quantity" in api.post(
+        f"/api/v1/portfolios/{main.pk}/transfer-units/", {**shares, "quantity": "0"}, expect=400
+    )
+    someone_elses = PortfolioFactory()
+    assert "detail" in api.get(f"/api/v1/portfolios/{someone_elses.pk}/balances/", expect=404)
+    assert "detail" in api.post(f"/api/v1/portfolios/{someone_elses.pk}/transfer-cash/", cash, expect=404)
+    assert "detail" in api.post(f"/api/v1/portfolios/{someone_elses.pk}/transfer-units/", shares, expect=404)
 
 
 # --- Assets, prices and allocations ------------------------------------------------------------------------
@@ -360,6 +435,12 @@ def test_allocation_endpoints_match_the_schema(as_user: Any) -> None:
     sell_too_much = {**buy, "kind": "sell", "quantity": "1000"}
     assert "detail" in api.post("/api/v1/allocations/", sell_too_much, expect=409)
     assert "client" in api.post("/api/v1/allocations/", {**buy, "client": ClientFactory().pk}, expect=400)
+    pension = PortfolioFactory(client=client)
+    assert "portfolio" in api.post("/api/v1/allocations/", buy, expect=400)
+    by_portfolio = {**buy, "portfolio": pension.pk, "kind": "transfer_in"}
+    del by_portfolio["client"]
+    assert api.post("/api/v1/allocations/", by_portfolio, expect=201)["portfolio"] == pension.pk
+    assert api.get(f"/api/v1/allocations/?portfolio={pension.pk}", expect=200)["count"] == 1
     assert "detail" in api.get("/api/v1/allocations/999999/", expect=404)
     api.delete(url, expect=204)
 
@@ -397,3 +478,9 @@ def test_transaction_endpoints_match_the_schema(as_user: Any) -> None:
     assert "amount" in api.post("/api/v1/transactions/", {**deposit, "amount": "-5"}, expect=400)
     assert "detail" in api.get("/api/v1/transactions/999999/", expect=404)
     assert "detail" in api.post("/api/v1/transactions/999999/reverse/", {}, expect=404)
+    pension = PortfolioFactory(client=client)
+    assert "portfolio" in api.post("/api/v1/transactions/", {**deposit, "reference": None}, expect=400)
+    by_portfolio = {**deposit, "portfolio": pension.pk, "reference": "wire-2"}
+    del by_portfolio["client"]
+    assert api.post("/api/v1/transactions/", by_portfolio, expect=201)["portfolio"] == pension.pk
+    assert api.get(f"/api/v1/transactions/?portfolio={pension.pk}", expect=200)["count"] == 1
