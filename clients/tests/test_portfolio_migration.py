@@ -74,7 +74,7 @@ def _units(apps: Any) -> dict[tuple[int, int], Decimal]:
     return dict(totals)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_every_row_moves_into_its_clients_main_portfolio_and_every_balance_is_unchanged(
     executor: MigrationExecutor,
 ) -> None:
