@@ -152,11 +152,14 @@ class PortfolioRef:
     client_id: int
     email: str
     name: str
-    # Who a row's import key says the row belongs to: the client alone for the client's first portfolio, as
-    # every key said before clients had several portfolios (the rows the portfolio migration moved are there),
-    # so that a file imported then still reads as imported; the client and the portfolio's id for any other,
-    # so that identical rows in two portfolios are two rows, each counted in its own portfolio.
-    key_owner: str
+
+    @property
+    def key_owner(self) -> str:
+        """Who a row's import key says the row belongs to: the client, as every key said before clients had
+        several portfolios, so that a file imported then (its rows now in the client's Main portfolio) still
+        reads as imported. Keys are unique per portfolio and a row's occurrences are counted per portfolio,
+        so identical rows in two portfolios stay two rows without the portfolio in the key."""
+        return str(self.client_id)
 
 
 # How the rows of a file of movements name their portfolio (see PortfolioIndex.resolve): the client first, as
@@ -197,8 +200,7 @@ class PortfolioIndex:
         for pk, client_id, email, name, custodian, account_number in rows.values_list(
             "pk", "client_id", "client__email", "name", "custodian", "account_number"
         ).iterator():
-            first = not self.by_client[client_id]
-            ref = PortfolioRef(pk, client_id, email, name, str(client_id) if first else f"{client_id}/{pk}")
+            ref = PortfolioRef(pk, client_id, email, name)
             self.by_client[client_id].append(ref)
             self.by_name[client_id, name.lower()] = ref
             if account_number:

@@ -178,7 +178,9 @@ class TransactionFormat(PipelinedFormat):
                 f"{portfolio.key_owner}\x1f{values['kind']}\x1f{values['amount'].normalize()}\x1f{values['currency']}"
             )
             digest = hashlib.sha256(f"{content}\x1f{values['date']}\x1f{notes}".encode()).digest()
-            import_key = f"{digest[:20].hex()}:{self.occurrences.next(digest)}"
+            # Occurrences are counted per portfolio, as keys are unique per portfolio.
+            occurrence = self.occurrences.next(hashlib.sha256(digest + portfolio.id.to_bytes(8, "big")).digest())
+            import_key = f"{digest[:20].hex()}:{occurrence}"
         return (
             line,
             portfolio.client_id,

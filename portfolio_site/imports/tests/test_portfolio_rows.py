@@ -243,6 +243,17 @@ def test_a_file_imported_when_the_client_had_one_portfolio_still_reads_as_import
     assert balance(main) == Decimal("5")
 
 
+def test_a_portfolio_s_rows_still_read_as_imported_after_an_empty_portfolio_of_its_client_is_deleted(main, isa):
+    rows = [f"{EMAIL},ISA,,,deposit,5,EUR,2026-01-05,,"]
+    assert counts(cash(*rows)) == (1, 1, 0, 0)
+    main.delete()  # it never held anything; ISA is now the client's first and only portfolio
+
+    again = cash(*rows)
+
+    assert counts(again) == (1, 0, 1, 0)
+    assert balance(isa) == Decimal("5")
+
+
 # --- Closed portfolios ---------------------------------------------------------------------------------------------
 
 
