@@ -15,7 +15,7 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount, validate_storable
 
 from .models import Allocation, Asset, Price
-from .selectors import position
+from .selectors import units_shortfall
 
 ASSETS_CACHE = "assets"
 PRICES_CACHE = "prices"
@@ -128,12 +128,14 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
     )
 
 
-def _refuse_short_position(*, portfolio: Portfolio, asset: Asset) -> None:
-    held = position(portfolio_id=portfolio.pk, asset_id=asset.pk)
-    if held < 0:
+def short_position_check(*, portfolio: Portfolio, asset: Asset, since: datetime.date) -> None:
+    """Refuses (ConflictError, rolled back with the write) a state where the portfolio holds fewer than zero
+    units of the asset at the end of any day from `since` on. Called after the write, inside its lock."""
+    shortfall = units_shortfall(portfolio_id=portfolio.pk, asset_id=asset.pk, since=since)
+    if shortfall is not None:
         raise ConflictError(
-            f"Not enough units of {asset} in {portfolio}: the change would leave a position of {held}; "
-            "a sell or transfer out cannot exceed the quantity held.",
+            f"Not enough units of {asset} in {portfolio}: the change would leave a position of {shortfall.balance} "
+            f"at the end of {shortfall.day}; a sell or transfer out cannot exceed the quantity held that day.",
             field="quantity",
         )
 
@@ -176,7 +178,7 @@ def allocation_create(
     )
     _settle(actor=actor, allocation=allocation)
     allocation.save()
-    _refuse_short_position(portfolio=locked, asset=asset)
+    short_position_check(portfolio=locked, asset=asset, since=allocation.date)
     return allocation
 
 
@@ -217,8 +219,9 @@ def allocation_update(*, actor: Any, allocation: Allocation, **fields: Any) -> A
                 settlement_reverse(actor=actor, transaction=old)
             _settle(actor=actor, allocation=allocation)
     allocation.save()
-    _refuse_short_position(portfolio=locked[before.portfolio_id], asset=before.asset)
-    _refuse_short_position(portfolio=locked[allocation.portfolio_id], asset=allocation.asset)
+    since = min(before.date, allocation.date)
+    short_position_check(portfolio=locked[before.portfolio_id], asset=before.asset, since=since)
+    short_position_check(portfolio=locked[allocation.portfolio_id], asset=allocation.asset, since=since)
     return allocation
 
 
@@ -241,7 +244,7 @@ def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
     for leg in legs:
         _delete(actor=actor, allocation=leg)
     for leg in legs:
-        _refuse_short_position(portfolio=locked[leg.portfolio_id], asset=leg.asset)
+        short_position_check(portfolio=locked[leg.portfolio_id], asset=leg.asset, since=leg.date)
 
 
 @transaction.atomic
@@ -281,5 +284,5 @@ def units_transfer(
         )
     )
     into.save()
-    _refuse_short_position(portfolio=source, asset=asset)
+    short_position_check(portfolio=source, asset=asset, since=date)
     return out, into

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.db.models import F
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -128,19 +129,39 @@ class BalanceSerializer(serializers.Serializer):
     amount = PlainDecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
 
 
+AS_OF_HELP = (
+    "Balances at the end of this day (a reversal counts from the date of what it reverses); today's when absent."
+)
+
+
+class AsOfSerializer(serializers.Serializer):
+    as_of = serializers.DateField(required=False, help_text=AS_OF_HELP)
+
+
+AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATE, description=AS_OF_HELP)
+
+
+def as_of(request: Request) -> Any:
+    """The `as_of` query parameter, validated (400 naming it when it is not a date)."""
+    serializer = AsOfSerializer(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data.get("as_of")
+
+
 class ClientBalancesView(GenericAPIView):
-    """A client's cash balance per currency, derived from the ledger."""
+    """A client's cash balance per currency (all its portfolios together), derived from the ledger."""
 
     queryset = Transaction.objects.all()  # for the permission check: reading balances needs view_transaction
 
     @extend_schema(
+        parameters=[AS_OF],
         responses=inline_serializer(
             "ClientBalances", {"client": serializers.IntegerField(), "balances": BalanceSerializer(many=True)}
-        )
+        ),
     )
     def get(self, request: Request, pk: int) -> Response:
         client = get_object_or_404(visible_clients(request), pk=pk)
-        balances = client_balances(client_id=client.pk)
+        balances = client_balances(client_id=client.pk, as_of=as_of(request))
         rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
         return Response({"client": client.pk, "balances": BalanceSerializer(rows, many=True).data})
 
@@ -154,7 +175,7 @@ class PortfolioBalancesView(GenericAPIView):
     queryset = Transaction.objects.all()  # for the permission check: reading balances needs view_transaction
 
     @extend_schema(
-        parameters=[PORTFOLIO_ID],
+        parameters=[PORTFOLIO_ID, AS_OF],
         responses=inline_serializer(
             "PortfolioBalances",
             {
@@ -166,7 +187,7 @@ class PortfolioBalancesView(GenericAPIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
-        balances = portfolio_balances(portfolio_id=portfolio.pk)
+        balances = portfolio_balances(portfolio_id=portfolio.pk, as_of=as_of(request))
         rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
         return Response(
             {

@@ -3,6 +3,7 @@ from typing import Any, Self
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Coalesce
 
 from clients.models import client_visibility
 from portfolio_site.models import TimeStampedModel, notes_field
@@ -143,3 +144,12 @@ def signed_amount() -> models.Case:
         default=-models.F("amount"),
         output_field=amount_field(),
     )
+
+
+def effective_date() -> Coalesce:
+    """The day a transaction counts in balances: its own date, or for a reversal the date of what it reverses.
+
+    A reversal is a correction: the ledger keeps it with its own posting date (the audit trail), and every
+    balance as of a day nets it out against its original from the original's date.
+    """
+    return Coalesce(models.F("reverses__date"), models.F("date"))

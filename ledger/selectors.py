@@ -1,42 +1,60 @@
+import datetime
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from portfolio_site.money import ExactSum, to_amount
+from django.db.models import QuerySet
 
-from .models import Transaction, signed_amount
+from portfolio_site.money import ExactSum, Shortfall, first_shortfall, to_amount
+
+from .models import Transaction, effective_date, signed_amount
+
+
+def _as_of(transactions: QuerySet[Transaction], as_of: datetime.date | None) -> QuerySet[Transaction]:
+    """The transactions that count in balances at the end of `as_of` (all of them when None)."""
+    if as_of is None:
+        return transactions
+    return transactions.annotate(day=effective_date()).filter(day__lte=as_of)
 
 
 def _balances(rows: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
     return {row["currency"]: to_amount(row["balance"]) for row in rows}
 
 
-def client_balances(*, client_id: int) -> dict[str, Decimal]:
-    """Cash per currency of the client as a whole (the sum of its portfolios), derived from every posted
-    transaction (reversals included)."""
-    rows = (
-        Transaction.objects.filter(client_id=client_id)
-        .values("currency")
-        .annotate(balance=ExactSum(signed_amount()))
-        .order_by("currency")
-    )
-    return _balances(rows)
+def _by_currency(transactions: QuerySet[Transaction]) -> dict[str, Decimal]:
+    return _balances(transactions.values("currency").annotate(balance=ExactSum(signed_amount())).order_by("currency"))
 
 
-def portfolio_balances(*, portfolio_id: int) -> dict[str, Decimal]:
-    """Cash per currency of one portfolio, derived from its posted transactions (reversals included)."""
-    rows = (
-        Transaction.objects.filter(portfolio_id=portfolio_id)
-        .values("currency")
-        .annotate(balance=ExactSum(signed_amount()))
-        .order_by("currency")
-    )
-    return _balances(rows)
+def client_balances(*, client_id: int, as_of: datetime.date | None = None) -> dict[str, Decimal]:
+    """Cash per currency of the client as a whole (the sum of its portfolios) at the end of `as_of` (now when
+    None), derived from every posted transaction, reversals netted out from their original's date."""
+    return _by_currency(_as_of(Transaction.objects.filter(client_id=client_id), as_of))
 
 
-def cash_available(*, portfolio_id: int, currency: str) -> Decimal:
-    """Cash of one currency in one portfolio: what an outflow from it may take."""
-    total = Transaction.objects.filter(portfolio_id=portfolio_id, currency=currency).aggregate(
-        balance=ExactSum(signed_amount())
-    )["balance"]
+def portfolio_balances(*, portfolio_id: int, as_of: datetime.date | None = None) -> dict[str, Decimal]:
+    """Cash per currency of one portfolio at the end of `as_of` (now when None)."""
+    return _by_currency(_as_of(Transaction.objects.filter(portfolio_id=portfolio_id), as_of))
+
+
+def cash_available(*, portfolio_id: int, currency: str, as_of: datetime.date | None = None) -> Decimal:
+    """Cash of one currency in one portfolio at the end of `as_of` (now when None)."""
+    transactions = _as_of(Transaction.objects.filter(portfolio_id=portfolio_id, currency=currency), as_of)
+    total = transactions.aggregate(balance=ExactSum(signed_amount()))["balance"]
     return to_amount(total if total is not None else Decimal("0"))
+
+
+def cash_shortfall(*, portfolio_id: int, currency: str, since: datetime.date) -> Shortfall | None:
+    """The first day from `since` on at whose end the portfolio's cash in `currency` is negative, if any.
+
+    The rule every door applies: cash is never negative at the end of any day. Set-based: the balance before
+    `since` and the net movement of each day from it on, in one query each, whatever the number of days.
+    """
+    transactions = Transaction.objects.filter(portfolio_id=portfolio_id, currency=currency).annotate(
+        day=effective_date()
+    )
+    opening = transactions.filter(day__lt=since).aggregate(balance=ExactSum(signed_amount()))["balance"]
+    daily = transactions.filter(day__gte=since).values("day").annotate(net=ExactSum(signed_amount())).order_by("day")
+    return first_shortfall(
+        to_amount(opening if opening is not None else Decimal("0")),
+        ((row["day"], to_amount(row["net"])) for row in daily),
+    )

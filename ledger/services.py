@@ -1,6 +1,8 @@
 """Posting, transferring and reversing cash. Every write locks the portfolios it moves cash in first (in
-primary-key order), then checks each one's balance: cash is per portfolio, and one portfolio never funds
-another without an explicit transfer."""
+primary-key order), writes, then checks the rule on what it wrote: a portfolio's cash per currency is never
+negative at the end of any day, from the day the movement takes effect on. Cash is per portfolio, and one
+portfolio never funds another without an explicit transfer. A reversal takes effect at the date of what it
+reverses (see `ledger.models.effective_date`)."""
 
 import datetime
 from decimal import Decimal
@@ -15,17 +17,19 @@ from clients.services import portfolio_lock, portfolios_lock
 from portfolio_site.errors import ConflictError
 
 from .models import Transaction
-from .selectors import cash_available
+from .selectors import cash_shortfall
 
 Kind = Transaction.Kind
 
 
-def _refuse_overdraft(*, portfolio: Portfolio, currency: str, outflow: Decimal, what: str) -> None:
-    available = cash_available(portfolio_id=portfolio.pk, currency=currency)
-    if outflow > available:
+def overdraft_check(*, portfolio: Portfolio, currency: str, since: datetime.date, what: str) -> None:
+    """Refuses (ConflictError, rolled back with the write) a state where the portfolio's cash in `currency`
+    closes any day from `since` on below zero. Called after the write, inside its transaction and lock."""
+    shortfall = cash_shortfall(portfolio_id=portfolio.pk, currency=currency, since=since)
+    if shortfall is not None:
         raise ConflictError(
-            f"Insufficient cash in {portfolio.name}: the {what} needs {outflow} {currency} but only {available} "
-            f"{currency} is available.",
+            f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} at the "
+            f"end of {shortfall.day}.",
             field="amount",
         )
 
@@ -71,11 +75,10 @@ def _post(
         created_by=_actor_user(actor),
     )
     tx.full_clean()
-    if kind in Transaction.OUTFLOWS:
-        _refuse_overdraft(
-            portfolio=portfolio, currency=tx.currency, outflow=tx.amount, what=tx.get_kind_display().lower()
-        )
     tx.save()
+    if kind in Transaction.OUTFLOWS:
+        what = f"{tx.get_kind_display().lower()} of {tx.amount} {tx.currency}"
+        overdraft_check(portfolio=portfolio, currency=tx.currency, since=tx.date, what=what)
     return tx, True
 
 
@@ -181,10 +184,6 @@ def _reverse(*, actor: Any, original: Transaction, notes: str) -> Transaction:
         raise ConflictError("A reversal cannot itself be reversed; post a new transaction instead.")
     if Transaction.objects.filter(reverses=original).exists():
         raise ConflictError("This transaction has already been reversed.")
-    if original.kind in Transaction.INFLOWS:
-        _refuse_overdraft(
-            portfolio=original.portfolio, currency=original.currency, outflow=original.amount, what="reversal"
-        )
     reversal = Transaction(
         client_id=original.client_id,
         portfolio_id=original.portfolio_id,
@@ -198,6 +197,9 @@ def _reverse(*, actor: Any, original: Transaction, notes: str) -> Transaction:
     )
     reversal.full_clean()
     reversal.save()
+    if original.kind in Transaction.INFLOWS:  # undoing an inflow takes the cash out from the original's date
+        what = f"reversal of {original.amount} {original.currency}"
+        overdraft_check(portfolio=original.portfolio, currency=original.currency, since=original.date, what=what)
     return reversal
 
 

@@ -1,6 +1,9 @@
 """Money and quantity fields shared by the apps: Decimal end to end, currencies as validated ISO 4217 codes."""
 
+import datetime
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -119,3 +122,22 @@ def to_amount(value: Decimal) -> Decimal:
 
 def to_quantity(value: Decimal) -> Decimal:
     return value.quantize(QUANTITY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """The first day a running balance (cash, or units of an asset) closes below zero, and that balance."""
+
+    day: datetime.date
+    balance: Decimal
+
+
+def first_shortfall(opening: Decimal, daily: Iterable[tuple[datetime.date, Decimal]]) -> Shortfall | None:
+    """The money rule every door applies, on a balance and the net movement of each later day (in date order):
+    the first day whose closing balance is negative, if any."""
+    running = opening
+    for day, net in daily:
+        running += net
+        if running < 0:
+            return Shortfall(day, running)
+    return None

@@ -359,7 +359,7 @@ def test_a_sell_of_more_than_is_held_is_refused_naming_its_line(investor, sap) -
     )
     assert issues(result) == [
         f"line 3, quantity: Not enough units of SAP.XETR in {investor}: Main: the change would leave a position of "
-        "-1.0000000000; a sell or transfer out cannot exceed the quantity held."
+        "-1.0000000000 at the end of 2026-03-03; a sell or transfer out cannot exceed the quantity held that day."
     ]
     assert not Allocation.objects.exists()
     assert not Transaction.objects.filter(kind__in=["buy", "sell"]).exists()
@@ -379,8 +379,8 @@ def test_a_buy_that_would_overdraw_cash_is_refused_naming_its_line(investor, sap
         f"investor@example.org,SAP,XETR,buy,50,100,0.01,{DAY},\n",
     )
     assert issues(result) == [
-        "line 3, quantity: Insufficient cash in Main: the buy settlement needs 5000.0100 EUR but only 5000.0000 EUR "
-        "is available."
+        "line 3, quantity: Insufficient cash in Main: the buy settlement of 5000.0100 EUR would leave -0.0100 EUR "
+        "at the end of 2026-03-03."
     ]
     assert not Allocation.objects.exists()
 
@@ -433,10 +433,10 @@ def test_skip_invalid_records_the_good_rows_and_lists_the_refused_ones(investor,
         "line,client,ticker,exchange,kind,quantity,price,fees,date,notes,portfolio,custodian,account_number,error",
         "6,investor@example.org,MSFT,,buy,1,1,0,2026-03-03,,,,,ticker: no asset with the ticker MSFT",
         "3,investor@example.org,SAP,XETR,buy,50,100,0,2026-03-03,,Main,,,quantity: Insufficient cash in Main: the "
-        "buy settlement needs 5000.0000 EUR but only 4000.0000 EUR is available.",
+        "buy settlement of 5000.0000 EUR would leave -1000.0000 EUR at the end of 2026-03-03.",
         f"4,investor@example.org,SAP,XETR,sell,70,100,0,2026-03-04,,Main,,,quantity: Not enough units of SAP.XETR "
-        f"in {investor}: Main: the change would leave a position of -10.0000000000; a sell or transfer out cannot "
-        "exceed the quantity held.",
+        f"in {investor}: Main: the change would leave a position of -10.0000000000 at the end of 2026-03-04; a sell "
+        "or transfer out cannot exceed the quantity held that day.",
     ]
     again = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,60,100,0,{DAY},\n")
     assert counts(again) == (0, 0, 1, 0)

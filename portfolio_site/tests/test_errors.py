@@ -107,7 +107,8 @@ def test_conflict_error_becomes_409_with_its_message(api: Any) -> None:
     response = api(client.advisor).post("/api/v1/transactions/", payload)
     assert response.status_code == 409
     assert response.json() == {
-        "detail": "Insufficient cash in Main: the withdrawal needs 100.0100 EUR but only 100.0000 EUR is available."
+        "detail": "Insufficient cash in Main: the withdrawal of 100.0100 EUR would leave -0.0100 EUR at the end of "
+        "2026-02-01."
     }
 
 

@@ -341,8 +341,8 @@ def test_a_buy_cannot_use_another_portfolio_s_cash(main, isa):
     result = trades(f"{EMAIL},ISA,,,SAP,XETR,buy,5,100,0,2026-03-03,")
 
     assert messages(result) == [
-        "line 2, quantity: Insufficient cash in ISA: the buy settlement needs 500.0000 EUR but only 0.0000 EUR "
-        "is available."
+        "line 2, quantity: Insufficient cash in ISA: the buy settlement of 500.0000 EUR would leave -500.0000 EUR "
+        "at the end of 2026-03-03."
     ]
 
 
