@@ -1,6 +1,6 @@
 """Staff roles: Django groups with model permissions, granted by each app's own data migration.
 
-Who may see which client is decided in `clients.models.client_visibility`, from these roles.
+Who may see which client is the clients app's rule (`clients.scope.ClientScope`), read from these roles.
 """
 
 from enum import StrEnum
@@ -15,10 +15,6 @@ class Role(StrEnum):
     AUDITORS = "Auditors"
 
 
-# Roles whose members see every client; an advisor sees the clients they advise; anyone else sees none.
-ALL_CLIENTS_ROLES = frozenset({Role.OPERATIONS, Role.AUDITORS})
-
-
 def role_names(user: Any) -> frozenset[str]:
     """The names of the user's groups, looked up once per user object (that is, once per request)."""
     if not getattr(user, "is_authenticated", False):
@@ -28,10 +24,6 @@ def role_names(user: Any) -> frozenset[str]:
         cached = frozenset(user.groups.values_list("name", flat=True))
         user._role_names_cache = cached
     return cached
-
-
-def sees_all_clients(user: Any) -> bool:
-    return bool(getattr(user, "is_superuser", False)) or bool(role_names(user) & ALL_CLIENTS_ROLES)
 
 
 def is_advisor(user: Any) -> bool:

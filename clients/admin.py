@@ -11,11 +11,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from accounts.roles import sees_all_clients
 from portfolio_site.admin_utils import ReadOnlyInline, ScopedAdminMixin, ServiceAdminMixin
 
 from . import services
 from .models import Client, Portfolio
+from .scope import ClientScope
 
 
 def _changes(form: Any) -> dict[str, Any]:
@@ -138,7 +138,7 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
         # An advisor takes on clients for themselves (client_create makes them the advisor) and may not look
         # up other staff, so the advisor picker is for those who see every client.
         fields = list(super().get_readonly_fields(request, obj))
-        if not sees_all_clients(request.user):
+        if ClientScope.of(request.user).names_only_themselves:
             fields.append("advisor")
         if obj is not None and request.user.has_perm("clients.add_portfolio"):
             fields.append("open_portfolio")

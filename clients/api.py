@@ -12,7 +12,7 @@ from portfolio_site.api.viewsets import ScopedModelViewSet
 
 from . import services
 from .filters import ClientFilterSet, PortfolioFilterSet, visible_clients, visible_portfolios
-from .models import Client, Portfolio, visibility_key
+from .models import Client, Portfolio
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -127,9 +127,6 @@ class PortfolioViewSet(ScopedModelViewSet):
     # its portfolios, and a portfolio shows its client's name.
     cache_namespace = services.CACHE_NAMESPACE
 
-    def cache_scope(self) -> str:
-        return visibility_key(self.request.user)
-
     def perform_destroy(self, instance: Portfolio) -> None:
         services.portfolio_delete(actor=self.request.user, portfolio=instance)
 
@@ -225,9 +222,6 @@ class ClientViewSet(ScopedModelViewSet):
     ordering = ["name", "id"]
     cache_namespace = services.CACHE_NAMESPACE
     cache_depends_on = (USERS_CACHE_NAMESPACE,)
-
-    def cache_scope(self) -> str:
-        return visibility_key(self.request.user)
 
     def perform_destroy(self, instance: Client) -> None:
         services.client_delete(actor=self.request.user, client=instance)

@@ -16,7 +16,6 @@ from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.roles import is_advisor, sees_all_clients
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.engine import Column, ImportFormat, RowError, register
@@ -24,6 +23,7 @@ from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, 
 from portfolio_site.models import NOTES_MAX_LENGTH
 
 from .models import Client, Portfolio, PortfolioKind
+from .scope import ClientScope
 from .services import CACHE_NAMESPACE, NOT_YOURS, client_advisor_check, portfolio_create, portfolio_update
 
 COMPARED = ("name", "advisor_id", "base_currency", "phone", "is_active", "notes")  # the advisor by id: no query
@@ -58,12 +58,12 @@ class ClientFormat(UpsertFormat):
     def prepare(self) -> None:
         super().prepare()
         actor = self.run.actor
-        self.may_act = sees_all_clients(actor) or is_advisor(actor)
+        self.scope = ClientScope.of(actor)
         self.advisors: dict[str, Any] = {}
         self.seen: dict[str, int] = {}
 
     def build(self, line: int, values: dict[str, Any]) -> Client:
-        if not self.may_act:
+        if not self.scope.may_hold_clients:
             raise RowError("row", NOT_YOURS)
         email = values["email"]
         if email in self.seen:
@@ -117,7 +117,7 @@ class ClientFormat(UpsertFormat):
     def refusal(self, row: PendingRow, old: Client | None) -> tuple[str, str] | None:
         """What client_create and client_update refuse: acting outside one's clients, an inactive advisor."""
         new = row.instance
-        if old is not None and not old.is_visible_to(self.run.actor):
+        if old is not None and not self.scope.allows(old):
             return "email", "a client with this email exists and is not one you may act on"
         if old is None or old.advisor_id != new.advisor_id:
             try:

@@ -1,45 +1,20 @@
-from typing import Any, Self
-
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
-from accounts.roles import is_advisor, sees_all_clients
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, currency_constraint
+
+from .scope import ClientOwnedQuerySet
 
 validate_phone = RegexValidator(
     r"^\+?[0-9][0-9 ()./-]{5,30}$", "Enter a phone number of digits, spaces and - ( ) . /, optionally starting with +."
 )
 
 
-def client_visibility(user: Any, *, through: str = "") -> models.Q:
-    """The one rule for who sees which client, as a filter on Client or on a model that points at it.
-
-    `through` is the path from the filtered model to its client (`"client__"` for a transaction).
-    Superusers, Operations and Auditors see every client; an advisor sees the clients they advise;
-    anyone else sees none.
-    """
-    if sees_all_clients(user):
-        return models.Q()
-    if is_advisor(user):
-        return models.Q(**{f"{through}advisor": user.pk})
-    return models.Q(pk__in=[])
-
-
-def visibility_key(user: Any) -> str:
-    """A short key naming what `client_visibility` lets the user see, for cache keys."""
-    if sees_all_clients(user):
-        return "all"
-    if is_advisor(user):
-        return f"advisor:{user.pk}"
-    return "none"
-
-
-class ClientQuerySet(models.QuerySet["Client"]):
-    def visible_to(self, user: Any) -> Self:
-        return self.filter(client_visibility(user))
+class ClientQuerySet(ClientOwnedQuerySet["Client"]):
+    client_path = ""
 
 
 class Client(TimeStampedModel):
@@ -76,13 +51,9 @@ class Client(TimeStampedModel):
         super().clean()
         self.email = (self.email or "").strip().lower()
 
-    def is_visible_to(self, user: Any) -> bool:
-        return sees_all_clients(user) or (is_advisor(user) and self.advisor_id == user.pk)
 
-
-class PortfolioQuerySet(models.QuerySet["Portfolio"]):
-    def visible_to(self, user: Any) -> Self:
-        return self.filter(client_visibility(user, through="client__"))
+class PortfolioQuerySet(ClientOwnedQuerySet["Portfolio"]):
+    client_path = "client"
 
 
 class PortfolioKind(models.TextChoices):

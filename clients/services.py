@@ -7,11 +7,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.roles import is_advisor, sees_all_clients
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 
 from .models import Client, Portfolio
+from .scope import ClientScope
 
 CACHE_NAMESPACE = "clients"
 NOT_YOURS = "You may only act on clients you are allowed to see."
@@ -66,19 +66,11 @@ def client_single_portfolio(*, client: Client) -> Portfolio:
     raise ValidationError({"portfolio": f"{client} has several portfolios: name one."})
 
 
-def _names_only_themselves(actor: Any) -> bool:
-    """Whether the actor may name no member of staff but themselves (as a client's advisor, or in a filter).
-
-    Only those who see every client may name other staff; anyone else learns nothing of who else works here.
-    """
-    return not sees_all_clients(actor)
-
-
 def staff_nameable_by(actor: Any) -> QuerySet[Any]:
     """The users this actor may name: the choices of an `?advisor=` filter (inactive users included, so that
     Operations can find a departed advisor's clients). Any other id reads as "does not exist"."""
     users = get_user_model().objects.all()
-    if not _names_only_themselves(actor):
+    if not ClientScope.of(actor).names_only_themselves:
         return users
     pk = getattr(actor, "pk", None)
     return users.filter(pk=pk) if pk is not None else users.none()
@@ -97,7 +89,7 @@ def client_advisor_check(*, actor: Any, advisor: Any) -> None:
         raise ValidationError({"advisor": "A client needs a responsible advisor."})
     if not advisor.is_active:
         raise ValidationError({"advisor": "The advisor's account is not active."})
-    if _names_only_themselves(actor) and advisor.pk != actor.pk:
+    if ClientScope.of(actor).names_only_themselves and advisor.pk != actor.pk:
         raise PermissionDenied("An advisor may only take on clients for themselves.")
 
 
@@ -116,9 +108,10 @@ def client_create(
 ) -> Client:
     """A new client, with one portfolio "Main" in its base currency unless `portfolios` lists others (each
     the keyword arguments of `portfolio_create`; an empty list opens none)."""
-    if not sees_all_clients(actor) and not is_advisor(actor):
+    scope = ClientScope.of(actor)
+    if not scope.may_hold_clients:
         raise PermissionDenied(NOT_YOURS)
-    if advisor is None and is_advisor(actor):
+    if advisor is None and scope.advisor_id is not None:
         advisor = actor
     client_advisor_check(actor=actor, advisor=advisor)
     client = Client(

@@ -1,5 +1,4 @@
 import re
-from typing import Any, Self
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -7,9 +6,10 @@ from django.db.models.functions import Upper
 from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
-from clients.models import client_visibility
+from clients.scope import ClientOwnedQuerySet
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
+from portfolio_site.scoping import ReferenceDataQuerySet
 
 
 def validate_isin(value: str) -> None:
@@ -59,6 +59,9 @@ class Asset(TimeStampedModel):
     currency = CurrencyField(help_text="ISO 4217 code of the currency the asset is quoted in.")
     asset_type = models.CharField(max_length=16, choices=AssetType.choices, default=AssetType.EQUITY)
     isin = models.CharField("ISIN", max_length=12, blank=True, validators=[validate_isin])
+
+    # Market data belongs to no client: every holder of the view permission sees every asset.
+    objects = ReferenceDataQuerySet["Asset"].as_manager()
 
     class Meta:
         ordering = ["ticker", "exchange"]
@@ -111,6 +114,8 @@ class Price(TimeStampedModel):
     date = models.DateField()
     close = quantity_field()
 
+    objects = ReferenceDataQuerySet["Price"].as_manager()
+
     class Meta:
         ordering = ["asset", "-date"]
         constraints = [
@@ -130,9 +135,8 @@ class Price(TimeStampedModel):
         return f"{self.asset} {self.date}: {self.close}"
 
 
-class AllocationQuerySet(models.QuerySet["Allocation"]):
-    def visible_to(self, user: Any) -> Self:
-        return self.filter(client_visibility(user, through="client__"))
+class AllocationQuerySet(ClientOwnedQuerySet["Allocation"]):
+    client_path = "client"
 
 
 class AllocationKind(models.TextChoices):

@@ -1,18 +1,15 @@
-from typing import Any, Self
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Coalesce
 
-from clients.models import client_visibility
+from clients.scope import ClientOwnedQuerySet
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint
 
 
-class TransactionQuerySet(models.QuerySet["Transaction"]):
-    def visible_to(self, user: Any) -> Self:
-        return self.filter(client_visibility(user, through="client__"))
+class TransactionQuerySet(ClientOwnedQuerySet["Transaction"]):
+    client_path = "client"
 
 
 class TransactionKind(models.TextChoices):

@@ -7,11 +7,12 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import router, transaction
-from django.db.models import ProtectedError, QuerySet, RestrictedError
+from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from portfolio_site.errors import ConflictError
+from portfolio_site.scoping import check_scoped, scoped
 
 # A delete the database refuses (a protected foreign key) is reported like a service's refusal: the admin's own
 # check before deleting catches it first, but a row referenced in between would otherwise be a 500.
@@ -28,13 +29,16 @@ def error_text(error: Exception) -> str:
 
 
 class ScopedAdminMixin:
-    """Applies the model's `visible_to(user)` first, as the API does, so the admin never shows more."""
+    """Applies the model's `visible_to(user)` first, unconditionally, as the API does, so the admin never shows
+    more: a model whose QuerySet cannot be scoped is refused with ImproperlyConfigured."""
+
+    def __init__(self, model: type[Model], admin_site: Any) -> None:
+        # Refused when registered (at startup, by the admin's autodiscovery), not on the first page someone opens.
+        check_scoped(model._default_manager.all())
+        super().__init__(model, admin_site)  # type: ignore[call-arg]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset = super().get_queryset(request)  # type: ignore[misc]
-        if hasattr(queryset, "visible_to"):
-            queryset = queryset.visible_to(request.user)
-        return queryset
+        return scoped(super().get_queryset(request), request.user)  # type: ignore[misc]
 
 
 class ServiceRefusal(Exception):

@@ -3,7 +3,8 @@ from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, transaction
 
 from accounts.tests.factories import AdvisorFactory, UserFactory
-from clients.models import Client, visibility_key
+from clients.models import Client
+from clients.scope import ClientScope
 from clients.tests.factories import ClientFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,8 @@ def test_advisor_sees_only_the_clients_they_advise(advisor, other_advisor) -> No
     mine = ClientFactory(advisor=advisor)
     ClientFactory(advisor=other_advisor)
     assert list(Client.objects.visible_to(advisor)) == [mine]
-    assert mine.is_visible_to(advisor)
-    assert not mine.is_visible_to(other_advisor)
+    assert ClientScope.of(advisor).allows(mine)
+    assert not ClientScope.of(other_advisor).allows(mine)
 
 
 @pytest.mark.parametrize("role_user", ["operations", "auditor", "superuser"])
@@ -44,13 +45,13 @@ def test_operations_auditors_and_superusers_see_every_client(role_user: str, req
     ClientFactory.create_batch(2)
     user = request.getfixturevalue(role_user)
     assert Client.objects.visible_to(user).count() == 2
-    assert visibility_key(user) == "all"
+    assert ClientScope.of(user).cache_key == "all"
 
 
 def test_staff_in_no_group_see_no_client(nobody) -> None:
     ClientFactory(advisor=AdvisorFactory())
     assert not Client.objects.visible_to(nobody).exists()
-    assert visibility_key(nobody) == "none"
+    assert ClientScope.of(nobody).cache_key == "none"
 
 
 def test_anonymous_users_see_no_client() -> None:
@@ -61,5 +62,5 @@ def test_anonymous_users_see_no_client() -> None:
 
 
 def test_visibility_keys_differ_between_advisors(advisor, other_advisor) -> None:
-    assert visibility_key(advisor) != visibility_key(other_advisor)
-    assert visibility_key(UserFactory(is_superuser=True)) == "all"
+    assert ClientScope.of(advisor).cache_key != ClientScope.of(other_advisor).cache_key
+    assert ClientScope.of(UserFactory(is_superuser=True)).cache_key == "all"

@@ -4,6 +4,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import QuerySet
@@ -12,20 +13,27 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portfolio_site.cache import namespace_version
+from portfolio_site.scoping import check_scoped, scoped
 
 
 class ScopedViewSetMixin:
     """Scopes the queryset by the caller's visibility before filters, search, ordering or the cache see it.
 
-    A model whose QuerySet has `visible_to(user)` is scoped by it; others (reference data such as assets)
-    are visible to whoever holds the model's view permission.
+    Unconditionally: the model's QuerySet must have `visible_to(user)` (its owner's rule, or the explicit
+    `ReferenceDataQuerySet` of assets and prices), or the viewset is refused with ImproperlyConfigured.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Refused when the class is created (when the URLconf is imported, that is at startup and in every test
+        # run) rather than on its first request: a wrongly scoped endpoint never serves anyone. A viewset that
+        # builds its queryset in get_queryset() is checked on first use instead, by `scoped()`.
+        super().__init_subclass__(**kwargs)
+        queryset = getattr(cls, "queryset", None)
+        if isinstance(queryset, QuerySet) and apps.models_ready:
+            check_scoped(queryset)
+
     def get_queryset(self) -> QuerySet[Any]:
-        queryset = super().get_queryset()  # type: ignore[misc]
-        if hasattr(queryset, "visible_to"):
-            queryset = queryset.visible_to(self.request.user)  # type: ignore[attr-defined]
-        return queryset
+        return scoped(super().get_queryset(), self.request.user)  # type: ignore[misc,attr-defined]
 
 
 class CachedReadMixin:
@@ -41,7 +49,9 @@ class CachedReadMixin:
     cache_depends_on: tuple[str, ...] = ()
 
     def cache_scope(self) -> str:
-        return "shared"
+        # From the same QuerySet that scopes the rows, so a cached list of client rows can never be keyed as if it
+        # were shared (reference data answers "shared").
+        return self.get_queryset().visibility_key(self.request.user)  # type: ignore[attr-defined,no-any-return]
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._cached(request, lambda: super(CachedReadMixin, self).list(request, *args, **kwargs))  # type: ignore[misc]

@@ -124,6 +124,9 @@ API_CACHE_SECONDS = env.int("API_CACHE_SECONDS", default=60)
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# The model rows belong to: the scoped doors (portfolio_site.scoping) refuse to serve a model that points at it
+# unless its QuerySet scopes it by the clients app's rule.
+SCOPE_OWNER_MODEL = "clients.Client"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     # Kept so that users brought over from other systems can log in; Django re-hashes with Argon2.
