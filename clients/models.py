@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from accounts.roles import is_advisor, sees_all_clients
+from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, currency_constraint
 
@@ -57,6 +58,8 @@ class Client(TimeStampedModel):
     notes = notes_field()
 
     objects = ClientQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["name", "id"]
@@ -115,6 +118,8 @@ class Portfolio(TimeStampedModel):
     notes = notes_field()
 
     objects = PortfolioQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["client", "name", "id"]

@@ -8,6 +8,7 @@ from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
 from clients.models import client_visibility
+from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
 
@@ -60,6 +61,8 @@ class Asset(TimeStampedModel):
     asset_type = models.CharField(max_length=16, choices=AssetType.choices, default=AssetType.EQUITY)
     isin = models.CharField("ISIN", max_length=12, blank=True, validators=[validate_isin])
 
+    import_batch = import_batch_field()
+
     class Meta:
         ordering = ["ticker", "exchange"]
         constraints = [
@@ -110,6 +113,8 @@ class Price(TimeStampedModel):
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="prices")
     date = models.DateField()
     close = quantity_field()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["asset", "-date"]
@@ -189,6 +194,8 @@ class Allocation(TimeStampedModel):
     )
 
     objects = AllocationQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["-date", "-id"]
