@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
-from portfolio_site.imports.engine import Column, ImportFormat, RowError, register
+from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 
@@ -94,12 +94,12 @@ class ClientFormat(UpsertFormat):
         emails = [row.instance.email for row in rows]
         return {
             client.email.lower(): client
-            for client in Client.objects.alias(email_lower=Lower("email")).filter(email_lower__in=emails)
+            for client in self.locked(Client.objects.alias(email_lower=Lower("email")).filter(email_lower__in=emails))
         }
 
     def _save(self, creates: list[Any], updates: list[Any]) -> None:
         super()._save(creates, updates)
-        if creates and not self.run.failed:
+        if creates and self.run.may_write:
             # As client_create does: a new client opens with its "Main" portfolio, so that a file of
             # movements naming only the client has a portfolio to go to.
             new = Client.objects.filter(email__in=[client.email for client in creates], portfolios__isnull=True)
@@ -110,6 +110,7 @@ class ClientFormat(UpsertFormat):
                     name=Portfolio.DEFAULT_NAME,
                     base_currency=currency,
                     opened_on=today,
+                    import_batch=self.run.batch,
                 )
                 for pk, currency in new.values_list("pk", "base_currency")
             )
@@ -340,7 +341,7 @@ class PortfolioFormat(ImportFormat):
                 # skip_invalid, written); without skip_invalid any refusal fails the whole run.
                 with transaction.atomic():
                     if old is None:
-                        portfolio_create(actor=self.run.actor, client=client, **fields)
+                        portfolio_create(actor=self.run.actor, client=client, import_batch=self.run.batch, **fields)
                         self.run.created += 1
                     elif all(getattr(old, name) == value for name, value in fields.items()):
                         self.run.skipped += 1

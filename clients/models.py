@@ -3,6 +3,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, currency_constraint
 
@@ -32,6 +33,8 @@ class Client(TimeStampedModel):
     notes = notes_field()
 
     objects = ClientQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["name", "id"]
@@ -86,6 +89,8 @@ class Portfolio(TimeStampedModel):
     notes = notes_field()
 
     objects = PortfolioQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["client", "name", "id"]

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
+from portfolio_site.imports.models import ImportBatch
 
 from .models import Client, Portfolio
 from .scope import ClientScope
@@ -51,8 +52,19 @@ def portfolio_lock(*, actor: Any, portfolio_id: int, for_movement: bool = True) 
 
 
 def portfolios_lock(*, actor: Any, portfolio_ids: set[int], for_movement: bool = True) -> dict[int, Portfolio]:
-    """Lock several portfolios in primary-key order (one order for every writer means no deadlock)."""
-    return {pk: portfolio_lock(actor=actor, portfolio_id=pk, for_movement=for_movement) for pk in sorted(portfolio_ids)}
+    """Lock several portfolios in primary-key order (one order for every writer means no deadlock), refusing them
+    as `portfolio_lock` refuses each (checked in that order too). One query whatever their number: PostgreSQL
+    locks the rows as the sorted result yields them, so the order is the same as one `portfolio_lock` at a time.
+    """
+    found = Portfolio.objects.visible_to(actor).select_for_update().filter(pk__in=portfolio_ids).order_by("pk")
+    locked = {portfolio.pk: portfolio for portfolio in found}
+    for pk in sorted(portfolio_ids):
+        portfolio = locked.get(pk)
+        if portfolio is None:
+            raise PermissionDenied(NOT_YOURS)
+        if for_movement and not portfolio.is_open:
+            raise ConflictError(CLOSED.format(portfolio=portfolio), field="portfolio")
+    return {pk: locked[pk] for pk in sorted(portfolio_ids)}
 
 
 def client_single_portfolio(*, client: Client) -> Portfolio:
@@ -169,9 +181,10 @@ def portfolio_create(
     opened_on: datetime.date | None = None,
     closed_on: datetime.date | None = None,
     notes: str = "",
+    import_batch: ImportBatch | None = None,
 ) -> Portfolio:
     """Opens a portfolio for a client the actor may see; in the client's base currency unless told, from today
-    unless told."""
+    unless told. `import_batch`: the import creating it, if one is (provenance)."""
     locked = client_lock(actor=actor, client_id=client.pk)
     portfolio = Portfolio(
         client=locked,
@@ -183,6 +196,7 @@ def portfolio_create(
         opened_on=opened_on or timezone.localdate(),
         closed_on=closed_on,
         notes=notes,
+        import_batch=import_batch,
     )
     portfolio.full_clean()
     portfolio.save()

@@ -24,7 +24,8 @@ from clients.models import Portfolio
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
-from portfolio_site.imports.engine import Column, ImportFormat, RowError, Staging, register
+from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
+from portfolio_site.imports.staging import Staging
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
@@ -156,7 +157,7 @@ class AssetFormat(UpsertFormat):
     def existing(self, rows: list[PendingRow]) -> dict[Hashable, Any]:
         existing: dict[Hashable, Any] = {
             (asset.ticker, asset.exchange): asset
-            for asset in Asset.objects.filter(ticker__in={row.instance.ticker for row in rows})
+            for asset in self.locked(Asset.objects.filter(ticker__in={row.instance.ticker for row in rows}))
         }
         # What refusal() needs to know of the batch, fetched once for all of it.
         self.isin_holders = {
@@ -285,10 +286,10 @@ class PriceFormat(ImportFormat):
             )
             self.run.updated += cursor.rowcount
             cursor.execute(
-                f"INSERT INTO {PRICES} (asset_id, date, close, created_at, updated_at) "
-                "SELECT s.asset_id, s.date, s.close, %s, %s FROM import_prices s WHERE NOT EXISTS "
+                f"INSERT INTO {PRICES} (asset_id, date, close, created_at, updated_at, import_batch_id) "
+                "SELECT s.asset_id, s.date, s.close, %s, %s, %s FROM import_prices s WHERE NOT EXISTS "
                 f"(SELECT 1 FROM {PRICES} p WHERE p.asset_id = s.asset_id AND p.date = s.date) ORDER BY s.line",
-                [now, now],
+                [now, now, self.run.batch.pk],
             )
             self.run.created += cursor.rowcount
         if self.run.created or self.run.updated:
@@ -462,6 +463,7 @@ class AllocationFormat(ImportFormat):
                             date=_as_date(date),
                             notes=notes,
                             import_key=import_key,
+                            import_batch=self.run.batch,
                         )
                 except (ConflictError, ValidationError, PermissionDenied) as error:
                     row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees]

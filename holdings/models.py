@@ -7,6 +7,7 @@ from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
 from clients.scope import ClientOwnedQuerySet
+from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
 from portfolio_site.scoping import ReferenceDataQuerySet
@@ -62,6 +63,7 @@ class Asset(TimeStampedModel):
 
     # Market data belongs to no client: every holder of the view permission sees every asset.
     objects = ReferenceDataQuerySet["Asset"].as_manager()
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["ticker", "exchange"]
@@ -115,6 +117,7 @@ class Price(TimeStampedModel):
     close = quantity_field()
 
     objects = ReferenceDataQuerySet["Price"].as_manager()
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["asset", "-date"]
@@ -193,6 +196,8 @@ class Allocation(TimeStampedModel):
     )
 
     objects = AllocationQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["-date", "-id"]

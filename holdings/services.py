@@ -12,6 +12,7 @@ from clients.services import portfolio_lock, portfolios_lock
 from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
+from portfolio_site.imports.models import ImportBatch
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount, validate_storable
 
 from .models import Allocation, Asset, Price
@@ -125,6 +126,7 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
         currency=allocation.asset.currency,
         date=allocation.date,
         notes=f"Settlement of {allocation.get_kind_display().lower()} {allocation.quantity} {allocation.asset}",
+        import_batch=allocation.import_batch,
     )
 
 
@@ -158,9 +160,10 @@ def allocation_create(
     fees: Decimal = Decimal("0"),
     notes: str = "",
     import_key: str | None = None,
+    import_batch: ImportBatch | None = None,
 ) -> Allocation:
     """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
-    portfolio."""
+    portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too)."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
     allocation = _validated(
         Allocation(
@@ -174,6 +177,7 @@ def allocation_create(
             date=date,
             notes=notes,
             import_key=import_key,
+            import_batch=import_batch,
         )
     )
     _settle(actor=actor, allocation=allocation)

@@ -7,7 +7,9 @@ in the file). Once every row is in, the running balance of each portfolio and cu
 order on top of the balance before the import; one overdraft and the engine rolls the whole file back.
 
 Cash is per portfolio: a row names its portfolio (see clients.importers.PortfolioIndex), the portfolio rows are
-locked as the ledger's services lock them, and references and import keys are unique per portfolio.
+locked through the services' own lock (clients.services.portfolios_lock: visibility re-checked inside the
+transaction, closed portfolios refused), and references and import keys are unique per portfolio. Every row the
+run posts carries its batch (`import_batch_id`), which is also how the run tells its own rows from earlier ones.
 """
 
 import hashlib
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.db.models.expressions import RawSQL
@@ -23,9 +26,11 @@ from django.utils import timezone
 
 from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
 from clients.models import Client, Portfolio
-from clients.services import CLOSED
+from clients.services import portfolio_lock, portfolios_lock
+from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
-from portfolio_site.imports.engine import Column, PipelinedFormat, Staging, copy_text, register
+from portfolio_site.imports.formats import Column, PipelinedFormat, register
+from portfolio_site.imports.staging import Staging, copy_text
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
@@ -86,6 +91,7 @@ LEDGER_COLUMNS = [
     "created_by_id",
     "created_at",
     "updated_at",
+    "import_batch_id",
 ]
 
 
@@ -147,13 +153,15 @@ class TransactionFormat(PipelinedFormat):
         # Only the portfolios of clients the actor may see can be named; the rest read as unknown.
         self.portfolios = PortfolioIndex(self.run.actor)
         self.occurrences = _Occurrences()
-        # Every row this run posts carries this exact timestamp, which tells them from the rows before it.
         self.now = timezone.now()
-        # The same instant as raw SQL must write it for the ORM's `created_at=self.now` to match it.
         self.now_db = connection.ops.adapt_datetimefield_value(self.now)
+        # Every row this run posts carries it: provenance, and how this run's rows are told from earlier ones.
+        self.batch_id = self.run.batch.pk
         self.locked: set[int] = set()
-        # The closed portfolios among the locked ones (read under the lock), and how the refusal names them.
-        self.closed: dict[int, str] = {}
+        # The portfolios the lock refused (the column and reason for their rows), checked under the lock: those
+        # the actor may no longer see, refused outright, and those closed, whose rows already posted still skip.
+        self.hidden: dict[int, tuple[str, str]] = {}
+        self.closed: dict[int, tuple[str, str]] = {}
         # The chunk being written, and every row of the file (less its notes) for the final balance check.
         self.chunk = Staging(CHUNK, [*ROW_COLUMNS, ("notes", "text NOT NULL")])
         self.rows = Staging(ROWS, ROW_COLUMNS).create()
@@ -198,11 +206,13 @@ class TransactionFormat(PipelinedFormat):
         portfolio_ids = {row[2] for row in rows}
         created_by = getattr(self.run.actor, "pk", None)
         if not self.ledger.postgres:
-            direct = self.ledger.encode([(*row[1:], created_by, self.now_db, self.now_db) for row in rows])
+            direct = self.ledger.encode(
+                [(*row[1:], created_by, self.now_db, self.now_db, self.batch_id) for row in rows]
+            )
             return _Chunk(rows, portfolio_ids, direct, self.rows.encode([row[:-1] for row in rows]))
         # The hot loop of a large import: COPY text for the ledger and for the rows table in one pass, with
         # the escaping only the free-text fields can need.
-        tail = f"\t{NULL if created_by is None else created_by}\t{self.now}\t{self.now}\n"
+        tail = f"\t{NULL if created_by is None else created_by}\t{self.now}\t{self.now}\t{self.batch_id}\n"
         direct_lines, row_lines = [], []
         for line, client_id, portfolio_id, kind, amount, currency, date, reference, import_key, notes in rows:
             common = (
@@ -215,19 +225,22 @@ class TransactionFormat(PipelinedFormat):
 
     def write_chunk(self, chunk: "_Chunk") -> None:
         with connection.cursor() as cursor, _index_lookups(cursor):
-            self._lock_portfolios(cursor, chunk.portfolio_ids)
-            checked = self.portfolios_with_keys.union(self.closed)
+            self._lock_portfolios(chunk.portfolio_ids)
+            checked = self.portfolios_with_keys.union(self.hidden, self.closed)
             if not chunk.portfolio_ids & checked and self._write_directly(chunk):
                 return
             self.chunk.create().write_encoded(self.chunk.encode(chunk.rows))
+            # First, so that nothing is said of a portfolio the actor may not see (not even its references).
+            if chunk.portfolio_ids & self.hidden.keys():
+                self._refuse_portfolios(cursor, self.hidden)
             self._refuse_reference_clashes(cursor)
             # Rows already posted leave the chunk before the rows table sees them: the balance check
             # must count only what this run adds on top of the balance before it.
             self.run.skipped += self._drop_already_posted(cursor)
             # After that, so that importing a file again once its portfolio has closed still skips it.
             if chunk.portfolio_ids & self.closed.keys():
-                self._refuse_closed(cursor)
-            if not self.run.failed:  # a failed run still checks every row, to report every problem
+                self._refuse_portfolios(cursor, self.closed)
+            if self.run.may_write:  # a failed run still checks every row, to report every problem
                 self.run.created += self._post(cursor)
             cursor.execute(f"INSERT INTO {ROWS} SELECT {', '.join(name for name, _ in ROW_COLUMNS)} FROM {CHUNK}")
 
@@ -237,12 +250,12 @@ class TransactionFormat(PipelinedFormat):
         checked path then finds and reports it."""
         try:
             with transaction.atomic():
-                if not self.run.failed:
+                if self.run.may_write:
                     self.ledger.write_encoded(chunk.direct)
                 self.rows.write_encoded(chunk.lines)
         except IntegrityError:
             return False
-        if not self.run.failed:
+        if self.run.may_write:
             self.run.created += len(chunk.rows)
         return True
 
@@ -262,40 +275,48 @@ class TransactionFormat(PipelinedFormat):
         """Moves what is left of the chunk into the ledger, in file order."""
         cursor.execute(
             f"INSERT INTO {TABLE} (client_id, portfolio_id, kind, amount, currency, date, notes, reference, "
-            "import_key, created_by_id, created_at, updated_at) SELECT client_id, portfolio_id, kind, amount, "
-            "currency, date, notes, "
-            f"reference, import_key, %s, %s, %s FROM {CHUNK} ORDER BY line",
-            [getattr(self.run.actor, "pk", None), self.now_db, self.now_db],
+            "import_key, created_by_id, created_at, updated_at, import_batch_id) SELECT client_id, portfolio_id, "
+            "kind, amount, currency, date, notes, "
+            f"reference, import_key, %s, %s, %s, %s FROM {CHUNK} ORDER BY line",
+            [getattr(self.run.actor, "pk", None), self.now_db, self.now_db, self.batch_id],
         )
         return int(cursor.rowcount)
 
-    def _lock_portfolios(self, cursor: Any, portfolio_ids: set[int]) -> None:
-        """The same lock the services take (clients.services.portfolio_lock: the portfolio rows, in id order),
-        held to the end: no posting slips between check and commit, and no portfolio closes in between. Whether
-        a portfolio is closed is read under the lock."""
-        new = sorted(portfolio_ids - self.locked)
+    def _lock_portfolios(self, portfolio_ids: set[int]) -> None:
+        """Locks the chunk's new portfolios through the services' own lock, held to the end: no posting slips
+        between check and commit, no portfolio closes in between, and a portfolio whose client the actor may no
+        longer see (reassigned since the file was read) is refused, as any write of the services would be."""
+        new = portfolio_ids - self.locked
         if not new:
             return
-        marks = ", ".join(["%s"] * len(new))
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        cursor.execute(f"SELECT id, closed_on FROM {PORTFOLIOS} WHERE id IN ({marks}) ORDER BY id{lock}", new)
-        closed = [pk for pk, closed_on in cursor.fetchall() if closed_on is not None]
-        for portfolio in Portfolio.objects.filter(pk__in=closed).select_related("client"):
-            self.closed[portfolio.pk] = CLOSED.format(portfolio=portfolio)
         self.locked.update(new)
+        try:
+            portfolios_lock(actor=self.run.actor, portfolio_ids=new)
+            return
+        except (PermissionDenied, ConflictError):
+            pass
+        # Some portfolio was refused, which the lock does not say: lock them one by one, in the same order, to
+        # tell which (a refusal is raised after its query, so the transaction goes on; those locked stay locked).
+        for pk in sorted(new):
+            try:
+                portfolio_lock(actor=self.run.actor, portfolio_id=pk)
+            except PermissionDenied as error:
+                self.hidden[pk] = ("client", str(error))
+            except ConflictError as error:
+                self.closed[pk] = ("portfolio", error.message)
 
-    def _refuse_closed(self, cursor: Any) -> None:
-        """Refuses the chunk's rows in a closed portfolio, as the services refuse any new movement there."""
-        marks = ", ".join(["%s"] * len(self.closed))
+    def _refuse_portfolios(self, cursor: Any, refused: dict[int, tuple[str, str]]) -> None:
+        """Refuses the chunk's rows in the portfolios the lock refused."""
+        marks = ", ".join(["%s"] * len(refused))
         cursor.execute(
-            f"SELECT line, portfolio_id FROM {CHUNK} WHERE portfolio_id IN ({marks}) ORDER BY line", list(self.closed)
+            f"SELECT line, portfolio_id FROM {CHUNK} WHERE portfolio_id IN ({marks}) ORDER BY line", list(refused)
         )
-        refused = cursor.fetchall()
-        for line, portfolio_id in refused:
-            self.run.reject(line, "portfolio", self.closed[portfolio_id], self._original(cursor, line))
-        if refused:
-            marks = ", ".join(["%s"] * len(refused))
-            cursor.execute(f"DELETE FROM {CHUNK} WHERE line IN ({marks})", [line for line, _ in refused])
+        rows = cursor.fetchall()
+        for line, portfolio_id in rows:
+            self.run.reject(line, *refused[portfolio_id], self._original(cursor, line))
+        if rows:
+            marks = ", ".join(["%s"] * len(rows))
+            cursor.execute(f"DELETE FROM {CHUNK} WHERE line IN ({marks})", [line for line, _ in rows])
 
     def _refuse_reference_clashes(self, cursor: Any) -> None:
         """Refuses a reference repeated in the file or already posted with other details."""
@@ -313,9 +334,9 @@ class TransactionFormat(PipelinedFormat):
             f"SELECT c.line, c.reference, (SELECT MIN(r.line) FROM {ROWS} r WHERE r.portfolio_id = c.portfolio_id "
             f"AND r.reference = c.reference) FROM {CHUNK} c JOIN {TABLE} t "
             "ON t.portfolio_id = c.portfolio_id AND t.reference = c.reference "
-            "WHERE t.created_at = %s OR NOT (t.kind = c.kind AND t.amount = c.amount AND t.currency = c.currency "
-            "AND t.date = c.date)",
-            [self.now_db],
+            "WHERE t.import_batch_id = %s OR NOT (t.kind = c.kind AND t.amount = c.amount "
+            "AND t.currency = c.currency AND t.date = c.date)",
+            [self.batch_id],
         )
         for line, reference, first in cursor.fetchall():
             if first is not None:
@@ -351,7 +372,7 @@ class TransactionFormat(PipelinedFormat):
         """
         before = (
             Transaction.objects.filter(portfolio_id__in=RawSQL(f"SELECT portfolio_id FROM {ROWS}", []))
-            .exclude(Q(created_at=self.now))
+            .exclude(import_batch_id=self.batch_id)
             .values("portfolio_id", "currency")
             .annotate(balance=Sum(signed_amount()))
             .order_by()
@@ -386,10 +407,10 @@ class TransactionFormat(PipelinedFormat):
     def _take_back(self, cursor: Any, lines: list[int]) -> None:
         marks = ", ".join(["%s"] * len(lines))
         cursor.execute(
-            f"DELETE FROM {TABLE} WHERE created_at = %s AND id IN (SELECT t.id FROM {TABLE} t JOIN {ROWS} r "
+            f"DELETE FROM {TABLE} WHERE import_batch_id = %s AND id IN (SELECT t.id FROM {TABLE} t JOIN {ROWS} r "
             "ON t.portfolio_id = r.portfolio_id AND (t.import_key = r.import_key OR t.reference = r.reference) "
             f"WHERE r.line IN ({marks}))",
-            [self.now_db, *lines],
+            [self.batch_id, *lines],
         )
         self.run.created -= cursor.rowcount
         cursor.execute(f"DELETE FROM {ROWS} WHERE line IN ({marks})", lines)

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models.functions import Coalesce
 
 from clients.scope import ClientOwnedQuerySet
+from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint
 
@@ -76,6 +77,8 @@ class Transaction(TimeStampedModel):
     )
 
     objects = TransactionQuerySet.as_manager()
+
+    import_batch = import_batch_field()
 
     class Meta:
         ordering = ["-date", "-id"]

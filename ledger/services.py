@@ -15,6 +15,7 @@ from django.utils import timezone
 from clients.models import Portfolio
 from clients.services import portfolio_lock, portfolios_lock
 from portfolio_site.errors import ConflictError
+from portfolio_site.imports.models import ImportBatch
 
 from .models import Transaction
 from .selectors import cash_shortfall
@@ -49,6 +50,7 @@ def _post(
     notes: str = "",
     reference: str | None = None,
     counterpart: Transaction | None = None,
+    import_batch: ImportBatch | None = None,
 ) -> tuple[Transaction, bool]:
     """Posts into a portfolio the caller has locked; the existing posting if the reference was used for it."""
     reference = reference or None
@@ -73,6 +75,7 @@ def _post(
         reference=reference,
         counterpart=counterpart,
         created_by=_actor_user(actor),
+        import_batch=import_batch,
     )
     tx.full_clean()
     tx.save()
@@ -129,12 +132,22 @@ def settlement_post(
     currency: str,
     date: datetime.date,
     notes: str = "",
+    import_batch: ImportBatch | None = None,
 ) -> Transaction:
     """Posts the cash leg of a trade in its portfolio: a buy takes cash out, a sell brings it in."""
     if kind not in Transaction.SETTLEMENTS:
         raise ValidationError({"kind": "A settlement is a buy or a sell."})
     portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
-    tx, _ = _post(actor=actor, portfolio=portfolio, kind=kind, amount=amount, currency=currency, date=date, notes=notes)
+    tx, _ = _post(
+        actor=actor,
+        portfolio=portfolio,
+        kind=kind,
+        amount=amount,
+        currency=currency,
+        date=date,
+        notes=notes,
+        import_batch=import_batch,
+    )
     return tx
 
 

@@ -10,7 +10,7 @@ from clients import importers
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory
 from portfolio_site.cache import namespace_version
-from portfolio_site.imports.engine import CommandLineActor, ImportResult, run_import
+from portfolio_site.imports.run import CommandLineActor, ImportResult, run_import
 
 pytestmark = pytest.mark.django_db
 HEADER = "email,name,advisor,base_currency,phone,is_active,notes\n"

@@ -1,18 +1,24 @@
+from django.apps import apps
 from django.conf import settings
 from django.db import models
 
 
 class ImportBatch(models.Model):
-    """One run of an import, whatever its outcome: what was read, what it did, who ran it."""
+    """One run of an import, whatever its outcome: what was read, what it did, who ran it.
+
+    Created (running) when the run starts, so that every row the run creates carries its id (`import_batch` on
+    each model an import writes: which file a row came from); its outcome and counts are filled in at the end.
+    """
 
     class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed (nothing written)"
         DRY_RUN = "dry_run", "Dry run (nothing written)"
 
     kind = models.CharField(max_length=32, db_index=True)
     file_name = models.CharField(max_length=255)
-    sha256 = models.CharField("SHA-256", max_length=64, db_index=True)
+    sha256 = models.CharField("SHA-256", max_length=64, db_index=True, blank=True, help_text="Known once read.")
     rows_read = models.PositiveIntegerField(default=0)
     rows_created = models.PositiveIntegerField(default=0)
     rows_updated = models.PositiveIntegerField(default=0)
@@ -27,7 +33,7 @@ class ImportBatch(models.Model):
         max_length=150, blank=True, help_text="Who ran it: the user, or the operating-system account."
     )
     started_at = models.DateTimeField(db_index=True)
-    duration = models.DurationField()
+    duration = models.DurationField(null=True, blank=True, help_text="Empty while running.")
 
     class Meta:
         ordering = ["-started_at"]
@@ -36,3 +42,34 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} from {self.file_name} ({self.get_outcome_display()}, {self.started_at:%Y-%m-%d %H:%M})"
+
+
+def import_batch_field() -> "models.ForeignKey[ImportBatch | None, ImportBatch | None]":
+    """The batch a row was created by, on every model an import creates rows of (provenance: which file it came
+    from; empty for rows made through the API or the admin). Set on create only: an update keeps the origin.
+
+    PROTECT: a batch is the record of where rows came from, so a batch that created rows is never deleted (the
+    admin shows batches read-only); SET_NULL would erase provenance silently. Indexed: a run finds its own rows
+    through it (ledger.importers), and the admin counts a batch's rows.
+    """
+    return models.ForeignKey(
+        ImportBatch,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        db_index=True,
+        help_text="The import batch that created this row, if an import did.",
+    )
+
+
+def rows_models() -> list[type[models.Model]]:
+    """Every model whose rows carry the batch that created them (found by the field, so a new one is not missed)."""
+    return [
+        model
+        for model in apps.get_models()
+        if any(
+            getattr(f, "related_model", None) is ImportBatch and f.name == "import_batch" for f in model._meta.fields
+        )
+    ]

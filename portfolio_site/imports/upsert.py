@@ -12,12 +12,12 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from portfolio_site.cache import invalidate_namespace
 
-from .engine import Column, ImportFormat, RowError
+from .formats import Column, ImportFormat, RowError
 
 BATCH_ROWS = 2000
 
@@ -95,8 +95,15 @@ class UpsertFormat(ImportFormat):
         raise NotImplementedError
 
     def existing(self, rows: list[PendingRow]) -> dict[Hashable, Any]:
-        """The stored records a batch names, by natural key (one query)."""
+        """The stored records a batch names, by natural key (one query, through `locked`)."""
         raise NotImplementedError
+
+    @staticmethod
+    def locked(records: QuerySet[Any]) -> QuerySet[Any]:
+        """`records` locked for the rest of the run, in primary-key order (one order for every writer: no
+        deadlock), as the services lock what they change: the comparison, the refusals (visibility included)
+        and the update all see the row as it is when written, not as it was when read."""
+        return records.select_for_update().order_by("pk")
 
     def refusal(self, row: PendingRow, old: Any) -> tuple[str, str] | None:
         """(column, reason) when the row may not create (old is None) or update `old`."""
@@ -128,6 +135,7 @@ class UpsertFormat(ImportFormat):
             if refused is not None:
                 self.run.reject(row.line, *refused, cells(self.columns, row.values))
             elif old is None:
+                new.import_batch = self.run.batch  # provenance: which file created the row
                 creates.append(new)
                 self.run.created += 1
             elif all(getattr(old, name) == getattr(new, name) for name in self.compared):
@@ -141,7 +149,7 @@ class UpsertFormat(ImportFormat):
         return creates, updates
 
     def _save(self, creates: list[Any], updates: list[Any]) -> None:
-        if self.run.failed:
+        if not self.run.may_write:
             return  # the run will roll back: only keep validating
         self.model.objects.bulk_create(creates, batch_size=BATCH_ROWS)  # type: ignore[attr-defined]
         update_rows(self.model, updates, [*self.saved, "updated_at"])

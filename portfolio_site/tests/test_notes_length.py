@@ -9,7 +9,7 @@ from clients.models import Client
 from clients.tests.factories import ClientFactory
 from holdings.models import Allocation
 from ledger.models import Transaction
-from portfolio_site.imports.engine import CommandLineActor, run_import
+from portfolio_site.imports.run import CommandLineActor, run_import
 from portfolio_site.models import NOTES_MAX_LENGTH
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,9 @@ import pytest
 
 from clients.tests.factories import ClientFactory
 from ledger.models import Transaction
-from portfolio_site.imports.engine import FLUSH_ROWS, MAX_LISTED, CommandLineActor, ImportResult, run_import
 from portfolio_site.imports.models import ImportBatch
+from portfolio_site.imports.pipeline import PROGRESS_ROWS
+from portfolio_site.imports.run import MAX_LISTED, CommandLineActor, ImportResult, run_import
 
 pytestmark = pytest.mark.django_db
 
@@ -431,14 +432,14 @@ def test_skip_invalid_does_not_skip_a_bad_header(ann):
 
 
 def test_progress_is_reported_every_flush_of_rows(ann):
-    data = csv_file(*(f"{EMAIL},deposit,{n},EUR,2026-01-05,," for n in range(1, FLUSH_ROWS + 2)))
+    data = csv_file(*(f"{EMAIL},deposit,{n},EUR,2026-01-05,," for n in range(1, PROGRESS_ROWS + 2)))
     calls: list[tuple[int, int]] = []
 
     run(data, on_progress=lambda rows, size: calls.append((rows, size)))
 
     assert len(calls) == 1
     rows, size = calls[0]
-    assert rows == FLUSH_ROWS
+    assert rows == PROGRESS_ROWS
     assert 0 < size <= len(data)
 
 

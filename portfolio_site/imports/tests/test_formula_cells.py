@@ -16,7 +16,8 @@ from clients.services import client_create
 from clients.tests.factories import main_portfolio
 from holdings.services import allocation_create, asset_create, price_create
 from ledger.services import transaction_post
-from portfolio_site.imports.engine import escape_cell, run_import, unescape_cell
+from portfolio_site.imports.cells import escape_cell, unescape_cell
+from portfolio_site.imports.run import run_import
 
 from .test_round_trip import KINDS, empty_the_database, export_all, import_all, snapshot
 

@@ -15,7 +15,7 @@ from holdings.tests.factories import AllocationFactory, AssetFactory
 from ledger.models import Transaction
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
-from portfolio_site.imports.engine import CommandLineActor, ImportResult, run_import
+from portfolio_site.imports.run import CommandLineActor, ImportResult, run_import
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from portfolio_site.imports.engine import columns_reference
+from portfolio_site.imports.formats import columns_reference
 
 
 class ColumnsHelpCommand(BaseCommand):

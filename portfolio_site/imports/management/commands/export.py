@@ -6,7 +6,8 @@ from typing import Any, TextIO, cast
 
 from django.core.management.base import CommandParser
 
-from portfolio_site.imports.engine import FORMATS, export_csv
+from portfolio_site.imports.exporting import export_csv
+from portfolio_site.imports.formats import FORMATS
 from portfolio_site.imports.management.commands._columns import ColumnsHelpCommand
 
 

@@ -10,8 +10,9 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
-from portfolio_site.imports.engine import FORMATS, CommandLineActor, import_permission_check, run_import
+from portfolio_site.imports.formats import FORMATS, import_permission_check
 from portfolio_site.imports.management.commands._columns import ColumnsHelpCommand
+from portfolio_site.imports.run import CommandLineActor, run_import
 
 
 class Command(ColumnsHelpCommand):
@@ -85,7 +86,7 @@ class Command(ColumnsHelpCommand):
             self.stderr.write(str(issue))
         if result.issue_count > len(result.issues):
             self.stderr.write(f"... and {result.issue_count - len(result.issues)} more")
-        seconds = batch.duration.total_seconds()
+        seconds = batch.duration.total_seconds() if batch.duration else 0  # (set once the run has ended)
         rate = batch.rows_read / seconds if seconds else 0
         summary = (
             f"{batch.kind} from {batch.file_name}: {batch.get_outcome_display().lower()}; read {batch.rows_read}, "
