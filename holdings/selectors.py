@@ -1,7 +1,10 @@
 import datetime
 from decimal import Decimal
+from typing import Any
 
-from portfolio_site.money import ExactSum, Shortfall, first_shortfall, to_quantity
+from django.db.models import F
+
+from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_quantity
 
 from .models import Allocation, signed_quantity
 
@@ -16,18 +19,26 @@ def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = 
     return to_quantity(total if total is not None else Decimal("0"))
 
 
-def units_shortfall(*, portfolio_id: int, asset_id: int, since: datetime.date) -> Shortfall | None:
-    """The first day from `since` on at whose end the portfolio holds a negative number of units, if any: the
-    same rule as cash (ledger.selectors.cash_shortfall), by trade date, set-based."""
-    allocations = Allocation.objects.filter(portfolio_id=portfolio_id, asset_id=asset_id)
-    opening = allocations.filter(date__lt=since).aggregate(q=ExactSum(signed_quantity()))["q"]
+def units_shortfalls(
+    *, since: dict[tuple[int, int], datetime.date], portfolios: Any = None
+) -> dict[tuple[int, int], Shortfall]:
+    """For each (portfolio id, asset id) the first day from its `since` on at whose end the portfolio holds fewer
+    than zero units of the asset, if any: the same rule as cash (`ledger.selectors.cash_shortfalls`), by trade
+    date, set-based."""
+    if portfolios is None:
+        portfolios = sorted({portfolio_id for portfolio_id, _ in since})
     daily = (
-        allocations.filter(date__gte=since).values("date").annotate(net=ExactSum(signed_quantity())).order_by("date")
+        Allocation.objects.filter(portfolio_id__in=portfolios, asset_id__in=sorted({a for _, a in since}))
+        .values("portfolio_id", "asset_id", day=F("date"))
+        .annotate(net=ExactSum(signed_quantity()))
     )
-    return first_shortfall(
-        to_quantity(opening if opening is not None else Decimal("0")),
-        ((row["date"], to_quantity(row["net"])) for row in daily),
-    )
+    found = first_shortfalls(daily, keys=("portfolio_id", "asset_id"), key_types=("bigint", "bigint"), since=since)
+    return {key: Shortfall(found_at.day, to_quantity(found_at.balance)) for key, found_at in found.items()}
+
+
+def units_shortfall(*, portfolio_id: int, asset_id: int, since: datetime.date) -> Shortfall | None:
+    """`units_shortfalls` for one portfolio and asset: what a service checks after writing a movement."""
+    return units_shortfalls(since={(portfolio_id, asset_id): since}).get((portfolio_id, asset_id))
 
 
 def _positions(as_of: datetime.date | None = None, **scope: int) -> dict[int, Decimal]:

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from portfolio_site.money import ExactSum, Shortfall, first_shortfall, to_amount
+from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_amount
 
 from .models import Transaction, effective_date, signed_amount
 
@@ -43,18 +43,27 @@ def cash_available(*, portfolio_id: int, currency: str, as_of: datetime.date | N
     return to_amount(total if total is not None else Decimal("0"))
 
 
-def cash_shortfall(*, portfolio_id: int, currency: str, since: datetime.date) -> Shortfall | None:
-    """The first day from `since` on at whose end the portfolio's cash in `currency` is negative, if any.
+def cash_shortfalls(
+    *, since: dict[tuple[int, str], datetime.date], portfolios: Any = None
+) -> dict[tuple[int, str], Shortfall]:
+    """For each (portfolio id, currency) the first day from its `since` on at whose end the portfolio's cash in
+    that currency is negative, if any. The rule every door applies: cash never closes a day below zero.
 
-    The rule every door applies: cash is never negative at the end of any day. Set-based: the balance before
-    `since` and the net movement of each day from it on, in one query each, whatever the number of days.
+    Set-based whatever the number of portfolios and days (one window query on PostgreSQL). `portfolios`, the ids
+    to read (a list or a subquery), defaults to the keys' own.
     """
-    transactions = Transaction.objects.filter(portfolio_id=portfolio_id, currency=currency).annotate(
-        day=effective_date()
+    if portfolios is None:
+        portfolios = sorted({portfolio_id for portfolio_id, _ in since})
+    daily = (
+        Transaction.objects.filter(portfolio_id__in=portfolios, currency__in=sorted({c for _, c in since}))
+        .annotate(day=effective_date())
+        .values("portfolio_id", "currency", "day")
+        .annotate(net=ExactSum(signed_amount()))
     )
-    opening = transactions.filter(day__lt=since).aggregate(balance=ExactSum(signed_amount()))["balance"]
-    daily = transactions.filter(day__gte=since).values("day").annotate(net=ExactSum(signed_amount())).order_by("day")
-    return first_shortfall(
-        to_amount(opening if opening is not None else Decimal("0")),
-        ((row["day"], to_amount(row["net"])) for row in daily),
-    )
+    found = first_shortfalls(daily, keys=("portfolio_id", "currency"), key_types=("bigint", "varchar"), since=since)
+    return {key: Shortfall(found_at.day, to_amount(found_at.balance)) for key, found_at in found.items()}
+
+
+def cash_shortfall(*, portfolio_id: int, currency: str, since: datetime.date) -> Shortfall | None:
+    """`cash_shortfalls` for one portfolio and currency: what a service checks after writing a movement."""
+    return cash_shortfalls(since={(portfolio_id, currency): since}).get((portfolio_id, currency))

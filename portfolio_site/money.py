@@ -141,3 +141,49 @@ def first_shortfall(opening: Decimal, daily: Iterable[tuple[datetime.date, Decim
         if running < 0:
             return Shortfall(day, running)
     return None
+
+
+def first_shortfalls(
+    daily: "models.QuerySet[Any]",
+    *,
+    keys: tuple[str, ...],
+    key_types: tuple[str, ...],
+    since: dict[tuple[Any, ...], datetime.date],
+) -> dict[tuple[Any, ...], Shortfall]:
+    """`first_shortfall` for many balances at once: for each key (a portfolio and a currency, a portfolio and
+    an asset) the first day from its `since` on whose closing balance is negative.
+
+    `daily` is a `values(*keys, "day").annotate(net=...)` query over every day of the keys' history. On
+    PostgreSQL the running balances are one window query, whatever the number of keys and days
+    (`key_types` are the keys' SQL types); elsewhere (SQLite, for development) the days are summed here.
+    """
+    if not since:
+        return {}
+    connection = connections[daily.db]
+    if connection.vendor == "postgresql":
+        daily_sql, daily_params = daily.order_by().query.sql_with_params()
+        columns = ", ".join(keys)
+        arrays = ", ".join(f"%s::{sql_type}[]" for sql_type in (*key_types, "date"))
+        joined = " AND ".join(f"r.{key} = t.{key}" for key in keys)
+        query = (
+            f"WITH touched ({columns}, since) AS (SELECT * FROM unnest({arrays})), "
+            f"running AS (SELECT {columns}, day, SUM(net) OVER (PARTITION BY {columns} ORDER BY day) AS balance "
+            f"FROM ({daily_sql}) d) "
+            f"SELECT DISTINCT ON ({', '.join(f'r.{key}' for key in keys)}) {', '.join(f'r.{key}' for key in keys)}, "
+            f"r.day, r.balance FROM running r JOIN touched t ON {joined} "
+            f"WHERE r.day >= t.since AND r.balance < 0 ORDER BY {', '.join(f'r.{key}' for key in keys)}, r.day"
+        )
+        columns_of_since = [list(column) for column in zip(*[(*key, day) for key, day in since.items()], strict=True)]
+        with connection.cursor() as cursor:
+            cursor.execute(query, [*columns_of_since, *daily_params])
+            return {tuple(row[: len(keys)]): Shortfall(row[-2], row[-1]) for row in cursor.fetchall()}
+    found: dict[tuple[Any, ...], Shortfall] = {}
+    running: dict[tuple[Any, ...], Decimal] = {}
+    for row in daily.order_by(*keys, "day"):
+        key = tuple(row[name] for name in keys)
+        if key not in since or key in found:
+            continue
+        running[key] = running.get(key, Decimal(0)) + Decimal(row["net"])
+        if row["day"] >= since[key] and running[key] < 0:
+            found[key] = Shortfall(row["day"], running[key])
+    return found
