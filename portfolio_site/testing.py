@@ -1,6 +1,7 @@
 """Helpers for the tests of every app (fixtures live in the root conftest.py)."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django import test
@@ -59,3 +60,92 @@ def run_at_once(work: Callable[[int], Any], workers: int, *, timeout: float = 30
         thread.start()
     for thread in threads:
         thread.join(timeout=timeout)
+
+
+# --- Which rule of the database refused a row ----------------------------------------------------
+
+# What `refused_by` names a PostgreSQL refusal of a value longer than its varchar column: no constraint of ours,
+# the column's own type (SQLite has none, and leaves such a value to our check constraints).
+VALUE_TOO_LONG = "value too long for its column"
+
+
+def portfolio_client_agreement(table: str) -> str:
+    """The name of the rule that a row's client is its portfolio's client (clients.migration_ops): a foreign key
+    on PostgreSQL, triggers raising this name on SQLite."""
+    from django.db import connection
+
+    return f"{table}_portfolio_client_fk" if connection.vendor == "postgresql" else f"{table}_portfolio_client"
+
+
+def _meta_constraint(name: str) -> tuple[Any, Any] | None:
+    """(model, constraint) of the model constraint called `name`, if any model declares it."""
+    from django.apps import apps
+
+    for model in apps.get_models():
+        for constraint in model._meta.constraints:
+            if constraint.name == name:
+                return model, constraint
+    return None
+
+
+def _sqlite_messages(name: str) -> set[str]:
+    """The messages SQLite may give when the rule `name` refuses a row.
+
+    SQLite names a CHECK constraint, and an index on expressions, but reports a UNIQUE one on columns by the
+    columns it covers; a trigger's message is its own, and ours start with the rule's name. "table.column"
+    stands for the UNIQUE of that column alone (a one-to-one field's)."""
+    from django.db import models
+
+    found = _meta_constraint(name)
+    if found is None:
+        return {f"UNIQUE constraint failed: {name}"} if "." in name else set()
+    model, constraint = found
+    if isinstance(constraint, models.CheckConstraint):
+        return {f"CHECK constraint failed: {name}"}
+    if constraint.fields:
+        table = model._meta.db_table
+        columns = ", ".join(f"{table}.{model._meta.get_field(field).column}" for field in constraint.fields)
+        return {f"UNIQUE constraint failed: {columns}"}
+    return {f"UNIQUE constraint failed: index '{name}'"}
+
+
+def _postgresql_name(cause: Any) -> str:
+    """The rule PostgreSQL says refused the row: the constraint's name ("table.column" for the UNIQUE of one
+    column that no model constraint names, as `_sqlite_messages`)."""
+    from django.db import connection
+
+    diag = cause.diag
+    if diag.sqlstate == "22001":
+        return VALUE_TOO_LONG
+    if diag.sqlstate == "23505" and _meta_constraint(diag.constraint_name) is None:
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, diag.table_name)
+        columns = constraints.get(diag.constraint_name, {}).get("columns") or []
+        if len(columns) == 1:
+            return f"{diag.table_name}.{columns[0]}"
+    return str(diag.constraint_name)
+
+
+@contextlib.contextmanager
+def refused_by(*names: str) -> Iterator[None]:
+    """Asserts that the block's write is refused by the database's rule `name` (a model constraint's name, a
+    name from a migration, "table.column" for a column's own UNIQUE, or VALUE_TOO_LONG), not by any other;
+    several names for a row that breaks several rules (which one a database reports first is its own choice).
+
+    A bare `pytest.raises(IntegrityError)` passes for the wrong reason as soon as a factory leaves some other
+    column invalid; the rule's name is what proves the constraint under test exists and does its job. The
+    block runs in a savepoint, so that the test goes on after the refusal."""
+    import pytest
+    from django.db import DataError, IntegrityError, connection, transaction
+
+    with pytest.raises((IntegrityError, DataError)) as refusal, transaction.atomic():
+        yield
+    error = refusal.value
+    if connection.vendor == "postgresql":
+        refused = _postgresql_name(error.__cause__)
+        assert refused in names, f"refused by {refused!r}, not by {' or '.join(names)}: {error}"
+    else:
+        message = str(error)
+        expected = set().union(*(_sqlite_messages(name) for name in names))
+        by_trigger = any(message.startswith(f"{name}:") for name in names)
+        assert message in expected or by_trigger, f"refused by {message!r}, not by {' or '.join(names)}"
