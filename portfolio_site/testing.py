@@ -41,25 +41,36 @@ def page_queries(client: test.Client, count_queries: Callable[[Callable[[], Any]
 
 def run_at_once(work: Callable[[int], Any], workers: int, *, timeout: float = 30) -> None:
     """Runs `work(n)` in `workers` threads released together, each closing its own database connection:
-    what several requests arriving at once look like (meaningful on PostgreSQL, where they really overlap)."""
+    what several requests arriving at once look like (meaningful on PostgreSQL, where they really overlap).
+
+    Fails if a worker is still running after `timeout` seconds (a lock wait no one will end: the deadlock a
+    test is there to rule out) or if a worker raised: `work` records the outcomes it expects, anything else
+    is a failure of the test, not a message lost in a thread."""
     import threading
 
     from django.db import connection
 
     start = threading.Barrier(workers)
+    errors: list[BaseException] = []
 
     def run(n: int) -> None:
         try:
             start.wait()
             work(n)
+        except BaseException as error:
+            errors.append(error)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=timeout)
+    hanging = sum(thread.is_alive() for thread in threads)
+    assert not hanging, f"{hanging} of {workers} workers still running after {timeout} s"
+    if errors:
+        raise errors[0]
 
 
 # --- Which rule of the database refused a row ----------------------------------------------------
@@ -149,3 +160,67 @@ def refused_by(*names: str) -> Iterator[None]:
         expected = set().union(*(_sqlite_messages(name) for name in names))
         by_trigger = any(message.startswith(f"{name}:") for name in names)
         assert message in expected or by_trigger, f"refused by {message!r}, not by {' or '.join(names)}"
+
+
+# --- Races made certain (PostgreSQL) -------------------------------------------------------------
+
+
+def lock_waiters() -> int:
+    """How many sessions of this database wait for a lock now, asked on a connection of its own: inside a
+    transaction PostgreSQL shows pg_stat_activity as it was when the transaction first read it."""
+    from django.db import connection
+
+    raw = connection.get_new_connection(connection.get_connection_params())
+    try:
+        raw.autocommit = True
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return int(cursor.fetchone()[0])
+    finally:
+        raw.close()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 5) -> bool:
+    """Polls `condition` until it holds (True) or `timeout` seconds passed (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@contextlib.contextmanager
+def rows_locked(model: Any, pks: list[int], *, release_when: Callable[[], bool], timeout: float = 5) -> Iterator[None]:
+    """Holds FOR UPDATE locks on the rows, from a thread of its own, until `release_when()` holds (at most
+    `timeout` seconds).
+
+    Writers started meanwhile read what they read before taking their locks, then queue behind these: the
+    widest window a race can have, made certain instead of left to the scheduler, so that a test of the race
+    fails every time the code has one (and an xfail of it can be strict)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    locked = threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                list(model.objects.select_for_update().filter(pk__in=pks).order_by("pk"))
+                locked.set()
+                wait_until(release_when, timeout=timeout)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(timeout), "the rows could not be locked"
+    try:
+        yield
+    finally:
+        holder.join(timeout + 5)
