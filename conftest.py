@@ -152,7 +152,8 @@ def staff_roles(transactional_db: None) -> None:
         _migrated_apps.append(loader.project_state().apps)
         for key in _plan(loader):
             for operation in loader.graph.nodes[key].operations:
-                if isinstance(operation, RunPython) and "grant_role_permissions" in operation.code.__code__.co_names:
+                code: Any = getattr(operation, "code", None)
+                if isinstance(operation, RunPython) and "grant_role_permissions" in code.__code__.co_names:
                     _role_grants.append(operation.code)
     for grant in _role_grants:
         grant(_migrated_apps[0], None)

@@ -130,8 +130,8 @@ def _postgresql_name(cause: Any) -> str:
         return VALUE_TOO_LONG
     if diag.sqlstate == "23505" and _meta_constraint(diag.constraint_name) is None:
         with connection.cursor() as cursor:
-            constraints = connection.introspection.get_constraints(cursor, diag.table_name)
-        columns = constraints.get(diag.constraint_name, {}).get("columns") or []
+            constraints: dict[str, Any] = connection.introspection.get_constraints(cursor, diag.table_name)
+        columns: list[str] = (constraints.get(str(diag.constraint_name)) or {}).get("columns") or []
         if len(columns) == 1:
             return f"{diag.table_name}.{columns[0]}"
     return str(diag.constraint_name)
