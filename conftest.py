@@ -130,3 +130,53 @@ def assert_list_queries_constant(count_queries: Callable[[Callable[[], Any]], in
 def _ok(response: Any) -> None:
     assert response.status_code == 200, response.content
     assert response.json()["count"] >= 5
+
+
+_role_grants: list[Callable[[Any, Any], None]] = []
+_migrated_apps: list[Any] = []
+
+
+@pytest.fixture
+def staff_roles(transactional_db: None) -> None:
+    """The staff roles with their permissions, as the migrations grant them.
+
+    A transactional test starts from a flushed database: the content types and permissions come back (Django
+    recreates them after a flush) but the groups the data migrations made do not. Re-running those migrations'
+    own grant functions (every one that calls `grant_role_permissions`), rather than a copy of their lists,
+    keeps an advisor here exactly what an advisor is in production."""
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.operations.special import RunPython
+
+    if not _migrated_apps:
+        loader = MigrationLoader(connection)
+        _migrated_apps.append(loader.project_state().apps)
+        for key in _plan(loader):
+            for operation in loader.graph.nodes[key].operations:
+                code: Any = getattr(operation, "code", None)
+                if isinstance(operation, RunPython) and "grant_role_permissions" in code.__code__.co_names:
+                    _role_grants.append(operation.code)
+    for grant in _role_grants:
+        grant(_migrated_apps[0], None)
+
+
+def _plan(loader: Any) -> list[tuple[str, str]]:
+    """Every migration, each after those it depends on."""
+    plan: list[tuple[str, str]] = []
+    for leaf in loader.graph.leaf_nodes():
+        plan.extend(key for key in loader.graph.forwards_plan(leaf) if key not in plan)
+    return plan
+
+
+@pytest.fixture(params=["advisor", "superuser"])
+def writer(request: pytest.FixtureRequest, staff_roles: None) -> Any:
+    """Who writes in a transactional (concurrency) test: an advisor in the real Advisors role, writing for their
+    own client (`writers_client`), or a superuser."""
+    return AdvisorFactory() if request.param == "advisor" else SuperuserFactory()
+
+
+@pytest.fixture
+def writers_client(writer: Any) -> Any:
+    """A client whose writes `writer` may make: theirs to advise, or another advisor's for a superuser."""
+    from clients.tests.factories import ClientFactory
+
+    return ClientFactory(advisor=AdvisorFactory() if writer.is_superuser else writer, base_currency="EUR")

@@ -37,4 +37,5 @@ class ClientFactory(DjangoModelFactory):
 
 def main_portfolio(client: Client) -> Portfolio:
     """The client's first portfolio (its "Main" one), opened if it has none."""
-    return client.portfolios.order_by("pk").first() or PortfolioFactory(client=client, name=Portfolio.DEFAULT_NAME)
+    first = client.portfolios.order_by("pk").first()
+    return first if first is not None else PortfolioFactory.create(client=client, name=Portfolio.DEFAULT_NAME)

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
@@ -14,12 +13,13 @@ from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError
+from portfolio_site.testing import refused_by
 
 pytestmark = pytest.mark.django_db
 
 
-def refused_by_database(**fields: Any) -> None:
-    with pytest.raises(IntegrityError), transaction.atomic():
+def refused_by_database(constraint: str, **fields: Any) -> None:
+    with refused_by(constraint):
         Portfolio.objects.create(**{"opened_on": datetime.date(2026, 1, 1), "base_currency": "EUR", **fields})
 
 
@@ -28,7 +28,7 @@ def refused_by_database(**fields: Any) -> None:
 
 def test_the_database_refuses_two_portfolios_of_one_client_named_alike_whatever_the_case() -> None:
     client = ClientFactory()
-    refused_by_database(client=client, name="MAIN")
+    refused_by_database("clients_portfolio_name_unique_per_client", client=client, name="MAIN")
 
 
 def test_two_clients_may_each_have_a_main_portfolio() -> None:
@@ -38,23 +38,42 @@ def test_two_clients_may_each_have_a_main_portfolio() -> None:
 
 def test_the_database_refuses_an_account_number_twice_at_one_custodian() -> None:
     PortfolioFactory(custodian="Saxo", account_number="12345")
-    refused_by_database(client=ClientFactory(), name="Other", custodian="Saxo", account_number="12345")
+    refused_by_database(
+        "clients_portfolio_account_unique_per_custodian",
+        client=ClientFactory(),
+        name="Other",
+        custodian="Saxo",
+        account_number="12345",
+    )
     PortfolioFactory(custodian="Pictet", account_number="12345")  # another custodian may use it
 
 
 def test_the_database_refuses_an_account_number_without_its_custodian() -> None:
-    refused_by_database(client=ClientFactory(), name="Orphan", account_number="999")
+    refused_by_database(
+        "clients_portfolio_account_needs_custodian", client=ClientFactory(), name="Orphan", account_number="999"
+    )
 
 
 def test_the_database_refuses_a_portfolio_closed_before_it_opened() -> None:
     refused_by_database(
-        client=ClientFactory(), name="Odd", opened_on=datetime.date(2026, 5, 1), closed_on=datetime.date(2026, 4, 30)
+        "clients_portfolio_closed_after_opened",
+        client=ClientFactory(),
+        name="Odd",
+        opened_on=datetime.date(2026, 5, 1),
+        closed_on=datetime.date(2026, 4, 30),
     )
 
 
-@pytest.mark.parametrize(("field", "value"), [("kind", "crypto-wallet"), ("base_currency", "EU"), ("name", "")])
-def test_the_database_refuses_an_unknown_kind_currency_or_a_blank_name(field: str, value: str) -> None:
-    refused_by_database(**{"client": ClientFactory(), "name": "X", field: value})
+@pytest.mark.parametrize(
+    ("field", "value", "constraint"),
+    [
+        ("kind", "crypto-wallet", "clients_portfolio_kind_valid"),
+        ("base_currency", "EU", "clients_portfolio_base_currency_iso"),
+        ("name", "", "clients_portfolio_name_not_blank"),
+    ],
+)
+def test_the_database_refuses_an_unknown_kind_currency_or_a_blank_name(field: str, value: str, constraint: str) -> None:
+    refused_by_database(constraint, **{"client": ClientFactory(), "name": "X", field: value})
 
 
 # --- Opening, changing, closing, deleting --------------------------------------------------------

@@ -221,8 +221,14 @@ def test_allocations_list_query_count_does_not_grow_with_rows(advisor, api, asse
     )
 
 
-def test_asset_model_is_exposed_with_its_choices() -> None:
-    assert "crypto" in Asset.AssetType.values
+@pytest.mark.parametrize("asset_type", Asset.AssetType.values)
+def test_every_asset_type_is_accepted_by_the_api_and_the_database_and_read_back(asset_type, operations, api) -> None:
+    # The serializer's choices, the model's and the database's check constraint must list the same types.
+    body = {"ticker": "X", "name": "X", "currency": "USD", "asset_type": asset_type}
+    response = api(operations).post("/api/v1/assets/", body)
+    assert response.status_code == 201, response.content
+    assert api(operations).get(f"/api/v1/assets/{response.json()['id']}/").json()["asset_type"] == asset_type
+    assert Asset.objects.get().asset_type == asset_type
 
 
 def test_a_buy_too_large_for_the_ledger_gets_a_400_not_a_500(advisor, funded, api) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 
 from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
@@ -18,6 +17,7 @@ from holdings.tests.factories import AllocationFactory, AssetFactory
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError
+from portfolio_site.testing import portfolio_client_agreement, refused_by
 
 pytestmark = pytest.mark.django_db
 DAY = datetime.date(2026, 4, 1)
@@ -136,11 +136,16 @@ def test_a_movement_moves_only_to_another_portfolio_of_its_client(operations: An
 
 
 def test_the_database_refuses_an_allocation_whose_client_is_not_its_portfolios(accounts, asset) -> None:
-    brokerage, _ = accounts
-    stranger = ClientFactory()
-    with pytest.raises(IntegrityError), transaction.atomic():
+    brokerage, pension = accounts
+    # A stranger without portfolios: one named "Main" too would refuse a move for the name, not the client.
+    stranger = ClientFactory(main_portfolio=None)
+    agreement = portfolio_client_agreement(Allocation._meta.db_table)
+    with refused_by(agreement):
         Allocation.objects.filter(portfolio=brokerage).update(client=stranger)
-    with pytest.raises(IntegrityError), transaction.atomic():
+    with refused_by(agreement):
         Allocation.objects.create(
             client=stranger, portfolio=brokerage, asset=asset, kind="transfer_in", quantity=1, price=1, date=DAY
         )
+    AllocationFactory(portfolio=pension, asset=asset)  # securities only: no ledger row holds the portfolio
+    with refused_by(agreement):
+        Portfolio.objects.filter(pk=pension.pk).update(client=stranger)  # moving an account with its history
