@@ -5,7 +5,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
 from clients.models import Portfolio
 from clients.services import portfolio_lock, portfolios_lock
@@ -38,7 +38,11 @@ def asset_create(
 
 @transaction.atomic
 def asset_update(*, asset: Asset, **fields: Any) -> Asset:
-    if "currency" in fields and fields["currency"] != asset.currency and asset.allocations.exists():
+    """Changes an asset; its currency only while no allocation uses it. The row is locked first: a trade in it
+    holds a shared lock until it commits (see `_asset_for_trade`), so the check sees every trade, committed or
+    about to be, and no trade settles in the currency being replaced."""
+    locked = Asset.objects.select_for_update().get(pk=asset.pk)
+    if "currency" in fields and fields["currency"] != locked.currency and locked.allocations.exists():
         raise ConflictError("The currency of an asset that has allocations cannot change.", field="currency")
     for name, value in fields.items():
         setattr(asset, name, value)
@@ -165,6 +169,7 @@ def allocation_create(
     """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
     portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too)."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
+    asset = _asset_for_trade(asset)
     allocation = _validated(
         Allocation(
             client_id=locked.client_id,
@@ -186,6 +191,32 @@ def allocation_create(
     return allocation
 
 
+def _asset_for_trade(asset: Asset) -> Asset:
+    """The asset as it stands, held by a shared lock to the end of the transaction: its currency cannot change
+    under a trade that settles in it (asset_update takes the row's exclusive lock), while other trades in the
+    same asset go on at once. SQLite serialises writers anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {Asset._meta.db_table} WHERE id = %s FOR SHARE", [asset.pk])
+    return Asset.objects.get(pk=asset.pk)
+
+
+def _movement_locked(
+    *, actor: Any, pk: int, also: frozenset[int] = frozenset()
+) -> tuple[Allocation, dict[int, Portfolio]]:
+    """The movement as it stands once its portfolio (and the portfolios in `also`) are locked, re-read under the
+    lock: a writer queued behind another's change of the same movement sees that change, not its stale copy.
+    ConflictError if it was deleted or moved to another portfolio meanwhile."""
+    seen = Allocation.objects.filter(pk=pk).values_list("portfolio_id", flat=True).first()
+    if seen is None:
+        raise ConflictError("This movement no longer exists: it was deleted meanwhile.")
+    locked = portfolios_lock(actor=actor, portfolio_ids={seen, *also})
+    current = Allocation.objects.select_related("portfolio", "asset", "settlement").filter(pk=pk).first()
+    if current is None or current.portfolio_id != seen:
+        raise ConflictError("This movement was changed or deleted meanwhile: reload it and try again.")
+    return current, locked
+
+
 SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "date"})
 
 
@@ -200,15 +231,21 @@ def _refuse_transfer_leg(allocation: Allocation) -> None:
 def allocation_update(*, actor: Any, allocation: Allocation, **fields: Any) -> Allocation:
     """Changes a movement; a trade's old settlement is reversed and a new one posted (the ledger is never edited).
     Moving it to another portfolio keeps it with its client."""
-    before = Allocation.objects.select_related("portfolio", "asset", "settlement").get(pk=allocation.pk)
+    new_portfolio = fields.get("portfolio")
+    before, locked = _movement_locked(
+        actor=actor, pk=allocation.pk, also=frozenset({new_portfolio.pk}) if new_portfolio else frozenset()
+    )
     _refuse_transfer_leg(before)
-    new_portfolio = fields.get("portfolio", before.portfolio)
-    locked = portfolios_lock(actor=actor, portfolio_ids={before.portfolio_id, new_portfolio.pk})
+    new_portfolio = new_portfolio or before.portfolio
     client = fields.pop("client", None)
     if new_portfolio.client_id != before.client_id or (client is not None and client.pk != before.client_id):
         raise ValidationError({"portfolio": "A movement stays with its client; choose one of the client's portfolios."})
+    # The changes apply to the movement as it stands under the lock, not to the caller's copy of it.
+    allocation = Allocation.objects.select_related("portfolio", "asset").get(pk=before.pk)
     for name, value in fields.items():
         setattr(allocation, name, value)
+    if "asset" in fields:
+        allocation.asset = _asset_for_trade(allocation.asset)
     _validated(allocation)
     resettle = any(getattr(before, name) != getattr(allocation, name) for name in SETTLEMENT_FIELDS & fields.keys())
     if resettle:
@@ -238,7 +275,7 @@ def _delete(*, actor: Any, allocation: Allocation) -> None:
 @transaction.atomic
 def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
     """Deletes a movement and reverses its settlement; deleting either leg of a transfer deletes both."""
-    before = Allocation.objects.select_related("portfolio", "asset", "settlement").get(pk=allocation.pk)
+    before, _ = _movement_locked(actor=actor, pk=allocation.pk)
     legs = [before]
     if before.counterpart_id is not None:
         legs.append(Allocation.objects.select_related("portfolio", "asset").get(pk=before.counterpart_id))

@@ -130,12 +130,6 @@ def test_movements_moved_between_two_portfolios_in_opposite_directions_at_once_a
         assert cash_available(portfolio_id=portfolio.pk, currency="EUR") == Decimal("800") - 100 * held
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="holdings.services.allocation_update reads the movement (`before`) and the caller's copy before it "
-    "locks the portfolios: a writer that queued behind another's move of the same movement saves its stale "
-    "copy, putting the movement back with the settlement the other had reversed and orphaning the new one",
-)
 def test_one_movement_moved_both_ways_at_once_keeps_one_standing_settlement_in_its_portfolio(
     writer: Any, writers_client: Any
 ) -> None:
@@ -166,12 +160,6 @@ def test_one_movement_moved_both_ways_at_once_keeps_one_standing_settlement_in_i
         assert cash_available(portfolio_id=portfolio.pk, currency="EUR") == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="holdings.services.asset_update locks nothing: its check that no allocation uses the asset misses a buy "
-    "still in its transaction, and allocation_create settles in the currency of the caller's Asset object, read "
-    "before the portfolio lock, so a buy queued on the lock settles in the asset's old currency",
-)
 def test_a_buy_racing_its_assets_currency_change_settles_in_the_currency_the_asset_keeps(
     writer: Any, writers_client: Any
 ) -> None:
