@@ -12,15 +12,17 @@ transaction, closed portfolios refused), and references and import keys are uniq
 run posts carries its batch (`import_batch_id`), which is also how the run tells its own rows from earlier ones.
 """
 
+import datetime
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -32,9 +34,11 @@ from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, PipelinedFormat, register
 from portfolio_site.imports.staging import Staging, copy_text
 from portfolio_site.models import NOTES_MAX_LENGTH
-from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
+from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, Shortfall, to_amount
 
-from .models import Transaction, signed_amount
+from .models import Transaction
+from .selectors import cash_shortfalls
+from .services import overdraft_message
 
 TABLE = Transaction._meta.db_table
 NULL = "\\N"  # in COPY text
@@ -93,6 +97,11 @@ LEDGER_COLUMNS = [
     "updated_at",
     "import_batch_id",
 ]
+
+
+def as_date(value: Any) -> datetime.date:
+    """A date read back from a staging table: SQLite hands raw queries its text."""
+    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
 
 
 @dataclass(frozen=True)
@@ -365,44 +374,48 @@ class TransactionFormat(PipelinedFormat):
     # --- After the last row ---------------------------------------------------------------------
 
     def check(self) -> None:
-        """Applies the new rows in date order on top of each portfolio's earlier balance; none may go below zero.
+        """The services' cash rule on what the file added: no portfolio's cash in any currency closes a day below
+        zero from the file's first row for it on, the rows already in the ledger counted on their days
+        (`ledger.selectors.cash_shortfalls`, set-based). The row blamed for a negative day is the file's last
+        withdrawal in that portfolio and currency on or before it.
 
-        With skip_invalid the first overdrawing row of each portfolio and currency is taken out again and the
-        check repeats, since a later row may be fine without it.
+        With skip_invalid that row is taken out again and the check repeats, since a later row may be fine
+        without it.
         """
-        before = (
-            Transaction.objects.filter(portfolio_id__in=RawSQL(f"SELECT portfolio_id FROM {ROWS}", []))
-            .exclude(import_batch_id=self.batch_id)
-            .values("portfolio_id", "currency")
-            .annotate(balance=Sum(signed_amount()))
-            .order_by()
-        )
-        before_sql, before_params = before.query.sql_with_params()
-        query = (
-            f"WITH opening AS ({before_sql}), running AS ("
-            "SELECT n.line, n.amount, n.currency, n.portfolio_id, n.date, COALESCE(o.balance, 0) + SUM("
-            "CASE WHEN n.kind = 'deposit' THEN n.amount ELSE -n.amount END) OVER ("
-            "PARTITION BY n.portfolio_id, n.currency ORDER BY n.date, n.line ROWS UNBOUNDED PRECEDING) AS balance "
-            f"FROM {ROWS} n LEFT JOIN opening o ON o.portfolio_id = n.portfolio_id AND o.currency = n.currency), "
-            "overdrawn AS (SELECT line, amount, currency, balance, portfolio_id, ROW_NUMBER() OVER ("
-            # Half a minor unit below zero: exact on PostgreSQL, and deaf to SQLite's floating-point sums.
-            "PARTITION BY portfolio_id, currency ORDER BY date, line) AS nth FROM running WHERE balance < -0.00005) "
-            f"SELECT o.line, o.amount, o.currency, o.balance, p.name FROM overdrawn o JOIN {PORTFOLIOS} p "
-            "ON p.id = o.portfolio_id WHERE o.nth = 1 ORDER BY o.line"
-        )
         with connection.cursor() as cursor:
             while True:
-                cursor.execute(query, before_params)
-                overdrawn = cursor.fetchall()
-                for line, amount, currency, balance, name in overdrawn:
-                    message = (
-                        f"the withdrawal of {amount} {currency} would overdraw the cash of the portfolio {name} "
-                        f"(the balance would be {balance} {currency})"
-                    )
-                    self.run.reject(line, "amount", message, self._original(cursor, line, ROWS))
-                if not overdrawn or not self.run.skip_invalid:
+                cursor.execute(f"SELECT portfolio_id, currency, MIN(date) FROM {ROWS} GROUP BY portfolio_id, currency")
+                since = {(portfolio_id, currency): as_date(day) for portfolio_id, currency, day in cursor.fetchall()}
+                touched = RawSQL(f"SELECT DISTINCT portfolio_id FROM {ROWS}", [])
+                shortfalls = cash_shortfalls(since=since, portfolios=touched)
+                lines = [
+                    self._refuse_overdraft(cursor, key, shortfall) for key, shortfall in sorted(shortfalls.items())
+                ]
+                if not shortfalls or not self.run.skip_invalid:
                     return
-                self._take_back(cursor, [line for line, *_ in overdrawn])
+                self._take_back(cursor, [line for line in lines if line is not None])
+
+    def _refuse_overdraft(self, cursor: Any, key: tuple[int, str], shortfall: Shortfall) -> int | None:
+        portfolio_id, currency = key
+        cursor.execute(
+            f"SELECT r.line, r.amount, p.name FROM {ROWS} r JOIN {PORTFOLIOS} p ON p.id = r.portfolio_id "
+            "WHERE r.portfolio_id = %s AND r.currency = %s AND r.kind = 'withdrawal' AND r.date <= %s "
+            "ORDER BY r.date DESC, r.line DESC LIMIT 1",
+            [portfolio_id, currency, shortfall.day],
+        )
+        found = cursor.fetchone()
+        if found is None:  # the ledger was already short before this file; its first row for the portfolio says so
+            cursor.execute(
+                f"SELECT r.line, r.amount, p.name FROM {ROWS} r JOIN {PORTFOLIOS} p ON p.id = r.portfolio_id "
+                "WHERE r.portfolio_id = %s AND r.currency = %s ORDER BY r.date, r.line LIMIT 1",
+                [portfolio_id, currency],
+            )
+            found = cursor.fetchone()
+        line, amount, name = found
+        what = f"withdrawal of {to_amount(Decimal(str(amount)))} {currency}"
+        message = overdraft_message(portfolio_name=name, what=what, currency=currency, shortfall=shortfall)
+        self.run.reject(line, "amount", message, self._original(cursor, line, ROWS))
+        return int(line)
 
     def _take_back(self, cursor: Any, lines: list[int]) -> None:
         marks = ", ".join(["%s"] * len(lines))

@@ -16,6 +16,7 @@ from clients.models import Portfolio
 from clients.services import portfolio_lock, portfolios_lock
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports.models import ImportBatch
+from portfolio_site.money import Shortfall
 
 from .models import Transaction
 from .selectors import cash_shortfall
@@ -23,16 +24,21 @@ from .selectors import cash_shortfall
 Kind = Transaction.Kind
 
 
+def overdraft_message(*, portfolio_name: str, what: str, currency: str, shortfall: Shortfall) -> str:
+    """How every door words a refusal of the cash rule (the services, the imports)."""
+    return (
+        f"Insufficient cash in {portfolio_name}: the {what} would leave {shortfall.balance} {currency} at the end "
+        f"of {shortfall.day}."
+    )
+
+
 def overdraft_check(*, portfolio: Portfolio, currency: str, since: datetime.date, what: str) -> None:
     """Refuses (ConflictError, rolled back with the write) a state where the portfolio's cash in `currency`
     closes any day from `since` on below zero. Called after the write, inside its transaction and lock."""
     shortfall = cash_shortfall(portfolio_id=portfolio.pk, currency=currency, since=since)
     if shortfall is not None:
-        raise ConflictError(
-            f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} at the "
-            f"end of {shortfall.day}.",
-            field="amount",
-        )
+        message = overdraft_message(portfolio_name=portfolio.name, what=what, currency=currency, shortfall=shortfall)
+        raise ConflictError(message, field="amount")
 
 
 def _actor_user(actor: Any) -> Any:

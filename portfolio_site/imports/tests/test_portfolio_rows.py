@@ -164,7 +164,7 @@ def test_a_withdrawal_from_one_portfolio_cannot_use_another_portfolio_s_cash(mai
     result = cash(f"{EMAIL},Main,,,deposit,100,EUR,2026-01-05,,", f"{EMAIL},ISA,,,withdrawal,60,EUR,2026-01-06,,")
 
     assert [(issue.line, issue.column) for issue in result.issues] == [(3, "amount")]
-    assert "would overdraw the cash of the portfolio ISA (the balance would be -60" in messages(result)[0]
+    assert "Insufficient cash in ISA: the withdrawal of 60.0000 EUR would leave -60.0000 EUR" in messages(result)[0]
     assert not Transaction.objects.exists()
 
 
@@ -200,7 +200,7 @@ def test_a_large_file_checks_each_portfolio_s_running_balance_across_chunks(main
     result = cash(*rows)
 
     assert [(issue.line, issue.column) for issue in result.issues] == [(9, "amount")]
-    assert "would overdraw the cash of the portfolio ISA (the balance would be -1" in messages(result)[0]
+    assert "Insufficient cash in ISA: the withdrawal of 1.0000 EUR would leave -1.0000 EUR" in messages(result)[0]
 
 
 # --- References and repeated rows are per portfolio ---------------------------------------------------------------

@@ -327,8 +327,10 @@ def test_a_withdrawal_dated_before_the_deposit_is_refused_naming_its_line(ann):
     result = run(data)
 
     assert len(result.issues) == 1
-    assert str(result.issues[0]).startswith("line 3, amount: the withdrawal of 80")
-    assert "would overdraw the cash of the portfolio Main (the balance would be -80" in str(result.issues[0])
+    assert str(result.issues[0]) == (
+        "line 3, amount: Insufficient cash in Main: the withdrawal of 80.0000 EUR would leave -80.0000 EUR at the end "
+        "of 2026-01-09."
+    )
     assert not Transaction.objects.exists()
 
 
@@ -689,3 +691,40 @@ def test_an_amount_not_in_ascii_digits_is_refused_with_its_line(ann, amount):
     assert [(issue.line, issue.column) for issue in result.issues] == [(2, "amount")]
     assert result.issues[0].message.startswith(f"{amount!r} is not a number")
     assert not Transaction.objects.exists()
+
+
+# --- The services' rule, by date, with the rows already in the ledger -------------------------------------------
+
+
+def test_a_back_dated_withdrawal_that_leaves_a_later_day_negative_is_refused_like_through_the_api(ann):
+    from clients.tests.factories import main_portfolio
+
+    portfolio = main_portfolio(ann)
+    TransactionFactory(portfolio=portfolio, amount=Decimal("100"), currency="EUR", date=datetime.date(2026, 1, 1))
+    TransactionFactory(
+        portfolio=portfolio, kind="withdrawal", amount=Decimal("80"), currency="EUR", date=datetime.date(2026, 1, 10)
+    )
+    # Today's total (20) would allow 50 only if the 10 January withdrawal were not counted on its day.
+    result = run(csv_file(f"{EMAIL},withdrawal,50,EUR,2026-01-05,,"))
+    assert messages(result) == [
+        "line 2, amount: Insufficient cash in Main: the withdrawal of 50.0000 EUR would leave -30.0000 EUR at the end "
+        "of 2026-01-10."
+    ]
+    assert cash_available(portfolio_id=portfolio.pk, currency="EUR") == Decimal("20")
+
+
+def test_a_reversal_counts_from_its_original_s_date_in_the_import_s_check(ann, operations):
+    from clients.tests.factories import main_portfolio
+    from ledger.services import transaction_reverse
+
+    portfolio = main_portfolio(ann)
+    early = TransactionFactory(
+        portfolio=portfolio, amount=Decimal("100"), currency="EUR", date=datetime.date(2026, 1, 1)
+    )
+    TransactionFactory(portfolio=portfolio, amount=Decimal("100"), currency="EUR", date=datetime.date(2026, 1, 20))
+    transaction_reverse(actor=operations, transaction=early)  # posted today, counts from 1 January
+    result = run(csv_file(f"{EMAIL},withdrawal,50,EUR,2026-01-10,,"))
+    assert messages(result) == [
+        "line 2, amount: Insufficient cash in Main: the withdrawal of 50.0000 EUR would leave -50.0000 EUR at the end "
+        "of 2026-01-10."
+    ]
