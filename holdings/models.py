@@ -138,6 +138,46 @@ class Price(TimeStampedModel):
         return f"{self.asset} {self.date}: {self.close}"
 
 
+class FxRate(TimeStampedModel):
+    """A published exchange rate: `rate` units of `quote` for one unit of `base`, on a day (central banks publish
+    against their own currency: the ECB's reference rates have base EUR). The rate of a day is the latest
+    published on or before it; inverses and crosses are derived (see holdings.fx), never stored."""
+
+    base = CurrencyField(help_text="ISO 4217 code of the currency one unit of which the rate prices.")
+    quote = CurrencyField(help_text="ISO 4217 code of the currency the rate is expressed in.")
+    date = models.DateField()
+    rate = quantity_field(help_text="Units of quote for one unit of base; greater than zero.")
+
+    objects = ReferenceDataQuerySet["FxRate"].as_manager()
+    import_batch = import_batch_field()
+
+    class Meta:
+        verbose_name = "FX rate"
+        ordering = ["base", "quote", "-date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base", "quote", "date"],
+                name="holdings_fxrate_pair_date_unique",
+                violation_error_message="This pair already has a rate for this date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rate__gt=0),
+                name="holdings_fxrate_rate_positive",
+                violation_error_message="A rate must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(base=models.F("quote")),
+                name="holdings_fxrate_two_currencies",
+                violation_error_message="A rate is between two different currencies.",
+            ),
+            currency_constraint("base", name="holdings_fxrate_base_iso"),
+            currency_constraint("quote", name="holdings_fxrate_quote_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.base}/{self.quote} {self.date}: {self.rate}"
+
+
 class AllocationQuerySet(ClientOwnedQuerySet["Allocation"]):
     client_path = "client"
 

@@ -243,6 +243,9 @@ ENCRYPTION_KEYS = env.list(
     default=[base64.urlsafe_b64encode(hashlib.sha256(f"encryption:{SECRET_KEY}".encode()).digest()).decode()],
 )
 
+# Currencies with no published rate between them are crossed through this one (ECB reference rates: EUR).
+FX_PIVOT_CURRENCY = env.str("FX_PIVOT_CURRENCY", default="EUR")
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio back-office API",
     "DESCRIPTION": "Clients, holdings and cash ledger of a wealth and asset manager's back-office.",
