@@ -87,6 +87,13 @@ class Portfolio(TimeStampedModel):
     opened_on = models.DateField()
     closed_on = models.DateField(null=True, blank=True, help_text="A closed portfolio accepts no new movements.")
     notes = notes_field()
+    # What figures derived from the portfolio's history (valuations, daily values) read to know they are stale:
+    # every change to that history (a movement, a price or rate it uses) bumps the version and records the
+    # earliest day it changed from (see clients.services.portfolios_history_changed).
+    data_version = models.PositiveBigIntegerField(default=0, editable=False)
+    history_changed_from = models.DateField(
+        null=True, blank=True, editable=False, help_text="Derived daily figures are stale from this day on."
+    )
 
     objects = PortfolioQuerySet.as_manager()
 

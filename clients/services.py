@@ -4,7 +4,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import DateField, F, QuerySet, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from portfolio_site.cache import invalidate_namespace
@@ -65,6 +66,20 @@ def portfolios_lock(*, actor: Any, portfolio_ids: set[int], for_movement: bool =
         if for_movement and not portfolio.is_open:
             raise ConflictError(CLOSED.format(portfolio=portfolio), field="portfolio")
     return {pk: locked[pk] for pk in sorted(portfolio_ids)}
+
+
+def portfolios_history_changed(*, portfolios: Any, since: datetime.date) -> int:
+    """Records that the history of `portfolios` (ids, a queryset or a subquery of ids) changed from `since` on:
+    a new data version (caches keyed by it miss) and the earliest stale day of their derived daily figures.
+    Called inside the write's transaction, by every write to a portfolio's movements, prices or rates; one
+    UPDATE whatever the number of portfolios. How many were marked."""
+    return Portfolio.objects.filter(pk__in=portfolios).update(
+        data_version=F("data_version") + 1,
+        history_changed_from=Least(
+            Coalesce(F("history_changed_from"), Value(since, output_field=DateField())),
+            Value(since, output_field=DateField()),
+        ),
+    )
 
 
 def client_single_portfolio(*, client: Client) -> Portfolio:

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from clients.models import Portfolio
-from clients.services import portfolio_lock, portfolios_lock
+from clients.services import portfolio_lock, portfolios_history_changed, portfolios_lock
 from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
@@ -66,16 +66,20 @@ def price_create(*, asset: Asset, date: datetime.date, close: Decimal) -> Price:
     price = Price(asset=asset, date=date, close=close)
     price.full_clean()
     price.save()
+    _holders_history_changed(asset_id=asset.pk, since=date)
     invalidate_namespace(PRICES_CACHE)
     return price
 
 
 @transaction.atomic
 def price_update(*, price: Price, **fields: Any) -> Price:
+    before = Price.objects.values("asset_id", "date").get(pk=price.pk)
     for name, value in fields.items():
         setattr(price, name, value)
     price.full_clean()
     price.save()
+    _holders_history_changed(asset_id=before["asset_id"], since=before["date"])
+    _holders_history_changed(asset_id=price.asset_id, since=price.date)
     invalidate_namespace(PRICES_CACHE)
     return price
 
@@ -83,7 +87,15 @@ def price_update(*, price: Price, **fields: Any) -> Price:
 @transaction.atomic
 def price_delete(*, price: Price) -> None:
     price.delete()
+    _holders_history_changed(asset_id=price.asset_id, since=price.date)
     invalidate_namespace(PRICES_CACHE)
+
+
+def _holders_history_changed(*, asset_id: int, since: datetime.date) -> None:
+    """A price changes the value of the portfolios that hold (or held) the asset, and only theirs."""
+    portfolios_history_changed(
+        portfolios=Allocation.objects.filter(asset_id=asset_id).values("portfolio_id"), since=since
+    )
 
 
 # --- Allocations ------------------------------------------------------------------------------
@@ -187,6 +199,7 @@ def allocation_create(
     )
     _settle(actor=actor, allocation=allocation)
     allocation.save()
+    portfolios_history_changed(portfolios=[locked.pk], since=allocation.date)
     short_position_check(portfolio=locked, asset=asset, since=allocation.date)
     return allocation
 
@@ -261,6 +274,7 @@ def allocation_update(*, actor: Any, allocation: Allocation, **fields: Any) -> A
             _settle(actor=actor, allocation=allocation)
     allocation.save()
     since = min(before.date, allocation.date)
+    portfolios_history_changed(portfolios=[before.portfolio_id, allocation.portfolio_id], since=since)
     short_position_check(portfolio=locked[before.portfolio_id], asset=before.asset, since=since)
     short_position_check(portfolio=locked[allocation.portfolio_id], asset=allocation.asset, since=since)
     return allocation
@@ -284,6 +298,7 @@ def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
     locked = portfolios_lock(actor=actor, portfolio_ids={leg.portfolio_id for leg in legs})
     for leg in legs:
         _delete(actor=actor, allocation=leg)
+        portfolios_history_changed(portfolios=[leg.portfolio_id], since=leg.date)
     for leg in legs:
         short_position_check(portfolio=locked[leg.portfolio_id], asset=leg.asset, since=leg.date)
 
@@ -325,5 +340,6 @@ def units_transfer(
         )
     )
     into.save()
+    portfolios_history_changed(portfolios=[source.pk, target.pk], since=date)
     short_position_check(portfolio=source, asset=asset, since=date)
     return out, into

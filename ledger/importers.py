@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
 from clients.models import Client, Portfolio
-from clients.services import portfolio_lock, portfolios_lock
+from clients.services import portfolio_lock, portfolios_history_changed, portfolios_lock
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, PipelinedFormat, register
@@ -429,7 +429,14 @@ class TransactionFormat(PipelinedFormat):
         cursor.execute(f"DELETE FROM {ROWS} WHERE line IN ({marks})", lines)
 
     def write(self) -> None:
-        """Nothing left to do: the chunks were written as they came (and are rolled back if the run fails)."""
+        """The chunks were written as they came (and are rolled back if the run fails): what is left is to mark
+        the portfolios the file touched as changed from its first day, as the services do for each write."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT MIN(date) FROM {ROWS}")
+            (first_day,) = cursor.fetchone()
+        if first_day is not None:
+            touched = RawSQL(f"SELECT DISTINCT portfolio_id FROM {ROWS}", [])
+            portfolios_history_changed(portfolios=touched, since=as_date(first_day))
 
     def close(self) -> None:
         try:

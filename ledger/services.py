@@ -13,7 +13,7 @@ from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from clients.models import Portfolio
-from clients.services import portfolio_lock, portfolios_lock
+from clients.services import portfolio_lock, portfolios_history_changed, portfolios_lock
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports.models import ImportBatch
 from portfolio_site.money import Shortfall
@@ -85,6 +85,7 @@ def _post(
     )
     tx.full_clean()
     tx.save()
+    portfolios_history_changed(portfolios=[portfolio.pk], since=tx.date)
     if kind in Transaction.OUTFLOWS:
         what = f"{tx.get_kind_display().lower()} of {tx.amount} {tx.currency}"
         overdraft_check(portfolio=portfolio, currency=tx.currency, since=tx.date, what=what)
@@ -216,6 +217,7 @@ def _reverse(*, actor: Any, original: Transaction, notes: str) -> Transaction:
     )
     reversal.full_clean()
     reversal.save()
+    portfolios_history_changed(portfolios=[original.portfolio_id], since=original.date)
     if original.kind in Transaction.INFLOWS:  # undoing an inflow takes the cash out from the original's date
         what = f"reversal of {original.amount} {original.currency}"
         overdraft_check(portfolio=original.portfolio, currency=original.currency, since=original.date, what=what)
