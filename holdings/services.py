@@ -1,4 +1,5 @@
-"""Writes on assets, prices and allocations. A buy or sell settles in cash through the ledger's service."""
+"""Writes on assets, prices, exchange rates and allocations. A buy or sell settles in cash through the ledger's
+service."""
 
 import datetime
 from decimal import Decimal, localcontext
@@ -15,11 +16,12 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.imports.models import ImportBatch
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount, validate_storable
 
-from .models import Allocation, Asset, Price
+from .models import Allocation, Asset, FxRate, Price
 from .selectors import units_shortfall
 
 ASSETS_CACHE = "assets"
 PRICES_CACHE = "prices"
+FX_RATES_CACHE = "fx-rates"
 
 
 # --- Assets and prices -------------------------------------------------------------------------
@@ -96,6 +98,45 @@ def _holders_history_changed(*, asset_id: int, since: datetime.date) -> None:
     portfolios_history_changed(
         portfolios=Allocation.objects.filter(asset_id=asset_id).values("portfolio_id"), since=since
     )
+
+
+# --- Exchange rates ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def fx_rate_create(*, base: str, quote: str, date: datetime.date, rate: Decimal) -> FxRate:
+    fx = FxRate(base=base, quote=quote, date=date, rate=rate)
+    fx.full_clean()
+    fx.save()
+    _all_history_changed(since=date)
+    invalidate_namespace(FX_RATES_CACHE)
+    return fx
+
+
+@transaction.atomic
+def fx_rate_update(*, fx_rate: FxRate, **fields: Any) -> FxRate:
+    before = FxRate.objects.values_list("date", flat=True).get(pk=fx_rate.pk)
+    for name, value in fields.items():
+        setattr(fx_rate, name, value)
+    fx_rate.full_clean()
+    fx_rate.save()
+    _all_history_changed(since=min(before, fx_rate.date))
+    invalidate_namespace(FX_RATES_CACHE)
+    return fx_rate
+
+
+@transaction.atomic
+def fx_rate_delete(*, fx_rate: FxRate) -> None:
+    fx_rate.delete()
+    _all_history_changed(since=fx_rate.date)
+    invalidate_namespace(FX_RATES_CACHE)
+
+
+def _all_history_changed(*, since: datetime.date) -> None:
+    """A rate changes the value of holdings in every currency it converts, directly, inverted or as a leg of a
+    cross through the pivot: unlike a price, no cheap query says whose, so every portfolio is marked (one
+    UPDATE). Rates change rarely after publication; a needless recomputation is cheaper than a stale value."""
+    portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=since)
 
 
 # --- Allocations ------------------------------------------------------------------------------

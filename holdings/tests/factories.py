@@ -5,7 +5,7 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
-from holdings.models import Allocation, Asset, Price
+from holdings.models import Allocation, Asset, FxRate, Price
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory, place
 
@@ -29,6 +29,18 @@ class PriceFactory(DjangoModelFactory):
     asset = factory.SubFactory(AssetFactory)
     date = factory.Sequence(lambda n: datetime.date(2026, 1, 1) + datetime.timedelta(days=n))
     close = Decimal("100.0000000000")
+
+
+class FxRateFactory(DjangoModelFactory):
+    """EUR/USD on successive days unless told otherwise."""
+
+    class Meta:
+        model = FxRate
+
+    base = "EUR"
+    quote = "USD"
+    date = factory.Sequence(lambda n: datetime.date(2026, 1, 1) + datetime.timedelta(days=n))
+    rate = Decimal("1.0800000000")
 
 
 class AllocationFactory(DjangoModelFactory):

@@ -6,14 +6,16 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 
+from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, main_portfolio
 from holdings import services
-from holdings.models import Allocation
+from holdings.models import Allocation, FxRate
 from holdings.selectors import client_positions, position
-from holdings.tests.factories import AllocationFactory, AssetFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory, FxRateFactory
 from ledger.models import Transaction
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
+from portfolio_site.cache import namespace_version
 from portfolio_site.errors import ConflictError
 
 pytestmark = pytest.mark.django_db
@@ -234,3 +236,50 @@ def test_a_trade_whose_cash_amount_sqlite_would_round_is_refused(operations, cli
         trade(operations, client_with_cash, asset, "buy", "12345678.9", "123456.789")
     assert "15" in str(error.value.message_dict["quantity"])
     assert not Allocation.objects.exists()
+
+
+# --- FX rates ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_portfolios() -> None:
+    ClientFactory.create_batch(2)
+    Portfolio.objects.update(history_changed_from=None, data_version=1)
+
+
+def stale_from() -> set[tuple[datetime.date | None, int]]:
+    return set(Portfolio.objects.values_list("history_changed_from", "data_version"))
+
+
+def test_a_new_rate_marks_every_portfolio_changed_from_its_date_and_invalidates_the_rates_cache(
+    fresh_portfolios, django_capture_on_commit_callbacks
+) -> None:
+    before = namespace_version(services.FX_RATES_CACHE)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.fx_rate_create(base="EUR", quote="USD", date=datetime.date(2026, 3, 2), rate=Decimal("1.08"))
+    assert stale_from() == {(datetime.date(2026, 3, 2), 2)}
+    assert namespace_version(services.FX_RATES_CACHE) != before
+
+
+def test_moving_a_rate_to_a_later_date_marks_portfolios_from_the_earlier_one(fresh_portfolios) -> None:
+    fx = FxRateFactory(date=datetime.date(2026, 3, 2))
+    services.fx_rate_update(fx_rate=fx, date=datetime.date(2026, 3, 9), rate=Decimal("1.1"))
+    assert stale_from() == {(datetime.date(2026, 3, 2), 2)}
+
+
+def test_deleting_a_rate_marks_every_portfolio_changed_from_its_date(fresh_portfolios) -> None:
+    services.fx_rate_delete(fx_rate=FxRateFactory(date=datetime.date(2026, 3, 5)))
+    assert stale_from() == {(datetime.date(2026, 3, 5), 2)}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"rate": Decimal("0")}, "__all__"), ({"quote": "EUR"}, "__all__"), ({"base": "EURO"}, "base")],
+)
+def test_an_invalid_rate_is_refused_by_the_service_and_marks_nothing(fields, field, fresh_portfolios) -> None:
+    valid = {"base": "EUR", "quote": "USD", "date": datetime.date(2026, 3, 2), "rate": Decimal("1")}
+    with pytest.raises(ValidationError) as refused:
+        services.fx_rate_create(**{**valid, **fields})
+    assert field in refused.value.message_dict
+    assert not FxRate.objects.exists()
+    assert stale_from() == {(None, 1)}
