@@ -2,8 +2,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,12 +21,16 @@ from portfolio_site.api.fields import (
     must_be_positive,
     must_not_be_negative,
 )
+from portfolio_site.api.schema import VALIDATION_ERROR, ErrorDetailSerializer
 from portfolio_site.api.viewsets import ScopedModelViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
+from portfolio_site.scoping import scoped
 
 from . import services
-from .filters import AllocationFilterSet, AssetFilterSet, PriceFilterSet
-from .models import Allocation, Asset, Price
+from .filters import AllocationFilterSet, AssetFilterSet, FxRateFilterSet, PriceFilterSet
+from .fx import MissingRate, fx_rate
+from .models import Allocation, Asset, FxRate, Price
+from .selectors import asset_holders, latest_prices
 
 
 class AssetSerializer(serializers.ModelSerializer):
@@ -41,6 +49,23 @@ class AssetSerializer(serializers.ModelSerializer):
         return services.asset_update(asset=instance, **validated_data)
 
 
+class HolderSerializer(serializers.Serializer):
+    portfolio = serializers.IntegerField()
+    portfolio_name = serializers.CharField()
+    client = serializers.IntegerField()
+    client_name = serializers.CharField()
+    quantity = PlainDecimalField(max_digits=30, decimal_places=10, help_text="Units held at the end of the day.")
+
+
+class AsOfQuerySerializer(serializers.Serializer):
+    as_of = serializers.DateField(required=False, help_text="The end of this day; today when absent.")
+
+
+HOLDERS_AS_OF = OpenApiParameter(
+    "as_of", OpenApiTypes.DATE, description="Positions at the end of this day (by trade date); today when absent."
+)
+
+
 class AssetViewSet(ScopedModelViewSet):
     """Securities and other instruments that clients hold: reference data every staff role reads, Operations write.
 
@@ -56,6 +81,28 @@ class AssetViewSet(ScopedModelViewSet):
 
     def perform_destroy(self, instance: Asset) -> None:
         services.asset_delete(asset=instance)
+
+    @extend_schema(
+        parameters=[HOLDERS_AS_OF],
+        responses=HolderSerializer(many=True),
+        description="The portfolios the caller may see that hold units of this asset (quantity > 0) at the end "
+        "of `as_of`, with their client; ordered by client name, then portfolio name. Needs `view_allocation` "
+        "as well (403 without).",
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def holders(self, request: Request, pk: str) -> Response:
+        asset = self.get_object()
+        if not request.user.has_perm("holdings.view_allocation"):
+            raise PermissionDenied("Reading who holds an asset needs the permission to view allocations.")
+        query = AsOfQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        on = query.validated_data.get("as_of") or timezone.localdate()
+        # Scoped first, as every door does: an advisor's answer holds their own clients' portfolios only.
+        allocations = scoped(Allocation.objects.all(), request.user)
+        holders = asset_holders(allocations=allocations, asset_id=asset.pk, as_of=on)
+        page = self.paginate_queryset(holders)  # type: ignore[arg-type]
+        data = HolderSerializer(page if page is not None else holders, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
 
 
 class PriceSerializer(serializers.ModelSerializer):
@@ -74,6 +121,49 @@ class PriceSerializer(serializers.ModelSerializer):
         return services.price_update(price=instance, **validated_data)
 
 
+MAX_LATEST_ASSETS = 200
+
+
+class LatestPriceSerializer(serializers.Serializer):
+    asset = serializers.IntegerField(source="pk")
+    ticker = serializers.CharField()
+    exchange = serializers.CharField()
+    currency = serializers.CharField()
+    date = serializers.DateField(source="price_date", allow_null=True, help_text="The day of the latest close.")
+    close = PlainDecimalField(
+        source="price_close", max_digits=30, decimal_places=10, allow_null=True, help_text="In the asset's currency."
+    )
+
+
+class LatestPricesQuerySerializer(serializers.Serializer):
+    as_of = serializers.DateField(required=False, help_text="The latest close on or before this day; ever when absent.")
+
+
+LATEST_ASSETS = OpenApiParameter(
+    "asset",
+    int,
+    many=True,
+    required=True,
+    description="Asset id; repeat it (`asset=1&asset=2`) or separate ids with commas (`asset=1,2`).",
+)
+LATEST_AS_OF = OpenApiParameter(
+    "as_of", OpenApiTypes.DATE, description="The latest close on or before this day; the latest ever when absent."
+)
+
+
+def _asset_ids(values: list[str]) -> set[int]:
+    """The ids of `?asset=1&asset=2` or `?asset=1,2`; 400 naming `asset` for none, a malformed one or too many."""
+    parts = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not parts:
+        raise serializers.ValidationError({"asset": ["Name at least one asset id."]})
+    if bad := [part for part in parts if not (part.isascii() and part.isdigit())]:
+        raise serializers.ValidationError({"asset": [f"{bad[0]!r} is not an asset id."]})
+    ids = {int(part) for part in parts}
+    if len(ids) > MAX_LATEST_ASSETS:
+        raise serializers.ValidationError({"asset": [f"Name at most {MAX_LATEST_ASSETS} assets."]})
+    return ids
+
+
 class PriceViewSet(ScopedModelViewSet):
     """Closing prices of assets, one per asset and date, in the asset's currency."""
 
@@ -86,6 +176,122 @@ class PriceViewSet(ScopedModelViewSet):
 
     def perform_destroy(self, instance: Price) -> None:
         services.price_delete(price=instance)
+
+    @extend_schema(
+        parameters=[LATEST_ASSETS, LATEST_AS_OF],
+        responses=LatestPriceSerializer(many=True),
+        description=f"The latest close of each asset named (up to {MAX_LATEST_ASSETS}), with its date; `date` and "
+        "`close` are null for an asset without a price by then. One entry per asset, by id. 400 naming `asset` "
+        "for a missing, malformed or unknown id.",
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def latest(self, request: Request) -> Response:
+        query = LatestPricesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = _asset_ids(request.query_params.getlist("asset"))
+        rows = latest_prices(asset_ids=wanted, as_of=query.validated_data.get("as_of"))
+        unknown = sorted(wanted - {row["pk"] for row in rows})
+        if unknown:
+            raise serializers.ValidationError({"asset": [f"No asset with id {pk}." for pk in unknown]})
+        return Response(LatestPriceSerializer(rows, many=True).data)
+
+
+class FxRateSerializer(serializers.ModelSerializer):
+    base = CurrencyField(help_text="ISO 4217 code of the currency one unit of which the rate prices.")
+    quote = CurrencyField(help_text="ISO 4217 code of the currency the rate is expressed in.")
+    rate = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        help_text="Units of quote for one unit of base; greater than zero.",
+    )
+
+    class Meta:
+        model = FxRate
+        fields = ["id", "base", "quote", "date", "rate", "created_at", "updated_at"]
+        # Uniqueness (and base != quote) are the service's full_clean() and the database's.
+        validators: list[Any] = []
+
+    def create(self, validated_data: dict[str, Any]) -> FxRate:
+        return services.fx_rate_create(**validated_data)
+
+    def update(self, instance: FxRate, validated_data: dict[str, Any]) -> FxRate:
+        return services.fx_rate_update(fx_rate=instance, **validated_data)
+
+
+class ConvertQuerySerializer(serializers.Serializer):
+    base = CurrencyField(help_text="ISO 4217 code of the currency converted from.")
+    quote = CurrencyField(help_text="ISO 4217 code of the currency converted to.")
+    on = serializers.DateField(required=False, help_text="The day the rate is for; today when absent.")
+
+
+class ConversionSerializer(serializers.Serializer):
+    base = serializers.CharField()
+    quote = serializers.CharField()
+    on = serializers.DateField(help_text="The day asked for.")
+    rate = serializers.CharField(
+        help_text="Units of quote for one unit of base, a decimal as a string, unrounded (an inverse or a cross "
+        "carries up to 28 significant digits)."
+    )
+    rate_date = serializers.DateField(
+        help_text="The publication day the rate is from: the latest on or before `on` (a cross's older leg)."
+    )
+    via = serializers.CharField(
+        allow_null=True, help_text="The pivot currency a cross went through; null for a direct or inverse rate."
+    )
+
+
+class FxRateViewSet(ScopedModelViewSet):
+    """Exchange rates as published: `rate` units of `quote` for one unit of `base` on `date`, one per pair and
+    date. Inverses and crosses are derived (`convert/`), never stored. Any write marks every portfolio's history
+    changed from the rate's date."""
+
+    queryset = FxRate.objects.all()
+    serializer_class = FxRateSerializer
+    filterset_class = FxRateFilterSet
+    ordering_fields = ["base", "quote", "date", "rate", "created_at"]
+    ordering = ["base", "quote", "-date"]
+    cache_namespace = services.FX_RATES_CACHE
+
+    def perform_destroy(self, instance: FxRate) -> None:
+        services.fx_rate_delete(fx_rate=instance)
+
+    @extend_schema(
+        parameters=[ConvertQuerySerializer],
+        responses={
+            200: ConversionSerializer,
+            400: OpenApiResponse(VALIDATION_ERROR.ref, description="A bad currency code or date, by field."),
+            404: OpenApiResponse(
+                ErrorDetailSerializer,
+                description="No rate (direct, inverse or through the pivot) was published on or "
+                'before `on`: `{"detail"}` says which pair. A missing rate is never taken as 1.',
+            ),
+        },
+        description="The rate from `base` to `quote` as of the end of `on`: the latest published on or before it, "
+        "direct, else inverted, else crossed through the pivot currency (`FX_PIVOT_CURRENCY`, EUR by default). "
+        "The answer says which publication day it used (`rate_date`) and the pivot (`via`). 400 naming the field "
+        "for a bad currency or date; 404 when no rate can be derived.",
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def convert(self, request: Request) -> Response:
+        query = ConvertQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        base, quote = query.validated_data["base"], query.validated_data["quote"]
+        on = query.validated_data.get("on") or timezone.localdate()
+        try:
+            found = fx_rate(base=base, quote=quote, on=on)
+        except MissingRate as error:
+            # 404, not 409: nothing conflicts; the rate asked for does not exist (yet), as an unknown id does not.
+            raise NotFound(str(error)) from None
+        answer = {
+            "base": base,
+            "quote": quote,
+            "on": on,
+            "rate": format(found.rate, "f"),
+            "rate_date": found.date,
+            "via": found.via,
+        }
+        return Response(ConversionSerializer(answer).data)
 
 
 class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serializers.ModelSerializer):

@@ -3,7 +3,7 @@ from django.db.models import Q, QuerySet
 
 from clients.filters import visible_clients, visible_portfolios
 
-from .models import Allocation, Asset, Price
+from .models import Allocation, Asset, FxRate, Price
 
 
 class AssetFilterSet(django_filters.FilterSet):
@@ -30,6 +30,20 @@ class PriceFilterSet(django_filters.FilterSet):
 
     def filter_search(self, queryset: QuerySet[Price], name: str, value: str) -> QuerySet[Price]:
         return queryset.filter(Q(asset__ticker__icontains=value) | Q(asset__name__icontains=value))
+
+
+class FxRateFilterSet(django_filters.FilterSet):
+    base = django_filters.CharFilter(lookup_expr="iexact", help_text="ISO 4217 code of the base currency.")
+    quote = django_filters.CharFilter(lookup_expr="iexact", help_text="ISO 4217 code of the quote currency.")
+    date = django_filters.DateFromToRangeFilter(help_text="Rate date range: date_after, date_before (inclusive).")
+    search = django_filters.CharFilter(method="filter_search", label="Search either currency of the pair")
+
+    class Meta:
+        model = FxRate
+        fields = ["base", "quote", "date"]
+
+    def filter_search(self, queryset: QuerySet[FxRate], name: str, value: str) -> QuerySet[FxRate]:
+        return queryset.filter(Q(base__iexact=value.strip()) | Q(quote__iexact=value.strip()))
 
 
 class AllocationFilterSet(django_filters.FilterSet):

@@ -1,12 +1,13 @@
 import datetime
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_quantity
 
-from .models import Allocation, signed_quantity
+from .models import Allocation, Asset, Price, signed_quantity
 
 
 def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = None) -> Decimal:
@@ -58,3 +59,47 @@ def client_positions(*, client_id: int, as_of: datetime.date | None = None) -> d
 def portfolio_positions(*, portfolio_id: int, as_of: datetime.date | None = None) -> dict[int, Decimal]:
     """Asset id to units held in one portfolio at the end of `as_of`, for the assets it holds or has held."""
     return _positions(as_of, portfolio_id=portfolio_id)
+
+
+def latest_prices(*, asset_ids: Iterable[int], as_of: datetime.date | None = None) -> list[dict[str, Any]]:
+    """Each of the assets (those that exist, by id) with its latest close on or before `as_of` (ever, when None)
+    and that close's date; both None for an asset with no price yet. One query however many assets: a
+    correlated subquery per column, each answered by the (asset, date) unique index, on every database."""
+    prices = Price.objects.filter(asset_id=OuterRef("pk"))
+    if as_of is not None:
+        prices = prices.filter(date__lte=as_of)
+    latest = prices.order_by("-date")[:1]
+    return list(
+        Asset.objects.filter(pk__in=asset_ids)
+        .annotate(price_date=Subquery(latest.values("date")), price_close=Subquery(latest.values("close")))
+        .order_by("pk")
+        .values("pk", "ticker", "exchange", "currency", "price_date", "price_close")
+    )
+
+
+def asset_holders(*, allocations: QuerySet[Allocation], asset_id: int, as_of: datetime.date) -> list[dict[str, Any]]:
+    """The portfolios among `allocations` (the caller's visible ones: the door scopes them) that hold units of the
+    asset at the end of `as_of`, with their client, in one aggregate query.
+
+    The positive-position filter runs here, not in SQL: on SQLite the exact sum is text (see `ExactSum`), which
+    SQL would compare as text. The rows are one per portfolio that ever held the asset by then."""
+    rows = (
+        allocations.filter(asset_id=asset_id, date__lte=as_of)
+        .values("portfolio_id", "portfolio__name", "client_id", "client__name")
+        .annotate(units=ExactSum(signed_quantity()))
+        .order_by("client__name", "portfolio__name", "portfolio_id", "client_id")
+    )
+    holders = []
+    for row in rows:
+        units = to_quantity(row["units"])
+        if units > 0:
+            holders.append(
+                {
+                    "portfolio": row["portfolio_id"],
+                    "portfolio_name": row["portfolio__name"],
+                    "client": row["client_id"],
+                    "client_name": row["client__name"],
+                    "quantity": units,
+                }
+            )
+    return holders

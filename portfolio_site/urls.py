@@ -7,7 +7,7 @@ from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
-from holdings.api import AllocationViewSet, AssetViewSet, PriceViewSet, UnitsTransferView
+from holdings.api import AllocationViewSet, AssetViewSet, FxRateViewSet, PriceViewSet, UnitsTransferView
 from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
 
 from . import health
@@ -19,6 +19,7 @@ router.register("clients", ClientViewSet, basename="client")
 router.register("portfolios", PortfolioViewSet, basename="portfolio")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("prices", PriceViewSet, basename="price")
+router.register("fx-rates", FxRateViewSet, basename="fxrate")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
 
