@@ -13,7 +13,7 @@ from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
 from . import services
-from .models import Allocation, Asset, Price
+from .models import Allocation, Asset, FxRate, Price
 
 
 def _changes(form: Any) -> dict[str, Any]:
@@ -64,6 +64,29 @@ class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Price]) -> None:
         for price in queryset:
             services.price_delete(price=price)
+
+
+@admin.register(FxRate)
+class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    list_display = ["base", "quote", "date", "rate"]
+    list_filter = ["base", "quote", "date"]
+    search_fields = ["base", "quote"]
+    date_hierarchy = "date"
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+    def save_model(self, request: HttpRequest, obj: FxRate, form: Any, change: bool) -> None:
+        if change:
+            services.fx_rate_update(fx_rate=obj, **_changes(form))
+        else:
+            obj.pk = services.fx_rate_create(**form.cleaned_data).pk
+
+    def delete_model(self, request: HttpRequest, obj: FxRate) -> None:
+        services.fx_rate_delete(fx_rate=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FxRate]) -> None:
+        for fx_rate in queryset:
+            services.fx_rate_delete(fx_rate=fx_rate)
 
 
 class AllocationForm(forms.ModelForm):

@@ -9,9 +9,9 @@ from django.urls import reverse
 
 from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
-from holdings.models import Allocation, Asset, Price
+from holdings.models import Allocation, Asset, FxRate, Price
 from holdings.services import units_transfer
-from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, FxRateFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.selectors import cash_available, client_balances
 from ledger.tests.factories import TransactionFactory
@@ -551,3 +551,47 @@ def test_asset_and_price_add_pages_are_forbidden_to_an_advisor(client, advisor, 
     client.force_login(advisor)
 
     assert client.get(reverse(f"admin:holdings_{model_name}_add")).status_code == 403
+
+
+# --- FX rates ---------------------------------------------------------------------------------------------------
+
+
+def test_fx_rate_changelist_loads_with_the_same_query_count_for_5_and_50_rows(client, superuser, count_queries):
+    client.force_login(superuser)
+    url = reverse("admin:holdings_fxrate_changelist")
+    FxRateFactory.create_batch(5)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
+    FxRateFactory.create_batch(45)
+    assert page_queries(client, count_queries, url) == few
+
+
+def test_fx_rate_changelist_is_forbidden_to_a_user_in_no_group(client, nobody):
+    client.force_login(nobody)
+    assert client.get(reverse("admin:holdings_fxrate_changelist")).status_code == 403
+
+
+def test_adding_changing_and_deleting_a_rate_in_the_admin_goes_through_the_services(client, superuser, monkeypatch):
+    from holdings import services
+
+    called: list[str] = []
+    for name in ("fx_rate_create", "fx_rate_update", "fx_rate_delete"):
+        original = getattr(services, name)
+        monkeypatch.setattr(services, name, lambda *a, _f=original, _n=name, **k: (called.append(_n), _f(*a, **k))[1])
+    client.force_login(superuser)
+    form = {"base": "eur", "quote": "usd", "date": "2026-03-02", "rate": "1.0812"}
+    assert client.post(reverse("admin:holdings_fxrate_add"), form).status_code == 302
+    fx = FxRate.objects.get()
+    assert (fx.base, fx.quote) == ("EUR", "USD")
+    change = client.post(reverse("admin:holdings_fxrate_change", args=[fx.pk]), {**form, "rate": "1.09"})
+    assert change.status_code == 302
+    assert client.post(reverse("admin:holdings_fxrate_delete", args=[fx.pk]), {"post": "yes"}).status_code == 302
+    assert called == ["fx_rate_create", "fx_rate_update", "fx_rate_delete"]
+    assert not FxRate.objects.exists()
+
+
+def test_a_rate_between_a_currency_and_itself_is_refused_by_the_admin_form(client, superuser):
+    client.force_login(superuser)
+    form = {"base": "EUR", "quote": "EUR", "date": "2026-03-02", "rate": "1"}
+    assert client.post(reverse("admin:holdings_fxrate_add"), form).status_code == 200
+    assert not FxRate.objects.exists()
