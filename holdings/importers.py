@@ -515,3 +515,137 @@ def _refusal(error: Exception) -> list[tuple[str, str]]:
         return [("client", str(error))]
     assert isinstance(error, ValidationError)
     return validation_messages(error, _ALLOCATION_COLUMNS)
+
+
+# --- FX rates ------------------------------------------------------------------------------------
+# Self-contained on purpose, its imports included: the helpers above are being reworked with the allocations
+# format, so the few this format needs are its own (`_fx_…`) and the module's shared parts stay untouched.
+
+from clients.services import portfolios_history_changed  # noqa: E402
+
+from .models import FxRate  # noqa: E402
+from .services import FX_RATES_CACHE  # noqa: E402
+
+FX_RATES = FxRate._meta.db_table
+
+
+def _fx_plain(value: Decimal) -> str:
+    """A rate as a person writes it: no trailing zeros, never in exponent notation."""
+    return format(value.normalize(), "f")
+
+
+def _fx_date(value: Any) -> datetime.date:
+    """A date read back by raw SQL (SQLite returns text)."""
+    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
+
+
+@register
+class FxRateFormat(ImportFormat):
+    """Set-based, as prices: a rate per (base, quote, date) is created, updated when it changed, or skipped.
+
+    Any change marks every portfolio's history changed from the earliest date written (as the services do: a rate
+    converts holdings of every client, so no portfolio is left out)."""
+
+    kind = "fx"
+    permissions = ("holdings.add_fxrate", "holdings.change_fxrate")
+    description = (
+        "exchange rates as published: rate units of quote for one unit of base on a date, created or updated by "
+        "base, quote and date. Inverses and crosses are derived, not imported."
+    )
+    columns = (
+        Column("base", parsing.currency, help="ISO 4217 code of the currency one unit of which the rate prices"),
+        Column("quote", parsing.currency, help="ISO 4217 code of the currency the rate is in; not the base"),
+        Column("date", parsing.iso_date, help="publication day, YYYY-MM-DD"),
+        Column(
+            "rate",
+            parsing.decimal(max_digits=QUANTITY_DIGITS, places=QUANTITY_PLACES, minimum="0", exclusive=True),
+            help=f"units of quote for one unit of base, greater than zero, up to {QUANTITY_PLACES} decimal places",
+        ),
+    )
+
+    def prepare(self) -> None:
+        self.staging = Staging(
+            "import_fx_rates",
+            [
+                ("line", "integer NOT NULL"),
+                ("base", "varchar(3) NOT NULL"),
+                ("quote", "varchar(3) NOT NULL"),
+                ("date", "date NOT NULL"),
+                ("rate", f"numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES}) NOT NULL"),
+            ],
+        ).__enter__()
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        if values["base"] == values["quote"]:
+            raise RowError("quote", "a rate is between two different currencies")
+        self.staging.add((line, values["base"], values["quote"], values["date"], values["rate"]))
+
+    def close(self) -> None:
+        try:
+            self.staging.close()
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE IF EXISTS import_fx_rates")
+        except DatabaseError:
+            pass  # the run is already failing on a database error; the rollback drops the table
+
+    def check(self) -> None:
+        self.staging.close()
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE INDEX import_fx_rates_key ON import_fx_rates (base, quote, date, line)")
+            cursor.execute(
+                "SELECT line, base, quote, date, rate, first_line FROM (SELECT line, base, quote, date, rate, "
+                "MIN(line) OVER (PARTITION BY base, quote, date) AS first_line FROM import_fx_rates) d "
+                "WHERE line <> first_line ORDER BY line"
+            )
+            while rows := cursor.fetchmany(PAGE_ROWS):
+                for line, base, quote, date, rate, first_line in rows:
+                    date = _fx_date(date)
+                    self.run.reject(
+                        line,
+                        "date",
+                        f"the {base}/{quote} rate of {date} is already on line {first_line}",
+                        [base, quote, date.isoformat(), _fx_plain(Decimal(str(rate)))],
+                    )
+            # With skip_invalid the first row of a triple is written; without, nothing is.
+            cursor.execute(
+                "DELETE FROM import_fx_rates WHERE EXISTS (SELECT 1 FROM import_fx_rates f WHERE "
+                "f.base = import_fx_rates.base AND f.quote = import_fx_rates.quote "
+                "AND f.date = import_fx_rates.date AND f.line < import_fx_rates.line)"
+            )
+
+    def write(self) -> None:
+        now = timezone.now()
+        same = "r.base = s.base AND r.quote = s.quote AND r.date = s.date"
+        with connection.cursor() as cursor:
+            # The earliest day that changes, read before writing: from it on every portfolio's value moves.
+            cursor.execute(
+                f"SELECT MIN(s.date) FROM import_fx_rates s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {FX_RATES} r WHERE {same} AND r.rate = s.rate)"
+            )
+            since = cursor.fetchone()[0]
+            cursor.execute(f"SELECT COUNT(*) FROM import_fx_rates s JOIN {FX_RATES} r ON {same} AND r.rate = s.rate")
+            self.run.skipped += cursor.fetchone()[0]
+            cursor.execute(
+                f"UPDATE {FX_RATES} SET updated_at = %s, rate = (SELECT s.rate FROM import_fx_rates s WHERE "
+                f"s.base = {FX_RATES}.base AND s.quote = {FX_RATES}.quote AND s.date = {FX_RATES}.date) "
+                "WHERE EXISTS (SELECT 1 FROM import_fx_rates s WHERE "
+                f"s.base = {FX_RATES}.base AND s.quote = {FX_RATES}.quote AND s.date = {FX_RATES}.date "
+                f"AND s.rate <> {FX_RATES}.rate)",
+                [now],
+            )
+            self.run.updated += cursor.rowcount
+            cursor.execute(
+                f"INSERT INTO {FX_RATES} (base, quote, date, rate, created_at, updated_at, import_batch_id) "
+                "SELECT s.base, s.quote, s.date, s.rate, %s, %s, %s FROM import_fx_rates s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {FX_RATES} r WHERE {same}) ORDER BY s.line",
+                [now, now, self.run.batch.pk],
+            )
+            self.run.created += cursor.rowcount
+        if since is not None:
+            portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=_fx_date(since))
+            invalidate_namespace(FX_RATES_CACHE)
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        for fx in FxRate.objects.order_by("base", "quote", "date").iterator(chunk_size=5000):
+            yield {"base": fx.base, "quote": fx.quote, "date": fx.date.isoformat(), "rate": _fx_plain(fx.rate)}

@@ -4,16 +4,19 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 
+from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, main_portfolio
-from holdings.models import Allocation, Asset, Price
+from holdings.models import Allocation, Asset, FxRate, Price
 from holdings.selectors import position
-from holdings.tests.factories import AllocationFactory, AssetFactory, PriceFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory, FxRateFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.cache import namespace_version
+from portfolio_site.imports.formats import import_permission_check
 from portfolio_site.imports.run import CommandLineActor, ImportResult, run_import
 
 pytestmark = pytest.mark.django_db
@@ -554,3 +557,86 @@ def test_an_asset_row_with_a_non_ascii_ticker_is_refused_with_its_line_and_colum
 
     assert issues(result) == ["line 3, ticker: A ticker holds only ASCII letters, digits, '.', '-' and '/'."]
     assert not Asset.objects.exists()
+
+
+# --- FX rates -------------------------------------------------------------------------------
+
+
+FX = "base,quote,date,rate\n"
+
+
+def test_fx_rates_are_created_with_their_currencies_upper_cased() -> None:
+    result = run("fx", FX + "eur,usd,2026-03-02,1.0812\nEUR,GBP,2026-03-02,0.8553\n")
+    assert result.ok, issues(result)
+    assert counts(result) == (2, 0, 0, 0)
+    assert set(FxRate.objects.values_list("base", "quote", "rate")) == {
+        ("EUR", "USD", Decimal("1.0812")),
+        ("EUR", "GBP", Decimal("0.8553")),
+    }
+    assert set(FxRate.objects.values_list("import_batch", flat=True)) == {result.batch.pk}
+
+
+def test_importing_the_same_rates_again_skips_them_and_a_changed_rate_counts_as_updated() -> None:
+    run("fx", FX + "EUR,USD,2026-03-02,1.0812\nEUR,USD,2026-03-03,1.0795\n")
+    result = run("fx", FX + "EUR,USD,2026-03-02,1.0812\nEUR,USD,2026-03-03,1.08\n")
+    assert counts(result) == (0, 1, 1, 0)
+    assert FxRate.objects.get(date=datetime.date(2026, 3, 3)).rate == Decimal("1.08")
+
+
+def test_an_fx_import_marks_every_portfolio_changed_from_the_earliest_new_or_changed_day() -> None:
+    FxRateFactory(base="EUR", quote="USD", date=datetime.date(2026, 3, 1), rate=Decimal("1.07"))
+    ClientFactory.create_batch(2)
+    Portfolio.objects.update(history_changed_from=None)
+    # The 1 March row is unchanged: it does not move anyone's history.
+    run("fx", FX + "EUR,USD,2026-03-01,1.07\nEUR,USD,2026-03-04,1.0841\nEUR,USD,2026-03-03,1.0795\n")
+    assert set(Portfolio.objects.values_list("history_changed_from", flat=True)) == {datetime.date(2026, 3, 3)}
+
+
+def test_an_fx_import_that_changes_nothing_marks_no_portfolio() -> None:
+    FxRateFactory(base="EUR", quote="USD", date=datetime.date(2026, 3, 1), rate=Decimal("1.07"))
+    ClientFactory()
+    Portfolio.objects.update(history_changed_from=None)
+    run("fx", FX + "EUR,USD,2026-03-01,1.0700\n")
+    assert set(Portfolio.objects.values_list("history_changed_from", flat=True)) == {None}
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("EUR,EUR,2026-03-02,1", "line 2, quote: "),
+        ("EUR,USD,2026-03-02,0", "line 2, rate: "),
+        ("EUR,USD,2026-03-02,-1.2", "line 2, rate: "),
+        ("EURO,USD,2026-03-02,1.1", "line 2, base: "),
+        ("EUR,USD,02/03/2026,1.1", "line 2, date: "),
+    ],
+)
+def test_an_invalid_fx_row_is_refused_with_its_line_and_column(row: str, expected: str) -> None:
+    result = run("fx", FX + row + "\n")
+    assert not result.ok
+    assert issues(result)[0].startswith(expected)
+    assert not FxRate.objects.exists()
+
+
+def test_a_rate_repeated_in_the_file_is_refused_naming_the_earlier_line() -> None:
+    result = run("fx", FX + "EUR,USD,2026-03-02,1.08\nEUR,GBP,2026-03-02,0.85\neur,usd,2026-03-02,1.09\n")
+    assert issues(result) == ["line 4, date: the EUR/USD rate of 2026-03-02 is already on line 2"]
+    assert not FxRate.objects.exists()
+
+
+def test_importing_fx_rates_needs_the_permissions_to_add_and_change_them(advisor, operations) -> None:
+    import_permission_check(actor=operations, kind="fx")
+    with pytest.raises(PermissionDenied) as refused:
+        import_permission_check(actor=advisor, kind="fx")
+    assert "holdings.add_fxrate, holdings.change_fxrate" in str(refused.value)
+
+
+def test_fx_rates_export_as_they_import(tmp_path) -> None:
+    FxRateFactory(base="EUR", quote="USD", date=datetime.date(2026, 3, 2), rate=Decimal("1.0812"))
+    FxRateFactory(base="EUR", quote="GBP", date=datetime.date(2026, 3, 2), rate=Decimal("0.0000000001"))
+    out = io.StringIO()
+    call_command("export", "fx", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "base,quote,date,rate",
+        "EUR,GBP,2026-03-02,0.0000000001",
+        "EUR,USD,2026-03-02,1.0812",
+    ]
