@@ -69,12 +69,13 @@ def latest_prices(*, asset_ids: Iterable[int], as_of: datetime.date | None = Non
     if as_of is not None:
         prices = prices.filter(date__lte=as_of)
     latest = prices.order_by("-date")[:1]
-    return list(
+    rows = (
         Asset.objects.filter(pk__in=asset_ids)
         .annotate(price_date=Subquery(latest.values("date")), price_close=Subquery(latest.values("close")))
         .order_by("pk")
         .values("pk", "ticker", "exchange", "currency", "price_date", "price_close")
     )
+    return [dict(row) for row in rows]
 
 
 def asset_holders(*, allocations: QuerySet[Allocation], asset_id: int, as_of: datetime.date) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from django.db.models import Model
 
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory
-from holdings.models import Allocation, Asset, Price
+from holdings.models import Allocation, Asset, FxRate, Price
 from holdings.tests.factories import AssetFactory
 from ledger.models import Transaction
 from portfolio_site.imports.exporting import export_csv
@@ -26,7 +26,7 @@ from portfolio_site.imports.run import CommandLineActor, ImportResult, run_impor
 
 pytestmark = pytest.mark.django_db
 
-MODELS: tuple[type[Model], ...] = (Client, Portfolio, Asset, Price, Allocation, Transaction)
+MODELS: tuple[type[Model], ...] = (Client, Portfolio, Asset, Price, FxRate, Allocation, Transaction)
 MINE = "mine@example.net"
 THEIRS = "theirs@example.net"
 START = datetime.date(2026, 1, 1)
@@ -92,6 +92,11 @@ EXAMPLES: dict[str, Example] = {
         row=lambda w, n: {"ticker": w.asset.ticker, "exchange": w.asset.exchange, "date": day(n), "close": f"{n}.5"},
         bad_cell=("close", "abc"),
         creates=(Price,),
+    ),
+    "fx": Example(
+        row=lambda w, n: {"base": "EUR", "quote": "USD", "date": day(n), "rate": f"1.{n:04d}"},
+        bad_cell=("rate", "abc"),
+        creates=(FxRate,),
     ),
     "allocations": Example(
         row=lambda w, n: {

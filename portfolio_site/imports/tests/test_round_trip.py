@@ -15,14 +15,14 @@ from accounts.tests.factories import AdvisorFactory
 from clients.models import Client, Portfolio
 from clients.services import client_create, client_update, portfolio_create
 from clients.tests.factories import main_portfolio
-from holdings.models import Allocation, Asset, Price
-from holdings.services import allocation_create, allocation_update, asset_create, price_create
+from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.services import allocation_create, allocation_update, asset_create, fx_rate_create, price_create
 from ledger.models import Transaction, signed_amount
 from ledger.services import transaction_post, transaction_reverse
 from portfolio_site.imports.models import ImportBatch
 
 pytestmark = pytest.mark.django_db
-KINDS = ("clients", "portfolios", "assets", "prices", "transactions", "allocations")
+KINDS = ("clients", "portfolios", "assets", "prices", "fx", "transactions", "allocations")
 EXAMPLES = Path(settings.BASE_DIR) / "docs" / "examples"
 DAY = datetime.date(2026, 3, 2)
 
@@ -52,6 +52,7 @@ def snapshot() -> dict[str, Any]:
         ),
         "assets": sorted(Asset.objects.values_list("ticker", "exchange", "name", "currency", "asset_type", "isin")),
         "prices": sorted(Price.objects.values_list("asset__ticker", "asset__exchange", "date", "close")),
+        "fx": sorted(FxRate.objects.values_list("base", "quote", "date", "rate")),
         "cash movements": sorted(
             current.filter(kind__in=Transaction.CASH_MOVEMENTS).values_list(
                 "client__email", "portfolio__name", "kind", "amount", "currency", "date", "reference", "notes"
@@ -95,6 +96,7 @@ def empty_the_database() -> None:
     Transaction.objects.filter(reverses__isnull=False).delete()
     Transaction.objects.all().delete()
     Price.objects.all().delete()
+    FxRate.objects.all().delete()
     Asset.objects.all().delete()
     Client.objects.all().delete()  # and, with them, their portfolios
 
@@ -141,6 +143,8 @@ def load_history(admin: Any) -> None:
         price_create(asset=sap_de, date=date, close=Decimal(de))
         price_create(asset=sap_us, date=date, close=Decimal(us))
         price_create(asset=eth, date=date, close=Decimal(ether))
+        fx_rate_create(base="EUR", quote="USD", date=date, rate=Decimal("1.08") + offset)
+    fx_rate_create(base="GBP", quote="JPY", date=DAY, rate=Decimal("190.1234567891"))
 
     def post(where: Client | Portfolio, kind: str, amount: str, currency: str, **extra: Any) -> Transaction:
         portfolio = where if isinstance(where, Portfolio) else main_portfolio(where)
@@ -223,6 +227,7 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
         "portfolios": (2, 0, 3),
         "assets": (4, 0, 0),
         "prices": (6, 0, 0),
+        "fx": (3, 0, 0),
         "transactions": (7, 0, 0),
         "allocations": (8, 0, 0),
     }
@@ -232,13 +237,22 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
         "portfolios": (0, 0, 5),
         "assets": (0, 0, 4),
         "prices": (0, 0, 6),
+        "fx": (0, 0, 3),
         "transactions": (0, 0, 7),
         "allocations": (0, 0, 8),
     }
     assert snapshot() == before
 
 
-EXAMPLE_COUNTS = {"clients": 4, "portfolios": 4, "assets": 5, "prices": 15, "transactions": 6, "allocations": 8}
+EXAMPLE_COUNTS = {
+    "clients": 4,
+    "portfolios": 4,
+    "assets": 5,
+    "prices": 15,
+    "fx": 9,
+    "transactions": 6,
+    "allocations": 8,
+}
 # The clients import opens each client's "Main" portfolio; portfolios.csv then describes it (custodian, ...).
 FIRST_IMPORT = {kind: (0, rows, 0) if kind == "portfolios" else (rows, 0, 0) for kind, rows in EXAMPLE_COUNTS.items()}
 
