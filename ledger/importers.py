@@ -18,16 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
+from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex, portfolios_lock_for_import
 from clients.models import Client, Portfolio
-from clients.services import portfolio_lock, portfolios_lock
-from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, PipelinedFormat, register
 from portfolio_site.imports.staging import Staging, copy_text
@@ -290,20 +287,9 @@ class TransactionFormat(PipelinedFormat):
         if not new:
             return
         self.locked.update(new)
-        try:
-            portfolios_lock(actor=self.run.actor, portfolio_ids=new)
-            return
-        except (PermissionDenied, ConflictError):
-            pass
-        # Some portfolio was refused, which the lock does not say: lock them one by one, in the same order, to
-        # tell which (a refusal is raised after its query, so the transaction goes on; those locked stay locked).
-        for pk in sorted(new):
-            try:
-                portfolio_lock(actor=self.run.actor, portfolio_id=pk)
-            except PermissionDenied as error:
-                self.hidden[pk] = ("client", str(error))
-            except ConflictError as error:
-                self.closed[pk] = ("portfolio", error.message)
+        refused = portfolios_lock_for_import(actor=self.run.actor, portfolio_ids=new)
+        self.hidden.update(refused.hidden)
+        self.closed.update(refused.closed)
 
     def _refuse_portfolios(self, cursor: Any, refused: dict[int, tuple[str, str]]) -> None:
         """Refuses the chunk's rows in the portfolios the lock refused."""

@@ -16,11 +16,25 @@ from clients.models import Portfolio
 from clients.services import portfolio_lock, portfolios_lock
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports.models import ImportBatch
+from portfolio_site.money import Shortfall
 
 from .models import Transaction
 from .selectors import cash_shortfall
 
 Kind = Transaction.Kind
+
+
+def outflow_label(*, kind: str, amount: Decimal, currency: str) -> str:
+    """How a refusal names the movement that takes the cash out ("buy settlement of 500.0000 EUR")."""
+    return f"{Kind(kind).label.lower()} of {amount} {currency}"
+
+
+def overdraft_message(*, portfolio: Portfolio, currency: str, what: str, shortfall: Shortfall) -> str:
+    """The words of an overdraft refusal, shared with the bulk imports so that every door says the same."""
+    return (
+        f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} at the "
+        f"end of {shortfall.day}."
+    )
 
 
 def overdraft_check(*, portfolio: Portfolio, currency: str, since: datetime.date, what: str) -> None:
@@ -29,9 +43,7 @@ def overdraft_check(*, portfolio: Portfolio, currency: str, since: datetime.date
     shortfall = cash_shortfall(portfolio_id=portfolio.pk, currency=currency, since=since)
     if shortfall is not None:
         raise ConflictError(
-            f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} at the "
-            f"end of {shortfall.day}.",
-            field="amount",
+            overdraft_message(portfolio=portfolio, currency=currency, what=what, shortfall=shortfall), field="amount"
         )
 
 
@@ -80,7 +92,7 @@ def _post(
     tx.full_clean()
     tx.save()
     if kind in Transaction.OUTFLOWS:
-        what = f"{tx.get_kind_display().lower()} of {tx.amount} {tx.currency}"
+        what = outflow_label(kind=tx.kind, amount=tx.amount, currency=tx.currency)
         overdraft_check(portfolio=portfolio, currency=tx.currency, since=tx.date, what=what)
     return tx, True
 
