@@ -30,8 +30,9 @@ from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, 
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
+from .allocations_bulk import BulkAllocations
 from .models import Allocation, Asset, AssetType, Price
-from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount
+from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount, settlement_notes
 
 PAGE_ROWS = 1000
 ASSET_FIELDS = ("name", "currency", "asset_type", "isin")
@@ -69,8 +70,11 @@ class AssetIndex:
 
     def __init__(self) -> None:
         self.by_ticker: dict[str, dict[str, int]] = defaultdict(dict)
+        # How each asset reads in text (its __str__), for the notes of the settlements the rows make.
+        self.labels: dict[int, str] = {}
         for pk, ticker, exchange in Asset.objects.order_by().values_list("pk", "ticker", "exchange").iterator():
             self.by_ticker[ticker][exchange] = pk
+            self.labels[pk] = str(Asset(ticker=ticker, exchange=exchange))
 
     def resolve(self, ticker: str, exchange: str | None) -> int:
         listings = self.by_ticker.get(ticker, {})
@@ -376,25 +380,30 @@ class AllocationFormat(ImportFormat):
                 ("date", "date NOT NULL"),
                 ("notes", "text NOT NULL"),
                 ("content_hash", "varchar(64) NOT NULL"),
+                # A trade's settlement as the services would post it (the set-based path writes it as staged).
+                ("amount", "varchar(40)"),
+                ("settlement_notes", "text NOT NULL"),
             ],
         ).__enter__()
+        self.bulk = BulkAllocations(self.run) if connection.vendor == "postgresql" else None
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         portfolio = self.portfolios.resolve(values)
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
-        try:
-            cash = (
-                settlement_amount(kind=kind, quantity=qty, price=price, fees=fees) if kind in Allocation.TRADES else 1
-            )
-        except ValidationError as error:
-            raise RowError(*validation_messages(error, {"quantity": "quantity"})[0]) from None
-        if cash <= 0:
-            raise RowError(
-                "price",
-                "a buy or sell must move cash (quantity x price, fees included, must be positive); "
-                "use transfer_in or transfer_out to move securities without cash",
-            )
+        cash, settles = None, ""
+        if kind in Allocation.TRADES:
+            try:
+                cash = settlement_amount(kind=kind, quantity=qty, price=price, fees=fees)
+            except ValidationError as error:
+                raise RowError(*validation_messages(error, {"quantity": "quantity"})[0]) from None
+            if cash <= 0:
+                raise RowError(
+                    "price",
+                    "a buy or sell must move cash (quantity x price, fees included, must be positive); "
+                    "use transfer_in or transfer_out to move securities without cash",
+                )
+            settles = settlement_notes(kind=kind, quantity=qty, asset=self.assets.labels[asset_id])
         notes = values["notes"] or ""
         content = "\x1f".join(
             [
@@ -410,7 +419,20 @@ class AllocationFormat(ImportFormat):
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:40]
         self.staging.add(
-            (line, portfolio.id, asset_id, kind, str(qty), str(price), str(fees), values["date"], notes, digest)
+            (
+                line,
+                portfolio.id,
+                asset_id,
+                kind,
+                str(qty),
+                str(price),
+                str(fees),
+                values["date"],
+                notes,
+                digest,
+                None if cash is None else str(cash),
+                settles,
+            )
         )
 
     def close(self) -> None:
@@ -418,6 +440,9 @@ class AllocationFormat(ImportFormat):
 
     def check(self) -> None:
         self.staging.close()
+        if self.bulk is not None:
+            self.bulk.check()
+            return
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
             cursor.execute(
@@ -435,7 +460,14 @@ class AllocationFormat(ImportFormat):
             self.run.skipped += cursor.rowcount
 
     def write(self) -> None:
-        """Replays the new rows through the service in date order, a page at a time (keyset pagination)."""
+        if self.bulk is not None:
+            self.bulk.write()
+            return
+        self._replay()
+
+    def _replay(self) -> None:
+        """Replays the new rows through the service in date order, a page at a time (keyset pagination): simple,
+        and fast enough on SQLite, which serves development and small files."""
         assets: dict[int, Asset] = {}
         after: tuple[Any, int] | None = None
         while True:
