@@ -41,8 +41,10 @@ def test_the_import_benchmark_runs_and_prints_its_ratio_and_memory() -> None:
 def test_the_allocations_benchmark_compares_with_transactions_and_prints_its_ratio_and_memory() -> None:
     database = settings.DATABASES["default"]
     server = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT'] or 5432}"
+    # A scratch database named after the test database, so that suites run side by side never share one.
+    scratch = f"portfolio_bench_{database['NAME'].removeprefix('test_').removeprefix('portfolio_')}_allocations"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS portfolio_bench_ci WITH (FORCE)")
+        conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
     result = subprocess.run(
         [
             sys.executable,
@@ -56,7 +58,7 @@ def test_the_allocations_benchmark_compares_with_transactions_and_prints_its_rat
             "--assets",
             "30",
             "--database-url",
-            f"{server}/portfolio_bench_ci",
+            f"{server}/{scratch}",
         ],
         cwd=ROOT,
         env={**os.environ, "REDIS_URL": ""},
