@@ -11,9 +11,15 @@ each time into an empty ledger table with the same indexes and constraints:
 
 and prints rows/s of each, `ratio: ours / ceiling` on a line of its own, and the import's peak RSS.
 
+With `--kind allocations` it measures `manage.py import allocations` instead: N buys and sells (each portfolio
+trading a score of a few hundred assets, never selling more than it holds, its cash deposited first), then our
+transactions import of N rows on the same database, and prints both rates, `ratio: allocations / transactions`
+on a line of its own and the allocations import's peak RSS.
+
     .venv/bin/python bench/import_bench.py                      # 1,000,000 rows
     .venv/bin/python bench/import_bench.py --rows 100000
     .venv/bin/python bench/import_bench.py --database-url postgres://postgres@127.0.0.1:5432/portfolio_bench
+    .venv/bin/python bench/import_bench.py --kind allocations --rows 200000
 
 The database named by --database-url is created if missing and its ledger is emptied: never point it at
 data you want to keep.
@@ -41,6 +47,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=3_000, help="distinct clients (default 3,000)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--skip-orm", action="store_true", help="leave out the (slow) bulk_create measurement")
+    parser.add_argument(
+        "--kind",
+        choices=("transactions", "allocations"),
+        default="transactions",
+        help="what to measure: transactions against COPY (default), or allocations against transactions",
+    )
+    parser.add_argument("--assets", type=int, default=300, help="distinct assets of --kind allocations (default 300)")
     return parser.parse_args()
 
 
@@ -136,22 +149,27 @@ def ceiling_file(source: Path, target: Path, client_ids: dict[str, tuple[int, in
 def empty_ledger() -> None:
     from django.db import connection
 
+    from holdings.models import Allocation
     from ledger.models import Transaction
 
+    # The allocations go with the ledger: each trade points at its settlement.
+    tables = (Allocation._meta.db_table, Transaction._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"TRUNCATE {Transaction._meta.db_table} RESTART IDENTITY CASCADE")
-            cursor.execute(f"VACUUM ANALYZE {Transaction._meta.db_table}")
+            cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            for table in tables:
+                cursor.execute(f"VACUUM ANALYZE {table}")
         else:
-            cursor.execute(f"DELETE FROM {Transaction._meta.db_table}")
+            for table in tables:
+                cursor.execute(f"DELETE FROM {table}")
 
 
-def measure_ours(path: Path, url: str) -> tuple[float, int]:
+def measure_ours(path: Path, url: str, kind: str = "transactions") -> tuple[float, int]:
     """Seconds and peak RSS (bytes) of the whole import process."""
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "portfolio_site.settings.dev", "DEBUG": "false"}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "import", "transactions", str(path), "--quiet"],
+        [sys.executable, str(ROOT / "manage.py"), "import", kind, str(path), "--quiet"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -220,10 +238,123 @@ def measure_orm(path: Path, client_ids: dict[str, tuple[int, int]]) -> float:
     return time.perf_counter() - started
 
 
+# --- Allocations -------------------------------------------------------------------------------------------------
+
+ASSETS_PER_PORTFOLIO = 20  # the lines a portfolio trades: few per portfolio, as in life
+BENCH_EXCHANGE = "XBEN"
+
+
+def ensure_assets(count: int) -> list[tuple[str, str]]:
+    """The bench assets (two in three quoted in EUR, the others in USD): their tickers and currencies."""
+    from holdings.models import Asset
+
+    wanted = [(f"BENCH{n:04d}", "EUR" if n % 3 else "USD") for n in range(count)]
+    existing = set(Asset.objects.filter(exchange=BENCH_EXCHANGE).values_list("ticker", flat=True))
+    Asset.objects.bulk_create(
+        [
+            Asset(ticker=ticker, exchange=BENCH_EXCHANGE, name=f"Bench asset {ticker}", currency=currency)
+            for ticker, currency in wanted
+            if ticker not in existing
+        ],
+        batch_size=5000,
+    )
+    return wanted
+
+
+def deposit_cash(client_ids: dict[str, tuple[int, int]]) -> None:
+    """Enough cash in each bench portfolio, in both currencies, before the first trade."""
+    from django.utils import timezone
+
+    from ledger.models import Transaction
+
+    now = timezone.now()
+    Transaction.objects.bulk_create(
+        [
+            Transaction(
+                client_id=client_id,
+                portfolio_id=portfolio_id,
+                kind="deposit",
+                amount=Decimal("100000000"),
+                currency=currency,
+                date=datetime.date(2019, 12, 31),
+                notes="bench funding",
+                created_at=now,
+                updated_at=now,
+            )
+            for client_id, portfolio_id in client_ids.values()
+            for currency in ("EUR", "USD")
+        ],
+        batch_size=5000,
+    )
+
+
+def generate_allocations(path: Path, rows: int, emails: list[str], assets: list[tuple[str, str]]) -> None:
+    """Date-ordered buys and sells: each client trades its own score of assets in turn, buying 10 units in one
+    round and selling 5 in the next, so that no sell exceeds what is held and the deposits cover every buy."""
+    start = datetime.date(2020, 1, 1)
+    per_day = max(rows // 1500, 1)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["client", "ticker", "exchange", "kind", "quantity", "price", "fees", "date", "notes"])
+        for n in range(rows):
+            client, visit = n % len(emails), n // len(emails)
+            slot, round_ = visit % ASSETS_PER_PORTFOLIO, visit // ASSETS_PER_PORTFOLIO
+            ticker = assets[(client * 7 + slot * 13) % len(assets)][0]
+            kind, quantity = ("buy", "10") if round_ % 2 == 0 else ("sell", "5")
+            price = f"{10 + n % 90}.25"
+            date = start + datetime.timedelta(days=n // per_day)
+            writer.writerow(
+                [emails[client], ticker, BENCH_EXCHANGE, kind, quantity, price, "1.50", date.isoformat(), "bench"]
+            )
+
+
+def main_allocations(args: argparse.Namespace) -> None:
+    """Our allocations import against our transactions import, the same number of rows on the same database."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    print(
+        f"database: {connection.vendor} ({name}), rows: {args.rows:,}, clients: {args.clients:,}, "
+        f"assets: {args.assets:,}"
+    )
+    client_ids = ensure_clients(args.clients)
+    emails = client_emails(args.clients)
+    assets = ensure_assets(args.assets)
+    with tempfile.TemporaryDirectory() as folder:
+        trades, cash = Path(folder) / "allocations.csv", Path(folder) / "transactions.csv"
+        generate_allocations(trades, args.rows, emails, assets)
+        generate(cash, args.rows, emails)
+        print(
+            f"files: allocations {trades.stat().st_size / 1e6:.0f} MB, transactions {cash.stat().st_size / 1e6:.0f} MB"
+        )
+
+        empty_ledger()
+        deposit_cash(client_ids)
+        connection.close()  # the imports run in their own processes; hold no lock meanwhile
+        seconds, rss = measure_ours(trades, args.database_url, "allocations")
+        allocations_rate = args.rows / seconds
+        print(f"allocations:  {allocations_rate:>10,.0f} rows/s  ({seconds:.1f} s, peak RSS {rss / 2**20:.0f} MB)")
+
+        empty_ledger()
+        connection.close()
+        seconds, cash_rss = measure_ours(cash, args.database_url, "transactions")
+        transactions_rate = args.rows / seconds
+        print(
+            f"transactions: {transactions_rate:>10,.0f} rows/s  ({seconds:.1f} s, peak RSS {cash_rss / 2**20:.0f} MB)"
+        )
+        empty_ledger()
+
+    print(f"ratio: {allocations_rate / transactions_rate:.2f}")
+    print(f"peak RSS: {rss / 2**20:.0f} MB")
+
+
 def main() -> None:
     args = parse_args()
     ensure_database(args.database_url)
     setup_django(args.database_url)
+    if args.kind == "allocations":
+        main_allocations(args)
+        return
     from django.db import connection
 
     name = connection.settings_dict["NAME"]

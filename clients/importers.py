@@ -24,7 +24,15 @@ from portfolio_site.models import NOTES_MAX_LENGTH
 
 from .models import Client, Portfolio, PortfolioKind
 from .scope import ClientScope
-from .services import CACHE_NAMESPACE, NOT_YOURS, client_advisor_check, portfolio_create, portfolio_update
+from .services import (
+    CACHE_NAMESPACE,
+    NOT_YOURS,
+    client_advisor_check,
+    portfolio_create,
+    portfolio_lock,
+    portfolio_update,
+    portfolios_lock,
+)
 
 COMPARED = ("name", "advisor_id", "base_currency", "phone", "is_active", "notes")  # the advisor by id: no query
 
@@ -252,6 +260,40 @@ class PortfolioIndex:
         if name is not None and name.lower() != ref.name.lower():
             raise RowError("portfolio", f"the account {account} at {custodian} is the portfolio {ref.name!r}")
         return ref
+
+
+@dataclass
+class PortfolioRefusals:
+    """The portfolios an import's lock refused, each with the column and reason its rows are refused with: those
+    the actor may no longer see (refused before anything is said of their rows), and those closed (whose rows
+    already imported still count as skipped)."""
+
+    hidden: dict[int, tuple[str, str]]
+    closed: dict[int, tuple[str, str]]
+
+
+def portfolios_lock_for_import(*, actor: Any, portfolio_ids: set[int]) -> PortfolioRefusals:
+    """Locks the portfolios a file's rows name through the services' own lock (clients.services.portfolios_lock,
+    primary-key order), held to the end of the import's transaction; the refused ones are returned, not raised,
+    so that the import refuses their rows and goes on with the others."""
+    refusals = PortfolioRefusals({}, {})
+    if not portfolio_ids:
+        return refusals
+    try:
+        portfolios_lock(actor=actor, portfolio_ids=portfolio_ids)
+        return refusals
+    except (PermissionDenied, ConflictError):
+        pass
+    # Some portfolio was refused, which the lock does not say: lock them one by one, in the same order, to tell
+    # which (a refusal is raised after its query, so the transaction goes on; those locked stay locked).
+    for pk in sorted(portfolio_ids):
+        try:
+            portfolio_lock(actor=actor, portfolio_id=pk)
+        except PermissionDenied as error:
+            refusals.hidden[pk] = ("client", str(error))
+        except ConflictError as error:
+            refusals.closed[pk] = ("portfolio", error.message)
+    return refusals
 
 
 # Where a service's refusal points, in the file's columns.

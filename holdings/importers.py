@@ -3,8 +3,11 @@
 Rows name an asset by ticker and exchange; the exchange may be left empty when only one asset has the ticker.
 Assets are upserted in batches (one query per batch for the existing ones); prices and allocations stream into
 a staging table (COPY on PostgreSQL), so memory stays flat however long the file. Prices are then checked and
-written set-based; allocations are replayed in date order through `allocation_create`, exactly as the API
-records them, so that each buy and sell settles in cash and none overdraws cash or sells more than is held.
+written set-based. Allocations are set-based on PostgreSQL (holdings.allocations_bulk: one `INSERT … SELECT` for
+the settlements, one for the allocations, then the services' own cash and units rules over what was written),
+thousands of rows a second; on SQLite, where that would buy little, they are replayed in date order through
+`allocation_create` (tens of rows a second), exactly as the API records them. Either way each buy and sell
+settles in cash, and none may overdraw cash or sell more than is held.
 """
 
 import datetime
@@ -17,10 +20,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
 from clients.models import Portfolio
+from clients.services import portfolios_history_changed
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
@@ -30,8 +35,9 @@ from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, 
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
+from .allocations_bulk import BulkAllocations
 from .models import Allocation, Asset, AssetType, Price
-from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount
+from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount, settlement_notes
 
 PAGE_ROWS = 1000
 ASSET_FIELDS = ("name", "currency", "asset_type", "isin")
@@ -69,8 +75,11 @@ class AssetIndex:
 
     def __init__(self) -> None:
         self.by_ticker: dict[str, dict[str, int]] = defaultdict(dict)
+        # How each asset reads in text (its __str__), for the notes of the settlements the rows make.
+        self.labels: dict[int, str] = {}
         for pk, ticker, exchange in Asset.objects.order_by().values_list("pk", "ticker", "exchange").iterator():
             self.by_ticker[ticker][exchange] = pk
+            self.labels[pk] = str(Asset(ticker=ticker, exchange=exchange))
 
     def resolve(self, ticker: str, exchange: str | None) -> int:
         listings = self.by_ticker.get(ticker, {})
@@ -292,7 +301,14 @@ class PriceFormat(ImportFormat):
                 [now, now, self.run.batch.pk],
             )
             self.run.created += cursor.rowcount
+            cursor.execute("SELECT MIN(date) FROM import_prices")
+            (first_day,) = cursor.fetchone()
         if self.run.created or self.run.updated:
+            # As price_create does: the portfolios holding the assets are stale from the file's first day.
+            holders = Allocation.objects.filter(
+                asset_id__in=RawSQL("SELECT DISTINCT asset_id FROM import_prices", [])
+            ).values("portfolio_id")
+            portfolios_history_changed(portfolios=holders, since=_as_date(first_day))
             invalidate_namespace(PRICES_CACHE)
 
     @classmethod
@@ -376,25 +392,30 @@ class AllocationFormat(ImportFormat):
                 ("date", "date NOT NULL"),
                 ("notes", "text NOT NULL"),
                 ("content_hash", "varchar(64) NOT NULL"),
+                # A trade's settlement as the services would post it (the set-based path writes it as staged).
+                ("amount", "varchar(40)"),
+                ("settlement_notes", "text NOT NULL"),
             ],
         ).__enter__()
+        self.bulk = BulkAllocations(self.run) if connection.vendor == "postgresql" else None
 
     def add(self, line: int, values: dict[str, Any]) -> None:
         portfolio = self.portfolios.resolve(values)
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
-        try:
-            cash = (
-                settlement_amount(kind=kind, quantity=qty, price=price, fees=fees) if kind in Allocation.TRADES else 1
-            )
-        except ValidationError as error:
-            raise RowError(*validation_messages(error, {"quantity": "quantity"})[0]) from None
-        if cash <= 0:
-            raise RowError(
-                "price",
-                "a buy or sell must move cash (quantity x price, fees included, must be positive); "
-                "use transfer_in or transfer_out to move securities without cash",
-            )
+        cash, settles = None, ""
+        if kind in Allocation.TRADES:
+            try:
+                cash = settlement_amount(kind=kind, quantity=qty, price=price, fees=fees)
+            except ValidationError as error:
+                raise RowError(*validation_messages(error, {"quantity": "quantity"})[0]) from None
+            if cash <= 0:
+                raise RowError(
+                    "price",
+                    "a buy or sell must move cash (quantity x price, fees included, must be positive); "
+                    "use transfer_in or transfer_out to move securities without cash",
+                )
+            settles = settlement_notes(kind=kind, quantity=qty, asset=self.assets.labels[asset_id])
         notes = values["notes"] or ""
         content = "\x1f".join(
             [
@@ -410,7 +431,20 @@ class AllocationFormat(ImportFormat):
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:40]
         self.staging.add(
-            (line, portfolio.id, asset_id, kind, str(qty), str(price), str(fees), values["date"], notes, digest)
+            (
+                line,
+                portfolio.id,
+                asset_id,
+                kind,
+                str(qty),
+                str(price),
+                str(fees),
+                values["date"],
+                notes,
+                digest,
+                None if cash is None else str(cash),
+                settles,
+            )
         )
 
     def close(self) -> None:
@@ -418,6 +452,9 @@ class AllocationFormat(ImportFormat):
 
     def check(self) -> None:
         self.staging.close()
+        if self.bulk is not None:
+            self.bulk.check()
+            return
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
             cursor.execute(
@@ -435,7 +472,14 @@ class AllocationFormat(ImportFormat):
             self.run.skipped += cursor.rowcount
 
     def write(self) -> None:
-        """Replays the new rows through the service in date order, a page at a time (keyset pagination)."""
+        if self.bulk is not None:
+            self.bulk.write()
+            return
+        self._replay()
+
+    def _replay(self) -> None:
+        """Replays the new rows through the service in date order, a page at a time (keyset pagination): simple,
+        and fast enough on SQLite, which serves development and small files."""
         assets: dict[int, Asset] = {}
         after: tuple[Any, int] | None = None
         while True:
@@ -521,7 +565,6 @@ def _refusal(error: Exception) -> list[tuple[str, str]]:
 # Self-contained on purpose, its imports included: the helpers above are being reworked with the allocations
 # format, so the few this format needs are its own (`_fx_…`) and the module's shared parts stay untouched.
 
-from clients.services import portfolios_history_changed  # noqa: E402
 
 from .models import FxRate  # noqa: E402
 from .services import FX_RATES_CACHE  # noqa: E402

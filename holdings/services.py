@@ -14,7 +14,14 @@ from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports.models import ImportBatch
-from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, to_amount, validate_storable
+from portfolio_site.money import (
+    AMOUNT_DIGITS,
+    AMOUNT_PLACES,
+    QUANTITY_DIGITS,
+    Shortfall,
+    to_amount,
+    validate_storable,
+)
 
 from .models import Allocation, Asset, FxRate, Price
 from .selectors import units_shortfall
@@ -161,6 +168,11 @@ def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Dec
     return amount
 
 
+def settlement_notes(*, kind: str, quantity: Decimal, asset: Asset | str) -> str:
+    """The notes of a trade's settlement ("Settlement of buy 10 SAP.XETR"); the bulk import writes the same."""
+    return f"Settlement of {Allocation.Kind(kind).label.lower()} {quantity} {asset}"
+
+
 def _settle(*, actor: Any, allocation: Allocation) -> None:
     if allocation.kind not in Allocation.TRADES:
         allocation.settlement = None
@@ -182,7 +194,7 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
         amount=amount,
         currency=allocation.asset.currency,
         date=allocation.date,
-        notes=f"Settlement of {allocation.get_kind_display().lower()} {allocation.quantity} {allocation.asset}",
+        notes=settlement_notes(kind=allocation.kind, quantity=allocation.quantity, asset=allocation.asset),
         import_batch=allocation.import_batch,
     )
 
@@ -193,10 +205,16 @@ def short_position_check(*, portfolio: Portfolio, asset: Asset, since: datetime.
     shortfall = units_shortfall(portfolio_id=portfolio.pk, asset_id=asset.pk, since=since)
     if shortfall is not None:
         raise ConflictError(
-            f"Not enough units of {asset} in {portfolio}: the change would leave a position of {shortfall.balance} "
-            f"at the end of {shortfall.day}; a sell or transfer out cannot exceed the quantity held that day.",
-            field="quantity",
+            short_position_message(portfolio=portfolio, asset=asset, shortfall=shortfall), field="quantity"
         )
+
+
+def short_position_message(*, portfolio: Portfolio, asset: Asset, shortfall: Shortfall) -> str:
+    """The words of a short-position refusal, shared with the bulk import so that every door says the same."""
+    return (
+        f"Not enough units of {asset} in {portfolio}: the change would leave a position of {shortfall.balance} "
+        f"at the end of {shortfall.day}; a sell or transfer out cannot exceed the quantity held that day."
+    )
 
 
 def _validated(allocation: Allocation) -> Allocation:

@@ -20,16 +20,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
+from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex, portfolios_lock_for_import
 from clients.models import Client, Portfolio
-from clients.services import portfolio_lock, portfolios_history_changed, portfolios_lock
-from portfolio_site.errors import ConflictError
+from clients.services import portfolios_history_changed
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, PipelinedFormat, register
 from portfolio_site.imports.staging import Staging, copy_text
@@ -38,7 +36,7 @@ from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, Shortfall, to_amo
 
 from .models import Transaction
 from .selectors import cash_shortfalls
-from .services import overdraft_message
+from .services import outflow_label, overdraft_message
 
 TABLE = Transaction._meta.db_table
 NULL = "\\N"  # in COPY text
@@ -299,20 +297,9 @@ class TransactionFormat(PipelinedFormat):
         if not new:
             return
         self.locked.update(new)
-        try:
-            portfolios_lock(actor=self.run.actor, portfolio_ids=new)
-            return
-        except (PermissionDenied, ConflictError):
-            pass
-        # Some portfolio was refused, which the lock does not say: lock them one by one, in the same order, to
-        # tell which (a refusal is raised after its query, so the transaction goes on; those locked stay locked).
-        for pk in sorted(new):
-            try:
-                portfolio_lock(actor=self.run.actor, portfolio_id=pk)
-            except PermissionDenied as error:
-                self.hidden[pk] = ("client", str(error))
-            except ConflictError as error:
-                self.closed[pk] = ("portfolio", error.message)
+        refused = portfolios_lock_for_import(actor=self.run.actor, portfolio_ids=new)
+        self.hidden.update(refused.hidden)
+        self.closed.update(refused.closed)
 
     def _refuse_portfolios(self, cursor: Any, refused: dict[int, tuple[str, str]]) -> None:
         """Refuses the chunk's rows in the portfolios the lock refused."""
@@ -411,9 +398,12 @@ class TransactionFormat(PipelinedFormat):
                 [portfolio_id, currency],
             )
             found = cursor.fetchone()
-        line, amount, name = found
-        what = f"withdrawal of {to_amount(Decimal(str(amount)))} {currency}"
-        message = overdraft_message(portfolio_name=name, what=what, currency=currency, shortfall=shortfall)
+        line, amount, _ = found
+        what = outflow_label(
+            kind=Transaction.Kind.WITHDRAWAL, amount=to_amount(Decimal(str(amount))), currency=currency
+        )
+        portfolio = Portfolio.objects.get(pk=portfolio_id)
+        message = overdraft_message(portfolio=portfolio, what=what, currency=currency, shortfall=shortfall)
         self.run.reject(line, "amount", message, self._original(cursor, line, ROWS))
         return int(line)
 

@@ -24,11 +24,16 @@ from .selectors import cash_shortfall
 Kind = Transaction.Kind
 
 
-def overdraft_message(*, portfolio_name: str, what: str, currency: str, shortfall: Shortfall) -> str:
-    """How every door words a refusal of the cash rule (the services, the imports)."""
+def outflow_label(*, kind: str, amount: Decimal, currency: str) -> str:
+    """How a refusal names the movement that takes the cash out ("buy settlement of 500.0000 EUR")."""
+    return f"{Kind(kind).label.lower()} of {amount} {currency}"
+
+
+def overdraft_message(*, portfolio: Portfolio, currency: str, what: str, shortfall: Shortfall) -> str:
+    """The words of an overdraft refusal, shared with the bulk imports so that every door says the same."""
     return (
-        f"Insufficient cash in {portfolio_name}: the {what} would leave {shortfall.balance} {currency} at the end "
-        f"of {shortfall.day}."
+        f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} at the "
+        f"end of {shortfall.day}."
     )
 
 
@@ -37,8 +42,9 @@ def overdraft_check(*, portfolio: Portfolio, currency: str, since: datetime.date
     closes any day from `since` on below zero. Called after the write, inside its transaction and lock."""
     shortfall = cash_shortfall(portfolio_id=portfolio.pk, currency=currency, since=since)
     if shortfall is not None:
-        message = overdraft_message(portfolio_name=portfolio.name, what=what, currency=currency, shortfall=shortfall)
-        raise ConflictError(message, field="amount")
+        raise ConflictError(
+            overdraft_message(portfolio=portfolio, currency=currency, what=what, shortfall=shortfall), field="amount"
+        )
 
 
 def _actor_user(actor: Any) -> Any:
@@ -87,7 +93,7 @@ def _post(
     tx.save()
     portfolios_history_changed(portfolios=[portfolio.pk], since=tx.date)
     if kind in Transaction.OUTFLOWS:
-        what = f"{tx.get_kind_display().lower()} of {tx.amount} {tx.currency}"
+        what = outflow_label(kind=tx.kind, amount=tx.amount, currency=tx.currency)
         overdraft_check(portfolio=portfolio, currency=tx.currency, since=tx.date, what=what)
     return tx, True
 

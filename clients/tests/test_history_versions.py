@@ -99,3 +99,29 @@ def test_an_import_marks_the_portfolios_it_touched_from_its_first_day() -> None:
     assert result.ok
     assert marks(portfolio)[1] == D(2025, 7, 1)
     assert marks(bystander)[1] is None
+
+
+def test_a_prices_import_marks_the_portfolios_holding_its_assets() -> None:
+    asset = AssetFactory(ticker="ACME", exchange="XNAS")
+    holder = AllocationFactory(asset=asset).portfolio
+    bystander = AllocationFactory().portfolio
+    Portfolio.objects.update(history_changed_from=None)
+    rows = "ticker,exchange,date,close\nACME,XNAS,2026-02-03,10\nACME,XNAS,2026-02-02,9\n"
+    result = run_import(kind="prices", stream=io.BytesIO(rows.encode()), file_name="p.csv", actor=CommandLineActor())
+    assert result.ok
+    assert marks(holder)[1] == D(2026, 2, 2)
+    assert marks(bystander)[1] is None
+
+
+def test_an_allocations_import_marks_its_portfolios_from_its_first_day() -> None:
+    client = ClientFactory(email="ann@example.net")
+    portfolio = main_portfolio(client)
+    AssetFactory(ticker="ACME", exchange="XNAS")
+    Portfolio.objects.update(history_changed_from=None)
+    rows = "client,ticker,exchange,kind,quantity,price,fees,date,notes\n"
+    rows += "ann@example.net,ACME,XNAS,transfer_in,5,1,0,2026-02-05,\n"
+    result = run_import(
+        kind="allocations", stream=io.BytesIO(rows.encode()), file_name="a.csv", actor=CommandLineActor()
+    )
+    assert result.ok, result.issues
+    assert marks(portfolio)[1] == D(2026, 2, 5)
