@@ -156,7 +156,8 @@ def test_a_multi_currency_portfolio_splits_its_unrealized_gain_into_price_and_cu
         D("-20"),
     )
     assert position.weight == D("0.25")
-    assert report.missing_fx == [] and report.warnings == []
+    assert report.missing_fx == []
+    assert report.warnings == []
 
 
 @pytest.mark.django_db
@@ -193,7 +194,8 @@ def test_a_missing_rate_is_listed_and_left_out_of_the_totals_never_one() -> None
         ("CHF", "EUR", None),
     }
     (position,) = report.positions
-    assert position.missing_fx and position.market_value_value is None
+    assert position.missing_fx
+    assert position.market_value_value is None
     assert position.market_value == D("12")  # still known in its own currency
     assert (report.totals.total, report.totals.cost) == (D("0"), D("0"))
     assert report.cash[0].value is None
