@@ -187,3 +187,23 @@ def first_shortfalls(
         if row["day"] >= since[key] and running[key] < 0:
             found[key] = Shortfall(row["day"], running[key])
     return found
+
+
+# ISO 4217 minor units of the currencies that do not have two (pycountry carries no exponents). Codes with no
+# minor unit at all (precious metals, XDR, testing codes) are presented with two, like the rest.
+_ZERO_PLACES = ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV"]
+_MINOR_UNITS = {
+    **dict.fromkeys([*_ZERO_PLACES, "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+    **dict.fromkeys(["CLF", "UYW"], 4),
+}
+
+
+def minor_unit(currency: str) -> int:
+    """Decimal places of a currency's minor unit (ISO 4217): 2 for most, 0 for JPY, 3 for KWD."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def present_amount(value: Decimal, currency: str) -> Decimal:
+    """An amount as shown to people: rounded once, half-even, to the currency's minor unit."""
+    return value.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_EVEN)

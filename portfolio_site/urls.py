@@ -8,6 +8,12 @@ from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView,
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
 from holdings.api import AllocationViewSet, AssetViewSet, FxRateViewSet, PriceViewSet, UnitsTransferView
+from holdings.valuation_api import (
+    ClientPositionsView,
+    ClientValuationView,
+    PortfolioPositionsView,
+    PortfolioValuationView,
+)
 from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
 
 from . import health
@@ -40,8 +46,12 @@ auth_urls: list[URLPattern | URLResolver] = [
 api_v1 = [
     path("auth/", include(auth_urls)),
     path("clients/<int:pk>/balances/", ClientBalancesView.as_view(), name="client-balances"),
+    path("clients/<int:pk>/positions/", ClientPositionsView.as_view(), name="client-positions"),
+    path("clients/<int:pk>/valuation/", ClientValuationView.as_view(), name="client-valuation"),
     # A portfolio's cash and its transfers live in ledger and holdings, which clients may not import.
     path("portfolios/<int:pk>/balances/", PortfolioBalancesView.as_view(), name="portfolio-balances"),
+    path("portfolios/<int:pk>/positions/", PortfolioPositionsView.as_view(), name="portfolio-positions"),
+    path("portfolios/<int:pk>/valuation/", PortfolioValuationView.as_view(), name="portfolio-valuation"),
     path("portfolios/<int:pk>/transfer-cash/", CashTransferView.as_view(), name="portfolio-transfer-cash"),
     path("portfolios/<int:pk>/transfer-units/", UnitsTransferView.as_view(), name="portfolio-transfer-units"),
     *router.urls,

@@ -80,3 +80,22 @@ class BuyFactory(AllocationFactory):
                 date=kwargs["date"],
             )
         return kwargs
+
+
+class SellFactory(AllocationFactory):
+    """A settled sell: its cash leg brings the gross less the fees."""
+
+    kind = Allocation.Kind.SELL
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        kwargs = place(kwargs)
+        if kwargs["settlement"] is None:
+            kwargs["settlement"] = TransactionFactory(
+                portfolio=kwargs["portfolio"],
+                kind=Transaction.Kind.SELL,
+                currency=kwargs["asset"].currency,
+                amount=kwargs["quantity"] * kwargs["price"] - kwargs["fees"],
+                date=kwargs["date"],
+            )
+        return kwargs

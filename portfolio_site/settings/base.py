@@ -245,6 +245,8 @@ ENCRYPTION_KEYS = env.list(
 
 # Currencies with no published rate between them are crossed through this one (ECB reference rates: EUR).
 FX_PIVOT_CURRENCY = env.str("FX_PIVOT_CURRENCY", default="EUR")
+# A valuation flags a price older than this many days before its `as_of` as stale (and still uses it).
+VALUATION_STALE_PRICE_DAYS = env.int("VALUATION_STALE_PRICE_DAYS", default=5)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio back-office API",

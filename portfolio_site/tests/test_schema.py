@@ -18,6 +18,7 @@ from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIRespo
 from accounts.tests.factories import PASSWORD, AdvisorFactory, OperationsFactory, SuperuserFactory, access_token_for
 from clients.models import Client
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
+from holdings.models import FxRate
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
@@ -362,6 +363,30 @@ def test_portfolio_balances_and_transfer_endpoints_match_the_schema(as_user: Any
     assert "detail" in api.get(f"/api/v1/portfolios/{someone_elses.pk}/balances/", expect=404)
     assert "detail" in api.post(f"/api/v1/portfolios/{someone_elses.pk}/transfer-cash/", cash, expect=404)
     assert "detail" in api.post(f"/api/v1/portfolios/{someone_elses.pk}/transfer-units/", shares, expect=404)
+
+
+@pytest.mark.django_db
+def test_positions_and_valuation_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory(base_currency="EUR")
+    main, pension = main_portfolio(client), PortfolioFactory(client=client)
+    priced, unpriced = AssetFactory(currency="USD"), AssetFactory(currency="GBP")
+    PriceFactory(asset=priced, date=datetime.date(2026, 2, 20), close=Decimal("12.5"))
+    FxRate.objects.create(base="EUR", quote="USD", date=datetime.date(2026, 1, 1), rate=Decimal("1.25"))
+    TransactionFactory(portfolio=main, amount=Decimal("100"), currency="EUR")
+    AllocationFactory(portfolio=main, asset=priced, quantity=Decimal("4"), price=Decimal("10"))
+    AllocationFactory(portfolio=pension, asset=unpriced, quantity=Decimal("1"), price=Decimal("1"))
+    api = as_user(client.advisor)
+    for path in (f"/api/v1/portfolios/{main.pk}", f"/api/v1/clients/{client.pk}"):
+        positions = api.get(f"{path}/positions/?as_of=2026-03-01&cost_method=fifo", expect=200)
+        assert positions["positions"][0]["market_value"] == "50.00"
+        valuation = api.get(f"{path}/valuation/?as_of=2026-03-01&currency=USD", expect=200)
+        assert valuation["totals"]["holdings"] == "50.00"
+        assert "cost_method" in api.get(f"{path}/valuation/?cost_method=lifo", expect=400)
+    assert [item["asset"] for item in valuation["unpriced"]] == [unpriced.pk]
+    assert valuation["missing_fx"][0]["asset"] == unpriced.pk
+    someone_elses = ClientFactory()
+    assert "detail" in api.get(f"/api/v1/clients/{someone_elses.pk}/valuation/", expect=404)
+    assert "detail" in api.get(f"/api/v1/portfolios/{main_portfolio(someone_elses).pk}/positions/", expect=404)
 
 
 # --- Assets, prices and allocations ------------------------------------------------------------------------

@@ -1,0 +1,213 @@
+"""Positions as a fold over a portfolio's movements, one asset at a time, in a documented order.
+
+Pure: no database. The events come from `holdings.valuation.load`; rates from anything with a RateBook's
+`rate(base, quote, on)`.
+
+Same-day order: a day's movements are applied in `SAME_DAY_ORDER` (increases before decreases: transfers in,
+buys, then sells, transfers out), then by id. The services check units at the end of each day, so a sell may
+use a buy of the same day: increases first makes that so whatever order they were typed in. Event kinds added
+later (dividends, splits) take their place in that tuple, and their handler in `Holding.apply`.
+
+Cost is carried in the asset's currency and, at the same time, in the valuation currency at each movement's own
+day's rate, so that a valuation can split its unrealized gain into a price and a currency effect.
+"""
+
+import datetime
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from typing import Protocol
+
+from ..fx import MissingRate, Rate
+from ..models import AllocationKind
+
+SAME_DAY_ORDER: tuple[str, ...] = (
+    AllocationKind.TRANSFER_IN,
+    AllocationKind.BUY,
+    AllocationKind.SELL,
+    AllocationKind.TRANSFER_OUT,
+)
+_RANK = {kind: rank for rank, kind in enumerate(SAME_DAY_ORDER)}
+
+AVERAGE, FIFO = "average", "fifo"
+COST_METHODS = (AVERAGE, FIFO)
+ZERO = Decimal(0)
+# Cost shares are quotients: enough digits that rounding them never shows in a presented amount.
+PRECISION = 50
+
+
+class Rates(Protocol):
+    def rate(self, base: str, quote: str, on: datetime.date) -> Rate: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    """One movement of units. `price` is what the units are valued at: the recorded price, or for a transfer in
+    recorded at 0, the asset's close on that day (`close_on_day`, None when there was none)."""
+
+    id: int
+    portfolio_id: int
+    asset_id: int
+    currency: str
+    kind: str
+    date: datetime.date
+    quantity: Decimal
+    price: Decimal
+    fees: Decimal
+    close_on_day: Decimal | None = None
+
+    @property
+    def order(self) -> tuple[datetime.date, int, int]:
+        return (self.date, _RANK[self.kind], self.id)
+
+
+@dataclass
+class Lot:
+    quantity: Decimal
+    cost: Decimal  # asset currency
+    cost_value: Decimal  # valuation currency, at the rate of the day it came in
+
+
+class AverageCost:
+    """Moving average: one pool; a decrease takes its share of the pool's cost, so the average is unchanged."""
+
+    def __init__(self) -> None:
+        self.pool = Lot(ZERO, ZERO, ZERO)
+
+    @property
+    def lots(self) -> list[Lot]:
+        return [self.pool] if self.pool.quantity else []
+
+    def add(self, lot: Lot) -> None:
+        self.pool = Lot(
+            self.pool.quantity + lot.quantity, self.pool.cost + lot.cost, self.pool.cost_value + lot.cost_value
+        )
+
+    def remove(self, quantity: Decimal) -> tuple[Decimal, Decimal]:
+        pool = self.pool
+        if pool.quantity <= 0:
+            self.pool = Lot(pool.quantity - quantity, ZERO, ZERO)
+            return ZERO, ZERO
+        if quantity >= pool.quantity:
+            # All of it: exactly the remaining cost, not a quotient that leaves a crumb behind.
+            self.pool = Lot(pool.quantity - quantity, ZERO, ZERO)
+            return pool.cost, pool.cost_value
+        share = quantity / pool.quantity
+        cost, cost_value = pool.cost * share, pool.cost_value * share
+        self.pool = Lot(pool.quantity - quantity, pool.cost - cost, pool.cost_value - cost_value)
+        return cost, cost_value
+
+
+class FifoLots:
+    """First in, first out: a decrease takes the oldest lots' units at their own cost."""
+
+    def __init__(self) -> None:
+        self.queue: deque[Lot] = deque()
+
+    @property
+    def lots(self) -> list[Lot]:
+        return list(self.queue)
+
+    def add(self, lot: Lot) -> None:
+        self.queue.append(lot)
+
+    def remove(self, quantity: Decimal) -> tuple[Decimal, Decimal]:
+        cost = cost_value = ZERO
+        left = quantity
+        while left > 0 and self.queue:
+            lot = self.queue[0]
+            if left >= lot.quantity:
+                self.queue.popleft()
+                cost, cost_value, left = cost + lot.cost, cost_value + lot.cost_value, left - lot.quantity
+                continue
+            share = left / lot.quantity
+            taken, taken_value = lot.cost * share, lot.cost_value * share
+            self.queue[0] = Lot(lot.quantity - left, lot.cost - taken, lot.cost_value - taken_value)
+            cost, cost_value, left = cost + taken, cost_value + taken_value, ZERO
+        # Units beyond those held (which the services' rule forbids) leave at no cost rather than crash a report.
+        return cost, cost_value
+
+
+@dataclass
+class Holding:
+    """One asset in one portfolio after the fold: units, their cost, and the gain realized to date, in the asset's
+    currency and in the valuation currency. `missing` lists the rates the fold needed and could not find: the
+    valuation-currency figures are then incomplete and a valuation leaves the holding out of its totals."""
+
+    portfolio_id: int
+    asset_id: int
+    currency: str
+    book: AverageCost | FifoLots
+    quantity: Decimal = ZERO
+    realized: Decimal = ZERO
+    realized_value: Decimal = ZERO
+    missing: list[MissingRate] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((lot.cost for lot in self.book.lots), ZERO)
+
+    @property
+    def cost_value(self) -> Decimal:
+        return sum((lot.cost_value for lot in self.book.lots), ZERO)
+
+    def apply(self, event: Event, *, rates: Rates, currency: str) -> None:
+        rate = self._rate(rates, currency, event.date)
+        if event.kind in (AllocationKind.BUY, AllocationKind.TRANSFER_IN):
+            price = event.price
+            if event.kind == AllocationKind.TRANSFER_IN and price == 0:
+                price = self._close_for_transfer(event)
+            cost = event.quantity * price + event.fees
+            self.book.add(Lot(event.quantity, cost, cost * rate))
+            self.quantity += event.quantity
+        elif event.kind == AllocationKind.SELL:
+            cost, cost_value = self.book.remove(event.quantity)
+            proceeds = event.quantity * event.price - event.fees
+            self.realized += proceeds - cost
+            # The gain in the valuation currency counts the rate's move since purchase: proceeds at the sell
+            # day's rate, cost at each lot's own.
+            self.realized_value += proceeds * rate - cost_value
+            self.quantity -= event.quantity
+        elif event.kind == AllocationKind.TRANSFER_OUT:
+            # The units leave at their cost: nothing is sold, so nothing is realized (fees of a transfer move no
+            # cash and are not counted).
+            self.book.remove(event.quantity)
+            self.quantity -= event.quantity
+        else:  # pragma: no cover - a kind without a handler is a programming error
+            raise ValueError(f"No rule to fold a {event.kind!r} event.")
+
+    def _rate(self, rates: Rates, currency: str, on: datetime.date) -> Decimal:
+        try:
+            return rates.rate(self.currency, currency, on).rate
+        except MissingRate as missing:
+            self.missing.append(missing)
+            return ZERO
+
+    def _close_for_transfer(self, event: Event) -> Decimal:
+        if event.close_on_day is None:
+            self.warnings.append(
+                f"Transfer in #{event.id} on {event.date} was recorded at price 0 and no close was found on or "
+                "before that day: its units came in at no cost."
+            )
+            return ZERO
+        return event.close_on_day
+
+
+def fold(events: Iterable[Event], *, method: str, rates: Rates, currency: str) -> dict[tuple[int, int], Holding]:
+    """Each (portfolio id, asset id)'s holding after its events, applied in date and same-day order; cost by
+    `method` (AVERAGE or FIFO), valuation-currency figures in `currency`."""
+    if method not in COST_METHODS:
+        raise ValueError(f"Unknown cost method {method!r}.")
+    holdings: dict[tuple[int, int], Holding] = {}
+    with localcontext() as context:
+        context.prec = PRECISION
+        for event in sorted(events, key=lambda e: (e.portfolio_id, e.asset_id, *e.order)):
+            key = (event.portfolio_id, event.asset_id)
+            holding = holdings.get(key)
+            if holding is None:
+                book = AverageCost() if method == AVERAGE else FifoLots()
+                holding = holdings[key] = Holding(event.portfolio_id, event.asset_id, event.currency, book)
+            holding.apply(event, rates=rates, currency=currency)
+    return holdings

@@ -1,0 +1,367 @@
+"""The positions and valuation doors, for a portfolio and for a client (all its portfolios).
+
+Thin: check visibility, read the parameters, call `holdings.valuation`, round and serialize. Responses are cached
+per caller's visibility, object, parameters and the data versions of the portfolios valued (bumped by every change
+to their movements and to the prices of what they hold), plus the rates' and assets' namespaces.
+"""
+
+import hashlib
+from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from clients.filters import visible_clients, visible_portfolios
+from clients.models import Client, Portfolio
+from portfolio_site.api.fields import CurrencyField
+from portfolio_site.api.schema import VALIDATION_ERROR
+from portfolio_site.cache import namespace_version
+from portfolio_site.money import QUANTITY_PLACES, present_amount
+
+from . import valuation
+from .models import Allocation
+from .services import ASSETS_CACHE, FX_RATES_CACHE
+
+# What rate writes must bump (`portfolio_site.cache.invalidate_namespace`): a rate changes the valuation of every
+# portfolio that holds anything in its currencies, which no data version tracks.
+WEIGHT_PLACES = 6
+
+
+class PresentedDecimalField(serializers.DecimalField):
+    """A computed figure, rounded half-even once, here: an amount to its currency's minor unit (the object's own
+    `currency`, or with `valuation_currency` the valuation's), anything else to `places`. A string in JSON."""
+
+    def __init__(self, *, places: int | None = None, valuation_currency: bool = False, **kwargs: Any) -> None:
+        self.places, self.valuation_currency = places, valuation_currency
+        kwargs.setdefault("allow_null", True)
+        super().__init__(max_digits=None, decimal_places=None, read_only=True, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        value = super().get_attribute(instance)
+        if value is None:
+            return None
+        if self.places is not None:
+            return value.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_EVEN)
+        currency = self.context["currency"] if self.valuation_currency else instance.currency
+        return present_amount(value, currency)
+
+
+def _quantity(**kwargs: Any) -> PresentedDecimalField:
+    return PresentedDecimalField(places=QUANTITY_PLACES, **kwargs)
+
+
+def _amount(help_text: str) -> PresentedDecimalField:
+    return PresentedDecimalField(help_text=f"{help_text} In the asset's currency.")
+
+
+def _value(help_text: str) -> PresentedDecimalField:
+    return PresentedDecimalField(valuation_currency=True, help_text=f"{help_text} In the valuation currency.")
+
+
+class AssetRefMixin(serializers.Serializer):
+    asset = serializers.IntegerField(source="asset_id")
+    ticker = serializers.CharField()
+    name = serializers.CharField()
+    currency = serializers.CharField(help_text="The asset's currency.")
+
+
+class PositionSerializer(AssetRefMixin):
+    quantity = _quantity(allow_null=False)
+    cost_basis = PresentedDecimalField(source="cost", allow_null=False, help_text="Cost of the units held.")
+    average_cost = _quantity(help_text="Cost per unit held; null when none are held.")
+    realized_gain = PresentedDecimalField(allow_null=False, help_text="Realized by sells to date, less fees.")
+    last_price = _quantity(help_text="Latest close on or before `as_of`; null when there is none.")
+    last_price_date = serializers.DateField(allow_null=True)
+    stale = serializers.BooleanField(help_text="The last price is older than the stale limit.")
+    market_value = _amount("Quantity x last price; null when unpriced.")
+    unrealized_gain = _amount("Market value less cost basis; null when unpriced.")
+    market_value_base = PresentedDecimalField(
+        source="market_value_value",
+        valuation_currency=True,
+        help_text="Market value at the `as_of` rate, in the valuation (base) currency; null when left out.",
+    )
+    weight = PresentedDecimalField(
+        places=WEIGHT_PLACES,
+        help_text="Share of the total value (positions and cash, in the valuation currency), as a fraction; null "
+        "when the position is left out of the totals.",
+    )
+
+
+class ValuedPositionSerializer(AssetRefMixin):
+    quantity = _quantity(allow_null=False)
+    last_price = _quantity(help_text="Latest close on or before `as_of`, in the asset's currency.")
+    last_price_date = serializers.DateField(allow_null=True)
+    stale = serializers.BooleanField(help_text="The last price is older than the stale limit.")
+    fx_rate = _quantity(help_text="Asset currency to valuation currency at `as_of`.")
+    market_value = PresentedDecimalField(
+        source="market_value_value", valuation_currency=True, help_text="P1 x q x FX1."
+    )
+    cost = PresentedDecimalField(
+        source="cost_value", valuation_currency=True, help_text="Cost basis, each trade at its own day's rate."
+    )
+    unrealized_gain = PresentedDecimalField(
+        source="unrealized_gain_value", valuation_currency=True, help_text="Price effect plus currency effect."
+    )
+    price_effect = _value("(P1 - P0) x q x FX1, P0 the average cost.")
+    currency_effect = _value("P0 x q x (FX1 - FX0), FX0 the trades' average rate.")
+    realized_gain = PresentedDecimalField(
+        source="realized_gain_value",
+        valuation_currency=True,
+        help_text="Sells' proceeds at the sell day's rate less their cost at the trades' rates.",
+    )
+    weight = PresentedDecimalField(places=WEIGHT_PLACES, help_text="Share of the total value, as a fraction.")
+
+
+class UnpricedSerializer(AssetRefMixin):
+    quantity = _quantity(allow_null=False)
+
+
+class MissingFxSerializer(serializers.Serializer):
+    base = serializers.CharField()
+    quote = serializers.CharField()
+    on = serializers.DateField()
+    asset = serializers.IntegerField(source="asset_id", allow_null=True, help_text="Null for cash.")
+
+
+class CashSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    amount = PresentedDecimalField(allow_null=False, help_text="In its own currency.")
+    fx_rate = _quantity(help_text="To the valuation currency at `as_of`; null when missing.")
+    value = _value("Null when the rate is missing.")
+
+
+class TotalsSerializer(serializers.Serializer):
+    holdings = _value("Market value of the counted positions.")
+    cash = _value("Cash whose rate was found.")
+    total = _value("Holdings plus cash.")
+    cost = _value("Cost of the counted positions.")
+    unrealized_gain = _value("")
+    price_effect = _value("")
+    currency_effect = _value("")
+    realized_gain = _value("")
+
+
+class ReportSerializer(serializers.Serializer):
+    as_of = serializers.DateField()
+    currency = serializers.CharField(help_text="The valuation currency.")
+    cost_method = serializers.ChoiceField(choices=valuation.COST_METHODS)
+    unpriced = UnpricedSerializer(many=True, help_text="Held assets with no price on or before `as_of`.")
+    missing_fx = MissingFxSerializer(many=True, help_text="Rates needed and not found.")
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class PositionsSerializer(ReportSerializer):
+    positions = PositionSerializer(many=True)
+
+
+class ValuationSerializer(ReportSerializer):
+    positions = ValuedPositionSerializer(many=True)
+    cash = CashSerializer(many=True)
+    totals = TotalsSerializer()
+
+
+class PortfolioPositionsSerializer(PositionsSerializer):
+    portfolio = serializers.IntegerField()
+    client = serializers.IntegerField()
+
+
+class ClientPositionsSerializer(PositionsSerializer):
+    client = serializers.IntegerField()
+    portfolios = serializers.ListField(child=serializers.IntegerField())
+
+
+class PortfolioValuationSerializer(ValuationSerializer):
+    portfolio = serializers.IntegerField()
+    client = serializers.IntegerField()
+
+
+class ClientValuationSerializer(ValuationSerializer):
+    client = serializers.IntegerField()
+    portfolios = serializers.ListField(child=serializers.IntegerField())
+
+
+class ParametersSerializer(serializers.Serializer):
+    as_of = serializers.DateField(required=False, help_text="At the end of this day; today when absent.")
+    cost_method = serializers.ChoiceField(
+        choices=valuation.COST_METHODS,
+        default=valuation.AVERAGE,
+        help_text="`average` (moving average, the default) or `fifo` (first in, first out, by lots).",
+    )
+    currency = CurrencyField(required=False, help_text="ISO 4217 code to value in; the base currency by default.")
+
+
+def _parameters(*names: str) -> list[OpenApiParameter]:
+    fields = ParametersSerializer().fields
+    types = {"as_of": OpenApiTypes.DATE, "cost_method": OpenApiTypes.STR, "currency": OpenApiTypes.STR}
+    return [
+        OpenApiParameter(
+            name,
+            types[name],
+            description=str(fields[name].help_text),
+            enum=list(valuation.COST_METHODS) if name == "cost_method" else None,
+        )
+        for name in names
+    ]
+
+
+ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
+ERRORS = {400: VALIDATION_ERROR.ref}
+
+
+class _ReportView(GenericAPIView):
+    queryset = Allocation.objects.all()  # for the permission check: reading positions needs view_allocation
+    takes_currency = False
+    output: type[serializers.Serializer]
+
+    def parameters(self) -> dict[str, Any]:
+        serializer = ParametersSerializer(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        data.setdefault("as_of", timezone.localdate())
+        if not self.takes_currency:
+            data.pop("currency", None)
+        return data
+
+    def respond(self, *, scope: str, versions: str, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        parameters = self.parameters()
+        # Everything that changes the answer: who asks (their visibility), what (the object and the parameters), and
+        # the state of what it reads (the portfolios' data versions, the rates' and assets' namespaces).
+        parts = [
+            type(self).__name__,
+            Portfolio.objects.visibility_key(self.request.user),
+            scope,
+            versions,
+            namespace_version(FX_RATES_CACHE),
+            namespace_version(ASSETS_CACHE),
+            repr(sorted(parameters.items())),
+            str(settings.VALUATION_STALE_PRICE_DAYS),
+        ]
+        key = "valuation:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        data = cache.get(key)
+        if data is None:
+            data = compute(parameters)
+            cache.set(key, data, timeout=settings.API_CACHE_SECONDS)
+        return Response(data)
+
+    def render(self, report: valuation.Valuation, **ids: Any) -> dict[str, Any]:
+        fields = {
+            "as_of": report.as_of,
+            "currency": report.currency,
+            "cost_method": report.cost_method,
+            "positions": report.positions,
+            "unpriced": report.unpriced,
+            "missing_fx": report.missing_fx,
+            "warnings": report.warnings,
+            "cash": report.cash,
+            "totals": report.totals,
+            **ids,
+        }
+        return dict(self.output(fields, context={"currency": report.currency}).data)
+
+
+class _PortfolioReportView(_ReportView):
+    def get(self, request: Request, pk: int) -> Response:
+        portfolio: Portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
+
+        def compute(parameters: dict[str, Any]) -> dict[str, Any]:
+            report = valuation.portfolio_valuation(portfolio=portfolio, **parameters)
+            return self.render(report, portfolio=portfolio.pk, client=portfolio.client_id)
+
+        return self.respond(scope=f"portfolio:{portfolio.pk}", versions=str(portfolio.data_version), compute=compute)
+
+
+class _ClientReportView(_ReportView):
+    def get(self, request: Request, pk: int) -> Response:
+        client: Client = get_object_or_404(visible_clients(request), pk=pk)
+        portfolios = list(client.portfolios.order_by("pk").values_list("pk", "data_version"))
+        ids = [portfolio_id for portfolio_id, _ in portfolios]
+
+        def compute(parameters: dict[str, Any]) -> dict[str, Any]:
+            report = valuation.client_valuation(client=client, portfolio_ids=ids, **parameters)
+            return self.render(report, client=client.pk, portfolios=ids)
+
+        return self.respond(scope=f"client:{client.pk}", versions=repr(portfolios), compute=compute)
+
+
+POSITIONS_DESCRIPTION = (
+    "Per asset: quantity, cost basis and average cost (moving average, or FIFO lots with `cost_method=fifo`), "
+    "realized gain to date, last price, market value and unrealized gain in the asset's currency, and the weight "
+    "in the total value (cash included, in the base currency). Assets sold out show their realized gain at "
+    "quantity 0. A held asset with no price, or a missing rate, is listed under `unpriced` / `missing_fx`, with "
+    "null figures, never zero."
+)
+VALUATION_DESCRIPTION = (
+    "Positions and cash per currency valued in `currency`: market value at the `as_of` rate, cost at each trade's "
+    "own day's rate, the unrealized gain split into a price and a currency effect; totals of the positions and "
+    "cash that could be valued. Unpriced assets and missing rates are listed and left out of the totals."
+)
+
+
+class PortfolioPositionsView(_PortfolioReportView):
+    """A portfolio's positions at the end of a day."""
+
+    output = PortfolioPositionsSerializer
+
+    @extend_schema(
+        parameters=[ID, *_parameters("as_of", "cost_method")],
+        responses={200: PortfolioPositionsSerializer, **ERRORS},
+        description=POSITIONS_DESCRIPTION,
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+
+class PortfolioValuationView(_PortfolioReportView):
+    """A portfolio's valuation at the end of a day."""
+
+    output = PortfolioValuationSerializer
+    takes_currency = True
+
+    @extend_schema(
+        parameters=[ID, *_parameters("as_of", "cost_method", "currency")],
+        responses={200: PortfolioValuationSerializer, **ERRORS},
+        description=VALUATION_DESCRIPTION + " In the portfolio's base currency by default.",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+
+class ClientPositionsView(_ClientReportView):
+    """A client's positions over all its portfolios at the end of a day."""
+
+    output = ClientPositionsSerializer
+
+    @extend_schema(
+        parameters=[ID, *_parameters("as_of", "cost_method")],
+        responses={200: ClientPositionsSerializer, **ERRORS},
+        description=POSITIONS_DESCRIPTION
+        + " An asset held in several portfolios is one position: each portfolio's cost method is applied to its "
+        "own movements, then the figures are summed. Weights are in the client's base currency.",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+
+class ClientValuationView(_ClientReportView):
+    """A client's valuation over all its portfolios at the end of a day."""
+
+    output = ClientValuationSerializer
+    takes_currency = True
+
+    @extend_schema(
+        parameters=[ID, *_parameters("as_of", "cost_method", "currency")],
+        responses={200: ClientValuationSerializer, **ERRORS},
+        description=VALUATION_DESCRIPTION + " All the client's portfolios, in its base currency by default.",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
