@@ -37,7 +37,14 @@ from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, 
 
 from .allocations_bulk import BulkAllocations
 from .models import Allocation, Asset, AssetType, Price
-from .services import ASSETS_CACHE, PRICES_CACHE, allocation_create, settlement_amount, settlement_notes
+from .services import (
+    ASSET_CURRENCY_FIXED,
+    ASSETS_CACHE,
+    PRICES_CACHE,
+    allocation_create,
+    settlement_notes,
+    trade_cash,
+)
 
 PAGE_ROWS = 1000
 ASSET_FIELDS = ("name", "currency", "asset_type", "isin")
@@ -191,7 +198,7 @@ class AssetFormat(UpsertFormat):
         if holder is not None and holder != self.natural_key(new):
             return "isin", f"{new.isin} is the ISIN of the asset {_label(*holder)}"
         if old is not None and old.pk in self.allocated and old.currency != new.currency:
-            return "currency", "The currency of an asset that has allocations cannot change."
+            return "currency", ASSET_CURRENCY_FIXED
         return None
 
     @classmethod
@@ -406,15 +413,9 @@ class AllocationFormat(ImportFormat):
         cash, settles = None, ""
         if kind in Allocation.TRADES:
             try:
-                cash = settlement_amount(kind=kind, quantity=qty, price=price, fees=fees)
+                cash = trade_cash(kind=kind, quantity=qty, price=price, fees=fees)
             except ValidationError as error:
-                raise RowError(*validation_messages(error, {"quantity": "quantity"})[0]) from None
-            if cash <= 0:
-                raise RowError(
-                    "price",
-                    "a buy or sell must move cash (quantity x price, fees included, must be positive); "
-                    "use transfer_in or transfer_out to move securities without cash",
-                )
+                raise RowError(*validation_messages(error, {"quantity": "quantity", "price": "price"})[0]) from None
             settles = settlement_notes(kind=kind, quantity=qty, asset=self.assets.labels[asset_id])
         notes = values["notes"] or ""
         content = "\x1f".join(

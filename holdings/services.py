@@ -27,6 +27,11 @@ from .models import Allocation, Asset, FxRate, Price
 from .selectors import units_shortfall
 
 ASSETS_CACHE = "assets"
+ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
+TRADE_MOVES_NO_CASH = (
+    "A buy or sell must move cash (quantity x price, fees included, must be positive); use transfer_in or "
+    "transfer_out to move securities without cash."
+)
 PRICES_CACHE = "prices"
 FX_RATES_CACHE = "fx-rates"
 
@@ -52,7 +57,7 @@ def asset_update(*, asset: Asset, **fields: Any) -> Asset:
     about to be, and no trade settles in the currency being replaced."""
     locked = Asset.objects.select_for_update().get(pk=asset.pk)
     if "currency" in fields and fields["currency"] != locked.currency and locked.allocations.exists():
-        raise ConflictError("The currency of an asset that has allocations cannot change.", field="currency")
+        raise ConflictError(ASSET_CURRENCY_FIXED, field="currency")
     for name, value in fields.items():
         setattr(asset, name, value)
     asset.full_clean()
@@ -173,20 +178,22 @@ def settlement_notes(*, kind: str, quantity: Decimal, asset: Asset | str) -> str
     return f"Settlement of {Allocation.Kind(kind).label.lower()} {quantity} {asset}"
 
 
+def trade_cash(*, kind: str, quantity: Decimal, price: Decimal, fees: Decimal) -> Decimal:
+    """The cash a buy or sell settles (`settlement_amount`), refusing one that moves none (ValidationError on
+    `price`): the rule every door checks a trade with."""
+    amount = settlement_amount(kind=kind, quantity=quantity, price=price, fees=fees)
+    if amount <= 0:
+        raise ValidationError({"price": TRADE_MOVES_NO_CASH})
+    return amount
+
+
 def _settle(*, actor: Any, allocation: Allocation) -> None:
     if allocation.kind not in Allocation.TRADES:
         allocation.settlement = None
         return
-    amount = settlement_amount(
+    amount = trade_cash(
         kind=allocation.kind, quantity=allocation.quantity, price=allocation.price, fees=allocation.fees
     )
-    if amount <= 0:
-        raise ValidationError(
-            {
-                "price": "A buy or sell must move cash (quantity x price, fees included, must be positive); "
-                "use transfer_in or transfer_out to move securities without cash."
-            }
-        )
     allocation.settlement = settlement_post(
         actor=actor,
         portfolio_id=allocation.portfolio_id,

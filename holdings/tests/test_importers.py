@@ -371,7 +371,7 @@ def test_a_sell_of_more_than_is_held_is_refused_naming_its_line(investor, sap) -
 def test_a_trade_the_services_find_invalid_is_refused_naming_its_line_and_column(investor, sap) -> None:
     result = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,10,0,0,{DAY},\n")
     assert len(issues(result)) == 1
-    assert issues(result)[0].startswith("line 2, price: a buy or sell must move cash")
+    assert issues(result)[0].startswith("line 2, price: A buy or sell must move cash")
     assert not Allocation.objects.exists()
 
 
@@ -475,8 +475,8 @@ def test_skip_invalid_records_the_good_rows_and_lists_the_refused_ones(investor,
         ),
         (
             f"investor@example.org,SAP,XETR,sell,1,0,0,{DAY},",
-            "line 3, price: a buy or sell must move cash (quantity x price, fees included, must be positive); "
-            "use transfer_in or transfer_out to move securities without cash",
+            "line 3, price: A buy or sell must move cash (quantity x price, fees included, must be positive); "
+            "use transfer_in or transfer_out to move securities without cash.",
         ),
     ],
 )
