@@ -1,12 +1,15 @@
 import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import F
+from django.utils import timezone
 
+from clients.models import Portfolio
 from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_quantity
 
-from .models import Allocation, signed_quantity
+from .models import Allocation, PortfolioDailyValue, signed_quantity
 
 
 def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = None) -> Decimal:
@@ -58,3 +61,43 @@ def client_positions(*, client_id: int, as_of: datetime.date | None = None) -> d
 def portfolio_positions(*, portfolio_id: int, as_of: datetime.date | None = None) -> dict[int, Decimal]:
     """Asset id to units held in one portfolio at the end of `as_of`, for the assets it holds or has held."""
     return _positions(as_of, portfolio_id=portfolio_id)
+
+
+@dataclass(frozen=True)
+class DailyValue:
+    """One day of a portfolio's daily value table (see holdings.models.PortfolioDailyValue), in base currency."""
+
+    date: datetime.date
+    holdings_value: Decimal
+    cash_value: Decimal
+    value: Decimal
+    external_flow: Decimal
+    complete: bool
+    missing: dict[str, list[Any]]
+
+
+def daily_values(*, portfolio_id: int, start: datetime.date, end: datetime.date) -> list[DailyValue]:
+    """The portfolio's daily values from `start` to `end`, in date order (no rows before its first movement).
+
+    Never stale: when the portfolio's history changed on or before `end` (or the table stops short of it), the
+    table is refreshed first, through `end` or today, whichever is later. Until the job queue exists that refresh
+    runs here, on read, and from `manage.py refresh_daily_values`; then a job will usually have done it already.
+    """
+    from .services import daily_values_refresh  # the services read this module: imported when first needed
+
+    until = max(end, timezone.localdate())
+    if Portfolio.objects.filter(pk=portfolio_id, history_changed_from__lte=end).exists():
+        daily_values_refresh(portfolio_ids=[portfolio_id], until=until)
+    rows = PortfolioDailyValue.objects.filter(portfolio_id=portfolio_id, date__range=(start, end)).order_by("date")
+    return [
+        DailyValue(
+            date=row.date,
+            holdings_value=row.holdings_value,
+            cash_value=row.cash_value,
+            value=row.value,
+            external_flow=row.external_flow,
+            complete=row.complete,
+            missing=row.missing,
+        )
+        for row in rows
+    ]
