@@ -17,7 +17,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from clients.models import Portfolio
-from clients.services import portfolios_history_changed
+from clients.services import portfolio_update, portfolios_history_changed
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings import daily_values as engine
 from holdings import services
@@ -337,3 +337,9 @@ def test_postgresql_builds_the_rows_in_one_statement_whatever_the_days_and_asset
     inserts = [q["sql"] for q in queries if f"INSERT INTO {PortfolioDailyValue._meta.db_table}" in q["sql"]]
     assert len(inserts) == 1
     assert inserts[0].lstrip().startswith("WITH targets")
+
+
+def test_a_new_base_currency_converts_the_whole_table_again(book: dict[str, Any], engine_kind: str) -> None:
+    assert_matches_from_scratch(book["eur"])
+    portfolio_update(actor=book["actor"], portfolio=book["eur"], base_currency="GBP")
+    assert_matches_from_scratch(book["eur"])
