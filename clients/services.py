@@ -227,10 +227,14 @@ def portfolio_update(*, actor: Any, portfolio: Portfolio, **fields: Any) -> Port
     client = fields.pop("client", locked.client)
     if client.pk != locked.client_id:
         raise ValidationError({"client": "A portfolio stays with its client; open a new one for the other client."})
+    base_currency = locked.base_currency
     for name, value in fields.items():
         setattr(locked, name, value)
     locked.full_clean()
     locked.save()
+    if locked.base_currency != base_currency:
+        # Every derived figure is in the base currency: the whole history is to be converted again.
+        portfolios_history_changed(portfolios=[locked.pk], since=datetime.date.min)
     invalidate_namespace(CACHE_NAMESPACE)
     return locked
 

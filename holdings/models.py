@@ -301,3 +301,52 @@ def signed_quantity() -> models.Case:
         default=-models.F("quantity"),
         output_field=quantity_field(),
     )
+
+
+class PortfolioDailyValueQuerySet(ClientOwnedQuerySet["PortfolioDailyValue"]):
+    client_path = "portfolio__client"
+
+
+class PortfolioDailyValue(models.Model):
+    """A portfolio's value at the end of one day, in its base currency: derived, never entered.
+
+    Kept by `holdings.services.daily_values_refresh` from the portfolio's `history_changed_from` on, and read
+    through `holdings.selectors.daily_values`, which refreshes first: no reader sees a stale row. The figures:
+
+    - holdings_value: the units held at the end of the day times the latest close on or before it, converted at
+      the day's rate (holdings.fx: direct, inverse or crossed through the pivot, latest on or before the day);
+    - cash_value: the cash per currency (ledger balances, reversals netted from their original's day), converted
+      the same way; value = holdings_value + cash_value;
+    - external_flow: what entered (+) or left (-) the portfolio from outside that day, in base currency: deposits
+      and withdrawals, and transfers of cash or units to or from the client's other portfolios (external to
+      *this* portfolio), units at the day's close. Trades and their settlements are internal.
+    - complete: false when a held asset had no close on or before the day, or a currency no rate to the base;
+      `missing` then says which ({"prices": [asset ids], "rates": [currency codes]}); what could be valued is
+      summed, what could not is left out, never taken as zero silently.
+
+    Each figure is summed exactly and rounded once, half-even, to the amount's four places.
+    """
+
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.CASCADE, related_name="daily_values")
+    date = models.DateField()
+    holdings_value = amount_field()
+    cash_value = amount_field()
+    value = amount_field(help_text="holdings_value + cash_value, in the portfolio's base currency.")
+    external_flow = amount_field(help_text="Net money and units in from outside the portfolio that day.")
+    complete = models.BooleanField(help_text="False when a price or an exchange rate was missing that day.")
+    missing = models.JSONField(default=dict, blank=True, help_text='{"prices": [asset ids], "rates": [codes]}')
+
+    objects = PortfolioDailyValueQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["portfolio", "date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["portfolio", "date"],
+                name="holdings_dailyvalue_portfolio_date_unique",
+                violation_error_message="This portfolio already has a value for this day.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.portfolio_id} {self.date}: {self.value}"

@@ -1,13 +1,16 @@
 import datetime
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
+from clients.models import Portfolio
 from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_quantity
 
-from .models import Allocation, Asset, Price, signed_quantity
+from .models import Allocation, Asset, PortfolioDailyValue, Price, signed_quantity
 
 
 def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = None) -> Decimal:
@@ -104,3 +107,43 @@ def asset_holders(*, allocations: QuerySet[Allocation], asset_id: int, as_of: da
                 }
             )
     return holders
+
+
+@dataclass(frozen=True)
+class DailyValue:
+    """One day of a portfolio's daily value table (see holdings.models.PortfolioDailyValue), in base currency."""
+
+    date: datetime.date
+    holdings_value: Decimal
+    cash_value: Decimal
+    value: Decimal
+    external_flow: Decimal
+    complete: bool
+    missing: dict[str, list[Any]]
+
+
+def daily_values(*, portfolio_id: int, start: datetime.date, end: datetime.date) -> list[DailyValue]:
+    """The portfolio's daily values from `start` to `end`, in date order (no rows before its first movement).
+
+    Never stale: when the portfolio's history changed on or before `end` (or the table stops short of it), the
+    table is refreshed first, through `end` or today, whichever is later. Until the job queue exists that refresh
+    runs here, on read, and from `manage.py refresh_daily_values`; then a job will usually have done it already.
+    """
+    from .services import daily_values_refresh  # the services read this module: imported when first needed
+
+    until = max(end, timezone.localdate())
+    if Portfolio.objects.filter(pk=portfolio_id, history_changed_from__lte=end).exists():
+        daily_values_refresh(portfolio_ids=[portfolio_id], until=until)
+    rows = PortfolioDailyValue.objects.filter(portfolio_id=portfolio_id, date__range=(start, end)).order_by("date")
+    return [
+        DailyValue(
+            date=row.date,
+            holdings_value=row.holdings_value,
+            cash_value=row.cash_value,
+            value=row.value,
+            external_flow=row.external_flow,
+            complete=row.complete,
+            missing=row.missing,
+        )
+        for row in rows
+    ]

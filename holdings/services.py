@@ -2,11 +2,14 @@
 service."""
 
 import datetime
+from collections.abc import Iterable
 from decimal import Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from clients.models import Portfolio
 from clients.services import portfolio_lock, portfolios_history_changed, portfolios_lock
@@ -23,6 +26,7 @@ from portfolio_site.money import (
     validate_storable,
 )
 
+from . import daily_values
 from .models import Allocation, Asset, FxRate, Price
 from .selectors import units_shortfall
 
@@ -409,3 +413,59 @@ def units_transfer(
     portfolios_history_changed(portfolios=[source.pk, target.pk], since=date)
     short_position_check(portfolio=source, asset=asset, since=date)
     return out, into
+
+
+# --- Daily values -----------------------------------------------------------------------------
+
+# Portfolios rebuilt per transaction: bounds the locks held and the rows written at once.
+DAILY_VALUES_BATCH = 200
+
+
+def daily_values_refresh(*, portfolio_ids: Iterable[int] | None = None, until: datetime.date | None = None) -> int:
+    """Brings the daily value table of the stale portfolios (all, or those of `portfolio_ids`) up to date through
+    `until` (today by default); how many portfolios were rebuilt. Untouched portfolios cost nothing: only those
+    whose `history_changed_from` is on or before `until` are read.
+
+    Each is rebuilt from its `history_changed_from` (rows from that day on deleted, recomputed from scratch,
+    inserted; see holdings.daily_values), and its marker then moves past `until`: the rows are current through
+    `until`, so the marker still means "stale from this day on" (a later day, or a write, makes it stale again).
+    A portfolio without any movement has nothing to go stale: its marker is cleared.
+
+    Until the job queue exists this runs when a reader asks (`holdings.selectors.daily_values`) and from
+    `manage.py refresh_daily_values`.
+    """
+    until = until or timezone.localdate()
+    stale = Portfolio.objects.filter(history_changed_from__lte=until)
+    if portfolio_ids is not None:
+        stale = stale.filter(pk__in=list(portfolio_ids))
+    ids = list(stale.order_by("pk").values_list("pk", flat=True))
+    rebuilt = 0
+    for start in range(0, len(ids), DAILY_VALUES_BATCH):
+        rebuilt += _daily_values_rebuild(ids[start : start + DAILY_VALUES_BATCH], until=until)
+    return rebuilt
+
+
+@transaction.atomic
+def _daily_values_rebuild(ids: list[int], *, until: datetime.date) -> int:
+    # Locked in primary-key order, as every writer locks them: a movement written meanwhile waits for the new rows
+    # and then marks them stale itself; two refreshes of one portfolio queue up instead of inserting twice.
+    stale = list(
+        Portfolio.objects.select_for_update()
+        .filter(pk__in=ids, history_changed_from__lte=until)
+        .order_by("pk")
+        .values_list("pk", "base_currency", "history_changed_from", "data_version")
+    )
+    targets = [daily_values.Target(pk, base, since) for pk, base, since, _ in stale if since is not None]
+    with_history = daily_values.rebuild(targets, until=until)
+
+    def unchanged(pks: set[int]) -> Q:
+        # Compare and set: a version that moved means a write this rebuild may not have seen; its marker stays.
+        condition = Q(pk__in=[])
+        for pk, _, _, version in stale:
+            if pk in pks:
+                condition |= Q(pk=pk, data_version=version)
+        return condition
+
+    Portfolio.objects.filter(unchanged(with_history)).update(history_changed_from=until + datetime.timedelta(days=1))
+    Portfolio.objects.filter(unchanged({pk for pk, *_ in stale} - with_history)).update(history_changed_from=None)
+    return len(stale)
