@@ -64,3 +64,16 @@ def test_demo_data_moves_cash_and_units_between_two_portfolios_of_each_client() 
         units_in = Allocation.objects.get(client=client, kind=Allocation.Kind.TRANSFER_IN)
         assert cash_in.counterpart.portfolio_id != cash_in.portfolio_id
         assert units_in.counterpart.portfolio_id != units_in.portfolio_id
+
+
+def test_every_demo_portfolio_values_completely_out_of_the_box() -> None:
+    from django.utils import timezone
+
+    from holdings.valuation import portfolio_valuation
+
+    run()
+    for portfolio in Portfolio.objects.filter(closed_on__isnull=True):
+        report = portfolio_valuation(portfolio=portfolio, as_of=timezone.localdate())
+        assert report.missing_fx == [], portfolio
+        assert report.unpriced == [], portfolio
+        assert report.totals.total > 0

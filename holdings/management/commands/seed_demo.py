@@ -17,7 +17,7 @@ from accounts.services import user_create
 from clients.models import Portfolio
 from clients.services import client_create
 from holdings.models import Allocation, Asset
-from holdings.services import allocation_create, asset_create, price_create, units_transfer
+from holdings.services import allocation_create, asset_create, fx_rate_create, price_create, units_transfer
 from ledger.services import cash_transfer, transaction_post
 
 ADMIN_EMAIL = "admin@example.com"
@@ -96,6 +96,8 @@ CLIENTS = [
         ],
     ),
 ]
+# Units of each currency for one euro, on the last day (earlier days drift from it).
+FX_RATES = [("USD", Decimal("1.0850")), ("GBP", Decimal("0.8420"))]
 ASSETS = [
     ("AAPL", "Apple Inc.", "XNAS", "USD", "equity", "US0378331005", Decimal("189.50")),
     ("MSFT", "Microsoft Corp.", "XNAS", "USD", "equity", "US5949181045", Decimal("415.20")),
@@ -150,6 +152,12 @@ class Command(BaseCommand):
             if (today - datetime.timedelta(days=n)).weekday() < 5
         ]
         days = sorted(days[:PRICE_DAYS])
+        # ECB-style reference rates (EUR base) on the same days, so that valuations convert out of the box.
+        for quote, last in FX_RATES:
+            rate = last
+            for day in reversed(days):
+                fx_rate_create(base="EUR", quote=quote, date=day, rate=rate)
+                rate = (rate * Decimal(1 + rng.uniform(-0.004, 0.004))).quantize(Decimal("0.0001"))
         assets: list[tuple[Asset, Decimal]] = []
         for ticker, name, exchange, currency, kind, isin, last in ASSETS:
             asset = asset_create(
