@@ -10,7 +10,6 @@ thousands of rows a second; on SQLite, where that would buy little, they are rep
 settles in cash, and none may overdraw cash or sell more than is held.
 """
 
-import datetime
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator
@@ -30,16 +29,17 @@ from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
-from portfolio_site.imports.staging import Staging
+from portfolio_site.imports.staging import Staging, staged_date
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from .allocations_bulk import BulkAllocations
-from .models import Allocation, Asset, AssetType, Price
+from .models import Allocation, Asset, AssetType, FxRate, Price
 from .services import (
     ASSET_CURRENCY_FIXED,
     ASSETS_CACHE,
+    FX_RATES_CACHE,
     PRICES_CACHE,
     allocation_create,
     settlement_notes,
@@ -272,7 +272,7 @@ class PriceFormat(ImportFormat):
             )
             while rows := cursor.fetchmany(PAGE_ROWS):
                 for line, ticker, exchange, date, close, first_line in rows:
-                    date = _as_date(date)
+                    date = staged_date(date)
                     self.run.reject(
                         line,
                         "date",
@@ -315,7 +315,7 @@ class PriceFormat(ImportFormat):
             holders = Allocation.objects.filter(
                 asset_id__in=RawSQL("SELECT DISTINCT asset_id FROM import_prices", [])
             ).values("portfolio_id")
-            portfolios_history_changed(portfolios=holders, since=_as_date(first_day))
+            portfolios_history_changed(portfolios=holders, since=staged_date(first_day))
             invalidate_namespace(PRICES_CACHE)
 
     @classmethod
@@ -328,11 +328,6 @@ class PriceFormat(ImportFormat):
                 "date": price.date.isoformat(),
                 "close": plain(price.close),
             }
-
-
-def _as_date(value: Any) -> datetime.date:
-    """A date read back by raw SQL (SQLite returns text)."""
-    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
 
 
 # --- Allocations ---------------------------------------------------------------------------------
@@ -505,7 +500,7 @@ class AllocationFormat(ImportFormat):
                             quantity=Decimal(qty),
                             price=Decimal(price),
                             fees=Decimal(fees),
-                            date=_as_date(date),
+                            date=staged_date(date),
                             notes=notes,
                             import_key=import_key,
                             import_batch=self.run.batch,
@@ -514,7 +509,7 @@ class AllocationFormat(ImportFormat):
                     row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees]
                     named = [portfolio.name, portfolio.custodian, portfolio.account_number]
                     column, message = _refusal(error)[0]  # one rejection per row
-                    self.run.reject(line, column, message, [*row, _as_date(date).isoformat(), notes, *named])
+                    self.run.reject(line, column, message, [*row, staged_date(date).isoformat(), notes, *named])
                     if not self.run.skip_invalid:
                         return  # the first refusal fails the run: the engine rolls everything back
                     continue
@@ -563,24 +558,8 @@ def _refusal(error: Exception) -> list[tuple[str, str]]:
 
 
 # --- FX rates ------------------------------------------------------------------------------------
-# Self-contained on purpose, its imports included: the helpers above are being reworked with the allocations
-# format, so the few this format needs are its own (`_fx_…`) and the module's shared parts stay untouched.
-
-
-from .models import FxRate  # noqa: E402
-from .services import FX_RATES_CACHE  # noqa: E402
 
 FX_RATES = FxRate._meta.db_table
-
-
-def _fx_plain(value: Decimal) -> str:
-    """A rate as a person writes it: no trailing zeros, never in exponent notation."""
-    return format(value.normalize(), "f")
-
-
-def _fx_date(value: Any) -> datetime.date:
-    """A date read back by raw SQL (SQLite returns text)."""
-    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
 
 
 @register
@@ -643,12 +622,12 @@ class FxRateFormat(ImportFormat):
             )
             while rows := cursor.fetchmany(PAGE_ROWS):
                 for line, base, quote, date, rate, first_line in rows:
-                    date = _fx_date(date)
+                    date = staged_date(date)
                     self.run.reject(
                         line,
                         "date",
                         f"the {base}/{quote} rate of {date} is already on line {first_line}",
-                        [base, quote, date.isoformat(), _fx_plain(Decimal(str(rate)))],
+                        [base, quote, date.isoformat(), plain(Decimal(str(rate)))],
                     )
             # With skip_invalid the first row of a triple is written; without, nothing is.
             cursor.execute(
@@ -686,10 +665,10 @@ class FxRateFormat(ImportFormat):
             )
             self.run.created += cursor.rowcount
         if since is not None:
-            portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=_fx_date(since))
+            portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=staged_date(since))
             invalidate_namespace(FX_RATES_CACHE)
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:
         for fx in FxRate.objects.order_by("base", "quote", "date").iterator(chunk_size=5000):
-            yield {"base": fx.base, "quote": fx.quote, "date": fx.date.isoformat(), "rate": _fx_plain(fx.rate)}
+            yield {"base": fx.base, "quote": fx.quote, "date": fx.date.isoformat(), "rate": plain(fx.rate)}

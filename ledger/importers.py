@@ -12,7 +12,6 @@ transaction, closed portfolios refused), and references and import keys are uniq
 run posts carries its batch (`import_batch_id`), which is also how the run tells its own rows from earlier ones.
 """
 
-import datetime
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from clients.models import Client, Portfolio
 from clients.services import portfolios_history_changed
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, PipelinedFormat, register
-from portfolio_site.imports.staging import Staging, copy_text
+from portfolio_site.imports.staging import Staging, copy_text, staged_date
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, Shortfall, to_amount
 
@@ -95,11 +94,6 @@ LEDGER_COLUMNS = [
     "updated_at",
     "import_batch_id",
 ]
-
-
-def as_date(value: Any) -> datetime.date:
-    """A date read back from a staging table: SQLite hands raw queries its text."""
-    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
 
 
 @dataclass(frozen=True)
@@ -372,7 +366,9 @@ class TransactionFormat(PipelinedFormat):
         with connection.cursor() as cursor:
             while True:
                 cursor.execute(f"SELECT portfolio_id, currency, MIN(date) FROM {ROWS} GROUP BY portfolio_id, currency")
-                since = {(portfolio_id, currency): as_date(day) for portfolio_id, currency, day in cursor.fetchall()}
+                since = {
+                    (portfolio_id, currency): staged_date(day) for portfolio_id, currency, day in cursor.fetchall()
+                }
                 touched = RawSQL(f"SELECT DISTINCT portfolio_id FROM {ROWS}", [])
                 shortfalls = cash_shortfalls(since=since, portfolios=touched)
                 lines = [
@@ -426,7 +422,7 @@ class TransactionFormat(PipelinedFormat):
             (first_day,) = cursor.fetchone()
         if first_day is not None:
             touched = RawSQL(f"SELECT DISTINCT portfolio_id FROM {ROWS}", [])
-            portfolios_history_changed(portfolios=touched, since=as_date(first_day))
+            portfolios_history_changed(portfolios=touched, since=staged_date(first_day))
 
     def close(self) -> None:
         try:

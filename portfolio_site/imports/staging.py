@@ -1,5 +1,6 @@
 """Staging tables: temporary tables that rows are streamed into, COPY on PostgreSQL, batched inserts elsewhere."""
 
+import datetime
 from contextlib import ExitStack
 from typing import Any, Self
 
@@ -108,3 +109,8 @@ class Staging:
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
             self._created = False
+
+
+def staged_date(value: Any) -> datetime.date:
+    """A date read back from a staging table by raw SQL: SQLite hands back its text."""
+    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))
