@@ -10,6 +10,7 @@ thousands of rows a second; on SQLite, where that would buy little, they are rep
 settles in cash, and none may overdraw cash or sell more than is held.
 """
 
+import datetime
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator
@@ -221,12 +222,115 @@ def _label(ticker: str, exchange: str) -> str:
 # --- Prices --------------------------------------------------------------------------------------
 
 
-@register
-class PriceFormat(ImportFormat):
-    """Set-based: a price per asset and date is created, updated when its close changed, or skipped.
+class DatedSeriesFormat(ImportFormat):
+    """A series of one value per key and day (prices per asset, rates per currency pair), imported set-based:
+    each row is created, updated when its value changed, or skipped when identical. Repeated (key, day) pairs
+    are found by SQL over the staging table, not by a set in memory.
 
-    Repeated (asset, date) pairs are found by SQL over the staging table, not by a set in memory.
+    A kind names its `table`, staging table, key columns and value column, how a row is staged (`stage_row`),
+    how a repeated row is worded (`repeated`), and which portfolios the change makes stale (`mark_stale`).
     """
+
+    table: str
+    staging_name: str
+    keys: tuple[tuple[str, str], ...]  # (column, SQL type) of the key, before the date
+    value: str
+
+    def prepare(self) -> None:
+        self.staging = Staging(
+            self.staging_name,
+            [
+                ("line", "integer NOT NULL"),
+                *self.keys,
+                ("date", "date NOT NULL"),
+                (self.value, f"numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES}) NOT NULL"),
+            ],
+        ).__enter__()
+
+    def stage_row(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The row's key values, as the staging table's key columns hold them."""
+        raise NotImplementedError
+
+    def repeated(
+        self, cursor: Any, key: tuple[Any, ...], day: datetime.date, value: Decimal, first_line: int
+    ) -> tuple[str, list[str]]:
+        """The message for a (key, day) already on `first_line`, and the row's cells for the rejects file."""
+        raise NotImplementedError
+
+    def mark_stale(self, since: datetime.date) -> None:
+        """Marks the portfolios whose history the written rows change, from `since` on."""
+        raise NotImplementedError
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        self.staging.add((line, *self.stage_row(values), values["date"], values[self.value]))
+
+    def close(self) -> None:
+        _close(self.staging)
+
+    def _same(self, left: str, right: str) -> str:
+        return " AND ".join(f"{left}.{column} = {right}.{column}" for column in (*self._key_names(), "date"))
+
+    def _key_names(self) -> tuple[str, ...]:
+        return tuple(column for column, _ in self.keys)
+
+    def check(self) -> None:
+        self.staging.close()
+        names, staged = ", ".join(self._key_names()), self.staging_name
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE INDEX {staged}_key ON {staged} ({names}, date, line)")
+            cursor.execute(
+                f"SELECT line, {names}, date, {self.value}, first_line FROM (SELECT line, {names}, date, {self.value}, "
+                f"MIN(line) OVER (PARTITION BY {names}, date) AS first_line FROM {staged}) d "
+                "WHERE line <> first_line ORDER BY line"
+            )
+            width = len(self.keys)
+            while rows := cursor.fetchmany(PAGE_ROWS):
+                for line, *rest in rows:
+                    key, (day, value, first_line) = tuple(rest[:width]), rest[width:]
+                    message, cells = self.repeated(cursor, key, staged_date(day), Decimal(str(value)), first_line)
+                    self.run.reject(line, "date", message, cells)
+            # With skip_invalid the first row of a (key, day) is written; without, nothing is.
+            cursor.execute(
+                f"DELETE FROM {staged} WHERE EXISTS (SELECT 1 FROM {staged} f WHERE {self._same('f', staged)} "
+                f"AND f.line < {staged}.line)"
+            )
+
+    def write(self) -> None:
+        now = timezone.now()
+        names, staged, table, value = ", ".join(self._key_names()), self.staging_name, self.table, self.value
+        with connection.cursor() as cursor:
+            # The earliest day that changes, read before writing: from it on, the marked portfolios' values move.
+            cursor.execute(
+                f"SELECT MIN(s.date) FROM {staged} s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {table} r WHERE {self._same('r', 's')} AND r.{value} = s.{value})"
+            )
+            since = cursor.fetchone()[0]
+            cursor.execute(
+                f"SELECT COUNT(*) FROM {staged} s JOIN {table} r ON {self._same('r', 's')} AND r.{value} = s.{value}"
+            )
+            self.run.skipped += cursor.fetchone()[0]
+            cursor.execute(
+                f"UPDATE {table} SET updated_at = %s, {value} = (SELECT s.{value} FROM {staged} s WHERE "
+                f"{self._same('s', table)}) WHERE EXISTS (SELECT 1 FROM {staged} s WHERE {self._same('s', table)} "
+                f"AND s.{value} <> {table}.{value})",
+                [now],
+            )
+            self.run.updated += cursor.rowcount
+            cursor.execute(
+                f"INSERT INTO {table} ({names}, date, {value}, created_at, updated_at, import_batch_id) "
+                f"SELECT {', '.join(f's.{name}' for name in self._key_names())}, s.date, s.{value}, %s, %s, %s "
+                f"FROM {staged} s WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE {self._same('r', 's')}) "
+                "ORDER BY s.line",
+                [now, now, self.run.batch.pk],
+            )
+            self.run.created += cursor.rowcount
+        if since is not None:
+            self.mark_stale(staged_date(since))
+
+
+@register
+class PriceFormat(DatedSeriesFormat):
+    """Closing prices per asset and day. A change marks the portfolios holding the asset, as price_create does."""
 
     kind = "prices"
     permissions = ("holdings.add_price", "holdings.change_price")
@@ -241,82 +345,32 @@ class PriceFormat(ImportFormat):
             help=f"in the asset's currency, not negative, up to {QUANTITY_PLACES} decimal places",
         ),
     )
+    table = PRICES
+    staging_name = "import_prices"
+    keys = (("asset_id", "bigint NOT NULL"),)
+    value = "close"
 
     def prepare(self) -> None:
         self.assets = AssetIndex()
-        self.staging = Staging(
-            "import_prices",
-            [
-                ("line", "integer NOT NULL"),
-                ("asset_id", "bigint NOT NULL"),
-                ("date", "date NOT NULL"),
-                ("close", f"numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES}) NOT NULL"),
-            ],
-        ).__enter__()
+        super().prepare()
 
-    def add(self, line: int, values: dict[str, Any]) -> None:
-        asset_id = self.assets.resolve(values["ticker"], values["exchange"])
-        self.staging.add((line, asset_id, values["date"], values["close"]))
+    def stage_row(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return (self.assets.resolve(values["ticker"], values["exchange"]),)
 
-    def close(self) -> None:
-        _close(self.staging)
+    def repeated(
+        self, cursor: Any, key: tuple[Any, ...], day: datetime.date, value: Decimal, first_line: int
+    ) -> tuple[str, list[str]]:
+        cursor.execute(f"SELECT ticker, exchange FROM {ASSETS} WHERE id = %s", [key[0]])
+        ticker, exchange = cursor.fetchone()
+        message = f"the price of {_label(ticker, exchange)} on {day} is already on line {first_line}"
+        return message, [ticker, exchange, day.isoformat(), plain(value)]
 
-    def check(self) -> None:
-        self.staging.close()
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE INDEX import_prices_key ON import_prices (asset_id, date, line)")
-            cursor.execute(
-                "SELECT d.line, a.ticker, a.exchange, d.date, d.close, d.first_line FROM (SELECT line, asset_id, "
-                "date, close, MIN(line) OVER (PARTITION BY asset_id, date) AS first_line FROM import_prices) d "
-                f"JOIN {ASSETS} a ON a.id = d.asset_id WHERE d.line <> d.first_line ORDER BY d.line"
-            )
-            while rows := cursor.fetchmany(PAGE_ROWS):
-                for line, ticker, exchange, date, close, first_line in rows:
-                    date = staged_date(date)
-                    self.run.reject(
-                        line,
-                        "date",
-                        f"the price of {_label(ticker, exchange)} on {date} is already on line {first_line}",
-                        [ticker, exchange, date.isoformat(), plain(Decimal(str(close)))],
-                    )
-            # With skip_invalid the first row of a pair is written; without, nothing is.
-            cursor.execute(
-                "DELETE FROM import_prices WHERE EXISTS (SELECT 1 FROM import_prices p WHERE "
-                "p.asset_id = import_prices.asset_id AND p.date = import_prices.date AND p.line < import_prices.line)"
-            )
-
-    def write(self) -> None:
-        now = timezone.now()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT COUNT(*) FROM import_prices s JOIN {PRICES} p "
-                "ON p.asset_id = s.asset_id AND p.date = s.date AND p.close = s.close"
-            )
-            self.run.skipped += cursor.fetchone()[0]
-            cursor.execute(
-                f"UPDATE {PRICES} SET updated_at = %s, close = (SELECT s.close FROM import_prices s "
-                f"WHERE s.asset_id = {PRICES}.asset_id AND s.date = {PRICES}.date) "
-                "WHERE EXISTS (SELECT 1 FROM import_prices s "
-                f"WHERE s.asset_id = {PRICES}.asset_id AND s.date = {PRICES}.date AND s.close <> {PRICES}.close)",
-                [now],
-            )
-            self.run.updated += cursor.rowcount
-            cursor.execute(
-                f"INSERT INTO {PRICES} (asset_id, date, close, created_at, updated_at, import_batch_id) "
-                "SELECT s.asset_id, s.date, s.close, %s, %s, %s FROM import_prices s WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {PRICES} p WHERE p.asset_id = s.asset_id AND p.date = s.date) ORDER BY s.line",
-                [now, now, self.run.batch.pk],
-            )
-            self.run.created += cursor.rowcount
-            cursor.execute("SELECT MIN(date) FROM import_prices")
-            (first_day,) = cursor.fetchone()
-        if self.run.created or self.run.updated:
-            # As price_create does: the portfolios holding the assets are stale from the file's first day.
-            holders = Allocation.objects.filter(
-                asset_id__in=RawSQL("SELECT DISTINCT asset_id FROM import_prices", [])
-            ).values("portfolio_id")
-            portfolios_history_changed(portfolios=holders, since=staged_date(first_day))
-            invalidate_namespace(PRICES_CACHE)
+    def mark_stale(self, since: datetime.date) -> None:
+        holders = Allocation.objects.filter(
+            asset_id__in=RawSQL(f"SELECT DISTINCT asset_id FROM {self.staging_name}", [])
+        ).values("portfolio_id")
+        portfolios_history_changed(portfolios=holders, since=since)
+        invalidate_namespace(PRICES_CACHE)
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:
@@ -563,11 +617,9 @@ FX_RATES = FxRate._meta.db_table
 
 
 @register
-class FxRateFormat(ImportFormat):
-    """Set-based, as prices: a rate per (base, quote, date) is created, updated when it changed, or skipped.
-
-    Any change marks every portfolio's history changed from the earliest date written (as the services do: a rate
-    converts holdings of every client, so no portfolio is left out)."""
+class FxRateFormat(DatedSeriesFormat):
+    """Rates per currency pair and day. A change marks every portfolio's history changed from the earliest day
+    written (as the services do: a rate converts holdings of every client, so no portfolio is left out)."""
 
     kind = "fx"
     permissions = ("holdings.add_fxrate", "holdings.change_fxrate")
@@ -585,88 +637,26 @@ class FxRateFormat(ImportFormat):
             help=f"units of quote for one unit of base, greater than zero, up to {QUANTITY_PLACES} decimal places",
         ),
     )
+    table = FX_RATES
+    staging_name = "import_fx_rates"
+    keys = (("base", "varchar(3) NOT NULL"), ("quote", "varchar(3) NOT NULL"))
+    value = "rate"
 
-    def prepare(self) -> None:
-        self.staging = Staging(
-            "import_fx_rates",
-            [
-                ("line", "integer NOT NULL"),
-                ("base", "varchar(3) NOT NULL"),
-                ("quote", "varchar(3) NOT NULL"),
-                ("date", "date NOT NULL"),
-                ("rate", f"numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES}) NOT NULL"),
-            ],
-        ).__enter__()
-
-    def add(self, line: int, values: dict[str, Any]) -> None:
+    def stage_row(self, values: dict[str, Any]) -> tuple[Any, ...]:
         if values["base"] == values["quote"]:
             raise RowError("quote", "a rate is between two different currencies")
-        self.staging.add((line, values["base"], values["quote"], values["date"], values["rate"]))
+        return values["base"], values["quote"]
 
-    def close(self) -> None:
-        try:
-            self.staging.close()
-            with connection.cursor() as cursor:
-                cursor.execute("DROP TABLE IF EXISTS import_fx_rates")
-        except DatabaseError:
-            pass  # the run is already failing on a database error; the rollback drops the table
+    def repeated(
+        self, cursor: Any, key: tuple[Any, ...], day: datetime.date, value: Decimal, first_line: int
+    ) -> tuple[str, list[str]]:
+        base, quote = key
+        message = f"the {base}/{quote} rate of {day} is already on line {first_line}"
+        return message, [base, quote, day.isoformat(), plain(value)]
 
-    def check(self) -> None:
-        self.staging.close()
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE INDEX import_fx_rates_key ON import_fx_rates (base, quote, date, line)")
-            cursor.execute(
-                "SELECT line, base, quote, date, rate, first_line FROM (SELECT line, base, quote, date, rate, "
-                "MIN(line) OVER (PARTITION BY base, quote, date) AS first_line FROM import_fx_rates) d "
-                "WHERE line <> first_line ORDER BY line"
-            )
-            while rows := cursor.fetchmany(PAGE_ROWS):
-                for line, base, quote, date, rate, first_line in rows:
-                    date = staged_date(date)
-                    self.run.reject(
-                        line,
-                        "date",
-                        f"the {base}/{quote} rate of {date} is already on line {first_line}",
-                        [base, quote, date.isoformat(), plain(Decimal(str(rate)))],
-                    )
-            # With skip_invalid the first row of a triple is written; without, nothing is.
-            cursor.execute(
-                "DELETE FROM import_fx_rates WHERE EXISTS (SELECT 1 FROM import_fx_rates f WHERE "
-                "f.base = import_fx_rates.base AND f.quote = import_fx_rates.quote "
-                "AND f.date = import_fx_rates.date AND f.line < import_fx_rates.line)"
-            )
-
-    def write(self) -> None:
-        now = timezone.now()
-        same = "r.base = s.base AND r.quote = s.quote AND r.date = s.date"
-        with connection.cursor() as cursor:
-            # The earliest day that changes, read before writing: from it on every portfolio's value moves.
-            cursor.execute(
-                f"SELECT MIN(s.date) FROM import_fx_rates s WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {FX_RATES} r WHERE {same} AND r.rate = s.rate)"
-            )
-            since = cursor.fetchone()[0]
-            cursor.execute(f"SELECT COUNT(*) FROM import_fx_rates s JOIN {FX_RATES} r ON {same} AND r.rate = s.rate")
-            self.run.skipped += cursor.fetchone()[0]
-            cursor.execute(
-                f"UPDATE {FX_RATES} SET updated_at = %s, rate = (SELECT s.rate FROM import_fx_rates s WHERE "
-                f"s.base = {FX_RATES}.base AND s.quote = {FX_RATES}.quote AND s.date = {FX_RATES}.date) "
-                "WHERE EXISTS (SELECT 1 FROM import_fx_rates s WHERE "
-                f"s.base = {FX_RATES}.base AND s.quote = {FX_RATES}.quote AND s.date = {FX_RATES}.date "
-                f"AND s.rate <> {FX_RATES}.rate)",
-                [now],
-            )
-            self.run.updated += cursor.rowcount
-            cursor.execute(
-                f"INSERT INTO {FX_RATES} (base, quote, date, rate, created_at, updated_at, import_batch_id) "
-                "SELECT s.base, s.quote, s.date, s.rate, %s, %s, %s FROM import_fx_rates s WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {FX_RATES} r WHERE {same}) ORDER BY s.line",
-                [now, now, self.run.batch.pk],
-            )
-            self.run.created += cursor.rowcount
-        if since is not None:
-            portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=staged_date(since))
-            invalidate_namespace(FX_RATES_CACHE)
+    def mark_stale(self, since: datetime.date) -> None:
+        portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=since)
+        invalidate_namespace(FX_RATES_CACHE)
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:
