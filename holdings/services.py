@@ -114,8 +114,9 @@ def price_delete(*, price: Price) -> None:
 @transaction.atomic
 def prices_bulk_create(*, prices: Sequence[Price]) -> list[Price]:
     """Many closes at once (a history load): a few INSERTs instead of a save and an UPDATE per row. Each row is
-    checked as `price_create` checks it, except that uniqueness is left to the database's constraint (one query per
-    row saved) and the asset is taken as given (an instance, not an id to look up). The holders of each asset are
+    checked field by field as `price_create` checks it, but its constraints (uniqueness, a close not negative) are
+    left to the database, which refuses the whole load (checking them here costs a query per row), and the asset
+    is taken as given (an instance, not an id to look up). The holders of each asset are
     then marked from its earliest new close, and the price caches invalidated: what `price_create` does per row."""
     for price in prices:
         price.full_clean(exclude=["asset"], validate_unique=False, validate_constraints=False)
@@ -171,9 +172,9 @@ def fx_rate_delete(*, fx_rate: FxRate) -> None:
 
 @transaction.atomic
 def fx_rates_bulk_create(*, rates: Sequence[FxRate]) -> list[FxRate]:
-    """Many rates at once (a history load), checked as `fx_rate_create` checks them but for uniqueness, left to the
-    database's constraint; every portfolio is then marked from the earliest new day and the rate caches
-    invalidated, as `fx_rate_create` does per row."""
+    """Many rates at once (a history load), checked field by field as `fx_rate_create` checks them, their
+    constraints left to the database (see `prices_bulk_create`); every portfolio is then marked from the earliest
+    new day and the rate caches invalidated, as `fx_rate_create` does per row."""
     for rate in rates:
         rate.full_clean(validate_unique=False, validate_constraints=False)
     created = FxRate.objects.bulk_create(rates, batch_size=BULK_BATCH)
