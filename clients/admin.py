@@ -1,11 +1,11 @@
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.db import models
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -16,6 +16,10 @@ from portfolio_site.admin_utils import ReadOnlyInline, ScopedAdminMixin, Service
 from . import services
 from .models import Client, Portfolio
 from .scope import ClientScope
+
+# A section another app adds to a client's change page: given the request and the client (one the user may see),
+# its HTML, already escaped (rendered by a template), or "" to show nothing.
+ClientPanel = Callable[[HttpRequest, Client], str]
 
 
 def _changes(form: Any) -> dict[str, Any]:
@@ -133,6 +137,22 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     # Other apps add their read-only inlines (allocations, transactions) with `add_client_inline`,
     # so that this app never imports them.
     inlines: ClassVar[list[Any]] = [PortfolioInline]
+    # Likewise their sections of the change page (holdings: each portfolio's valuation), with `add_client_panel`.
+    panels: ClassVar[list[ClientPanel]] = []
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Client | None = None,
+    ) -> HttpResponse:
+        # Called with a client the scoped queryset found, so a panel never sees one the user may not.
+        if obj is not None and obj.pk is not None:
+            context["client_panels"] = [html for panel in self.panels if (html := panel(request, obj))]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Client | None = None) -> list[str]:
         # An advisor takes on clients for themselves (client_create makes them the advisor) and may not look
@@ -248,3 +268,7 @@ def _movement_counts(portfolios: Iterable[Portfolio]) -> list[str]:
 
 def add_client_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
     ClientAdmin.inlines = [*ClientAdmin.inlines, inline]
+
+
+def add_client_panel(panel: ClientPanel) -> None:
+    ClientAdmin.panels = [*ClientAdmin.panels, panel]

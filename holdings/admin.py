@@ -7,12 +7,19 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from clients.admin import ClientScopedAdminMixin, PortfolioListFilter, add_client_inline, movement_portfolios
+from clients.admin import (
+    ClientScopedAdminMixin,
+    PortfolioListFilter,
+    add_client_inline,
+    add_client_panel,
+    movement_portfolios,
+)
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
 from . import services
+from .client_panel import client_valuation_panel
 from .models import Allocation, Asset, FxRate, Price
 
 
@@ -209,3 +216,4 @@ class AllocationInline(ReadOnlyInline):
 
 
 add_client_inline(AllocationInline)
+add_client_panel(client_valuation_panel)

@@ -2,7 +2,7 @@
 service."""
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -38,6 +38,8 @@ TRADE_MOVES_NO_CASH = (
 )
 PRICES_CACHE = "prices"
 FX_RATES_CACHE = "fx-rates"
+# Rows per INSERT of a bulk load: under SQLite's limit on variables per statement (999 in older builds).
+BULK_BATCH = 150
 
 
 # --- Assets and prices -------------------------------------------------------------------------
@@ -109,6 +111,26 @@ def price_delete(*, price: Price) -> None:
     invalidate_namespace(PRICES_CACHE)
 
 
+@transaction.atomic
+def prices_bulk_create(*, prices: Sequence[Price]) -> list[Price]:
+    """Many closes at once (a history load): a few INSERTs instead of a save and an UPDATE per row. Each row is
+    checked field by field as `price_create` checks it, but its constraints (uniqueness, a close not negative) are
+    left to the database, which refuses the whole load (checking them here costs a query per row), and the asset
+    is taken as given (an instance, not an id to look up). The holders of each asset are
+    then marked from its earliest new close, and the price caches invalidated: what `price_create` does per row."""
+    for price in prices:
+        price.full_clean(exclude=["asset"], validate_unique=False, validate_constraints=False)
+    created = Price.objects.bulk_create(prices, batch_size=BULK_BATCH)
+    earliest: dict[int, datetime.date] = {}
+    for price in prices:
+        earliest[price.asset_id] = min(price.date, earliest.get(price.asset_id, price.date))
+    for asset_id, since in earliest.items():
+        _holders_history_changed(asset_id=asset_id, since=since)
+    if prices:
+        invalidate_namespace(PRICES_CACHE)
+    return created
+
+
 def _holders_history_changed(*, asset_id: int, since: datetime.date) -> None:
     """A price changes the value of the portfolios that hold (or held) the asset, and only theirs."""
     portfolios_history_changed(
@@ -146,6 +168,20 @@ def fx_rate_delete(*, fx_rate: FxRate) -> None:
     fx_rate.delete()
     _all_history_changed(since=fx_rate.date)
     invalidate_namespace(FX_RATES_CACHE)
+
+
+@transaction.atomic
+def fx_rates_bulk_create(*, rates: Sequence[FxRate]) -> list[FxRate]:
+    """Many rates at once (a history load), checked field by field as `fx_rate_create` checks them, their
+    constraints left to the database (see `prices_bulk_create`); every portfolio is then marked from the earliest
+    new day and the rate caches invalidated, as `fx_rate_create` does per row."""
+    for rate in rates:
+        rate.full_clean(validate_unique=False, validate_constraints=False)
+    created = FxRate.objects.bulk_create(rates, batch_size=BULK_BATCH)
+    if rates:
+        _all_history_changed(since=min(rate.date for rate in rates))
+        invalidate_namespace(FX_RATES_CACHE)
+    return created
 
 
 def _all_history_changed(*, since: datetime.date) -> None:

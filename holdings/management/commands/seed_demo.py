@@ -1,9 +1,11 @@
-"""Loads a small, realistic demo data set once, through the same services the API uses."""
+"""Loads a demo data set worth looking at once, through the same services the API uses: three years of daily
+market data and of deposits, withdrawals and trades, so that valuations, returns and charts show something."""
 
 import datetime
+import math
 import random
 import secrets
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -16,8 +18,15 @@ from accounts.roles import Role
 from accounts.services import user_create
 from clients.models import Portfolio
 from clients.services import client_create
-from holdings.models import Allocation, Asset
-from holdings.services import allocation_create, asset_create, fx_rate_create, price_create, units_transfer
+from holdings.models import Asset, FxRate, Price
+from holdings.services import (
+    allocation_create,
+    asset_create,
+    daily_values_refresh,
+    fx_rates_bulk_create,
+    prices_bulk_create,
+    units_transfer,
+)
 from ledger.services import cash_transfer, transaction_post
 
 ADMIN_EMAIL = "admin@example.com"
@@ -96,8 +105,9 @@ CLIENTS = [
         ],
     ),
 ]
-# Units of each currency for one euro, on the last day (earlier days drift from it).
-FX_RATES = [("USD", Decimal("1.0850")), ("GBP", Decimal("0.8420"))]
+# Units of each currency for one euro on the last day, and the daily volatility of their walk back from it.
+FX_RATES = [("USD", Decimal("1.0850"), 0.004), ("GBP", Decimal("0.8420"), 0.003)]
+# (ticker, name, exchange, currency, type, ISIN, last close); earlier closes walk back from the last one.
 ASSETS = [
     ("AAPL", "Apple Inc.", "XNAS", "USD", "equity", "US0378331005", Decimal("189.50")),
     ("MSFT", "Microsoft Corp.", "XNAS", "USD", "equity", "US5949181045", Decimal("415.20")),
@@ -106,14 +116,21 @@ ASSETS = [
     ("IGLT", "iShares Core UK Gilts UCITS ETF", "XLON", "GBP", "bond", "IE0005042456", Decimal("10.42")),
     ("BTC", "Bitcoin", "", "USD", "crypto", "", Decimal("64250.00")),
 ]
-PRICE_DAYS = 30
+# Daily drift and volatility of each type's walk: roughly 8 % a year for shares, more swing for crypto.
+WALKS = {"equity": (0.0003, 0.016), "etf": (0.00025, 0.009), "bond": (0.00005, 0.004), "crypto": (0.0008, 0.035)}
+HISTORY_YEARS = 3
+TRADE_EVERY = 15  # business days between a portfolio's trades, about
+FLOW_EVERY = 63  # a deposit or withdrawal about once a quarter
+FEES = Decimal("4.95")
+CENT = Decimal("0.01")
 
 
 class Command(BaseCommand):
     help = (
-        "Load a small demo data set once: staff; clients with two or three portfolios each (taxable, retirement, "
-        "... at different custodians, in EUR, USD and GBP); assets with 30 days of prices; deposits, trades, and "
-        "a cash and a units transfer between two portfolios of each client. "
+        "Load a demo data set once: staff; clients with two or three portfolios each (taxable, retirement, ... at "
+        "different custodians, in EUR, USD and GBP, one closed); assets with three years of business-day closes "
+        "and EUR reference rates (a seeded random walk); deposits, withdrawals and trades in several currencies "
+        "over those years; a cash and a units transfer between two portfolios of each client. "
         f"Creates the superuser {ADMIN_EMAIL} and prints its generated password; does nothing if it exists."
     )
 
@@ -146,31 +163,15 @@ class Command(BaseCommand):
         advisors = [user for user in staff if user.email.endswith("advisor@example.com")]
 
         today = timezone.localdate()
+        first_day = today - datetime.timedelta(days=365 * HISTORY_YEARS)
         days = [
-            today - datetime.timedelta(days=n)
-            for n in range(PRICE_DAYS * 7 // 5 + 7)
-            if (today - datetime.timedelta(days=n)).weekday() < 5
+            first_day + datetime.timedelta(days=n)
+            for n in range((today - first_day).days + 1)
+            if (first_day + datetime.timedelta(days=n)).weekday() < 5
         ]
-        days = sorted(days[:PRICE_DAYS])
-        # ECB-style reference rates (EUR base) on the same days, so that valuations convert out of the box.
-        for quote, last in FX_RATES:
-            rate = last
-            for day in reversed(days):
-                fx_rate_create(base="EUR", quote=quote, date=day, rate=rate)
-                rate = (rate * Decimal(1 + rng.uniform(-0.004, 0.004))).quantize(Decimal("0.0001"))
-        assets: list[tuple[Asset, Decimal]] = []
-        for ticker, name, exchange, currency, kind, isin, last in ASSETS:
-            asset = asset_create(
-                ticker=ticker, name=name, exchange=exchange, currency=currency, asset_type=kind, isin=isin
-            )
-            close = last
-            for day in reversed(days):
-                price_create(asset=asset, date=day, close=close)
-                close = (close * Decimal(1 + rng.uniform(-0.02, 0.02))).quantize(Decimal("0.01"))
-            assets.append((asset, last))
+        market = self._market(rng, days)
 
-        trade_day = days[len(days) // 2]
-        opened = days[0] - datetime.timedelta(days=400)
+        opened = days[0] - datetime.timedelta(days=30)
         for name, email, base_currency, advisor_index, accounts in CLIENTS:
             client = client_create(
                 actor=admin,
@@ -193,71 +194,162 @@ class Command(BaseCommand):
                 ],
             )
             portfolios = list(client.portfolios.filter(closed_on__isnull=True).order_by("pk"))
-            buys = [self._fund_and_trade(admin, rng, portfolio, assets, days[0], trade_day) for portfolio in portfolios]
-            first, second = portfolios[0], portfolios[1]
-            cash_transfer(
-                actor=admin,
-                from_portfolio_id=first.pk,
-                to_portfolio_id=second.pk,
-                amount=Decimal("5000.00"),
-                currency=first.base_currency,
-                date=days[-3],
-                notes=f"Annual contribution to {second.name}",
-            )
-            moved = buys[0][0]
-            units_transfer(
-                actor=admin,
-                from_portfolio=first,
-                to_portfolio=second,
-                asset=moved.asset,
-                quantity=moved.quantity / 2,
-                price=moved.price,  # the cost carried over
-                date=days[-2],
-            )
-            transaction_post(
-                actor=admin,
-                portfolio_id=first.pk,
-                kind="withdrawal",
-                amount=Decimal("2500.00"),
-                currency=first.base_currency,
-                date=days[-1],
-                notes="Monthly distribution",
-            )
+            books = [_Book(admin, rng, portfolio, market, days) for portfolio in portfolios]
+            for book in books:
+                book.run_history()
+            books[0].hand_over(books[1])
+        # Computed now rather than on the first page view, so that the first look at a client is quick.
+        daily_values_refresh(until=today)
 
     @staticmethod
-    def _fund_and_trade(
+    def _market(rng: random.Random, days: list[datetime.date]) -> dict[Asset, dict[datetime.date, Decimal]]:
+        """Assets with a close on every business day and EUR reference rates on the same days: seeded random walks
+        back from today's figures. Written set-based (a few INSERTs, not thousands of saves) through the services'
+        bulk loads, which mark the holders' history changed and invalidate the caches as the per-row ones do."""
+        rates = []
+        for quote, last, volatility in FX_RATES:
+            rate = last
+            for day in reversed(days):
+                rates.append(FxRate(base="EUR", quote=quote, date=day, rate=rate))
+                rate = (rate / Decimal(1 + rng.gauss(0, volatility))).quantize(Decimal("0.0001"))
+        fx_rates_bulk_create(rates=rates)
+        market: dict[Asset, dict[datetime.date, Decimal]] = {}
+        prices = []
+        for ticker, name, exchange, currency, kind, isin, last in ASSETS:
+            asset = asset_create(
+                ticker=ticker, name=name, exchange=exchange, currency=currency, asset_type=kind, isin=isin
+            )
+            drift, volatility = WALKS[kind]
+            closes = market[asset] = {}
+            close = last
+            for day in reversed(days):
+                closes[day] = close
+                prices.append(Price(asset=asset, date=day, close=close))
+                close = (close / Decimal(1 + rng.gauss(drift, volatility))).quantize(CENT)
+        prices_bulk_create(prices=prices)
+        return market
+
+
+class _Book:
+    """One portfolio's demo history, written through the services in date order. It keeps its own tally of cash
+    per currency and units per asset, so that it only ever asks for what the money rules allow (no withdrawal or
+    buy beyond the cash held that day, no sale beyond the units)."""
+
+    def __init__(
+        self,
         admin: User,
         rng: random.Random,
         portfolio: Portfolio,
-        assets: list[tuple[Asset, Decimal]],
-        deposit_day: datetime.date,
-        trade_day: datetime.date,
-    ) -> list[Allocation]:
-        """Deposits in the portfolio's currency and in those of the two assets it then buys (enough for both)."""
-        chosen = rng.sample(assets, 2)
-        for currency in sorted({portfolio.base_currency} | {asset.currency for asset, _ in chosen}):
-            transaction_post(
-                actor=admin,
-                portfolio_id=portfolio.pk,
-                kind="deposit",
-                amount=Decimal(rng.randrange(120_000, 250_000, 1_000)),
-                currency=currency,
-                date=deposit_day,
-                reference=f"DEMO-DEP-{portfolio.pk}-{currency}",
-            )
-        buys = []
-        for asset, price in chosen:
-            quantity = Decimal(rng.randrange(6, 60, 2)) if asset.asset_type != "crypto" else Decimal("0.2500000000")
-            buys.append(
-                allocation_create(
-                    actor=admin,
-                    portfolio=portfolio,
-                    asset=asset,
-                    kind="buy",
-                    quantity=quantity,
-                    price=price,
-                    fees=Decimal("4.95"),
-                    date=trade_day,
-                )
-            )
-        return buys
+        market: dict[Asset, dict[datetime.date, Decimal]],
+        days: list[datetime.date],
+    ) -> None:
+        self.admin, self.rng, self.portfolio, self.days = admin, rng, portfolio, days
+        self.assets = rng.sample(sorted(market, key=lambda asset: asset.ticker), 3)
+        self.closes = market
+        self.cash: dict[str, Decimal] = {}
+        self.units: dict[Asset, Decimal] = {}
+
+    @property
+    def base(self) -> str:
+        return self.portfolio.base_currency
+
+    def run_history(self) -> None:
+        """Funds the account in its currency and its assets' in the first weeks, then trades about every three
+        weeks and adds or takes money about once a quarter, until a week before today."""
+        start = self.rng.randrange(0, 20)
+        for currency in sorted({self.base} | {asset.currency for asset in self.assets}):
+            self._post("deposit", Decimal(self.rng.randrange(150_000, 300_000, 1_000)), currency, self.days[start])
+        index = start + self.rng.randrange(1, 5)
+        next_flow = start + FLOW_EVERY
+        while index < len(self.days) - 6:
+            day = self.days[index]
+            if index >= next_flow:
+                self._flow(day)
+                next_flow += FLOW_EVERY + self.rng.randrange(-10, 10)
+            else:
+                self._trade(day)
+            index += max(1, TRADE_EVERY + self.rng.randrange(-7, 8))
+
+    def hand_over(self, other: "_Book") -> None:
+        """In the last days: cash and then half of a holding move to the client's other portfolio (as funding a
+        retirement account does), and a distribution leaves."""
+        transfer = min(Decimal("5000.00"), self.cash.get(self.base, Decimal(0)))
+        cash_transfer(
+            actor=self.admin,
+            from_portfolio_id=self.portfolio.pk,
+            to_portfolio_id=other.portfolio.pk,
+            amount=transfer,
+            currency=self.base,
+            date=self.days[-3],
+            notes=f"Annual contribution to {other.portfolio.name}",
+        )
+        self.cash[self.base] -= transfer
+        # The largest holding by value (there is always one: the history buys every few weeks for three years).
+        asset = max(self.units, key=lambda held: (self.units[held] * self.closes[held][self.days[-2]], held.ticker))
+        units_transfer(
+            actor=self.admin,
+            from_portfolio=self.portfolio,
+            to_portfolio=other.portfolio,
+            asset=asset,
+            quantity=self._rounded(asset, self.units[asset] / 2),
+            price=self.closes[asset][self.days[-2]],  # the cost carried over, at the day's close
+            date=self.days[-2],
+        )
+        distribution = min(Decimal("2500.00"), self.cash[self.base])
+        self._post("withdrawal", distribution, self.base, self.days[-1], "Monthly distribution")
+
+    def _flow(self, day: datetime.date) -> None:
+        held = self.cash.get(self.base, Decimal(0))
+        if self.rng.random() < 0.6 or held < 10_000:
+            self._post("deposit", Decimal(self.rng.randrange(5_000, 40_000, 500)), self.base, day, "Top-up")
+        else:
+            self._post("withdrawal", (held * Decimal(self.rng.uniform(0.05, 0.2))).quantize(CENT), self.base, day)
+
+    def _trade(self, day: datetime.date) -> None:
+        asset = self.rng.choice(self.assets)
+        price = self.closes[asset][day]
+        held = self.units.get(asset, Decimal(0))
+        if held > 0 and self.rng.random() < 0.25:
+            quantity = self._rounded(asset, held * Decimal(self.rng.uniform(0.15, 0.5)))
+            if quantity > 0 and quantity * price > FEES:
+                self._allocate("sell", asset, quantity, price, day)
+            return
+        budget = self.cash.get(asset.currency, Decimal(0)) * Decimal(self.rng.uniform(0.1, 0.35))
+        quantity = self._rounded(asset, (budget - FEES) / price)
+        if quantity > 0:
+            self._allocate("buy", asset, quantity, price, day)
+
+    @staticmethod
+    def _rounded(asset: Asset, quantity: Decimal) -> Decimal:
+        """Whole units of a security, ten-thousandths of a coin, always rounded down (never more than there is)."""
+        if asset.asset_type == "crypto":
+            return (quantity * 10_000).to_integral_value(rounding=ROUND_FLOOR) / 10_000
+        return Decimal(math.floor(quantity))
+
+    def _allocate(self, kind: str, asset: Asset, quantity: Decimal, price: Decimal, day: datetime.date) -> None:
+        allocation_create(
+            actor=self.admin,
+            portfolio=self.portfolio,
+            asset=asset,
+            kind=kind,
+            quantity=quantity,
+            price=price,
+            fees=FEES,
+            date=day,
+        )
+        sign = 1 if kind == "buy" else -1
+        self.units[asset] = self.units.get(asset, Decimal(0)) + sign * quantity
+        self.cash[asset.currency] -= sign * quantity * price + FEES
+
+    def _post(self, kind: str, amount: Decimal, currency: str, day: datetime.date, notes: str = "") -> None:
+        transaction_post(
+            actor=self.admin,
+            portfolio_id=self.portfolio.pk,
+            kind=kind,
+            amount=amount,
+            currency=currency,
+            date=day,
+            notes=notes,
+            reference=f"DEMO-{self.portfolio.pk}-{kind[:3].upper()}-{currency}-{day:%Y%m%d}",
+        )
+        self.cash[currency] = self.cash.get(currency, Decimal(0)) + (amount if kind == "deposit" else -amount)
