@@ -113,11 +113,14 @@ def money_weighted_flows(
     opening: Decimal, series: Sequence[Day], *, start: datetime.date
 ) -> list[tuple[datetime.date, Decimal]]:
     """A period's flows as an investor sees them: the start value and the inflows paid in (negative), the
-    outflows and the end value received (positive). The start value is dated the day before `start`."""
+    outflows and the end value received (positive). As in the time-weighted return, an inflow counts at the start
+    of its day, which is the end of the day before: it is dated so, like the start value (the day before `start`);
+    an outflow and the end value are dated their day. Without flows in between, both returns then agree."""
+    before = datetime.timedelta(days=1)
     flows = []
     if opening:
-        flows.append((start - datetime.timedelta(days=1), -opening))
-    flows.extend((day.date, -day.flow) for day in series if day.flow)
+        flows.append((start - before, -opening))
+    flows.extend((day.date - before if day.flow > 0 else day.date, -day.flow) for day in series if day.flow)
     if series and series[-1].value:
         flows.append((series[-1].date, series[-1].value))
     return flows
@@ -137,7 +140,10 @@ def xirr(flows: Sequence[tuple[datetime.date, Decimal]]) -> Decimal:
         rate = _bisect(points)
     if rate is None:
         raise NoSolution("No rate balances these flows.")
-    return Decimal(repr(rate)).quantize(RATE_QUANTUM)
+    with localcontext() as context:
+        context.prec = 400  # a double reaches 1e308: room for all its digits and the ten places
+        found = Decimal(repr(rate)).quantize(RATE_QUANTUM)
+    return found.copy_abs() if found.is_zero() else found  # no "-0.0000000000" from a root a hair below zero
 
 
 def _npv(points: Sequence[tuple[float, float]], rate: float) -> tuple[float, float]:

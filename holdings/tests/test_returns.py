@@ -139,7 +139,7 @@ def test_the_money_weighted_flows_pay_in_the_start_value_and_inflows_and_receive
     days = series(("110", "0"), ("210", "100"), ("200", "-5"))
     assert money_weighted_flows(D("100"), days, start=day(1)) == [
         (day(0), D("-100")),
-        (day(2), D("-100")),
+        (day(1), D("-100")),  # deposited on day 2, at its start: the end of day 1
         (day(3), D("5")),
         (day(3), D("200")),
     ]
