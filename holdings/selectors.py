@@ -147,3 +147,32 @@ def daily_values(*, portfolio_id: int, start: datetime.date, end: datetime.date)
         )
         for row in rows
     ]
+
+
+def daily_values_of(
+    *, portfolio_ids: list[int], start: datetime.date, end: datetime.date
+) -> dict[int, list[DailyValue]]:
+    """`daily_values` for several portfolios at once (a client's): one staleness check, one refresh of the stale
+    ones together, one read, however many portfolios. Portfolios without rows map to an empty list."""
+    from .services import daily_values_refresh
+
+    until = max(end, timezone.localdate())
+    if Portfolio.objects.filter(pk__in=portfolio_ids, history_changed_from__lte=end).exists():
+        daily_values_refresh(portfolio_ids=portfolio_ids, until=until)
+    found: dict[int, list[DailyValue]] = {pk: [] for pk in portfolio_ids}
+    rows = PortfolioDailyValue.objects.filter(portfolio_id__in=portfolio_ids, date__range=(start, end)).order_by(
+        "portfolio_id", "date"
+    )
+    for row in rows:
+        found[row.portfolio_id].append(
+            DailyValue(
+                date=row.date,
+                holdings_value=row.holdings_value,
+                cash_value=row.cash_value,
+                value=row.value,
+                external_flow=row.external_flow,
+                complete=row.complete,
+                missing=row.missing,
+            )
+        )
+    return found

@@ -8,6 +8,12 @@ from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView,
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
 from holdings.api import AllocationViewSet, AssetViewSet, FxRateViewSet, PriceViewSet, UnitsTransferView
+from holdings.performance_api import (
+    ClientPerformanceView,
+    ClientPositionPerformanceView,
+    PortfolioPerformanceView,
+    PortfolioPositionPerformanceView,
+)
 from holdings.valuation_api import (
     ClientPositionsView,
     ClientValuationView,
@@ -48,10 +54,22 @@ api_v1 = [
     path("clients/<int:pk>/balances/", ClientBalancesView.as_view(), name="client-balances"),
     path("clients/<int:pk>/positions/", ClientPositionsView.as_view(), name="client-positions"),
     path("clients/<int:pk>/valuation/", ClientValuationView.as_view(), name="client-valuation"),
+    path("clients/<int:pk>/performance/", ClientPerformanceView.as_view(), name="client-performance"),
+    path(
+        "clients/<int:pk>/positions/<int:asset_id>/performance/",
+        ClientPositionPerformanceView.as_view(),
+        name="client-position-performance",
+    ),
     # A portfolio's cash and its transfers live in ledger and holdings, which clients may not import.
     path("portfolios/<int:pk>/balances/", PortfolioBalancesView.as_view(), name="portfolio-balances"),
     path("portfolios/<int:pk>/positions/", PortfolioPositionsView.as_view(), name="portfolio-positions"),
     path("portfolios/<int:pk>/valuation/", PortfolioValuationView.as_view(), name="portfolio-valuation"),
+    path("portfolios/<int:pk>/performance/", PortfolioPerformanceView.as_view(), name="portfolio-performance"),
+    path(
+        "portfolios/<int:pk>/positions/<int:asset_id>/performance/",
+        PortfolioPositionPerformanceView.as_view(),
+        name="portfolio-position-performance",
+    ),
     path("portfolios/<int:pk>/transfer-cash/", CashTransferView.as_view(), name="portfolio-transfer-cash"),
     path("portfolios/<int:pk>/transfer-units/", UnitsTransferView.as_view(), name="portfolio-transfer-units"),
     *router.urls,

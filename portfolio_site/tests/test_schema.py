@@ -17,6 +17,7 @@ from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIRespo
 
 from accounts.tests.factories import PASSWORD, AdvisorFactory, OperationsFactory, SuperuserFactory, access_token_for
 from clients.models import Client
+from clients.services import portfolios_history_changed
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.models import FxRate
 from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
@@ -556,3 +557,30 @@ def test_transaction_endpoints_match_the_schema(as_user: Any) -> None:
     del by_portfolio["client"]
     assert api.post("/api/v1/transactions/", by_portfolio, expect=201)["portfolio"] == pension.pk
     assert api.get(f"/api/v1/transactions/?portfolio={pension.pk}", expect=200)["count"] == 1
+
+
+@pytest.mark.django_db
+def test_performance_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory(base_currency="EUR")
+    main, pension = main_portfolio(client), PortfolioFactory(client=client, base_currency="USD")
+    asset, index = AssetFactory(currency="USD"), AssetFactory(currency="EUR")
+    FxRate.objects.create(base="EUR", quote="USD", date=datetime.date(2025, 1, 1), rate=Decimal("1.25"))
+    PriceFactory(asset=asset, date=datetime.date(2025, 1, 2), close=Decimal("10"))
+    PriceFactory(asset=index, date=datetime.date(2025, 1, 1), close=Decimal("100"))
+    TransactionFactory(portfolio=main, amount=Decimal("100"), currency="EUR", date=datetime.date(2025, 1, 2))
+    BuyFactory(
+        portfolio=pension, asset=asset, quantity=Decimal("1"), price=Decimal("9"), date=datetime.date(2025, 1, 2)
+    )
+    portfolios_history_changed(portfolios=[main.pk, pension.pk], since=datetime.date(2025, 1, 1))
+    api = as_user(client.advisor)
+    for path in (f"/api/v1/portfolios/{pension.pk}", f"/api/v1/clients/{client.pk}"):
+        body = api.get(f"{path}/performance/?end=2025-03-01&currency=EUR&benchmark={index.pk}", expect=200)
+        assert body["figures"]["available"]
+        assert "start" in api.get(f"{path}/performance/?start=2025-03-02&end=2025-03-01", expect=400)
+        position = api.get(f"{path}/positions/{asset.pk}/performance/?end=2025-03-01", expect=200)
+        assert position["flows"][0]["kind"] == "buy"
+    later = api.get(f"/api/v1/portfolios/{main.pk}/performance/?start=2030-01-01&end=2030-01-02", expect=200)
+    assert (later["benchmark"], later["figures"]["money_weighted"]) == (None, "0.0000000000")
+    someone_elses = ClientFactory()
+    assert "detail" in api.get(f"/api/v1/clients/{someone_elses.pk}/performance/", expect=404)
+    assert "detail" in api.get(f"/api/v1/portfolios/{main_portfolio(someone_elses).pk}/performance/", expect=404)

@@ -6,6 +6,7 @@ client (`portfolio_site.scoping.owner_path`). This is the seed of the authorizat
 against one other advisor's rows, for reads.
 """
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from rest_framework.viewsets import ViewSetMixin
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory
 from holdings.models import Allocation
-from holdings.tests.factories import AllocationFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.admin_utils import ScopedAdminMixin
@@ -143,9 +144,12 @@ def test_api_views_under_an_object_answer_404_for_another_advisors_object(
     as_advisor = api(advisor)
     # The object is looked up before the body is read, so an empty body is enough to tell 404 from the rest.
     call = as_advisor.get if hasattr(view, "get") else as_advisor.post
+    # A view under an object and an asset (a position's performance) gets an asset anyone may see.
+    handler = getattr(view, "get", None) or view.post
+    extra = {"asset_id": AssetFactory().pk} if "asset_id" in inspect.signature(handler).parameters else {}
 
-    assert call(reverse(name, kwargs={"pk": other.pk})).status_code == 404
-    assert call(reverse(name, kwargs={"pk": own.pk})).status_code != 404
+    assert call(reverse(name, kwargs={"pk": other.pk, **extra})).status_code == 404
+    assert call(reverse(name, kwargs={"pk": own.pk, **extra})).status_code != 404
 
 
 @pytest.mark.parametrize("model", _owned_admin_models())

@@ -1,0 +1,158 @@
+"""One asset's money-weighted return in a portfolio or over a client's portfolios.
+
+The flows, in the report's currency at each day's rate: each buy and transfer in paid (negative, its units at
+their recorded price plus fees; a transfer recorded at price 0 at the day's close), each sell and transfer out
+received (positive, less fees), the position's market value at the start paid (negative, dated the day before
+the start) and at the end received (positive). Income is not attributed to assets (the ledger does not say which
+asset paid it), so this is the return of price moves and trades.
+"""
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+from django.db.models import Case, OuterRef, Subquery, Value, When
+
+from portfolio_site.money import quantity_field
+
+from ..fx import MissingRate, RateBook
+from ..models import Allocation, Asset, Price
+from .returns import PRECISION, ZERO, NoSolution, xirr
+
+ONE_DAY = datetime.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Flow:
+    date: datetime.date
+    amount: Decimal  # in the report's currency: - paid in, + received
+    kind: str  # an allocation kind, or "start_value" / "end_value"
+
+
+@dataclass(frozen=True)
+class PositionPerformance:
+    asset: Asset
+    currency: str
+    start: datetime.date | None
+    end: datetime.date
+    start_quantity: Decimal
+    end_quantity: Decimal
+    start_value: Decimal | None
+    end_value: Decimal | None
+    paid: Decimal
+    received: Decimal
+    gain: Decimal | None
+    money_weighted: Decimal | None
+    error: str | None
+    flows: list[Flow]
+
+
+def _closes(asset_id: int, days: Sequence[datetime.date]) -> dict[datetime.date, Decimal | None]:
+    """The latest close on or before each of `days`: one query."""
+    rows = list(
+        Price.objects.filter(asset_id=asset_id, date__lte=max(days)).order_by("date").values_list("date", "close")
+    )
+    found: dict[datetime.date, Decimal | None] = {}
+    for day in days:
+        found[day] = next((close for date, close in reversed(rows) if date <= day), None)
+    return found
+
+
+def position_performance(
+    *, portfolio_ids: Sequence[int], asset: Asset, currency: str, start: datetime.date | None, end: datetime.date
+) -> PositionPerformance:
+    """The asset's flows and IRR in `portfolio_ids` together, from the start of `start` (its first movement when
+    None) to the end of `end`."""
+    close_on_day = (
+        Price.objects.filter(asset_id=OuterRef("asset_id"), date__lte=OuterRef("date"))
+        .order_by("-date")
+        .values("close")[:1]
+    )
+    movements = list(
+        Allocation.objects.filter(portfolio_id__in=portfolio_ids, asset=asset, date__lte=end)
+        .annotate(
+            close_on_day=Case(
+                When(price=0, then=Subquery(close_on_day)), default=Value(None), output_field=quantity_field()
+            )
+        )
+        .order_by("date", "id")
+        .values_list("date", "kind", "quantity", "price", "fees", "close_on_day")
+    )
+    if start is None:
+        start = movements[0][0] if movements else end
+    before = start - ONE_DAY
+    closes = _closes(asset.pk, [before, end])
+    book = RateBook({asset.currency, currency}, until=end)
+    errors: list[str] = []
+
+    def rate(day: datetime.date) -> Decimal:
+        try:
+            return book.rate(asset.currency, currency, day).rate
+        except MissingRate as missing:
+            errors.append(str(missing))
+            return ZERO
+
+    flows: list[Flow] = []
+    held_before = held = ZERO
+    paid = received = ZERO
+    with localcontext() as context:
+        context.prec = PRECISION
+        for day, kind, quantity, price, fees, close in movements:
+            increases = kind in Allocation.INCREASES
+            held += quantity if increases else -quantity
+            if day < start:
+                held_before = held
+                continue
+            unit = price if price or close is None else close
+            if not price and close is None:
+                errors.append(f"A {kind} on {day} has no price and the asset no close on or before it.")
+            gross = quantity * unit * rate(day)
+            amount = -(gross + fees * rate(day)) if increases else gross - fees * rate(day)
+            flows.append(Flow(day, amount, kind))
+            if amount < 0:
+                paid -= amount
+            else:
+                received += amount
+
+        def market_value(quantity: Decimal, day: datetime.date) -> Decimal | None:
+            if not quantity:
+                return ZERO
+            close = closes[day]
+            if close is None:
+                errors.append(f"The asset has no close on or before {day}.")
+                return None
+            return quantity * close * rate(day)
+
+        start_value, end_value = market_value(held_before, before), market_value(held, end)
+        if start_value:
+            flows.insert(0, Flow(before, -start_value, "start_value"))
+        if end_value:
+            flows.append(Flow(end, end_value, "end_value"))
+        gain = None
+        if start_value is not None and end_value is not None:
+            gain = end_value + received - paid - start_value
+    money_weighted, error = None, None
+    if errors:
+        error = " ".join(dict.fromkeys(errors))
+    else:
+        try:
+            money_weighted = xirr([(flow.date, flow.amount) for flow in flows])
+        except NoSolution as failure:
+            error = str(failure)
+    return PositionPerformance(
+        asset=asset,
+        currency=currency,
+        start=start,
+        end=end,
+        start_quantity=held_before,
+        end_quantity=held,
+        start_value=start_value,
+        end_value=end_value,
+        paid=paid,
+        received=received,
+        gain=gain,
+        money_weighted=money_weighted,
+        error=error,
+        flows=flows,
+    )
