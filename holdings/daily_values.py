@@ -107,12 +107,21 @@ def _delete_from(targets: Sequence[Target]) -> None:
 # --- What both ways read ----------------------------------------------------------------------------------------
 
 
-def _daily_units(ids: Sequence[int], *, external_only: bool = False) -> QuerySet[Any]:
-    """Net units per (portfolio, asset, trade day): all movements, or only transfers (external flows)."""
+def _daily_units(ids: Sequence[int]) -> QuerySet[Any]:
+    """Net units per (portfolio, asset, trade day), every movement."""
     allocations = Allocation.objects.filter(portfolio_id__in=ids)
-    if external_only:
-        allocations = allocations.filter(kind__in=EXTERNAL_UNITS)
     return allocations.values("portfolio_id", "asset_id", day=F("date")).annotate(net=ExactSum(signed_quantity()))
+
+
+def _daily_unit_flows(ids: Sequence[int]) -> QuerySet[Any]:
+    """Net units transferred per (portfolio, asset, trade day, recorded price). A transfer's flow is worth its
+    recorded price, or the day's close when that is 0; grouping by the price keeps the units whole, so the product
+    is taken once, exactly, by whoever values them (numeric on PostgreSQL, Decimal in Python; SQLite would
+    multiply REALs)."""
+    allocations = Allocation.objects.filter(portfolio_id__in=ids, kind__in=EXTERNAL_UNITS)
+    return allocations.values("portfolio_id", "asset_id", "price", day=F("date")).annotate(
+        net=ExactSum(signed_quantity())
+    )
 
 
 def _daily_cash(ids: Sequence[int], *, external_only: bool = False) -> QuerySet[Any]:
@@ -178,7 +187,7 @@ def _insert_sql(targets: Sequence[Target], *, until: datetime.date) -> None:
         (name, *query.order_by().query.sql_with_params())
         for name, query in (
             ("units", _daily_units(ids)),
-            ("unit_flows", _daily_units(ids, external_only=True)),
+            ("unit_flows", _daily_unit_flows(ids)),
             ("cash", _daily_cash(ids)),
             ("flows", _daily_cash(ids, external_only=True)),
         )
@@ -224,11 +233,13 @@ holding_legs AS (
     LEFT JOIN price_days pd ON pd.asset_id = h.asset_id AND pd.day = r.lo + n
     WHERE h.quantity <> 0
 ),
+-- A transfer is worth its recorded price; one recorded at 0 (no price given) is worth the day's close.
 unit_flow_legs AS (
-    SELECT u.portfolio_id, u.day, a.currency, u.net * pd.close AS amount, u.asset_id, pd.close IS NULL AS unpriced
+    SELECT u.portfolio_id, u.day, a.currency, u.net * CASE WHEN u.price > 0 THEN u.price ELSE pd.close END AS amount,
+           u.asset_id, u.price = 0 AND pd.close IS NULL AS unpriced
     FROM unit_flows u JOIN pf ON pf.portfolio_id = u.portfolio_id
     JOIN {Asset._meta.db_table} a ON a.id = u.asset_id CROSS JOIN bounds b
-    LEFT JOIN price_days pd ON pd.asset_id = u.asset_id AND pd.day = u.day
+    LEFT JOIN price_days pd ON pd.asset_id = u.asset_id AND pd.day = u.day AND u.price = 0
     WHERE u.day BETWEEN pf.since AND b.until AND u.net <> 0
 ),
 -- Amounts are summed per currency before they are converted (exact numerics: the same total), so the rates
@@ -319,7 +330,9 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
     ids = [target.portfolio_id for target in targets]
     grid = _rate_grid(targets, until=until)
     units = _grouped(_daily_units(ids), "asset_id")
-    unit_flows = _grouped(_daily_units(ids, external_only=True), "asset_id")
+    unit_flows: dict[int, list[tuple[datetime.date, int, Decimal, Decimal]]] = defaultdict(list)
+    for row in _daily_unit_flows(ids).order_by("portfolio_id", "day", "asset_id", "price"):
+        unit_flows[row["portfolio_id"]].append((row["day"], row["asset_id"], row["price"], Decimal(row["net"])))
     cash = _grouped(_daily_cash(ids), "currency")
     flows = _grouped(_daily_cash(ids, external_only=True), "currency")
     assets = {row[1] for rows in units.values() for row in rows}
@@ -343,11 +356,12 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
         context.prec = EXACT_PRECISION
         for target in targets:
             pid = target.portfolio_id
-            flows_by_day: dict[datetime.date, list[tuple[Any, Decimal, bool]]] = defaultdict(list)
+            # (currency or asset, net amount or units, recorded price: None for cash, 0 for "at the day's close")
+            flows_by_day: dict[datetime.date, list[tuple[Any, Decimal, Decimal | None]]] = defaultdict(list)
             for day, currency, net in flows.get(pid, []):
-                flows_by_day[day].append((currency, net, False))
-            for day, asset_id, net in unit_flows.get(pid, []):
-                flows_by_day[day].append((asset_id, net, True))
+                flows_by_day[day].append((currency, net, None))
+            for day, asset_id, unit_price, net in unit_flows.get(pid, []):
+                flows_by_day[day].append((asset_id, net, unit_price))
             held: dict[int, Decimal] = defaultdict(Decimal)
             balances: dict[str, Decimal] = defaultdict(Decimal)
             unit_rows, cash_rows = units.get(pid, []), cash.get(pid, [])
@@ -366,8 +380,10 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
                 cash_value = sum((values.cash(b, ccy) for ccy, b in balances.items() if b != 0), Decimal(0))
                 flow = sum(
                     (
-                        values.units(key, net, currency_of[key]) if is_units else values.cash(net, key)
-                        for key, net, is_units in flows_by_day.get(day, [])
+                        values.transfer(key, net, unit_price, currency_of[key])
+                        if unit_price is not None
+                        else values.cash(net, key)
+                        for key, net, unit_price in flows_by_day.get(day, [])
                         if net != 0
                     ),
                     Decimal(0),
@@ -411,6 +427,12 @@ class _DayValuation:
         if close is None:
             self.missing_prices.add(asset_id)
         return self.cash(quantity * close if close is not None else None, currency)
+
+    def transfer(self, asset_id: int, quantity: Decimal, unit_price: Decimal, currency: str) -> Decimal:
+        """Units moved in (+) or out (-) at their recorded price, or at the day's close when that is 0."""
+        if unit_price > 0:
+            return self.cash(quantity * unit_price, currency)
+        return self.units(asset_id, quantity, currency)
 
     def missing(self) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}

@@ -319,7 +319,8 @@ class PortfolioDailyValue(models.Model):
       the same way; value = holdings_value + cash_value;
     - external_flow: what entered (+) or left (-) the portfolio from outside that day, in base currency: deposits
       and withdrawals, and transfers of cash or units to or from the client's other portfolios (external to
-      *this* portfolio), units at the day's close. Trades and their settlements are internal.
+      *this* portfolio), units at their recorded price (the day's close when it is 0). Trades and their
+      settlements are internal.
     - complete: false when a held asset had no close on or before the day, or a currency no rate to the base;
       `missing` then says which ({"prices": [asset ids], "rates": [currency codes]}); what could be valued is
       summed, what could not is left out, never taken as zero silently.

@@ -96,20 +96,26 @@ def from_scratch(portfolio: Portfolio, start: datetime.date, end: datetime.date)
                 if balance:
                     cash += convert(balance, currency)
             # External: deposits, withdrawals and transfers (to or from the client's other portfolios too), on
-            # their effective day (a reversal on its original's), units at the day's close.
+            # their effective day (a reversal on its original's), units at their recorded price (the day's close
+            # when it is 0).
             cash_in: dict[str, Decimal] = {}
             for t in transactions:
                 if t.kind in ("buy", "sell") or (t.reverses.date if t.reverses else t.date) != day:
                     continue
                 sign = 1 if t.kind in ("deposit", "transfer_in") else -1
                 cash_in[t.currency] = cash_in.get(t.currency, Decimal(0)) + (-sign if t.reverses else sign) * t.amount
-            units_in: dict[Asset, Decimal] = {}
+            units_in: dict[tuple[Asset, Decimal], Decimal] = {}
             for a in movements:
                 if a.kind in ("transfer_in", "transfer_out") and a.date == day:
                     sign = 1 if a.kind == "transfer_in" else -1
-                    units_in[a.asset] = units_in.get(a.asset, Decimal(0)) + sign * a.quantity
+                    key = (a.asset, a.price)
+                    units_in[key] = units_in.get(key, Decimal(0)) + sign * a.quantity
             flow = sum((convert(net, currency) for currency, net in cash_in.items() if net), Decimal(0))
-            flow += sum((units_value(asset, net) for asset, net in units_in.items() if net), Decimal(0))
+            for (asset, unit_price), net in units_in.items():
+                if net and unit_price:
+                    flow += convert(net * unit_price, asset.currency)
+                elif net:
+                    flow += units_value(asset, net)
             h, c = half_even(holdings), half_even(cash)
         missing: dict[str, list[Any]] = {}
         if missing_prices:
@@ -235,6 +241,23 @@ def test_the_table_equals_a_recomputation_after_each_kind_of_write(book: dict[st
     assert_matches_from_scratch(eur, usd)
 
 
+def test_a_unit_transfer_flows_at_its_recorded_price_or_the_close_when_that_is_0(
+    book: dict[str, Any], engine_kind: str
+) -> None:
+    eur, us = book["eur"], book["us"]
+    day = D(2026, 1, 20)
+    close = Price.objects.get(asset=us, date=day).close
+    rate = fx_rate(base="USD", quote="EUR", on=day).rate
+    before = {row[0]: row for row in table(eur)}[day]
+    book["trade"](eur, us, "transfer_in", "5", "90", day)  # recorded at 90 USD, below the close
+    book["trade"](eur, us, "transfer_in", "2", "0", day)  # no price recorded: the day's close
+    after = {row[0]: row for row in table(eur)}[day]
+    assert after[4] - before[4] == half_even((5 * Decimal("90") + 2 * close) * rate)
+    # The units held are worth the close whatever they were transferred at.
+    assert after[1] - before[1] == half_even(7 * close * rate)
+    assert_matches_from_scratch(eur)
+
+
 def test_a_held_asset_without_a_close_marks_its_days_incomplete_and_says_which(
     book: dict[str, Any], engine_kind: str
 ) -> None:
@@ -247,7 +270,8 @@ def test_a_held_asset_without_a_close_marks_its_days_incomplete_and_says_which(
         (False, {"prices": [gb]}),
         (True, {}),
     ]
-    assert rows[D(2026, 1, 8)][4] == 0  # the transfer in is a flow that can't be valued either
+    # The transfer in is a flow at its recorded price (12 GBP), which needs no close: 1,200 GBP at the 7th's rate.
+    assert rows[D(2026, 1, 8)][4] == half_even(100 * 12 * fx_rate(base="GBP", quote="EUR", on=D(2026, 1, 8)).rate)
 
 
 def test_a_currency_without_a_rate_marks_its_days_incomplete(book: dict[str, Any], engine_kind: str) -> None:
