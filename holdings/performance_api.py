@@ -6,19 +6,14 @@ portfolios read, plus the rates', assets' and prices' namespaces (a benchmark's 
 data version).
 """
 
-import hashlib
-from collections.abc import Callable
 from decimal import localcontext
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,12 +21,11 @@ from clients.filters import visible_clients, visible_portfolios
 from clients.models import Client, Portfolio
 from portfolio_site.api.fields import CurrencyField
 from portfolio_site.api.schema import VALIDATION_ERROR
-from portfolio_site.cache import namespace_version
 
 from . import performance
-from .models import Allocation, Asset
-from .services import ASSETS_CACHE, FX_RATES_CACHE, PRICES_CACHE
-from .valuation_api import PresentedDecimalField
+from .models import Asset
+from .services import PRICES_CACHE
+from .valuation_api import CachedReportView, PresentedDecimalField
 
 # Returns are fractions (0.155 is 15.5%), shown to ten places: past the 1e-9 the money-weighted solver promises.
 RATE_PLACES = 10
@@ -228,46 +222,29 @@ ASSET_ID = OpenApiParameter("asset_id", int, OpenApiParameter.PATH)
 ERRORS = {400: VALIDATION_ERROR.ref}
 
 
-class _PerformanceView(GenericAPIView):
-    queryset = Allocation.objects.all()  # for the permission check: reading performance needs view_allocation
+class _PerformanceView(CachedReportView):
+    parameters_serializer = ParametersSerializer
+    cache_prefix = "performance"
+    # A benchmark's prices are in no portfolio's data version.
+    namespaces = (*CachedReportView.namespaces, PRICES_CACHE)
     takes_benchmark = True
 
     def parameters(self) -> dict[str, Any]:
-        serializer = ParametersSerializer(data=self.request.query_params)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        data = super().parameters()
         if not self.takes_benchmark:
             data.pop("benchmark", None)
         return data
 
-    def respond(self, *, scope: str, versions: str, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
-        parameters = self.parameters()
-        shown = {name: value.pk if isinstance(value, Asset) else value for name, value in parameters.items()}
-        # Everything that changes the answer (see `holdings.valuation_api`), and the end day resolved (today by
-        # default), so a cached answer never outlives its day.
-        parts = [
-            type(self).__name__,
-            Portfolio.objects.visibility_key(self.request.user),
-            scope,
-            versions,
-            namespace_version(FX_RATES_CACHE),
-            namespace_version(ASSETS_CACHE),
-            namespace_version(PRICES_CACHE),
-            repr(sorted(shown.items())),
-        ]
-        key = "performance:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-        data = cache.get(key)
-        if data is None:
-            data = compute(parameters)
-            cache.set(key, data, timeout=settings.API_CACHE_SECONDS)
-        return Response(data)
+    def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        # The end day is resolved (today by default) before this, so a cached answer never outlives its day.
+        return {name: value.pk if isinstance(value, Asset) else value for name, value in parameters.items()}
 
 
-def _render(report: performance.Performance, output: type[serializers.Serializer], **ids: Any) -> dict[str, Any]:
-    return dict(output({**vars(report), **ids}, context={"currency": report.currency}).data)
-
-
-def _render_position(report: performance.PositionPerformance, output: type[serializers.Serializer], **ids: Any) -> Any:
+def _render(
+    report: performance.Performance | performance.PositionPerformance,
+    output: type[serializers.Serializer],
+    **ids: Any,
+) -> dict[str, Any]:
     return dict(output({**vars(report), **ids}, context={"currency": report.currency}).data)
 
 
@@ -357,7 +334,7 @@ class PortfolioPositionPerformanceView(_PositionPerformanceView):
                 start=parameters.get("start"),
                 end=parameters["end"],
             )
-            return _render_position(
+            return _render(
                 report, PortfolioPositionPerformanceSerializer, portfolio=portfolio.pk, client=portfolio.client_id
             )
 
@@ -388,7 +365,7 @@ class ClientPositionPerformanceView(_PositionPerformanceView):
                 start=parameters.get("start"),
                 end=parameters["end"],
             )
-            return _render_position(report, ClientPositionPerformanceSerializer, client=client.pk, portfolios=ids)
+            return _render(report, ClientPositionPerformanceSerializer, client=client.pk, portfolios=ids)
 
         return self.respond(scope=f"client:{client.pk}:asset:{asset.pk}", versions=repr(portfolios), compute=compute)
 

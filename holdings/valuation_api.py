@@ -218,40 +218,58 @@ ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
 ERRORS = {400: VALIDATION_ERROR.ref}
 
 
-class _ReportView(GenericAPIView):
-    queryset = Allocation.objects.all()  # for the permission check: reading positions needs view_allocation
-    takes_currency = False
-    output: type[serializers.Serializer]
+class CachedReportView(GenericAPIView):
+    """A report computed from portfolios' history (valuations, performance), cached by everything that changes
+    the answer: who asks (their visibility), what (the object and the parameters), and the state of what it reads
+    (the portfolios' data versions and the `namespaces` of the reference data it uses)."""
+
+    queryset = Allocation.objects.all()  # for the permission check: these reports need view_allocation
+    parameters_serializer: type[serializers.Serializer]
+    cache_prefix: str
+    namespaces: tuple[str, ...] = (FX_RATES_CACHE, ASSETS_CACHE)
 
     def parameters(self) -> dict[str, Any]:
-        serializer = ParametersSerializer(data=self.request.query_params)
+        serializer = self.parameters_serializer(data=self.request.query_params)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        data.setdefault("as_of", timezone.localdate())
-        if not self.takes_currency:
-            data.pop("currency", None)
-        return data
+        return dict(serializer.validated_data)
+
+    def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as the cache key names them (plain values)."""
+        return parameters
 
     def respond(self, *, scope: str, versions: str, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
         parameters = self.parameters()
-        # Everything that changes the answer: who asks (their visibility), what (the object and the parameters), and
-        # the state of what it reads (the portfolios' data versions, the rates' and assets' namespaces).
         parts = [
             type(self).__name__,
             Portfolio.objects.visibility_key(self.request.user),
             scope,
             versions,
-            namespace_version(FX_RATES_CACHE),
-            namespace_version(ASSETS_CACHE),
-            repr(sorted(parameters.items())),
-            str(settings.VALUATION_STALE_PRICE_DAYS),
+            *(namespace_version(namespace) for namespace in self.namespaces),
+            repr(sorted(self.key_parameters(parameters).items())),
         ]
-        key = "valuation:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        key = f"{self.cache_prefix}:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
         data = cache.get(key)
         if data is None:
             data = compute(parameters)
             cache.set(key, data, timeout=settings.API_CACHE_SECONDS)
         return Response(data)
+
+
+class _ReportView(CachedReportView):
+    parameters_serializer = ParametersSerializer
+    cache_prefix = "valuation"
+    takes_currency = False
+    output: type[serializers.Serializer]
+
+    def parameters(self) -> dict[str, Any]:
+        data = super().parameters()
+        data.setdefault("as_of", timezone.localdate())
+        if not self.takes_currency:
+            data.pop("currency", None)
+        return data
+
+    def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        return {**parameters, "stale_price_days": settings.VALUATION_STALE_PRICE_DAYS}
 
     def render(self, report: valuation.Valuation, **ids: Any) -> dict[str, Any]:
         fields = {

@@ -1,6 +1,7 @@
 """Helpers for the tests of every app (fixtures live in the root conftest.py)."""
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -224,3 +225,29 @@ def rows_locked(model: Any, pks: list[int], *, release_when: Callable[[], bool],
         yield
     finally:
         holder.join(timeout + 5)
+
+
+def run_bench(script: str, scratch: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Runs `bench/<script>` at a small size against a PostgreSQL scratch database of its own, dropped first (one
+    left by an older checkout may hold a migration history this one does not know) and named after the test
+    database (suites run side by side never share one). The bench's output and exit code, for the test to read."""
+    import os
+    import sys
+
+    import psycopg
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    server = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT'] or 5432}"
+    name = f"portfolio_bench_{database['NAME'].removeprefix('test_').removeprefix('portfolio_')}_{scratch}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return subprocess.run(
+        [sys.executable, f"bench/{script}", *arguments, "--database-url", f"{server}/{name}"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "REDIS_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
