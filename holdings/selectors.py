@@ -129,24 +129,7 @@ def daily_values(*, portfolio_id: int, start: datetime.date, end: datetime.date)
     table is refreshed first, through `end` or today, whichever is later. Until the job queue exists that refresh
     runs here, on read, and from `manage.py refresh_daily_values`; then a job will usually have done it already.
     """
-    from .services import daily_values_refresh  # the services read this module: imported when first needed
-
-    until = max(end, timezone.localdate())
-    if Portfolio.objects.filter(pk=portfolio_id, history_changed_from__lte=end).exists():
-        daily_values_refresh(portfolio_ids=[portfolio_id], until=until)
-    rows = PortfolioDailyValue.objects.filter(portfolio_id=portfolio_id, date__range=(start, end)).order_by("date")
-    return [
-        DailyValue(
-            date=row.date,
-            holdings_value=row.holdings_value,
-            cash_value=row.cash_value,
-            value=row.value,
-            external_flow=row.external_flow,
-            complete=row.complete,
-            missing=row.missing,
-        )
-        for row in rows
-    ]
+    return daily_values_of(portfolio_ids=[portfolio_id], start=start, end=end)[portfolio_id]
 
 
 def daily_values_of(
@@ -154,7 +137,7 @@ def daily_values_of(
 ) -> dict[int, list[DailyValue]]:
     """`daily_values` for several portfolios at once (a client's): one staleness check, one refresh of the stale
     ones together, one read, however many portfolios. Portfolios without rows map to an empty list."""
-    from .services import daily_values_refresh
+    from .services import daily_values_refresh  # the services read this module: imported when first needed
 
     until = max(end, timezone.localdate())
     if Portfolio.objects.filter(pk__in=portfolio_ids, history_changed_from__lte=end).exists():
