@@ -70,3 +70,22 @@ def rows_to_main_portfolio(app_label: str, model_name: str) -> migrations.RunPyt
         portfolio_model.objects.filter(opened_on__gt=Subquery(earliest)).update(opened_on=Subquery(earliest))
 
     return migrations.RunPython(forwards, migrations.RunPython.noop)
+
+
+def sqlite_agreement_lifted(table: str) -> tuple[migrations.RunPython, migrations.RunPython]:
+    """Two operations to put around one that makes Django's SQLite schema editor rebuild `table` (adding a check
+    constraint, say): the first drops the agreement's triggers, the second puts them back. The rebuild renames a
+    copy of the table into place, which the trigger on clients_portfolio that names the table would refuse. No-ops
+    on PostgreSQL, whose foreign key survives the ALTER."""
+
+    def drop(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "sqlite":
+            for suffix in ("portfolio_client_insert", "portfolio_client_update", "portfolio_moves"):
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
+
+    def create(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "sqlite":
+            for statement in _sqlite_statements(table):
+                schema_editor.execute(statement)
+
+    return migrations.RunPython(drop, create), migrations.RunPython(create, drop)

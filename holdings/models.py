@@ -178,6 +178,61 @@ class FxRate(TimeStampedModel):
         return f"{self.base}/{self.quote} {self.date}: {self.rate}"
 
 
+class Split(TimeStampedModel):
+    """A split or reverse split of an asset: from the start of `date`, every `old_units` units held become
+    `new_units` (2 for 1 doubles a position, 1 for 10 divides it by ten). Reference data, like prices: it applies to
+    every holder, as an event of the position fold (holdings.valuation.fold), and is never written into the
+    allocations' quantities, so no recalculation can apply it twice. Prices stay as recorded (unadjusted).
+
+    Fractions: without a `cash_in_lieu_price` a holder keeps the fractional units the ratio leaves; with one, each
+    holder left with a fraction sells it on `date` at that price (per new unit), recorded by
+    `holdings.services.split_create` as a sell allocation marked as cash in lieu of this split."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="splits")
+    date = models.DateField(help_text="Effective at the start of this day: movements on it are in new units.")
+    new_units = quantity_field(help_text="Units after the split for every `old_units` before (2 in 2 for 1).")
+    old_units = quantity_field(help_text="Units before the split that become `new_units` (1 in 2 for 1).")
+    cash_in_lieu_price = quantity_field(
+        null=True,
+        blank=True,
+        help_text="Per new unit, in the asset's currency: fractions left by the split are sold at it. Empty: "
+        "fractional units are kept.",
+    )
+    notes = notes_field()
+
+    objects = ReferenceDataQuerySet["Split"].as_manager()
+    import_batch = import_batch_field()
+
+    class Meta:
+        ordering = ["asset", "-date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "date"],
+                name="holdings_split_asset_date_unique",
+                violation_error_message="This asset already has a split on this date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(new_units__gt=0, old_units__gt=0),
+                name="holdings_split_ratio_positive",
+                violation_error_message="Both sides of a split's ratio must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(new_units=models.F("old_units")),
+                name="holdings_split_ratio_not_one",
+                violation_error_message="A split changes the number of units: new and old units cannot be equal.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cash_in_lieu_price__isnull=True) | models.Q(cash_in_lieu_price__gt=0),
+                name="holdings_split_cash_in_lieu_positive",
+                violation_error_message="A cash-in-lieu price must be greater than zero (leave it empty to keep "
+                "fractions).",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} {self.date}: {self.new_units.normalize():f} for {self.old_units.normalize():f}"
+
+
 class AllocationQuerySet(ClientOwnedQuerySet["Allocation"]):
     client_path = "client"
 
@@ -225,6 +280,16 @@ class Allocation(TimeStampedModel):
         blank=True,
         related_name="counterpart_of",
         help_text="For a transfer between two portfolios of the client, on its incoming leg: the outgoing leg.",
+    )
+    cash_in_lieu_of = models.ForeignKey(
+        Split,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="cash_in_lieu",
+        help_text="On a sell of a fraction a reverse split left: the split it is paid in lieu of (written by the "
+        "split's service, changed or deleted only with the split).",
     )
     # NULL unless imported: then a stable hash of the row and its occurrence in the file.
     import_key = models.CharField(  # noqa: DJ001
@@ -283,6 +348,11 @@ class Allocation(TimeStampedModel):
                 condition=models.Q(counterpart__isnull=True) | models.Q(kind=AllocationKind.TRANSFER_IN),
                 name="holdings_allocation_counterpart_on_transfer_in",
                 violation_error_message="Only a transfer's incoming leg names its outgoing leg.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cash_in_lieu_of__isnull=True) | models.Q(kind=AllocationKind.SELL),
+                name="holdings_allocation_cash_in_lieu_is_sell",
+                violation_error_message="Cash in lieu of a split's fraction is a sale of that fraction.",
             ),
         ]
 

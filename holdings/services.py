@@ -3,7 +3,7 @@ service."""
 
 import datetime
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -21,14 +21,15 @@ from portfolio_site.money import (
     AMOUNT_DIGITS,
     AMOUNT_PLACES,
     QUANTITY_DIGITS,
+    QUANTITY_QUANTUM,
     Shortfall,
     to_amount,
     validate_storable,
 )
 
 from . import daily_values
-from .models import Allocation, Asset, FxRate, Price
-from .selectors import units_shortfall
+from .models import Allocation, Asset, FxRate, Price, Split
+from .selectors import asset_holders, units_shortfall, units_shortfalls
 
 ASSETS_CACHE = "assets"
 ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
@@ -283,9 +284,11 @@ def allocation_create(
     notes: str = "",
     import_key: str | None = None,
     import_batch: ImportBatch | None = None,
+    cash_in_lieu_of: Split | None = None,
 ) -> Allocation:
     """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
-    portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too)."""
+    portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too);
+    `cash_in_lieu_of` is for `split_create` only (a sale of a split's fraction)."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
     asset = _asset_for_trade(asset)
     allocation = _validated(
@@ -301,6 +304,7 @@ def allocation_create(
             notes=notes,
             import_key=import_key,
             import_batch=import_batch,
+            cash_in_lieu_of=cash_in_lieu_of,
         )
     )
     _settle(actor=actor, allocation=allocation)
@@ -339,7 +343,12 @@ def _movement_locked(
 SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "date"})
 
 
+CASH_IN_LIEU_FIXED = "This sale is cash in lieu of a split's fraction: change or delete the split instead."
+
+
 def _refuse_transfer_leg(allocation: Allocation) -> None:
+    if allocation.cash_in_lieu_of_id is not None:
+        raise ConflictError(CASH_IN_LIEU_FIXED)
     if allocation.counterpart_id is not None or Allocation.objects.filter(counterpart=allocation).exists():
         raise ConflictError(
             "This movement is a leg of a transfer between portfolios; delete the transfer (either leg) instead."
@@ -396,6 +405,8 @@ def _delete(*, actor: Any, allocation: Allocation) -> None:
 def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
     """Deletes a movement and reverses its settlement; deleting either leg of a transfer deletes both."""
     before, _ = _movement_locked(actor=actor, pk=allocation.pk)
+    if before.cash_in_lieu_of_id is not None:
+        raise ConflictError(CASH_IN_LIEU_FIXED)
     legs = [before]
     if before.counterpart_id is not None:
         legs.append(Allocation.objects.select_related("portfolio", "asset").get(pk=before.counterpart_id))
@@ -449,6 +460,153 @@ def units_transfer(
     portfolios_history_changed(portfolios=[source.pk, target.pk], since=date)
     short_position_check(portfolio=source, asset=asset, since=date)
     return out, into
+
+
+# --- Splits ---------------------------------------------------------------------------------
+
+SPLITS_CACHE = "splits"
+ONE_DAY = datetime.timedelta(days=1)
+
+
+@transaction.atomic
+def split_create(
+    *,
+    actor: Any,
+    asset: Asset,
+    date: datetime.date,
+    new_units: Decimal,
+    old_units: Decimal,
+    cash_in_lieu_price: Decimal | None = None,
+    notes: str = "",
+    import_batch: ImportBatch | None = None,
+) -> Split:
+    """Records a split of `asset` from the start of `date`: every holder's units are `new_units` for every
+    `old_units` from then on (holdings.splits; nothing is written into their movements). With a
+    `cash_in_lieu_price`, each holder left with a fraction sells it on `date` at that price (`_pay_cash_in_lieu`).
+    Every holder's history is stale from `date` on. ValidationError for a bad ratio or a second split of the
+    asset on the same day."""
+    _asset_for_split(asset)
+    split = Split(
+        asset=asset,
+        date=date,
+        new_units=new_units,
+        old_units=old_units,
+        cash_in_lieu_price=cash_in_lieu_price,
+        notes=notes,
+        import_batch=import_batch,
+    )
+    split.full_clean()
+    split.save()
+    _pay_cash_in_lieu(actor=actor, split=split)
+    _holders_history_changed(asset_id=asset.pk, since=date)
+    invalidate_namespace(SPLITS_CACHE)
+    return split
+
+
+@transaction.atomic
+def split_update(*, actor: Any, split: Split, **fields: Any) -> Split:
+    """Changes a split: its cash in lieu is taken back (each sale deleted, its settlement reversed) and paid again
+    by the new terms; the holders' units are checked from the earlier of the old and new day (a sale recorded in
+    the split's new units may no longer be covered: ConflictError, nothing changed)."""
+    before = Split.objects.select_related("asset").get(pk=split.pk)
+    _asset_for_split(before.asset)
+    if "asset" in fields and fields["asset"].pk != before.asset_id:
+        _asset_for_split(fields["asset"])
+    _take_back_cash_in_lieu(actor=actor, split=before)
+    split = Split.objects.select_related("asset").get(pk=before.pk)
+    for name, value in fields.items():
+        setattr(split, name, value)
+    split.full_clean()
+    split.save()
+    _pay_cash_in_lieu(actor=actor, split=split)
+    for asset_id, since in {(before.asset_id, min(before.date, split.date)), (split.asset_id, split.date)}:
+        _holders_history_changed(asset_id=asset_id, since=since)
+        _holders_units_check(asset_id=asset_id, since=since)
+    invalidate_namespace(SPLITS_CACHE)
+    return split
+
+
+@transaction.atomic
+def split_delete(*, actor: Any, split: Split) -> None:
+    """Deletes a split and takes back its cash in lieu; ConflictError (nothing changed) when a holder's later sales
+    need the units the split gave."""
+    before = Split.objects.select_related("asset").get(pk=split.pk)
+    _asset_for_split(before.asset)
+    _take_back_cash_in_lieu(actor=actor, split=before)
+    before.delete()
+    _holders_history_changed(asset_id=before.asset_id, since=before.date)
+    _holders_units_check(asset_id=before.asset_id, since=before.date)
+    invalidate_namespace(SPLITS_CACHE)
+
+
+def _asset_for_split(asset: Asset) -> None:
+    """The asset's row locked to the end of the transaction: trades in it (which hold it shared, see
+    `_asset_for_trade`) finish before a split of it is recorded, and wait for it after."""
+    Asset.objects.select_for_update().filter(pk=asset.pk).first()
+
+
+def _pay_cash_in_lieu(*, actor: Any, split: Split) -> list[Allocation]:
+    """With a cash-in-lieu price, each portfolio whose units after the split have a fractional part sells that
+    fraction on the split's day at the price: a real sell with its cash settlement, marked as cash in lieu of the
+    split. Holders are locked in primary-key order first. The fraction is taken to the quantity's ten places,
+    rounded down: a ratio whose quotient does not terminate (1 for 3) leaves a remainder below 1e-10 units.
+    Without a price, fractions are kept."""
+    if split.cash_in_lieu_price is None:
+        return []
+    holders = asset_holders(allocations=Allocation.objects.all(), asset_id=split.asset_id, as_of=split.date - ONE_DAY)
+    if not holders:
+        return []
+    locked = portfolios_lock(actor=actor, portfolio_ids={holder["portfolio"] for holder in holders})
+    paid = []
+    with localcontext() as context:
+        context.prec = 2 * QUANTITY_DIGITS
+        for holder in sorted(holders, key=lambda h: h["portfolio"]):
+            after = holder["quantity"] * split.new_units / split.old_units
+            fraction = (after - after.to_integral_value(rounding=ROUND_FLOOR)).quantize(
+                QUANTITY_QUANTUM, rounding=ROUND_DOWN
+            )
+            if fraction <= 0:
+                continue
+            paid.append(
+                allocation_create(
+                    actor=actor,
+                    portfolio=locked[holder["portfolio"]],
+                    asset=split.asset,
+                    kind=Allocation.Kind.SELL,
+                    quantity=fraction,
+                    price=split.cash_in_lieu_price,
+                    date=split.date,
+                    notes=f"Cash in lieu of {fraction} units: split {split}",
+                    cash_in_lieu_of=split,
+                )
+            )
+    return paid
+
+
+def _take_back_cash_in_lieu(*, actor: Any, split: Split) -> None:
+    sales = list(split.cash_in_lieu.select_related("settlement").order_by("portfolio_id", "pk"))
+    if not sales:
+        return
+    portfolios_lock(actor=actor, portfolio_ids={sale.portfolio_id for sale in sales}, for_movement=False)
+    for sale in sales:
+        _delete(actor=actor, allocation=sale)
+        portfolios_history_changed(portfolios=[sale.portfolio_id], since=sale.date)
+
+
+def _holders_units_check(*, asset_id: int, since: datetime.date) -> None:
+    """ConflictError when any holder of the asset is short of units on a day from `since` on: one query."""
+    holders = sorted(set(Allocation.objects.filter(asset_id=asset_id).values_list("portfolio_id", flat=True)))
+    found = units_shortfalls(since={(portfolio_id, asset_id): since for portfolio_id in holders})
+    if found:
+        (portfolio_id, _), shortfall = min(found.items())
+        raise ConflictError(
+            short_position_message(
+                portfolio=Portfolio.objects.get(pk=portfolio_id),
+                asset=Asset.objects.get(pk=asset_id),
+                shortfall=shortfall,
+            ),
+            field="new_units",
+        )
 
 
 # --- Daily values -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from portfolio_site.money import quantity_field
 
 from ..fx import MissingRate, RateBook
 from ..models import Allocation, Asset, Price
+from ..splits import SplitBook
 from .returns import PRECISION, ZERO, NoSolution, xirr
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -84,6 +85,7 @@ def position_performance(
     before = start - ONE_DAY
     closes = _closes(asset.pk, [before, end])
     book = RateBook({asset.currency, currency}, until=end)
+    splits = SplitBook.of([asset.pk])
     errors: list[str] = []
 
     def rate(day: datetime.date) -> Decimal:
@@ -100,7 +102,8 @@ def position_performance(
         context.prec = PRECISION
         for day, kind, quantity, price, fees, close in movements:
             increases = kind in Allocation.INCREASES
-            held += quantity if increases else -quantity
+            # Scaled (holdings.splits), so that a split between movements counts: units are read back per day.
+            held += (quantity if increases else -quantity) * splits.scale(asset.pk, day)
             if day < start:
                 held_before = held
                 continue
@@ -124,6 +127,7 @@ def position_performance(
                 return None
             return quantity * close * rate(day)
 
+        held_before, held = splits.units(asset.pk, held_before, before), splits.units(asset.pk, held, end)
         start_value, end_value = market_value(held_before, before), market_value(held, end)
         if start_value:
             flows.insert(0, Flow(before, -start_value, "start_value"))
