@@ -332,3 +332,30 @@ def test_both_daily_value_engines_scale_units_by_the_split(
     rows = daily_values(portfolio_id=portfolio.pk, start=D(2026, 1, 9), end=D(2026, 1, 14))
     # Units: 100, 200 (split), 200, 50 (sold 150), 50, 10 (1 for 5); the close stays 65 from the 10th.
     assert [row.holdings_value for row in rows] == [13000, 13000, 13000, 3250, 3250, 650]
+
+
+def test_an_allocations_import_counts_the_split_on_every_database(two_for_one: dict[str, Any]) -> None:
+    """The row-by-row replay (SQLite) and the set-based write (PostgreSQL) check units through the same rule."""
+    import io
+
+    from portfolio_site.imports.run import CommandLineActor, run_import
+
+    portfolio = two_for_one["portfolio"]
+    email = portfolio.client.email
+
+    def run(quantity: str) -> Any:
+        text = (
+            "client,ticker,exchange,kind,quantity,price,fees,date,notes\n"
+            f"{email},SPLT,XNAS,sell,{quantity},70,0,2026-01-12,\n"
+        )
+        return run_import(
+            kind="allocations", stream=io.BytesIO(text.encode()), file_name="a.csv", actor=CommandLineActor()
+        )
+
+    refused = run("201")
+    assert [str(issue) for issue in refused.issues] == [
+        f"line 2, quantity: Not enough units of SPLT.XNAS in {portfolio}: the change would leave a position of "
+        "-1.0000000000 at the end of 2026-01-12; a sell or transfer out cannot exceed the quantity held that day."
+    ]
+    assert run("150").ok
+    assert position(portfolio_id=portfolio.pk, asset_id=two_for_one["asset"].pk) == 50
