@@ -14,6 +14,7 @@ from holdings.performance_api import (
     PortfolioPerformanceView,
     PortfolioPositionPerformanceView,
 )
+from holdings.realized_api import ClientRealizedGainsView, PortfolioRealizedGainsView
 from holdings.valuation_api import (
     ClientPositionsView,
     ClientValuationView,
@@ -55,6 +56,7 @@ api_v1 = [
     path("clients/<int:pk>/positions/", ClientPositionsView.as_view(), name="client-positions"),
     path("clients/<int:pk>/valuation/", ClientValuationView.as_view(), name="client-valuation"),
     path("clients/<int:pk>/performance/", ClientPerformanceView.as_view(), name="client-performance"),
+    path("clients/<int:pk>/realized-gains/", ClientRealizedGainsView.as_view(), name="client-realized-gains"),
     path(
         "clients/<int:pk>/positions/<int:asset_id>/performance/",
         ClientPositionPerformanceView.as_view(),
@@ -65,6 +67,7 @@ api_v1 = [
     path("portfolios/<int:pk>/positions/", PortfolioPositionsView.as_view(), name="portfolio-positions"),
     path("portfolios/<int:pk>/valuation/", PortfolioValuationView.as_view(), name="portfolio-valuation"),
     path("portfolios/<int:pk>/performance/", PortfolioPerformanceView.as_view(), name="portfolio-performance"),
+    path("portfolios/<int:pk>/realized-gains/", PortfolioRealizedGainsView.as_view(), name="portfolio-realized-gains"),
     path(
         "portfolios/<int:pk>/positions/<int:asset_id>/performance/",
         PortfolioPositionPerformanceView.as_view(),
