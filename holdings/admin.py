@@ -20,7 +20,7 @@ from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
 from . import services
 from .client_panel import client_valuation_panel
-from .models import Allocation, Asset, FxRate, Price
+from .models import Allocation, Asset, FxRate, Price, Split
 
 
 def _changes(form: Any) -> dict[str, Any]:
@@ -96,6 +96,35 @@ class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
             services.fx_rate_delete(fx_rate=fx_rate)
 
 
+@admin.register(Split)
+class SplitAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Splits through their services: recording one pays its cash in lieu, changing or deleting one takes it back
+    (and is refused when later sales need the units it gave)."""
+
+    list_display = ["asset", "date", "new_units", "old_units", "cash_in_lieu_price"]
+    list_filter = ["date"]
+    list_select_related = ["asset"]
+    search_fields = ["asset__ticker", "asset__name"]
+    autocomplete_fields = ["asset"]
+    date_hierarchy = "date"
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+    def save_model(self, request: HttpRequest, obj: Split, form: Any, change: bool) -> None:
+        if change:
+            services.split_update(actor=request.user, split=obj, **_changes(form))
+        else:
+            obj.pk = services.split_create(actor=request.user, **form.cleaned_data).pk
+
+    def delete_model(self, request: HttpRequest, obj: Split) -> None:
+        services.split_delete(actor=request.user, split=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Split]) -> None:
+        for split in queryset.order_by("pk"):
+            services.split_delete(actor=request.user, split=split)
+
+
 class AllocationForm(forms.ModelForm):
     """A movement names its portfolio; naming only the client means the client's only portfolio (as the API and
     imports allow). The client is then the portfolio's, whichever was given."""
@@ -154,7 +183,7 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "date"
     # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
-    readonly_fields = ["settlement", "counterpart", "created_at", "updated_at"]
+    readonly_fields = ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
     show_full_result_count = False
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
@@ -166,7 +195,7 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
         # What is recorded first, then (on an existing movement) what the services filled in.
         fields: list[Any] = list(AllocationForm.Meta.fields)
         if obj is not None:
-            fields += ["settlement", "counterpart", "created_at", "updated_at"]
+            fields += ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Allocation | None = None) -> list[str]:

@@ -27,9 +27,9 @@ from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.scoping import scoped
 
 from . import services
-from .filters import AllocationFilterSet, AssetFilterSet, FxRateFilterSet, PriceFilterSet
+from .filters import AllocationFilterSet, AssetFilterSet, FxRateFilterSet, PriceFilterSet, SplitFilterSet
 from .fx import MissingRate, fx_rate
-from .models import Allocation, Asset, FxRate, Price
+from .models import Allocation, Asset, FxRate, Price, Split
 from .selectors import asset_holders, latest_prices
 
 
@@ -219,6 +219,83 @@ class FxRateSerializer(serializers.ModelSerializer):
         return services.fx_rate_update(fx_rate=instance, **validated_data)
 
 
+class SplitSerializer(ActorContextMixin, serializers.ModelSerializer):
+    new_units = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        help_text="Units after the split for every `old_units` before (2 in a 2 for 1 split).",
+    )
+    old_units = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        help_text="Units before the split that become `new_units` (10 in a 1 for 10 reverse split).",
+    )
+    cash_in_lieu_price = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        validators=[must_be_positive],
+        help_text="Per new unit, in the asset's currency: each holder's fraction is sold at it on the split's day. "
+        "Null: fractional units are kept.",
+    )
+    currency = serializers.CharField(source="asset.currency", read_only=True)
+
+    class Meta:
+        model = Split
+        fields = [
+            "id",
+            "asset",
+            "date",
+            "new_units",
+            "old_units",
+            "cash_in_lieu_price",
+            "currency",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness per (asset, date) and the ratio's rules are the service's full_clean() and the database's.
+        validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        new = attrs.get("new_units", getattr(self.instance, "new_units", None))
+        old = attrs.get("old_units", getattr(self.instance, "old_units", None))
+        if new is not None and new == old:
+            raise serializers.ValidationError(
+                {"new_units": ["A split changes the number of units: new and old units cannot be equal."]}
+            )
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Split:
+        return services.split_create(actor=self.actor, **validated_data)
+
+    def update(self, instance: Split, validated_data: dict[str, Any]) -> Split:
+        return services.split_update(actor=self.actor, split=instance, **validated_data)
+
+
+class SplitViewSet(ScopedModelViewSet):
+    """Splits and reverse splits: reference data every staff role that reads prices reads; Operations (and
+    superusers) record, change and delete them. A split applies to every holder of the asset from the start of its
+    day (positions, lots and average cost restated, prices as recorded); with a cash-in-lieu price, each holder's
+    fraction is sold at it. One split per asset and day (400); changing or deleting one that later sales need is
+    refused (409)."""
+
+    # The cash-in-lieu sales are clients' allocations: they are read through the allocations door (scoped, their
+    # `cash_in_lieu_of` names the split), never listed here where every staff role reads.
+    queryset = Split.objects.select_related("asset")
+    serializer_class = SplitSerializer
+    filterset_class = SplitFilterSet
+    ordering_fields = ["date", "created_at"]
+    ordering = ["asset_id", "-date"]
+    cache_namespace = services.SPLITS_CACHE
+
+    def perform_destroy(self, instance: Split) -> None:
+        services.split_delete(actor=self.request.user, split=instance)
+
+
 class ConvertQuerySerializer(serializers.Serializer):
     base = CurrencyField(help_text="ISO 4217 code of the currency converted from.")
     quote = CurrencyField(help_text="ISO 4217 code of the currency converted to.")
@@ -329,10 +406,11 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
             "notes",
             "settlement",
             "counterpart",
+            "cash_in_lieu_of",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["settlement", "counterpart"]
+        read_only_fields = ["settlement", "counterpart", "cash_in_lieu_of"]
 
     def create(self, validated_data: dict[str, Any]) -> Allocation:
         return services.allocation_create(actor=self.actor, **validated_data)

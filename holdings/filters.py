@@ -3,7 +3,7 @@ from django.db.models import Q, QuerySet
 
 from clients.filters import visible_clients, visible_portfolios
 
-from .models import Allocation, Asset, FxRate, Price
+from .models import Allocation, Asset, FxRate, Price, Split
 
 
 class AssetFilterSet(django_filters.FilterSet):
@@ -29,6 +29,19 @@ class PriceFilterSet(django_filters.FilterSet):
         fields = ["asset", "date"]
 
     def filter_search(self, queryset: QuerySet[Price], name: str, value: str) -> QuerySet[Price]:
+        return queryset.filter(Q(asset__ticker__icontains=value) | Q(asset__name__icontains=value))
+
+
+class SplitFilterSet(django_filters.FilterSet):
+    asset = django_filters.ModelChoiceFilter(queryset=Asset.objects.all())
+    date = django_filters.DateFromToRangeFilter(help_text="Split date range: date_after, date_before (inclusive).")
+    search = django_filters.CharFilter(method="filter_search", label="Search the asset's ticker and name")
+
+    class Meta:
+        model = Split
+        fields = ["asset", "date"]
+
+    def filter_search(self, queryset: QuerySet[Split], name: str, value: str) -> QuerySet[Split]:
         return queryset.filter(Q(asset__ticker__icontains=value) | Q(asset__name__icontains=value))
 
 

@@ -7,7 +7,14 @@ from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
-from holdings.api import AllocationViewSet, AssetViewSet, FxRateViewSet, PriceViewSet, UnitsTransferView
+from holdings.api import (
+    AllocationViewSet,
+    AssetViewSet,
+    FxRateViewSet,
+    PriceViewSet,
+    SplitViewSet,
+    UnitsTransferView,
+)
 from holdings.performance_api import (
     ClientPerformanceView,
     ClientPositionPerformanceView,
@@ -33,6 +40,7 @@ router.register("portfolios", PortfolioViewSet, basename="portfolio")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("prices", PriceViewSet, basename="price")
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
+router.register("splits", SplitViewSet, basename="split")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
 

@@ -5,7 +5,7 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
-from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.models import Allocation, Asset, FxRate, Price, Split
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory, place
 
@@ -29,6 +29,18 @@ class PriceFactory(DjangoModelFactory):
     asset = factory.SubFactory(AssetFactory)
     date = factory.Sequence(lambda n: datetime.date(2026, 1, 1) + datetime.timedelta(days=n))
     close = Decimal("100.0000000000")
+
+
+class SplitFactory(DjangoModelFactory):
+    """A 2 for 1 split of a new asset (no holder: a row, not a service's write) on successive days."""
+
+    class Meta:
+        model = Split
+
+    asset = factory.SubFactory(AssetFactory)
+    date = factory.Sequence(lambda n: datetime.date(2026, 1, 1) + datetime.timedelta(days=n))
+    new_units = Decimal("2")
+    old_units = Decimal("1")
 
 
 class FxRateFactory(DjangoModelFactory):

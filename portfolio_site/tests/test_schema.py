@@ -412,6 +412,20 @@ def test_realized_gains_endpoints_match_the_schema(as_user: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_split_endpoints_match_the_schema(as_user: Any) -> None:
+    api = as_user(OperationsFactory())
+    asset = AssetFactory()
+    payload = {"asset": asset.pk, "date": "2026-03-02", "new_units": "1", "old_units": "10", "cash_in_lieu_price": "5"}
+    created = api.post("/api/v1/splits/", payload, expect=201)
+    url = f"/api/v1/splits/{created['id']}/"
+    assert api.get(f"/api/v1/splits/?asset={asset.pk}", expect=200)["count"] == 1
+    api.get(url, expect=200)
+    api.patch(url, {"cash_in_lieu_price": None}, expect=200)
+    assert "new_units" in api.post("/api/v1/splits/", {**payload, "new_units": "0"}, expect=400)
+    api.delete(url, expect=204)
+
+
+@pytest.mark.django_db
 def test_asset_endpoints_match_the_schema(as_user: Any) -> None:
     api = as_user(OperationsFactory())
     AssetFactory()
