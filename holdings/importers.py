@@ -31,12 +31,12 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
 from portfolio_site.imports.staging import Staging, staged_date
-from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
+from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from .allocations_bulk import BulkAllocations
-from .models import Allocation, Asset, AssetType, FxRate, Price
+from .models import Allocation, Asset, AssetType, FxRate, Price, Split
 from .services import (
     ASSET_CURRENCY_FIXED,
     ASSETS_CACHE,
@@ -44,6 +44,8 @@ from .services import (
     PRICES_CACHE,
     allocation_create,
     settlement_notes,
+    split_create,
+    split_update,
     trade_cash,
 )
 
@@ -384,6 +386,117 @@ class PriceFormat(DatedSeriesFormat):
             }
 
 
+# --- Splits ----------------------------------------------------------------------------------------
+
+_SPLIT_COLUMNS = {
+    "asset": "ticker",
+    "date": "date",
+    "new_units": "new_units",
+    "old_units": "old_units",
+    "cash_in_lieu_price": "cash_in_lieu_price",
+    "notes": "notes",
+    "quantity": "cash_in_lieu_price",  # a cash-in-lieu sale the services refused
+    "price": "cash_in_lieu_price",
+}
+SPLIT_FIELDS = ("new_units", "old_units", "cash_in_lieu_price", "notes")
+
+
+@register
+class SplitFormat(ImportFormat):
+    """Splits by asset (ticker and exchange) and date, each recorded through `split_create` or changed through
+    `split_update` (a split has effects beyond its row: cash in lieu, every holder's history): splits are few,
+    so the rows are replayed one by one, in date order, never bulk-written."""
+
+    kind = "splits"
+    permissions = ("holdings.add_split", "holdings.change_split")
+    description = (
+        "splits and reverse splits, created or updated by asset and date (the row is the whole record), through "
+        "the services: with a cash-in-lieu price each holder's fraction is sold at it. An identical row is skipped; "
+        "a change that a holder's later sales do not allow is refused."
+    )
+    columns = (
+        TICKER,
+        EXCHANGE,
+        Column("date", parsing.iso_date, help="YYYY-MM-DD; effective at the start of the day"),
+        Column("new_units", quantity(minimum="0", exclusive=True), help="units after, for every old_units before"),
+        Column("old_units", quantity(minimum="0", exclusive=True), help="units before (10 in a 1 for 10 split)"),
+        Column(
+            "cash_in_lieu_price",
+            quantity(minimum="0", exclusive=True),
+            required=False,
+            help="per new unit, in the asset's currency; empty: fractions are kept",
+        ),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
+    )
+
+    def prepare(self) -> None:
+        self.assets = AssetIndex()
+        self.rows: list[tuple[int, int, dict[str, Any]]] = []
+        self.seen: dict[tuple[int, datetime.date], int] = {}
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        asset_id = self.assets.resolve(values["ticker"], values["exchange"])
+        key = (asset_id, values["date"])
+        if key in self.seen:
+            raise RowError(
+                "date", f"the split of {values['ticker']} on {values['date']} is already on line {self.seen[key]}"
+            )
+        if values["new_units"] == values["old_units"]:
+            raise RowError("new_units", "a split changes the number of units: new and old units cannot be equal")
+        self.seen[key] = line
+        self.rows.append((line, asset_id, values))
+
+    def write(self) -> None:
+        assets = Asset.objects.in_bulk({asset_id for _, asset_id, _ in self.rows})
+        existing = {
+            (split.asset_id, split.date): split
+            for split in Split.objects.filter(asset_id__in=assets.keys()).select_related("asset").order_by("pk")
+        }
+        for line, asset_id, values in sorted(self.rows, key=lambda row: (row[2]["date"], row[0])):
+            fields = {
+                "new_units": values["new_units"],
+                "old_units": values["old_units"],
+                "cash_in_lieu_price": values["cash_in_lieu_price"],
+                "notes": values["notes"] or "",
+            }
+            old = existing.get((asset_id, values["date"]))
+            if old is not None and all(getattr(old, name) == fields[name] for name in SPLIT_FIELDS):
+                self.run.skipped += 1
+                continue
+            try:
+                with transaction.atomic() if self.run.skip_invalid else nullcontext():
+                    if old is None:
+                        split_create(
+                            actor=self.run.actor,
+                            asset=assets[asset_id],
+                            date=values["date"],
+                            import_batch=self.run.batch,
+                            **fields,
+                        )
+                        self.run.created += 1
+                    else:
+                        split_update(actor=self.run.actor, split=old, **fields)
+                        self.run.updated += 1
+            except (ConflictError, ValidationError, PermissionDenied) as error:
+                column, message = _refusal(error, _SPLIT_COLUMNS)[0]
+                self.run.reject(line, column, message, cells(self.columns, values))
+                if not self.run.skip_invalid:
+                    return
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        for split in Split.objects.select_related("asset").order_by("asset__ticker", "asset__exchange", "date"):
+            yield {
+                "ticker": split.asset.ticker,
+                "exchange": split.asset.exchange,
+                "date": split.date.isoformat(),
+                "new_units": plain(split.new_units),
+                "old_units": plain(split.old_units),
+                "cash_in_lieu_price": plain(split.cash_in_lieu_price) if split.cash_in_lieu_price is not None else "",
+                "notes": split.notes,
+            }
+
+
 # --- Allocations ---------------------------------------------------------------------------------
 
 # Where a service's refusal points, in the file's columns.
@@ -602,13 +715,14 @@ class AllocationFormat(ImportFormat):
             }
 
 
-def _refusal(error: Exception) -> list[tuple[str, str]]:
+def _refusal(error: Exception, columns: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    columns = columns if columns is not None else _ALLOCATION_COLUMNS
     if isinstance(error, ConflictError):
-        return [(_ALLOCATION_COLUMNS.get(error.field or "", "row"), error.message)]
+        return [(columns.get(error.field or "", "row"), error.message)]
     if isinstance(error, PermissionDenied):
         return [("client", str(error))]
     assert isinstance(error, ValidationError)
-    return validation_messages(error, _ALLOCATION_COLUMNS)
+    return validation_messages(error, columns)
 
 
 # --- FX rates ------------------------------------------------------------------------------------

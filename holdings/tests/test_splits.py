@@ -359,3 +359,68 @@ def test_an_allocations_import_counts_the_split_on_every_database(two_for_one: d
     ]
     assert run("150").ok
     assert position(portfolio_id=portfolio.pk, asset_id=two_for_one["asset"].pk) == 50
+
+
+# --- The import ---------------------------------------------------------------------------------------------------
+
+SPLITS = "ticker,exchange,date,new_units,old_units,cash_in_lieu_price,notes\n"
+
+
+def import_splits(text: str, **options: Any) -> Any:
+    import io
+
+    from portfolio_site.imports.run import CommandLineActor, run_import
+
+    return run_import(
+        kind="splits", stream=io.BytesIO(text.encode()), file_name="splits.csv", actor=CommandLineActor(), **options
+    )
+
+
+def test_a_splits_import_records_each_split_through_its_service_once(operations: Any) -> None:
+    asset = AssetFactory(ticker="RVRS", exchange="XNAS", currency="USD")
+    portfolio = main_portfolio(ClientFactory(base_currency="USD"))
+    deposit(operations, portfolio, "1050")
+    trade(operations, portfolio, asset, "buy", "105", "10", D(2026, 1, 5))
+    text = SPLITS + "rvrs,xnas,2026-01-10,1,10,95,reverse\n"
+
+    first = import_splits(text)
+    assert first.ok, [str(issue) for issue in first.issues]
+    assert (first.batch.rows_created, first.batch.rows_skipped) == (1, 0)
+    split = Split.objects.get()
+    assert (split.asset, split.date, split.import_batch) == (asset, SPLIT_DAY, first.batch)
+    assert position(portfolio_id=portfolio.pk, asset_id=asset.pk) == 10  # 10.5, the 0.5 paid in cash
+    again = import_splits(text)
+    assert (again.batch.rows_created, again.batch.rows_updated, again.batch.rows_skipped) == (0, 0, 1)
+    assert Allocation.objects.filter(cash_in_lieu_of=split).count() == 1
+    changed = import_splits(SPLITS + "RVRS,XNAS,2026-01-10,1,10,100,reverse\n")
+    assert changed.batch.rows_updated == 1
+    assert Allocation.objects.get(cash_in_lieu_of=split).price == 100
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ("SPLT,XNAS,2026-01-10,2,1,,\nSPLT,XNAS,2026-01-10,3,1,,\n", "line 3, date: the split of SPLT on 2026-01-10 is "
+         "already on line 2"),
+        ("SPLT,XNAS,2026-01-10,2,2,,\n", "line 2, new_units: a split changes the number of units"),
+        ("SPLT,XNAS,2026-01-10,0,1,,\n", "line 2, new_units:"),
+        ("SPLT,XNAS,2026-01-10,1,10,0,\n", "line 2, cash_in_lieu_price:"),
+        ("NOPE,XNAS,2026-01-10,2,1,,\n", "line 2, ticker: no asset with the ticker NOPE"),
+    ],
+)  # fmt: skip
+def test_a_bad_split_row_is_refused_naming_its_line_and_nothing_is_written(rows: str, expected: str) -> None:
+    AssetFactory(ticker="SPLT", exchange="XNAS")
+    result = import_splits(SPLITS + rows)
+    assert not result.ok
+    assert str(result.issues[0]).startswith(expected)
+    assert not Split.objects.exists()
+
+
+def test_a_split_row_the_services_refuse_is_reported_at_its_line(two_for_one: dict[str, Any]) -> None:
+    trade(two_for_one["actor"], two_for_one["portfolio"], two_for_one["asset"], "sell", "150", "70", D(2026, 1, 12))
+    result = import_splits(SPLITS + "SPLT,XNAS,2026-01-10,3,2,,\n")  # 100 -> 150: the sale of 150 leaves 0, fine
+    assert result.ok
+    refused = import_splits(SPLITS + "SPLT,XNAS,2026-01-10,1,1.5,,\n")  # 100 -> 66.67: the sale of 150 is short
+    (issue,) = refused.issues
+    assert str(issue).startswith("line 2, new_units: Not enough units of SPLT.XNAS")
+    assert Split.objects.get().old_units == 2

@@ -16,7 +16,7 @@ from django.db.models import Model
 
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory
-from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.models import Allocation, Asset, FxRate, Price, Split
 from holdings.tests.factories import AssetFactory
 from ledger.models import Transaction
 from portfolio_site.imports.exporting import export_csv
@@ -26,7 +26,7 @@ from portfolio_site.imports.run import CommandLineActor, ImportResult, run_impor
 
 pytestmark = pytest.mark.django_db
 
-MODELS: tuple[type[Model], ...] = (Client, Portfolio, Asset, Price, FxRate, Allocation, Transaction)
+MODELS: tuple[type[Model], ...] = (Client, Portfolio, Asset, Price, FxRate, Split, Allocation, Transaction)
 MINE = "mine@example.net"
 THEIRS = "theirs@example.net"
 START = datetime.date(2026, 1, 1)
@@ -92,6 +92,18 @@ EXAMPLES: dict[str, Example] = {
         row=lambda w, n: {"ticker": w.asset.ticker, "exchange": w.asset.exchange, "date": day(n), "close": f"{n}.5"},
         bad_cell=("close", "abc"),
         creates=(Price,),
+    ),
+    "splits": Example(
+        row=lambda w, n: {
+            "ticker": w.asset.ticker,
+            "exchange": w.asset.exchange,
+            "date": day(n),
+            "new_units": str(n + 1),
+            "old_units": "1",
+            "cash_in_lieu_price": "2.5" if n % 2 else "",  # with and without
+        },
+        bad_cell=("new_units", "abc"),
+        creates=(Split,),
     ),
     "fx": Example(
         row=lambda w, n: {"base": "EUR", "quote": "USD", "date": day(n), "rate": f"1.{n:04d}"},
