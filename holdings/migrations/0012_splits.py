@@ -7,8 +7,8 @@ from django.db import migrations, models
 import portfolio_site.money
 from clients.migration_ops import sqlite_agreement_lifted
 
-# Adding a check constraint to allocations rebuilds the table on SQLite: its portfolio/client triggers are lifted
-# around it (clients.migration_ops).
+# Adding a check constraint to allocations rebuilds the table on SQLite, and so does removing the new foreign key
+# (the reverse): the table's portfolio/client triggers are lifted around both (clients.migration_ops).
 lift, restore = sqlite_agreement_lifted("holdings_allocation")
 
 
@@ -89,6 +89,7 @@ class Migration(migrations.Migration):
                 "ordering": ["asset", "-date"],
             },
         ),
+        lift,
         migrations.AddField(
             model_name="allocation",
             name="cash_in_lieu_of",
@@ -102,7 +103,6 @@ class Migration(migrations.Migration):
                 to="holdings.split",
             ),
         ),
-        lift,
         migrations.AddConstraint(
             model_name="allocation",
             constraint=models.CheckConstraint(
