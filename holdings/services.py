@@ -485,7 +485,7 @@ def split_create(
     `cash_in_lieu_price`, each holder left with a fraction sells it on `date` at that price (`_pay_cash_in_lieu`).
     Every holder's history is stale from `date` on. ValidationError for a bad ratio or a second split of the
     asset on the same day."""
-    _asset_for_split(asset)
+    _split_locks(actor=actor, asset_ids={asset.pk})
     split = Split(
         asset=asset,
         date=date,
@@ -509,9 +509,7 @@ def split_update(*, actor: Any, split: Split, **fields: Any) -> Split:
     by the new terms; the holders' units are checked from the earlier of the old and new day (a sale recorded in
     the split's new units may no longer be covered: ConflictError, nothing changed)."""
     before = Split.objects.select_related("asset").get(pk=split.pk)
-    _asset_for_split(before.asset)
-    if "asset" in fields and fields["asset"].pk != before.asset_id:
-        _asset_for_split(fields["asset"])
+    _split_locks(actor=actor, asset_ids={before.asset_id, fields["asset"].pk if "asset" in fields else before.asset_id})
     _take_back_cash_in_lieu(actor=actor, split=before)
     split = Split.objects.select_related("asset").get(pk=before.pk)
     for name, value in fields.items():
@@ -531,7 +529,7 @@ def split_delete(*, actor: Any, split: Split) -> None:
     """Deletes a split and takes back its cash in lieu; ConflictError (nothing changed) when a holder's later sales
     need the units the split gave."""
     before = Split.objects.select_related("asset").get(pk=split.pk)
-    _asset_for_split(before.asset)
+    _split_locks(actor=actor, asset_ids={before.asset_id})
     _take_back_cash_in_lieu(actor=actor, split=before)
     before.delete()
     _holders_history_changed(asset_id=before.asset_id, since=before.date)
@@ -539,10 +537,24 @@ def split_delete(*, actor: Any, split: Split) -> None:
     invalidate_namespace(SPLITS_CACHE)
 
 
-def _asset_for_split(asset: Asset) -> None:
-    """The asset's row locked to the end of the transaction: trades in it (which hold it shared, see
-    `_asset_for_trade`) finish before a split of it is recorded, and wait for it after."""
-    Asset.objects.select_for_update().filter(pk=asset.pk).first()
+SPLIT_HOLDERS_CHANGED = "Movements in this asset were recorded meanwhile by a portfolio new to it: try again."
+
+
+def _split_locks(*, actor: Any, asset_ids: set[int]) -> None:
+    """Every portfolio that has ever moved the assets, locked in primary-key order, then the assets' rows, in the
+    order every trade takes them (portfolio, then asset: `allocation_create`), so a split and a trade queue up and
+    never deadlock. A trade waiting on a locked portfolio sees the split once it commits; a portfolio that moves
+    the asset for the first time between the two steps is not locked: refused (ConflictError), to be retried."""
+    holders = _portfolios_moving(asset_ids)
+    portfolios_lock(actor=actor, portfolio_ids=holders, for_movement=False)
+    list(Asset.objects.select_for_update().filter(pk__in=asset_ids).order_by("pk").values_list("pk", flat=True))
+    if _portfolios_moving(asset_ids) - holders:
+        raise ConflictError(SPLIT_HOLDERS_CHANGED)
+
+
+def _portfolios_moving(asset_ids: set[int]) -> set[int]:
+    moving = Allocation.objects.filter(asset_id__in=asset_ids).order_by()
+    return set(moving.values_list("portfolio_id", flat=True).distinct())
 
 
 def _pay_cash_in_lieu(*, actor: Any, split: Split) -> list[Allocation]:
@@ -595,7 +607,7 @@ def _take_back_cash_in_lieu(*, actor: Any, split: Split) -> None:
 
 def _holders_units_check(*, asset_id: int, since: datetime.date) -> None:
     """ConflictError when any holder of the asset is short of units on a day from `since` on: one query."""
-    holders = sorted(set(Allocation.objects.filter(asset_id=asset_id).values_list("portfolio_id", flat=True)))
+    holders = sorted(_portfolios_moving({asset_id}))
     found = units_shortfalls(since={(portfolio_id, asset_id): since for portfolio_id in holders})
     if found:
         (portfolio_id, _), shortfall = min(found.items())
