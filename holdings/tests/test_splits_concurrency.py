@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 DAY = datetime.date(2026, 7, 1)
 
 
-def test_a_reverse_split_racing_sells_of_its_holders_pays_each_fraction_once(operations: Any) -> None:
+def test_a_reverse_split_racing_sells_of_its_holders_pays_each_fraction_once(
+    staff_roles: None, operations: Any
+) -> None:
     asset = AssetFactory(currency="USD")
     portfolios = [main_portfolio(ClientFactory()) for _ in range(3)]
     for portfolio in portfolios:
@@ -28,15 +30,18 @@ def test_a_reverse_split_racing_sells_of_its_holders_pays_each_fraction_once(ope
     outcomes: list[str] = []
 
     def work(n: int) -> None:
+        # Its own user object, as each request has (a user caches its roles: one object shared by threads would
+        # race on that cache, which no request does).
+        actor = type(operations).objects.get(pk=operations.pk)
         if n == 0:
             services.split_create(
-                actor=operations, asset=asset, date=DAY, new_units=1, old_units=10, cash_in_lieu_price=Decimal(95)
+                actor=actor, asset=asset, date=DAY, new_units=1, old_units=10, cash_in_lieu_price=Decimal(95)
             )
         else:
             # One new unit, sold after the split's day: before the split is recorded that is 1 of 105, after it
             # 1 of 10; either way the holder ends with 9.
             services.allocation_create(
-                actor=operations,
+                actor=actor,
                 portfolio=portfolios[n - 1],
                 asset=asset,
                 kind="sell",
