@@ -54,7 +54,7 @@ def snapshot() -> dict[str, Any]:
         "prices": sorted(Price.objects.values_list("asset__ticker", "asset__exchange", "date", "close")),
         "fx": sorted(FxRate.objects.values_list("base", "quote", "date", "rate")),
         "cash movements": sorted(
-            current.filter(kind__in=Transaction.CASH_MOVEMENTS).values_list(
+            current.filter(kind__in=Transaction.DIRECT).values_list(
                 "client__email", "portfolio__name", "kind", "amount", "currency", "date", "reference", "notes"
             ),
             key=str,
@@ -165,6 +165,8 @@ def load_history(admin: Any) -> None:
     transaction_reverse(actor=admin, transaction=post(elena, "deposit", "999", "EUR", notes="typo"))
     post(david, "deposit", "20000", "USD", reference="DEP-2", notes="wire")
     post(david, "withdrawal", "1500", "USD", notes="tuition")
+    post(david, "interest", "12.5", "USD", reference="INT-1")
+    post(david, "fee", "9.99", "USD", notes="custody")
     # Per portfolio: the same reference, and the same movement without one, are other rows in another portfolio.
     post(isa, "deposit", "5000", "EUR", reference="DEP-1")
     post(isa, "deposit", "100", "EUR", notes="small top-up")
@@ -228,7 +230,7 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
         "assets": (4, 0, 0),
         "prices": (6, 0, 0),
         "fx": (3, 0, 0),
-        "transactions": (7, 0, 0),
+        "transactions": (9, 0, 0),
         "allocations": (8, 0, 0),
     }
     # And importing the export again changes nothing.
@@ -238,7 +240,7 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
         "assets": (0, 0, 4),
         "prices": (0, 0, 6),
         "fx": (0, 0, 3),
-        "transactions": (0, 0, 7),
+        "transactions": (0, 0, 9),
         "allocations": (0, 0, 8),
     }
     assert snapshot() == before
