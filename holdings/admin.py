@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
@@ -102,7 +103,7 @@ class AllocationForm(forms.ModelForm):
 
     class Meta:
         model = Allocation
-        fields = ["client", "portfolio", "asset", "kind", "quantity", "price", "fees", "date", "notes"]
+        fields = ["client", "portfolio", "asset", "kind", "quantity", "price", "fees", "taxes", "date", "notes"]
         help_texts = {
             "portfolio": "The account the units move in.",
             "client": "Enough on its own when the client has a single portfolio.",
@@ -113,6 +114,11 @@ class AllocationForm(forms.ModelForm):
         for name in ("client", "portfolio"):
             if name in self.fields:
                 self.fields[name].required = False
+        if "taxes" in self.fields:
+            self.fields["taxes"].required = False  # most trades carry none: blank is 0, as in the API and imports
+
+    def clean_taxes(self) -> Decimal:
+        return self.cleaned_data.get("taxes") or Decimal("0")
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -140,7 +146,18 @@ class AllocationForm(forms.ModelForm):
 @admin.register(Allocation)
 class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     form = AllocationForm
-    list_display = ["date", "client", "portfolio_name", "asset", "kind", "quantity", "price", "fees", "settlement"]
+    list_display = [
+        "date",
+        "client",
+        "portfolio_name",
+        "asset",
+        "kind",
+        "quantity",
+        "price",
+        "fees",
+        "taxes",
+        "settlement",
+    ]
     list_filter = ["kind", PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "asset", "settlement"]
     search_fields = [
@@ -204,7 +221,17 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
 
 class AllocationInline(ReadOnlyInline):
     model = Allocation
-    fields = readonly_fields = ("date", "portfolio_name", "asset", "kind", "quantity", "price", "fees", "settlement")
+    fields = readonly_fields = (
+        "date",
+        "portfolio_name",
+        "asset",
+        "kind",
+        "quantity",
+        "price",
+        "fees",
+        "taxes",
+        "settlement",
+    )
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:

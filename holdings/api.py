@@ -311,6 +311,15 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
     fees = PlainDecimalField(
         max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
     )
+    taxes = PlainDecimalField(
+        max_digits=20,
+        decimal_places=4,
+        validators=[must_not_be_negative],
+        required=False,
+        default=Decimal("0"),
+        help_text="Transaction tax or withholding on a buy or sell, in the asset's currency; settled with the trade "
+        "(a buy pays quantity x price + fees + taxes, a sell brings quantity x price - fees - taxes).",
+    )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 
     class Meta:
@@ -324,6 +333,7 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
             "quantity",
             "price",
             "fees",
+            "taxes",
             "currency",
             "date",
             "notes",

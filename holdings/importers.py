@@ -395,9 +395,10 @@ _ALLOCATION_COLUMNS = {
     "quantity": "quantity",
     "price": "price",
     "fees": "fees",
+    "taxes": "taxes",
     "date": "date",
     "notes": "notes",
-    "amount": "quantity",  # the cash a trade moves: quantity x price, fees included
+    "amount": "quantity",  # the cash a trade moves: quantity x price, fees and taxes included
 }
 
 
@@ -425,6 +426,12 @@ class AllocationFormat(ImportFormat):
             required=False,
             help="in the asset's currency (default 0)",
         ),
+        Column(
+            "taxes",
+            parsing.decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum="0"),
+            required=False,
+            help="transaction tax or withholding, in the asset's currency, settled with the trade (default 0)",
+        ),
         Column("date", parsing.iso_date, help="trade date, YYYY-MM-DD"),
         Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
         *PORTFOLIO_COLUMNS,
@@ -445,6 +452,7 @@ class AllocationFormat(ImportFormat):
                 ("quantity", "varchar(40) NOT NULL"),
                 ("price", "varchar(40) NOT NULL"),
                 ("fees", "varchar(40) NOT NULL"),
+                ("taxes", "varchar(40) NOT NULL"),
                 ("date", "date NOT NULL"),
                 ("notes", "text NOT NULL"),
                 ("content_hash", "varchar(64) NOT NULL"),
@@ -459,10 +467,11 @@ class AllocationFormat(ImportFormat):
         portfolio = self.portfolios.resolve(values)
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
+        taxes = values["taxes"] or Decimal("0")
         cash, settles = None, ""
         if kind in Allocation.TRADES:
             try:
-                cash = trade_cash(kind=kind, quantity=qty, price=price, fees=fees)
+                cash = trade_cash(kind=kind, quantity=qty, price=price, fees=fees, taxes=taxes)
             except ValidationError as error:
                 raise RowError(*validation_messages(error, {"quantity": "quantity", "price": "price"})[0]) from None
             settles = settlement_notes(kind=kind, quantity=qty, asset=self.assets.labels[asset_id])
@@ -478,6 +487,8 @@ class AllocationFormat(ImportFormat):
                 str(values["date"]),
                 notes,
             ]
+            # Only when there are any: rows without taxes keep the keys they were imported under before taxes existed.
+            + ([str(taxes.normalize())] if taxes else [])
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:40]
         self.staging.add(
@@ -489,6 +500,7 @@ class AllocationFormat(ImportFormat):
                 str(qty),
                 str(price),
                 str(fees),
+                str(taxes),
                 values["date"],
                 notes,
                 digest,
@@ -509,7 +521,7 @@ class AllocationFormat(ImportFormat):
             cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
             cursor.execute(
                 "CREATE TEMPORARY TABLE import_allocations_new AS SELECT line, portfolio_id, asset_id, kind, "
-                "quantity, price, fees, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
+                "quantity, price, fees, taxes, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
                 "(PARTITION BY portfolio_id, content_hash ORDER BY line) AS varchar(20)) AS import_key "
                 "FROM import_allocations"
             )
@@ -536,11 +548,11 @@ class AllocationFormat(ImportFormat):
             page = self._page(after)
             if not page:
                 break
-            after = (page[-1][7], page[-1][0])
+            after = (page[-1][8], page[-1][0])
             portfolios = Portfolio.objects.select_related("client").in_bulk({row[1] for row in page})
             missing = {row[2] for row in page} - assets.keys()
             assets.update(Asset.objects.in_bulk(missing))
-            for line, portfolio_id, asset_id, kind, qty, price, fees, date, notes, import_key in page:
+            for line, portfolio_id, asset_id, kind, qty, price, fees, taxes, date, notes, import_key in page:
                 portfolio, asset = portfolios[portfolio_id], assets[asset_id]
                 try:
                     # With skip_invalid a refused row is rolled back alone (allocation_create's own atomic block
@@ -554,13 +566,14 @@ class AllocationFormat(ImportFormat):
                             quantity=Decimal(qty),
                             price=Decimal(price),
                             fees=Decimal(fees),
+                            taxes=Decimal(taxes),
                             date=staged_date(date),
                             notes=notes,
                             import_key=import_key,
                             import_batch=self.run.batch,
                         )
                 except (ConflictError, ValidationError, PermissionDenied) as error:
-                    row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees]
+                    row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees, taxes]
                     named = [portfolio.name, portfolio.custodian, portfolio.account_number]
                     column, message = _refusal(error)[0]  # one rejection per row
                     self.run.reject(line, column, message, [*row, staged_date(date).isoformat(), notes, *named])
@@ -571,7 +584,7 @@ class AllocationFormat(ImportFormat):
 
     def _page(self, after: tuple[Any, int] | None) -> list[tuple[Any, ...]]:
         query = (
-            "SELECT line, portfolio_id, asset_id, kind, quantity, price, fees, date, notes, import_key "
+            "SELECT line, portfolio_id, asset_id, kind, quantity, price, fees, taxes, date, notes, import_key "
             "FROM import_allocations_new"
         )
         params: list[Any] = []
@@ -597,6 +610,7 @@ class AllocationFormat(ImportFormat):
                 "quantity": plain(allocation.quantity),
                 "price": plain(allocation.price),
                 "fees": plain(allocation.fees),
+                "taxes": plain(allocation.taxes),
                 "date": allocation.date.isoformat(),
                 "notes": allocation.notes,
             }

@@ -208,6 +208,10 @@ class Allocation(TimeStampedModel):
     quantity = quantity_field(help_text="Always positive; the kind gives the direction.")
     price = quantity_field(help_text="Per unit, in the asset's currency.")
     fees = amount_field(default=0, help_text="In the asset's currency.")
+    taxes = amount_field(
+        default=0,
+        help_text="Transaction tax or withholding on the trade, in the asset's currency; settled with it, like fees.",
+    )
     date = models.DateField(help_text="Trade date.")
     notes = notes_field()
     settlement = models.OneToOneField(
@@ -260,6 +264,11 @@ class Allocation(TimeStampedModel):
                 condition=models.Q(fees__gte=0),
                 name="holdings_allocation_fees_not_negative",
                 violation_error_message="Fees cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(taxes__gte=0),
+                name="holdings_allocation_taxes_not_negative",
+                violation_error_message="Taxes cannot be negative.",
             ),
             models.CheckConstraint(
                 condition=models.Q(kind__in=AllocationKind.values),

@@ -1,10 +1,13 @@
 """One asset's money-weighted return in a portfolio or over a client's portfolios.
 
 The flows, in the report's currency at each day's rate: each buy and transfer in paid (negative, its units at
-their recorded price plus fees; a transfer recorded at price 0 at the day's close), each sell and transfer out
-received (positive, less fees), the position's market value at the start paid (negative, dated the day before
-the start) and at the end received (positive). Income is not attributed to assets (the ledger does not say which
-asset paid it), so this is the return of price moves and trades.
+their recorded price plus fees and taxes; a transfer recorded at price 0 at the day's close), each sell and
+transfer out received (positive, less fees and taxes), the position's market value at the start paid (negative,
+dated the day before the start) and at the end received (positive).
+
+The return is given twice, as the leading desktop tool reports it: with taxes (what the investor kept), and with
+taxes added back (each flow's taxes returned to it: a buy paid less, a sell received more), which is the return
+of the investment before the tax man's share.
 """
 
 import datetime
@@ -28,6 +31,11 @@ class Flow:
     date: datetime.date
     amount: Decimal  # in the report's currency: - paid in, + received
     kind: str  # an allocation kind, or "start_value" / "end_value"
+    taxes: Decimal = ZERO  # the taxes within `amount` (paid: >= 0), in the report's currency
+
+    @property
+    def before_taxes(self) -> Decimal:
+        return self.amount + self.taxes
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class PositionPerformance:
     money_weighted: Decimal | None
     error: str | None
     flows: list[Flow]
+    taxes: Decimal = ZERO
+    money_weighted_before_taxes: Decimal | None = None
 
 
 def _closes(asset_id: int, days: Sequence[datetime.date]) -> dict[datetime.date, Decimal | None]:
@@ -77,7 +87,7 @@ def position_performance(
             )
         )
         .order_by("date", "id")
-        .values_list("date", "kind", "quantity", "price", "fees", "close_on_day")
+        .values_list("date", "kind", "quantity", "price", "fees", "close_on_day", "taxes")
     )
     if start is None:
         start = movements[0][0] if movements else end
@@ -98,7 +108,7 @@ def position_performance(
     paid = received = ZERO
     with localcontext() as context:
         context.prec = PRECISION
-        for day, kind, quantity, price, fees, close in movements:
+        for day, kind, quantity, price, fees, close, taxes in movements:
             increases = kind in Allocation.INCREASES
             held += quantity if increases else -quantity
             if day < start:
@@ -108,8 +118,9 @@ def position_performance(
             if not price and close is None:
                 errors.append(f"A {kind} on {day} has no price and the asset no close on or before it.")
             gross = quantity * unit * rate(day)
-            amount = -(gross + fees * rate(day)) if increases else gross - fees * rate(day)
-            flows.append(Flow(day, amount, kind))
+            costs = (fees + taxes) * rate(day)
+            amount = -(gross + costs) if increases else gross - costs
+            flows.append(Flow(day, amount, kind, taxes * rate(day)))
             if amount < 0:
                 paid -= amount
             else:
@@ -132,12 +143,14 @@ def position_performance(
         gain = None
         if start_value is not None and end_value is not None:
             gain = end_value + received - paid - start_value
-    money_weighted, error = None, None
+    money_weighted = money_weighted_before_taxes = None
+    error = None
     if errors:
         error = " ".join(dict.fromkeys(errors))
     else:
         try:
             money_weighted = xirr([(flow.date, flow.amount) for flow in flows])
+            money_weighted_before_taxes = xirr([(flow.date, flow.before_taxes) for flow in flows])
         except NoSolution as failure:
             error = str(failure)
     return PositionPerformance(
@@ -155,4 +168,6 @@ def position_performance(
         money_weighted=money_weighted,
         error=error,
         flows=flows,
+        taxes=sum((flow.taxes for flow in flows), ZERO),
+        money_weighted_before_taxes=money_weighted_before_taxes,
     )

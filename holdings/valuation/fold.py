@@ -8,6 +8,10 @@ buys, then sells, transfers out), then by id. The services check units at the en
 use a buy of the same day: increases first makes that so whatever order they were typed in. Event kinds added
 later (dividends, splits) take their place in that tuple, and their handler in `Holding.apply`.
 
+A trade's taxes count as its fees do: a buy's are part of what the units cost (a stamp duty or a transaction tax
+is paid to acquire them, and tax rules add it to the acquisition cost), a sell's reduce its proceeds, so that the
+realized gain is what the round trip left in cash.
+
 Cost is carried in the asset's currency and, at the same time, in the valuation currency at each movement's own
 day's rate, so that a valuation can split its unrealized gain into a price and a currency effect.
 """
@@ -56,6 +60,7 @@ class Event:
     price: Decimal
     fees: Decimal
     close_on_day: Decimal | None = None
+    taxes: Decimal = Decimal(0)
 
     @property
     def order(self) -> tuple[datetime.date, int, int]:
@@ -159,12 +164,12 @@ class Holding:
             price = event.price
             if event.kind == AllocationKind.TRANSFER_IN and price == 0:
                 price = self._close_for_transfer(event)
-            cost = event.quantity * price + event.fees
+            cost = event.quantity * price + event.fees + event.taxes
             self.book.add(Lot(event.quantity, cost, cost * rate))
             self.quantity += event.quantity
         elif event.kind == AllocationKind.SELL:
             cost, cost_value = self.book.remove(event.quantity)
-            proceeds = event.quantity * event.price - event.fees
+            proceeds = event.quantity * event.price - event.fees - event.taxes
             self.realized += proceeds - cost
             # The gain in the valuation currency counts the rate's move since purchase: proceeds at the sell
             # day's rate, cost at each lot's own.

@@ -76,6 +76,7 @@ def snapshot() -> dict[str, Any]:
                 "quantity",
                 "price",
                 "fees",
+                "taxes",
                 "date",
                 "notes",
                 "settlement__amount",
@@ -188,7 +189,7 @@ def load_history(admin: Any) -> None:
 
     trade(elena, sap_de, "buy", "40", "221.35", "9.9", notes="first, with comma")
     trade(elena, sap_de, "buy", "40", "221.35", "9.9", notes="first, with comma")
-    trade(elena, sap_de, "sell", "30", "223.1", "2.5", date=DAY + datetime.timedelta(days=2))
+    trade(elena, sap_de, "sell", "30", "223.1", "2.5", taxes=Decimal("1.75"), date=DAY + datetime.timedelta(days=2))
     changed = trade(david, sap_us, "buy", "25", "240.1", "1")
     allocation_update(actor=admin, allocation=changed, quantity=Decimal("20"))  # reverses and re-posts its cash
     trade(david, eth, "buy", "1.123456789", "2050", "4.1")
