@@ -7,7 +7,14 @@ from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
-from holdings.api import AllocationViewSet, AssetViewSet, FxRateViewSet, PriceViewSet, UnitsTransferView
+from holdings.api import (
+    AllocationViewSet,
+    AssetViewSet,
+    DividendViewSet,
+    FxRateViewSet,
+    PriceViewSet,
+    UnitsTransferView,
+)
 from holdings.performance_api import (
     ClientPerformanceView,
     ClientPositionPerformanceView,
@@ -34,6 +41,7 @@ router.register("prices", PriceViewSet, basename="price")
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
+router.register("dividends", DividendViewSet, basename="dividend")
 
 auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),
