@@ -2,8 +2,9 @@
 
 The flows, in the report's currency at each day's rate: each buy and transfer in paid (negative, its units at
 their recorded price plus fees and taxes; a transfer recorded at price 0 at the day's close), each sell and
-transfer out received (positive, less fees and taxes), the position's market value at the start paid (negative,
-dated the day before the start) and at the end received (positive).
+transfer out received (positive, less fees and taxes), each dividend paid over the period received on its pay date
+(positive, net of withholding tax, in the dividend's own currency converted at that day's rate), the position's
+market value at the start paid (negative, dated the day before the start) and at the end received (positive).
 
 The return is given twice, as the leading desktop tool reports it: with taxes (what the investor kept), and with
 taxes added back (each flow's taxes returned to it: a buy paid less, a sell received more), which is the return
@@ -20,7 +21,7 @@ from django.db.models import Case, OuterRef, Subquery, Value, When
 from portfolio_site.money import quantity_field
 
 from ..fx import MissingRate, RateBook
-from ..models import Allocation, Asset, Price
+from ..models import Allocation, Asset, Dividend, Price
 from .returns import PRECISION, ZERO, NoSolution, xirr
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -30,7 +31,7 @@ ONE_DAY = datetime.timedelta(days=1)
 class Flow:
     date: datetime.date
     amount: Decimal  # in the report's currency: - paid in, + received
-    kind: str  # an allocation kind, or "start_value" / "end_value"
+    kind: str  # an allocation kind, "dividend", or "start_value" / "end_value"
     taxes: Decimal = ZERO  # the taxes within `amount` (paid: >= 0), in the report's currency
 
     @property
@@ -93,12 +94,17 @@ def position_performance(
         start = movements[0][0] if movements else end
     before = start - ONE_DAY
     closes = _closes(asset.pk, [before, end])
-    book = RateBook({asset.currency, currency}, until=end)
+    dividends = list(
+        Dividend.objects.filter(portfolio_id__in=portfolio_ids, asset=asset, pay_date__range=(start, end))
+        .order_by("pay_date", "id")
+        .values_list("pay_date", "gross", "withholding_tax", "currency")
+    )
+    book = RateBook({asset.currency, currency, *(row[3] for row in dividends)}, until=end)
     errors: list[str] = []
 
-    def rate(day: datetime.date) -> Decimal:
+    def rate(day: datetime.date, paid_in: str = asset.currency) -> Decimal:
         try:
-            return book.rate(asset.currency, currency, day).rate
+            return book.rate(paid_in, currency, day).rate
         except MissingRate as missing:
             errors.append(str(missing))
             return ZERO
@@ -125,6 +131,11 @@ def position_performance(
                 paid -= amount
             else:
                 received += amount
+        for day, gross, withheld, paid_in in dividends:
+            dividend_rate = rate(day, paid_in)
+            flows.append(Flow(day, (gross - withheld) * dividend_rate, "dividend", withheld * dividend_rate))
+            received += (gross - withheld) * dividend_rate
+        flows.sort(key=lambda flow: flow.date)  # stable: a day's trades keep their order, its dividends follow
 
         def market_value(quantity: Decimal, day: datetime.date) -> Decimal | None:
             if not quantity:
