@@ -15,6 +15,7 @@ from holdings.api import (
     PriceViewSet,
     UnitsTransferView,
 )
+from holdings.income_api import ClientIncomeView, PortfolioIncomeView
 from holdings.performance_api import (
     ClientPerformanceView,
     ClientPositionPerformanceView,
@@ -63,6 +64,7 @@ api_v1 = [
     path("clients/<int:pk>/positions/", ClientPositionsView.as_view(), name="client-positions"),
     path("clients/<int:pk>/valuation/", ClientValuationView.as_view(), name="client-valuation"),
     path("clients/<int:pk>/performance/", ClientPerformanceView.as_view(), name="client-performance"),
+    path("clients/<int:pk>/income/", ClientIncomeView.as_view(), name="client-income"),
     path(
         "clients/<int:pk>/positions/<int:asset_id>/performance/",
         ClientPositionPerformanceView.as_view(),
@@ -73,6 +75,7 @@ api_v1 = [
     path("portfolios/<int:pk>/positions/", PortfolioPositionsView.as_view(), name="portfolio-positions"),
     path("portfolios/<int:pk>/valuation/", PortfolioValuationView.as_view(), name="portfolio-valuation"),
     path("portfolios/<int:pk>/performance/", PortfolioPerformanceView.as_view(), name="portfolio-performance"),
+    path("portfolios/<int:pk>/income/", PortfolioIncomeView.as_view(), name="portfolio-income"),
     path(
         "portfolios/<int:pk>/positions/<int:asset_id>/performance/",
         PortfolioPositionPerformanceView.as_view(),
