@@ -21,7 +21,7 @@ from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
 from . import dividends as dividend_services
 from . import services
-from .client_panel import client_valuation_panel
+from .client_panel import client_income_panel, client_valuation_panel
 from .models import Allocation, Asset, Dividend, FxRate, Price
 
 
@@ -343,3 +343,4 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
 
 add_client_inline(AllocationInline)
 add_client_panel(client_valuation_panel)
+add_client_panel(client_income_panel)
