@@ -21,6 +21,7 @@ from clients.services import portfolio_update, portfolios_history_changed
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings import daily_values as engine
 from holdings import services
+from holdings.dividends import dividend_create, dividend_update
 from holdings.fx import MissingRate, fx_rate
 from holdings.models import Allocation, Asset, FxRate, PortfolioDailyValue, Price
 from holdings.selectors import daily_values, position
@@ -237,7 +238,12 @@ def test_the_table_equals_a_recomputation_after_each_kind_of_write(book: dict[st
     )  # fmt: skip
     assert_matches_from_scratch(eur, usd)
 
-    # Interest, fees, taxes and tax refunds (in a foreign currency too) are cash but not external flows.
+    # Interest, fees, taxes, tax refunds and dividends (in a foreign currency too) are cash but not external flows.
+    dividend = dividend_create(
+        actor=actor, portfolio=eur, asset=book["us"], ex_date=D(2026, 1, 19), pay_date=D(2026, 1, 20),
+        amount_per_unit=Decimal("0.2475"), withholding_tax=Decimal("0.37"),
+    )  # fmt: skip
+    dividend_update(actor=actor, dividend=dividend, withholding_tax=Decimal("0.38"))  # reversed and reposted
     book["post"](eur, "interest", "12.34", "EUR", D(2026, 1, 20))
     book["post"](eur, "fee", "7.5", "USD", D(2026, 1, 21))
     book["post"](eur, "tax", "1.11", "EUR", D(2026, 1, 21))
