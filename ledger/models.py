@@ -36,13 +36,12 @@ class Transaction(TimeStampedModel):
     INFLOWS = (Kind.DEPOSIT, Kind.SELL, Kind.TRANSFER_IN, Kind.INTEREST, Kind.TAX_REFUND, Kind.DIVIDEND)
     OUTFLOWS = (Kind.WITHDRAWAL, Kind.BUY, Kind.TRANSFER_OUT, Kind.FEE, Kind.TAX)
     CASH_MOVEMENTS = (Kind.DEPOSIT, Kind.WITHDRAWAL)
-    # Cash earned or spent inside the portfolio without a trade: part of its performance, not external flows.
+    # Cash earned or spent inside the portfolio without a trade: part of its performance, never an external flow (a
+    # portfolio's only external flows are deposits, withdrawals and transfers).
     INCOME_AND_COSTS = (Kind.INTEREST, Kind.FEE, Kind.TAX, Kind.TAX_REFUND)
     # What is posted directly (API, import, service `transaction_post`); everything else is posted by the event it
     # belongs to (a trade, a transfer, a dividend).
     DIRECT = CASH_MOVEMENTS + INCOME_AND_COSTS
-    # The only flows across a portfolio's boundary (performance's definition): deposits, withdrawals, transfers.
-    EXTERNAL = (Kind.DEPOSIT, Kind.WITHDRAWAL, Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
     SETTLEMENTS = (Kind.BUY, Kind.SELL)
     TRANSFERS = (Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
     DIVIDENDS = (Kind.DIVIDEND,)

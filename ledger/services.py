@@ -277,8 +277,8 @@ def dividend_cash_post(
     notes: str = "",
     import_batch: ImportBatch | None = None,
 ) -> Transaction:
-    """Posts a dividend's net cash in its portfolio on its pay date. Only a dividend (in holdings) calls this, and
-    points at what it returns, as a trade points at its settlement."""
+    """Posts a dividend's net cash in its portfolio on its pay date. Only the dividend's own service calls this,
+    and the dividend points at what it returns, as a trade points at its settlement."""
     portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
     tx, _ = _post(
         actor=actor,
