@@ -8,7 +8,7 @@ market value at the start paid (negative, dated the day before the start) and at
 
 The return is given twice, as the leading desktop tool reports it: with taxes (what the investor kept), and with
 taxes added back (each flow's taxes returned to it: a buy paid less, a sell received more), which is the return
-of the investment before the tax man's share.
+of the investment before tax.
 """
 
 import datetime

@@ -10,7 +10,8 @@ later (dividends, splits) take their place in that tuple, and their handler in `
 
 A trade's taxes count as its fees do: a buy's are part of what the units cost (a stamp duty or a transaction tax
 is paid to acquire them, and tax rules add it to the acquisition cost), a sell's reduce its proceeds, so that the
-realized gain is what the round trip left in cash.
+realized gain is what the round trip left in cash. A dividend moves no units and no cost (its cash is the ledger's,
+valued as cash), so it is no event of this fold.
 
 Cost is carried in the asset's currency and, at the same time, in the valuation currency at each movement's own
 day's rate, so that a valuation can split its unrealized gain into a price and a currency effect.
