@@ -341,6 +341,30 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
             dividend_services.dividend_delete(actor=request.user, dividend=dividend)
 
 
+class DividendInline(ReadOnlyInline):
+    model = Dividend
+    fk_name = "client"
+    fields = readonly_fields = (
+        "pay_date",
+        "ex_date",
+        "portfolio_name",
+        "asset",
+        "gross",
+        "withholding_tax",
+        "currency",
+        "cash",
+    )
+    verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} dividends"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Dividend]:
+        return super().get_queryset(request).select_related("portfolio", "asset", "cash")
+
+    @admin.display(description="Portfolio")
+    def portfolio_name(self, obj: Dividend) -> str:
+        return obj.portfolio.name
+
+
 add_client_inline(AllocationInline)
+add_client_inline(DividendInline)
 add_client_panel(client_valuation_panel)
 add_client_panel(client_income_panel)

@@ -352,3 +352,20 @@ def test_deleting_a_dividend_in_the_admin_reverses_its_cash(client, advisor, hol
     response = client.post(reverse("admin:holdings_dividend_delete", args=[dividend.pk]), {"post": "yes"})
     assert response.status_code == 302
     assert usd(owner) == 0
+
+
+def test_client_page_lists_the_client_s_latest_dividends_at_a_constant_query_cost(
+    client, advisor, count_queries
+) -> None:
+    owner = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+    url = reverse("admin:clients_client_change", args=[owner.pk])
+    for _ in range(3):
+        DividendFactory(client=owner, asset=AssetFactory(), ex_date=EX, pay_date=PAID)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
+    for n in range(30):
+        DividendFactory(client=owner, asset=AssetFactory(), ex_date=EX, pay_date=PAID + datetime.timedelta(n))
+    response = client.get(url)
+    assert "Latest 20 dividends" in response.content.decode()
+    assert page_queries(client, count_queries, url) == few
