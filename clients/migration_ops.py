@@ -72,11 +72,10 @@ def rows_to_main_portfolio(app_label: str, model_name: str) -> migrations.RunPyt
     return migrations.RunPython(forwards, migrations.RunPython.noop)
 
 
-def sqlite_agreement_lifted(table: str) -> tuple[migrations.RunPython, migrations.RunPython]:
-    """Two operations to put around one that makes Django's SQLite schema editor rebuild `table` (adding a check
-    constraint, say): the first drops the agreement's triggers, the second puts them back. The rebuild renames a
-    copy of the table into place, which the trigger on clients_portfolio that names the table would refuse. No-ops
-    on PostgreSQL, whose foreign key survives the ALTER."""
+def sqlite_rebuild_keeping_agreement(table: str, operations: list[Any]) -> list[Any]:
+    """`operations` that make Django's SQLite schema editor rebuild `table` (altering a field or a check
+    constraint), with the table's agreement triggers dropped before and made again after: the rebuild would drop
+    its own and trip over the one on clients_portfolio that names it. Nothing changes on PostgreSQL."""
 
     def drop(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor == "sqlite":
@@ -88,4 +87,4 @@ def sqlite_agreement_lifted(table: str) -> tuple[migrations.RunPython, migration
             for statement in _sqlite_statements(table):
                 schema_editor.execute(statement)
 
-    return migrations.RunPython(drop, create), migrations.RunPython(create, drop)
+    return [migrations.RunPython(drop, create), *operations, migrations.RunPython(create, drop)]

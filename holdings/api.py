@@ -26,10 +26,18 @@ from portfolio_site.api.viewsets import ScopedModelViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.scoping import scoped
 
+from . import dividends as dividend_services
 from . import services
-from .filters import AllocationFilterSet, AssetFilterSet, FxRateFilterSet, PriceFilterSet, SplitFilterSet
+from .filters import (
+    AllocationFilterSet,
+    AssetFilterSet,
+    DividendFilterSet,
+    FxRateFilterSet,
+    PriceFilterSet,
+    SplitFilterSet,
+)
 from .fx import MissingRate, fx_rate
-from .models import Allocation, Asset, FxRate, Price, Split
+from .models import Allocation, Asset, Dividend, FxRate, Price, Split
 from .selectors import asset_holders, latest_prices
 
 
@@ -388,6 +396,15 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
     fees = PlainDecimalField(
         max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
     )
+    taxes = PlainDecimalField(
+        max_digits=20,
+        decimal_places=4,
+        validators=[must_not_be_negative],
+        required=False,
+        default=Decimal("0"),
+        help_text="Transaction tax or withholding on a buy or sell, in the asset's currency; settled with the trade "
+        "(a buy pays quantity x price + fees + taxes, a sell brings quantity x price - fees - taxes).",
+    )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 
     class Meta:
@@ -401,6 +418,7 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
             "quantity",
             "price",
             "fees",
+            "taxes",
             "currency",
             "date",
             "notes",
@@ -486,3 +504,84 @@ class UnitsTransferView(GenericAPIView):
             {"outgoing": out, "incoming": into}, context=self.get_serializer_context()
         )
         return Response(result.data, status=status.HTTP_201_CREATED)
+
+
+class DividendSerializer(ActorContextMixin, PortfolioPlacementMixin, serializers.ModelSerializer):
+    portfolio = VisiblePortfolioField(required=False, help_text="Id of the portfolio paid.")
+    client = VisibleClientField(
+        required=False,
+        help_text="Id of the client, instead of `portfolio` when the client has a single portfolio; if both are "
+        "given they must agree.",
+    )
+    currency = CurrencyField(required=False, help_text="ISO 4217 code paid in; the asset's currency when absent.")
+    gross = PlainDecimalField(
+        max_digits=20,
+        decimal_places=4,
+        validators=[must_be_positive],
+        required=False,
+        allow_null=True,
+        help_text="Before withholding tax. Give it, or `amount_per_unit` (times `units`), not both.",
+    )
+    amount_per_unit = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        required=False,
+        allow_null=True,
+        help_text="Per unit held at the close before the ex-date; the gross is then this times `units`.",
+    )
+    withholding_tax = PlainDecimalField(
+        max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
+    )
+    units = PlainDecimalField(
+        max_digits=30, decimal_places=10, read_only=True, help_text="Units held at the close before the ex-date."
+    )
+    net = PlainDecimalField(
+        max_digits=20, decimal_places=4, read_only=True, help_text="Gross less withholding tax: the cash posted."
+    )
+
+    class Meta:
+        model = Dividend
+        fields = [
+            "id",
+            "client",
+            "portfolio",
+            "asset",
+            "ex_date",
+            "pay_date",
+            "currency",
+            "units",
+            "amount_per_unit",
+            "gross",
+            "withholding_tax",
+            "net",
+            "notes",
+            "cash",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["cash"]
+        # The natural key's uniqueness is the service's full_clean() and the database's.
+        validators: list[Any] = []
+
+    def create(self, validated_data: dict[str, Any]) -> Dividend:
+        return dividend_services.dividend_create(actor=self.actor, **validated_data)
+
+    def update(self, instance: Dividend, validated_data: dict[str, Any]) -> Dividend:
+        return dividend_services.dividend_update(actor=self.actor, dividend=instance, **validated_data)
+
+
+class DividendViewSet(ScopedModelViewSet):
+    """Cash dividends paid to clients' portfolios. Recording one posts its net cash (gross less withholding tax)
+    as a `dividend` transaction on the pay date; changing one reverses that cash and posts it anew; deleting one
+    reverses it (409 when the cash has been spent since). The portfolio must hold units of the asset at the close
+    before the ex-date (400 on `ex_date` otherwise); one dividend per portfolio, asset and ex-date."""
+
+    queryset = Dividend.objects.select_related("asset")
+    serializer_class = DividendSerializer
+    filterset_class = DividendFilterSet
+    ordering_fields = ["pay_date", "ex_date", "gross", "created_at", "id"]
+    ordering = ["-pay_date", "-id"]
+
+    def perform_destroy(self, instance: Dividend) -> None:
+        dividend_services.dividend_delete(actor=self.request.user, dividend=instance)

@@ -1,4 +1,5 @@
 import re
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -263,6 +264,10 @@ class Allocation(TimeStampedModel):
     quantity = quantity_field(help_text="Always positive; the kind gives the direction.")
     price = quantity_field(help_text="Per unit, in the asset's currency.")
     fees = amount_field(default=0, help_text="In the asset's currency.")
+    taxes = amount_field(
+        default=0,
+        help_text="Transaction tax or withholding on the trade, in the asset's currency; settled with it, like fees.",
+    )
     date = models.DateField(help_text="Trade date.")
     notes = notes_field()
     settlement = models.OneToOneField(
@@ -327,6 +332,11 @@ class Allocation(TimeStampedModel):
                 violation_error_message="Fees cannot be negative.",
             ),
             models.CheckConstraint(
+                condition=models.Q(taxes__gte=0),
+                name="holdings_allocation_taxes_not_negative",
+                violation_error_message="Taxes cannot be negative.",
+            ),
+            models.CheckConstraint(
                 condition=models.Q(kind__in=AllocationKind.values),
                 name="holdings_allocation_kind_valid",
                 violation_error_message="Unknown allocation kind.",
@@ -358,6 +368,91 @@ class Allocation(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.quantity} {self.asset} for {self.client}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
+
+
+class DividendQuerySet(ClientOwnedQuerySet["Dividend"]):
+    client_path = "client"
+
+
+class Dividend(TimeStampedModel):
+    """A cash dividend paid to one portfolio on one asset. The ex-date decides who is entitled (the units held at the
+    close before it, recorded in `units`); the pay date is when the cash arrives, and so when the dividend counts in
+    value and returns. Recording one posts its net cash (gross less withholding tax) as a `dividend` transaction on
+    the pay date, which `cash` points at, as a trade points at its settlement; changing or deleting it reverses that
+    cash (and posts it anew). One per portfolio, asset and ex-date: the natural key imports match on."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="dividends")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="dividends")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="dividends")
+    ex_date = models.DateField(help_text="Units held at the close of the day before are entitled.")
+    pay_date = models.DateField(help_text="The day the cash arrives: when the dividend counts.")
+    currency = CurrencyField(help_text="The currency paid, which may differ from the asset's.")
+    units = quantity_field(help_text="Units held at the close before the ex-date.")
+    amount_per_unit = quantity_field(
+        null=True, blank=True, help_text="Per unit, in the dividend's currency, when the gross was derived from it."
+    )
+    gross = amount_field(help_text="Before withholding tax, in the dividend's currency.")
+    withholding_tax = amount_field(default=0, help_text="Withheld at source, in the dividend's currency.")
+    notes = notes_field()
+    cash = models.OneToOneField(
+        "ledger.Transaction",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The net cash posted on the pay date.",
+    )
+
+    objects = DividendQuerySet.as_manager()
+
+    import_batch = import_batch_field()
+
+    class Meta:
+        ordering = ["-pay_date", "-id"]
+        indexes = [models.Index(fields=["client", "pay_date"], name="holdings_dividend_client_paid")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["portfolio", "asset", "ex_date"],
+                name="holdings_dividend_unique_per_ex_date",
+                violation_error_message="This portfolio already has a dividend of this asset with this ex-date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(gross__gt=0),
+                name="holdings_dividend_gross_positive",
+                violation_error_message="The gross amount must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(withholding_tax__gte=0, withholding_tax__lt=models.F("gross")),
+                name="holdings_dividend_tax_below_gross",
+                violation_error_message="The withholding tax must be at least zero and less than the gross amount.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(units__gt=0),
+                name="holdings_dividend_units_positive",
+                violation_error_message="Only units held are entitled to a dividend.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_per_unit__isnull=True) | models.Q(amount_per_unit__gt=0),
+                name="holdings_dividend_per_unit_positive",
+                violation_error_message="The amount per unit must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pay_date__gte=models.F("ex_date")),
+                name="holdings_dividend_paid_on_or_after_ex_date",
+                violation_error_message="The pay date cannot be before the ex-date.",
+            ),
+            currency_constraint("currency", name="holdings_dividend_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dividend {self.gross} {self.currency} on {self.asset} for {self.client} (ex {self.ex_date})"
+
+    @property
+    def net(self) -> Decimal:
+        return self.gross - self.withholding_tax
 
     def clean(self) -> None:
         super().clean()

@@ -34,7 +34,7 @@ from .selectors import asset_holders, units_shortfall, units_shortfalls
 ASSETS_CACHE = "assets"
 ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
 TRADE_MOVES_NO_CASH = (
-    "A buy or sell must move cash (quantity x price, fees included, must be positive); use transfer_in or "
+    "A buy or sell must move cash (quantity x price, fees and taxes included, must be positive); use transfer_in or "
     "transfer_out to move securities without cash."
 )
 PRICES_CACHE = "prices"
@@ -195,8 +195,11 @@ def _all_history_changed(*, since: datetime.date) -> None:
 # --- Allocations ------------------------------------------------------------------------------
 
 
-def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Decimal) -> Decimal:
-    """Cash a trade moves: what a buy costs (gross plus fees) or what a sell brings (gross less fees).
+def settlement_amount(
+    *, kind: str, quantity: Decimal, price: Decimal, fees: Decimal, taxes: Decimal = Decimal("0")
+) -> Decimal:
+    """Cash a trade moves: what a buy costs (gross plus fees and taxes) or what a sell brings (gross less fees and
+    taxes).
 
     Exact whatever the size of quantity and price (Python's default 28 digits would round, then fail to
     quantize); a result the ledger cannot hold is refused.
@@ -204,7 +207,8 @@ def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Dec
     with localcontext() as context:
         context.prec = 2 * QUANTITY_DIGITS + 2
         gross = quantity * price
-        amount = to_amount(gross + fees if kind == Allocation.Kind.BUY else gross - fees)
+        costs = fees + taxes
+        amount = to_amount(gross + costs if kind == Allocation.Kind.BUY else gross - costs)
     if abs(amount) >= Decimal(10) ** (AMOUNT_DIGITS - AMOUNT_PLACES):
         raise ValidationError({"quantity": f"The trade's cash amount ({amount}) is larger than the ledger can hold."})
     try:
@@ -219,10 +223,12 @@ def settlement_notes(*, kind: str, quantity: Decimal, asset: Asset | str) -> str
     return f"Settlement of {Allocation.Kind(kind).label.lower()} {quantity} {asset}"
 
 
-def trade_cash(*, kind: str, quantity: Decimal, price: Decimal, fees: Decimal) -> Decimal:
+def trade_cash(
+    *, kind: str, quantity: Decimal, price: Decimal, fees: Decimal, taxes: Decimal = Decimal("0")
+) -> Decimal:
     """The cash a buy or sell settles (`settlement_amount`), refusing one that moves none (ValidationError on
     `price`): the rule every door checks a trade with."""
-    amount = settlement_amount(kind=kind, quantity=quantity, price=price, fees=fees)
+    amount = settlement_amount(kind=kind, quantity=quantity, price=price, fees=fees, taxes=taxes)
     if amount <= 0:
         raise ValidationError({"price": TRADE_MOVES_NO_CASH})
     return amount
@@ -233,7 +239,11 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
         allocation.settlement = None
         return
     amount = trade_cash(
-        kind=allocation.kind, quantity=allocation.quantity, price=allocation.price, fees=allocation.fees
+        kind=allocation.kind,
+        quantity=allocation.quantity,
+        price=allocation.price,
+        fees=allocation.fees,
+        taxes=allocation.taxes,
     )
     allocation.settlement = settlement_post(
         actor=actor,
@@ -281,6 +291,7 @@ def allocation_create(
     price: Decimal,
     date: datetime.date,
     fees: Decimal = Decimal("0"),
+    taxes: Decimal = Decimal("0"),
     notes: str = "",
     import_key: str | None = None,
     import_batch: ImportBatch | None = None,
@@ -300,6 +311,7 @@ def allocation_create(
             quantity=quantity,
             price=price,
             fees=fees,
+            taxes=taxes,
             date=date,
             notes=notes,
             import_key=import_key,
@@ -340,7 +352,7 @@ def _movement_locked(
     return current, locked
 
 
-SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "date"})
+SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "taxes", "date"})
 
 
 CASH_IN_LIEU_FIXED = "This sale is cash in lieu of a split's fraction: change or delete the split instead."

@@ -10,11 +10,13 @@ from clients.api import ClientViewSet, PortfolioViewSet
 from holdings.api import (
     AllocationViewSet,
     AssetViewSet,
+    DividendViewSet,
     FxRateViewSet,
     PriceViewSet,
     SplitViewSet,
     UnitsTransferView,
 )
+from holdings.income_api import ClientIncomeView, PortfolioIncomeView
 from holdings.performance_api import (
     ClientPerformanceView,
     ClientPositionPerformanceView,
@@ -43,6 +45,7 @@ router.register("fx-rates", FxRateViewSet, basename="fxrate")
 router.register("splits", SplitViewSet, basename="split")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
+router.register("dividends", DividendViewSet, basename="dividend")
 
 auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),
@@ -65,6 +68,7 @@ api_v1 = [
     path("clients/<int:pk>/valuation/", ClientValuationView.as_view(), name="client-valuation"),
     path("clients/<int:pk>/performance/", ClientPerformanceView.as_view(), name="client-performance"),
     path("clients/<int:pk>/realized-gains/", ClientRealizedGainsView.as_view(), name="client-realized-gains"),
+    path("clients/<int:pk>/income/", ClientIncomeView.as_view(), name="client-income"),
     path(
         "clients/<int:pk>/positions/<int:asset_id>/performance/",
         ClientPositionPerformanceView.as_view(),
@@ -76,6 +80,7 @@ api_v1 = [
     path("portfolios/<int:pk>/valuation/", PortfolioValuationView.as_view(), name="portfolio-valuation"),
     path("portfolios/<int:pk>/performance/", PortfolioPerformanceView.as_view(), name="portfolio-performance"),
     path("portfolios/<int:pk>/realized-gains/", PortfolioRealizedGainsView.as_view(), name="portfolio-realized-gains"),
+    path("portfolios/<int:pk>/income/", PortfolioIncomeView.as_view(), name="portfolio-income"),
     path(
         "portfolios/<int:pk>/positions/<int:asset_id>/performance/",
         PortfolioPositionPerformanceView.as_view(),

@@ -5,11 +5,10 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 import portfolio_site.money
-from clients.migration_ops import sqlite_agreement_lifted
+from clients.migration_ops import sqlite_rebuild_keeping_agreement
 
 # Adding a check constraint to allocations rebuilds the table on SQLite, and so does removing the new foreign key
 # (the reverse): the table's portfolio/client triggers are lifted around both (clients.migration_ops).
-lift, restore = sqlite_agreement_lifted("holdings_allocation")
 
 
 class Migration(migrations.Migration):
@@ -89,29 +88,32 @@ class Migration(migrations.Migration):
                 "ordering": ["asset", "-date"],
             },
         ),
-        lift,
-        migrations.AddField(
-            model_name="allocation",
-            name="cash_in_lieu_of",
-            field=models.ForeignKey(
-                blank=True,
-                editable=False,
-                help_text="On a sell of a fraction a reverse split left: the split it is paid in lieu of (written by the split's service, changed or deleted only with the split).",
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="cash_in_lieu",
-                to="holdings.split",
-            ),
+        *sqlite_rebuild_keeping_agreement(
+            "holdings_allocation",
+            [
+                migrations.AddField(
+                    model_name="allocation",
+                    name="cash_in_lieu_of",
+                    field=models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        help_text="On a sell of a fraction a reverse split left: the split it is paid in lieu of (written by the split's service, changed or deleted only with the split).",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="cash_in_lieu",
+                        to="holdings.split",
+                    ),
+                ),
+                migrations.AddConstraint(
+                    model_name="allocation",
+                    constraint=models.CheckConstraint(
+                        condition=models.Q(("cash_in_lieu_of__isnull", True), ("kind", "sell"), _connector="OR"),
+                        name="holdings_allocation_cash_in_lieu_is_sell",
+                        violation_error_message="Cash in lieu of a split's fraction is a sale of that fraction.",
+                    ),
+                ),
+            ],
         ),
-        migrations.AddConstraint(
-            model_name="allocation",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("cash_in_lieu_of__isnull", True), ("kind", "sell"), _connector="OR"),
-                name="holdings_allocation_cash_in_lieu_is_sell",
-                violation_error_message="Cash in lieu of a split's fraction is a sale of that fraction.",
-            ),
-        ),
-        restore,
         migrations.AddConstraint(
             model_name="split",
             constraint=models.UniqueConstraint(

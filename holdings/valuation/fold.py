@@ -6,13 +6,18 @@ Pure: no database. The events come from `holdings.valuation.load`; rates from an
 Same-day order: a day's movements are applied in `SAME_DAY_ORDER` (increases before decreases: transfers in,
 buys, then sells, transfers out), then by id. The services check units at the end of each day, so a sell may
 use a buy of the same day: increases first makes that so whatever order they were typed in. Event kinds added
-later (dividends) take their place in that tuple, and their handler in `Holding.apply`.
+later take their place in that tuple, and their handler in `Holding.apply`.
 
 Splits: a split (holdings.Split) is an event of every portfolio that held the asset before its day, first of its
 day (it takes effect at the start of it: that day's movements are in new units). It scales the units and each lot's
 units by new/old and leaves every cost as it was: per-unit cost scales by old/new, value (units x the unadjusted
 close) is continuous. Being an event of the fold, and never a change to any allocation, a split is applied once
 however often a position is recomputed. A lot keeps its acquisition day across a split.
+
+A trade's taxes count as its fees do: a buy's are part of what the units cost (a stamp duty or a transaction tax
+is paid to acquire them, and tax rules add it to the acquisition cost), a sell's reduce its proceeds, so that the
+realized gain is what the round trip left in cash. A dividend moves no units and no cost (its cash is the ledger's,
+valued as cash), so it is no event of this fold.
 
 Cost is carried in the asset's currency and, at the same time, in the valuation currency at each movement's own
 day's rate, so that a valuation can split its unrealized gain into a price and a currency effect.
@@ -65,7 +70,8 @@ class Event:
     price: Decimal
     fees: Decimal
     close_on_day: Decimal | None = None
-    ratio: tuple[Decimal, Decimal] | None = None
+    taxes: Decimal = Decimal(0)
+    ratio: tuple[Decimal, Decimal] | None = None  # a split's (new, old)
 
     @property
     def order(self) -> tuple[datetime.date, int, int]:
@@ -203,12 +209,12 @@ class Holding:
             price = event.price
             if event.kind == AllocationKind.TRANSFER_IN and price == 0:
                 price = self._close_for_transfer(event)
-            cost = event.quantity * price + event.fees
+            cost = event.quantity * price + event.fees + event.taxes
             self.book.add(Lot(event.quantity, cost, cost * rate, event.date))
             self.quantity += event.quantity
         elif event.kind == AllocationKind.SELL:
             cost, cost_value = self.book.remove(event.quantity)
-            proceeds = event.quantity * event.price - event.fees
+            proceeds = event.quantity * event.price - event.fees - event.taxes
             self.realized += proceeds - cost
             # The gain in the valuation currency counts the rate's move since purchase: proceeds at the sell
             # day's rate, cost at each lot's own.

@@ -43,6 +43,7 @@ def events(*, portfolio_ids: Collection[int], as_of: datetime.date) -> list[Even
             "price",
             "fees",
             "close_on_day",
+            "taxes",
         )
     )
     return [Event(*row) for row in rows] + split_events(portfolio_ids=portfolio_ids, as_of=as_of)
