@@ -545,3 +545,13 @@ def test_the_job_retries_an_unreachable_source_then_fails(settings: Any, server:
 
     assert isinstance(result.result, SourceUnavailable)
     assert len(server.requests) == 1 + refresh_market_data.max_retries
+
+
+def test_the_commands_help_names_its_options_and_exit_statuses() -> None:
+    from holdings.management.commands.refresh_market_data import Command
+
+    text = " ".join(Command().create_parser("manage.py", "refresh_market_data").format_help().split())
+
+    assert "--source NAME" in text
+    assert "--since YYYY-MM-DD" in text
+    assert "Exit status: 0 when every source succeeded, 1 when one answered garbage, 75 when every failure" in text
