@@ -12,7 +12,7 @@ from holdings.market_data.sources import SourceUnavailable
 @shared_task(
     bind=True,
     name="holdings.refresh_market_data",
-    # Only an unreachable source is retried (with exponential backoff: about 1, 2, 4, 8, 16 minutes, jittered);
+    # Only an unreachable source is retried (exponential backoff, jittered: waits of up to 1, 2, 4, 8, 16 minutes);
     # a source answering garbage fails at once: it answers the same garbage until someone looks.
     autoretry_for=(SourceUnavailable,),
     retry_backoff=60,
