@@ -98,6 +98,18 @@ def test_symbols_are_added_changed_and_deleted_on_the_assets_admin_page(client: 
     assert not AssetSymbol.objects.exists()
 
 
+def test_an_asset_added_in_the_admin_comes_with_its_symbols(client: Any, operations: Any) -> None:
+    client.force_login(operations)
+    form = _asset_form(AssetFactory.build(ticker="SAP", exchange="XETR", currency="EUR", isin=""))
+    form.update({"symbols-TOTAL_FORMS": "1", "symbols-0-source": "Prices", "symbols-0-symbol": "sap.de"})
+
+    response = client.post(reverse("admin:holdings_asset_add"), form)
+
+    assert response.status_code == 302
+    row = AssetSymbol.objects.select_related("asset").get()
+    assert (row.asset.ticker, row.source, row.symbol) == ("SAP", "prices", "sap.de")
+
+
 def test_a_symbol_another_asset_has_at_the_source_is_refused_on_the_page(client: Any, operations: Any) -> None:
     AssetSymbol.objects.create(asset=AssetFactory(), source="prices", symbol="sap.de")
     asset = AssetFactory(ticker="SAP", exchange="XETR", currency="EUR")

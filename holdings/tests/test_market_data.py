@@ -5,6 +5,7 @@ import datetime
 import re
 from collections.abc import Iterator
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 import pytest
@@ -429,8 +430,6 @@ def test_only_the_named_source_is_read(settings: Any, server: MarketServer) -> N
 
 
 def run(*args: str) -> tuple[str, str]:
-    from io import StringIO
-
     out, err = StringIO(), StringIO()
     call_command("refresh_market_data", *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
@@ -447,7 +446,7 @@ def test_the_command_reports_what_each_source_stored(settings: Any, server: Mark
 
 
 def test_the_command_fails_with_status_1_naming_the_source_that_answered_garbage(
-    settings: Any, server: MarketServer, capsys: Any
+    settings: Any, server: MarketServer
 ) -> None:
     configure(settings, ecb=(ECB, server.serve("/daily.xml", _daily("rate='181.21'", "rate='abc'"))))
 
@@ -459,8 +458,6 @@ def test_the_command_fails_with_status_1_naming_the_source_that_answered_garbage
 
 
 def test_the_command_writes_the_reason_of_a_failure_to_stderr(settings: Any, server: MarketServer) -> None:
-    from io import StringIO
-
     configure(settings, ecb=(ECB, server.serve("/daily.xml", _daily("rate='181.21'", "rate='abc'"))))
     err = StringIO()
 
