@@ -152,7 +152,8 @@ def _read_http(url: str, *, source: str, timeout: float, max_bytes: int) -> byte
         raise SourceUnavailable(
             f"{source}: {url} stopped answering after {len(error.partial)} bytes of the announced body."
         ) from error
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
+    # URLError (no such host, refused, a TLS failure while connecting), a timeout or a reset mid-body: all OSErrors.
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise SourceUnavailable(f"{source}: cannot reach {url}: {reason}; try again later.") from error
     return _bounded(data, url, source=source, max_bytes=max_bytes)
