@@ -22,11 +22,21 @@ from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 from . import dividends as dividend_services
 from . import services
 from .client_panel import client_income_panel, client_valuation_panel
-from .models import Allocation, Asset, Dividend, FxRate, Price, Split
+from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 
 
 def _changes(form: Any) -> dict[str, Any]:
     return {name: form.cleaned_data[name] for name in form.changed_data}
+
+
+class AssetSymbolInline(admin.TabularInline):
+    """The asset's symbol at each market data source (its name in MARKET_DATA_SOURCES): what
+    `refresh_market_data` asks that source for. Saved through the services by AssetAdmin.save_formset."""
+
+    model = AssetSymbol
+    fields = ["source", "symbol"]
+    extra = 0
+    verbose_name = "market data symbol"
 
 
 @admin.register(Asset)
@@ -35,6 +45,21 @@ class AssetAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["asset_type", "currency", "exchange"]
     search_fields = ["ticker", "name", "isin"]
     readonly_fields = ["created_at", "updated_at"]
+    inlines = [AssetSymbolInline]
+    WRITE_METHODS = (*ServiceAdminMixin.WRITE_METHODS, "save_formset")
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not AssetSymbol:
+            super().save_formset(request, form, formset, change)
+            return
+        rows = formset.save(commit=False)
+        for row in formset.deleted_objects:
+            services.asset_symbol_delete(asset_symbol=row)
+        for row in rows:
+            if row.pk is None:
+                services.asset_symbol_create(asset=form.instance, source=row.source, symbol=row.symbol)
+            else:
+                services.asset_symbol_update(asset_symbol=row)
 
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
         if change:

@@ -37,16 +37,38 @@ from .filters import (
     SplitFilterSet,
 )
 from .fx import MissingRate, fx_rate
-from .models import Allocation, Asset, Dividend, FxRate, Price, Split
+from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 from .selectors import asset_holders, latest_prices
+
+
+class AssetSymbolSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AssetSymbol
+        fields = ["source", "symbol"]
 
 
 class AssetSerializer(serializers.ModelSerializer):
     currency = CurrencyField()
+    symbols = AssetSymbolSerializer(
+        many=True,
+        read_only=True,
+        help_text="The asset's symbol at each market data source (maintained in the admin, on the asset).",
+    )
 
     class Meta:
         model = Asset
-        fields = ["id", "ticker", "name", "exchange", "currency", "asset_type", "isin", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "ticker",
+            "name",
+            "exchange",
+            "currency",
+            "asset_type",
+            "isin",
+            "symbols",
+            "created_at",
+            "updated_at",
+        ]
         # Uniqueness is the service's full_clean() and the database's, which see the normalised ticker.
         validators: list[Any] = []
 
@@ -80,7 +102,7 @@ class AssetViewSet(ScopedModelViewSet):
     An asset that allocations use cannot be deleted or change its currency (409); deleting one deletes its prices.
     """
 
-    queryset = Asset.objects.all()
+    queryset = Asset.objects.prefetch_related("symbols")
     serializer_class = AssetSerializer
     filterset_class = AssetFilterSet
     ordering_fields = ["ticker", "name", "exchange", "created_at"]

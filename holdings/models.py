@@ -139,6 +139,53 @@ class Price(TimeStampedModel):
         return f"{self.asset} {self.date}: {self.close}"
 
 
+# A source's name as MARKET_DATA_SOURCES spells it (lower-case letters, digits, "-" and "_").
+SOURCE_NAME_CHARACTERS = "a-z0-9_-"
+
+
+class AssetSymbol(TimeStampedModel):
+    """What a market data source calls an asset ("SAP.DE" at one, "sap.de" at another): one symbol per asset and
+    source, and a symbol names one asset at its source. `source` is a key of `settings.MARKET_DATA_SOURCES`."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="symbols")
+    source = models.CharField(max_length=32, help_text="The source's name in MARKET_DATA_SOURCES (e.g. prices).")
+    symbol = models.CharField(max_length=64, help_text="The asset's symbol at that source, exactly as it spells it.")
+
+    objects = ReferenceDataQuerySet["AssetSymbol"].as_manager()
+
+    class Meta:
+        ordering = ["source", "symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "symbol"],
+                name="holdings_assetsymbol_source_symbol_unique",
+                violation_error_message="Another asset already has this symbol at this source.",
+            ),
+            models.UniqueConstraint(
+                fields=["asset", "source"],
+                name="holdings_assetsymbol_asset_source_unique",
+                violation_error_message="This asset already has a symbol at this source.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(symbol="")
+                & ~models.Q(source="")
+                & ~models.Q(source__regex=f"[^{SOURCE_NAME_CHARACTERS}]"),
+                name="holdings_assetsymbol_named",
+                violation_error_message="A symbol and its source's name are required; a source's name holds only "
+                "lower-case letters, digits, '-' and '_'.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} at {self.source}"
+
+    def clean(self) -> None:
+        super().clean()
+        # A symbol is sent as written (sources differ on case); only blanks around it are a typing slip.
+        self.symbol = (self.symbol or "").strip()
+        self.source = (self.source or "").strip().lower()
+
+
 class FxRate(TimeStampedModel):
     """A published exchange rate: `rate` units of `quote` for one unit of `base`, on a day (central banks publish
     against their own currency: the ECB's reference rates have base EUR). The rate of a day is the latest

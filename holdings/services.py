@@ -28,7 +28,7 @@ from portfolio_site.money import (
 )
 
 from . import daily_values
-from .models import Allocation, Asset, FxRate, Price, Split
+from .models import Allocation, Asset, AssetSymbol, FxRate, Price, Split
 from .selectors import asset_holders, units_shortfall, units_shortfalls
 
 ASSETS_CACHE = "assets"
@@ -80,6 +80,33 @@ def asset_delete(*, asset: Asset) -> None:
     asset.delete()
     invalidate_namespace(ASSETS_CACHE)
     invalidate_namespace(PRICES_CACHE)
+
+
+@transaction.atomic
+def asset_symbol_create(*, asset: Asset, source: str, symbol: str) -> AssetSymbol:
+    """Names the asset's symbol at a market data source (a key of settings.MARKET_DATA_SOURCES, not checked
+    against it: settings change, a symbol stays valid data)."""
+    row = AssetSymbol(asset=asset, source=source, symbol=symbol)
+    row.full_clean()
+    row.save()
+    invalidate_namespace(ASSETS_CACHE)  # the asset API shows its symbols
+    return row
+
+
+@transaction.atomic
+def asset_symbol_update(*, asset_symbol: AssetSymbol, **fields: Any) -> AssetSymbol:
+    for name, value in fields.items():
+        setattr(asset_symbol, name, value)
+    asset_symbol.full_clean()
+    asset_symbol.save()
+    invalidate_namespace(ASSETS_CACHE)
+    return asset_symbol
+
+
+@transaction.atomic
+def asset_symbol_delete(*, asset_symbol: AssetSymbol) -> None:
+    asset_symbol.delete()
+    invalidate_namespace(ASSETS_CACHE)
 
 
 @transaction.atomic

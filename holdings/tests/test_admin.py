@@ -514,13 +514,23 @@ def test_deleting_one_leg_of_a_units_transfer_in_the_admin_deletes_both(client, 
 
 # --- Assets and prices ----------------------------------------------------------------------------------------
 
+# The management form of the asset page's (empty) market data symbols inline.
+NO_SYMBOLS = {"symbols-TOTAL_FORMS": "0", "symbols-INITIAL_FORMS": "0"}
+
 
 def test_adding_an_asset_in_the_admin_stores_the_ticker_upper_case(client, operations):
     client.force_login(operations)
 
     response = client.post(
         reverse("admin:holdings_asset_add"),
-        {"ticker": " aapl ", "name": "Apple Inc.", "exchange": "xnas", "currency": "usd", "asset_type": "equity"},
+        {
+            "ticker": " aapl ",
+            "name": "Apple Inc.",
+            "exchange": "xnas",
+            "currency": "usd",
+            "asset_type": "equity",
+            **NO_SYMBOLS,
+        },
     )
 
     assert response.status_code == 302
@@ -534,7 +544,14 @@ def test_adding_an_asset_whose_upper_case_ticker_exists_is_refused_by_the_form(c
 
     response = client.post(
         reverse("admin:holdings_asset_add"),
-        {"ticker": "aapl", "name": "Apple again", "exchange": "XNAS", "currency": "USD", "asset_type": "equity"},
+        {
+            "ticker": "aapl",
+            "name": "Apple again",
+            "exchange": "XNAS",
+            "currency": "USD",
+            "asset_type": "equity",
+            **NO_SYMBOLS,
+        },
     )
 
     assert response.status_code == 200

@@ -248,6 +248,29 @@ FX_PIVOT_CURRENCY = env.str("FX_PIVOT_CURRENCY", default="EUR")
 # A valuation flags a price older than this many days before its `as_of` as stale (and still uses it).
 VALUATION_STALE_PRICE_DAYS = env.int("VALUATION_STALE_PRICE_DAYS", default=5)
 
+# Market data sources (holdings.market_data): {name: {"CLASS": dotted path, "URL": http(s)/file URL or path,
+# "TIMEOUT": seconds, "MAX_BYTES": bytes}}, refreshed in this order by `manage.py refresh_market_data` and the
+# job. The name is what an asset's symbol names (AssetSymbol.source). A source whose URL is empty is left out:
+# by default only the ECB's daily euro reference rates; a price source needs a URL with `{symbol}` in it.
+MARKET_DATA_TIMEOUT = env.float("MARKET_DATA_TIMEOUT", default=30.0)
+MARKET_DATA_MAX_BYTES = env.int("MARKET_DATA_MAX_BYTES", default=64 * 2**20)
+MARKET_DATA_SOURCES = {
+    name: entry
+    for name, entry in {
+        "ecb": {
+            "CLASS": "holdings.market_data.ecb.EcbReferenceRates",
+            "URL": env.str(
+                "MARKET_DATA_ECB_URL", default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+            ),
+        },
+        "prices": {
+            "CLASS": "holdings.market_data.csv_prices.CsvDailyPrices",
+            "URL": env.str("MARKET_DATA_PRICES_URL", default=""),
+        },
+    }.items()
+    if entry["URL"]
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio back-office API",
     "DESCRIPTION": "Clients, holdings and cash ledger of a wealth and asset manager's back-office.",
