@@ -63,3 +63,58 @@ def test_the_nightly_clean_up_deletes_what_has_ended_keeps_what_is_live_and_chan
 
     assert set(second.values()) == {0}
     assert JobRun.objects.filter(task="accounts.purge_ended_security_records", outcome="succeeded").count() == 2
+
+
+# --- Account emails leave from the worker -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The broker: `send_email` jobs are queued here instead of run, as they are when a worker is configured."""
+    from accounts.tasks import send_email
+
+    jobs: list[dict[str, Any]] = []
+    monkeypatch.setattr(send_email, "apply_async", lambda **options: jobs.append(options))
+    return jobs
+
+
+@pytest.mark.parametrize(
+    ("url", "template"),
+    [("/api/v1/auth/otp/request/", "login_code"), ("/api/v1/auth/password-reset/", "password_reset")],
+)
+def test_the_answer_is_the_same_for_a_known_and_an_unknown_address_and_no_mail_leaves_in_the_request(
+    url: str, template: str, queued: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.core import mail
+    from rest_framework.test import APIClient
+
+    from accounts.tasks import send_email
+
+    anna = UserFactory(email="anna@example.com")
+    answers = []
+    for email in ["anna@example.com", "nobody@example.com"]:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = APIClient().post(url, {"email": email}, REMOTE_ADDR="203.0.113.9")
+        answers.append((response.status_code, response.json()))
+
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 202
+    assert mail.outbox == []  # nothing was sent while the request ran ...
+    assert len(queued) == 1  # ... one job was queued, for the known address only
+    kwargs = queued[0]["kwargs"]
+    assert (kwargs["user_id"], kwargs["template"]) == (anna.pk, template)
+    assert "redacted" in queued[0]["kwargsrepr"]  # what Celery's logs show of the arguments
+
+    send_email.apply(kwargs=kwargs)  # the worker's turn
+
+    assert [message.to for message in mail.outbox] == [["anna@example.com"]]
+
+
+def test_an_email_job_for_a_user_deactivated_since_sends_nothing() -> None:
+    from django.core import mail
+
+    from accounts.tasks import send_email
+
+    user = UserFactory(is_active=False)
+    assert send_email.apply(kwargs={"user_id": user.pk, "template": "login_code", "context": {}}).get() is False
+    assert mail.outbox == []
