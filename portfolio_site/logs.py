@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import empty
 
@@ -138,14 +139,25 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
-        tokens = [_request.set(request), _request_id.set(request_id), _secrets.set(frozenset())]
-        try:
-            response = self.get_response(request)
-        finally:
-            for var, token in zip((_request, _request_id, _secrets), tokens, strict=True):
-                var.reset(token)  # type: ignore[attr-defined]
+        # Not reset on the way out: Django logs a 4xx/5xx ("Not Found: /x") after every middleware has returned.
+        # `request_finished` clears them (below); the next request on this thread sets its own anyway.
+        _request.set(request)
+        _request_id.set(request_id)
+        _user_id.set("")
+        _secrets.set(frozenset())
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+def clear_request_context(**kwargs: Any) -> None:
+    _request.set(None)
+    _request_id.set("")
+    _user_id.set("")
+    _secrets.set(frozenset())
+
+
+request_finished.connect(clear_request_context, dispatch_uid="portfolio_site.logs.clear_request_context")
 
 
 @contextmanager

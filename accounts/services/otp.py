@@ -16,6 +16,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import emails
 from accounts.models import EmailLoginCode, User
+from portfolio_site import logs
 
 from .events import ClientInfo, Kind, security_event_record
 from .login import LoginFailed, LoginResult, first_factor_passed, lockout_check, lockout_record_failure
@@ -45,7 +46,7 @@ def login_code_request(*, email: str, client: ClientInfo) -> None:
         return
     now = timezone.now()
     EmailLoginCode.objects.filter(user=user, used_at__isnull=True).delete()
-    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    code = logs.secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")  # masked in any log line
     login_code = EmailLoginCode(
         user=user,
         code_hash=login_code_hash(user_pk=user.pk, code=code),
