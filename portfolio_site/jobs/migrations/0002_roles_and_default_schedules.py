@@ -8,7 +8,7 @@ from accounts.roles import Role, grant_role_permissions, model_codenames
 # name, task, schedule: ("every", seconds) or ("cron", minute, hour)
 DEFAULT_SCHEDULES = [
     ("Worker heartbeat", "jobs.heartbeat", ("every", 60)),
-    ("Rebuild stale daily values", "holdings.daily_values_refresh", ("every", 300)),
+    ("Rebuild stale daily values", "holdings.daily_values_refresh", ("every", 60)),
     ("Nightly clean-up of ended security records", "accounts.purge_ended_security_records", ("cron", "30", "2")),
 ]
 
