@@ -40,7 +40,9 @@ _SECRET_KEYS = (
     r"|(?:login_|recovery_|one_time_|email_)?code|uid"
 )
 _PAIR = re.compile(
-    rf"(?P<key>[\"']?\b(?:{_SECRET_KEYS})\b[\"']?\s*[:=]\s*)(?P<quote>[\"']?)(?P<value>(?:Bearer\s+)?[^\s\"',;&}}\]]+)",
+    rf"(?P<key>[\"']?\b(?:{_SECRET_KEYS})\b[\"']?\s*[:=]\s*)(?P<quote>[\"']?)"
+    # not a value masked already (a registered secret), else "[redacted]" would gain a stray "]"
+    r"(?!\[redacted\])(?P<value>(?:Bearer\s+)?[^\s\"',;&}\]]+)",
     re.IGNORECASE,
 )
 _JWT = re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
