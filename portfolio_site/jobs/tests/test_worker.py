@@ -85,3 +85,42 @@ def test_a_job_enqueued_after_a_commit_runs_in_the_worker_and_leaves_its_job_run
     assert run.outcome == JobRun.Outcome.SUCCEEDED
     assert run.worker.startswith(worker)
     assert run.request_id == request_id  # the request id travelled with the job
+
+
+@pytest.mark.postgres
+def test_every_job_runs_in_a_real_worker(worker: str) -> None:
+    """Each job of the README's table, sent through Redis to the worker process, ends succeeded."""
+    from accounts.tasks import send_email
+    from accounts.tests.factories import UserFactory
+    from holdings.tasks import daily_values_refresh
+    from portfolio_site.imports.models import ImportUpload
+    from portfolio_site.imports.tasks import run_upload
+    from portfolio_site.jobs.models import JobRun
+
+    user = UserFactory(is_superuser=True)
+    content = f"email,name,advisor,base_currency\nann@example.net,Ann,{user.email},EUR\n".encode()
+    upload = ImportUpload.objects.create(
+        user=user, kind="clients", file_name="c.csv", sha256="x", size=len(content), rows=1, content=content
+    )
+    sent = [
+        send_email.apply_async(
+            kwargs={"user_id": user.pk, "template": "login_code", "context": {"code": "123456", "minutes": 5}},
+            queue=worker,
+        ),
+        daily_values_refresh.apply_async(kwargs={}, queue=worker),
+        run_upload.apply_async(kwargs={"upload_id": str(upload.pk), "dry_run": True}, queue=worker),
+    ]
+    for result in sent:
+        result.get(timeout=60)
+    deadline = time.monotonic() + 10
+    while JobRun.objects.filter(outcome=JobRun.Outcome.SUCCEEDED).count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    runs = dict(JobRun.objects.values_list("task", "outcome"))
+    assert runs == {
+        "accounts.send_email": "succeeded",
+        "holdings.daily_values_refresh": "succeeded",
+        "imports.run_upload": "succeeded",
+    }
+    upload.refresh_from_db()
+    assert upload.dry_run_batch is not None
+    assert upload.dry_run_batch.outcome == "dry_run"
