@@ -2,9 +2,9 @@
 
 Links carry signed tokens and expire. A verification link binds the user and the address it was sent to, so
 changing the address voids it. A reset token is Django's `default_token_generator`'s: it hashes the password,
-so it works once, and it expires after `PASSWORD_RESET_TIMEOUT`. Emails leave after the commit and a mail
-outage is logged, never raised: the caller's answer does not depend on it (nor, for a reset, on whether the
-address has an account).
+so it works once, and it expires after `PASSWORD_RESET_TIMEOUT`. Emails are sent by a worker once the
+transaction commits (accounts.tasks): the caller's answer does not depend on the mail server (nor, for a
+reset, on whether the address has an account).
 """
 
 from urllib.parse import urlencode

@@ -38,8 +38,8 @@ def _active_user(email: str) -> User | None:
 def login_code_request(*, email: str, client: ClientInfo) -> None:
     """Emails a fresh login code to the address if it belongs to an active user; does nothing otherwise.
 
-    The caller answers the same either way. The email leaves after the commit, and a mail outage is logged,
-    never raised.
+    The caller answers the same either way. A worker sends the email once this commits (accounts.tasks), and
+    retries a mail server that does not answer: the request neither waits for it nor fails with it.
     """
     user = _active_user(email)
     if user is None:
