@@ -309,6 +309,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The readiness probe calls the workers absent when their last heartbeat (a periodic job) is older than this.
 JOBS_HEARTBEAT_MAX_AGE_SECONDS = env.int("JOBS_HEARTBEAT_MAX_AGE_SECONDS", default=180)
+# Finished JobRuns are deleted this many days later (nightly): the every-minute jobs would grow the table for ever.
+JOBS_RUN_RETENTION_DAYS = env.int("JOBS_RUN_RETENTION_DAYS", default=30)
 # How long ended login sessions and used login codes are kept (for the security history) before the nightly
 # clean-up deletes them.
 SECURITY_RECORDS_RETENTION_DAYS = env.int("SECURITY_RECORDS_RETENTION_DAYS", default=30)

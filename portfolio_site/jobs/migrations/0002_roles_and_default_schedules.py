@@ -10,6 +10,7 @@ DEFAULT_SCHEDULES = [
     ("Worker heartbeat", "jobs.heartbeat", ("every", 60)),
     ("Rebuild stale daily values", "holdings.daily_values_refresh", ("every", 60)),
     ("Nightly clean-up of ended security records", "accounts.purge_ended_security_records", ("cron", "30", "2")),
+    ("Nightly clean-up of old job runs", "jobs.purge_job_runs", ("cron", "45", "2")),
 ]
 
 

@@ -192,3 +192,20 @@ def test_the_database_refuses_a_run_that_finishes_before_it_starts() -> None:
     now = timezone.now()
     with refused_by("jobs_jobrun_finishes_after_start"):
         JobRun.objects.create(task="x", job_id="x", started_at=now, finished_at=now - datetime.timedelta(seconds=1))
+
+
+def test_the_nightly_purge_deletes_runs_finished_before_the_retention_and_nothing_when_run_again(
+    settings: Any, superuser: Any
+) -> None:
+    from portfolio_site.jobs.tasks import purge_job_runs
+
+    settings.JOBS_RUN_RETENTION_DAYS = 30
+    old, recent, running = make_runs(3, superuser)
+    long_ago = timezone.now() - datetime.timedelta(days=31)
+    JobRun.objects.filter(pk=old.pk).update(started_at=long_ago, finished_at=long_ago)
+    JobRun.objects.filter(pk=running.pk).update(started_at=long_ago, finished_at=None, outcome="retrying")
+
+    assert purge_job_runs.apply().get() == 1
+    remaining = set(JobRun.objects.filter(task="holdings.daily_values_refresh").values_list("pk", flat=True))
+    assert remaining == {recent.pk, running.pk}
+    assert purge_job_runs.apply().get() == 0
