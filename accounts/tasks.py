@@ -5,7 +5,9 @@ from typing import Any
 
 from accounts import emails
 from accounts.models import User
+from accounts.services import flows, otp
 from accounts.services.cleanup import security_records_purge
+from accounts.services.events import ClientInfo
 from portfolio_site.jobs.base import job
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,19 @@ def send_email(*, user_id: int, template: str, context: dict[str, Any]) -> bool:
         return False
     emails.send_templated(template=template, user=user, context=context)
     return True
+
+
+@job(name="accounts.login_code_request")
+def login_code_request(*, email: str, ip: str | None = None, user_agent: str = "") -> None:
+    """The whole of a login-code request, whatever the address: the request only enqueues this, so it does the
+    same work, as fast, for an address with an account and one without (no enumeration by timing)."""
+    otp.login_code_request(email=email, client=ClientInfo(ip=ip, user_agent=user_agent))
+
+
+@job(name="accounts.password_reset_request")
+def password_reset_request(*, email: str, ip: str | None = None, user_agent: str = "") -> None:
+    """The whole of a password-reset request, whatever the address (see `login_code_request`)."""
+    flows.password_reset_request(email=email, client=ClientInfo(ip=ip, user_agent=user_agent))
 
 
 @job(name="accounts.purge_ended_security_records")

@@ -118,3 +118,20 @@ def test_an_email_job_for_a_user_deactivated_since_sends_nothing() -> None:
     user = UserFactory(is_active=False)
     assert send_email.apply(kwargs={"user_id": user.pk, "template": "login_code", "context": {}}).get() is False
     assert mail.outbox == []
+
+
+@pytest.mark.parametrize("url", ["/api/v1/auth/otp/request/", "/api/v1/auth/password-reset/"])
+def test_the_request_does_the_same_work_for_a_known_and_an_unknown_address(
+    url: str, django_capture_on_commit_callbacks: Any, count_queries: Any
+) -> None:
+    """The address is looked up by the worker: the request's queries and the jobs it leaves do not depend on it."""
+    from rest_framework.test import APIClient
+
+    UserFactory(email="anna@example.com")
+    work = []
+    for email in ["anna@example.com", "nobody@example.com"]:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            queries = count_queries(lambda e=email: APIClient().post(url, {"email": e}, REMOTE_ADDR="203.0.113.9"))
+        work.append((queries, len(callbacks)))
+    assert work[0] == work[1]
+    assert work[0][1] == 1  # one job to send, nothing else
