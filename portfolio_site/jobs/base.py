@@ -88,6 +88,11 @@ class JobTask(Task):
         with context:
             for name in self.secret_arguments:
                 _register_secrets(kwargs.get(name))
+            if self.record_runs and self._already_succeeded():
+                # The same message delivered again (a worker lost after the job, before its acknowledgement):
+                # its work is done. Jobs are idempotent anyway; this spares them the second run.
+                logger.info("Job %s already succeeded; not run again", self.name)
+                return None
             run = self._run_started(kwargs) if self.record_runs else None
             try:
                 result = super().__call__(*args, **kwargs)
@@ -101,6 +106,10 @@ class JobTask(Task):
                 raise
             self._run_ended(run, JobRun.Outcome.SUCCEEDED)
             return result
+
+    def _already_succeeded(self) -> bool:
+        job_id = self.request.id
+        return bool(job_id) and JobRun.objects.filter(job_id=job_id, outcome=JobRun.Outcome.SUCCEEDED).exists()
 
     def _run_started(self, kwargs: Mapping[str, Any]) -> JobRun:
         request = self.request

@@ -106,6 +106,14 @@ def test_a_bug_fails_at_once_without_retrying() -> None:
     assert (run.outcome, run.retries, run.error) == (JobRun.Outcome.FAILED, 0, "ValueError: a bug, not a hiccup")
 
 
+def test_a_job_delivered_again_after_it_succeeded_is_not_run_again() -> None:
+    first = record.apply(kwargs={"label": "once"}, task_id="job-1")
+    again = record.apply(kwargs={"label": "once"}, task_id="job-1")  # the broker redelivers the same message
+    assert (first.get(), again.get()) == ("once", None)
+    assert [call["label"] for call in calls] == ["once"]
+    assert JobRun.objects.get(job_id="job-1").outcome == JobRun.Outcome.SUCCEEDED
+
+
 def test_jobs_are_retried_with_exponential_backoff_by_default() -> None:
     assert record.retry_backoff
     assert record.retry_jitter
