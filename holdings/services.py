@@ -676,7 +676,8 @@ def daily_values_refresh(*, portfolio_ids: Iterable[int] | None = None, until: d
     `until`, so the marker still means "stale from this day on" (a later day, or a write, makes it stale again).
     A portfolio without any movement has nothing to go stale: its marker is cleared.
 
-    Until the job queue exists this runs when a reader asks (`holdings.selectors.daily_values`) and from
+    Runs from the `holdings.daily_values_refresh` job (every minute by default), when a reader finds its portfolios
+    stale (`holdings.selectors.daily_values_of`: reads never wait for the job) and from
     `manage.py refresh_daily_values`.
     """
     until = until or timezone.localdate()

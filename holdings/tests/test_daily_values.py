@@ -363,6 +363,33 @@ def test_the_command_refreshes_every_stale_portfolio(book: dict[str, Any]) -> No
     assert "of 0 portfolio(s)" in out.getvalue()
 
 
+def test_the_job_rebuilds_from_the_earliest_back_dated_change_and_a_second_run_changes_nothing(
+    book: dict[str, Any],
+) -> None:
+    from holdings.tasks import daily_values_refresh
+    from portfolio_site.jobs.models import JobRun
+
+    eur = book["eur"]
+    assert daily_values_refresh.apply(kwargs={"until": "2026-01-31"}).get() == 2
+    before = {row[0]: row for row in table(eur)}
+    book["trade"](eur, book["us"], "sell", "2", "103", D(2026, 1, 20))  # back-dated
+    book["trade"](eur, book["us"], "sell", "1", "103", D(2026, 1, 14))  # further back
+    eur.refresh_from_db()
+    assert eur.history_changed_from == D(2026, 1, 14)
+
+    assert daily_values_refresh.apply(kwargs={"until": "2026-01-31"}).get() == 1
+    after = dict(PortfolioDailyValue.objects.filter(portfolio=eur).values_list("date", "value"))
+    assert after[D(2026, 1, 13)] == before[D(2026, 1, 13)][3]  # before the change: kept
+    assert after[D(2026, 1, 14)] != before[D(2026, 1, 14)][3]  # from it on: rebuilt
+    eur.refresh_from_db()
+    assert eur.history_changed_from == D(2026, 2, 1)
+    rows = list(PortfolioDailyValue.objects.order_by("pk").values_list("pk", "date", "value"))
+
+    assert daily_values_refresh.apply(kwargs={"until": "2026-01-31"}).get() == 0
+    assert list(PortfolioDailyValue.objects.order_by("pk").values_list("pk", "date", "value")) == rows
+    assert JobRun.objects.filter(task="holdings.daily_values_refresh", outcome="succeeded").count() == 3
+
+
 def test_the_database_refuses_two_values_for_one_portfolio_and_day() -> None:
     portfolio = PortfolioFactory()
     fields = {"holdings_value": 0, "cash_value": 0, "value": 0, "external_flow": 0, "complete": True}
