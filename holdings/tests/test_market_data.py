@@ -20,6 +20,7 @@ from holdings.models import AssetSymbol, FxRate, Price
 from holdings.tasks import refresh_market_data
 from holdings.tests.factories import AllocationFactory, AssetFactory
 from holdings.tests.market_server import FIXTURES, MarketServer
+from portfolio_site.jobs.models import JobRun
 
 pytestmark = pytest.mark.django_db
 
@@ -522,23 +523,28 @@ def test_the_job_stores_what_the_command_would_and_returns_the_reports(settings:
     assert FxRate.objects.count() == 29
 
 
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
 def test_the_job_fails_at_once_with_the_reason_when_a_source_answers_garbage(
     settings: Any, server: MarketServer
 ) -> None:
     configure(settings, ecb=(ECB, server.serve("/daily.xml", "<html>maintenance</html>")))
 
-    result = refresh_market_data.apply()
+    result = refresh_market_data.apply(throw=False)
 
     assert result.failed()
     assert isinstance(result.result, SourceError)
     assert str(result.result) == "ecb: line 1: the document is a <html>, not the ECB's gesmes:Envelope."
     assert server.requests == ["/daily.xml"], "garbage is not retried"
+    run = JobRun.objects.get()
+    assert (run.outcome, run.retries) == (JobRun.Outcome.FAILED, 0)
+    assert "the document is a <html>, not the ECB's gesmes:Envelope" in run.error
 
 
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
 def test_the_job_retries_an_unreachable_source_then_fails(settings: Any, server: MarketServer) -> None:
     configure(settings, ecb=(ECB, server.serve("/daily.xml", "busy", status=503)))
 
-    result = refresh_market_data.apply()
+    result = refresh_market_data.apply(throw=False)
 
     assert isinstance(result.result, SourceUnavailable)
     assert len(server.requests) == 1 + refresh_market_data.max_retries
