@@ -156,10 +156,14 @@ def test_ready_calls_a_heartbeat_older_than_the_limit_stale(client: Any, broker:
 
 
 @pytest.mark.django_db
-def test_ready_reports_an_unreachable_broker_as_down_and_stays_200(client: Any, settings: Any) -> None:
+def test_ready_reports_an_unreachable_broker_as_down_and_stays_200(
+    client: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from portfolio_site.celery import app
 
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/1"
+    # Celery reads the environment's CELERY_BROKER_URL before its configuration (CI sets it to the real broker).
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/1")
     app.conf.broker_url, previous = "redis://127.0.0.1:1/1", app.conf.broker_url
     try:
         response = client.get("/health/ready")
