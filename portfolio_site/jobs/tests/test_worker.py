@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from holdings.tests.market_server import MarketServer
 from portfolio_site.celery import app
 from portfolio_site.jobs.heartbeat import heartbeat_age
 
@@ -35,6 +36,8 @@ def worker(transactional_db: None) -> Iterator[str]:
     the broker), with the test settings; yields the queue name."""
     queue = f"test-{uuid.uuid4().hex}"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portfolio_site.settings.test"}
+    market = MarketServer().__enter__()  # the ECB as the market data job reads it, on loopback
+    env["MARKET_DATA_ECB_URL"] = market.url("/files/ecb-daily.xml")
     if connection.vendor == "postgresql":
         env["DATABASE_URL"] = _database_url()
     else:
@@ -49,6 +52,7 @@ def worker(transactional_db: None) -> Iterator[str]:
         yield queue
     finally:
         app.conf.task_always_eager = True
+        market.__exit__()
         process.terminate()
         output, _ = process.communicate(timeout=30)
         Path(ROOT / f".worker-{queue}.sqlite3").unlink(missing_ok=True)
@@ -94,7 +98,8 @@ def test_every_job_runs_in_a_real_worker(worker: str) -> None:
     test's worker does not read: send_email is sent here directly)."""
     from accounts.tasks import send_email
     from accounts.tests.factories import UserFactory
-    from holdings.tasks import daily_values_refresh
+    from holdings.models import FxRate
+    from holdings.tasks import daily_values_refresh, refresh_market_data
     from portfolio_site.imports.models import ImportUpload
     from portfolio_site.imports.tasks import run_upload
     from portfolio_site.jobs.models import JobRun
@@ -113,11 +118,12 @@ def test_every_job_runs_in_a_real_worker(worker: str) -> None:
         daily_values_refresh.apply_async(kwargs={}, queue=worker),
         run_upload.apply_async(kwargs={"upload_id": str(upload.pk), "dry_run": True}, queue=worker),
         purge_job_runs.apply_async(queue=worker),
+        refresh_market_data.apply_async(kwargs={"source": "ecb"}, queue=worker),
     ]
     for result in sent:
         result.get(timeout=60)
     deadline = time.monotonic() + 10
-    while JobRun.objects.filter(outcome=JobRun.Outcome.SUCCEEDED).count() < 4 and time.monotonic() < deadline:
+    while JobRun.objects.filter(outcome=JobRun.Outcome.SUCCEEDED).count() < 5 and time.monotonic() < deadline:
         time.sleep(0.2)
     runs = dict(JobRun.objects.values_list("task", "outcome"))
     assert runs == {
@@ -125,7 +131,9 @@ def test_every_job_runs_in_a_real_worker(worker: str) -> None:
         "holdings.daily_values_refresh": "succeeded",
         "imports.run_upload": "succeeded",
         "jobs.purge_job_runs": "succeeded",
+        "holdings.refresh_market_data": "succeeded",
     }
+    assert FxRate.objects.filter(base="EUR").exists()  # the worker stored the ECB's rates
     upload.refresh_from_db()
     assert upload.dry_run_batch is not None
     assert upload.dry_run_batch.outcome == "dry_run"
