@@ -10,6 +10,7 @@ thousands of rows a second; on SQLite, where that would buy little, they are rep
 settles in cash, and none may overdraw cash or sell more than is held.
 """
 
+import contextlib
 import datetime
 import hashlib
 from collections import defaultdict
@@ -493,6 +494,10 @@ class AllocationFormat(PipelinedFormat):
         self.staging.write_encoded(chunk)  # SQLite: rows are replayed through the service after the last one
 
     def close(self) -> None:
+        if self.bulk is not None:
+            # If the run is already failing on a database error (which propagates), the rollback resets it.
+            with contextlib.suppress(DatabaseError):
+                self.bulk.close()
         _close(self.staging, NEW)
 
     def check(self) -> None:

@@ -406,6 +406,31 @@ def test_the_rows_are_applied_in_date_order_whatever_their_order_in_the_file(inv
     assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == 0
 
 
+def test_allocations_written_a_chunk_at_a_time_number_repeats_over_the_whole_file(investor, sap, monkeypatch) -> None:
+    from holdings.importers import AllocationFormat
+
+    # Two rows a chunk: the repeats of the first row fall in later chunks, and the second chunk is dated
+    # before the first (which on PostgreSQL sends it to the checked path).
+    monkeypatch.setattr(AllocationFormat, "chunk_rows", 2)
+    text = ALLOCATIONS + (
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,transfer_in,2,0,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-04,\n"
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,sell,1,100,0,2026-03-06,\n"
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-05,\n"
+    )
+    result = run("allocations", text)
+    assert result.ok, issues(result)
+    assert counts(result) == (6, 0, 0, 0)
+    keys = sorted(Allocation.objects.filter(date="2026-03-05", kind="buy").values_list("import_key", flat=True))
+    assert [key.rsplit(":", 1)[1] for key in keys] == ["1", "2", "3"]
+    assert len({key.rsplit(":", 1)[0] for key in keys}) == 1
+    assert Transaction.objects.filter(kind__in=["buy", "sell"]).count() == 4 + 1
+    assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == 2 + 4 - 1
+    assert counts(run("allocations", text)) == (0, 0, 6, 0)
+
+
 def test_only_the_first_refusal_is_reported_without_skip_invalid(investor, sap) -> None:
     result = run(
         "allocations",
