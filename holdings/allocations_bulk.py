@@ -1,14 +1,24 @@
 """The set-based write of an allocations import, on PostgreSQL (see holdings.importers.AllocationFormat).
 
-The rows wait in a staging table. Under the services' locks (the portfolios' rows through
-clients.services.portfolios_lock, in primary-key order; the assets' rows shared, as `_asset_for_trade` takes
-them, so no asset's currency changes under a trade settling in it), the new rows are numbered, each trade given
-its settlement's id from the ledger's own sequence, and written with one `INSERT … SELECT` for the settlements
-and one for the allocations. The rules are then checked on what was written, by the very functions the services
-call after each write (`ledger.selectors.cash_shortfalls`, `holdings.selectors.units_shortfalls`), and a broken
-rule is reported in the services' own words, naming the row that broke it. With skip_invalid that row (the first
-of its portfolio and asset, or portfolio and currency) is taken back out and the rules checked again, since a
-later row may be fine without it.
+Rows are parsed in one thread while the database thread writes the previous chunk (portfolio_site.imports.pipeline).
+Each chunk's portfolios are locked through the services' lock (clients.services.portfolios_lock: visibility
+re-checked, closed portfolios refused; held to the end) and its assets' rows shared, as `_asset_for_trade` takes
+them, so no asset's currency changes under a trade settling in it. Then:
+
+- the direct path: a row whose portfolio had no imported allocation before the run, and whose content is the first
+  of its kind in the file for its portfolio, can only have the key `<content hash>:1` and clashes with nothing; it
+  is copied (COPY) straight into the ledger (its settlement, the id taken from the ledger's own sequence) and into
+  the allocations, in date order within its chunk;
+- the checked path, for every other row (and every row of a chunk dated before what was written directly, or
+  naming a refused portfolio): after the last row the rows are numbered over the whole file (content hash and
+  occurrence per portfolio), those already imported left out, and the rest written with one `INSERT … SELECT`
+  for the settlements and one for the allocations.
+
+Every row is also copied into a staging table, which once both paths are done holds exactly the rows written. The
+rules are then checked on what was written, by the very functions the services call after each write
+(`ledger.selectors.cash_shortfalls`, `holdings.selectors.units_shortfalls`), and a broken rule is reported in the
+services' own words, naming the row that broke it. With skip_invalid that row (the first of its portfolio and asset,
+or portfolio and currency) is taken back out and the rules checked again, since a later row may be fine without it.
 
 The check is on the import's end state, as for transactions: a day must close at zero or above once every row
 is in. Replaying row by row (the SQLite path) is stricter in one rare case (an early buy that only a later sell

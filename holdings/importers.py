@@ -3,8 +3,9 @@
 Rows name an asset by ticker and exchange; the exchange may be left empty when only one asset has the ticker.
 Assets are upserted in batches (one query per batch for the existing ones); prices and allocations stream into
 a staging table (COPY on PostgreSQL), so memory stays flat however long the file. Prices are then checked and
-written set-based. Allocations are set-based on PostgreSQL (holdings.allocations_bulk: one `INSERT … SELECT` for
-the settlements, one for the allocations, then the services' own cash and units rules over what was written),
+written set-based. Allocations are parsed in a second thread and, on PostgreSQL, written set-based a chunk at a time
+while the next is parsed (holdings.allocations_bulk: COPY of the rows that cannot clash with an earlier import, one
+`INSERT … SELECT` per table for the others, then the services' own cash and units rules over what was written),
 thousands of rows a second; on SQLite, where that would buy little, they are replayed in date order through
 `allocation_create` (tens of rows a second), exactly as the API records them. Either way each buy and sell
 settles in cash, and none may overdraw cash or sell more than is held.
