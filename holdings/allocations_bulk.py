@@ -26,6 +26,7 @@ of the same file pays for, before an older withdrawal), which it refuses and thi
 """
 
 import datetime
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -132,6 +133,10 @@ QUANTITY = f"CAST(quantity AS numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES}))"
 UNIT_DECREASES = tuple(str(kind) for kind in Allocation.DECREASES)
 
 
+# The last two columns of a staged row (import_key, direct), rewritten to send the row to the checked path.
+UNKEYED = re.compile(rb"\t[^\t\n]*\t[tf]\n")
+
+
 def _in(values: tuple[str, ...]) -> str:
     """An SQL list of the project's own constants (never user input)."""
     return ", ".join(f"'{value}'" for value in values)
@@ -139,10 +144,11 @@ def _in(values: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """A chunk as the parsing thread hands it over: its rows, and its direct rows encoded for COPY but for the
-    settlements' ids, which only the database thread may take from the ledger's sequence."""
+    """A chunk as the parsing thread hands it over: every row encoded for the staging table, and its direct rows
+    encoded for COPY but for the settlements' ids, which only the database thread may take from the ledger's
+    sequence. (Not the rows themselves: a few chunks in flight would double the import's memory.)"""
 
-    rows: list[tuple[Any, ...]]
+    size: int
     portfolio_ids: set[int]
     asset_ids: set[int]
     staged: bytes  # every row, for the staging table
@@ -281,7 +287,7 @@ class BulkAllocations:
                 )
             )
         return _Chunk(
-            rows,
+            len(rows),
             portfolio_ids,
             asset_ids,
             "".join(staged).encode(),
@@ -302,11 +308,11 @@ class BulkAllocations:
         if chunk.direct and ordered and not refused and not self._keyed_since(chunk.portfolio_ids):
             self._write_directly(chunk)
             self.written_until = chunk.last_day
-            self.checked_rows += len(chunk.rows) - chunk.direct
+            self.checked_rows += chunk.size - chunk.direct
             return
         # The whole chunk takes the checked path, which refuses what the lock refused.
-        self.staging.write_encoded(self.staging.encode([(*row[:-1], None, False) for row in chunk.rows]))
-        self.checked_rows += len(chunk.rows)
+        self.staging.write_encoded(UNKEYED.sub(rb"\t\\\\N\tf\n", chunk.staged))
+        self.checked_rows += chunk.size
 
     def _lock(self, portfolio_ids: set[int], asset_ids: set[int]) -> None:
         """Locks the chunk's new portfolios through the services' own lock (visibility re-checked, closed ones
