@@ -431,6 +431,25 @@ def test_allocations_written_a_chunk_at_a_time_number_repeats_over_the_whole_fil
     assert counts(run("allocations", text)) == (0, 0, 6, 0)
 
 
+@pytest.mark.postgres
+def test_an_allocations_import_leaves_the_foreign_keys_deferred_for_what_follows(investor, sap) -> None:
+    from django.db import connection
+
+    result = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n")
+    assert result.ok, issues(result)
+    # The import checks the keys statement by statement; the rest of the transaction gets Django's deferral back:
+    # a row may name a settlement written later in the same transaction.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO holdings_allocation (client_id, portfolio_id, asset_id, kind, quantity, price, fees, date, "
+            "notes, settlement_id, created_at, updated_at) SELECT client_id, portfolio_id, asset_id, kind, quantity, "
+            "price, fees, date, notes, (SELECT MAX(id) + 1000 FROM ledger_transaction), created_at, updated_at "
+            "FROM holdings_allocation"
+        )
+        assert cursor.rowcount == 1
+        cursor.execute("DELETE FROM holdings_allocation WHERE settlement_id NOT IN (SELECT id FROM ledger_transaction)")
+
+
 def test_only_the_first_refusal_is_reported_without_skip_invalid(investor, sap) -> None:
     result = run(
         "allocations",
