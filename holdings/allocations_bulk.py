@@ -75,6 +75,7 @@ STAGED_COLUMNS = [
     ("quantity", "varchar(40) NOT NULL"),
     ("price", "varchar(40) NOT NULL"),
     ("fees", "varchar(40) NOT NULL"),
+    ("taxes", "varchar(40) NOT NULL"),
     ("date", "date NOT NULL"),
     ("notes", "text NOT NULL"),
     ("content_hash", "varchar(64) NOT NULL"),
@@ -114,6 +115,7 @@ ALLOCATION_COLUMNS = [
     "quantity",
     "price",
     "fees",
+    "taxes",
     "date",
     "notes",
     "import_key",
@@ -240,7 +242,7 @@ class BulkAllocations:
         """COPY text of the chunk: every row for the staging table, and the direct rows for the ledger and the
         allocations (one f-string a row: this is the hot loop of a large file)."""
         # Written in date order (then line order), as the services would record them: ids follow the dates.
-        rows.sort(key=itemgetter(8, 0))
+        rows.sort(key=itemgetter(9, 0))
         staged, settlements, allocations = [], [], []
         portfolio_ids, asset_ids = set(), set()
         direct = 0
@@ -254,6 +256,7 @@ class BulkAllocations:
             qty,
             price,
             fees,
+            taxes,
             date,
             notes,
             digest,
@@ -266,7 +269,7 @@ class BulkAllocations:
             asset_ids.add(asset_id)
             notes_text, settles_text = copy_text(notes), copy_text(settles)
             staged.append(
-                f"{line}\t{portfolio_id}\t{client_id}\t{asset_id}\t{kind}\t{qty}\t{price}\t{fees}\t{date}\t"
+                f"{line}\t{portfolio_id}\t{client_id}\t{asset_id}\t{kind}\t{qty}\t{price}\t{fees}\t{taxes}\t{date}\t"
                 f"{notes_text}\t{digest}\t{NULL if amount is None else amount}\t{settles_text}\t{currency}\t"
                 f"{NULL if key is None else key}\t{'f' if key is None else 't'}\n"
             )
@@ -282,7 +285,7 @@ class BulkAllocations:
             allocations.append(
                 (
                     trade,
-                    f"\t{client_id}\t{portfolio_id}\t{asset_id}\t{kind}\t{qty}\t{price}\t{fees}\t{date}\t"
+                    f"\t{client_id}\t{portfolio_id}\t{asset_id}\t{kind}\t{qty}\t{price}\t{fees}\t{taxes}\t{date}\t"
                     f"{notes_text}\t{key}{allocation_tail}",
                 )
             )
@@ -294,8 +297,8 @@ class BulkAllocations:
             settlements,
             allocations,
             direct,
-            rows[0][8],
-            rows[-1][8],
+            rows[0][9],
+            rows[-1][9],
         )
 
     # --- the database thread, a chunk at a time --------------------------------------------------
@@ -393,10 +396,11 @@ class BulkAllocations:
                 "SELECT k.line, k.portfolio_id, p.client_id, k.asset_id, a.currency, k.kind, "
                 f"CAST(k.quantity AS numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES})) AS quantity, "
                 f"CAST(k.price AS numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES})) AS price, "
-                f"CAST(k.fees AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS fees, k.date, k.notes, "
+                f"CAST(k.fees AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS fees, "
+                f"CAST(k.taxes AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS taxes, k.date, k.notes, "
                 f"CAST(k.amount AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS amount, k.settlement_notes, "
-                "k.import_key FROM (SELECT s.line, s.portfolio_id, s.asset_id, s.kind, s.quantity, s.price, s.fees, "
-                "s.date, s.notes, s.amount, s.settlement_notes, s.direct, "
+                "k.import_key FROM (SELECT s.line, s.portfolio_id, s.asset_id, s.kind, s.quantity, s.price, "
+                "s.fees, s.taxes, s.date, s.notes, s.amount, s.settlement_notes, s.direct, "
                 "s.content_hash || ':' || CAST(ROW_NUMBER() OVER "
                 "(PARTITION BY s.portfolio_id, s.content_hash ORDER BY s.line) AS varchar(20)) AS import_key "
                 f"FROM {STAGED} s WHERE {waiting}) k JOIN {PORTFOLIOS} p ON p.id = k.portfolio_id "
@@ -423,8 +427,8 @@ class BulkAllocations:
     def _original(self, cursor: Any, line: int) -> list[str]:
         """The refused row as the file's columns hold it, for the rejects file (numbers as written in the file)."""
         cursor.execute(
-            f"SELECT c.email, a.ticker, a.exchange, s.kind, s.quantity, s.price, s.fees, s.date, s.notes, p.name, "
-            f"p.custodian, p.account_number FROM {STAGED} s JOIN {PORTFOLIOS} p ON p.id = s.portfolio_id "
+            f"SELECT c.email, a.ticker, a.exchange, s.kind, s.quantity, s.price, s.fees, s.taxes, s.date, s.notes, "
+            f"p.name, p.custodian, p.account_number FROM {STAGED} s JOIN {PORTFOLIOS} p ON p.id = s.portfolio_id "
             f"JOIN {CLIENTS} c ON c.id = p.client_id JOIN {ASSETS} a ON a.id = s.asset_id WHERE s.line = %s",
             [line],
         )
@@ -459,9 +463,9 @@ class BulkAllocations:
             [getattr(self.run.actor, "pk", None), now, now, self.batch_id],
         )
         cursor.execute(
-            f"INSERT INTO {ALLOCATIONS} (client_id, portfolio_id, asset_id, kind, quantity, price, fees, date, "
-            "notes, settlement_id, import_key, created_at, updated_at, import_batch_id) SELECT client_id, "
-            "portfolio_id, asset_id, kind, quantity, price, fees, date, notes, settlement_id, import_key, "
+            f"INSERT INTO {ALLOCATIONS} (client_id, portfolio_id, asset_id, kind, quantity, price, fees, taxes, "
+            "date, notes, settlement_id, import_key, created_at, updated_at, import_batch_id) SELECT client_id, "
+            "portfolio_id, asset_id, kind, quantity, price, fees, taxes, date, notes, settlement_id, import_key, "
             f"%s, %s, %s FROM {NEW} ORDER BY date, line",
             [now, now, self.batch_id],
         )

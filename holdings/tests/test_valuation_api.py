@@ -162,8 +162,8 @@ def test_queries_do_not_grow_with_the_number_of_movements(
     add(45)
     assert measure() == with_five
     # The request's own three (user, roles, permissions), the object (and a client's portfolios), then movements,
-    # prices, cash and rates.
-    assert with_five == {"portfolio": 8, "client": 9}[kind]
+    # splits, prices, cash and rates.
+    assert with_five == {"portfolio": 9, "client": 10}[kind]
 
 
 def _ok(response: Any) -> None:
