@@ -3,14 +3,16 @@
 Rows name an asset by ticker and exchange; the exchange may be left empty when only one asset has the ticker.
 Assets are upserted in batches (one query per batch for the existing ones); prices and allocations stream into
 a staging table (COPY on PostgreSQL), so memory stays flat however long the file. Prices are then checked and
-written set-based. Allocations are set-based on PostgreSQL (holdings.allocations_bulk: one `INSERT … SELECT` for
-the settlements, one for the allocations, then the services' own cash and units rules over what was written),
+written set-based. Allocations are parsed in a second thread and, on PostgreSQL, written set-based a chunk at a time
+while the next is parsed (holdings.allocations_bulk: COPY of the rows that cannot clash with an earlier import, one
+`INSERT … SELECT` per table for the others, then the services' own cash and units rules over what was written),
 thousands of rows a second; on SQLite, where that would buy little, they are replayed in date order through
 `allocation_create` (tens of rows a second), exactly as the API records them. Either way each buy and sell
 settles in cash, and none may overdraw cash or sell more than is held. Dividends, a few per holding and year,
 go through the dividend services row by row.
 """
 
+import contextlib
 import datetime
 import hashlib
 from collections import defaultdict
@@ -30,13 +32,13 @@ from clients.services import portfolios_history_changed
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
-from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
+from portfolio_site.imports.formats import Column, ImportFormat, PipelinedFormat, RowError, register
 from portfolio_site.imports.staging import Staging, staged_date
 from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
-from .allocations_bulk import BulkAllocations
+from .allocations_bulk import NEW, STAGED, STAGED_COLUMNS, BulkAllocations
 from .dividends import dividend_create, dividend_update
 from .models import Allocation, Asset, AssetType, Dividend, FxRate, Price, Split
 from .services import (
@@ -89,9 +91,14 @@ class AssetIndex:
         self.by_ticker: dict[str, dict[str, int]] = defaultdict(dict)
         # How each asset reads in text (its __str__), for the notes of the settlements the rows make.
         self.labels: dict[int, str] = {}
-        for pk, ticker, exchange in Asset.objects.order_by().values_list("pk", "ticker", "exchange").iterator():
+        # What the rows' settlements are in (a trade settles in its asset's currency).
+        self.currencies: dict[int, str] = {}
+        for pk, ticker, exchange, currency in (
+            Asset.objects.order_by().values_list("pk", "ticker", "exchange", "currency").iterator()
+        ):
             self.by_ticker[ticker][exchange] = pk
             self.labels[pk] = str(Asset(ticker=ticker, exchange=exchange))
+            self.currencies[pk] = currency
 
     def resolve(self, ticker: str, exchange: str | None) -> int:
         listings = self.by_ticker.get(ticker, {})
@@ -518,7 +525,7 @@ _ALLOCATION_COLUMNS = {
 
 
 @register
-class AllocationFormat(ImportFormat):
+class AllocationFormat(PipelinedFormat):
     kind = "allocations"
     permissions = ("holdings.add_allocation", "ledger.add_transaction")  # buys and sells settle in cash
     description = (
@@ -551,34 +558,20 @@ class AllocationFormat(ImportFormat):
         Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
         *PORTFOLIO_COLUMNS,
     )
+    # Half the transactions' chunk: a chunk in flight is encoded three times (staging, settlements, allocations),
+    # and at 20,000 rows the peak RSS of a million-row import passed 200 MB.
+    chunk_rows = 10_000
 
     def prepare(self) -> None:
         # Only the portfolios of clients the actor may see can be named; the rest read as unknown.
         self.portfolios = PortfolioIndex(self.run.actor)
         self.assets = AssetIndex()
-        self.staging = Staging(
-            "import_allocations",
-            [
-                ("line", "integer NOT NULL"),
-                ("portfolio_id", "bigint NOT NULL"),
-                ("asset_id", "bigint NOT NULL"),
-                ("kind", "varchar(16) NOT NULL"),
-                # As text: read back exactly (SQLite would turn a numeric column into floating point).
-                ("quantity", "varchar(40) NOT NULL"),
-                ("price", "varchar(40) NOT NULL"),
-                ("fees", "varchar(40) NOT NULL"),
-                ("taxes", "varchar(40) NOT NULL"),
-                ("date", "date NOT NULL"),
-                ("notes", "text NOT NULL"),
-                ("content_hash", "varchar(64) NOT NULL"),
-                # A trade's settlement as the services would post it (the set-based path writes it as staged).
-                ("amount", "varchar(40)"),
-                ("settlement_notes", "text NOT NULL"),
-            ],
-        ).__enter__()
-        self.bulk = BulkAllocations(self.run) if connection.vendor == "postgresql" else None
+        # Every row of the file that parsed, as the file holds it (PostgreSQL: and how it was written).
+        self.staging = Staging(STAGED, STAGED_COLUMNS).create()
+        self.bulk = BulkAllocations(self.run, self.staging) if connection.vendor == "postgresql" else None
 
-    def add(self, line: int, values: dict[str, Any]) -> None:
+    def stage(self, line: int, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The row as the staging table holds it (see STAGED_COLUMNS). Runs in the parsing thread."""
         portfolio = self.portfolios.resolve(values)
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
@@ -606,26 +599,44 @@ class AllocationFormat(ImportFormat):
             + ([str(taxes.normalize())] if taxes else [])
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:40]
-        self.staging.add(
-            (
-                line,
-                portfolio.id,
-                asset_id,
-                kind,
-                str(qty),
-                str(price),
-                str(fees),
-                str(taxes),
-                values["date"],
-                notes,
-                digest,
-                None if cash is None else str(cash),
-                settles,
-            )
+        # The import key when it is known here without asking the database (see BulkAllocations.import_key).
+        key = self.bulk.import_key(portfolio.id, digest) if self.bulk is not None else None
+        return (
+            line,
+            portfolio.id,
+            portfolio.client_id,
+            asset_id,
+            kind,
+            str(qty),
+            str(price),
+            str(fees),
+            str(taxes),
+            values["date"],
+            notes,
+            digest,
+            None if cash is None else str(cash),
+            settles,
+            self.assets.currencies[asset_id],
+            key,
         )
 
+    def encode_chunk(self, rows: list[tuple[Any, ...]]) -> Any:
+        if self.bulk is not None:
+            return self.bulk.encode_chunk(rows)
+        return self.staging.encode([(*row, False) for row in rows])
+
+    def write_chunk(self, chunk: Any) -> None:
+        if self.bulk is not None:
+            self.bulk.write_chunk(chunk)
+            return
+        self.staging.write_encoded(chunk)  # SQLite: rows are replayed through the service after the last one
+
     def close(self) -> None:
-        _close(self.staging, "import_allocations_new")
+        if self.bulk is not None:
+            # If the run is already failing on a database error (which propagates), the rollback resets it.
+            with contextlib.suppress(DatabaseError):
+                self.bulk.close()
+        _close(self.staging, NEW)
 
     def check(self) -> None:
         self.staging.close()
@@ -633,18 +644,18 @@ class AllocationFormat(ImportFormat):
             self.bulk.check()
             return
         with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
+            cursor.execute(f"DROP TABLE IF EXISTS {NEW}")
             cursor.execute(
-                "CREATE TEMPORARY TABLE import_allocations_new AS SELECT line, portfolio_id, asset_id, kind, "
+                f"CREATE TEMPORARY TABLE {NEW} AS SELECT line, portfolio_id, asset_id, kind, "
                 "quantity, price, fees, taxes, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
                 "(PARTITION BY portfolio_id, content_hash ORDER BY line) AS varchar(20)) AS import_key "
-                "FROM import_allocations"
+                f"FROM {STAGED}"
             )
-            cursor.execute("CREATE INDEX import_allocations_order ON import_allocations_new (date, line)")
+            cursor.execute(f"CREATE INDEX import_allocations_order ON {NEW} (date, line)")
             cursor.execute(
-                "DELETE FROM import_allocations_new WHERE EXISTS (SELECT 1 FROM "
-                f"{ALLOCATIONS} a WHERE a.portfolio_id = import_allocations_new.portfolio_id "
-                "AND a.import_key = import_allocations_new.import_key)"
+                f"DELETE FROM {NEW} WHERE EXISTS (SELECT 1 FROM "
+                f"{ALLOCATIONS} a WHERE a.portfolio_id = {NEW}.portfolio_id "
+                f"AND a.import_key = {NEW}.import_key)"
             )
             self.run.skipped += cursor.rowcount
 
@@ -700,7 +711,7 @@ class AllocationFormat(ImportFormat):
     def _page(self, after: tuple[Any, int] | None) -> list[tuple[Any, ...]]:
         query = (
             "SELECT line, portfolio_id, asset_id, kind, quantity, price, fees, taxes, date, notes, import_key "
-            "FROM import_allocations_new"
+            f"FROM {NEW}"
         )
         params: list[Any] = []
         if after is not None:

@@ -304,8 +304,12 @@ class Allocation(TimeStampedModel):
     DECREASES = (Kind.SELL, Kind.TRANSFER_OUT)
     TRADES = TRADE_KINDS
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="allocations")
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="allocations")
+    # No index of their own: (client, asset) and (portfolio, asset) below lead with them, and serve every lookup by
+    # either (the foreign keys' own checks on delete included); a third index only slowed each write.
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="allocations", db_index=False)
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="allocations", db_index=False
+    )
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="allocations")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     quantity = quantity_field(help_text="Always positive; the kind gives the direction.")
@@ -339,6 +343,7 @@ class Allocation(TimeStampedModel):
         null=True,
         blank=True,
         editable=False,
+        db_index=False,  # indexed where set only: see Meta.indexes
         related_name="cash_in_lieu",
         help_text="On a sell of a fraction a reverse split left: the split it is paid in lieu of (written by the "
         "split's service, changed or deleted only with the split).",
@@ -361,6 +366,14 @@ class Allocation(TimeStampedModel):
         indexes = [
             models.Index(fields=["client", "asset"], name="holdings_alloc_client_asset"),
             models.Index(fields=["portfolio", "asset"], name="holdings_alloc_portfolio_asset"),
+            # Only the few sells paid in lieu of a split's fraction name one; every lookup is by a split (its
+            # sells, the key's check when a split is deleted), which this serves without an entry for every
+            # other allocation.
+            models.Index(
+                fields=["cash_in_lieu_of"],
+                condition=models.Q(cash_in_lieu_of__isnull=False),
+                name="holdings_alloc_cash_in_lieu",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

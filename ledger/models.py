@@ -46,8 +46,12 @@ class Transaction(TimeStampedModel):
     TRANSFERS = (Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
     DIVIDENDS = (Kind.DIVIDEND,)
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="transactions")
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="transactions")
+    # No index of their own: (client, currency) and (portfolio, currency) below lead with them, and serve every
+    # lookup by either (the foreign keys' own checks on delete included); a third index only slowed each write.
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="transactions", db_index=False)
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="transactions", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = amount_field(help_text="Always positive; the kind (and being a reversal) gives the direction.")
     currency = CurrencyField()

@@ -406,6 +406,51 @@ def test_the_rows_are_applied_in_date_order_whatever_their_order_in_the_file(inv
     assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == 0
 
 
+def test_allocations_written_a_chunk_at_a_time_number_repeats_over_the_whole_file(investor, sap, monkeypatch) -> None:
+    from holdings.importers import AllocationFormat
+
+    # Two rows a chunk: the repeats of the first row fall in later chunks, and the second chunk is dated
+    # before the first (which on PostgreSQL sends it to the checked path).
+    monkeypatch.setattr(AllocationFormat, "chunk_rows", 2)
+    text = ALLOCATIONS + (
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,transfer_in,2,0,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-04,\n"
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-05,\n"
+        "investor@example.org,SAP,XETR,sell,1,100,0,2026-03-06,\n"
+        "investor@example.org,SAP,XETR,buy,1,100,0,2026-03-05,\n"
+    )
+    result = run("allocations", text)
+    assert result.ok, issues(result)
+    assert counts(result) == (6, 0, 0, 0)
+    keys = sorted(Allocation.objects.filter(date="2026-03-05", kind="buy").values_list("import_key", flat=True))
+    assert [key.rsplit(":", 1)[1] for key in keys] == ["1", "2", "3"]
+    assert len({key.rsplit(":", 1)[0] for key in keys}) == 1
+    assert Transaction.objects.filter(kind__in=["buy", "sell"]).count() == 4 + 1
+    assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == 2 + 4 - 1
+    assert counts(run("allocations", text)) == (0, 0, 6, 0)
+
+
+@pytest.mark.postgres
+def test_an_allocations_import_leaves_the_foreign_keys_deferred_for_what_follows(investor, sap) -> None:
+    from django.db import connection
+
+    result = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n")
+    assert result.ok, issues(result)
+    # The import checks the keys statement by statement; the rest of the transaction gets Django's deferral back:
+    # a row may name a settlement written later in the same transaction.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO holdings_allocation (client_id, portfolio_id, asset_id, kind, quantity, price, fees, taxes, "
+            "date, notes, settlement_id, created_at, updated_at) SELECT client_id, portfolio_id, asset_id, kind, "
+            "quantity, price, fees, taxes, date, notes, (SELECT MAX(id) + 1000 FROM ledger_transaction), created_at, "
+            "updated_at "
+            "FROM holdings_allocation"
+        )
+        assert cursor.rowcount == 1
+        cursor.execute("DELETE FROM holdings_allocation WHERE settlement_id NOT IN (SELECT id FROM ledger_transaction)")
+
+
 def test_only_the_first_refusal_is_reported_without_skip_invalid(investor, sap) -> None:
     result = run(
         "allocations",
@@ -657,6 +702,44 @@ def test_a_trade_s_taxes_column_is_settled_with_it_and_a_file_without_it_still_i
     again = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n")
     assert again.ok, issues(again)
     assert Allocation.objects.order_by("id").last().taxes == Decimal("0")
+
+
+@pytest.mark.parametrize("imported_before", [False, True], ids=["direct path", "checked path"])
+def test_an_imported_trade_s_taxes_are_recorded_and_settled_with_it_whichever_way_it_is_written(
+    investor, sap, monkeypatch, imported_before
+) -> None:
+    from django.db import connection
+
+    from holdings.allocations_bulk import BulkAllocations
+
+    # On PostgreSQL a fresh portfolio's rows are copied straight in; one with imported rows takes the checked path.
+    paths: list[str] = []
+    direct, checked = BulkAllocations._write_directly, BulkAllocations._write_checked
+    monkeypatch.setattr(BulkAllocations, "_write_directly", lambda self, *a: paths.append("direct") or direct(self, *a))
+    monkeypatch.setattr(
+        BulkAllocations, "_write_checked", lambda self, *a: paths.append("checked") or checked(self, *a)
+    )
+    if imported_before:
+        assert run("allocations", ALLOCATIONS + "investor@example.org,SAP,XETR,transfer_in,1,0,0,2026-03-02,\n").ok
+        paths.clear()
+    portfolio = main_portfolio(investor)
+    cash_before = cash_available(portfolio_id=portfolio.pk, currency="EUR")
+    result = run(
+        "allocations",
+        "client,ticker,exchange,kind,quantity,price,fees,taxes,date,notes\n"
+        f"investor@example.org,SAP,XETR,buy,10,100,5,2.5,{DAY},\n"
+        "investor@example.org,SAP,XETR,sell,4,110,3,1.32,2026-03-04,\n",
+    )
+    assert result.ok, issues(result)
+    if connection.vendor == "postgresql":
+        assert paths == ["checked" if imported_before else "direct"]
+    buy, sell = Allocation.objects.filter(kind__in=["buy", "sell"]).order_by("id")
+    # buy: q·p + fees + taxes out; sell: q·p - fees - taxes in, as allocation_create settles them.
+    assert (buy.taxes, buy.settlement.kind, buy.settlement.amount) == (Decimal("2.5"), "buy", Decimal("1007.5"))
+    assert (sell.taxes, sell.settlement.kind, sell.settlement.amount) == (Decimal("1.32"), "sell", Decimal("435.68"))
+    assert cash_available(portfolio_id=portfolio.pk, currency="EUR") == cash_before - Decimal("1007.5") + Decimal(
+        "435.68"
+    )
 
 
 def test_a_negative_tax_is_refused_naming_its_line_and_column(investor, sap) -> None:
