@@ -15,9 +15,9 @@ day's rate, so that a valuation can split its unrealized gain into a price and a
 import datetime
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, localcontext
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..fx import MissingRate, Rate
 from ..models import AllocationKind
@@ -79,6 +79,11 @@ class AverageCost:
     def lots(self) -> list[Lot]:
         return [self.pool] if self.pool.quantity else []
 
+    @property
+    def kept(self) -> list[Lot]:
+        """The book's whole state (the pool, even empty: a crumb of cost may sit in it)."""
+        return [self.pool]
+
     def add(self, lot: Lot) -> None:
         self.pool = Lot(
             self.pool.quantity + lot.quantity, self.pool.cost + lot.cost, self.pool.cost_value + lot.cost_value
@@ -107,6 +112,10 @@ class FifoLots:
 
     @property
     def lots(self) -> list[Lot]:
+        return list(self.queue)
+
+    @property
+    def kept(self) -> list[Lot]:
         return list(self.queue)
 
     def add(self, lot: Lot) -> None:
@@ -185,6 +194,37 @@ class Holding:
             self.missing.append(missing)
             return ZERO
 
+    def state(self) -> dict[str, Any]:
+        """Everything the fold carries for this holding, as JSON (decimals as strings): what
+        `holdings.valuation.snapshot` stores so that a read needs no fold. `Holding.from_state` gives it back
+        equal. A field added to the fold's state must be added here and there (a test compares the fields)."""
+        return {
+            "currency": self.currency,
+            "lots": [[str(lot.quantity), str(lot.cost), str(lot.cost_value)] for lot in self.book.kept],
+            "quantity": str(self.quantity),
+            "realized": str(self.realized),
+            "realized_value": str(self.realized_value),
+            "missing": [[each.base, each.quote, each.on.isoformat()] for each in self.missing],
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_state(cls, portfolio_id: int, asset_id: int, method: str, state: dict[str, Any]) -> "Holding":
+        book = _book(method)
+        for quantity, cost, cost_value in state["lots"]:
+            book.add(Lot(Decimal(quantity), Decimal(cost), Decimal(cost_value)))
+        return cls(
+            portfolio_id,
+            asset_id,
+            state["currency"],
+            book,
+            quantity=Decimal(state["quantity"]),
+            realized=Decimal(state["realized"]),
+            realized_value=Decimal(state["realized_value"]),
+            missing=[MissingRate(base, quote, datetime.date.fromisoformat(on)) for base, quote, on in state["missing"]],
+            warnings=list(state["warnings"]),
+        )
+
     def _close_for_transfer(self, event: Event) -> Decimal:
         if event.close_on_day is None:
             self.warnings.append(
@@ -207,7 +247,14 @@ def fold(events: Iterable[Event], *, method: str, rates: Rates, currency: str) -
             key = (event.portfolio_id, event.asset_id)
             holding = holdings.get(key)
             if holding is None:
-                book = AverageCost() if method == AVERAGE else FifoLots()
-                holding = holdings[key] = Holding(event.portfolio_id, event.asset_id, event.currency, book)
+                holding = holdings[key] = Holding(event.portfolio_id, event.asset_id, event.currency, _book(method))
             holding.apply(event, rates=rates, currency=currency)
     return holdings
+
+
+def _book(method: str) -> AverageCost | FifoLots:
+    return AverageCost() if method == AVERAGE else FifoLots()
+
+
+# The Holding fields `Holding.state` carries (portfolio and asset are the snapshot row's keys, the book its lots).
+STATE_FIELDS = frozenset(f.name for f in fields(Holding)) - {"portfolio_id", "asset_id", "book"} | {"lots"}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 
 from ..fx import MissingRate, RateBook
-from . import load
+from . import load, snapshot
 from .fold import PRECISION, ZERO, Holding, fold
 
 
@@ -121,15 +121,28 @@ def valuate(
     as_of: datetime.date,
     cost_method: str,
     stale_days: int,
+    snapshots: bool = True,
 ) -> Valuation:
     """The portfolios' positions and `cash` (per currency, as the ledger's balances give it) valued in `currency`
-    at the end of `as_of`. Three queries: movements, assets with their latest prices, rates."""
-    events = load.events(portfolio_ids=portfolio_ids, as_of=as_of)
-    quotes = load.quotes(asset_ids={event.asset_id for event in events}, as_of=as_of)
-    rates = RateBook({currency, *cash, *(event.currency for event in events)}, until=as_of)
+    at the end of `as_of`. Each portfolio's holdings are read from its current position snapshot when that holds
+    every movement up to `as_of` (`snapshots`: the default), else folded from its movements. Four queries when
+    the snapshots are current: snapshots, their holdings, assets with their latest prices, rates."""
+    holdings: list[Holding] = []
+    to_fold = list(portfolio_ids)
+    if snapshots:
+        holdings, to_fold = snapshot.holdings_as_of(
+            portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency, as_of=as_of
+        )
+    events = load.events(portfolio_ids=to_fold, as_of=as_of) if to_fold else []
+    rates = RateBook(
+        {currency, *cash, *(event.currency for event in events), *(holding.currency for holding in holdings)},
+        until=as_of,
+    )
+    holdings.extend(fold(events, method=cost_method, rates=rates, currency=currency).values())
+    quotes = load.quotes(asset_ids={holding.asset_id for holding in holdings}, as_of=as_of)
     combined: dict[int, _Combined] = {}
-    for (_, asset_id), holding in fold(events, method=cost_method, rates=rates, currency=currency).items():
-        combined.setdefault(asset_id, _Combined()).add(holding)
+    for holding in sorted(holdings, key=lambda each: (each.portfolio_id, each.asset_id)):
+        combined.setdefault(holding.asset_id, _Combined()).add(holding)
 
     missing_fx: list[MissingFx] = []
     warnings: list[str] = []

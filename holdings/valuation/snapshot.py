@@ -1,0 +1,113 @@
+"""Position snapshots (holdings.PositionSnapshot): the fold's state after all of a portfolio's movements, kept so
+that a valuation as of a day on or after the last movement reads each holding in one query instead of folding
+every movement again.
+
+A snapshot is current while its `data_version` is the portfolio's: every write that can change a fold (movements,
+prices of what the portfolio holds, rates) bumps the portfolio's through `clients.services.portfolios_history_changed`.
+A reader that finds none current refolds the portfolio's movements (all of them: the fold is the one of
+`holdings.valuation.fold`, not restated here) and stores the result for the readers after it. A valuation as of a
+day before the last movement, and a portfolio whose snapshot a write made stale meanwhile, are folded as before.
+"""
+
+import datetime
+from collections import defaultdict
+from collections.abc import Collection
+
+from django.db.models import F
+
+from ..fx import RateBook
+from ..models import Allocation, PositionSnapshot, PositionState
+from . import load
+from .fold import Holding, fold
+
+
+def current(
+    *, portfolio_ids: Collection[int], cost_method: str, currency: str
+) -> dict[int, tuple[int, datetime.date | None]]:
+    """{portfolio id: (snapshot id, last movement)} of the portfolios whose snapshot is current (one query)."""
+    rows = PositionSnapshot.objects.filter(
+        portfolio_id__in=portfolio_ids,
+        cost_method=cost_method,
+        currency=currency,
+        data_version=F("portfolio__data_version"),
+    ).values_list("portfolio_id", "pk", "last_movement")
+    return {portfolio_id: (pk, last) for portfolio_id, pk, last in rows}
+
+
+def holdings_as_of(
+    *, portfolio_ids: Collection[int], cost_method: str, currency: str, as_of: datetime.date
+) -> tuple[list[Holding], list[int]]:
+    """The holdings of the portfolios whose current snapshot holds every movement up to `as_of` (refreshing the
+    stale ones first when that would make them so), and the ids of the others, which the caller folds. Two
+    queries when the snapshots are current."""
+    found = current(portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency)
+    stale = [pk for pk in portfolio_ids if pk not in found]
+    if stale:
+        # A snapshot holds every movement: one with movements after `as_of` would not serve this read, and a
+        # refresh for it would be a fold spent for nothing (the next read as of a later day refreshes it).
+        later = set(
+            Allocation.objects.filter(portfolio_id__in=stale, date__gt=as_of)
+            .order_by()
+            .values_list("portfolio_id", flat=True)
+            .distinct()
+        )
+        if refresh := [pk for pk in stale if pk not in later]:
+            from ..services import position_snapshots_refresh  # the services read this module
+
+            position_snapshots_refresh(portfolio_ids=refresh, cost_method=cost_method, currency=currency)
+            found = current(portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency)
+    usable = {pk: portfolio_id for portfolio_id, (pk, last) in found.items() if last is None or last <= as_of}
+    rows = PositionState.objects.filter(snapshot_id__in=usable).values_list("snapshot_id", "asset_id", "state")
+    holdings = [Holding.from_state(usable[pk], asset_id, cost_method, state) for pk, asset_id, state in rows]
+    served = set(usable.values())
+    return holdings, [pk for pk in portfolio_ids if pk not in served]
+
+
+def rebuild(*, versions: dict[int, int], cost_method: str, currency: str) -> None:
+    """Folds all the movements of the portfolios of `versions` ({portfolio id: the data version read under its
+    lock, before the movements}) and stores each one's snapshot in place. The caller holds the transaction and
+    the portfolios' locks (`holdings.services.position_snapshots_refresh`)."""
+    if not versions:
+        return
+    events = load.events(portfolio_ids=list(versions), as_of=datetime.date.max)
+    rates = RateBook({currency, *(event.currency for event in events)}, until=datetime.date.max)
+    folded = fold(events, method=cost_method, rates=rates, currency=currency)
+    last: dict[int, datetime.date] = {}
+    for event in events:
+        last[event.portfolio_id] = max(event.date, last.get(event.portfolio_id, event.date))
+    by_portfolio: dict[int, list[Holding]] = defaultdict(list)
+    for (portfolio_id, _), holding in folded.items():
+        by_portfolio[portfolio_id].append(holding)
+
+    # Upserted in place, never deleted and created again: a reader that found a snapshot current a moment ago
+    # reads its rows by the snapshot's id, and finds the old ones or the new ones, never none.
+    upserted = PositionSnapshot.objects.bulk_create(
+        [
+            PositionSnapshot(
+                portfolio_id=portfolio_id,
+                cost_method=cost_method,
+                currency=currency,
+                data_version=version,
+                last_movement=last.get(portfolio_id),
+            )
+            for portfolio_id, version in versions.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["portfolio", "cost_method", "currency"],
+        update_fields=["data_version", "last_movement"],
+    )
+    snapshots = {snapshot.portfolio_id: snapshot for snapshot in upserted}
+    PositionState.objects.filter(snapshot__in=upserted).delete()
+    PositionState.objects.bulk_create(
+        [
+            PositionState(
+                snapshot=snapshots[portfolio_id],
+                asset_id=holding.asset_id,
+                quantity=holding.quantity,
+                state=holding.state(),
+            )
+            for portfolio_id, holdings in by_portfolio.items()
+            for holding in holdings
+        ],
+        batch_size=2000,
+    )
