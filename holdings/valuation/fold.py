@@ -84,6 +84,9 @@ class AverageCost:
         """The book's whole state (the pool, even empty: a crumb of cost may sit in it)."""
         return [self.pool]
 
+    def restore(self, kept: list[Lot]) -> None:
+        (self.pool,) = kept
+
     def add(self, lot: Lot) -> None:
         self.pool = Lot(
             self.pool.quantity + lot.quantity, self.pool.cost + lot.cost, self.pool.cost_value + lot.cost_value
@@ -117,6 +120,9 @@ class FifoLots:
     @property
     def kept(self) -> list[Lot]:
         return list(self.queue)
+
+    def restore(self, kept: list[Lot]) -> None:
+        self.queue = deque(kept)
 
     def add(self, lot: Lot) -> None:
         self.queue.append(lot)
@@ -211,8 +217,8 @@ class Holding:
     @classmethod
     def from_state(cls, portfolio_id: int, asset_id: int, method: str, state: dict[str, Any]) -> "Holding":
         book = _book(method)
-        for quantity, cost, cost_value in state["lots"]:
-            book.add(Lot(Decimal(quantity), Decimal(cost), Decimal(cost_value)))
+        # Put back as they were, not added up again (a sum would round them to the default context's digits).
+        book.restore([Lot(Decimal(q), Decimal(cost), Decimal(value)) for q, cost, value in state["lots"]])
         return cls(
             portfolio_id,
             asset_id,

@@ -4,6 +4,9 @@ import datetime
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
+from typing import Any
+
+from django.db.models import QuerySet
 
 from ..fx import MissingRate, RateBook
 from . import load, snapshot
@@ -129,17 +132,22 @@ def valuate(
     the snapshots are current: snapshots, their holdings, assets with their latest prices, rates."""
     holdings: list[Holding] = []
     to_fold = list(portfolio_ids)
+    read_assets: QuerySet[Any] | None = None
     if snapshots:
-        holdings, to_fold = snapshot.holdings_as_of(
+        read = snapshot.holdings_as_of(
             portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency, as_of=as_of
         )
+        holdings, to_fold, read_assets = read.holdings, read.to_fold, read.assets
     events = load.events(portfolio_ids=to_fold, as_of=as_of) if to_fold else []
     rates = RateBook(
         {currency, *cash, *(event.currency for event in events), *(holding.currency for holding in holdings)},
         until=as_of,
     )
     holdings.extend(fold(events, method=cost_method, rates=rates, currency=currency).values())
-    quotes = load.quotes(asset_ids={holding.asset_id for holding in holdings}, as_of=as_of)
+    quotes = load.quotes(
+        asset_ids=read_assets if read_assets is not None and not to_fold else {h.asset_id for h in holdings},
+        as_of=as_of,
+    )
     combined: dict[int, _Combined] = {}
     for holding in sorted(holdings, key=lambda each: (each.portfolio_id, each.asset_id)):
         combined.setdefault(holding.asset_id, _Combined()).add(holding)

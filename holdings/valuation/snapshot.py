@@ -12,8 +12,10 @@ day before the last movement, and a portfolio whose snapshot a write made stale 
 import datetime
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from ..fx import RateBook
 from ..models import Allocation, PositionSnapshot, PositionState
@@ -34,9 +36,17 @@ def current(
     return {portfolio_id: (pk, last) for portfolio_id, pk, last in rows}
 
 
-def holdings_as_of(
-    *, portfolio_ids: Collection[int], cost_method: str, currency: str, as_of: datetime.date
-) -> tuple[list[Holding], list[int]]:
+@dataclass
+class Read:
+    """What `holdings_as_of` found: the holdings read from snapshots, the query of their assets' ids, and the
+    portfolios the caller must fold."""
+
+    holdings: list[Holding]
+    assets: QuerySet[Any]
+    to_fold: list[int]
+
+
+def holdings_as_of(*, portfolio_ids: Collection[int], cost_method: str, currency: str, as_of: datetime.date) -> Read:
     """The holdings of the portfolios whose current snapshot holds every movement up to `as_of` (refreshing the
     stale ones first when that would make them so), and the ids of the others, which the caller folds. Two
     queries when the snapshots are current."""
@@ -57,10 +67,11 @@ def holdings_as_of(
             position_snapshots_refresh(portfolio_ids=refresh, cost_method=cost_method, currency=currency)
             found = current(portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency)
     usable = {pk: portfolio_id for portfolio_id, (pk, last) in found.items() if last is None or last <= as_of}
-    rows = PositionState.objects.filter(snapshot_id__in=usable).values_list("snapshot_id", "asset_id", "state")
+    states = PositionState.objects.filter(snapshot_id__in=list(usable))
+    rows = states.values_list("snapshot_id", "asset_id", "state")
     holdings = [Holding.from_state(usable[pk], asset_id, cost_method, state) for pk, asset_id, state in rows]
     served = set(usable.values())
-    return holdings, [pk for pk in portfolio_ids if pk not in served]
+    return Read(holdings, states.values("asset_id"), [pk for pk in portfolio_ids if pk not in served])
 
 
 def rebuild(*, versions: dict[int, int], cost_method: str, currency: str) -> None:
