@@ -20,6 +20,7 @@ from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from clients.filters import visible_clients, visible_portfolios
 from clients.models import Client, Portfolio
@@ -60,6 +61,14 @@ class PresentedDecimalField(serializers.DecimalField):
             return None if value is None else self._present(value, instance, context)
 
         return get
+
+    def lean_converter(self) -> Callable[[Decimal], str]:
+        """What `to_representation` gives a presented (already rounded) Decimal: its plain string, as DRF writes
+        it when decimals are strings and the field has no places of its own (checked here, not assumed)."""
+        plain = self.decimal_places is None and not self.normalize_output and not self.localize
+        if not (plain and getattr(self, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)):
+            raise TypeError("A presented figure is written as its plain string: no places, normalizing or locale.")
+        return lambda value: f"{value:f}"
 
     def _present(self, value: Decimal, instance: Any, context: Mapping[str, Any]) -> Decimal:
         if self.places is not None:

@@ -2,7 +2,7 @@
 
 import datetime
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -157,16 +157,17 @@ def valuate(
     stale_before = as_of - datetime.timedelta(days=stale_days)
     with localcontext() as context:
         context.prec = PRECISION
-        positions = [
+        # Each position's figures first, built once the total (for its weight) is known: one object per position.
+        drafts = [
             _position(quotes[asset_id], holding, currency, as_of, stale_before, rates, missing_fx, warnings)
             for asset_id, holding in combined.items()
         ]
         cash_values = [_cash(code, amount, currency, as_of, rates, missing_fx) for code, amount in sorted(cash.items())]
-        counted = [position for position in positions if position.counted]
-        holdings_value = sum((p.market_value_value or ZERO for p in counted), ZERO)
+        holdings_value = sum((d["market_value_value"] or ZERO for d in drafts if _counted(d)), ZERO)
         cash_value = sum((c.value for c in cash_values if c.value is not None), ZERO)
         total = holdings_value + cash_value
-        positions = [_weighed(position, total) for position in positions]
+        positions = [PositionValue(**draft, weight=_weight(draft, total)) for draft in drafts]
+        counted = [position for position in positions if position.counted]
         totals = Totals(
             holdings=holdings_value,
             cash=cash_value,
@@ -192,7 +193,8 @@ def _position(
     rates: RateBook,
     missing_fx: list[MissingFx],
     warnings: list[str],
-) -> PositionValue:
+) -> dict[str, Any]:
+    """A PositionValue's fields but its weight."""
     warnings.extend(holding.warnings)
     quantity, cost = holding.quantity, holding.cost
     held = quantity != 0
@@ -224,31 +226,30 @@ def _position(
         price_effect = (market_value - cost) * rate
         currency_effect = cost * rate - cost_value
         realized_value = holding.realized_value
-    return PositionValue(
-        asset_id=quote.id,
-        ticker=quote.ticker,
-        name=quote.name,
-        currency=quote.currency,
-        quantity=quantity,
-        cost=cost,
-        average_cost=cost / quantity if quantity > 0 else None,
-        realized_gain=holding.realized,
-        last_price=quote.close,
-        last_price_date=quote.date,
-        stale=stale,
-        market_value=market_value,
-        unrealized_gain=None if market_value is None else market_value - cost,
-        fx_rate=fx_rate,
-        market_value_value=market_value_value,
-        cost_value=cost_value,
-        unrealized_gain_value=unrealized_value,
-        price_effect=price_effect,
-        currency_effect=currency_effect,
-        realized_gain_value=realized_value,
-        weight=None,
-        unpriced=unpriced,
-        missing_fx=bool(missing),
-    )
+    return {
+        "asset_id": quote.id,
+        "ticker": quote.ticker,
+        "name": quote.name,
+        "currency": quote.currency,
+        "quantity": quantity,
+        "cost": cost,
+        "average_cost": cost / quantity if quantity > 0 else None,
+        "realized_gain": holding.realized,
+        "last_price": quote.close,
+        "last_price_date": quote.date,
+        "stale": stale,
+        "market_value": market_value,
+        "unrealized_gain": None if market_value is None else market_value - cost,
+        "fx_rate": fx_rate,
+        "market_value_value": market_value_value,
+        "cost_value": cost_value,
+        "unrealized_gain_value": unrealized_value,
+        "price_effect": price_effect,
+        "currency_effect": currency_effect,
+        "realized_gain_value": realized_value,
+        "unpriced": unpriced,
+        "missing_fx": bool(missing),
+    }
 
 
 def _cash(
@@ -262,7 +263,12 @@ def _cash(
     return CashValue(code, amount, rate, amount * rate)
 
 
-def _weighed(position: PositionValue, total: Decimal) -> PositionValue:
-    if not position.counted or total == 0 or position.market_value_value is None:
-        return position
-    return replace(position, weight=position.market_value_value / total)
+def _counted(draft: dict[str, Any]) -> bool:
+    """`PositionValue.counted` of a draft."""
+    return not (draft["unpriced"] or draft["missing_fx"])
+
+
+def _weight(draft: dict[str, Any], total: Decimal) -> Decimal | None:
+    if not _counted(draft) or total == 0 or draft["market_value_value"] is None:
+        return None
+    return draft["market_value_value"] / total

@@ -8,7 +8,8 @@ only the walking is done once per serializer class instead of once per value. Th
 OpenAPI schema describes; this is only a faster way to run it, checked against `.data` by the tests of each user.
 
 A field may offer `lean_getter(context)`: a function of the row giving the value its `get_attribute` would (for
-fields that compute, such as rounding per currency). Other fields read their `source` directly.
+fields that compute, such as rounding per currency), and `lean_converter()`: a function giving what its
+`to_representation` would. Other fields read their `source` directly and convert through their own method.
 """
 
 from collections.abc import Callable, Mapping
@@ -26,10 +27,11 @@ def represent(serializer_class: type[serializers.Serializer], instance: Any, con
 
 
 def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Represent:
-    steps = [(name, _getter(field, context), _converter(field, context)) for name, field in serializer.fields.items()]
     # Write-only fields never appear in output; none of these read-only reports has one, and a compiled function
     # must not show one by mistake.
-    assert not any(field.write_only for field in serializer.fields.values()), "write-only fields are not supported"
+    if any(field.write_only for field in serializer.fields.values()):
+        raise TypeError(f"{type(serializer).__name__}: write-only fields are not supported.")
+    steps = [(name, _getter(field, context), _converter(field, context)) for name, field in serializer.fields.items()]
 
     def run(instance: Any) -> dict:
         out = {}
@@ -49,9 +51,14 @@ def _getter(field: Field, context: dict[str, Any]) -> Represent:
         return field.get_attribute
 
     (attr,) = attrs
+    mapping: dict[type, bool] = {}  # isinstance(x, Mapping) is an ABC check: asked once per row type
 
     def get(instance: Any) -> Any:
-        if isinstance(instance, Mapping):
+        kind = type(instance)
+        is_mapping = mapping.get(kind)
+        if is_mapping is None:
+            is_mapping = mapping[kind] = isinstance(instance, Mapping)
+        if is_mapping:
             return instance[attr]
         value = getattr(instance, attr)
         return get_attribute(instance, attrs) if callable(value) else value
@@ -61,7 +68,8 @@ def _getter(field: Field, context: dict[str, Any]) -> Represent:
 
 def _converter(field: Field, context: dict[str, Any]) -> Represent:
     if isinstance(field, serializers.ListSerializer):
-        assert isinstance(field.child, serializers.Serializer)
+        if not isinstance(field.child, serializers.Serializer):
+            raise TypeError(f"{field!r}: a list of serializers is expected.")
         child = _compile(field.child, context)
         return lambda items: [child(item) for item in items]
     if isinstance(field, serializers.Serializer):
@@ -69,4 +77,6 @@ def _converter(field: Field, context: dict[str, Any]) -> Represent:
     if isinstance(field, serializers.ListField):
         convert = _converter(field.child, context)
         return lambda items: [None if item is None else convert(item) for item in items]
+    if hasattr(field, "lean_converter"):
+        return field.lean_converter()
     return field.to_representation
