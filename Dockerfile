@@ -1,6 +1,7 @@
 # Production image: gunicorn serving portfolio_site.wsgi, static files by WhiteNoise, running as a non-root user.
 #   docker build -t portfolio-back-office .
 #   docker run --rm -p 8000:8000 -e SECRET_KEY=... -e DATABASE_URL=postgres://... -e REDIS_URL=redis://... portfolio-back-office
+#   docker run ... portfolio-back-office worker     (a Celery worker)    docker run ... portfolio-back-office beat
 # See README.md "Docker" for migrations, the first administrator and running without TLS in front.
 FROM python:3.11-slim
 
@@ -38,4 +39,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"]
 
-CMD ["gunicorn", "portfolio_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# One image, three roles: the first argument picks web (the default), worker or beat (docker-entrypoint.sh).
+ENTRYPOINT ["/app/docker-entrypoint.sh"]
+CMD ["web"]

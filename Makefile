@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install migrate demo lint format check-migrations test-postgres clean
+.PHONY: run test install migrate demo lint format check-migrations test-postgres clean worker
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
@@ -28,6 +28,12 @@ run: demo
 	@echo "Admin: http://$(HOST):$(PORT)/admin/   API docs: http://$(HOST):$(PORT)/api/docs/"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+## A Celery worker with the beat scheduler in the same process (development only; production runs them apart).
+## It needs Redis: REDIS_URL (default redis://127.0.0.1:6379/0; the queue uses the next database number). Start
+## `make run` with the same REDIS_URL, or the web process keeps running jobs itself.
+worker: migrate
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} $(BIN)/celery -A portfolio_site worker --beat --loglevel=INFO
+
 ## The whole suite with coverage (SQLite and local-memory cache unless DATABASE_URL / REDIS_URL are set).
 test: install
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=85 -q
@@ -48,6 +54,7 @@ check-migrations: install
 test-postgres: install
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/portfolio} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/14} \
 	$(BIN)/pytest -q
 
 clean:

@@ -61,6 +61,17 @@ def api_client_for(user: Any) -> APIClient:
 
 
 @pytest.fixture
+def jobs_as_on_a_worker() -> Iterator[None]:
+    """In-process jobs keep their failures in their results, as on a worker, instead of raising them into the test:
+    Celery's eager retries re-enter `apply` with the app's default, so a retried job needs this to reach its end."""
+    from portfolio_site.celery import app
+
+    app.conf.task_eager_propagates, previous = False, app.conf.task_eager_propagates
+    yield
+    app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture
 def superuser(db: None) -> Any:
     return SuperuserFactory()
 

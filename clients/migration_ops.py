@@ -70,3 +70,21 @@ def rows_to_main_portfolio(app_label: str, model_name: str) -> migrations.RunPyt
         portfolio_model.objects.filter(opened_on__gt=Subquery(earliest)).update(opened_on=Subquery(earliest))
 
     return migrations.RunPython(forwards, migrations.RunPython.noop)
+
+
+def sqlite_rebuild_keeping_agreement(table: str, operations: list[Any]) -> list[Any]:
+    """`operations` that make Django's SQLite schema editor rebuild `table` (altering a field or a check
+    constraint), with the table's agreement triggers dropped before and made again after: the rebuild would drop
+    its own and trip over the one on clients_portfolio that names it. Nothing changes on PostgreSQL."""
+
+    def drop(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "sqlite":
+            for suffix in ("portfolio_client_insert", "portfolio_client_update", "portfolio_moves"):
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
+
+    def create(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "sqlite":
+            for statement in _sqlite_statements(table):
+                schema_editor.execute(statement)
+
+    return [migrations.RunPython(drop, create), *operations, migrations.RunPython(create, drop)]

@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
@@ -18,13 +19,24 @@ from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
 
+from . import dividends as dividend_services
 from . import services
-from .client_panel import client_valuation_panel
-from .models import Allocation, Asset, FxRate, Price
+from .client_panel import client_income_panel, client_valuation_panel
+from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 
 
 def _changes(form: Any) -> dict[str, Any]:
     return {name: form.cleaned_data[name] for name in form.changed_data}
+
+
+class AssetSymbolInline(admin.TabularInline):
+    """The asset's symbol at each market data source (its name in MARKET_DATA_SOURCES): what
+    `refresh_market_data` asks that source for. Saved through the services by AssetAdmin.save_formset."""
+
+    model = AssetSymbol
+    fields = ["source", "symbol"]
+    extra = 0
+    verbose_name = "market data symbol"
 
 
 @admin.register(Asset)
@@ -33,6 +45,21 @@ class AssetAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["asset_type", "currency", "exchange"]
     search_fields = ["ticker", "name", "isin"]
     readonly_fields = ["created_at", "updated_at"]
+    inlines = [AssetSymbolInline]
+    WRITE_METHODS = (*ServiceAdminMixin.WRITE_METHODS, "save_formset")
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not AssetSymbol:
+            super().save_formset(request, form, formset, change)
+            return
+        rows = formset.save(commit=False)
+        for row in formset.deleted_objects:
+            services.asset_symbol_delete(asset_symbol=row)
+        for row in rows:
+            if row.pk is None:
+                services.asset_symbol_create(asset=form.instance, source=row.source, symbol=row.symbol)
+            else:
+                services.asset_symbol_update(asset_symbol=row)
 
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
         if change:
@@ -96,13 +123,42 @@ class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
             services.fx_rate_delete(fx_rate=fx_rate)
 
 
+@admin.register(Split)
+class SplitAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Splits through their services: recording one pays its cash in lieu, changing or deleting one takes it back
+    (and is refused when later sales need the units it gave)."""
+
+    list_display = ["asset", "date", "new_units", "old_units", "cash_in_lieu_price"]
+    list_filter = ["date"]
+    list_select_related = ["asset"]
+    search_fields = ["asset__ticker", "asset__name"]
+    autocomplete_fields = ["asset"]
+    date_hierarchy = "date"
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+    def save_model(self, request: HttpRequest, obj: Split, form: Any, change: bool) -> None:
+        if change:
+            services.split_update(actor=request.user, split=obj, **_changes(form))
+        else:
+            obj.pk = services.split_create(actor=request.user, **form.cleaned_data).pk
+
+    def delete_model(self, request: HttpRequest, obj: Split) -> None:
+        services.split_delete(actor=request.user, split=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Split]) -> None:
+        for split in queryset.order_by("pk"):
+            services.split_delete(actor=request.user, split=split)
+
+
 class AllocationForm(forms.ModelForm):
     """A movement names its portfolio; naming only the client means the client's only portfolio (as the API and
     imports allow). The client is then the portfolio's, whichever was given."""
 
     class Meta:
         model = Allocation
-        fields = ["client", "portfolio", "asset", "kind", "quantity", "price", "fees", "date", "notes"]
+        fields = ["client", "portfolio", "asset", "kind", "quantity", "price", "fees", "taxes", "date", "notes"]
         help_texts = {
             "portfolio": "The account the units move in.",
             "client": "Enough on its own when the client has a single portfolio.",
@@ -113,6 +169,11 @@ class AllocationForm(forms.ModelForm):
         for name in ("client", "portfolio"):
             if name in self.fields:
                 self.fields[name].required = False
+        if "taxes" in self.fields:
+            self.fields["taxes"].required = False  # most trades carry none: blank is 0, as in the API and imports
+
+    def clean_taxes(self) -> Decimal:
+        return self.cleaned_data.get("taxes") or Decimal("0")
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -140,7 +201,18 @@ class AllocationForm(forms.ModelForm):
 @admin.register(Allocation)
 class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     form = AllocationForm
-    list_display = ["date", "client", "portfolio_name", "asset", "kind", "quantity", "price", "fees", "settlement"]
+    list_display = [
+        "date",
+        "client",
+        "portfolio_name",
+        "asset",
+        "kind",
+        "quantity",
+        "price",
+        "fees",
+        "taxes",
+        "settlement",
+    ]
     list_filter = ["kind", PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "asset", "settlement"]
     search_fields = [
@@ -154,7 +226,7 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "date"
     # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
-    readonly_fields = ["settlement", "counterpart", "created_at", "updated_at"]
+    readonly_fields = ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
     show_full_result_count = False
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
@@ -166,7 +238,7 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
         # What is recorded first, then (on an existing movement) what the services filled in.
         fields: list[Any] = list(AllocationForm.Meta.fields)
         if obj is not None:
-            fields += ["settlement", "counterpart", "created_at", "updated_at"]
+            fields += ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Allocation | None = None) -> list[str]:
@@ -204,7 +276,17 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
 
 class AllocationInline(ReadOnlyInline):
     model = Allocation
-    fields = readonly_fields = ("date", "portfolio_name", "asset", "kind", "quantity", "price", "fees", "settlement")
+    fields = readonly_fields = (
+        "date",
+        "portfolio_name",
+        "asset",
+        "kind",
+        "quantity",
+        "price",
+        "fees",
+        "taxes",
+        "settlement",
+    )
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:
@@ -215,5 +297,128 @@ class AllocationInline(ReadOnlyInline):
         return obj.portfolio.name
 
 
+class DividendForm(AllocationForm):
+    """Placed in a portfolio as a movement is (the client alone means its single portfolio). The gross or the amount
+    per unit, the currency (the asset's by default) and the withholding tax (0) may be left blank."""
+
+    class Meta:
+        model = Dividend
+        fields = [
+            "client",
+            "portfolio",
+            "asset",
+            "ex_date",
+            "pay_date",
+            "currency",
+            "gross",
+            "amount_per_unit",
+            "withholding_tax",
+            "notes",
+        ]
+        help_texts = {"gross": "Or leave blank and give the amount per unit (times the units held)."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("gross", "currency", "withholding_tax"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_withholding_tax(self) -> Decimal:
+        return self.cleaned_data.get("withholding_tax") or Decimal("0")
+
+
+@admin.register(Dividend)
+class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    """Dividends as the API records them: saving posts (or reverses and reposts) the net cash through the
+    ledger's service; deleting reverses it."""
+
+    form = DividendForm
+    list_display = [
+        "pay_date",
+        "ex_date",
+        "client",
+        "portfolio_name",
+        "asset",
+        "units",
+        "gross",
+        "withholding_tax",
+        "currency",
+        "cash",
+    ]
+    list_filter = ["currency", PortfolioListFilter, "pay_date"]
+    list_select_related = ["client", "portfolio", "asset", "cash"]
+    search_fields = ["client__name", "client__email", "portfolio__name", "asset__ticker", "notes"]
+    autocomplete_fields = ["client", "portfolio", "asset"]
+    date_hierarchy = "pay_date"
+    readonly_fields = ["units", "cash", "created_at", "updated_at"]
+    show_full_result_count = False
+
+    @admin.display(description="Portfolio", ordering="portfolio__name")
+    def portfolio_name(self, obj: Dividend) -> str:
+        return obj.portfolio.name
+
+    def get_fields(self, request: HttpRequest, obj: Dividend | None = None) -> list[Any]:
+        fields: list[Any] = list(DividendForm.Meta.fields)
+        if obj is not None:
+            fields += ["units", "cash", "created_at", "updated_at"]
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Dividend | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            fields.append("client")  # a dividend stays with its client
+        return fields
+
+    def get_form(self, request: HttpRequest, obj: Dividend | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and "portfolio" in form.base_fields:
+            field = cast(forms.ModelChoiceField, form.base_fields["portfolio"])
+            field.queryset = movement_portfolios(request.user, keeping=obj.portfolio_id)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Dividend, form: Any, change: bool) -> None:
+        if change:
+            changes = _changes(form)
+            changes.pop("client", None)
+            dividend_services.dividend_update(actor=request.user, dividend=obj, **changes)
+        else:
+            data = {name: value for name, value in form.cleaned_data.items() if name != "client"}
+            data["currency"] = data.get("currency") or ""
+            obj.pk = dividend_services.dividend_create(actor=request.user, **data).pk
+
+    def delete_model(self, request: HttpRequest, obj: Dividend) -> None:
+        dividend_services.dividend_delete(actor=request.user, dividend=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Dividend]) -> None:
+        for dividend in queryset.order_by("pk"):
+            dividend_services.dividend_delete(actor=request.user, dividend=dividend)
+
+
+class DividendInline(ReadOnlyInline):
+    model = Dividend
+    fk_name = "client"
+    fields = readonly_fields = (
+        "pay_date",
+        "ex_date",
+        "portfolio_name",
+        "asset",
+        "gross",
+        "withholding_tax",
+        "currency",
+        "cash",
+    )
+    verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} dividends"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Dividend]:
+        return super().get_queryset(request).select_related("portfolio", "asset", "cash")
+
+    @admin.display(description="Portfolio")
+    def portfolio_name(self, obj: Dividend) -> str:
+        return obj.portfolio.name
+
+
 add_client_inline(AllocationInline)
+add_client_inline(DividendInline)
 add_client_panel(client_valuation_panel)
+add_client_panel(client_income_panel)

@@ -98,7 +98,8 @@ class BulkAllocations:
                 "SELECT k.line, k.portfolio_id, p.client_id, k.asset_id, a.currency, k.kind, "
                 f"CAST(k.quantity AS numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES})) AS quantity, "
                 f"CAST(k.price AS numeric({QUANTITY_DIGITS}, {QUANTITY_PLACES})) AS price, "
-                f"CAST(k.fees AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS fees, k.date, k.notes, "
+                f"CAST(k.fees AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS fees, "
+                f"CAST(k.taxes AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS taxes, k.date, k.notes, "
                 f"CAST(k.amount AS numeric({AMOUNT_DIGITS}, {AMOUNT_PLACES})) AS amount, k.settlement_notes, "
                 "k.import_key FROM (SELECT s.*, s.content_hash || ':' || CAST(ROW_NUMBER() OVER "
                 "(PARTITION BY s.portfolio_id, s.content_hash ORDER BY s.line) AS varchar(20)) AS import_key "
@@ -122,8 +123,8 @@ class BulkAllocations:
     def _original(self, cursor: Any, line: int) -> list[str]:
         """The refused row as the file's columns hold it, for the rejects file (numbers as written in the file)."""
         cursor.execute(
-            f"SELECT c.email, a.ticker, a.exchange, s.kind, s.quantity, s.price, s.fees, s.date, s.notes, p.name, "
-            f"p.custodian, p.account_number FROM {STAGED} s JOIN {PORTFOLIOS} p ON p.id = s.portfolio_id "
+            f"SELECT c.email, a.ticker, a.exchange, s.kind, s.quantity, s.price, s.fees, s.taxes, s.date, s.notes, "
+            f"p.name, p.custodian, p.account_number FROM {STAGED} s JOIN {PORTFOLIOS} p ON p.id = s.portfolio_id "
             f"JOIN {CLIENTS} c ON c.id = p.client_id JOIN {ASSETS} a ON a.id = s.asset_id WHERE s.line = %s",
             [line],
         )
@@ -146,9 +147,9 @@ class BulkAllocations:
                 [getattr(self.run.actor, "pk", None), now, now, batch_id],
             )
             cursor.execute(
-                f"INSERT INTO {ALLOCATIONS} (client_id, portfolio_id, asset_id, kind, quantity, price, fees, date, "
-                "notes, settlement_id, import_key, created_at, updated_at, import_batch_id) SELECT client_id, "
-                "portfolio_id, asset_id, kind, quantity, price, fees, date, notes, settlement_id, import_key, "
+                f"INSERT INTO {ALLOCATIONS} (client_id, portfolio_id, asset_id, kind, quantity, price, fees, taxes, "
+                "date, notes, settlement_id, import_key, created_at, updated_at, import_batch_id) SELECT client_id, "
+                "portfolio_id, asset_id, kind, quantity, price, fees, taxes, date, notes, settlement_id, import_key, "
                 f"%s, %s, %s FROM {NEW} ORDER BY date, line",
                 [now, now, batch_id],
             )

@@ -26,19 +26,49 @@ from portfolio_site.api.viewsets import ScopedModelViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.scoping import scoped
 
+from . import dividends as dividend_services
 from . import services
-from .filters import AllocationFilterSet, AssetFilterSet, FxRateFilterSet, PriceFilterSet
+from .filters import (
+    AllocationFilterSet,
+    AssetFilterSet,
+    DividendFilterSet,
+    FxRateFilterSet,
+    PriceFilterSet,
+    SplitFilterSet,
+)
 from .fx import MissingRate, fx_rate
-from .models import Allocation, Asset, FxRate, Price
+from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 from .selectors import asset_holders, latest_prices
+
+
+class AssetSymbolSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AssetSymbol
+        fields = ["source", "symbol"]
 
 
 class AssetSerializer(serializers.ModelSerializer):
     currency = CurrencyField()
+    symbols = AssetSymbolSerializer(
+        many=True,
+        read_only=True,
+        help_text="The asset's symbol at each market data source (maintained in the admin, on the asset).",
+    )
 
     class Meta:
         model = Asset
-        fields = ["id", "ticker", "name", "exchange", "currency", "asset_type", "isin", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "ticker",
+            "name",
+            "exchange",
+            "currency",
+            "asset_type",
+            "isin",
+            "symbols",
+            "created_at",
+            "updated_at",
+        ]
         # Uniqueness is the service's full_clean() and the database's, which see the normalised ticker.
         validators: list[Any] = []
 
@@ -72,7 +102,7 @@ class AssetViewSet(ScopedModelViewSet):
     An asset that allocations use cannot be deleted or change its currency (409); deleting one deletes its prices.
     """
 
-    queryset = Asset.objects.all()
+    queryset = Asset.objects.prefetch_related("symbols")
     serializer_class = AssetSerializer
     filterset_class = AssetFilterSet
     ordering_fields = ["ticker", "name", "exchange", "created_at"]
@@ -219,6 +249,83 @@ class FxRateSerializer(serializers.ModelSerializer):
         return services.fx_rate_update(fx_rate=instance, **validated_data)
 
 
+class SplitSerializer(ActorContextMixin, serializers.ModelSerializer):
+    new_units = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        help_text="Units after the split for every `old_units` before (2 in a 2 for 1 split).",
+    )
+    old_units = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        help_text="Units before the split that become `new_units` (10 in a 1 for 10 reverse split).",
+    )
+    cash_in_lieu_price = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        validators=[must_be_positive],
+        help_text="Per new unit, in the asset's currency: each holder's fraction is sold at it on the split's day. "
+        "Null: fractional units are kept.",
+    )
+    currency = serializers.CharField(source="asset.currency", read_only=True)
+
+    class Meta:
+        model = Split
+        fields = [
+            "id",
+            "asset",
+            "date",
+            "new_units",
+            "old_units",
+            "cash_in_lieu_price",
+            "currency",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness per (asset, date) and the ratio's rules are the service's full_clean() and the database's.
+        validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        new = attrs.get("new_units", getattr(self.instance, "new_units", None))
+        old = attrs.get("old_units", getattr(self.instance, "old_units", None))
+        if new is not None and new == old:
+            raise serializers.ValidationError(
+                {"new_units": ["A split changes the number of units: new and old units cannot be equal."]}
+            )
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Split:
+        return services.split_create(actor=self.actor, **validated_data)
+
+    def update(self, instance: Split, validated_data: dict[str, Any]) -> Split:
+        return services.split_update(actor=self.actor, split=instance, **validated_data)
+
+
+class SplitViewSet(ScopedModelViewSet):
+    """Splits and reverse splits: reference data every staff role that reads prices reads; Operations (and
+    superusers) record, change and delete them. A split applies to every holder of the asset from the start of its
+    day (positions, lots and average cost restated, prices as recorded); with a cash-in-lieu price, each holder's
+    fraction is sold at it. One split per asset and day (400); changing or deleting one that later sales need is
+    refused (409)."""
+
+    # The cash-in-lieu sales are clients' allocations: they are read through the allocations door (scoped, their
+    # `cash_in_lieu_of` names the split), never listed here where every staff role reads.
+    queryset = Split.objects.select_related("asset")
+    serializer_class = SplitSerializer
+    filterset_class = SplitFilterSet
+    ordering_fields = ["date", "created_at"]
+    ordering = ["asset_id", "-date"]
+    cache_namespace = services.SPLITS_CACHE
+
+    def perform_destroy(self, instance: Split) -> None:
+        services.split_delete(actor=self.request.user, split=instance)
+
+
 class ConvertQuerySerializer(serializers.Serializer):
     base = CurrencyField(help_text="ISO 4217 code of the currency converted from.")
     quote = CurrencyField(help_text="ISO 4217 code of the currency converted to.")
@@ -311,6 +418,15 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
     fees = PlainDecimalField(
         max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
     )
+    taxes = PlainDecimalField(
+        max_digits=20,
+        decimal_places=4,
+        validators=[must_not_be_negative],
+        required=False,
+        default=Decimal("0"),
+        help_text="Transaction tax or withholding on a buy or sell, in the asset's currency; settled with the trade "
+        "(a buy pays quantity x price + fees + taxes, a sell brings quantity x price - fees - taxes).",
+    )
     currency = serializers.CharField(source="asset.currency", read_only=True)
 
     class Meta:
@@ -324,15 +440,17 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
             "quantity",
             "price",
             "fees",
+            "taxes",
             "currency",
             "date",
             "notes",
             "settlement",
             "counterpart",
+            "cash_in_lieu_of",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["settlement", "counterpart"]
+        read_only_fields = ["settlement", "counterpart", "cash_in_lieu_of"]
 
     def create(self, validated_data: dict[str, Any]) -> Allocation:
         return services.allocation_create(actor=self.actor, **validated_data)
@@ -408,3 +526,84 @@ class UnitsTransferView(GenericAPIView):
             {"outgoing": out, "incoming": into}, context=self.get_serializer_context()
         )
         return Response(result.data, status=status.HTTP_201_CREATED)
+
+
+class DividendSerializer(ActorContextMixin, PortfolioPlacementMixin, serializers.ModelSerializer):
+    portfolio = VisiblePortfolioField(required=False, help_text="Id of the portfolio paid.")
+    client = VisibleClientField(
+        required=False,
+        help_text="Id of the client, instead of `portfolio` when the client has a single portfolio; if both are "
+        "given they must agree.",
+    )
+    currency = CurrencyField(required=False, help_text="ISO 4217 code paid in; the asset's currency when absent.")
+    gross = PlainDecimalField(
+        max_digits=20,
+        decimal_places=4,
+        validators=[must_be_positive],
+        required=False,
+        allow_null=True,
+        help_text="Before withholding tax. Give it, or `amount_per_unit` (times `units`), not both.",
+    )
+    amount_per_unit = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        validators=[must_be_positive],
+        required=False,
+        allow_null=True,
+        help_text="Per unit held at the close before the ex-date; the gross is then this times `units`.",
+    )
+    withholding_tax = PlainDecimalField(
+        max_digits=20, decimal_places=4, validators=[must_not_be_negative], required=False, default=Decimal("0")
+    )
+    units = PlainDecimalField(
+        max_digits=30, decimal_places=10, read_only=True, help_text="Units held at the close before the ex-date."
+    )
+    net = PlainDecimalField(
+        max_digits=20, decimal_places=4, read_only=True, help_text="Gross less withholding tax: the cash posted."
+    )
+
+    class Meta:
+        model = Dividend
+        fields = [
+            "id",
+            "client",
+            "portfolio",
+            "asset",
+            "ex_date",
+            "pay_date",
+            "currency",
+            "units",
+            "amount_per_unit",
+            "gross",
+            "withholding_tax",
+            "net",
+            "notes",
+            "cash",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["cash"]
+        # The natural key's uniqueness is the service's full_clean() and the database's.
+        validators: list[Any] = []
+
+    def create(self, validated_data: dict[str, Any]) -> Dividend:
+        return dividend_services.dividend_create(actor=self.actor, **validated_data)
+
+    def update(self, instance: Dividend, validated_data: dict[str, Any]) -> Dividend:
+        return dividend_services.dividend_update(actor=self.actor, dividend=instance, **validated_data)
+
+
+class DividendViewSet(ScopedModelViewSet):
+    """Cash dividends paid to clients' portfolios. Recording one posts its net cash (gross less withholding tax)
+    as a `dividend` transaction on the pay date; changing one reverses that cash and posts it anew; deleting one
+    reverses it (409 when the cash has been spent since). The portfolio must hold units of the asset at the close
+    before the ex-date (400 on `ex_date` otherwise); one dividend per portfolio, asset and ex-date."""
+
+    queryset = Dividend.objects.select_related("asset")
+    serializer_class = DividendSerializer
+    filterset_class = DividendFilterSet
+    ordering_fields = ["pay_date", "ex_date", "gross", "created_at", "id"]
+    ordering = ["-pay_date", "-id"]
+
+    def perform_destroy(self, instance: Dividend) -> None:
+        dividend_services.dividend_delete(actor=self.request.user, dividend=instance)

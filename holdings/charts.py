@@ -151,3 +151,73 @@ def _round_up(value: Decimal) -> Decimal:
 def _axis_amount(value: Decimal, spread: Decimal) -> str:
     # Whole amounts unless the axis spans little (a near-empty account), where cents tell the ticks apart.
     return f"{value:,.0f}" if spread >= 100 else f"{value:,.2f}"
+
+
+# --- Income by month: one column per month, the net with the tax withheld stacked above it ------------------------
+
+INCOME_HEIGHT = 220
+INCOME_LEFT, INCOME_TOP, INCOME_BOTTOM = 96, 12, 40
+NET_COLOUR, TAX_COLOUR = PALETTE[0], PALETTE[1]
+
+
+@dataclass(frozen=True)
+class MonthBar:
+    month: str  # YYYY-MM
+    net: Decimal
+    tax: Decimal
+
+
+def income_chart(*, chart_id: str, title: str, months: Sequence[MonthBar], currency: str) -> str:
+    """A column per month (every month given, empty ones too, so that a gap reads as a month without income): the
+    net received, and above it the tax withheld, together the gross; the axis from zero to a round figure."""
+    context: dict[str, object] = {"chart_id": chart_id, "title": title, "width": WIDTH, "height": INCOME_HEIGHT}
+    if not any(month.net or month.tax for month in months):
+        context["desc"] = "No income over these months."
+        return render_to_string("holdings/charts/income.html", context)
+    high = _round_up(max(month.net + month.tax for month in months))
+    plot_w, plot_h = WIDTH - INCOME_LEFT - RIGHT, INCOME_HEIGHT - INCOME_TOP - INCOME_BOTTOM
+    slot = plot_w / len(months)
+    bar_w = max(slot * 0.7, 2.0)
+    bottom = INCOME_TOP + plot_h
+
+    def height(value: Decimal) -> float:
+        return float(value / high) * plot_h
+
+    columns = []
+    for index, month in enumerate(months):
+        net_h, tax_h = height(max(month.net, Decimal(0))), height(max(month.tax, Decimal(0)))
+        x = INCOME_LEFT + index * slot + (slot - bar_w) / 2
+        columns.append(
+            {
+                "month": month.month,
+                "label": month.month[2:].replace("-", "/") if len(months) > 12 else month.month,
+                "x": f"{x:.1f}",
+                "label_x": f"{x + bar_w / 2:.1f}",
+                "width": f"{bar_w:.1f}",
+                "net_y": f"{bottom - net_h:.1f}",
+                "net_height": f"{net_h:.1f}",
+                "tax_y": f"{bottom - net_h - tax_h:.1f}",
+                "tax_height": f"{tax_h:.1f}",
+                "net": money(month.net, currency),
+                "tax": money(month.tax, currency),
+            }
+        )
+    step = high / TICKS
+    value_ticks = [
+        {"y": f"{bottom - height(step * n):.1f}", "label": _axis_amount(step * n, high)} for n in range(TICKS + 1)
+    ]
+    described = "; ".join(f"{c['month']}: {c['net']} net, {c['tax']} withheld" for c in columns)
+    context |= {
+        "desc": f"Income in {currency} by month. {described}.",
+        "columns": columns,
+        "value_ticks": value_ticks,
+        "currency": currency,
+        "left": INCOME_LEFT,
+        "right": WIDTH - RIGHT,
+        "bottom": bottom,
+        "month_label_y": bottom + 16,
+        "axis_title_y": INCOME_HEIGHT - 6,
+        "net_colour": NET_COLOUR,
+        "tax_colour": TAX_COLOUR,
+    }
+    return render_to_string("holdings/charts/income.html", context)

@@ -1,6 +1,7 @@
 """The valuation section of a client's admin page, contributed by this app (clients never imports holdings): per
 portfolio, its valuation summary in its base currency, its allocation by asset type and its value over the last
-year, both drawn as inline SVG (holdings.charts)."""
+year, both drawn as inline SVG (holdings.charts); and the income section: the client's dividends and interest over
+the last twelve months, by month."""
 
 import datetime
 from decimal import Decimal
@@ -13,7 +14,8 @@ from django.utils import timezone
 
 from clients.models import Client, Portfolio
 
-from .charts import Slice, allocation_chart, money, value_chart
+from .charts import MonthBar, Slice, allocation_chart, income_chart, money, value_chart
+from .income import ZERO, income
 from .models import Asset, AssetType
 from .selectors import daily_values
 from .valuation import Valuation, portfolio_valuation
@@ -97,3 +99,52 @@ def _section(
         currency=currency,
     )
     return section
+
+
+INCOME_MONTHS = 12
+
+
+def client_income_panel(request: HttpRequest, client: Client) -> str:
+    """The client's income (dividends and interest, all portfolios, in its base currency) over the last twelve
+    months including this one, as figures and a bar chart by month: three queries (holdings.income)."""
+    if not request.user.has_perm("holdings.view_allocation"):
+        return ""
+    today = timezone.localdate()
+    first = _months_back(today.replace(day=1), INCOME_MONTHS - 1)
+    ids = list(client.portfolios.values_list("pk", flat=True))
+    report = income(portfolio_ids=ids, currency=client.base_currency, start=first, end=today)
+    found = {month.month: month for month in report.by_month}
+    keys = [f"{_months_back(today.replace(day=1), back):%Y-%m}" for back in reversed(range(INCOME_MONTHS))]
+    bars = [
+        MonthBar(key, found[key].net, found[key].tax) if key in found else MonthBar(key, ZERO, ZERO) for key in keys
+    ]
+    currency = client.base_currency
+    figures = [
+        ("Dividends, gross", money(report.dividends.gross, currency)),
+        ("Tax withheld", money(report.dividends.tax, currency)),
+        ("Interest", money(report.interest.net, currency)),
+        ("Net income", money(report.totals.net, currency)),
+    ]
+    chart = income_chart(
+        chart_id=f"client-{client.pk}-income",
+        title=f"{client.name}: income by month",
+        months=bars,
+        currency=currency,
+    )
+    return render_to_string(
+        "holdings/admin/client_income.html",
+        {
+            "months": INCOME_MONTHS,
+            "currency": currency,
+            "start": first,
+            "end": today,
+            "figures": figures,
+            "missing": len(report.missing_fx),
+            "chart": chart,
+        },
+    )
+
+
+def _months_back(first_of_month: datetime.date, count: int) -> datetime.date:
+    year, month = divmod(first_of_month.year * 12 + first_of_month.month - 1 - count, 12)
+    return datetime.date(year, month + 1, 1)

@@ -3,7 +3,7 @@ from django.db.models import Q, QuerySet
 
 from clients.filters import visible_clients, visible_portfolios
 
-from .models import Allocation, Asset, FxRate, Price
+from .models import Allocation, Asset, Dividend, FxRate, Price, Split
 
 
 class AssetFilterSet(django_filters.FilterSet):
@@ -29,6 +29,19 @@ class PriceFilterSet(django_filters.FilterSet):
         fields = ["asset", "date"]
 
     def filter_search(self, queryset: QuerySet[Price], name: str, value: str) -> QuerySet[Price]:
+        return queryset.filter(Q(asset__ticker__icontains=value) | Q(asset__name__icontains=value))
+
+
+class SplitFilterSet(django_filters.FilterSet):
+    asset = django_filters.ModelChoiceFilter(queryset=Asset.objects.all())
+    date = django_filters.DateFromToRangeFilter(help_text="Split date range: date_after, date_before (inclusive).")
+    search = django_filters.CharFilter(method="filter_search", label="Search the asset's ticker and name")
+
+    class Meta:
+        model = Split
+        fields = ["asset", "date"]
+
+    def filter_search(self, queryset: QuerySet[Split], name: str, value: str) -> QuerySet[Split]:
         return queryset.filter(Q(asset__ticker__icontains=value) | Q(asset__name__icontains=value))
 
 
@@ -58,6 +71,24 @@ class AllocationFilterSet(django_filters.FilterSet):
         fields = ["client", "portfolio", "asset", "kind", "date"]
 
     def filter_search(self, queryset: QuerySet[Allocation], name: str, value: str) -> QuerySet[Allocation]:
+        return queryset.filter(
+            Q(asset__ticker__icontains=value) | Q(client__name__icontains=value) | Q(notes__icontains=value)
+        )
+
+
+class DividendFilterSet(django_filters.FilterSet):
+    client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    portfolio = django_filters.ModelChoiceFilter(queryset=visible_portfolios)
+    asset = django_filters.ModelChoiceFilter(queryset=Asset.objects.all())
+    ex_date = django_filters.DateFromToRangeFilter(help_text="Ex-date range: ex_date_after, ex_date_before.")
+    pay_date = django_filters.DateFromToRangeFilter(help_text="Pay date range: pay_date_after, pay_date_before.")
+    search = django_filters.CharFilter(method="filter_search", label="Search asset ticker, client name and notes")
+
+    class Meta:
+        model = Dividend
+        fields = ["client", "portfolio", "asset", "currency", "ex_date", "pay_date"]
+
+    def filter_search(self, queryset: QuerySet[Dividend], name: str, value: str) -> QuerySet[Dividend]:
         return queryset.filter(
             Q(asset__ticker__icontains=value) | Q(client__name__icontains=value) | Q(notes__icontains=value)
         )

@@ -1,4 +1,4 @@
-"""The CSV row formats of assets, prices and allocations for the import engine.
+"""The CSV row formats of assets, prices, allocations and dividends for the import engine.
 
 Rows name an asset by ticker and exchange; the exchange may be left empty when only one asset has the ticker.
 Assets are upserted in batches (one query per batch for the existing ones); prices and allocations stream into
@@ -7,7 +7,8 @@ written set-based. Allocations are set-based on PostgreSQL (holdings.allocations
 the settlements, one for the allocations, then the services' own cash and units rules over what was written),
 thousands of rows a second; on SQLite, where that would buy little, they are replayed in date order through
 `allocation_create` (tens of rows a second), exactly as the API records them. Either way each buy and sell
-settles in cash, and none may overdraw cash or sell more than is held.
+settles in cash, and none may overdraw cash or sell more than is held. Dividends, a few per holding and year,
+go through the dividend services row by row.
 """
 
 import datetime
@@ -23,7 +24,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex
+from clients.importers import CLIENT_COLUMN, PORTFOLIO_COLUMNS, PortfolioIndex, portfolios_lock_for_import
 from clients.models import Portfolio
 from clients.services import portfolios_history_changed
 from portfolio_site.cache import invalidate_namespace
@@ -31,12 +32,13 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
 from portfolio_site.imports.staging import Staging, staged_date
-from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, validation_messages
+from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from .allocations_bulk import BulkAllocations
-from .models import Allocation, Asset, AssetType, FxRate, Price
+from .dividends import dividend_create, dividend_update
+from .models import Allocation, Asset, AssetType, Dividend, FxRate, Price, Split
 from .services import (
     ASSET_CURRENCY_FIXED,
     ASSETS_CACHE,
@@ -44,6 +46,8 @@ from .services import (
     PRICES_CACHE,
     allocation_create,
     settlement_notes,
+    split_create,
+    split_update,
     trade_cash,
 )
 
@@ -384,6 +388,117 @@ class PriceFormat(DatedSeriesFormat):
             }
 
 
+# --- Splits ----------------------------------------------------------------------------------------
+
+_SPLIT_COLUMNS = {
+    "asset": "ticker",
+    "date": "date",
+    "new_units": "new_units",
+    "old_units": "old_units",
+    "cash_in_lieu_price": "cash_in_lieu_price",
+    "notes": "notes",
+    "quantity": "cash_in_lieu_price",  # a cash-in-lieu sale the services refused
+    "price": "cash_in_lieu_price",
+}
+SPLIT_FIELDS = ("new_units", "old_units", "cash_in_lieu_price", "notes")
+
+
+@register
+class SplitFormat(ImportFormat):
+    """Splits by asset (ticker and exchange) and date, each recorded through `split_create` or changed through
+    `split_update` (a split has effects beyond its row: cash in lieu, every holder's history): splits are few,
+    so the rows are replayed one by one, in date order, never bulk-written."""
+
+    kind = "splits"
+    permissions = ("holdings.add_split", "holdings.change_split")
+    description = (
+        "splits and reverse splits, created or updated by asset and date (the row is the whole record), through "
+        "the services: with a cash-in-lieu price each holder's fraction is sold at it. An identical row is skipped; "
+        "a change that a holder's later sales do not allow is refused."
+    )
+    columns = (
+        TICKER,
+        EXCHANGE,
+        Column("date", parsing.iso_date, help="YYYY-MM-DD; effective at the start of the day"),
+        Column("new_units", quantity(minimum="0", exclusive=True), help="units after, for every old_units before"),
+        Column("old_units", quantity(minimum="0", exclusive=True), help="units before (10 in a 1 for 10 split)"),
+        Column(
+            "cash_in_lieu_price",
+            quantity(minimum="0", exclusive=True),
+            required=False,
+            help="per new unit, in the asset's currency; empty: fractions are kept",
+        ),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
+    )
+
+    def prepare(self) -> None:
+        self.assets = AssetIndex()
+        self.rows: list[tuple[int, int, dict[str, Any]]] = []
+        self.seen: dict[tuple[int, datetime.date], int] = {}
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        asset_id = self.assets.resolve(values["ticker"], values["exchange"])
+        key = (asset_id, values["date"])
+        if key in self.seen:
+            raise RowError(
+                "date", f"the split of {values['ticker']} on {values['date']} is already on line {self.seen[key]}"
+            )
+        if values["new_units"] == values["old_units"]:
+            raise RowError("new_units", "a split changes the number of units: new and old units cannot be equal")
+        self.seen[key] = line
+        self.rows.append((line, asset_id, values))
+
+    def write(self) -> None:
+        assets = Asset.objects.in_bulk({asset_id for _, asset_id, _ in self.rows})
+        existing = {
+            (split.asset_id, split.date): split
+            for split in Split.objects.filter(asset_id__in=assets.keys()).select_related("asset").order_by("pk")
+        }
+        for line, asset_id, values in sorted(self.rows, key=lambda row: (row[2]["date"], row[0])):
+            fields = {
+                "new_units": values["new_units"],
+                "old_units": values["old_units"],
+                "cash_in_lieu_price": values["cash_in_lieu_price"],
+                "notes": values["notes"] or "",
+            }
+            old = existing.get((asset_id, values["date"]))
+            if old is not None and all(getattr(old, name) == fields[name] for name in SPLIT_FIELDS):
+                self.run.skipped += 1
+                continue
+            try:
+                with transaction.atomic() if self.run.skip_invalid else nullcontext():
+                    if old is None:
+                        split_create(
+                            actor=self.run.actor,
+                            asset=assets[asset_id],
+                            date=values["date"],
+                            import_batch=self.run.batch,
+                            **fields,
+                        )
+                        self.run.created += 1
+                    else:
+                        split_update(actor=self.run.actor, split=old, **fields)
+                        self.run.updated += 1
+            except (ConflictError, ValidationError, PermissionDenied) as error:
+                column, message = _refusal(error, _SPLIT_COLUMNS)[0]
+                self.run.reject(line, column, message, cells(self.columns, values))
+                if not self.run.skip_invalid:
+                    return
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        for split in Split.objects.select_related("asset").order_by("asset__ticker", "asset__exchange", "date"):
+            yield {
+                "ticker": split.asset.ticker,
+                "exchange": split.asset.exchange,
+                "date": split.date.isoformat(),
+                "new_units": plain(split.new_units),
+                "old_units": plain(split.old_units),
+                "cash_in_lieu_price": plain(split.cash_in_lieu_price) if split.cash_in_lieu_price is not None else "",
+                "notes": split.notes,
+            }
+
+
 # --- Allocations ---------------------------------------------------------------------------------
 
 # Where a service's refusal points, in the file's columns.
@@ -395,9 +510,10 @@ _ALLOCATION_COLUMNS = {
     "quantity": "quantity",
     "price": "price",
     "fees": "fees",
+    "taxes": "taxes",
     "date": "date",
     "notes": "notes",
-    "amount": "quantity",  # the cash a trade moves: quantity x price, fees included
+    "amount": "quantity",  # the cash a trade moves: quantity x price, fees and taxes included
 }
 
 
@@ -425,6 +541,12 @@ class AllocationFormat(ImportFormat):
             required=False,
             help="in the asset's currency (default 0)",
         ),
+        Column(
+            "taxes",
+            parsing.decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum="0"),
+            required=False,
+            help="transaction tax or withholding, in the asset's currency, settled with the trade (default 0)",
+        ),
         Column("date", parsing.iso_date, help="trade date, YYYY-MM-DD"),
         Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
         *PORTFOLIO_COLUMNS,
@@ -445,6 +567,7 @@ class AllocationFormat(ImportFormat):
                 ("quantity", "varchar(40) NOT NULL"),
                 ("price", "varchar(40) NOT NULL"),
                 ("fees", "varchar(40) NOT NULL"),
+                ("taxes", "varchar(40) NOT NULL"),
                 ("date", "date NOT NULL"),
                 ("notes", "text NOT NULL"),
                 ("content_hash", "varchar(64) NOT NULL"),
@@ -459,10 +582,11 @@ class AllocationFormat(ImportFormat):
         portfolio = self.portfolios.resolve(values)
         asset_id = self.assets.resolve(values["ticker"], values["exchange"])
         kind, qty, price, fees = values["kind"], values["quantity"], values["price"], values["fees"] or Decimal("0")
+        taxes = values["taxes"] or Decimal("0")
         cash, settles = None, ""
         if kind in Allocation.TRADES:
             try:
-                cash = trade_cash(kind=kind, quantity=qty, price=price, fees=fees)
+                cash = trade_cash(kind=kind, quantity=qty, price=price, fees=fees, taxes=taxes)
             except ValidationError as error:
                 raise RowError(*validation_messages(error, {"quantity": "quantity", "price": "price"})[0]) from None
             settles = settlement_notes(kind=kind, quantity=qty, asset=self.assets.labels[asset_id])
@@ -478,6 +602,8 @@ class AllocationFormat(ImportFormat):
                 str(values["date"]),
                 notes,
             ]
+            # Only when there are any: rows without taxes keep the keys they were imported under before taxes existed.
+            + ([str(taxes.normalize())] if taxes else [])
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:40]
         self.staging.add(
@@ -489,6 +615,7 @@ class AllocationFormat(ImportFormat):
                 str(qty),
                 str(price),
                 str(fees),
+                str(taxes),
                 values["date"],
                 notes,
                 digest,
@@ -509,7 +636,7 @@ class AllocationFormat(ImportFormat):
             cursor.execute("DROP TABLE IF EXISTS import_allocations_new")
             cursor.execute(
                 "CREATE TEMPORARY TABLE import_allocations_new AS SELECT line, portfolio_id, asset_id, kind, "
-                "quantity, price, fees, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
+                "quantity, price, fees, taxes, date, notes, content_hash || ':' || CAST(ROW_NUMBER() OVER "
                 "(PARTITION BY portfolio_id, content_hash ORDER BY line) AS varchar(20)) AS import_key "
                 "FROM import_allocations"
             )
@@ -536,11 +663,11 @@ class AllocationFormat(ImportFormat):
             page = self._page(after)
             if not page:
                 break
-            after = (page[-1][7], page[-1][0])
+            after = (page[-1][8], page[-1][0])
             portfolios = Portfolio.objects.select_related("client").in_bulk({row[1] for row in page})
             missing = {row[2] for row in page} - assets.keys()
             assets.update(Asset.objects.in_bulk(missing))
-            for line, portfolio_id, asset_id, kind, qty, price, fees, date, notes, import_key in page:
+            for line, portfolio_id, asset_id, kind, qty, price, fees, taxes, date, notes, import_key in page:
                 portfolio, asset = portfolios[portfolio_id], assets[asset_id]
                 try:
                     # With skip_invalid a refused row is rolled back alone (allocation_create's own atomic block
@@ -554,13 +681,14 @@ class AllocationFormat(ImportFormat):
                             quantity=Decimal(qty),
                             price=Decimal(price),
                             fees=Decimal(fees),
+                            taxes=Decimal(taxes),
                             date=staged_date(date),
                             notes=notes,
                             import_key=import_key,
                             import_batch=self.run.batch,
                         )
                 except (ConflictError, ValidationError, PermissionDenied) as error:
-                    row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees]
+                    row = [portfolio.client.email, asset.ticker, asset.exchange, kind, qty, price, fees, taxes]
                     named = [portfolio.name, portfolio.custodian, portfolio.account_number]
                     column, message = _refusal(error)[0]  # one rejection per row
                     self.run.reject(line, column, message, [*row, staged_date(date).isoformat(), notes, *named])
@@ -571,7 +699,7 @@ class AllocationFormat(ImportFormat):
 
     def _page(self, after: tuple[Any, int] | None) -> list[tuple[Any, ...]]:
         query = (
-            "SELECT line, portfolio_id, asset_id, kind, quantity, price, fees, date, notes, import_key "
+            "SELECT line, portfolio_id, asset_id, kind, quantity, price, fees, taxes, date, notes, import_key "
             "FROM import_allocations_new"
         )
         params: list[Any] = []
@@ -597,18 +725,20 @@ class AllocationFormat(ImportFormat):
                 "quantity": plain(allocation.quantity),
                 "price": plain(allocation.price),
                 "fees": plain(allocation.fees),
+                "taxes": plain(allocation.taxes),
                 "date": allocation.date.isoformat(),
                 "notes": allocation.notes,
             }
 
 
-def _refusal(error: Exception) -> list[tuple[str, str]]:
+def _refusal(error: Exception, columns: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    columns = columns if columns is not None else _ALLOCATION_COLUMNS
     if isinstance(error, ConflictError):
-        return [(_ALLOCATION_COLUMNS.get(error.field or "", "row"), error.message)]
+        return [(columns.get(error.field or "", "row"), error.message)]
     if isinstance(error, PermissionDenied):
         return [("client", str(error))]
     assert isinstance(error, ValidationError)
-    return validation_messages(error, _ALLOCATION_COLUMNS)
+    return validation_messages(error, columns)
 
 
 # --- FX rates ------------------------------------------------------------------------------------
@@ -662,3 +792,189 @@ class FxRateFormat(DatedSeriesFormat):
     def export_rows(cls) -> Iterator[dict[str, str]]:
         for fx in FxRate.objects.order_by("base", "quote", "date").iterator(chunk_size=5000):
             yield {"base": fx.base, "quote": fx.quote, "date": fx.date.isoformat(), "rate": plain(fx.rate)}
+
+
+# --- Dividends -----------------------------------------------------------------------------------
+
+_DIVIDEND_COLUMNS = {
+    "client": "client",
+    "portfolio": "portfolio",
+    "asset": "ticker",
+    "ex_date": "ex_date",
+    "pay_date": "pay_date",
+    "currency": "currency",
+    "gross": "gross",
+    "amount_per_unit": "amount_per_unit",
+    "withholding_tax": "withholding_tax",
+    "notes": "notes",
+    "amount": "gross",  # the ledger's word for the cash a changed dividend takes back
+}
+
+
+@register
+class DividendFormat(ImportFormat):
+    kind = "dividends"
+    permissions = ("holdings.add_dividend", "holdings.change_dividend", "ledger.add_transaction")
+    description = (
+        "cash dividends paid to clients' portfolios, recorded as the API records them: each posts its net cash "
+        "(gross less withholding tax) on its pay date. A row names its portfolio as a row of transactions does; "
+        "the portfolio must hold units of the asset at the close before the ex-date. A dividend is known by its "
+        "portfolio, asset and ex-date: a row matching one with the same details is skipped, with other details "
+        "it changes it (its cash reversed and posted anew)."
+    )
+    columns = (
+        CLIENT_COLUMN,
+        TICKER,
+        EXCHANGE,
+        Column("ex_date", parsing.iso_date, help="YYYY-MM-DD; units held at the close of the day before are paid"),
+        Column("pay_date", parsing.iso_date, help="YYYY-MM-DD, the day the cash arrives"),
+        Column(
+            "gross",
+            parsing.decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum="0", exclusive=True),
+            required=False,
+            help="before withholding tax, in the dividend's currency; or leave empty and give amount_per_unit",
+        ),
+        Column(
+            "amount_per_unit",
+            quantity(minimum="0", exclusive=True),
+            required=False,
+            help="per unit held at the close before the ex-date (the gross is this times those units)",
+        ),
+        Column(
+            "withholding_tax",
+            parsing.decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum="0"),
+            required=False,
+            help="withheld at source, in the dividend's currency (default 0)",
+        ),
+        Column("currency", parsing.currency, required=False, help="ISO 4217 code paid in; the asset's by default"),
+        Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
+        *PORTFOLIO_COLUMNS,
+    )
+
+    def prepare(self) -> None:
+        # Only the portfolios of clients the actor may see can be named; the rest read as unknown.
+        self.portfolios = PortfolioIndex(self.run.actor)
+        self.assets = AssetIndex()
+        # Dividends are a few per holding and year: the file's rows are kept as parsed, in line order.
+        self.rows: list[tuple[int, int, int, dict[str, Any]]] = []
+        self.first_line: dict[tuple[int, int, datetime.date], int] = {}
+
+    def add(self, line: int, values: dict[str, Any]) -> None:
+        portfolio = self.portfolios.resolve(values)
+        asset_id = self.assets.resolve(values["ticker"], values["exchange"])
+        if (values["gross"] is None) == (values["amount_per_unit"] is None):
+            raise RowError("gross", "give either gross or amount_per_unit, not both")
+        key = (portfolio.id, asset_id, values["ex_date"])
+        if key in self.first_line:
+            raise RowError(
+                "ex_date", f"line {self.first_line[key]} names the same dividend (portfolio, asset, ex-date)"
+            )
+        self.first_line[key] = line
+        self.rows.append((line, portfolio.id, asset_id, values))
+
+    def write(self) -> None:
+        refused = portfolios_lock_for_import(actor=self.run.actor, portfolio_ids={row[1] for row in self.rows})
+        portfolios = Portfolio.objects.in_bulk({row[1] for row in self.rows})
+        assets = Asset.objects.in_bulk({row[2] for row in self.rows})
+        existing = {
+            (d.portfolio_id, d.asset_id, d.ex_date): d
+            for d in Dividend.objects.filter(portfolio_id__in=portfolios, asset_id__in=assets)
+            .select_related("asset")
+            .order_by()
+        }
+        for line, portfolio_id, asset_id, values in self.rows:
+            asset = assets[asset_id]
+            if portfolio_id in refused.hidden:
+                self._refuse(line, *refused.hidden[portfolio_id], values)
+                continue
+            found = existing.get((portfolio_id, asset_id, values["ex_date"]))
+            if found is not None and self._same(found, values, asset):
+                self.run.skipped += 1
+                continue
+            if portfolio_id in refused.closed:
+                self._refuse(line, *refused.closed[portfolio_id], values)
+                continue
+            fields = {
+                "pay_date": values["pay_date"],
+                "gross": values["gross"],
+                "amount_per_unit": values["amount_per_unit"],
+                "withholding_tax": values["withholding_tax"] or Decimal("0"),
+                "currency": values["currency"] or asset.currency,
+                "notes": values["notes"] or "",
+            }
+            try:
+                # With skip_invalid a refused row is rolled back alone; without, the first refusal fails the run.
+                with transaction.atomic() if self.run.skip_invalid else nullcontext():
+                    if found is None:
+                        dividend_create(
+                            actor=self.run.actor,
+                            portfolio=portfolios[portfolio_id],
+                            asset=asset,
+                            ex_date=values["ex_date"],
+                            import_batch=self.run.batch,
+                            **fields,
+                        )
+                    else:
+                        dividend_update(actor=self.run.actor, dividend=found, **fields)
+            except (ConflictError, ValidationError, PermissionDenied) as error:
+                self._refuse(line, *_dividend_refusal(error), values)
+                if not self.run.skip_invalid:
+                    return
+                continue
+            if found is None:
+                self.run.created += 1
+            else:
+                self.run.updated += 1
+
+    @staticmethod
+    def _same(dividend: Dividend, values: dict[str, Any], asset: Asset) -> bool:
+        if values["amount_per_unit"] is not None:
+            amount_matches = dividend.amount_per_unit == values["amount_per_unit"]
+        else:
+            amount_matches = dividend.amount_per_unit is None and dividend.gross == values["gross"]
+        return amount_matches and (
+            dividend.pay_date,
+            dividend.withholding_tax,
+            dividend.currency,
+            dividend.notes,
+        ) == (
+            values["pay_date"],
+            values["withholding_tax"] or Decimal("0"),
+            values["currency"] or asset.currency,
+            values["notes"] or "",
+        )
+
+    def _refuse(self, line: int, column: str, message: str, values: dict[str, Any]) -> None:
+        row = ["" if values.get(c.name) is None else str(values[c.name]) for c in self.columns]
+        self.run.reject(line, column, message, row)
+
+    @classmethod
+    def export_rows(cls) -> Iterator[dict[str, str]]:
+        dividends = Dividend.objects.select_related("client", "portfolio", "asset").order_by("pay_date", "id")
+        for dividend in dividends.iterator(chunk_size=5000):
+            per_unit = dividend.amount_per_unit
+            yield {
+                "client": dividend.client.email,
+                "portfolio": dividend.portfolio.name,
+                "custodian": dividend.portfolio.custodian,
+                "account_number": dividend.portfolio.account_number,
+                "ticker": dividend.asset.ticker,
+                "exchange": dividend.asset.exchange,
+                "ex_date": dividend.ex_date.isoformat(),
+                "pay_date": dividend.pay_date.isoformat(),
+                # One or the other, as a row gives them: the gross of a per-unit dividend is derived again.
+                "gross": "" if per_unit is not None else plain(dividend.gross),
+                "amount_per_unit": "" if per_unit is None else plain(per_unit),
+                "withholding_tax": plain(dividend.withholding_tax),
+                "currency": dividend.currency,
+                "notes": dividend.notes,
+            }
+
+
+def _dividend_refusal(error: Exception) -> tuple[str, str]:
+    if isinstance(error, ConflictError):
+        return _DIVIDEND_COLUMNS.get(error.field or "", "row"), error.message
+    if isinstance(error, PermissionDenied):
+        return "client", str(error)
+    assert isinstance(error, ValidationError)
+    return validation_messages(error, _DIVIDEND_COLUMNS)[0]

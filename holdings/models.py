@@ -1,4 +1,5 @@
 import re
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -138,6 +139,53 @@ class Price(TimeStampedModel):
         return f"{self.asset} {self.date}: {self.close}"
 
 
+# A source's name as MARKET_DATA_SOURCES spells it (lower-case letters, digits, "-" and "_").
+SOURCE_NAME_CHARACTERS = "a-z0-9_-"
+
+
+class AssetSymbol(TimeStampedModel):
+    """What a market data source calls an asset ("SAP.DE" at one, "sap.de" at another): one symbol per asset and
+    source, and a symbol names one asset at its source. `source` is a key of `settings.MARKET_DATA_SOURCES`."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="symbols")
+    source = models.CharField(max_length=32, help_text="The source's name in MARKET_DATA_SOURCES (e.g. prices).")
+    symbol = models.CharField(max_length=64, help_text="The asset's symbol at that source, exactly as it spells it.")
+
+    objects = ReferenceDataQuerySet["AssetSymbol"].as_manager()
+
+    class Meta:
+        ordering = ["source", "symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "symbol"],
+                name="holdings_assetsymbol_source_symbol_unique",
+                violation_error_message="Another asset already has this symbol at this source.",
+            ),
+            models.UniqueConstraint(
+                fields=["asset", "source"],
+                name="holdings_assetsymbol_asset_source_unique",
+                violation_error_message="This asset already has a symbol at this source.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(symbol="")
+                & ~models.Q(source="")
+                & ~models.Q(source__regex=f"[^{SOURCE_NAME_CHARACTERS}]"),
+                name="holdings_assetsymbol_named",
+                violation_error_message="A symbol and its source's name are required; a source's name holds only "
+                "lower-case letters, digits, '-' and '_'.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} at {self.source}"
+
+    def clean(self) -> None:
+        super().clean()
+        # A symbol is sent as written (sources differ on case); only blanks around it are a typing slip.
+        self.symbol = (self.symbol or "").strip()
+        self.source = (self.source or "").strip().lower()
+
+
 class FxRate(TimeStampedModel):
     """A published exchange rate: `rate` units of `quote` for one unit of `base`, on a day (central banks publish
     against their own currency: the ECB's reference rates have base EUR). The rate of a day is the latest
@@ -178,6 +226,61 @@ class FxRate(TimeStampedModel):
         return f"{self.base}/{self.quote} {self.date}: {self.rate}"
 
 
+class Split(TimeStampedModel):
+    """A split or reverse split of an asset: from the start of `date`, every `old_units` units held become
+    `new_units` (2 for 1 doubles a position, 1 for 10 divides it by ten). Reference data, like prices: it applies to
+    every holder, as an event of the position fold (holdings.valuation.fold), and is never written into the
+    allocations' quantities, so no recalculation can apply it twice. Prices stay as recorded (unadjusted).
+
+    Fractions: without a `cash_in_lieu_price` a holder keeps the fractional units the ratio leaves; with one, each
+    holder left with a fraction sells it on `date` at that price (per new unit), recorded by
+    `holdings.services.split_create` as a sell allocation marked as cash in lieu of this split."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="splits")
+    date = models.DateField(help_text="Effective at the start of this day: movements on it are in new units.")
+    new_units = quantity_field(help_text="Units after the split for every `old_units` before (2 in 2 for 1).")
+    old_units = quantity_field(help_text="Units before the split that become `new_units` (1 in 2 for 1).")
+    cash_in_lieu_price = quantity_field(
+        null=True,
+        blank=True,
+        help_text="Per new unit, in the asset's currency: fractions left by the split are sold at it. Empty: "
+        "fractional units are kept.",
+    )
+    notes = notes_field()
+
+    objects = ReferenceDataQuerySet["Split"].as_manager()
+    import_batch = import_batch_field()
+
+    class Meta:
+        ordering = ["asset", "-date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "date"],
+                name="holdings_split_asset_date_unique",
+                violation_error_message="This asset already has a split on this date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(new_units__gt=0, old_units__gt=0),
+                name="holdings_split_ratio_positive",
+                violation_error_message="Both sides of a split's ratio must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(new_units=models.F("old_units")),
+                name="holdings_split_ratio_not_one",
+                violation_error_message="A split changes the number of units: new and old units cannot be equal.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cash_in_lieu_price__isnull=True) | models.Q(cash_in_lieu_price__gt=0),
+                name="holdings_split_cash_in_lieu_positive",
+                violation_error_message="A cash-in-lieu price must be greater than zero (leave it empty to keep "
+                "fractions).",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} {self.date}: {self.new_units.normalize():f} for {self.old_units.normalize():f}"
+
+
 class AllocationQuerySet(ClientOwnedQuerySet["Allocation"]):
     client_path = "client"
 
@@ -208,6 +311,10 @@ class Allocation(TimeStampedModel):
     quantity = quantity_field(help_text="Always positive; the kind gives the direction.")
     price = quantity_field(help_text="Per unit, in the asset's currency.")
     fees = amount_field(default=0, help_text="In the asset's currency.")
+    taxes = amount_field(
+        default=0,
+        help_text="Transaction tax or withholding on the trade, in the asset's currency; settled with it, like fees.",
+    )
     date = models.DateField(help_text="Trade date.")
     notes = notes_field()
     settlement = models.OneToOneField(
@@ -225,6 +332,16 @@ class Allocation(TimeStampedModel):
         blank=True,
         related_name="counterpart_of",
         help_text="For a transfer between two portfolios of the client, on its incoming leg: the outgoing leg.",
+    )
+    cash_in_lieu_of = models.ForeignKey(
+        Split,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="cash_in_lieu",
+        help_text="On a sell of a fraction a reverse split left: the split it is paid in lieu of (written by the "
+        "split's service, changed or deleted only with the split).",
     )
     # NULL unless imported: then a stable hash of the row and its occurrence in the file.
     import_key = models.CharField(  # noqa: DJ001
@@ -262,6 +379,11 @@ class Allocation(TimeStampedModel):
                 violation_error_message="Fees cannot be negative.",
             ),
             models.CheckConstraint(
+                condition=models.Q(taxes__gte=0),
+                name="holdings_allocation_taxes_not_negative",
+                violation_error_message="Taxes cannot be negative.",
+            ),
+            models.CheckConstraint(
                 condition=models.Q(kind__in=AllocationKind.values),
                 name="holdings_allocation_kind_valid",
                 violation_error_message="Unknown allocation kind.",
@@ -284,10 +406,100 @@ class Allocation(TimeStampedModel):
                 name="holdings_allocation_counterpart_on_transfer_in",
                 violation_error_message="Only a transfer's incoming leg names its outgoing leg.",
             ),
+            models.CheckConstraint(
+                condition=models.Q(cash_in_lieu_of__isnull=True) | models.Q(kind=AllocationKind.SELL),
+                name="holdings_allocation_cash_in_lieu_is_sell",
+                violation_error_message="Cash in lieu of a split's fraction is a sale of that fraction.",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.quantity} {self.asset} for {self.client}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
+
+
+class DividendQuerySet(ClientOwnedQuerySet["Dividend"]):
+    client_path = "client"
+
+
+class Dividend(TimeStampedModel):
+    """A cash dividend paid to one portfolio on one asset. The ex-date decides who is entitled (the units held at the
+    close before it, recorded in `units`); the pay date is when the cash arrives, and so when the dividend counts in
+    value and returns. Recording one posts its net cash (gross less withholding tax) as a `dividend` transaction on
+    the pay date, which `cash` points at, as a trade points at its settlement; changing or deleting it reverses that
+    cash (and posts it anew). One per portfolio, asset and ex-date: the natural key imports match on."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="dividends")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="dividends")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="dividends")
+    ex_date = models.DateField(help_text="Units held at the close of the day before are entitled.")
+    pay_date = models.DateField(help_text="The day the cash arrives: when the dividend counts.")
+    currency = CurrencyField(help_text="The currency paid, which may differ from the asset's.")
+    units = quantity_field(help_text="Units held at the close before the ex-date.")
+    amount_per_unit = quantity_field(
+        null=True, blank=True, help_text="Per unit, in the dividend's currency, when the gross was derived from it."
+    )
+    gross = amount_field(help_text="Before withholding tax, in the dividend's currency.")
+    withholding_tax = amount_field(default=0, help_text="Withheld at source, in the dividend's currency.")
+    notes = notes_field()
+    cash = models.OneToOneField(
+        "ledger.Transaction",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The net cash posted on the pay date.",
+    )
+
+    objects = DividendQuerySet.as_manager()
+
+    import_batch = import_batch_field()
+
+    class Meta:
+        ordering = ["-pay_date", "-id"]
+        indexes = [models.Index(fields=["client", "pay_date"], name="holdings_dividend_client_paid")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["portfolio", "asset", "ex_date"],
+                name="holdings_dividend_unique_per_ex_date",
+                violation_error_message="This portfolio already has a dividend of this asset with this ex-date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(gross__gt=0),
+                name="holdings_dividend_gross_positive",
+                violation_error_message="The gross amount must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(withholding_tax__gte=0, withholding_tax__lt=models.F("gross")),
+                name="holdings_dividend_tax_below_gross",
+                violation_error_message="The withholding tax must be at least zero and less than the gross amount.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(units__gt=0),
+                name="holdings_dividend_units_positive",
+                violation_error_message="Only units held are entitled to a dividend.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_per_unit__isnull=True) | models.Q(amount_per_unit__gt=0),
+                name="holdings_dividend_per_unit_positive",
+                violation_error_message="The amount per unit must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pay_date__gte=models.F("ex_date")),
+                name="holdings_dividend_paid_on_or_after_ex_date",
+                violation_error_message="The pay date cannot be before the ex-date.",
+            ),
+            currency_constraint("currency", name="holdings_dividend_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dividend {self.gross} {self.currency} on {self.asset} for {self.client} (ex {self.ex_date})"
+
+    @property
+    def net(self) -> Decimal:
+        return self.gross - self.withholding_tax
 
     def clean(self) -> None:
         super().clean()

@@ -153,7 +153,10 @@ class ClientPerformanceSerializer(PerformanceSerializer):
 class FlowSerializer(serializers.Serializer):
     date = serializers.DateField()
     amount = _amount("Paid in (-) or received (+).", allow_null=False)
-    kind = serializers.CharField(help_text="buy, sell, transfer_in, transfer_out, start_value or end_value.")
+    kind = serializers.CharField(
+        help_text="buy, sell, transfer_in, transfer_out, dividend (net, on its pay date), start_value or end_value."
+    )
+    taxes = _amount("The taxes within `amount` (paid), added back for `money_weighted_before_taxes`.", allow_null=False)
 
 
 class PositionPerformanceSerializer(serializers.Serializer):
@@ -167,10 +170,16 @@ class PositionPerformanceSerializer(serializers.Serializer):
     end_quantity = PresentedDecimalField(places=10, allow_null=False, help_text="Units held at the end of `end`.")
     start_value = _amount("Market value of the units held before `start`; null when unpriced.")
     end_value = _amount("Market value at the end; null when unpriced.")
-    paid = _amount("Buys and transfers in, fees included.", allow_null=False)
-    received = _amount("Sells and transfers out, less fees.", allow_null=False)
+    paid = _amount("Buys and transfers in, fees and taxes included.", allow_null=False)
+    received = _amount(
+        "Sells and transfers out less fees and taxes, and dividends net of withholding tax.", allow_null=False
+    )
+    taxes = _amount("Taxes paid on the position's flows over the period.", allow_null=False)
     gain = _amount("End value plus received less paid less start value.")
-    money_weighted = _rate("The position's IRR per year (actual/365); null when none exists.")
+    money_weighted = _rate("The position's IRR per year (actual/365), taxes paid; null when none exists.")
+    money_weighted_before_taxes = _rate(
+        "The same IRR with every flow's taxes added back (the return before taxes); null when none exists."
+    )
     error = serializers.CharField(allow_null=True, help_text="Why there is no money-weighted return.")
     flows = FlowSerializer(many=True)
 
@@ -304,9 +313,11 @@ class ClientPerformanceView(_PerformanceView):
 
 POSITION_DESCRIPTION = (
     "One asset's money-weighted return (IRR, actual/365): its buys and transfers in paid, its sells and transfers "
-    "out received (at their recorded price, or the day's close when that is 0; fees included), the position's "
-    "market value before `start` paid and at `end` received, each at its day's rate to the report's currency. "
-    "`start` is the asset's first movement by default. Income is not attributed to assets."
+    "out received (at their recorded price, or the day's close when that is 0; fees and taxes included), its "
+    "dividends received on their pay dates (net of withholding tax, in their own currency converted), the "
+    "position's market value before `start` paid and at `end` received, each at its day's rate to the report's "
+    "currency. `start` is the asset's first movement by default. Reported with taxes (`money_weighted`) and with "
+    "taxes added back (`money_weighted_before_taxes`)."
 )
 
 

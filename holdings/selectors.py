@@ -8,9 +8,10 @@ from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from clients.models import Portfolio
-from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_quantity
+from portfolio_site.money import ExactSum, Shortfall, first_shortfalls
 
-from .models import Allocation, Asset, PortfolioDailyValue, Price, signed_quantity
+from .models import Allocation, Asset, PortfolioDailyValue, Price
+from .splits import SplitBook, scaled_signed_quantity
 
 
 def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = None) -> Decimal:
@@ -19,8 +20,9 @@ def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = 
     allocations = Allocation.objects.filter(portfolio_id=portfolio_id, asset_id=asset_id)
     if as_of is not None:
         allocations = allocations.filter(date__lte=as_of)
-    total = allocations.aggregate(q=ExactSum(signed_quantity()))["q"]
-    return to_quantity(total if total is not None else Decimal("0"))
+    book = SplitBook.of([asset_id])
+    total = allocations.aggregate(q=ExactSum(scaled_signed_quantity(book)))["q"]
+    return book.units(asset_id, total if total is not None else Decimal("0"), as_of or datetime.date.max)
 
 
 def units_shortfalls(
@@ -28,16 +30,24 @@ def units_shortfalls(
 ) -> dict[tuple[int, int], Shortfall]:
     """For each (portfolio id, asset id) the first day from its `since` on at whose end the portfolio holds fewer
     than zero units of the asset, if any: the same rule as cash (`ledger.selectors.cash_shortfalls`), by trade
-    date, set-based."""
+    date, set-based.
+
+    Splits count: each day's units are summed scaled (holdings.splits), whose running sum has the sign of the units
+    held, so the same query finds the first negative day; its balance is then stated in that day's units."""
     if portfolios is None:
         portfolios = sorted({portfolio_id for portfolio_id, _ in since})
+    assets = sorted({a for _, a in since})
+    book = SplitBook.of(assets)
     daily = (
-        Allocation.objects.filter(portfolio_id__in=portfolios, asset_id__in=sorted({a for _, a in since}))
+        Allocation.objects.filter(portfolio_id__in=portfolios, asset_id__in=assets)
         .values("portfolio_id", "asset_id", day=F("date"))
-        .annotate(net=ExactSum(signed_quantity()))
+        .annotate(net=ExactSum(scaled_signed_quantity(book)))
     )
     found = first_shortfalls(daily, keys=("portfolio_id", "asset_id"), key_types=("bigint", "bigint"), since=since)
-    return {key: Shortfall(found_at.day, to_quantity(found_at.balance)) for key, found_at in found.items()}
+    return {
+        key: Shortfall(found_at.day, book.units(key[1], Decimal(found_at.balance), found_at.day))
+        for key, found_at in found.items()
+    }
 
 
 def units_shortfall(*, portfolio_id: int, asset_id: int, since: datetime.date) -> Shortfall | None:
@@ -49,8 +59,9 @@ def _positions(as_of: datetime.date | None = None, **scope: int) -> dict[int, De
     allocations = Allocation.objects.filter(**scope)
     if as_of is not None:
         allocations = allocations.filter(date__lte=as_of)
-    rows = allocations.values("asset_id").annotate(q=ExactSum(signed_quantity())).order_by("asset_id")
-    return {row["asset_id"]: to_quantity(row["q"]) for row in rows}
+    book = SplitBook.of(allocations.values("asset_id"))
+    rows = allocations.values("asset_id").annotate(q=ExactSum(scaled_signed_quantity(book))).order_by("asset_id")
+    return {row["asset_id"]: book.units(row["asset_id"], row["q"], as_of or datetime.date.max) for row in rows}
 
 
 def client_positions(*, client_id: int, as_of: datetime.date | None = None) -> dict[int, Decimal]:
@@ -87,15 +98,16 @@ def asset_holders(*, allocations: QuerySet[Allocation], asset_id: int, as_of: da
 
     The positive-position filter runs here, not in SQL: on SQLite the exact sum is text (see `ExactSum`), which
     SQL would compare as text. The rows are one per portfolio that ever held the asset by then."""
+    book = SplitBook.of([asset_id])
     rows = (
         allocations.filter(asset_id=asset_id, date__lte=as_of)
         .values("portfolio_id", "portfolio__name", "client_id", "client__name")
-        .annotate(units=ExactSum(signed_quantity()))
+        .annotate(units=ExactSum(scaled_signed_quantity(book)))
         .order_by("client__name", "portfolio__name", "portfolio_id", "client_id")
     )
     holders = []
     for row in rows:
-        units = to_quantity(row["units"])
+        units = book.units(asset_id, row["units"], as_of)
         if units > 0:
             holders.append(
                 {

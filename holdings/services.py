@@ -3,7 +3,7 @@ service."""
 
 import datetime
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -21,20 +21,21 @@ from portfolio_site.money import (
     AMOUNT_DIGITS,
     AMOUNT_PLACES,
     QUANTITY_DIGITS,
+    QUANTITY_QUANTUM,
     Shortfall,
     to_amount,
     validate_storable,
 )
 
 from . import daily_values
-from .models import Allocation, Asset, FxRate, Price
-from .selectors import units_shortfall
+from .models import Allocation, Asset, AssetSymbol, FxRate, Price, Split
+from .selectors import asset_holders, units_shortfall, units_shortfalls
 from .valuation import snapshot as position_snapshots
 
 ASSETS_CACHE = "assets"
 ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
 TRADE_MOVES_NO_CASH = (
-    "A buy or sell must move cash (quantity x price, fees included, must be positive); use transfer_in or "
+    "A buy or sell must move cash (quantity x price, fees and taxes included, must be positive); use transfer_in or "
     "transfer_out to move securities without cash."
 )
 PRICES_CACHE = "prices"
@@ -80,6 +81,33 @@ def asset_delete(*, asset: Asset) -> None:
     asset.delete()
     invalidate_namespace(ASSETS_CACHE)
     invalidate_namespace(PRICES_CACHE)
+
+
+@transaction.atomic
+def asset_symbol_create(*, asset: Asset, source: str, symbol: str) -> AssetSymbol:
+    """Names the asset's symbol at a market data source (a key of settings.MARKET_DATA_SOURCES, not checked
+    against it: settings change, a symbol stays valid data)."""
+    row = AssetSymbol(asset=asset, source=source, symbol=symbol)
+    row.full_clean()
+    row.save()
+    invalidate_namespace(ASSETS_CACHE)  # the asset API shows its symbols
+    return row
+
+
+@transaction.atomic
+def asset_symbol_update(*, asset_symbol: AssetSymbol, **fields: Any) -> AssetSymbol:
+    for name, value in fields.items():
+        setattr(asset_symbol, name, value)
+    asset_symbol.full_clean()
+    asset_symbol.save()
+    invalidate_namespace(ASSETS_CACHE)
+    return asset_symbol
+
+
+@transaction.atomic
+def asset_symbol_delete(*, asset_symbol: AssetSymbol) -> None:
+    asset_symbol.delete()
+    invalidate_namespace(ASSETS_CACHE)
 
 
 @transaction.atomic
@@ -195,8 +223,11 @@ def _all_history_changed(*, since: datetime.date) -> None:
 # --- Allocations ------------------------------------------------------------------------------
 
 
-def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Decimal) -> Decimal:
-    """Cash a trade moves: what a buy costs (gross plus fees) or what a sell brings (gross less fees).
+def settlement_amount(
+    *, kind: str, quantity: Decimal, price: Decimal, fees: Decimal, taxes: Decimal = Decimal("0")
+) -> Decimal:
+    """Cash a trade moves: what a buy costs (gross plus fees and taxes) or what a sell brings (gross less fees and
+    taxes).
 
     Exact whatever the size of quantity and price (Python's default 28 digits would round, then fail to
     quantize); a result the ledger cannot hold is refused.
@@ -204,7 +235,8 @@ def settlement_amount(*, kind: str, quantity: Decimal, price: Decimal, fees: Dec
     with localcontext() as context:
         context.prec = 2 * QUANTITY_DIGITS + 2
         gross = quantity * price
-        amount = to_amount(gross + fees if kind == Allocation.Kind.BUY else gross - fees)
+        costs = fees + taxes
+        amount = to_amount(gross + costs if kind == Allocation.Kind.BUY else gross - costs)
     if abs(amount) >= Decimal(10) ** (AMOUNT_DIGITS - AMOUNT_PLACES):
         raise ValidationError({"quantity": f"The trade's cash amount ({amount}) is larger than the ledger can hold."})
     try:
@@ -219,10 +251,12 @@ def settlement_notes(*, kind: str, quantity: Decimal, asset: Asset | str) -> str
     return f"Settlement of {Allocation.Kind(kind).label.lower()} {quantity} {asset}"
 
 
-def trade_cash(*, kind: str, quantity: Decimal, price: Decimal, fees: Decimal) -> Decimal:
+def trade_cash(
+    *, kind: str, quantity: Decimal, price: Decimal, fees: Decimal, taxes: Decimal = Decimal("0")
+) -> Decimal:
     """The cash a buy or sell settles (`settlement_amount`), refusing one that moves none (ValidationError on
     `price`): the rule every door checks a trade with."""
-    amount = settlement_amount(kind=kind, quantity=quantity, price=price, fees=fees)
+    amount = settlement_amount(kind=kind, quantity=quantity, price=price, fees=fees, taxes=taxes)
     if amount <= 0:
         raise ValidationError({"price": TRADE_MOVES_NO_CASH})
     return amount
@@ -233,7 +267,11 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
         allocation.settlement = None
         return
     amount = trade_cash(
-        kind=allocation.kind, quantity=allocation.quantity, price=allocation.price, fees=allocation.fees
+        kind=allocation.kind,
+        quantity=allocation.quantity,
+        price=allocation.price,
+        fees=allocation.fees,
+        taxes=allocation.taxes,
     )
     allocation.settlement = settlement_post(
         actor=actor,
@@ -281,12 +319,15 @@ def allocation_create(
     price: Decimal,
     date: datetime.date,
     fees: Decimal = Decimal("0"),
+    taxes: Decimal = Decimal("0"),
     notes: str = "",
     import_key: str | None = None,
     import_batch: ImportBatch | None = None,
+    cash_in_lieu_of: Split | None = None,
 ) -> Allocation:
     """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
-    portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too)."""
+    portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too);
+    `cash_in_lieu_of` is for `split_create` only (a sale of a split's fraction)."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
     asset = _asset_for_trade(asset)
     allocation = _validated(
@@ -298,10 +339,12 @@ def allocation_create(
             quantity=quantity,
             price=price,
             fees=fees,
+            taxes=taxes,
             date=date,
             notes=notes,
             import_key=import_key,
             import_batch=import_batch,
+            cash_in_lieu_of=cash_in_lieu_of,
         )
     )
     _settle(actor=actor, allocation=allocation)
@@ -337,10 +380,15 @@ def _movement_locked(
     return current, locked
 
 
-SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "date"})
+SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price", "fees", "taxes", "date"})
+
+
+CASH_IN_LIEU_FIXED = "This sale is cash in lieu of a split's fraction: change or delete the split instead."
 
 
 def _refuse_transfer_leg(allocation: Allocation) -> None:
+    if allocation.cash_in_lieu_of_id is not None:
+        raise ConflictError(CASH_IN_LIEU_FIXED)
     if allocation.counterpart_id is not None or Allocation.objects.filter(counterpart=allocation).exists():
         raise ConflictError(
             "This movement is a leg of a transfer between portfolios; delete the transfer (either leg) instead."
@@ -397,6 +445,8 @@ def _delete(*, actor: Any, allocation: Allocation) -> None:
 def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
     """Deletes a movement and reverses its settlement; deleting either leg of a transfer deletes both."""
     before, _ = _movement_locked(actor=actor, pk=allocation.pk)
+    if before.cash_in_lieu_of_id is not None:
+        raise ConflictError(CASH_IN_LIEU_FIXED)
     legs = [before]
     if before.counterpart_id is not None:
         legs.append(Allocation.objects.select_related("portfolio", "asset").get(pk=before.counterpart_id))
@@ -452,6 +502,165 @@ def units_transfer(
     return out, into
 
 
+# --- Splits ---------------------------------------------------------------------------------
+
+SPLITS_CACHE = "splits"
+ONE_DAY = datetime.timedelta(days=1)
+
+
+@transaction.atomic
+def split_create(
+    *,
+    actor: Any,
+    asset: Asset,
+    date: datetime.date,
+    new_units: Decimal,
+    old_units: Decimal,
+    cash_in_lieu_price: Decimal | None = None,
+    notes: str = "",
+    import_batch: ImportBatch | None = None,
+) -> Split:
+    """Records a split of `asset` from the start of `date`: every holder's units are `new_units` for every
+    `old_units` from then on (holdings.splits; nothing is written into their movements). With a
+    `cash_in_lieu_price`, each holder left with a fraction sells it on `date` at that price (`_pay_cash_in_lieu`).
+    Every holder's history is stale from `date` on. ValidationError for a bad ratio or a second split of the
+    asset on the same day."""
+    _split_locks(actor=actor, asset_ids={asset.pk})
+    split = Split(
+        asset=asset,
+        date=date,
+        new_units=new_units,
+        old_units=old_units,
+        cash_in_lieu_price=cash_in_lieu_price,
+        notes=notes,
+        import_batch=import_batch,
+    )
+    split.full_clean()
+    split.save()
+    _pay_cash_in_lieu(actor=actor, split=split)
+    _holders_history_changed(asset_id=asset.pk, since=date)
+    invalidate_namespace(SPLITS_CACHE)
+    return split
+
+
+@transaction.atomic
+def split_update(*, actor: Any, split: Split, **fields: Any) -> Split:
+    """Changes a split: its cash in lieu is taken back (each sale deleted, its settlement reversed) and paid again
+    by the new terms; the holders' units are checked from the earlier of the old and new day (a sale recorded in
+    the split's new units may no longer be covered: ConflictError, nothing changed)."""
+    before = Split.objects.select_related("asset").get(pk=split.pk)
+    _split_locks(actor=actor, asset_ids={before.asset_id, fields["asset"].pk if "asset" in fields else before.asset_id})
+    _take_back_cash_in_lieu(actor=actor, split=before)
+    split = Split.objects.select_related("asset").get(pk=before.pk)
+    for name, value in fields.items():
+        setattr(split, name, value)
+    split.full_clean()
+    split.save()
+    _pay_cash_in_lieu(actor=actor, split=split)
+    for asset_id, since in {(before.asset_id, min(before.date, split.date)), (split.asset_id, split.date)}:
+        _holders_history_changed(asset_id=asset_id, since=since)
+        _holders_units_check(asset_id=asset_id, since=since)
+    invalidate_namespace(SPLITS_CACHE)
+    return split
+
+
+@transaction.atomic
+def split_delete(*, actor: Any, split: Split) -> None:
+    """Deletes a split and takes back its cash in lieu; ConflictError (nothing changed) when a holder's later sales
+    need the units the split gave."""
+    before = Split.objects.select_related("asset").get(pk=split.pk)
+    _split_locks(actor=actor, asset_ids={before.asset_id})
+    _take_back_cash_in_lieu(actor=actor, split=before)
+    before.delete()
+    _holders_history_changed(asset_id=before.asset_id, since=before.date)
+    _holders_units_check(asset_id=before.asset_id, since=before.date)
+    invalidate_namespace(SPLITS_CACHE)
+
+
+SPLIT_HOLDERS_CHANGED = "Movements in this asset were recorded meanwhile by a portfolio new to it: try again."
+
+
+def _split_locks(*, actor: Any, asset_ids: set[int]) -> None:
+    """Every portfolio that has ever moved the assets, locked in primary-key order, then the assets' rows, in the
+    order every trade takes them (portfolio, then asset: `allocation_create`), so a split and a trade queue up and
+    never deadlock. A trade waiting on a locked portfolio sees the split once it commits; a portfolio that moves
+    the asset for the first time between the two steps is not locked: refused (ConflictError), to be retried."""
+    holders = _portfolios_moving(asset_ids)
+    portfolios_lock(actor=actor, portfolio_ids=holders, for_movement=False)
+    list(Asset.objects.select_for_update().filter(pk__in=asset_ids).order_by("pk").values_list("pk", flat=True))
+    if _portfolios_moving(asset_ids) - holders:
+        raise ConflictError(SPLIT_HOLDERS_CHANGED)
+
+
+def _portfolios_moving(asset_ids: set[int]) -> set[int]:
+    moving = Allocation.objects.filter(asset_id__in=asset_ids).order_by()
+    return set(moving.values_list("portfolio_id", flat=True).distinct())
+
+
+def _pay_cash_in_lieu(*, actor: Any, split: Split) -> list[Allocation]:
+    """With a cash-in-lieu price, each portfolio whose units after the split have a fractional part sells that
+    fraction on the split's day at the price: a real sell with its cash settlement, marked as cash in lieu of the
+    split. Holders are locked in primary-key order first. The fraction is taken to the quantity's ten places,
+    rounded down: a ratio whose quotient does not terminate (1 for 3) leaves a remainder below 1e-10 units.
+    Without a price, fractions are kept."""
+    if split.cash_in_lieu_price is None:
+        return []
+    holders = asset_holders(allocations=Allocation.objects.all(), asset_id=split.asset_id, as_of=split.date - ONE_DAY)
+    if not holders:
+        return []
+    locked = portfolios_lock(actor=actor, portfolio_ids={holder["portfolio"] for holder in holders})
+    paid = []
+    with localcontext() as context:
+        context.prec = 2 * QUANTITY_DIGITS
+        for holder in sorted(holders, key=lambda h: h["portfolio"]):
+            after = holder["quantity"] * split.new_units / split.old_units
+            fraction = (after - after.to_integral_value(rounding=ROUND_FLOOR)).quantize(
+                QUANTITY_QUANTUM, rounding=ROUND_DOWN
+            )
+            if fraction <= 0:
+                continue
+            paid.append(
+                allocation_create(
+                    actor=actor,
+                    portfolio=locked[holder["portfolio"]],
+                    asset=split.asset,
+                    kind=Allocation.Kind.SELL,
+                    quantity=fraction,
+                    price=split.cash_in_lieu_price,
+                    date=split.date,
+                    notes=f"Cash in lieu of {fraction} units: split {split}",
+                    cash_in_lieu_of=split,
+                )
+            )
+    return paid
+
+
+def _take_back_cash_in_lieu(*, actor: Any, split: Split) -> None:
+    sales = list(split.cash_in_lieu.select_related("settlement").order_by("portfolio_id", "pk"))
+    if not sales:
+        return
+    portfolios_lock(actor=actor, portfolio_ids={sale.portfolio_id for sale in sales}, for_movement=False)
+    for sale in sales:
+        _delete(actor=actor, allocation=sale)
+        portfolios_history_changed(portfolios=[sale.portfolio_id], since=sale.date)
+
+
+def _holders_units_check(*, asset_id: int, since: datetime.date) -> None:
+    """ConflictError when any holder of the asset is short of units on a day from `since` on: one query."""
+    holders = sorted(_portfolios_moving({asset_id}))
+    found = units_shortfalls(since={(portfolio_id, asset_id): since for portfolio_id in holders})
+    if found:
+        (portfolio_id, _), shortfall = min(found.items())
+        raise ConflictError(
+            short_position_message(
+                portfolio=Portfolio.objects.get(pk=portfolio_id),
+                asset=Asset.objects.get(pk=asset_id),
+                shortfall=shortfall,
+            ),
+            field="new_units",
+        )
+
+
 # --- Daily values -----------------------------------------------------------------------------
 
 # Portfolios rebuilt per transaction: bounds the locks held and the rows written at once.
@@ -468,7 +677,8 @@ def daily_values_refresh(*, portfolio_ids: Iterable[int] | None = None, until: d
     `until`, so the marker still means "stale from this day on" (a later day, or a write, makes it stale again).
     A portfolio without any movement has nothing to go stale: its marker is cleared.
 
-    Until the job queue exists this runs when a reader asks (`holdings.selectors.daily_values`) and from
+    Runs from the `holdings.daily_values_refresh` job (every minute by default), when a reader finds its portfolios
+    stale (`holdings.selectors.daily_values_of`: reads never wait for the job) and from
     `manage.py refresh_daily_values`.
     """
     until = until or timezone.localdate()

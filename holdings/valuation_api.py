@@ -100,7 +100,7 @@ class PositionSerializer(AssetRefMixin):
     quantity = _quantity(allow_null=False)
     cost_basis = PresentedDecimalField(source="cost", allow_null=False, help_text="Cost of the units held.")
     average_cost = _quantity(help_text="Cost per unit held; null when none are held.")
-    realized_gain = PresentedDecimalField(allow_null=False, help_text="Realized by sells to date, less fees.")
+    realized_gain = PresentedDecimalField(allow_null=False, help_text="Realized by sells to date, less fees and taxes.")
     last_price = _quantity(help_text="Latest close on or before `as_of`; null when there is none.")
     last_price_date = serializers.DateField(allow_null=True)
     stale = serializers.BooleanField(help_text="The last price is older than the stale limit.")

@@ -40,7 +40,9 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
     actions = ["reverse_selected"]
     show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
 
-    @admin.action(description="Reverse selected deposits and withdrawals", permissions=["reverse"])
+    @admin.action(
+        description="Reverse selected deposits, withdrawals, interest, fees and taxes", permissions=["reverse"]
+    )
     def reverse_selected(self, request: HttpRequest, queryset: QuerySet[Transaction]) -> None:
         reversed_count = 0
         for tx in queryset.order_by("pk"):

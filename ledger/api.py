@@ -61,7 +61,12 @@ class TransactionCreateSerializer(ActorContextMixin, PortfolioPlacementMixin, se
         help_text="Id of the client, instead of `portfolio` when the client has a single portfolio; if both are "
         "given they must agree.",
     )
-    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in Transaction.CASH_MOVEMENTS])
+    kind = serializers.ChoiceField(
+        choices=[(k.value, k.label) for k in Transaction.DIRECT],
+        help_text="Deposits and withdrawals are the portfolio's external flows; interest, fees, taxes and tax refunds "
+        "are income and costs inside it (they count in its returns). Trades, transfers and dividends post their own "
+        "cash.",
+    )
     amount = PlainDecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, validators=[must_be_positive])
     currency = CurrencyField()
     date = serializers.DateField(help_text="Value date.")
@@ -82,7 +87,8 @@ class ReverseSerializer(serializers.Serializer):
 class TransactionViewSet(ScopedReadCreateViewSet):
     """Cash movements. Posted once and never edited: a correction is a reversal (`POST …/{id}/reverse/`).
 
-    Deposits and withdrawals are posted here; buys and sells are posted by their allocations.
+    Deposits, withdrawals, interest, fees, taxes and tax refunds are posted here; buys and sells are posted by
+    their allocations, dividends by their dividends.
     """
 
     queryset = transactions()
@@ -101,8 +107,9 @@ class TransactionViewSet(ScopedReadCreateViewSet):
     @extend_schema(
         request=TransactionCreateSerializer,
         responses={201: TransactionSerializer, 200: TransactionSerializer},
-        description="Posts a deposit or withdrawal in a portfolio (201). A withdrawal larger than the portfolio's cash "
-        "is refused with 409, as is any posting in a closed portfolio. Replaying a reference returns the original "
+        description="Posts a deposit, withdrawal, interest, fee, tax or tax refund in a portfolio (201). An outflow "
+        "(withdrawal, fee, tax) larger than the portfolio's cash is refused with 409, as is any posting in a closed "
+        "portfolio. Replaying a reference returns the original "
         "posting (200).",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -115,7 +122,8 @@ class TransactionViewSet(ScopedReadCreateViewSet):
     @extend_schema(request=ReverseSerializer, responses={201: TransactionSerializer})
     @action(detail=True, methods=["post"])
     def reverse(self, request: Request, pk: str | None = None) -> Response:
-        """Posts the reversal of a deposit or withdrawal; 409 if already reversed or if it would overdraw."""
+        """Posts the reversal of a directly posted movement; 409 if already reversed, if it would overdraw, or if
+        it is a trade's or a dividend's cash (change the trade or the dividend instead)."""
         serializer = ReverseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         reversal = services.transaction_reverse(

@@ -1,4 +1,4 @@
-"""The CSV row format of cash movements (deposits and withdrawals) for the import engine.
+"""The CSV row format of directly posted cash movements (deposits, withdrawals, interest, fees, taxes, tax refunds).
 
 Built for large files. Rows are parsed in one thread while the database thread writes the previous chunk:
 each chunk is streamed into a staging table (COPY on PostgreSQL) and moved into the ledger set-based,
@@ -46,6 +46,7 @@ ROWS = "import_tx_rows"
 # A fixed-size bitmap of row hashes seen in this file: memory stays flat whatever the file's length. A set
 # bit may be another row's (a collision), so a row whose bit is set is counted exactly in `repeats`.
 SEEN_BITS = 1 << 27
+DIRECT_OUTFLOWS = [str(kind) for kind in Transaction.DIRECT if kind in Transaction.OUTFLOWS]
 ROW_COLUMNS = [
     ("line", "integer NOT NULL"),
     ("client_id", "bigint NOT NULL"),
@@ -129,7 +130,8 @@ class TransactionFormat(PipelinedFormat):
     kind = "transactions"
     permissions = ("ledger.add_transaction",)
     description = (
-        "deposits and withdrawals in clients' portfolios. A row names its portfolio by client and portfolio "
+        "deposits, withdrawals, interest, fees, taxes and tax refunds in clients' portfolios. A row names its "
+        "portfolio by client and portfolio "
         "name, or by custodian and account number; a row naming only the client goes to the client's single "
         "portfolio. A row with a reference posts once per portfolio and reference; a row without one posts once "
         "per identical row (its content and how often it occurs in the file). Rows are applied in date order and "
@@ -137,7 +139,11 @@ class TransactionFormat(PipelinedFormat):
     )
     columns = (
         CLIENT_COLUMN,
-        Column("kind", parsing.choice(Transaction.CASH_MOVEMENTS), help="deposit or withdrawal"),
+        Column(
+            "kind",
+            parsing.choice(Transaction.DIRECT),
+            help="deposit, withdrawal, interest, fee, tax or tax_refund (dividends are imported as dividends)",
+        ),
         Column(
             "amount",
             parsing.decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum="0", exclusive=True),
@@ -358,7 +364,7 @@ class TransactionFormat(PipelinedFormat):
         """The services' cash rule on what the file added: no portfolio's cash in any currency closes a day below
         zero from the file's first row for it on, the rows already in the ledger counted on their days
         (`ledger.selectors.cash_shortfalls`, set-based). The row blamed for a negative day is the file's last
-        withdrawal in that portfolio and currency on or before it.
+        outflow (withdrawal, fee or tax) in that portfolio and currency on or before it.
 
         With skip_invalid that row is taken out again and the check repeats, since a later row may be fine
         without it.
@@ -381,23 +387,23 @@ class TransactionFormat(PipelinedFormat):
     def _refuse_overdraft(self, cursor: Any, key: tuple[int, str], shortfall: Shortfall) -> int | None:
         portfolio_id, currency = key
         cursor.execute(
-            f"SELECT r.line, r.amount, p.name FROM {ROWS} r JOIN {PORTFOLIOS} p ON p.id = r.portfolio_id "
-            "WHERE r.portfolio_id = %s AND r.currency = %s AND r.kind = 'withdrawal' AND r.date <= %s "
-            "ORDER BY r.date DESC, r.line DESC LIMIT 1",
-            [portfolio_id, currency, shortfall.day],
+            f"SELECT r.line, r.kind, r.amount, p.name FROM {ROWS} r JOIN {PORTFOLIOS} p ON p.id = r.portfolio_id "
+            f"WHERE r.portfolio_id = %s AND r.currency = %s AND r.kind IN ({', '.join(['%s'] * len(DIRECT_OUTFLOWS))}) "
+            "AND r.date <= %s ORDER BY r.date DESC, r.line DESC LIMIT 1",
+            [portfolio_id, currency, *DIRECT_OUTFLOWS, shortfall.day],
         )
         found = cursor.fetchone()
         if found is None:  # the ledger was already short before this file; its first row for the portfolio says so
             cursor.execute(
-                f"SELECT r.line, r.amount, p.name FROM {ROWS} r JOIN {PORTFOLIOS} p ON p.id = r.portfolio_id "
+                f"SELECT r.line, r.kind, r.amount, p.name FROM {ROWS} r JOIN {PORTFOLIOS} p ON p.id = r.portfolio_id "
                 "WHERE r.portfolio_id = %s AND r.currency = %s ORDER BY r.date, r.line LIMIT 1",
                 [portfolio_id, currency],
             )
             found = cursor.fetchone()
-        line, amount, _ = found
-        what = outflow_label(
-            kind=Transaction.Kind.WITHDRAWAL, amount=to_amount(Decimal(str(amount))), currency=currency
-        )
+        line, kind, amount, _ = found
+        # A file whose portfolio was short before it blames its first row, named as the outflow it deepens.
+        kind = kind if kind in DIRECT_OUTFLOWS else Transaction.Kind.WITHDRAWAL
+        what = outflow_label(kind=kind, amount=to_amount(Decimal(str(amount))), currency=currency)
         portfolio = Portfolio.objects.get(pk=portfolio_id)
         message = overdraft_message(portfolio=portfolio, what=what, currency=currency, shortfall=shortfall)
         self.run.reject(line, "amount", message, self._original(cursor, line, ROWS))
@@ -434,11 +440,10 @@ class TransactionFormat(PipelinedFormat):
 
     @classmethod
     def export_rows(cls) -> Iterator[dict[str, str]]:
-        """Deposits and withdrawals as they stand: reversals, and what they reversed, cancel out and are left out."""
+        """Directly posted movements as they stand: reversals, and what they reversed, cancel out and are left
+        out."""
         movements = (
-            Transaction.objects.filter(
-                kind__in=Transaction.CASH_MOVEMENTS, reverses__isnull=True, reversal__isnull=True
-            )
+            Transaction.objects.filter(kind__in=Transaction.DIRECT, reverses__isnull=True, reversal__isnull=True)
             .select_related("client", "portfolio")
             .order_by("date", "id")
         )

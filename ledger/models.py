@@ -20,6 +20,11 @@ class TransactionKind(models.TextChoices):
     SELL = "sell", "Sell settlement"
     TRANSFER_IN = "transfer_in", "Transfer in"
     TRANSFER_OUT = "transfer_out", "Transfer out"
+    INTEREST = "interest", "Interest"
+    FEE = "fee", "Fee"
+    TAX = "tax", "Tax"
+    TAX_REFUND = "tax_refund", "Tax refund"
+    DIVIDEND = "dividend", "Dividend"
 
 
 class Transaction(TimeStampedModel):
@@ -28,11 +33,18 @@ class Transaction(TimeStampedModel):
     a (portfolio, client) foreign key)."""
 
     Kind = TransactionKind
-    INFLOWS = (Kind.DEPOSIT, Kind.SELL, Kind.TRANSFER_IN)
-    OUTFLOWS = (Kind.WITHDRAWAL, Kind.BUY, Kind.TRANSFER_OUT)
+    INFLOWS = (Kind.DEPOSIT, Kind.SELL, Kind.TRANSFER_IN, Kind.INTEREST, Kind.TAX_REFUND, Kind.DIVIDEND)
+    OUTFLOWS = (Kind.WITHDRAWAL, Kind.BUY, Kind.TRANSFER_OUT, Kind.FEE, Kind.TAX)
     CASH_MOVEMENTS = (Kind.DEPOSIT, Kind.WITHDRAWAL)
+    # Cash earned or spent inside the portfolio without a trade: part of its performance, never an external flow (a
+    # portfolio's only external flows are deposits, withdrawals and transfers).
+    INCOME_AND_COSTS = (Kind.INTEREST, Kind.FEE, Kind.TAX, Kind.TAX_REFUND)
+    # What is posted directly (API, import, service `transaction_post`); everything else is posted by the event it
+    # belongs to (a trade, a transfer, a dividend).
+    DIRECT = CASH_MOVEMENTS + INCOME_AND_COSTS
     SETTLEMENTS = (Kind.BUY, Kind.SELL)
     TRANSFERS = (Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
+    DIVIDENDS = (Kind.DIVIDEND,)
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="transactions")
     portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="transactions")

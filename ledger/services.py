@@ -22,6 +22,10 @@ from .models import Transaction
 from .selectors import cash_shortfall
 
 Kind = Transaction.Kind
+DIRECT_KINDS_ONLY = (
+    "Only deposits, withdrawals, interest, fees, taxes and tax refunds are posted directly; trades settle "
+    "themselves, transfers move between portfolios and dividends are recorded as dividends."
+)
 
 
 def outflow_label(*, kind: str, amount: Decimal, currency: str) -> str:
@@ -110,18 +114,14 @@ def transaction_post(
     notes: str = "",
     reference: str | None = None,
 ) -> tuple[Transaction, bool]:
-    """Posts a deposit or withdrawal in a portfolio; returns the transaction and whether it is new.
+    """Posts a deposit, withdrawal, interest, fee, tax or tax refund in a portfolio; returns the transaction and
+    whether it is new.
 
     Posting again with a reference already used in the portfolio for the same movement returns the first
     posting.
     """
-    if kind not in Transaction.CASH_MOVEMENTS:
-        raise ValidationError(
-            {
-                "kind": "Only deposits and withdrawals are posted directly; trades settle themselves and transfers "
-                "move between portfolios."
-            }
-        )
+    if kind not in Transaction.DIRECT:
+        raise ValidationError({"kind": DIRECT_KINDS_ONLY})
     portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
     return _post(
         actor=actor,
@@ -240,11 +240,13 @@ def _transfer_legs(tx: Transaction) -> tuple[Transaction, Transaction]:
 
 @db_transaction.atomic
 def transaction_reverse(*, actor: Any, transaction: Transaction, notes: str = "") -> Transaction:
-    """Cancels a deposit or withdrawal by posting its reversal; the original stays as it was. Reversing either
-    leg of a transfer reverses both (the incoming leg's reversal first, so the cash goes back before it is
-    taken); the answer is the reversal of the leg asked for."""
+    """Cancels a directly posted movement (deposit, withdrawal, interest, fee, tax, tax refund) by posting its
+    reversal; the original stays as it was. Reversing either leg of a transfer reverses both (the incoming leg's
+    reversal first, so the cash goes back before it is taken); the answer is the reversal of the leg asked for."""
     if transaction.kind in Transaction.SETTLEMENTS:
         raise ConflictError("This transaction settles a trade; change or delete the trade instead.")
+    if transaction.kind in Transaction.DIVIDENDS:
+        raise ConflictError("This transaction is a dividend's cash; change or delete the dividend instead.")
     if transaction.reverses_id is None and transaction.kind in Transaction.TRANSFERS:
         out, into = _transfer_legs(transaction)
         portfolios_lock(actor=actor, portfolio_ids={out.portfolio_id, into.portfolio_id})
@@ -260,5 +262,41 @@ def settlement_reverse(*, actor: Any, transaction: Transaction, notes: str = "")
     """Cancels a trade's cash leg (the trade was changed or deleted)."""
     if transaction.kind not in Transaction.SETTLEMENTS:
         raise ValidationError("Only a trade's settlement is reversed through its trade.")
+    portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
+    return _reverse(actor=actor, original=transaction, notes=notes)
+
+
+@db_transaction.atomic
+def dividend_cash_post(
+    *,
+    actor: Any,
+    portfolio_id: int,
+    amount: Decimal,
+    currency: str,
+    date: datetime.date,
+    notes: str = "",
+    import_batch: ImportBatch | None = None,
+) -> Transaction:
+    """Posts a dividend's net cash in its portfolio on its pay date. Only the dividend's own service calls this,
+    and the dividend points at what it returns, as a trade points at its settlement."""
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
+    tx, _ = _post(
+        actor=actor,
+        portfolio=portfolio,
+        kind=Kind.DIVIDEND,
+        amount=amount,
+        currency=currency,
+        date=date,
+        notes=notes,
+        import_batch=import_batch,
+    )
+    return tx
+
+
+@db_transaction.atomic
+def dividend_cash_reverse(*, actor: Any, transaction: Transaction, notes: str = "") -> Transaction:
+    """Cancels a dividend's cash (the dividend was changed or deleted)."""
+    if transaction.kind not in Transaction.DIVIDENDS:
+        raise ValidationError("Only a dividend's cash is reversed through its dividend.")
     portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
     return _reverse(actor=actor, original=transaction, notes=notes)

@@ -69,7 +69,7 @@ class ServiceAdminMixin:
     transaction, so a refused write leaves nothing behind.
     """
 
-    WRITE_METHODS = ("save_model", "delete_model", "delete_queryset")
+    WRITE_METHODS: tuple[str, ...] = ("save_model", "delete_model", "delete_queryset")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -2,12 +2,17 @@
 
 import logging
 import uuid
+from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from portfolio_site.celery import app as celery_app
+from portfolio_site.jobs.heartbeat import heartbeat_age
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +46,40 @@ def _cache_ok() -> bool:
         return False
 
 
+def _broker_ok() -> bool:
+    try:
+        with celery_app.connection_for_write() as connection_:
+            connection_.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=1)
+        return True
+    except Exception:  # kombu raises its own and the transport's errors; readiness must still answer
+        logger.exception("Readiness: job broker unreachable")
+        return False
+
+
+def _jobs() -> tuple[bool, dict[str, Any]]:
+    """The broker, and how long ago a worker last proved it takes jobs (its heartbeat job). Without a broker (a bare
+    development machine) jobs run in the web process: nothing to check."""
+    if celery_app.conf.task_always_eager and not settings.CELERY_BROKER_URL:
+        return True, {"broker": "none (jobs run in-process)"}
+    broker = _broker_ok()
+    age = heartbeat_age()
+    fresh = age is not None and age.total_seconds() <= settings.JOBS_HEARTBEAT_MAX_AGE_SECONDS
+    workers = {
+        "status": "ok" if fresh else "stale" if age is not None else "none",
+        "last_heartbeat_seconds_ago": round(age.total_seconds()) if age is not None else None,
+    }
+    return broker and fresh, {"broker": "ok" if broker else "down", "workers": workers}
+
+
 @never_cache
 @require_GET
 def ready(request: HttpRequest) -> JsonResponse:
-    """503 without the database; 200 "degraded" without the cache (it only costs speed)."""
+    """503 without the database; 200 "degraded" without the cache (it only costs speed), without the job broker or
+    without a recent worker heartbeat (jobs wait; requests are still served, so the app stays in rotation)."""
     database, cache_up = _database_ok(), _cache_ok()
-    components = {"database": "ok" if database else "down", "cache": "ok" if cache_up else "down"}
+    jobs_ok, jobs = _jobs()
+    components: dict[str, Any] = {"database": "ok" if database else "down", "cache": "ok" if cache_up else "down"}
+    components["jobs"] = jobs
     if not database:
         return JsonResponse({"status": "down", "components": components}, status=503)
-    return JsonResponse({"status": "ok" if cache_up else "degraded", "components": components})
+    return JsonResponse({"status": "ok" if cache_up and jobs_ok else "degraded", "components": components})

@@ -7,13 +7,23 @@ from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
-from holdings.api import AllocationViewSet, AssetViewSet, FxRateViewSet, PriceViewSet, UnitsTransferView
+from holdings.api import (
+    AllocationViewSet,
+    AssetViewSet,
+    DividendViewSet,
+    FxRateViewSet,
+    PriceViewSet,
+    SplitViewSet,
+    UnitsTransferView,
+)
+from holdings.income_api import ClientIncomeView, PortfolioIncomeView
 from holdings.performance_api import (
     ClientPerformanceView,
     ClientPositionPerformanceView,
     PortfolioPerformanceView,
     PortfolioPositionPerformanceView,
 )
+from holdings.realized_api import ClientRealizedGainsView, PortfolioRealizedGainsView
 from holdings.valuation_api import (
     ClientPositionsView,
     ClientValuationView,
@@ -32,8 +42,10 @@ router.register("portfolios", PortfolioViewSet, basename="portfolio")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("prices", PriceViewSet, basename="price")
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
+router.register("splits", SplitViewSet, basename="split")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
+router.register("dividends", DividendViewSet, basename="dividend")
 
 auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),
@@ -55,6 +67,8 @@ api_v1 = [
     path("clients/<int:pk>/positions/", ClientPositionsView.as_view(), name="client-positions"),
     path("clients/<int:pk>/valuation/", ClientValuationView.as_view(), name="client-valuation"),
     path("clients/<int:pk>/performance/", ClientPerformanceView.as_view(), name="client-performance"),
+    path("clients/<int:pk>/realized-gains/", ClientRealizedGainsView.as_view(), name="client-realized-gains"),
+    path("clients/<int:pk>/income/", ClientIncomeView.as_view(), name="client-income"),
     path(
         "clients/<int:pk>/positions/<int:asset_id>/performance/",
         ClientPositionPerformanceView.as_view(),
@@ -65,6 +79,8 @@ api_v1 = [
     path("portfolios/<int:pk>/positions/", PortfolioPositionsView.as_view(), name="portfolio-positions"),
     path("portfolios/<int:pk>/valuation/", PortfolioValuationView.as_view(), name="portfolio-valuation"),
     path("portfolios/<int:pk>/performance/", PortfolioPerformanceView.as_view(), name="portfolio-performance"),
+    path("portfolios/<int:pk>/realized-gains/", PortfolioRealizedGainsView.as_view(), name="portfolio-realized-gains"),
+    path("portfolios/<int:pk>/income/", PortfolioIncomeView.as_view(), name="portfolio-income"),
     path(
         "portfolios/<int:pk>/positions/<int:asset_id>/performance/",
         PortfolioPositionPerformanceView.as_view(),

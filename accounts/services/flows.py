@@ -2,9 +2,9 @@
 
 Links carry signed tokens and expire. A verification link binds the user and the address it was sent to, so
 changing the address voids it. A reset token is Django's `default_token_generator`'s: it hashes the password,
-so it works once, and it expires after `PASSWORD_RESET_TIMEOUT`. Emails leave after the commit and a mail
-outage is logged, never raised: the caller's answer does not depend on it (nor, for a reset, on whether the
-address has an account).
+so it works once, and it expires after `PASSWORD_RESET_TIMEOUT`. Emails are sent by a worker once the
+transaction commits (accounts.tasks): the caller's answer does not depend on the mail server (nor, for a
+reset, on whether the address has an account).
 """
 
 from urllib.parse import urlencode
@@ -19,6 +19,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from accounts import emails
 from accounts.models import User
+from portfolio_site import logs
 from portfolio_site.errors import ConflictError
 
 from .events import ClientInfo, Kind, security_event_record
@@ -94,7 +95,7 @@ def password_reset_request(*, email: str, client: ClientInfo) -> None:
     if user is None:
         return
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    link = _link("reset-password", uid=uid, token=default_token_generator.make_token(user))
+    link = _link("reset-password", uid=uid, token=logs.secret(default_token_generator.make_token(user)))
     context = {"link": link, "timeout_minutes": settings.PASSWORD_RESET_TIMEOUT // 60}
     emails.send_after_commit(template="password_reset", user=user, context=context)
     security_event_record(kind=Kind.PASSWORD_RESET_REQUESTED, client=client, user=user)

@@ -16,6 +16,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import emails
 from accounts.models import EmailLoginCode, User
+from portfolio_site import logs
 
 from .events import ClientInfo, Kind, security_event_record
 from .login import LoginFailed, LoginResult, first_factor_passed, lockout_check, lockout_record_failure
@@ -37,15 +38,15 @@ def _active_user(email: str) -> User | None:
 def login_code_request(*, email: str, client: ClientInfo) -> None:
     """Emails a fresh login code to the address if it belongs to an active user; does nothing otherwise.
 
-    The caller answers the same either way. The email leaves after the commit, and a mail outage is logged,
-    never raised.
+    The caller answers the same either way. A worker sends the email once this commits (accounts.tasks), and
+    retries a mail server that does not answer: the request neither waits for it nor fails with it.
     """
     user = _active_user(email)
     if user is None:
         return
     now = timezone.now()
     EmailLoginCode.objects.filter(user=user, used_at__isnull=True).delete()
-    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    code = logs.secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")  # masked in any log line
     login_code = EmailLoginCode(
         user=user,
         code_hash=login_code_hash(user_pk=user.pk, code=code),

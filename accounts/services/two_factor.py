@@ -19,6 +19,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.crypto import InvalidToken, decrypt, encrypt, reencrypt
 from accounts.models import LoginSession, RecoveryCode, TOTPDevice, User
+from portfolio_site import logs
 from portfolio_site.errors import ConflictError
 
 from .events import ClientInfo, Kind, security_event_record
@@ -159,7 +160,7 @@ def totp_enrol(*, user: User) -> Enrolment:
     device = TOTPDevice.objects.select_for_update().filter(user=user).first()
     if device is not None and device.confirmed_at is not None:
         raise ConflictError("Two-factor authentication is already on; disable it before enrolling again.")
-    secret = pyotp.random_base32()
+    secret = logs.secret(pyotp.random_base32())  # no log line of this request may show it
     device = device or TOTPDevice(user=user)
     device.encrypted_secret = encrypt(secret)
     device.last_used_step = 0

@@ -245,14 +245,20 @@ def test_password_reset_request_is_throttled_per_address_with_429(anna: User) ->
     assert answers == [202] * 5 + [429]
 
 
-def test_a_mail_outage_is_logged_and_never_fails_the_reset_request(
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
+def test_a_mail_outage_is_retried_by_the_job_and_never_fails_the_reset_request(
     anna: User, send_now: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from portfolio_site.jobs.models import JobRun
+
     with mock.patch("accounts.emails.send_mail", side_effect=ConnectionRefusedError("SMTP is down")):
         response = _request_reset("anna@example.com", send_now)
 
     assert response.status_code == 202
-    assert "Could not send the password_reset email" in caplog.text
+    run = JobRun.objects.get(task="accounts.send_email")
+    assert (run.outcome, run.retries, run.error) == ("failed", 5, "ConnectionRefusedError: SMTP is down")
+    assert run.arguments["context"] == "[redacted]"
+    assert "Job accounts.send_email failed" in caplog.text
     assert SecurityEvent.objects.filter(kind=Kind.PASSWORD_RESET_REQUESTED, user=anna).exists()
 
 

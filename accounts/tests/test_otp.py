@@ -216,17 +216,21 @@ def test_with_two_factor_on_a_code_login_returns_a_challenge_not_tokens(anna: Us
     assert not LoginSession.objects.exists()
 
 
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
 def test_a_mail_failure_is_logged_and_never_fails_the_request(
     anna: User, request_code: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from portfolio_site.jobs.models import JobRun
+
     def broken(**kwargs: Any) -> None:
         raise ConnectionRefusedError("SMTP is down")
 
     monkeypatch.setattr("accounts.emails.send_templated", broken)
-    with caplog.at_level(logging.ERROR, logger="accounts.emails"):
+    with caplog.at_level(logging.ERROR, logger="portfolio_site.jobs.base"):
         response = request_code("anna@example.com")
     assert response.status_code == 202
-    assert any("Could not send the login_code email" in record.getMessage() for record in caplog.records)
+    assert any("Job accounts.send_email failed" in record.getMessage() for record in caplog.records)
+    assert JobRun.objects.get(task="accounts.send_email").outcome == JobRun.Outcome.FAILED
 
 
 def test_the_email_leaves_only_after_the_commit(anna: User, django_capture_on_commit_callbacks: Any) -> None:

@@ -6,7 +6,7 @@ import factory
 from factory.django import DjangoModelFactory
 
 from clients.services import portfolios_history_changed
-from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.models import Allocation, Asset, Dividend, FxRate, Price, Split
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory, place
 
@@ -30,6 +30,18 @@ class PriceFactory(DjangoModelFactory):
     asset = factory.SubFactory(AssetFactory)
     date = factory.Sequence(lambda n: datetime.date(2026, 1, 1) + datetime.timedelta(days=n))
     close = Decimal("100.0000000000")
+
+
+class SplitFactory(DjangoModelFactory):
+    """A 2 for 1 split of a new asset (no holder: a row, not a service's write) on successive days."""
+
+    class Meta:
+        model = Split
+
+    asset = factory.SubFactory(AssetFactory)
+    date = factory.Sequence(lambda n: datetime.date(2026, 1, 1) + datetime.timedelta(days=n))
+    new_units = Decimal("2")
+    old_units = Decimal("1")
 
 
 class FxRateFactory(DjangoModelFactory):
@@ -105,5 +117,38 @@ class SellFactory(AllocationFactory):
                 currency=kwargs["asset"].currency,
                 amount=kwargs["quantity"] * kwargs["price"] - kwargs["fees"],
                 date=kwargs["date"],
+            )
+        return kwargs
+
+
+class DividendFactory(DjangoModelFactory):
+    """A paid dividend with its cash leg (gross less withholding, on the pay date), in the client's main portfolio
+    unless given one. Rows made here bypass the services (no entitlement check): use them to set up history."""
+
+    class Meta:
+        model = Dividend
+
+    client = None
+    portfolio = None
+    asset = factory.SubFactory(AssetFactory)
+    ex_date = datetime.date(2026, 3, 2)
+    pay_date = datetime.date(2026, 3, 16)
+    currency = None
+    units = Decimal("10")
+    gross = Decimal("25")
+    withholding_tax = Decimal("0")
+    cash = None
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        kwargs = place(kwargs)
+        kwargs["currency"] = kwargs["currency"] or kwargs["asset"].currency
+        if kwargs["cash"] is None:
+            kwargs["cash"] = TransactionFactory(
+                portfolio=kwargs["portfolio"],
+                kind=Transaction.Kind.DIVIDEND,
+                currency=kwargs["currency"],
+                amount=kwargs["gross"] - kwargs["withholding_tax"],
+                date=kwargs["pay_date"],
             )
         return kwargs

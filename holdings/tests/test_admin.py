@@ -9,9 +9,17 @@ from django.urls import reverse
 
 from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
-from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.models import Allocation, Asset, FxRate, Price, Split
+from holdings.selectors import position
 from holdings.services import units_transfer
-from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, FxRateFactory, PriceFactory
+from holdings.tests.factories import (
+    AllocationFactory,
+    AssetFactory,
+    BuyFactory,
+    FxRateFactory,
+    PriceFactory,
+    SplitFactory,
+)
 from ledger.models import Transaction
 from ledger.selectors import cash_available, client_balances
 from ledger.tests.factories import TransactionFactory
@@ -61,12 +69,13 @@ def usd_client(advisor: Any) -> Any:
     [
         ("admin:holdings_asset_changelist", lambda n: AssetFactory.create_batch(n)),
         ("admin:holdings_price_changelist", lambda n: PriceFactory.create_batch(n)),
+        ("admin:holdings_split_changelist", lambda n: SplitFactory.create_batch(n)),
         (
             ALLOCATIONS,
             lambda n: (BuyFactory.create_batch(n - n // 5), AllocationFactory.create_batch(n // 5)),
         ),
     ],
-    ids=["assets", "prices", "allocations"],
+    ids=["assets", "prices", "splits", "allocations"],
 )
 def test_holdings_changelist_loads_with_the_same_query_count_for_5_and_50_rows(
     client, superuser, count_queries, url_name, make_rows
@@ -99,7 +108,7 @@ def test_allocation_changelist_query_count_is_the_same_for_5_and_50_rows_for_an_
     assert few == many
 
 
-@pytest.mark.parametrize("model_name", ["asset", "price", "allocation"])
+@pytest.mark.parametrize("model_name", ["asset", "price", "split", "allocation"])
 def test_holdings_changelist_is_forbidden_to_a_user_in_no_group(client, nobody, model_name):
     client.force_login(nobody)
 
@@ -505,13 +514,23 @@ def test_deleting_one_leg_of_a_units_transfer_in_the_admin_deletes_both(client, 
 
 # --- Assets and prices ----------------------------------------------------------------------------------------
 
+# The management form of the asset page's (empty) market data symbols inline.
+NO_SYMBOLS = {"symbols-TOTAL_FORMS": "0", "symbols-INITIAL_FORMS": "0"}
+
 
 def test_adding_an_asset_in_the_admin_stores_the_ticker_upper_case(client, operations):
     client.force_login(operations)
 
     response = client.post(
         reverse("admin:holdings_asset_add"),
-        {"ticker": " aapl ", "name": "Apple Inc.", "exchange": "xnas", "currency": "usd", "asset_type": "equity"},
+        {
+            "ticker": " aapl ",
+            "name": "Apple Inc.",
+            "exchange": "xnas",
+            "currency": "usd",
+            "asset_type": "equity",
+            **NO_SYMBOLS,
+        },
     )
 
     assert response.status_code == 302
@@ -525,7 +544,14 @@ def test_adding_an_asset_whose_upper_case_ticker_exists_is_refused_by_the_form(c
 
     response = client.post(
         reverse("admin:holdings_asset_add"),
-        {"ticker": "aapl", "name": "Apple again", "exchange": "XNAS", "currency": "USD", "asset_type": "equity"},
+        {
+            "ticker": "aapl",
+            "name": "Apple again",
+            "exchange": "XNAS",
+            "currency": "USD",
+            "asset_type": "equity",
+            **NO_SYMBOLS,
+        },
     )
 
     assert response.status_code == 200
@@ -546,7 +572,39 @@ def test_adding_a_price_in_the_admin_stores_it(client, operations):
     assert (price.asset, price.date, price.close) == (asset, datetime.date(2026, 3, 2), Decimal("123.456789"))
 
 
-@pytest.mark.parametrize("model_name", ["asset", "price"])
+def test_adding_a_split_in_the_admin_records_it_through_its_service(client, operations):
+    asset = AssetFactory()
+    portfolio = main_portfolio(ClientFactory())
+    AllocationFactory(portfolio=portfolio, asset=asset, quantity=Decimal("10"), date=datetime.date(2026, 3, 1))
+    Portfolio.objects.update(history_changed_from=None)  # what the split marks, not what the holding did
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_split_add"),
+        {"asset": asset.pk, "date": "2026-03-02", "new_units": "3", "old_units": "1", "notes": ""},
+    )
+
+    assert response.status_code == 302
+    assert Split.objects.get().new_units == 3
+    assert position(portfolio_id=portfolio.pk, asset_id=asset.pk) == 30
+    portfolio.refresh_from_db()
+    assert portfolio.history_changed_from == datetime.date(2026, 3, 2)  # stale from the split's day
+
+
+def test_a_second_split_of_an_asset_on_a_day_is_refused_by_the_admin_form(client, operations):
+    split = SplitFactory()
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_split_add"),
+        {"asset": split.asset_id, "date": split.date.isoformat(), "new_units": "3", "old_units": "1"},
+    )
+
+    assert response.status_code == 200
+    assert "already has a split on this date" in str(response.context["adminform"].form.errors)
+
+
+@pytest.mark.parametrize("model_name", ["asset", "price", "split"])
 def test_asset_and_price_add_pages_are_forbidden_to_an_advisor(client, advisor, model_name):
     client.force_login(advisor)
 

@@ -161,7 +161,16 @@ def test_a_buy_beyond_the_cash_and_a_sell_beyond_the_units_get_409(advisor, fund
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("quantity", "0"), ("quantity", "-1"), ("price", "-1"), ("fees", "-0.01"), ("kind", "gift"), ("asset", "999999")],
+    [
+        ("quantity", "0"),
+        ("quantity", "-1"),
+        ("price", "-1"),
+        ("fees", "-0.01"),
+        ("taxes", "-0.01"),
+        ("taxes", "1.00001"),
+        ("kind", "gift"),
+        ("asset", "999999"),
+    ],
 )
 def test_invalid_allocation_fields_get_a_400_naming_the_field(field: str, value: str, advisor, funded, api) -> None:
     response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, AssetFactory().pk, **{field: value}))
@@ -447,3 +456,11 @@ def test_deleting_one_leg_of_a_unit_transfer_through_the_api_deletes_both(adviso
     assert c.patch(f"/api/v1/allocations/{legs['incoming']['id']}/", {"quantity": "1"}).status_code == 409
     assert c.delete(f"/api/v1/allocations/{legs['incoming']['id']}/").status_code == 204
     assert ids(c.get("/api/v1/allocations/")) == {allocation.pk}
+
+
+def test_a_buy_s_taxes_travel_as_a_decimal_string_and_settle_with_it(advisor, funded, api) -> None:
+    asset = AssetFactory(currency="USD")
+    response = api(advisor).post("/api/v1/allocations/", buy(funded.pk, asset.pk, taxes="2.5"))
+    assert response.status_code == 201, response.content
+    assert response.json()["taxes"] == "2.5000"
+    assert Transaction.objects.get(pk=response.json()["settlement"]).amount == Decimal("1006.5000")

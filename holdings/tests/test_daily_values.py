@@ -21,6 +21,7 @@ from clients.services import portfolio_update, portfolios_history_changed
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings import daily_values as engine
 from holdings import services
+from holdings.dividends import dividend_create, dividend_update
 from holdings.fx import MissingRate, fx_rate
 from holdings.models import Allocation, Asset, FxRate, PortfolioDailyValue, Price
 from holdings.selectors import daily_values, position
@@ -100,7 +101,8 @@ def from_scratch(portfolio: Portfolio, start: datetime.date, end: datetime.date)
             # when it is 0).
             cash_in: dict[str, Decimal] = {}
             for t in transactions:
-                if t.kind in ("buy", "sell") or (t.reverses.date if t.reverses else t.date) != day:
+                external = t.kind in ("deposit", "withdrawal", "transfer_in", "transfer_out")
+                if not external or (t.reverses.date if t.reverses else t.date) != day:
                     continue
                 sign = 1 if t.kind in ("deposit", "transfer_in") else -1
                 cash_in[t.currency] = cash_in.get(t.currency, Decimal(0)) + (-sign if t.reverses else sign) * t.amount
@@ -236,6 +238,21 @@ def test_the_table_equals_a_recomputation_after_each_kind_of_write(book: dict[st
     )  # fmt: skip
     assert_matches_from_scratch(eur, usd)
 
+    # Interest, fees, taxes, tax refunds and dividends (in a foreign currency too) are cash but not external flows.
+    dividend = dividend_create(
+        actor=actor, portfolio=eur, asset=book["us"], ex_date=D(2026, 1, 19), pay_date=D(2026, 1, 20),
+        amount_per_unit=Decimal("0.2475"), withholding_tax=Decimal("0.37"),
+    )  # fmt: skip
+    dividend_update(actor=actor, dividend=dividend, withholding_tax=Decimal("0.38"))  # reversed and reposted
+    book["post"](eur, "interest", "12.34", "EUR", D(2026, 1, 20))
+    book["post"](eur, "fee", "7.5", "USD", D(2026, 1, 21))
+    book["post"](eur, "tax", "1.11", "EUR", D(2026, 1, 21))
+    refund = book["post"](usd, "tax_refund", "3.3", "USD", D(2026, 1, 22))
+    ledger_services.transaction_reverse(actor=actor, transaction=refund)
+    assert_matches_from_scratch(eur, usd)
+    flows = dict(PortfolioDailyValue.objects.filter(portfolio=eur).values_list("date", "external_flow"))
+    assert flows[D(2026, 1, 20)] == flows[D(2026, 1, 21)] == Decimal(0)
+
     # Deleting the first movement of a portfolio moves the start of its table.
     services.allocation_delete(actor=actor, allocation=Allocation.objects.get(portfolio=usd, kind="buy"))
     assert_matches_from_scratch(eur, usd)
@@ -344,6 +361,33 @@ def test_the_command_refreshes_every_stale_portfolio(book: dict[str, Any]) -> No
     assert PortfolioDailyValue.objects.filter(portfolio=book["eur"]).count() == 30  # from the 2nd
     call_command("refresh_daily_values", "--until", "2026-01-31", stdout=out)
     assert "of 0 portfolio(s)" in out.getvalue()
+
+
+def test_the_job_rebuilds_from_the_earliest_back_dated_change_and_a_second_run_changes_nothing(
+    book: dict[str, Any],
+) -> None:
+    from holdings.tasks import daily_values_refresh
+    from portfolio_site.jobs.models import JobRun
+
+    eur = book["eur"]
+    assert daily_values_refresh.apply(kwargs={"until": "2026-01-31"}).get() == 2
+    before = {row[0]: row for row in table(eur)}
+    book["trade"](eur, book["us"], "sell", "2", "103", D(2026, 1, 20))  # back-dated
+    book["trade"](eur, book["us"], "sell", "1", "103", D(2026, 1, 14))  # further back
+    eur.refresh_from_db()
+    assert eur.history_changed_from == D(2026, 1, 14)
+
+    assert daily_values_refresh.apply(kwargs={"until": "2026-01-31"}).get() == 1
+    after = dict(PortfolioDailyValue.objects.filter(portfolio=eur).values_list("date", "value"))
+    assert after[D(2026, 1, 13)] == before[D(2026, 1, 13)][3]  # before the change: kept
+    assert after[D(2026, 1, 14)] != before[D(2026, 1, 14)][3]  # from it on: rebuilt
+    eur.refresh_from_db()
+    assert eur.history_changed_from == D(2026, 2, 1)
+    rows = list(PortfolioDailyValue.objects.order_by("pk").values_list("pk", "date", "value"))
+
+    assert daily_values_refresh.apply(kwargs={"until": "2026-01-31"}).get() == 0
+    assert list(PortfolioDailyValue.objects.order_by("pk").values_list("pk", "date", "value")) == rows
+    assert JobRun.objects.filter(task="holdings.daily_values_refresh", outcome="succeeded").count() == 3
 
 
 def test_the_database_refuses_two_values_for_one_portfolio_and_day() -> None:

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, main_portfolio
-from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.models import Allocation, Asset, Dividend, FxRate, Price
 from holdings.selectors import position
 from holdings.tests.factories import AllocationFactory, AssetFactory, FxRateFactory, PriceFactory
 from ledger.models import Transaction
@@ -433,11 +433,11 @@ def test_skip_invalid_records_the_good_rows_and_lists_the_refused_ones(investor,
     assert position(portfolio_id=main_portfolio(investor).pk, asset_id=sap.pk) == Decimal("40")
     assert cash_available(portfolio_id=main_portfolio(investor).pk, currency="EUR") == Decimal("6200")
     assert rejects.getvalue().splitlines() == [
-        "line,client,ticker,exchange,kind,quantity,price,fees,date,notes,portfolio,custodian,account_number,error",
-        "6,investor@example.org,MSFT,,buy,1,1,0,2026-03-03,,,,,ticker: no asset with the ticker MSFT",
-        "3,investor@example.org,SAP,XETR,buy,50,100,0,2026-03-03,,Main,,,quantity: Insufficient cash in Main: the "
+        "line,client,ticker,exchange,kind,quantity,price,fees,taxes,date,notes,portfolio,custodian,account_number,error",
+        "6,investor@example.org,MSFT,,buy,1,1,0,,2026-03-03,,,,,ticker: no asset with the ticker MSFT",
+        "3,investor@example.org,SAP,XETR,buy,50,100,0,0,2026-03-03,,Main,,,quantity: Insufficient cash in Main: the "
         "buy settlement of 5000.0000 EUR would leave -1000.0000 EUR at the end of 2026-03-03.",
-        f"4,investor@example.org,SAP,XETR,sell,70,100,0,2026-03-04,,Main,,,quantity: Not enough units of SAP.XETR "
+        f"4,investor@example.org,SAP,XETR,sell,70,100,0,0,2026-03-04,,Main,,,quantity: Not enough units of SAP.XETR "
         f"in {investor}: Main: the change would leave a position of -10.0000000000 at the end of 2026-03-04; a sell "
         "or transfer out cannot exceed the quantity held that day.",
     ]
@@ -475,8 +475,8 @@ def test_skip_invalid_records_the_good_rows_and_lists_the_refused_ones(investor,
         ),
         (
             f"investor@example.org,SAP,XETR,sell,1,0,0,{DAY},",
-            "line 3, price: A buy or sell must move cash (quantity x price, fees included, must be positive); "
-            "use transfer_in or transfer_out to move securities without cash.",
+            "line 3, price: A buy or sell must move cash (quantity x price, fees and taxes included, must be "
+            "positive); use transfer_in or transfer_out to move securities without cash.",
         ),
     ],
 )
@@ -546,9 +546,9 @@ def test_allocations_export_as_they_import(investor, sap, tmp_path) -> None:
     path = tmp_path / "allocations.csv"
     call_command("export", "allocations", str(path), stdout=io.StringIO())
     assert path.read_text().splitlines() == [
-        ALLOCATIONS.strip() + ",portfolio,custodian,account_number",
-        'investor@example.org,SAP,XETR,buy,40,221.35,9.9,2026-03-03,"note, with comma",Main,,',
-        "investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,2026-03-04,,Main,,",
+        ALLOCATIONS.strip().replace(",fees,", ",fees,taxes,") + ",portfolio,custodian,account_number",
+        'investor@example.org,SAP,XETR,buy,40,221.35,9.9,0,2026-03-03,"note, with comma",Main,,',
+        "investor@example.org,SAP,XETR,transfer_out,0.0000000001,0,0,0,2026-03-04,,Main,,",
     ]
 
 
@@ -640,3 +640,105 @@ def test_fx_rates_export_as_they_import(tmp_path) -> None:
         "EUR,GBP,2026-03-02,0.0000000001",
         "EUR,USD,2026-03-02,1.0812",
     ]
+
+
+def test_a_trade_s_taxes_column_is_settled_with_it_and_a_file_without_it_still_imports(investor, sap) -> None:
+    with_taxes = "client,ticker,exchange,kind,quantity,price,fees,taxes,date,notes\n"
+    result = run(
+        "allocations",
+        with_taxes + f"investor@example.org,SAP,XETR,buy,10,100,5,2.5,{DAY},\n"
+        f"investor@example.org,SAP,XETR,sell,4,110,3,1.32,2026-03-04,\n",
+    )
+    assert result.ok, issues(result)
+    buy, sell = Allocation.objects.order_by("id")
+    assert (buy.taxes, buy.settlement.amount) == (Decimal("2.5"), Decimal("1007.5"))
+    assert (sell.taxes, sell.settlement.amount) == (Decimal("1.32"), Decimal("435.68"))
+    # Without the column (a file from before taxes), the rows settle without taxes.
+    again = run("allocations", ALLOCATIONS + f"investor@example.org,SAP,XETR,buy,1,100,0,{DAY},\n")
+    assert again.ok, issues(again)
+    assert Allocation.objects.order_by("id").last().taxes == Decimal("0")
+
+
+def test_a_negative_tax_is_refused_naming_its_line_and_column(investor, sap) -> None:
+    with_taxes = "client,ticker,exchange,kind,quantity,price,fees,taxes,date,notes\n"
+    result = run("allocations", with_taxes + f"investor@example.org,SAP,XETR,buy,10,100,5,-1,{DAY},\n")
+    assert issues(result) == ["line 2, taxes: must be at least 0"]
+    assert not Allocation.objects.exists()
+
+
+# --- Dividends ----------------------------------------------------------------------------------------------------
+
+DIVIDENDS = "client,ticker,exchange,ex_date,pay_date,gross,amount_per_unit,withholding_tax,currency,notes\n"
+
+
+@pytest.fixture
+def sap_holder(investor, sap) -> Any:
+    AllocationFactory(client=investor, asset=sap, quantity=Decimal("40"), date=datetime.date(2026, 3, 1))
+    return investor
+
+
+def test_dividends_are_recorded_with_their_cash_and_importing_again_skips_them(sap_holder, sap) -> None:
+    text = DIVIDENDS + (
+        "investor@example.org,SAP,XETR,2026-05-04,2026-05-08,88,,23.21,,AGM 2026\n"
+        "investor@example.org,SAP,,2026-06-01,2026-06-03,,0.05,,usd,\n"
+    )
+    result = run("dividends", text)
+    assert result.ok, issues(result)
+    assert counts(result) == (2, 0, 0, 0)
+    first, second = Dividend.objects.order_by("ex_date")
+    assert (first.gross, first.withholding_tax, first.cash.amount, first.cash.currency) == (
+        Decimal("88"),
+        Decimal("23.21"),
+        Decimal("64.79"),
+        "EUR",
+    )
+    assert (second.gross, second.currency, second.cash.amount) == (Decimal("2.0000"), "USD", Decimal("2.0000"))
+    assert counts(run("dividends", text)) == (0, 0, 2, 0)
+    assert Transaction.objects.filter(kind="dividend").count() == 2
+
+
+def test_a_dividend_row_with_other_details_changes_the_dividend_and_reposts_its_cash(sap_holder, sap) -> None:
+    run("dividends", DIVIDENDS + "investor@example.org,SAP,XETR,2026-05-04,2026-05-08,88,,0,,\n")
+    result = run("dividends", DIVIDENDS + "investor@example.org,SAP,XETR,2026-05-04,2026-05-08,88,,13.2,,\n")
+    assert result.ok, issues(result)
+    assert counts(result) == (0, 1, 0, 0)
+    dividend = Dividend.objects.get()
+    assert dividend.cash.amount == Decimal("74.8")
+    assert cash_available(portfolio_id=main_portfolio(sap_holder).pk, currency="EUR") == Decimal("10074.8")
+
+
+def test_a_dividend_on_units_not_held_before_the_ex_date_is_refused_naming_its_line(sap_holder, sap) -> None:
+    result = run(
+        "dividends",
+        DIVIDENDS + "investor@example.org,SAP,XETR,2026-05-04,2026-05-08,88,,,,\n"
+        "investor@example.org,SAP,XETR,2026-03-01,2026-03-08,10,,,,\n",
+    )
+    assert issues(result) == [
+        f"line 3, ex_date: Main held no units of {sap} at the close before the ex-date (2026-02-28): it is not "
+        "entitled to this dividend."
+    ]
+    assert not Dividend.objects.exists()
+    assert not Transaction.objects.filter(kind="dividend").exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("investor@example.org,SAP,XETR,2026-05-04,2026-05-08,,,,,", "line 2, gross: give either gross or"),
+        ("investor@example.org,SAP,XETR,2026-05-04,2026-05-08,5,1,,,", "line 2, gross: give either gross or"),
+        ("investor@example.org,SAP,XETR,2026-05-04,2026-05-01,5,,,,", "line 2, row: The pay date cannot be before"),
+        ("investor@example.org,SAP,XETR,2026-05-04,2026-05-08,5,,5,,", "line 2, row: The withholding tax must be"),
+        ("investor@example.org,SAP,XETR,2026-05-04,2026-05-08,5,,-1,,", "line 2, withholding_tax: must be at least"),
+    ],
+)
+def test_an_invalid_dividend_row_is_refused_with_its_line_and_column(sap_holder, sap, row: str, expected: str) -> None:
+    result = run("dividends", DIVIDENDS + row + "\n")
+    assert len(issues(result)) == 1
+    assert issues(result)[0].startswith(expected), issues(result)
+    assert not Dividend.objects.exists()
+
+
+def test_the_same_dividend_twice_in_a_file_is_refused_naming_the_first_line(sap_holder, sap) -> None:
+    row = "investor@example.org,SAP,XETR,2026-05-04,2026-05-08,5,,,,\n"
+    result = run("dividends", DIVIDENDS + row + row)
+    assert issues(result) == ["line 3, ex_date: line 2 names the same dividend (portfolio, asset, ex-date)"]

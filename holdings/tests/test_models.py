@@ -83,9 +83,10 @@ def test_database_refuses_a_negative_price() -> None:
         ({"quantity": Decimal("-1")}, "holdings_allocation_quantity_positive"),
         ({"price": Decimal("-1")}, "holdings_allocation_price_not_negative"),
         ({"fees": Decimal("-1")}, "holdings_allocation_fees_not_negative"),
+        ({"taxes": Decimal("-0.0001")}, "holdings_allocation_taxes_not_negative"),
         ({"kind": "gift"}, "holdings_allocation_kind_valid"),
     ],
-    ids=["zero-quantity", "negative-quantity", "negative-price", "negative-fees", "unknown-kind"],
+    ids=["zero-quantity", "negative-quantity", "negative-price", "negative-fees", "negative-taxes", "unknown-kind"],
 )
 def test_database_refuses_an_invalid_allocation(fields: dict[str, object], constraint: str) -> None:
     with refused_by(constraint):

@@ -17,7 +17,7 @@ from holdings import services
 from holdings.models import Allocation, Asset, PositionSnapshot
 from holdings.tests.factories import AssetFactory
 from holdings.valuation import AVERAGE, COST_METHODS, FIFO, Valuation, client_valuation, portfolio_valuation
-from holdings.valuation.fold import STATE_FIELDS, Event, Holding, fold
+from holdings.valuation.fold import LOT_FIELDS, SPLIT, STATE_FIELDS, Event, Holding, Lot, fold
 from holdings.valuation.report import valuate
 from holdings.valuation.snapshot import holdings_as_of
 from ledger.selectors import client_balances, portfolio_balances
@@ -53,17 +53,27 @@ def test_a_holding_comes_back_from_its_stored_state_equal_in_every_field(method:
         Event(2, 1, 1, "USD", "buy", JAN_12, D("7"), D("4"), D("0")),
         Event(3, 1, 1, "USD", "sell", FEB_2, D("12"), D("5"), D("0.5")),
         Event(4, 1, 2, "GBP", "transfer_in", FEB_2, D("2"), D("0"), D("0")),  # no close, no rate: a warning
+        Event(5, 1, 1, "USD", "buy", FEB_2, D("3"), D("5"), D("0.2"), taxes=D("0.15")),
+        Event(6, 1, 1, "USD", SPLIT, MAR_2, D("0"), D("0"), D("0"), ratio=(D("3"), D("2"))),
     ]
-    for holding in fold(events, method=method, rates=_Rates(), currency="EUR").values():
+    folded = fold(events, method=method, rates=_Rates(), currency="EUR")
+    # The case covers what the stored state must keep: lots split and taxed, each with its day of acquisition.
+    assert folded[(1, 1)].quantity == D("12")
+    assert all(lot.acquired for lot in folded[(1, 1)].book.kept)
+    for holding in folded.values():
         state = holding.state()
         back = Holding.from_state(holding.portfolio_id, holding.asset_id, method, state)
 
-        # Every field of the fold's state is carried: a field added to Holding and not to its state fails here.
+        # Every field of the fold's state is carried: a field added to Holding or Lot and not to the state fails.
         assert set(state) == STATE_FIELDS
+        assert tuple(each.name for each in dataclasses.fields(Lot)) == LOT_FIELDS
+        assert all(len(lot) == len(LOT_FIELDS) for lot in state["lots"])
         assert type(back.book) is type(holding.book)
         assert back.book.kept == holding.book.kept
         for each in dataclasses.fields(Holding):
-            if each.name == "missing":
+            if each.name == "sales":
+                assert back.sales is None  # a snapshot's fold keeps no sales (holdings.realized folds its own)
+            elif each.name == "missing":
                 assert [str(m) for m in back.missing] == [str(m) for m in holding.missing]
             elif each.name != "book":
                 assert getattr(back, each.name) == getattr(holding, each.name), each.name
@@ -258,3 +268,29 @@ def test_a_second_reader_finds_the_snapshot_current_and_folds_nothing(
     main, _, _ = book
     assert services.position_snapshots_refresh(portfolio_ids=[main.pk], cost_method=AVERAGE, currency="EUR") == 1
     assert services.position_snapshots_refresh(portfolio_ids=[main.pk], cost_method=AVERAGE, currency="EUR") == 0
+
+
+@pytest.mark.parametrize("method", COST_METHODS)
+def test_recording_changing_or_deleting_a_split_makes_its_holders_snapshots_stale(
+    book: tuple[Portfolio, Portfolio, dict[str, Asset]], superuser: Any, method: str
+) -> None:
+    main, _, assets = book
+    answers = [portfolio_valuation(portfolio=main, as_of=AS_OF, cost_method=method)]
+    split = services.split_create(
+        actor=superuser, asset=assets["SAP"], date=datetime.date(2026, 2, 16), new_units=D("2"), old_units=D("1")
+    )
+    steps: list[Callable[[], Any]] = [
+        lambda: services.split_update(actor=superuser, split=split, new_units=D("3")),
+        lambda: services.split_delete(actor=superuser, split=split),
+    ]
+    for step in [lambda: None, *steps]:
+        step()
+        # A split writes no movement of the holder, yet its units change: the snapshot must not be served.
+        assert not _snapshot_current(main, method)
+        answer = portfolio_valuation(portfolio=main, as_of=AS_OF, cost_method=method)
+        assert answer == _fresh(main, method)
+        assert answer != answers[-1]
+        assert _snapshot_current(main, method)
+        assert _served_from_snapshot(main, method)
+        answers.append(answer)
+    assert answers[-1] == answers[0]  # deleted: as if it had never been

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from clients.models import Client, Portfolio
+from holdings.income import income
 from holdings.management.commands.seed_demo import ADMIN_EMAIL
-from holdings.models import Allocation, Asset, FxRate, PortfolioDailyValue, Price
+from holdings.models import Allocation, Asset, Dividend, FxRate, PortfolioDailyValue, Price
 from holdings.selectors import daily_values, portfolio_positions
 from holdings.valuation import portfolio_valuation
 from ledger.models import Transaction
@@ -126,3 +127,18 @@ def test_demo_daily_value_table_spans_three_years_and_is_complete(demo: None) ->
     # Built by the command itself, so that the first look at a client's page does not wait for it.
     assert not Portfolio.objects.filter(history_changed_from__lte=today).exists()
     assert PortfolioDailyValue.objects.exists()
+
+
+def test_demo_data_pays_dividends_interest_and_fees_so_that_income_shows(demo: None) -> None:
+    assert Dividend.objects.count() > 20
+    assert Transaction.objects.filter(kind=Transaction.Kind.INTEREST).exists()
+    assert Transaction.objects.filter(kind=Transaction.Kind.FEE).exists()
+    for client in Client.objects.all():
+        report = income(
+            portfolio_ids=list(client.portfolios.values_list("pk", flat=True)),
+            currency=client.base_currency,
+            start=None,
+            end=timezone.localdate(),
+        )
+        assert report.totals.net > 0, client
+        assert report.missing_fx == []

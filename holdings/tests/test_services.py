@@ -283,3 +283,39 @@ def test_an_invalid_rate_is_refused_by_the_service_and_marks_nothing(fields, fie
     assert field in refused.value.message_dict
     assert not FxRate.objects.exists()
     assert stale_from() == {(None, 1)}
+
+
+# --- Taxes on trades ----------------------------------------------------------------------------------------------
+
+
+def test_a_buy_pays_its_taxes_with_its_fees_and_a_sell_gives_them_up(operations, client_with_cash, asset) -> None:
+    portfolio = main_portfolio(client_with_cash)
+    buy = services.allocation_create(
+        actor=operations, portfolio=portfolio, asset=asset, kind="buy", quantity=Decimal("10"), price=Decimal("100"),
+        fees=Decimal("5"), taxes=Decimal("2.5"), date=DAY,
+    )  # fmt: skip
+    sell = services.allocation_create(
+        actor=operations, portfolio=portfolio, asset=asset, kind="sell", quantity=Decimal("4"), price=Decimal("110"),
+        fees=Decimal("3"), taxes=Decimal("1.32"), date=DAY,
+    )  # fmt: skip
+    assert (buy.taxes, buy.settlement.amount) == (Decimal("2.5"), Decimal("1007.5000"))  # 1000 + 5 + 2.5
+    assert sell.settlement.amount == Decimal("435.6800")  # 440 - 3 - 1.32
+    assert cash_available(portfolio_id=portfolio.pk, currency="USD") == Decimal("9428.1800")
+
+
+def test_changing_a_trade_s_taxes_reverses_and_reposts_its_settlement(operations, client_with_cash, asset) -> None:
+    buy = trade(operations, client_with_cash, asset, "buy", "10", "100", "5")
+    old = buy.settlement
+    changed = services.allocation_update(actor=operations, allocation=buy, taxes=Decimal("7"))
+    assert Transaction.objects.filter(reverses=old).exists()
+    assert changed.settlement.amount == Decimal("1012.0000")
+    assert cash_available(portfolio_id=main_portfolio(client_with_cash).pk, currency="USD") == Decimal("8988.0000")
+
+
+def test_a_sell_whose_fees_and_taxes_eat_its_proceeds_is_refused(operations, client_with_cash, asset) -> None:
+    trade(operations, client_with_cash, asset, "buy", "1", "100")
+    with pytest.raises(ValidationError, match="fees and taxes included"):
+        services.allocation_create(
+            actor=operations, portfolio=main_portfolio(client_with_cash), asset=asset, kind="sell",
+            quantity=Decimal("1"), price=Decimal("10"), fees=Decimal("6"), taxes=Decimal("4"), date=DAY,
+        )  # fmt: skip

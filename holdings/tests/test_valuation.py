@@ -73,6 +73,17 @@ def test_a_position_sold_out_and_bought_again_starts_from_the_new_cost(method: s
     assert (holding.quantity, holding.cost, holding.realized) == (D("5"), D("1000"), D("500"))
 
 
+@pytest.mark.parametrize("method", [AVERAGE, FIFO])
+def test_a_buy_s_taxes_are_part_of_its_cost_and_a_sell_s_taxes_reduce_its_proceeds(method: str) -> None:
+    events = [
+        Event(1, 1, 1, "USD", "buy", JAN_5, D("10"), D("100"), D("5"), taxes=D("2.5")),  # cost 1007.5
+        Event(2, 1, 1, "USD", "sell", FEB_1, D("4"), D("110"), D("3"), taxes=D("1.32")),  # proceeds 435.68
+    ]
+    holding = fold(events, method=method, rates=_OneToOne(), currency="USD")[(1, 1)]
+    # 4 of 10 units leave at 4/10 of 1007.5 = 403: realized 435.68 - 403 = 32.68; 6 units keep 604.5.
+    assert (holding.quantity, holding.cost, holding.realized) == (D("6"), D("604.5"), D("32.68"))
+
+
 def test_a_days_increases_come_before_its_decreases_whatever_their_ids() -> None:
     # The sell was typed first (lower id) but uses the same day's buy: the services check units at the day's end.
     events = [

@@ -173,7 +173,8 @@ def test_queries_do_not_grow_with_the_number_of_movements(
     add(45)
     assert measure() == with_five
     # The request's own three (user, roles, permissions), the object (and a client's portfolios), cash, then the
-    # current snapshots, their holdings, rates and prices; the first read also locks, refolds and stores.
+    # current snapshots, their holdings, rates and prices (a snapshot holds the splits already folded); the first
+    # read also locks, refolds and stores.
     assert with_five[1] == {"portfolio": 9, "client": 10}[kind]
 
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Value, When
 
 from portfolio_site.money import quantity_field
 
 from ..models import Allocation, Asset, Price
-from .fold import Event
+from .fold import SPLIT, ZERO, Event
 
 
 def events(*, portfolio_ids: Collection[int], as_of: datetime.date) -> list[Event]:
@@ -44,9 +44,36 @@ def events(*, portfolio_ids: Collection[int], as_of: datetime.date) -> list[Even
             "price",
             "fees",
             "close_on_day",
+            "taxes",
         )
     )
-    return [Event(*row) for row in rows]
+    return [Event(*row) for row in rows] + split_events(portfolio_ids=portfolio_ids, as_of=as_of)
+
+
+def split_events(*, portfolio_ids: Collection[int], as_of: datetime.date) -> list[Event]:
+    """A SPLIT event per split of an asset up to `as_of` and per portfolio with a movement in the asset before the
+    split's day (one query: the splits joined to those movements): a portfolio that first bought on or after the
+    split's day bought new units and has nothing to scale."""
+    rows = (
+        Allocation.objects.filter(
+            portfolio_id__in=portfolio_ids, asset__splits__date__gt=F("date"), asset__splits__date__lte=as_of
+        )
+        .order_by()
+        .values_list(
+            "portfolio_id",
+            "asset_id",
+            "asset__currency",
+            "asset__splits__id",
+            "asset__splits__date",
+            "asset__splits__new_units",
+            "asset__splits__old_units",
+        )
+        .distinct()
+    )
+    return [
+        Event(split_id, portfolio_id, asset_id, currency, SPLIT, day, ZERO, ZERO, ZERO, ratio=(new, old))
+        for portfolio_id, asset_id, currency, split_id, day, new, old in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -326,3 +326,25 @@ def test_reverse_action_in_a_closed_portfolio_is_refused_with_a_message(client, 
     assert response.status_code == 302
     assert not Transaction.objects.filter(reverses=deposit).exists()
     assert any("is closed" in message for message in admin_messages(response))
+
+
+def test_reverse_action_reverses_a_fee_and_refuses_a_dividend_s_cash(client, advisor):
+    owner = ClientFactory(advisor=advisor)
+    fee = TransactionFactory(client=owner, kind=Transaction.Kind.FEE, amount=Decimal("9.5"))
+    dividend_cash = TransactionFactory(client=owner, kind=Transaction.Kind.DIVIDEND, amount=Decimal("12"))
+    client.force_login(advisor)
+
+    _reverse_action(client, fee)
+    response = _reverse_action(client, dividend_cash)
+
+    assert Transaction.objects.get(reverses=fee).kind == Transaction.Kind.FEE
+    assert not Transaction.objects.filter(reverses=dividend_cash).exists()
+    assert any("change or delete the dividend" in message for message in admin_messages(response))
+
+
+def test_transaction_changelist_filters_by_the_new_kinds(client, operations):
+    interest = TransactionFactory(kind=Transaction.Kind.INTEREST)
+    TransactionFactory(kind=Transaction.Kind.TAX)
+    client.force_login(operations)
+
+    assert changelist_ids(client.get(reverse(CHANGELIST), {"kind__exact": "interest"})) == {interest.pk}

@@ -444,3 +444,36 @@ def test_reversing_one_leg_of_a_cash_transfer_through_the_api_reverses_both(advi
     assert c.get(f"{URL}{legs['incoming']['id']}/").json()["reversed_by"] is not None
     assert balances(c, main) == [{"currency": "EUR", "amount": "1000.0000"}]
     assert balances(c, pension) == [{"currency": "EUR", "amount": "0.0000"}]
+
+
+@pytest.mark.parametrize("kind", ["interest", "fee", "tax", "tax_refund"])
+def test_income_and_costs_are_posted_like_deposits(operations, api, kind: str) -> None:
+    client = ClientFactory()
+    api(operations).post(URL, deposit(client.pk, "100"))
+    response = api(operations).post(URL, deposit(client.pk, "2.5", kind=kind, reference=f"{kind}-1"))
+    assert response.status_code == 201, response.content
+    assert (response.json()["kind"], response.json()["amount"]) == (kind, "2.5000")
+    replay = api(operations).post(URL, deposit(client.pk, "2.5", kind=kind, reference=f"{kind}-1"))
+    assert (replay.status_code, replay.json()["id"]) == (200, response.json()["id"])
+
+
+def test_posting_a_dividend_directly_is_refused_with_400_naming_kind(operations, api) -> None:
+    response = api(operations).post(URL, deposit(ClientFactory().pk, "10", kind="dividend"))
+    assert response.status_code == 400
+    assert list(response.json()) == ["kind"]
+    assert not Transaction.objects.exists()
+
+
+def test_a_fee_larger_than_the_cash_is_refused_with_409(operations, api) -> None:
+    client = ClientFactory()
+    api(operations).post(URL, deposit(client.pk, "1"))
+    response = api(operations).post(URL, deposit(client.pk, "1.01", kind="fee"))
+    assert response.status_code == 409
+    assert "the fee of 1.0100 EUR" in response.json()["detail"]
+
+
+def test_reversing_a_dividend_s_cash_directly_is_refused_with_409(operations, api) -> None:
+    cash = TransactionFactory(kind="dividend")
+    response = api(operations).post(f"{URL}{cash.pk}/reverse/")
+    assert response.status_code == 409
+    assert "dividend" in response.json()["detail"]

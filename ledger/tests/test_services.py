@@ -213,3 +213,75 @@ def test_large_amounts_with_four_decimals_add_up_exactly() -> None:
     TransactionFactory(client=client, kind="withdrawal", amount=Decimal("0.0001"), currency="EUR")
     assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("999999999999.9992")
     assert client_balances(client_id=client.pk) == {"EUR": Decimal("999999999999.9992")}
+
+
+# --- Income and costs: interest, fees, taxes, tax refunds ----------------------------------------------------------
+
+
+def test_interest_and_tax_refunds_bring_cash_in_and_fees_and_taxes_take_it_out(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "100")
+    post(operations, client, "interest", "1.25")
+    post(operations, client, "tax_refund", "0.75")
+    post(operations, client, "fee", "10")
+    post(operations, client, "tax", "2")
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("90.0000")
+
+
+@pytest.mark.parametrize("kind", ["fee", "tax"])
+def test_a_fee_or_tax_larger_than_the_cash_is_refused_like_a_withdrawal(operations: Any, kind: str) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "5")
+    with pytest.raises(ConflictError, match=f"the {kind} of 5.0001 EUR would leave -0.0001 EUR"):
+        post(operations, client, kind, "5.0001")
+    assert not Transaction.objects.filter(kind=kind).exists()
+
+
+def test_a_fee_on_an_earlier_day_may_not_overdraw_that_day(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "50", date=DAY)
+    with pytest.raises(ConflictError, match="Insufficient cash"):
+        post(operations, client, "fee", "1", date=DAY - datetime.timedelta(days=1))
+
+
+def test_a_dividend_cannot_be_posted_directly(operations: Any) -> None:
+    client = ClientFactory()
+    with pytest.raises(ValidationError) as refused:
+        post(operations, client, "dividend", "10")
+    assert "dividends are recorded as dividends" in str(refused.value.message_dict["kind"])
+    assert not Transaction.objects.exists()
+
+
+def test_interest_posted_twice_with_one_reference_is_posted_once(operations: Any) -> None:
+    client = ClientFactory()
+    first, _ = post(operations, client, "interest", "3", reference="INT-2026-04")
+    again, created = post(operations, client, "interest", "3", reference="INT-2026-04")
+    assert (again.pk, created) == (first.pk, False)
+    with pytest.raises(ConflictError, match="different details"):
+        post(operations, client, "fee", "3", reference="INT-2026-04")
+
+
+def test_reversing_a_fee_gives_the_cash_back_and_reversing_spent_interest_is_refused(operations: Any) -> None:
+    client = ClientFactory()
+    post(operations, client, "deposit", "10")
+    fee, _ = post(operations, client, "fee", "4")
+    services.transaction_reverse(actor=operations, transaction=fee)
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("10.0000")
+    interest, _ = post(operations, client, "interest", "5", date=DAY + datetime.timedelta(days=1))
+    post(operations, client, "withdrawal", "15", date=DAY + datetime.timedelta(days=2))
+    with pytest.raises(ConflictError, match="Insufficient cash"):
+        services.transaction_reverse(actor=operations, transaction=interest)
+
+
+def test_a_dividend_s_cash_is_reversed_only_through_its_dividend(operations: Any) -> None:
+    client = ClientFactory()
+    cash = services.dividend_cash_post(
+        actor=operations, portfolio_id=main_portfolio(client).pk, amount=Decimal("8"), currency="EUR", date=DAY
+    )
+    with pytest.raises(ConflictError, match="change or delete the dividend"):
+        services.transaction_reverse(actor=operations, transaction=cash)
+    deposit, _ = post(operations, client, "deposit", "1")
+    with pytest.raises(ValidationError):
+        services.dividend_cash_reverse(actor=operations, transaction=deposit)
+    services.dividend_cash_reverse(actor=operations, transaction=cash)
+    assert cash_available(portfolio_id=main_portfolio(client).pk, currency="EUR") == Decimal("1.0000")

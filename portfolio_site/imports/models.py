@@ -1,6 +1,9 @@
+import uuid
+
 from django.apps import apps
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class ImportBatch(models.Model):
@@ -73,3 +76,30 @@ def rows_models() -> list[type[models.Model]]:
             getattr(f, "related_model", None) is ImportBatch and f.name == "import_batch" for f in model._meta.fields
         )
     ]
+
+
+class ImportUpload(models.Model):
+    """A file uploaded on the admin's Import page, kept in the database from its dry run to its confirmation, and
+    while a job imports it: any app server takes the confirmation and any worker reads the file (a temporary
+    folder is one machine's). Deleted once imported, or a day after it was abandoned."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32)
+    file_name = models.CharField(max_length=255)
+    sha256 = models.CharField("SHA-256", max_length=64)
+    size = models.PositiveBigIntegerField(help_text="Bytes.")
+    rows = models.PositiveIntegerField(help_text="Lines after the header (rows, unless cells hold line breaks).")
+    content = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    dry_run_batch = models.ForeignKey(ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    batch = models.ForeignKey(
+        ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="The real run's."
+    )
+    job = models.CharField(
+        max_length=8, blank=True, choices=[("dry_run", "Dry run"), ("import", "Import")], help_text="Sent to a job."
+    )
+    error = models.TextField(blank=True, help_text="Why the job stopped, if it did without a batch to say so.")
+
+    def __str__(self) -> str:
+        return f"{self.kind} from {self.file_name} ({self.size} bytes)"

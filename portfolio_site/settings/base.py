@@ -43,9 +43,13 @@ INSTALLED_APPS = [
     "ledger",
     "holdings",
     "portfolio_site.imports",
+    "portfolio_site.jobs",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request (and of the jobs it enqueues) carries its request id.
+    "portfolio_site.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -248,6 +252,29 @@ FX_PIVOT_CURRENCY = env.str("FX_PIVOT_CURRENCY", default="EUR")
 # A valuation flags a price older than this many days before its `as_of` as stale (and still uses it).
 VALUATION_STALE_PRICE_DAYS = env.int("VALUATION_STALE_PRICE_DAYS", default=5)
 
+# Market data sources (holdings.market_data): {name: {"CLASS": dotted path, "URL": http(s)/file URL or path,
+# "TIMEOUT": seconds, "MAX_BYTES": bytes}}, refreshed in this order by `manage.py refresh_market_data` and the
+# job. The name is what an asset's symbol names (AssetSymbol.source). A source whose URL is empty is left out:
+# by default only the ECB's daily euro reference rates; a price source needs a URL with `{symbol}` in it.
+MARKET_DATA_TIMEOUT = env.float("MARKET_DATA_TIMEOUT", default=30.0)
+MARKET_DATA_MAX_BYTES = env.int("MARKET_DATA_MAX_BYTES", default=64 * 2**20)
+MARKET_DATA_SOURCES = {
+    name: entry
+    for name, entry in {
+        "ecb": {
+            "CLASS": "holdings.market_data.ecb.EcbReferenceRates",
+            "URL": env.str(
+                "MARKET_DATA_ECB_URL", default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+            ),
+        },
+        "prices": {
+            "CLASS": "holdings.market_data.csv_prices.CsvDailyPrices",
+            "URL": env.str("MARKET_DATA_PRICES_URL", default=""),
+        },
+    }.items()
+    if entry["URL"]
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio back-office API",
     "DESCRIPTION": "Clients, holdings and cash ledger of a wealth and asset manager's back-office.",
@@ -269,10 +296,76 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+
+# --- Job queue (Celery) ---------------------------------------------------------------------------
+# The broker and result store: CELERY_BROKER_URL if set, else the cache's Redis (REDIS_URL) on the next database
+# number (redis://host:6379/0 -> redis://host:6379/1), so that clearing the cache never drops queued jobs. With
+# neither set (a bare development machine) there is no broker: tasks run in the web process right after the
+# transaction commits (`task_always_eager`), so `make run` needs nothing else.
+def _next_database(url: str) -> str:
+    base, _, database = url.rstrip("/").rpartition("/")
+    if not database.isdigit():  # redis://host:6379 (database 0 implied)
+        return f"{url.rstrip('/')}/1"
+    return f"{base}/{int(database) + 1}"
+
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_next_database(REDIS_URL) if REDIS_URL else "")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL or None)
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# In-process (eager) tasks run after the commit; a failure there is recorded on its JobRun and logged, never
+# turned into a 500 for a request that already committed.
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+# A job is acknowledged once it has run, not when a worker takes it: a worker killed mid-job leaves it queued for
+# another (jobs are idempotent, so running one again is safe).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TIMEZONE = "UTC"
+# Our logging configuration (JSON lines) stays in charge inside the worker.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The readiness probe calls the workers absent when their last heartbeat (a periodic job) is older than this.
+JOBS_HEARTBEAT_MAX_AGE_SECONDS = env.int("JOBS_HEARTBEAT_MAX_AGE_SECONDS", default=180)
+# Finished JobRuns are deleted this many days later (nightly): the every-minute jobs would grow the table for ever.
+JOBS_RUN_RETENTION_DAYS = env.int("JOBS_RUN_RETENTION_DAYS", default=30)
+# How long ended login sessions and used login codes are kept (for the security history) before the nightly
+# clean-up deletes them.
+SECURITY_RECORDS_RETENTION_DAYS = env.int("SECURITY_RECORDS_RETENTION_DAYS", default=30)
+# An admin import of more rows than this runs as a job (its page shows progress); smaller ones run in the request.
+IMPORT_JOB_ROW_THRESHOLD = env.int("IMPORT_JOB_ROW_THRESHOLD", default=5000)
+
+# --- Logging ------------------------------------------------------------------------------------------
+# JSON lines on standard output (LOG_FORMAT=plain for a human-readable console). Every line carries the request
+# id (followed into the jobs a request enqueues), the user id and the route; a redaction filter masks passwords,
+# tokens, codes and secrets before any handler formats a line.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "portfolio_site.logs.ContextFilter"},
+        "redact": {"()": "portfolio_site.logs.RedactingFilter"},
+    },
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s %(route)s %(task)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -13,3 +13,7 @@ if REDIS_URL:  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # Static files are served from the apps' folders (no collectstatic) outside production.
 STATIC_ROOT = None
+# Jobs run in the test process, at once (after the commit, as they are enqueued), even when REDIS_URL is set; the
+# real-worker test (portfolio_site/jobs/tests/test_worker.py) turns this off for itself.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True

@@ -20,7 +20,7 @@ from clients.models import Client
 from clients.services import portfolios_history_changed
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.models import FxRate
-from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory, BuyFactory, PriceFactory, SellFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.api.viewsets import CachedReadMixin, ScopedModelViewSet, ScopedViewSetMixin
@@ -390,7 +390,39 @@ def test_positions_and_valuation_endpoints_match_the_schema(as_user: Any) -> Non
     assert "detail" in api.get(f"/api/v1/portfolios/{main_portfolio(someone_elses).pk}/positions/", expect=404)
 
 
+@pytest.mark.django_db
+def test_realized_gains_endpoints_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory(base_currency="EUR")
+    main = main_portfolio(client)
+    asset = AssetFactory(currency="USD")
+    FxRate.objects.create(base="EUR", quote="USD", date=datetime.date(2026, 1, 1), rate=Decimal("1.25"))
+    AllocationFactory(portfolio=main, asset=asset, quantity=Decimal("4"), price=Decimal("10"))
+    SellFactory(portfolio=main, asset=asset, quantity=Decimal("1"), price=Decimal("15"), date=datetime.date(2026, 3, 2))
+    api = as_user(client.advisor)
+    for path in (f"/api/v1/portfolios/{main.pk}", f"/api/v1/clients/{client.pk}"):
+        report = api.get(f"{path}/realized-gains/?year=2026&cost_method=fifo", expect=200)
+        assert report["sales"][0]["gain"] == "5.00"
+        assert report["totals"]["gain"] == "4.00"  # 15 / 1.25 - 10 / 1.25
+        assert "year" in api.get(f"{path}/realized-gains/?year=twenty", expect=400)
+        assert "cost_method" in api.get(f"{path}/realized-gains/?year=2026&cost_method=lifo", expect=400)
+    assert "detail" in api.get(f"/api/v1/clients/{ClientFactory().pk}/realized-gains/?year=2026", expect=404)
+
+
 # --- Assets, prices and allocations ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_split_endpoints_match_the_schema(as_user: Any) -> None:
+    api = as_user(OperationsFactory())
+    asset = AssetFactory()
+    payload = {"asset": asset.pk, "date": "2026-03-02", "new_units": "1", "old_units": "10", "cash_in_lieu_price": "5"}
+    created = api.post("/api/v1/splits/", payload, expect=201)
+    url = f"/api/v1/splits/{created['id']}/"
+    assert api.get(f"/api/v1/splits/?asset={asset.pk}", expect=200)["count"] == 1
+    api.get(url, expect=200)
+    api.patch(url, {"cash_in_lieu_price": None}, expect=200)
+    assert "new_units" in api.post("/api/v1/splits/", {**payload, "new_units": "0"}, expect=400)
+    api.delete(url, expect=204)
 
 
 @pytest.mark.django_db

@@ -18,8 +18,8 @@ from rest_framework.viewsets import ViewSetMixin
 
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory
-from holdings.models import Allocation
-from holdings.tests.factories import AllocationFactory, AssetFactory
+from holdings.models import Allocation, Dividend
+from holdings.tests.factories import AllocationFactory, AssetFactory, DividendFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.admin_utils import ScopedAdminMixin
@@ -37,6 +37,7 @@ ROW_FOR_CLIENT: dict[type[models.Model], Callable[[Client], models.Model]] = {
     Portfolio: lambda client: PortfolioFactory(client=client),
     Transaction: lambda client: TransactionFactory(client=client),
     Allocation: lambda client: AllocationFactory(client=client),
+    Dividend: lambda client: DividendFactory(client=client),
 }
 
 

@@ -1,5 +1,6 @@
 """Loads a demo data set worth looking at once, through the same services the API uses: three years of daily
-market data and of deposits, withdrawals and trades, so that valuations, returns and charts show something."""
+market data and of deposits, withdrawals and trades, with half-yearly dividends, interest and custody fees, so that
+valuations, returns, income and charts show something."""
 
 import datetime
 import math
@@ -18,6 +19,7 @@ from accounts.roles import Role
 from accounts.services import user_create
 from clients.models import Portfolio
 from clients.services import client_create
+from holdings.dividends import dividend_create
 from holdings.models import Asset, FxRate, Price
 from holdings.services import (
     allocation_create,
@@ -123,6 +125,14 @@ TRADE_EVERY = 15  # business days between a portfolio's trades, about
 FLOW_EVERY = 63  # a deposit or withdrawal about once a quarter
 FEES = Decimal("4.95")
 CENT = Decimal("0.01")
+# Each half-year's end: a dividend of every share, fund and bond held (half of a 2 % yield, 15 % withheld, paid ten
+# days later), interest on the base currency's cash (0.5 % a year) and a custody fee. Twice a year, not quarterly:
+# each is a write through the services, and the demo should stay quick to load.
+HALF_YEARLY_YIELD = Decimal("0.01")
+WITHHOLDING = Decimal("0.15")
+INTEREST_RATE = Decimal("0.0025")
+CUSTODY_FEE = Decimal("25.00")
+PAID_AFTER = datetime.timedelta(days=10)
 
 
 class Command(BaseCommand):
@@ -130,7 +140,8 @@ class Command(BaseCommand):
         "Load a demo data set once: staff; clients with two or three portfolios each (taxable, retirement, ... at "
         "different custodians, in EUR, USD and GBP, one closed); assets with three years of business-day closes "
         "and EUR reference rates (a seeded random walk); deposits, withdrawals and trades in several currencies "
-        "over those years; a cash and a units transfer between two portfolios of each client. "
+        "over those years, with half-yearly dividends, interest and custody fees; a cash and a units transfer between "
+        "two portfolios of each client. "
         f"Creates the superuser {ADMIN_EMAIL} and prints its generated password; does nothing if it exists."
     )
 
@@ -261,8 +272,15 @@ class _Book:
             self._post("deposit", Decimal(self.rng.randrange(150_000, 300_000, 1_000)), currency, self.days[start])
         index = start + self.rng.randrange(1, 5)
         next_flow = start + FLOW_EVERY
+        done = index
         while index < len(self.days) - 6:
             day = self.days[index]
+            # The half-years that ended since the last movement, before this one's trade (on an ex-date it is not
+            # entitled: the units held at the close before count).
+            for half_year_end in self.days[done + 1 : index + 1]:
+                if _is_half_year_end(half_year_end):
+                    self._half_year_end(half_year_end)
+            done = index
             if index >= next_flow:
                 self._flow(day)
                 next_flow += FLOW_EVERY + self.rng.randrange(-10, 10)
@@ -297,6 +315,33 @@ class _Book:
         )
         distribution = min(Decimal("2500.00"), self.cash[self.base])
         self._post("withdrawal", distribution, self.base, self.days[-1], "Monthly distribution")
+
+    def _half_year_end(self, day: datetime.date) -> None:
+        """Dividends on what was held at the close before, then interest on the cash and the custody fee."""
+        for asset, units in sorted(self.units.items(), key=lambda item: item[0].ticker):
+            if units <= 0 or asset.asset_type == "crypto":
+                continue
+            per_unit = (self.closes[asset][day] * HALF_YEARLY_YIELD).quantize(Decimal("0.0001"))
+            gross = (units * per_unit).quantize(Decimal("0.0001"))
+            if gross <= 0:
+                continue
+            # The cash arrives on the pay date: it is not counted here, so that nothing is spent before it comes.
+            dividend_create(
+                actor=self.admin,
+                portfolio=self.portfolio,
+                asset=asset,
+                ex_date=day,
+                pay_date=min(day + PAID_AFTER, self.days[-1]),
+                amount_per_unit=per_unit,
+                withholding_tax=(gross * WITHHOLDING).quantize(CENT),
+                notes="Half-yearly dividend",
+            )
+        cash = self.cash.get(self.base, Decimal(0))
+        interest = (cash * INTEREST_RATE).quantize(CENT)
+        if interest > 0:
+            self._post("interest", interest, self.base, day, "Interest on cash")
+        if self.cash.get(self.base, Decimal(0)) >= CUSTODY_FEE:
+            self._post("fee", CUSTODY_FEE, self.base, day, "Custody fee")
 
     def _flow(self, day: datetime.date) -> None:
         held = self.cash.get(self.base, Decimal(0))
@@ -352,4 +397,15 @@ class _Book:
             notes=notes,
             reference=f"DEMO-{self.portfolio.pk}-{kind[:3].upper()}-{currency}-{day:%Y%m%d}",
         )
-        self.cash[currency] = self.cash.get(currency, Decimal(0)) + (amount if kind == "deposit" else -amount)
+        inflow = kind in ("deposit", "interest", "tax_refund")
+        self.cash[currency] = self.cash.get(currency, Decimal(0)) + (amount if inflow else -amount)
+
+
+def _is_half_year_end(day: datetime.date) -> bool:
+    """The last business day of June or December."""
+    if day.month % 6:
+        return False
+    following = day + datetime.timedelta(days=1)
+    while following.weekday() >= 5:
+        following += datetime.timedelta(days=1)
+    return following.month != day.month

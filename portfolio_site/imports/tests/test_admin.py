@@ -2,8 +2,6 @@
 
 import datetime
 import hashlib
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from django.utils import timezone
 from clients.tests.factories import ClientFactory, main_portfolio
 from ledger.models import Transaction
 from portfolio_site.imports import admin as imports_admin
-from portfolio_site.imports.models import ImportBatch
+from portfolio_site.imports.models import ImportBatch, ImportUpload
 from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 
 pytestmark = pytest.mark.django_db
@@ -62,13 +60,6 @@ def make_batches(count: int, user: Any) -> None:
             started_at=now - datetime.timedelta(minutes=n),
             duration=datetime.timedelta(seconds=n),
         )
-
-
-@pytest.fixture(autouse=True)
-def upload_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "uploads"
-    monkeypatch.setattr(imports_admin, "UPLOAD_DIR", directory)
-    return directory
 
 
 @pytest.fixture
@@ -175,7 +166,7 @@ def test_the_import_page_offers_every_kind(client, request, role):
 # --- Dry run, then confirm ----------------------------------------------------------------------------------------
 
 
-def test_an_upload_is_dry_run_and_its_report_shown_with_nothing_written(client, operations, ann, upload_dir):
+def test_an_upload_is_dry_run_and_its_report_shown_with_nothing_written(client, operations, ann):
     client.force_login(operations)
 
     response = upload(client, GOOD)
@@ -195,8 +186,9 @@ def test_an_upload_is_dry_run_and_its_report_shown_with_nothing_written(client, 
     )
     waiting = pending(client)
     assert waiting["sha256"] == batch.sha256
-    assert Path(waiting["path"]).parent == upload_dir
-    assert Path(waiting["path"]).read_bytes() == GOOD
+    stored = ImportUpload.objects.get(pk=waiting["upload"])  # in the database, not one machine's temp folder
+    assert bytes(stored.content) == GOOD
+    assert (stored.user, stored.rows, stored.size) == (operations, 2, len(GOOD))
 
 
 def test_confirm_imports_the_file_records_a_batch_and_redirects_to_it(client, operations, ann):
@@ -217,7 +209,7 @@ def test_confirm_imports_the_file_records_a_batch_and_redirects_to_it(client, op
         ("deposit", operations.pk),
         ("withdrawal", operations.pk),
     ]
-    assert not Path(waiting["path"]).exists()
+    assert not ImportUpload.objects.filter(pk=waiting["upload"]).exists()
     assert pending(client) is None
     assert ImportBatch.objects.count() == 2  # the dry run and the import
 
@@ -294,7 +286,8 @@ def test_confirm_is_refused_if_the_file_changed_since_its_dry_run(client, operat
     client.force_login(operations)
     upload(client, GOOD)
     waiting = pending(client)
-    Path(waiting["path"]).write_bytes(GOOD + f"{EMAIL},withdrawal,60,EUR,2026-01-07,,\n".encode())
+    changed = GOOD + f"{EMAIL},withdrawal,60,EUR,2026-01-07,,\n".encode()
+    ImportUpload.objects.filter(pk=waiting["upload"]).update(content=changed)
 
     response = confirm(client)
 
@@ -303,14 +296,14 @@ def test_confirm_is_refused_if_the_file_changed_since_its_dry_run(client, operat
         "The uploaded file is missing or has changed since its dry run: nothing was imported."
     ]
     assert not Transaction.objects.exists()
-    assert not Path(waiting["path"]).exists()
+    assert not ImportUpload.objects.exists()
     assert pending(client) is None
 
 
 def test_confirm_is_refused_if_the_file_is_gone(client, operations, ann):
     client.force_login(operations)
     upload(client, GOOD)
-    Path(pending(client)["path"]).unlink()
+    ImportUpload.objects.filter(pk=pending(client)["upload"]).delete()
 
     response = confirm(client)
 
@@ -330,7 +323,7 @@ def test_confirm_is_refused_for_a_report_older_than_the_latest_upload(client, op
 
     assert admin_messages(response) == ["This is not the file of your latest dry run: upload it again."]
     assert not Transaction.objects.exists()
-    assert not Path(first["path"]).exists()  # replaced by the newer upload
+    assert not ImportUpload.objects.filter(pk=first["upload"]).exists()  # replaced by the newer upload
     confirm(client)
     assert list(Transaction.objects.values_list("amount", flat=True)) == [7]
 
@@ -383,19 +376,18 @@ def test_a_confirmed_import_that_fails_now_reports_it_and_writes_nothing(client,
     assert Transaction.objects.count() == 1
 
 
-def test_abandoned_uploads_are_removed_after_a_day(client, operations, ann, upload_dir):
-    upload_dir.mkdir()
-    old, recent = upload_dir / "upload-old.csv", upload_dir / "upload-recent.csv"
-    for file in (old, recent):
-        file.write_bytes(GOOD)
-    day_ago = timezone.now().timestamp() - imports_admin.UPLOAD_MAX_AGE_SECONDS - 60
-    os.utime(old, (day_ago, day_ago))
+def test_abandoned_uploads_are_removed_after_a_day(client, operations, ann):
+    other = type(operations).objects.create_user(email="ops3@example.com", password="x" * 12, is_staff=True)
+    day_ago = timezone.now() - datetime.timedelta(seconds=imports_admin.UPLOAD_MAX_AGE_SECONDS + 60)
+    stored = {"kind": "transactions", "sha256": "0" * 64, "size": len(GOOD), "rows": 2, "content": GOOD}
+    old = ImportUpload.objects.create(user=other, file_name="old.csv", created_at=day_ago, **stored)
+    recent = ImportUpload.objects.create(user=other, file_name="recent.csv", **stored)
     client.force_login(operations)
 
     upload(client, GOOD)
 
-    assert not old.exists()
-    assert recent.exists()
+    assert not ImportUpload.objects.filter(pk=old.pk).exists()
+    assert ImportUpload.objects.filter(pk=recent.pk).exists()
 
 
 def test_the_import_page_lists_the_columns_of_each_kind(client, operations):

@@ -285,7 +285,10 @@ def test_help_lists_the_columns_of_every_kind():
     with pytest.raises(SystemExit), mock.patch("sys.stdout", out):
         call_command("import", "--help")
 
-    assert "transactions: deposits and withdrawals in clients' portfolios." in out.getvalue()
+    assert (
+        "transactions: deposits, withdrawals, interest, fees, taxes and tax refunds in clients' portfolios."
+        in out.getvalue()
+    )
     assert "portfolios: clients' portfolios (accounts), created or updated by client email and name" in out.getvalue()
     assert "account_number  optional  the custodian's number, unique per custodian" in out.getvalue()
     assert "amount          required  positive, up to 4 decimal places" in out.getvalue()

@@ -16,8 +16,8 @@ from django.db.models import Model
 
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory
-from holdings.models import Allocation, Asset, FxRate, Price
-from holdings.tests.factories import AssetFactory
+from holdings.models import Allocation, Asset, Dividend, FxRate, Price, Split
+from holdings.tests.factories import AllocationFactory, AssetFactory
 from ledger.models import Transaction
 from portfolio_site.imports.exporting import export_csv
 from portfolio_site.imports.formats import FORMATS
@@ -26,7 +26,7 @@ from portfolio_site.imports.run import CommandLineActor, ImportResult, run_impor
 
 pytestmark = pytest.mark.django_db
 
-MODELS: tuple[type[Model], ...] = (Client, Portfolio, Asset, Price, FxRate, Allocation, Transaction)
+MODELS: tuple[type[Model], ...] = (Client, Portfolio, Asset, Price, FxRate, Split, Allocation, Transaction, Dividend)
 MINE = "mine@example.net"
 THEIRS = "theirs@example.net"
 START = datetime.date(2026, 1, 1)
@@ -93,6 +93,18 @@ EXAMPLES: dict[str, Example] = {
         bad_cell=("close", "abc"),
         creates=(Price,),
     ),
+    "splits": Example(
+        row=lambda w, n: {
+            "ticker": w.asset.ticker,
+            "exchange": w.asset.exchange,
+            "date": day(n),
+            "new_units": str(n + 1),
+            "old_units": "1",
+            "cash_in_lieu_price": "2.5" if n % 2 else "",  # with and without
+        },
+        bad_cell=("new_units", "abc"),
+        creates=(Split,),
+    ),
     "fx": Example(
         row=lambda w, n: {"base": "EUR", "quote": "USD", "date": day(n), "rate": f"1.{n:04d}"},
         bad_cell=("rate", "abc"),
@@ -139,19 +151,49 @@ EXAMPLES: dict[str, Example] = {
             "client",
         ),
     ),
+    "dividends": Example(
+        row=lambda w, n: {
+            "client": MINE,
+            "ticker": w.asset.ticker,
+            "exchange": w.asset.exchange,
+            "ex_date": day(n),
+            "pay_date": day(n + 7),
+            # Both ways of giving the amount.
+            "gross": f"{n}.5" if n % 2 else "",
+            "amount_per_unit": "" if n % 2 else f"0.{n:03d}",
+            "withholding_tax": "0.1",
+        },
+        bad_cell=("gross", "abc"),
+        creates=(Dividend, Transaction),  # and its cash
+        outside=(
+            lambda w: {
+                "client": THEIRS,
+                "ticker": "SAP",
+                "ex_date": day(1),
+                "pay_date": day(2),
+                "gross": "1",
+            },
+            "client",
+        ),
+    ),
 }
 
 KINDS = sorted(FORMATS)
 
 
 @pytest.fixture
-def world(advisor, other_advisor) -> World:
-    return World(
+def world(advisor, other_advisor, request) -> World:
+    made = World(
         advisor=advisor,
         mine=ClientFactory(email=MINE, advisor=advisor),
         theirs=ClientFactory(email=THEIRS, advisor=other_advisor),
         asset=AssetFactory(ticker="SAP", exchange="XETR", currency="EUR"),
     )
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("kind") == "dividends":
+        # A dividend is paid on units held: only for this kind, as other kinds export (and re-import) every row.
+        AllocationFactory(client=made.mine, asset=made.asset, quantity="1000", date=START - datetime.timedelta(1))
+    return made
 
 
 def csv_text(kind: str, rows: list[dict[str, str]], extra_header: str = "") -> str:

@@ -302,7 +302,7 @@ def test_every_bad_row_is_reported_in_one_run(ann):
 
     assert messages(result) == [
         "line 2, amount: must be greater than 0",
-        "line 3, kind: 'transfer' is not one of deposit, withdrawal",
+        "line 3, kind: 'transfer' is not one of deposit, withdrawal, interest, fee, tax, tax_refund",
         "line 4, currency: 'XYZ' is not an ISO 4217 currency code",
         "line 5, date: '2026-02-30' is not an ISO date (YYYY-MM-DD)",
         "line 6, client: required, unless custodian and account_number name the portfolio",

@@ -15,14 +15,15 @@ from accounts.tests.factories import AdvisorFactory
 from clients.models import Client, Portfolio
 from clients.services import client_create, client_update, portfolio_create
 from clients.tests.factories import main_portfolio
-from holdings.models import Allocation, Asset, FxRate, Price
+from holdings.dividends import dividend_create
+from holdings.models import Allocation, Asset, Dividend, FxRate, Price
 from holdings.services import allocation_create, allocation_update, asset_create, fx_rate_create, price_create
 from ledger.models import Transaction, signed_amount
 from ledger.services import transaction_post, transaction_reverse
 from portfolio_site.imports.models import ImportBatch
 
 pytestmark = pytest.mark.django_db
-KINDS = ("clients", "portfolios", "assets", "prices", "fx", "transactions", "allocations")
+KINDS = ("clients", "portfolios", "assets", "prices", "fx", "transactions", "allocations", "dividends")
 EXAMPLES = Path(settings.BASE_DIR) / "docs" / "examples"
 DAY = datetime.date(2026, 3, 2)
 
@@ -54,7 +55,7 @@ def snapshot() -> dict[str, Any]:
         "prices": sorted(Price.objects.values_list("asset__ticker", "asset__exchange", "date", "close")),
         "fx": sorted(FxRate.objects.values_list("base", "quote", "date", "rate")),
         "cash movements": sorted(
-            current.filter(kind__in=Transaction.CASH_MOVEMENTS).values_list(
+            current.filter(kind__in=Transaction.DIRECT).values_list(
                 "client__email", "portfolio__name", "kind", "amount", "currency", "date", "reference", "notes"
             ),
             key=str,
@@ -76,9 +77,28 @@ def snapshot() -> dict[str, Any]:
                 "quantity",
                 "price",
                 "fees",
+                "taxes",
                 "date",
                 "notes",
                 "settlement__amount",
+            ),
+            key=str,
+        ),
+        "dividends": sorted(
+            Dividend.objects.values_list(
+                "client__email",
+                "portfolio__name",
+                "asset__ticker",
+                "asset__exchange",
+                "ex_date",
+                "pay_date",
+                "currency",
+                "units",
+                "amount_per_unit",
+                "gross",
+                "withholding_tax",
+                "notes",
+                "cash__amount",
             ),
             key=str,
         ),
@@ -92,6 +112,7 @@ def snapshot() -> dict[str, Any]:
 
 def empty_the_database() -> None:
     """Every imported kind, deleted in dependency order (staff users stay: clients name their advisor)."""
+    Dividend.objects.all().delete()
     Allocation.objects.all().delete()
     Transaction.objects.filter(reverses__isnull=False).delete()
     Transaction.objects.all().delete()
@@ -165,6 +186,8 @@ def load_history(admin: Any) -> None:
     transaction_reverse(actor=admin, transaction=post(elena, "deposit", "999", "EUR", notes="typo"))
     post(david, "deposit", "20000", "USD", reference="DEP-2", notes="wire")
     post(david, "withdrawal", "1500", "USD", notes="tuition")
+    post(david, "interest", "12.5", "USD", reference="INT-1")
+    post(david, "fee", "9.99", "USD", notes="custody")
     # Per portfolio: the same reference, and the same movement without one, are other rows in another portfolio.
     post(isa, "deposit", "5000", "EUR", reference="DEP-1")
     post(isa, "deposit", "100", "EUR", notes="small top-up")
@@ -186,13 +209,22 @@ def load_history(admin: Any) -> None:
 
     trade(elena, sap_de, "buy", "40", "221.35", "9.9", notes="first, with comma")
     trade(elena, sap_de, "buy", "40", "221.35", "9.9", notes="first, with comma")
-    trade(elena, sap_de, "sell", "30", "223.1", "2.5", date=DAY + datetime.timedelta(days=2))
+    trade(elena, sap_de, "sell", "30", "223.1", "2.5", taxes=Decimal("1.75"), date=DAY + datetime.timedelta(days=2))
     changed = trade(david, sap_us, "buy", "25", "240.1", "1")
     allocation_update(actor=admin, allocation=changed, quantity=Decimal("20"))  # reverses and re-posts its cash
     trade(david, eth, "buy", "1.123456789", "2050", "4.1")
     trade(david, eth, "transfer_in", "0.0000000001", "0")
     trade(david, eth, "transfer_out", "0.5", "0", date=DAY + datetime.timedelta(days=3))
     trade(isa, sap_de, "buy", "10", "221.35", "9.9", notes="first, with comma")  # as in Main: another row
+    paid = {"ex_date": DAY + datetime.timedelta(days=3), "pay_date": DAY + datetime.timedelta(days=10)}
+    dividend_create(
+        actor=admin, portfolio=main_portfolio(elena), asset=sap_de, gross=Decimal("88"),
+        withholding_tax=Decimal("23.21"), notes="AGM, 2026", **paid,
+    )  # fmt: skip
+    dividend_create(
+        actor=admin, portfolio=main_portfolio(david), asset=sap_us, amount_per_unit=Decimal("2.48"), currency="EUR",
+        **paid,
+    )  # fmt: skip
 
 
 def export_all(directory: Path) -> None:
@@ -228,8 +260,9 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
         "assets": (4, 0, 0),
         "prices": (6, 0, 0),
         "fx": (3, 0, 0),
-        "transactions": (7, 0, 0),
+        "transactions": (9, 0, 0),
         "allocations": (8, 0, 0),
+        "dividends": (2, 0, 0),
     }
     # And importing the export again changes nothing.
     assert created_and_skipped(import_all(tmp_path)) == {
@@ -238,8 +271,9 @@ def test_export_then_import_into_an_empty_database_reproduces_every_kind(superus
         "assets": (0, 0, 4),
         "prices": (0, 0, 6),
         "fx": (0, 0, 3),
-        "transactions": (0, 0, 7),
+        "transactions": (0, 0, 9),
         "allocations": (0, 0, 8),
+        "dividends": (0, 0, 2),
     }
     assert snapshot() == before
 
@@ -252,6 +286,7 @@ EXAMPLE_COUNTS = {
     "fx": 9,
     "transactions": 6,
     "allocations": 8,
+    "dividends": 3,
 }
 # The clients import opens each client's "Main" portfolio; portfolios.csv then describes it (custodian, ...).
 FIRST_IMPORT = {kind: (0, rows, 0) if kind == "portfolios" else (rows, 0, 0) for kind, rows in EXAMPLE_COUNTS.items()}

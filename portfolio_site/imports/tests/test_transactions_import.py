@@ -728,3 +728,41 @@ def test_a_reversal_counts_from_its_original_s_date_in_the_import_s_check(ann, o
         "line 2, amount: Insufficient cash in Main: the withdrawal of 50.0000 EUR would leave -50.0000 EUR at the end "
         "of 2026-01-10."
     ]
+
+
+# --- Income and costs ---------------------------------------------------------------------------------------------
+
+
+def test_interest_fees_taxes_and_refunds_are_imported_with_their_kinds(ann):
+    data = csv_file(
+        f"{EMAIL},deposit,100,EUR,2026-01-05,,",
+        f"{EMAIL},interest,1.5,EUR,2026-01-31,INT-1,",
+        f"{EMAIL},fee,10,EUR,2026-01-31,,custody",
+        f"{EMAIL},tax,0.4,EUR,2026-01-31,,",
+        f"{EMAIL},tax_refund,0.1,EUR,2026-02-01,,",
+    )
+
+    result = run(data)
+
+    assert messages(result) == []
+    assert counts(result) == (5, 5, 0, 0)
+    assert cash_available(portfolio_id=main_portfolio(ann).pk, currency="EUR") == Decimal("91.2000")
+    assert counts(run(data)) == (5, 0, 5, 0)
+
+
+def test_a_dividend_row_is_refused_naming_its_line_and_the_kind(ann):
+    result = run(csv_file(f"{EMAIL},deposit,100,EUR,2026-01-05,,", f"{EMAIL},dividend,5,EUR,2026-01-06,,"))
+
+    assert len(result.issues) == 1
+    assert str(result.issues[0]).startswith("line 3, kind: ")
+    assert not Transaction.objects.exists()
+
+
+def test_a_fee_that_overdraws_is_refused_naming_its_line_as_a_fee(ann):
+    result = run(csv_file(f"{EMAIL},deposit,10,EUR,2026-01-05,,", f"{EMAIL},fee,12,EUR,2026-01-06,,"))
+
+    assert [str(issue) for issue in result.issues] == [
+        "line 3, amount: Insufficient cash in Main: the fee of 12.0000 EUR would leave -2.0000 EUR at the end of "
+        "2026-01-06."
+    ]
+    assert not Transaction.objects.exists()

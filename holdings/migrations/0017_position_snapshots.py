@@ -11,7 +11,7 @@ import portfolio_site.money
 class Migration(migrations.Migration):
     dependencies = [
         ("clients", "0008_portfolio_history_version"),
-        ("holdings", "0011_portfolio_daily_value"),
+        ("holdings", "0016_asset_symbol"),
     ]
 
     operations = [
