@@ -584,6 +584,10 @@ class PositionSnapshot(models.Model):
     currency = CurrencyField(help_text="The valuation currency of the cost figures.")
     data_version = models.PositiveBigIntegerField(help_text="The portfolio's data version the fold read.")
     last_movement = models.DateField(null=True, blank=True, help_text="Null when the portfolio has none.")
+    # The ledger's balances over all the portfolio's transactions ({currency: amount as a string}), and the latest
+    # day any of them counts from (its effective date): a valuation as of that day or later reads them here.
+    cash = models.JSONField(default=dict, blank=True)
+    cash_through = models.DateField(null=True, blank=True, help_text="Null when the portfolio has no transaction.")
 
     objects = PositionSnapshotQuerySet.as_manager()
 
@@ -612,12 +616,16 @@ class PositionStateQuerySet(ClientOwnedQuerySet["PositionState"]):
 
 class PositionState(models.Model):
     """One asset's holding in a snapshot: the fold's state as JSON (decimals as strings, exact), with its units
-    alongside for whoever inspects the table."""
+    alongside for whoever inspects the table, and the asset's latest close as of the fold."""
 
     snapshot = models.ForeignKey(PositionSnapshot, on_delete=models.CASCADE, related_name="positions")
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
     quantity = quantity_field()
     state = models.JSONField()
+    # The asset's latest close when the snapshot was folded (null: none): the latest on or before any day from
+    # `close_date` on, since every price write to a held asset makes the snapshot stale.
+    close = quantity_field(null=True, blank=True)
+    close_date = models.DateField(null=True, blank=True)
 
     objects = PositionStateQuerySet.as_manager()
 

@@ -14,12 +14,15 @@ from django.conf import settings
 from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings import services
-from holdings.models import Allocation, Asset, PositionSnapshot
+from holdings.dividends import dividend_create
+from holdings.models import Allocation, Asset, PositionSnapshot, Price
 from holdings.tests.factories import AssetFactory
 from holdings.valuation import AVERAGE, COST_METHODS, FIFO, Valuation, client_valuation, portfolio_valuation
 from holdings.valuation.fold import LOT_FIELDS, SPLIT, STATE_FIELDS, Event, Holding, Lot, fold
 from holdings.valuation.report import valuate
 from holdings.valuation.snapshot import holdings_as_of
+from ledger import services as ledger_services
+from ledger.models import Transaction
 from ledger.selectors import client_balances, portfolio_balances
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.imports.run import CommandLineActor, run_import
@@ -27,7 +30,8 @@ from portfolio_site.imports.run import CommandLineActor, run_import
 pytestmark = pytest.mark.django_db
 
 D = Decimal
-JAN_5, JAN_12, FEB_2, MAR_2 = (
+JAN_2, JAN_5, JAN_12, FEB_2, MAR_2 = (
+    datetime.date(2026, 1, 2),
     datetime.date(2026, 1, 5),
     datetime.date(2026, 1, 12),
     datetime.date(2026, 2, 2),
@@ -87,6 +91,7 @@ def book(superuser: Any) -> tuple[Portfolio, Portfolio, dict[str, Asset]]:
     main, other = main_portfolio(client), PortfolioFactory(client=client, name="Other")
     for currency in ("EUR", "USD"):
         TransactionFactory(portfolio=main, amount=D("100000"), currency=currency, date=datetime.date(2026, 1, 2))
+    TransactionFactory(portfolio=main, amount=D("300"), currency="EUR", date=FEB_2)  # one a test reverses
     assets = {
         "SAP": AssetFactory(ticker="SAP", exchange="XETR", currency="EUR"),
         "AAPL": AssetFactory(ticker="AAPL", exchange="XNAS", currency="USD"),
@@ -116,13 +121,14 @@ def book(superuser: Any) -> tuple[Portfolio, Portfolio, dict[str, Asset]]:
     return main, other, assets
 
 
-def _fresh(portfolio: Portfolio, method: str) -> Valuation:
-    """What a fold of every movement gives, the snapshots left aside."""
+def _fresh(portfolio: Portfolio, method: str, as_of: datetime.date = AS_OF) -> Valuation:
+    """What a fold of every movement gives, the snapshots left aside (cash and closes read from the ledger and the
+    prices)."""
     return valuate(
         portfolio_ids=[portfolio.pk],
-        cash=portfolio_balances(portfolio_id=portfolio.pk, as_of=AS_OF),
+        cash=portfolio_balances(portfolio_id=portfolio.pk, as_of=as_of),
         currency=portfolio.base_currency,
-        as_of=AS_OF,
+        as_of=as_of,
         cost_method=method,
         stale_days=settings.VALUATION_STALE_PRICE_DAYS,
         snapshots=False,
@@ -190,6 +196,28 @@ WRITES: dict[str, Callable[[Any, Portfolio, Portfolio, dict[str, Asset]], None]]
     ),
     "rate (of a trade's day)": lambda actor, main, other, assets: services.fx_rate_create(
         base="EUR", quote="USD", date=JAN_5, rate=D("1.2")
+    ),
+    # The snapshot stores each held asset's latest close and the cash balances: every write to them is here.
+    "a newer close": lambda actor, main, other, assets: services.price_create(
+        asset=assets["SAP"], date=datetime.date(2026, 4, 1), close=D("230")
+    ),
+    "the latest close changed": lambda actor, main, other, assets: services.price_update(
+        price=Price.objects.get(asset=assets["SAP"], date=MAR_2), close=D("220")
+    ),
+    "the latest close deleted": lambda actor, main, other, assets: services.price_delete(
+        price=Price.objects.get(asset=assets["SAP"], date=MAR_2)
+    ),
+    "bulk closes": lambda actor, main, other, assets: services.prices_bulk_create(
+        prices=[Price(asset=assets["AAPL"], date=datetime.date(2026, 4, 1), close=D("171"))]
+    ),
+    "cash deposit": lambda actor, main, other, assets: ledger_services.transaction_post(
+        actor=actor, portfolio_id=main.pk, kind="deposit", amount=D("500"), currency="USD", date=MAR_2
+    ),
+    "cash reversal": lambda actor, main, other, assets: ledger_services.transaction_reverse(
+        actor=actor, transaction=Transaction.objects.get(portfolio=main, amount=D("300"))
+    ),
+    "dividend": lambda actor, main, other, assets: dividend_create(
+        actor=actor, portfolio=main, asset=assets["SAP"], ex_date=MAR_2, pay_date=MAR_2, gross=D("12")
     ),
 }
 
@@ -294,3 +322,24 @@ def test_recording_changing_or_deleting_a_split_makes_its_holders_snapshots_stal
         assert _served_from_snapshot(main, method)
         answers.append(answer)
     assert answers[-1] == answers[0]  # deleted: as if it had never been
+
+
+@pytest.mark.parametrize("method", COST_METHODS)
+def test_a_valuation_before_the_stored_close_and_cash_reads_those_of_its_own_day(
+    book: tuple[Portfolio, Portfolio, dict[str, Asset]], superuser: Any, method: str
+) -> None:
+    main, _, _ = book
+    ledger_services.transaction_post(
+        actor=superuser, portfolio_id=main.pk, kind="deposit", amount=D("700"), currency="EUR", date=MAR_2
+    )
+    portfolio_valuation(portfolio=main, as_of=AS_OF, cost_method=method)  # stores the snapshot
+    # After every movement (so the snapshot serves its holdings), before the latest close and the last deposit.
+    day = datetime.date(2026, 2, 20)
+    read = holdings_as_of(portfolio_ids=[main.pk], cost_method=method, currency="EUR", as_of=day)
+    assert read.to_fold == []
+    assert read.quotes is None
+    assert read.cash == {}
+
+    answer = portfolio_valuation(portfolio=main, as_of=day, cost_method=method)
+    assert answer == _fresh(main, method, day)
+    assert {p.ticker: p.last_price_date for p in answer.positions} == {"AAPL": JAN_2, "SAP": JAN_2}

@@ -1,7 +1,7 @@
 """A valuation: the fold's holdings priced and converted, with cash, totals and what could not be valued."""
 
 import datetime
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
@@ -119,35 +119,47 @@ class _Combined:
 def valuate(
     *,
     portfolio_ids: Collection[int],
-    cash: Mapping[str, Decimal],
+    cash: Mapping[str, Decimal] | Callable[[], Mapping[str, Decimal]],
     currency: str,
     as_of: datetime.date,
     cost_method: str,
     stale_days: int,
     snapshots: bool = True,
+    cash_in_snapshot: bool = False,
 ) -> Valuation:
-    """The portfolios' positions and `cash` (per currency, as the ledger's balances give it) valued in `currency`
-    at the end of `as_of`. Each portfolio's holdings are read from its current position snapshot when that holds
-    every movement up to `as_of` (`snapshots`: the default), else folded from its movements. Four queries when
-    the snapshots are current: snapshots, their holdings, assets with their latest prices, rates."""
+    """The portfolios' positions and `cash` (per currency, as the ledger's balances give it, or what reads them)
+    valued in `currency` at the end of `as_of`. Each portfolio's holdings are read from its current position
+    snapshot when that holds every movement up to `as_of` (`snapshots`: the default), else folded from its
+    movements. `cash_in_snapshot` (one portfolio's own balances): the snapshot's stored balances serve when they
+    are `as_of`'s, and `cash` is not read. Three queries when the snapshots are current and hold the day's cash
+    and closes: snapshots, their holdings with their assets and closes, rates."""
     holdings: list[Holding] = []
     to_fold = list(portfolio_ids)
     read_assets: QuerySet[Any] | None = None
+    stored_quotes: dict[int, load.AssetQuote] | None = None
     if snapshots:
         read = snapshot.holdings_as_of(
             portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency, as_of=as_of
         )
         holdings, to_fold, read_assets = read.holdings, read.to_fold, read.assets
+        stored_quotes = read.quotes if not to_fold else None
+        if cash_in_snapshot and len(portfolio_ids) == 1 and not to_fold and read.cash:
+            (cash,) = read.cash.values()
+    if callable(cash):
+        cash = cash()
     events = load.events(portfolio_ids=to_fold, as_of=as_of) if to_fold else []
     rates = RateBook(
         {currency, *cash, *(event.currency for event in events), *(holding.currency for holding in holdings)},
         until=as_of,
     )
     holdings.extend(fold(events, method=cost_method, rates=rates, currency=currency).values())
-    quotes = load.quotes(
-        asset_ids=read_assets if read_assets is not None and not to_fold else {h.asset_id for h in holdings},
-        as_of=as_of,
-    )
+    if stored_quotes is not None:
+        quotes = stored_quotes
+    else:
+        quotes = load.quotes(
+            asset_ids=read_assets if read_assets is not None and not to_fold else {h.asset_id for h in holdings},
+            as_of=as_of,
+        )
     combined: dict[int, _Combined] = {}
     for holding in sorted(holdings, key=lambda each: (each.portfolio_id, each.asset_id)):
         combined.setdefault(holding.asset_id, _Combined()).add(holding)
