@@ -28,7 +28,7 @@ from portfolio_site.api.fields import CurrencyField
 from portfolio_site.api.lean import represent
 from portfolio_site.api.schema import VALIDATION_ERROR
 from portfolio_site.cache import namespace_version
-from portfolio_site.money import QUANTITY_PLACES, present_amount
+from portfolio_site.money import QUANTITY_PLACES, minor_unit, present_amount
 
 from . import valuation
 from .models import Allocation
@@ -55,12 +55,28 @@ class PresentedDecimalField(serializers.DecimalField):
     def lean_getter(self, context: dict[str, Any]) -> Callable[[Any], Decimal | None]:
         """What `get_attribute` gives, for `portfolio_site.api.lean` (a plain attribute source)."""
         (attr,) = self.source_attrs
+        # The quantum each row's figure is rounded to, found once per field (or per currency), not per value.
+        if self.places is not None or self.valuation_currency:
+            quantum = self._quantum(context["currency"] if self.valuation_currency else "")
 
-        def get(instance: Any) -> Decimal | None:
+            def fixed(instance: Any) -> Decimal | None:
+                value = getattr(instance, attr)
+                return None if value is None else value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+            return fixed
+        quanta: dict[str, Decimal] = {}
+
+        def per_currency(instance: Any) -> Decimal | None:
             value = getattr(instance, attr)
-            return None if value is None else self._present(value, instance, context)
+            if value is None:
+                return None
+            code = instance.currency
+            quantum = quanta.get(code)
+            if quantum is None:
+                quantum = quanta[code] = self._quantum(code)
+            return value.quantize(quantum, rounding=ROUND_HALF_EVEN)
 
-        return get
+        return per_currency
 
     def lean_converter(self) -> Callable[[Decimal], str]:
         """What `to_representation` gives a presented (already rounded) Decimal: its plain string, as DRF writes
@@ -75,6 +91,10 @@ class PresentedDecimalField(serializers.DecimalField):
             return value.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_EVEN)
         currency = context["currency"] if self.valuation_currency else instance.currency
         return present_amount(value, currency)
+
+    def _quantum(self, currency: str) -> Decimal:
+        """What `_present` rounds to: `places`, or the currency's minor unit (`present_amount`'s)."""
+        return Decimal(1).scaleb(-(self.places if self.places is not None else minor_unit(currency)))
 
 
 def _quantity(**kwargs: Any) -> PresentedDecimalField:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from ..fx import MissingRate, RateBook
+from ..fx import MissingRate, Rate, RateBook
 from . import load, snapshot
 from .fold import PRECISION, ZERO, Holding, fold
 
@@ -167,14 +167,17 @@ def valuate(
     missing_fx: list[MissingFx] = []
     warnings: list[str] = []
     stale_before = as_of - datetime.timedelta(days=stale_days)
+    day_rates = _Memo(rates)
     with localcontext() as context:
         context.prec = PRECISION
         # Each position's figures first, built once the total (for its weight) is known: one object per position.
         drafts = [
-            _position(quotes[asset_id], holding, currency, as_of, stale_before, rates, missing_fx, warnings)
+            _position(quotes[asset_id], holding, currency, as_of, stale_before, day_rates, missing_fx, warnings)
             for asset_id, holding in combined.items()
         ]
-        cash_values = [_cash(code, amount, currency, as_of, rates, missing_fx) for code, amount in sorted(cash.items())]
+        cash_values = [
+            _cash(code, amount, currency, as_of, day_rates, missing_fx) for code, amount in sorted(cash.items())
+        ]
         holdings_value = sum((d["market_value_value"] or ZERO for d in drafts if _counted(d)), ZERO)
         cash_value = sum((c.value for c in cash_values if c.value is not None), ZERO)
         total = holdings_value + cash_value
@@ -196,13 +199,34 @@ def valuate(
     return Valuation(currency, as_of, cost_method, positions, cash_values, totals, missing_fx, warnings)
 
 
+class _Memo:
+    """A RateBook's rates, each pair and day looked up once (500 positions ask for a handful of rates): the same
+    Rate, or a MissingRate raised again, as the book gives under the caller's decimal context."""
+
+    def __init__(self, rates: RateBook) -> None:
+        self.rates = rates
+        self.found: dict[tuple[str, str, datetime.date], Rate | None] = {}
+
+    def rate(self, base: str, quote: str, on: datetime.date) -> Rate:
+        key = (base, quote, on)
+        if key not in self.found:
+            try:
+                self.found[key] = self.rates.rate(base, quote, on)
+            except MissingRate:
+                self.found[key] = None
+        found = self.found[key]
+        if found is None:
+            raise MissingRate(base, quote, on)
+        return found
+
+
 def _position(
     quote: load.AssetQuote,
     holding: _Combined,
     currency: str,
     as_of: datetime.date,
     stale_before: datetime.date,
-    rates: RateBook,
+    rates: "_Memo",
     missing_fx: list[MissingFx],
     warnings: list[str],
 ) -> dict[str, Any]:
@@ -265,7 +289,7 @@ def _position(
 
 
 def _cash(
-    code: str, amount: Decimal, currency: str, as_of: datetime.date, rates: RateBook, missing_fx: list[MissingFx]
+    code: str, amount: Decimal, currency: str, as_of: datetime.date, rates: "_Memo", missing_fx: list[MissingFx]
 ) -> CashValue:
     try:
         rate = rates.rate(code, currency, as_of).rate
