@@ -151,6 +151,8 @@ def valuate(
     rates = RateBook(
         {currency, *cash, *(event.currency for event in events), *(holding.currency for holding in holdings)},
         until=as_of,
+        # Nothing to fold: only the day's rates are asked for (the snapshots hold the costs at the trades' rates).
+        latest_only=not events,
     )
     holdings.extend(fold(events, method=cost_method, rates=rates, currency=currency).values())
     if stored_quotes is not None:
