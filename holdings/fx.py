@@ -14,6 +14,7 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -57,15 +58,23 @@ class _Series:
 class RateBook:
     """The published rates among `currencies` (and the pivot) up to `until`, loaded in one query."""
 
-    def __init__(self, currencies: Iterable[str], until: datetime.date, pivot: str | None = None) -> None:
+    def __init__(
+        self, currencies: Iterable[str], until: datetime.date, pivot: str | None = None, *, latest_only: bool = False
+    ) -> None:
+        """`latest_only`: only each pair's latest rate on or before `until`, for a caller that asks for rates as of
+        `until` alone (the answers on that day are the same; any earlier day would find none or a wrong one)."""
         self.pivot = pivot or settings.FX_PIVOT_CURRENCY
-        wanted = {*currencies, self.pivot}
+        wanted = sorted({*currencies, self.pivot})
         self.series: dict[tuple[str, str], _Series] = {}
-        rows = (
-            FxRate.objects.filter(Q(base__in=wanted) & Q(quote__in=wanted), date__lte=until)
-            .order_by("base", "quote", "date")
-            .values_list("base", "quote", "date", "rate")
-        )
+        rows: Iterable[tuple[str, str, datetime.date, Decimal]]
+        if latest_only:
+            rows = [(fx.base, fx.quote, fx.date, fx.rate) for fx in FxRate.objects.raw(*_latest_sql(wanted, until))]
+        else:
+            rows = (
+                FxRate.objects.filter(Q(base__in=wanted) & Q(quote__in=wanted), date__lte=until)
+                .order_by("base", "quote", "date")
+                .values_list("base", "quote", "date", "rate")
+            )
         for base, quote, date, rate in rows:
             series = self.series.setdefault((base, quote), _Series())
             series.dates.append(date)
@@ -91,6 +100,19 @@ class RateBook:
             if first is not None and second is not None:
                 return Rate(base, quote, first[1] * second[1], min(first[0], second[0]), via=self.pivot)
         raise MissingRate(base, quote, on)
+
+
+def _latest_sql(currencies: list[str], until: datetime.date) -> tuple[str, list[Any]]:
+    """Each pair's row of its latest date on or before `until` (a join to the pairs' maximum dates: one query, and
+    the rows of older days never leave the database)."""
+    table = FxRate._meta.db_table
+    marks = ", ".join(["%s"] * len(currencies))
+    sql = (
+        f"SELECT f.* FROM {table} f JOIN (SELECT base, quote, MAX(date) AS latest FROM {table} "
+        f"WHERE base IN ({marks}) AND quote IN ({marks}) AND date <= %s GROUP BY base, quote) m "
+        "ON f.base = m.base AND f.quote = m.quote AND f.date = m.latest"
+    )
+    return sql, [*currencies, *currencies, until]
 
 
 def fx_rate(*, base: str, quote: str, on: datetime.date) -> Rate:

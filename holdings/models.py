@@ -576,3 +576,80 @@ class PortfolioDailyValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.portfolio_id} {self.date}: {self.value}"
+
+
+class PositionSnapshotQuerySet(ClientOwnedQuerySet["PositionSnapshot"]):
+    client_path = "portfolio__client"
+
+
+class PositionSnapshot(models.Model):
+    """A portfolio's positions after all its movements, by one cost method in one valuation currency: the fold's
+    state (`holdings.valuation.fold.Holding.state`) per asset, so that a valuation as of a day on or after the
+    last movement reads it instead of folding every movement again. Derived, never entered.
+
+    Current while `data_version` equals the portfolio's: every write to its movements, the prices of what it
+    holds or the rates (`clients.services.portfolios_history_changed`) bumps the portfolio's, and a reader
+    (`holdings.valuation.snapshot`) refolds before it uses a snapshot whose version is behind. No reader sees a
+    stale one."""
+
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.CASCADE, related_name="position_snapshots")
+    cost_method = models.CharField(max_length=10)
+    currency = CurrencyField(help_text="The valuation currency of the cost figures.")
+    data_version = models.PositiveBigIntegerField(help_text="The portfolio's data version the fold read.")
+    last_movement = models.DateField(null=True, blank=True, help_text="Null when the portfolio has none.")
+    # The ledger's balances over all the portfolio's transactions ({currency: amount as a string}), and the latest
+    # day any of them counts from (its effective date): a valuation as of that day or later reads them here.
+    cash = models.JSONField(default=dict, blank=True)
+    cash_through = models.DateField(null=True, blank=True, help_text="Null when the portfolio has no transaction.")
+
+    objects = PositionSnapshotQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["portfolio", "cost_method", "currency"],
+                name="holdings_positionsnapshot_unique",
+                violation_error_message="This portfolio already has a snapshot for this cost method and currency.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cost_method__in=["average", "fifo"]),
+                name="holdings_positionsnapshot_cost_method",
+                violation_error_message="The cost method is 'average' or 'fifo'.",
+            ),
+            currency_constraint("currency", name="holdings_positionsnapshot_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.portfolio_id} {self.cost_method} {self.currency} v{self.data_version}"
+
+
+class PositionStateQuerySet(ClientOwnedQuerySet["PositionState"]):
+    client_path = "snapshot__portfolio__client"
+
+
+class PositionState(models.Model):
+    """One asset's holding in a snapshot: the fold's state as JSON (decimals as strings, exact), with its units
+    alongside for whoever inspects the table, and the asset's latest close as of the fold."""
+
+    snapshot = models.ForeignKey(PositionSnapshot, on_delete=models.CASCADE, related_name="positions")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    quantity = quantity_field()
+    state = models.JSONField()
+    # The asset's latest close when the snapshot was folded (null: none): the latest on or before any day from
+    # `close_date` on, since every price write to a held asset makes the snapshot stale.
+    close = quantity_field(null=True, blank=True)
+    close_date = models.DateField(null=True, blank=True)
+
+    objects = PositionStateQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "asset"],
+                name="holdings_positionstate_unique",
+                violation_error_message="This snapshot already has this asset.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id}: {self.asset_id}"

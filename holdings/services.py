@@ -30,6 +30,7 @@ from portfolio_site.money import (
 from . import daily_values
 from .models import Allocation, Asset, AssetSymbol, FxRate, Price, Split
 from .selectors import asset_holders, units_shortfall, units_shortfalls
+from .valuation import snapshot as position_snapshots
 
 ASSETS_CACHE = "assets"
 ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
@@ -715,3 +716,29 @@ def _daily_values_rebuild(ids: list[int], *, until: datetime.date) -> int:
     Portfolio.objects.filter(unchanged(with_history)).update(history_changed_from=until + datetime.timedelta(days=1))
     Portfolio.objects.filter(unchanged({pk for pk, *_ in stale} - with_history)).update(history_changed_from=None)
     return len(stale)
+
+
+# --- Position snapshots -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def position_snapshots_refresh(*, portfolio_ids: Iterable[int], cost_method: str, currency: str) -> int:
+    """Refolds the portfolios of `portfolio_ids` whose position snapshot (by `cost_method`, in `currency`) is not
+    current, and stores it (see holdings.valuation.snapshot); how many were refolded.
+
+    Locked in primary-key order, as every writer locks them, and each one's data version read under that lock,
+    before its movements: a write that commits while the fold reads is then either seen by the fold or later than
+    the version stored, so the snapshot is never labelled newer than what it holds. Readers refreshing the same
+    portfolio queue up; the second finds the first one's snapshot current and folds nothing.
+
+    Until the job queue exists this runs when a reader asks (`holdings.valuation`)."""
+    versions = dict(
+        Portfolio.objects.select_for_update()
+        .filter(pk__in=list(portfolio_ids))
+        .order_by("pk")
+        .values_list("pk", "data_version")
+    )
+    fresh = position_snapshots.current(portfolio_ids=list(versions), cost_method=cost_method, currency=currency)
+    todo = {pk: version for pk, version in versions.items() if pk not in fresh}
+    position_snapshots.rebuild(versions=todo, cost_method=cost_method, currency=currency)
+    return len(todo)

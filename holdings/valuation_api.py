@@ -6,7 +6,7 @@ to their movements and to the prices of what they hold), plus the rates' and ass
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -20,13 +20,15 @@ from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from clients.filters import visible_clients, visible_portfolios
 from clients.models import Client, Portfolio
 from portfolio_site.api.fields import CurrencyField
+from portfolio_site.api.lean import represent
 from portfolio_site.api.schema import VALIDATION_ERROR
 from portfolio_site.cache import namespace_version
-from portfolio_site.money import QUANTITY_PLACES, present_amount
+from portfolio_site.money import QUANTITY_PLACES, minor_unit, present_amount
 
 from . import valuation
 from .models import Allocation
@@ -48,12 +50,51 @@ class PresentedDecimalField(serializers.DecimalField):
 
     def get_attribute(self, instance: Any) -> Any:
         value = super().get_attribute(instance)
-        if value is None:
-            return None
+        return None if value is None else self._present(value, instance, self.context)
+
+    def lean_getter(self, context: dict[str, Any]) -> Callable[[Any], Decimal | None]:
+        """What `get_attribute` gives, for `portfolio_site.api.lean` (a plain attribute source)."""
+        (attr,) = self.source_attrs
+        # The quantum each row's figure is rounded to, found once per field (or per currency), not per value.
+        if self.places is not None or self.valuation_currency:
+            quantum = self._quantum(context["currency"] if self.valuation_currency else "")
+
+            def fixed(instance: Any) -> Decimal | None:
+                value = getattr(instance, attr)
+                return None if value is None else value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+            return fixed
+        quanta: dict[str, Decimal] = {}
+
+        def per_currency(instance: Any) -> Decimal | None:
+            value = getattr(instance, attr)
+            if value is None:
+                return None
+            code = instance.currency
+            quantum = quanta.get(code)
+            if quantum is None:
+                quantum = quanta[code] = self._quantum(code)
+            return value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+        return per_currency
+
+    def lean_converter(self) -> Callable[[Decimal], str]:
+        """What `to_representation` gives a presented (already rounded) Decimal: its plain string, as DRF writes
+        it when decimals are strings and the field has no places of its own (checked here, not assumed)."""
+        plain = self.decimal_places is None and not self.normalize_output and not self.localize
+        if not (plain and getattr(self, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)):
+            raise TypeError("A presented figure is written as its plain string: no places, normalizing or locale.")
+        return lambda value: f"{value:f}"
+
+    def _present(self, value: Decimal, instance: Any, context: Mapping[str, Any]) -> Decimal:
         if self.places is not None:
             return value.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_EVEN)
-        currency = self.context["currency"] if self.valuation_currency else instance.currency
+        currency = context["currency"] if self.valuation_currency else instance.currency
         return present_amount(value, currency)
+
+    def _quantum(self, currency: str) -> Decimal:
+        """What `_present` rounds to: `places`, or the currency's minor unit (`present_amount`'s)."""
+        return Decimal(1).scaleb(-(self.places if self.places is not None else minor_unit(currency)))
 
 
 def _quantity(**kwargs: Any) -> PresentedDecimalField:
@@ -272,7 +313,12 @@ class _ReportView(CachedReportView):
         return {**parameters, "stale_price_days": settings.VALUATION_STALE_PRICE_DAYS}
 
     def render(self, report: valuation.Valuation, **ids: Any) -> dict[str, Any]:
-        fields = {
+        # The serializer's own fields, run without DRF's per-value walk (hundreds of positions): the same data.
+        return represent(self.output, self.report_fields(report, **ids), {"currency": report.currency})
+
+    def report_fields(self, report: valuation.Valuation, **ids: Any) -> dict[str, Any]:
+        """What `output` serializes."""
+        return {
             "as_of": report.as_of,
             "currency": report.currency,
             "cost_method": report.cost_method,
@@ -284,7 +330,6 @@ class _ReportView(CachedReportView):
             "totals": report.totals,
             **ids,
         }
-        return dict(self.output(fields, context={"currency": report.currency}).data)
 
 
 class _PortfolioReportView(_ReportView):

@@ -56,6 +56,7 @@ def test_a_reversal_marks_its_portfolio_from_the_original_s_day(operations: Any)
 def test_a_price_marks_only_the_portfolios_that_hold_its_asset(operations: Any) -> None:
     asset = AssetFactory()
     holder = AllocationFactory(asset=asset).portfolio
+    Portfolio.objects.update(history_changed_from=None)  # what the price marks, not what the holding did
     bystander = PortfolioFactory()
     before = marks(bystander)
     holdings_services.price_create(asset=asset, date=D(2026, 2, 2), close=Decimal("10"))
@@ -66,6 +67,7 @@ def test_a_price_marks_only_the_portfolios_that_hold_its_asset(operations: Any) 
 def test_moving_a_price_to_another_day_marks_from_the_earlier_of_both(operations: Any) -> None:
     asset = AssetFactory()
     holder = AllocationFactory(asset=asset).portfolio
+    Portfolio.objects.update(history_changed_from=None)  # what the price marks, not what the holding did
     price = PriceFactory(asset=asset, date=D(2026, 2, 10))
     holdings_services.price_update(price=price, date=D(2026, 3, 1))
     assert marks(holder)[1] == D(2026, 2, 10)

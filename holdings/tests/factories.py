@@ -5,6 +5,7 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
+from clients.services import portfolios_history_changed
 from holdings.models import Allocation, Asset, Dividend, FxRate, Price, Split
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory, place
@@ -56,8 +57,8 @@ class FxRateFactory(DjangoModelFactory):
 
 
 class AllocationFactory(DjangoModelFactory):
-    """A transfer in by default (no cash), in the client's main portfolio unless given one. `BuyFactory` makes a
-    settled buy whose cash leg agrees with it."""
+    """A transfer in by default (no cash), in the client's main portfolio unless given one, its history marked
+    changed as the services mark it. `BuyFactory` makes a settled buy whose cash leg agrees with it."""
 
     class Meta:
         model = Allocation
@@ -75,6 +76,13 @@ class AllocationFactory(DjangoModelFactory):
     @classmethod
     def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
         return place(kwargs)
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Allocation:
+        # As the services do: the portfolio's derived figures (snapshots, daily values, caches) go stale.
+        allocation = super()._create(model_class, *args, **kwargs)
+        portfolios_history_changed(portfolios=[allocation.portfolio_id], since=allocation.date)
+        return allocation
 
 
 class BuyFactory(AllocationFactory):

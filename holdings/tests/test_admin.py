@@ -576,6 +576,7 @@ def test_adding_a_split_in_the_admin_records_it_through_its_service(client, oper
     asset = AssetFactory()
     portfolio = main_portfolio(ClientFactory())
     AllocationFactory(portfolio=portfolio, asset=asset, quantity=Decimal("10"), date=datetime.date(2026, 3, 1))
+    Portfolio.objects.update(history_changed_from=None)  # what the split marks, not what the holding did
     client.force_login(operations)
 
     response = client.post(

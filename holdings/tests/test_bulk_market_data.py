@@ -26,6 +26,7 @@ def test_bulk_closes_mark_the_holders_of_each_asset_from_its_earliest_new_close_
     held, other = AssetFactory(), AssetFactory()
     holder, bystander = main_portfolio(ClientFactory()), main_portfolio(ClientFactory())
     AllocationFactory(portfolio=holder, asset=held)
+    Portfolio.objects.update(history_changed_from=None)  # what the closes mark, not what the holding did
 
     prices_bulk_create(
         prices=[

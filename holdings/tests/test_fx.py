@@ -79,3 +79,32 @@ def test_the_database_refuses_two_rates_of_a_pair_on_one_day() -> None:
     publish("EUR", "USD", D(2026, 3, 2), "1.10")
     with refused_by("holdings_fxrate_pair_date_unique"):
         publish("EUR", "USD", D(2026, 3, 2), "1.11")
+
+
+def test_a_latest_only_book_answers_as_of_its_day_as_the_full_book_does_in_one_query(
+    django_assert_num_queries,
+) -> None:
+    """Direct, inverse and crossed pairs, a pair whose latest rate is older than the others', rates after the
+    day left out, a pair with no rate: every answer (rate, its day, its pivot) and every refusal the same."""
+    for day, usd, gbp in ((D(2026, 1, 5), "1.08", "0.84"), (D(2026, 3, 2), "1.10", "0.85"), (D(2026, 4, 1), "2", "2")):
+        publish("EUR", "USD", day, usd)
+        if day < D(2026, 3, 1):
+            publish("EUR", "GBP", day, gbp)
+    publish("JPY", "EUR", D(2026, 2, 10), "0.0062")
+    publish("USD", "EUR", D(2026, 1, 20), "0.93")  # an inverse published too, older than the direct rate
+    until = D(2026, 3, 15)
+    currencies = ["USD", "GBP", "JPY", "CHF"]
+    full = RateBook(currencies, until=until)
+    with django_assert_num_queries(1):
+        latest = RateBook(currencies, until=until, latest_only=True)
+
+    def answer(book: RateBook, base: str, quote: str) -> object:
+        try:
+            return book.rate(base, quote, until)
+        except MissingRate as missing:
+            return ("missing", missing.base, missing.quote, missing.on)
+
+    pairs = [(b, q) for b in [*currencies, "EUR"] for q in [*currencies, "EUR"]]
+    assert [answer(latest, b, q) for b, q in pairs] == [answer(full, b, q) for b, q in pairs]
+    assert latest.rate("EUR", "USD", until).rate == Decimal("1.10")
+    assert latest.rate("GBP", "EUR", until).date == D(2026, 1, 5)

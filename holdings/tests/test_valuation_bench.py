@@ -13,4 +13,5 @@ def test_the_valuation_benchmark_runs_checks_its_floors_and_prints_its_ratios() 
     lines = result.stdout.splitlines()
     assert "200 allocations over 10 assets" in result.stdout
     assert sum("ratio uncached/floor" in line and "uncached/cached" in line for line in lines) == 2, result.stdout
-    assert any(line.startswith("rebuild after a back-dated trade") for line in lines), result.stdout
+    assert any(line.startswith("daily table rebuilt after a back-dated trade") for line in lines), result.stdout
+    assert any(line.startswith("first valuation after it") for line in lines), result.stdout

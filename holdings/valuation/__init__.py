@@ -32,11 +32,12 @@ def portfolio_valuation(
     """One portfolio's positions and cash at the end of `as_of`, in `currency` (its base currency by default)."""
     return valuate(
         portfolio_ids=[portfolio.pk],
-        cash=portfolio_balances(portfolio_id=portfolio.pk, as_of=as_of),
+        cash=lambda: portfolio_balances(portfolio_id=portfolio.pk, as_of=as_of),
         currency=currency or portfolio.base_currency,
         as_of=as_of,
         cost_method=cost_method,
         stale_days=settings.VALUATION_STALE_PRICE_DAYS,
+        cash_in_snapshot=True,
     )
 
 

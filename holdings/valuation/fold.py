@@ -26,9 +26,9 @@ day's rate, so that a valuation can split its unrealized gain into a price and a
 import datetime
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, localcontext
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..fx import MissingRate, Rate
 from ..models import AllocationKind
@@ -101,6 +101,14 @@ class AverageCost:
     def lots(self) -> list[Lot]:
         return [self.pool] if self.pool.quantity else []
 
+    @property
+    def kept(self) -> list[Lot]:
+        """The book's whole state (the pool, even empty: a crumb of cost may sit in it)."""
+        return [self.pool]
+
+    def restore(self, kept: list[Lot]) -> None:
+        (self.pool,) = kept
+
     def add(self, lot: Lot) -> None:
         acquired = self.pool.acquired if self.pool.quantity > 0 else lot.acquired
         self.pool = Lot(
@@ -141,6 +149,13 @@ class FifoLots:
     @property
     def lots(self) -> list[Lot]:
         return list(self.queue)
+
+    @property
+    def kept(self) -> list[Lot]:
+        return list(self.queue)
+
+    def restore(self, kept: list[Lot]) -> None:
+        self.queue = deque(kept)
 
     def add(self, lot: Lot) -> None:
         self.queue.append(lot)
@@ -237,6 +252,45 @@ class Holding:
             self.missing.append(missing)
             return ZERO
 
+    def state(self) -> dict[str, Any]:
+        """Everything the fold carries for this holding, as JSON (decimals as strings): what
+        `holdings.valuation.snapshot` stores so that a read needs no fold. `Holding.from_state` gives it back
+        equal. A field added to the fold's state must be added here and there (a test compares the fields)."""
+        return {
+            "currency": self.currency,
+            "lots": [
+                [str(lot.quantity), str(lot.cost), str(lot.cost_value), lot.acquired and lot.acquired.isoformat()]
+                for lot in self.book.kept
+            ],
+            "quantity": str(self.quantity),
+            "realized": str(self.realized),
+            "realized_value": str(self.realized_value),
+            "missing": [[each.base, each.quote, each.on.isoformat()] for each in self.missing],
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_state(cls, portfolio_id: int, asset_id: int, method: str, state: dict[str, Any]) -> "Holding":
+        book = _book(method)
+        # Put back as they were, not added up again (a sum would round them to the default context's digits).
+        book.restore(
+            [
+                Lot(Decimal(q), Decimal(cost), Decimal(value), acquired and datetime.date.fromisoformat(acquired))
+                for q, cost, value, acquired in state["lots"]
+            ]
+        )
+        return cls(
+            portfolio_id,
+            asset_id,
+            state["currency"],
+            book,
+            quantity=Decimal(state["quantity"]),
+            realized=Decimal(state["realized"]),
+            realized_value=Decimal(state["realized_value"]),
+            missing=[MissingRate(base, quote, datetime.date.fromisoformat(on)) for base, quote, on in state["missing"]],
+            warnings=list(state["warnings"]),
+        )
+
     def _close_for_transfer(self, event: Event) -> Decimal:
         if event.close_on_day is None:
             self.warnings.append(
@@ -276,9 +330,19 @@ def fold(
             key = (event.portfolio_id, event.asset_id)
             holding = holdings.get(key)
             if holding is None:
-                book = AverageCost() if method == AVERAGE else FifoLots()
-                holding = holdings[key] = Holding(event.portfolio_id, event.asset_id, event.currency, book)
+                holding = holdings[key] = Holding(event.portfolio_id, event.asset_id, event.currency, _book(method))
                 if with_sales:
                     holding.sales = []
             holding.apply(event, rates=rates, currency=currency)
     return holdings
+
+
+def _book(method: str) -> AverageCost | FifoLots:
+    return AverageCost() if method == AVERAGE else FifoLots()
+
+
+# The Holding fields `Holding.state` carries (portfolio and asset are the snapshot row's keys, the book its lots;
+# `sales` is a report's detail, kept only by a fold asked for it, never by a snapshot's: holdings.realized folds).
+STATE_FIELDS = frozenset(f.name for f in fields(Holding)) - {"portfolio_id", "asset_id", "book", "sales"} | {"lots"}
+# The Lot fields each of `Holding.state`'s lots carries, in order.
+LOT_FIELDS = ("quantity", "cost", "cost_value", "acquired")

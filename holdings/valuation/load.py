@@ -4,8 +4,9 @@ import datetime
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Case, F, OuterRef, Subquery, Value, When
+from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Value, When
 
 from portfolio_site.money import quantity_field
 
@@ -87,14 +88,16 @@ class AssetQuote:
     date: datetime.date | None
 
 
-def quotes(*, asset_ids: Collection[int], as_of: datetime.date) -> dict[int, AssetQuote]:
-    """Each asset with its latest close on or before `as_of`: one query (two correlated subqueries on the
-    (asset, date) unique index), not one per asset."""
-    if not asset_ids:
+def quotes(*, asset_ids: Collection[int] | QuerySet[Any], as_of: datetime.date) -> dict[int, AssetQuote]:
+    """Each asset (ids, or a query of them: a long list of ids costs more to send than to look up) with its
+    latest close on or before `as_of`: one query (two correlated subqueries on the (asset, date) unique index),
+    not one per asset."""
+    if isinstance(asset_ids, Collection) and not asset_ids:
         return {}
     latest = Price.objects.filter(asset_id=OuterRef("pk"), date__lte=as_of).order_by("-date")
     rows = (
         Asset.objects.filter(pk__in=asset_ids)
+        .order_by()
         .annotate(close=Subquery(latest.values("close")[:1]), close_date=Subquery(latest.values("date")[:1]))
         .values_list("id", "ticker", "name", "currency", "close", "close_date")
     )

@@ -1,12 +1,15 @@
 """A valuation: the fold's holdings priced and converted, with cash, totals and what could not be valued."""
 
 import datetime
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from typing import Any
 
-from ..fx import MissingRate, RateBook
-from . import load
+from django.db.models import QuerySet
+
+from ..fx import MissingRate, Rate, RateBook
+from . import load, snapshot
 from .fold import PRECISION, ZERO, Holding, fold
 
 
@@ -116,36 +119,72 @@ class _Combined:
 def valuate(
     *,
     portfolio_ids: Collection[int],
-    cash: Mapping[str, Decimal],
+    cash: Mapping[str, Decimal] | Callable[[], Mapping[str, Decimal]],
     currency: str,
     as_of: datetime.date,
     cost_method: str,
     stale_days: int,
+    snapshots: bool = True,
+    cash_in_snapshot: bool = False,
 ) -> Valuation:
-    """The portfolios' positions and `cash` (per currency, as the ledger's balances give it) valued in `currency`
-    at the end of `as_of`. Three queries: movements, assets with their latest prices, rates."""
-    events = load.events(portfolio_ids=portfolio_ids, as_of=as_of)
-    quotes = load.quotes(asset_ids={event.asset_id for event in events}, as_of=as_of)
-    rates = RateBook({currency, *cash, *(event.currency for event in events)}, until=as_of)
+    """The portfolios' positions and `cash` (per currency, as the ledger's balances give it, or what reads them)
+    valued in `currency` at the end of `as_of`. Each portfolio's holdings are read from its current position
+    snapshot when that holds every movement up to `as_of` (`snapshots`: the default), else folded from its
+    movements. `cash_in_snapshot` (one portfolio's own balances): the snapshot's stored balances serve when they
+    are `as_of`'s, and `cash` is not read. Three queries when the snapshots are current and hold the day's cash
+    and closes: snapshots, their holdings with their assets and closes, rates."""
+    holdings: list[Holding] = []
+    to_fold = list(portfolio_ids)
+    read_assets: QuerySet[Any] | None = None
+    stored_quotes: dict[int, load.AssetQuote] | None = None
+    if snapshots:
+        read = snapshot.holdings_as_of(
+            portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency, as_of=as_of
+        )
+        holdings, to_fold, read_assets = read.holdings, read.to_fold, read.assets
+        stored_quotes = read.quotes if not to_fold else None
+        if cash_in_snapshot and len(portfolio_ids) == 1 and not to_fold and read.cash:
+            (cash,) = read.cash.values()
+    if callable(cash):
+        cash = cash()
+    events = load.events(portfolio_ids=to_fold, as_of=as_of) if to_fold else []
+    rates = RateBook(
+        {currency, *cash, *(event.currency for event in events), *(holding.currency for holding in holdings)},
+        until=as_of,
+        # Nothing to fold: only the day's rates are asked for (the snapshots hold the costs at the trades' rates).
+        latest_only=not events,
+    )
+    holdings.extend(fold(events, method=cost_method, rates=rates, currency=currency).values())
+    if stored_quotes is not None:
+        quotes = stored_quotes
+    else:
+        quotes = load.quotes(
+            asset_ids=read_assets if read_assets is not None and not to_fold else {h.asset_id for h in holdings},
+            as_of=as_of,
+        )
     combined: dict[int, _Combined] = {}
-    for (_, asset_id), holding in fold(events, method=cost_method, rates=rates, currency=currency).items():
-        combined.setdefault(asset_id, _Combined()).add(holding)
+    for holding in sorted(holdings, key=lambda each: (each.portfolio_id, each.asset_id)):
+        combined.setdefault(holding.asset_id, _Combined()).add(holding)
 
     missing_fx: list[MissingFx] = []
     warnings: list[str] = []
     stale_before = as_of - datetime.timedelta(days=stale_days)
+    day_rates = _Memo(rates)
     with localcontext() as context:
         context.prec = PRECISION
-        positions = [
-            _position(quotes[asset_id], holding, currency, as_of, stale_before, rates, missing_fx, warnings)
+        # Each position's figures first, built once the total (for its weight) is known: one object per position.
+        drafts = [
+            _position(quotes[asset_id], holding, currency, as_of, stale_before, day_rates, missing_fx, warnings)
             for asset_id, holding in combined.items()
         ]
-        cash_values = [_cash(code, amount, currency, as_of, rates, missing_fx) for code, amount in sorted(cash.items())]
-        counted = [position for position in positions if position.counted]
-        holdings_value = sum((p.market_value_value or ZERO for p in counted), ZERO)
+        cash_values = [
+            _cash(code, amount, currency, as_of, day_rates, missing_fx) for code, amount in sorted(cash.items())
+        ]
+        holdings_value = sum((d["market_value_value"] or ZERO for d in drafts if _counted(d)), ZERO)
         cash_value = sum((c.value for c in cash_values if c.value is not None), ZERO)
         total = holdings_value + cash_value
-        positions = [_weighed(position, total) for position in positions]
+        positions = [PositionValue(**draft, weight=_weight(draft, total)) for draft in drafts]
+        counted = [position for position in positions if position.counted]
         totals = Totals(
             holdings=holdings_value,
             cash=cash_value,
@@ -162,16 +201,38 @@ def valuate(
     return Valuation(currency, as_of, cost_method, positions, cash_values, totals, missing_fx, warnings)
 
 
+class _Memo:
+    """A RateBook's rates, each pair and day looked up once (500 positions ask for a handful of rates): the same
+    Rate, or a MissingRate raised again, as the book gives under the caller's decimal context."""
+
+    def __init__(self, rates: RateBook) -> None:
+        self.rates = rates
+        self.found: dict[tuple[str, str, datetime.date], Rate | None] = {}
+
+    def rate(self, base: str, quote: str, on: datetime.date) -> Rate:
+        key = (base, quote, on)
+        if key not in self.found:
+            try:
+                self.found[key] = self.rates.rate(base, quote, on)
+            except MissingRate:
+                self.found[key] = None
+        found = self.found[key]
+        if found is None:
+            raise MissingRate(base, quote, on)
+        return found
+
+
 def _position(
     quote: load.AssetQuote,
     holding: _Combined,
     currency: str,
     as_of: datetime.date,
     stale_before: datetime.date,
-    rates: RateBook,
+    rates: "_Memo",
     missing_fx: list[MissingFx],
     warnings: list[str],
-) -> PositionValue:
+) -> dict[str, Any]:
+    """A PositionValue's fields but its weight."""
     warnings.extend(holding.warnings)
     quantity, cost = holding.quantity, holding.cost
     held = quantity != 0
@@ -203,35 +264,34 @@ def _position(
         price_effect = (market_value - cost) * rate
         currency_effect = cost * rate - cost_value
         realized_value = holding.realized_value
-    return PositionValue(
-        asset_id=quote.id,
-        ticker=quote.ticker,
-        name=quote.name,
-        currency=quote.currency,
-        quantity=quantity,
-        cost=cost,
-        average_cost=cost / quantity if quantity > 0 else None,
-        realized_gain=holding.realized,
-        last_price=quote.close,
-        last_price_date=quote.date,
-        stale=stale,
-        market_value=market_value,
-        unrealized_gain=None if market_value is None else market_value - cost,
-        fx_rate=fx_rate,
-        market_value_value=market_value_value,
-        cost_value=cost_value,
-        unrealized_gain_value=unrealized_value,
-        price_effect=price_effect,
-        currency_effect=currency_effect,
-        realized_gain_value=realized_value,
-        weight=None,
-        unpriced=unpriced,
-        missing_fx=bool(missing),
-    )
+    return {
+        "asset_id": quote.id,
+        "ticker": quote.ticker,
+        "name": quote.name,
+        "currency": quote.currency,
+        "quantity": quantity,
+        "cost": cost,
+        "average_cost": cost / quantity if quantity > 0 else None,
+        "realized_gain": holding.realized,
+        "last_price": quote.close,
+        "last_price_date": quote.date,
+        "stale": stale,
+        "market_value": market_value,
+        "unrealized_gain": None if market_value is None else market_value - cost,
+        "fx_rate": fx_rate,
+        "market_value_value": market_value_value,
+        "cost_value": cost_value,
+        "unrealized_gain_value": unrealized_value,
+        "price_effect": price_effect,
+        "currency_effect": currency_effect,
+        "realized_gain_value": realized_value,
+        "unpriced": unpriced,
+        "missing_fx": bool(missing),
+    }
 
 
 def _cash(
-    code: str, amount: Decimal, currency: str, as_of: datetime.date, rates: RateBook, missing_fx: list[MissingFx]
+    code: str, amount: Decimal, currency: str, as_of: datetime.date, rates: "_Memo", missing_fx: list[MissingFx]
 ) -> CashValue:
     try:
         rate = rates.rate(code, currency, as_of).rate
@@ -241,7 +301,12 @@ def _cash(
     return CashValue(code, amount, rate, amount * rate)
 
 
-def _weighed(position: PositionValue, total: Decimal) -> PositionValue:
-    if not position.counted or total == 0 or position.market_value_value is None:
-        return position
-    return replace(position, weight=position.market_value_value / total)
+def _counted(draft: dict[str, Any]) -> bool:
+    """`PositionValue.counted` of a draft."""
+    return not (draft["unpriced"] or draft["missing_fx"])
+
+
+def _weight(draft: dict[str, Any], total: Decimal) -> Decimal | None:
+    if not _counted(draft) or total == 0 or draft["market_value_value"] is None:
+        return None
+    return draft["market_value_value"] / total
