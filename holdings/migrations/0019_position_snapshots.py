@@ -11,7 +11,7 @@ import portfolio_site.money
 class Migration(migrations.Migration):
     dependencies = [
         ("clients", "0008_portfolio_history_version"),
-        ("holdings", "0016_asset_symbol"),
+        ("holdings", "0018_cash_in_lieu_index_where_set"),
     ]
 
     operations = [

@@ -13,7 +13,7 @@ def drop_snapshots(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("holdings", "0017_position_snapshots"),
+        ("holdings", "0019_position_snapshots"),
     ]
 
     operations = [
