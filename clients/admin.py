@@ -180,10 +180,6 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Client) -> None:
         services.client_delete(actor=request.user, client=obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
-        for client in queryset:
-            services.client_delete(actor=request.user, client=client)
-
 
 @admin.register(Portfolio)
 class PortfolioAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
@@ -245,10 +241,6 @@ class PortfolioAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin
 
     def delete_model(self, request: HttpRequest, obj: Portfolio) -> None:
         services.portfolio_delete(actor=request.user, portfolio=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Portfolio]) -> None:
-        for portfolio in queryset.order_by("pk"):
-            services.portfolio_delete(actor=request.user, portfolio=portfolio)
 
 
 def _movement_counts(portfolios: Iterable[Portfolio]) -> list[str]:

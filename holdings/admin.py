@@ -4,7 +4,6 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -70,10 +69,6 @@ class AssetAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Asset) -> None:
         services.asset_delete(asset=obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Asset]) -> None:
-        for asset in queryset:
-            services.asset_delete(asset=asset)
-
 
 @admin.register(Price)
 class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
@@ -95,10 +90,6 @@ class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Price) -> None:
         services.price_delete(price=obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Price]) -> None:
-        for price in queryset:
-            services.price_delete(price=price)
-
 
 @admin.register(FxRate)
 class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
@@ -117,10 +108,6 @@ class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: FxRate) -> None:
         services.fx_rate_delete(fx_rate=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FxRate]) -> None:
-        for fx_rate in queryset:
-            services.fx_rate_delete(fx_rate=fx_rate)
 
 
 @admin.register(Split)
@@ -145,11 +132,6 @@ class SplitAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Split) -> None:
         services.split_delete(actor=request.user, split=obj)
-
-    @transaction.atomic
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Split]) -> None:
-        for split in queryset.order_by("pk"):
-            services.split_delete(actor=request.user, split=split)
 
 
 class AllocationForm(forms.ModelForm):
@@ -268,11 +250,6 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
     def delete_model(self, request: HttpRequest, obj: Allocation) -> None:
         services.allocation_delete(actor=request.user, allocation=obj)
 
-    @transaction.atomic
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Allocation]) -> None:
-        for allocation in queryset.order_by("pk"):
-            services.allocation_delete(actor=request.user, allocation=allocation)
-
 
 class AllocationInline(ReadOnlyInline):
     model = Allocation
@@ -388,11 +365,6 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
 
     def delete_model(self, request: HttpRequest, obj: Dividend) -> None:
         dividend_services.dividend_delete(actor=request.user, dividend=obj)
-
-    @transaction.atomic
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Dividend]) -> None:
-        for dividend in queryset.order_by("pk"):
-            dividend_services.dividend_delete(actor=request.user, dividend=dividend)
 
 
 class DividendInline(ReadOnlyInline):
