@@ -5,6 +5,7 @@ portfolio never funds another without an explicit transfer. A reversal takes eff
 reverses (see `ledger.models.effective_date`)."""
 
 import datetime
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
@@ -102,6 +103,43 @@ def _post(
     return tx, True
 
 
+def _leg_post(
+    *,
+    actor: Any,
+    portfolio_id: int,
+    kind: str,
+    amount: Decimal,
+    currency: str,
+    date: datetime.date,
+    notes: str,
+    import_batch: ImportBatch | None,
+) -> Transaction:
+    """A cash leg another record owns (a trade's settlement, a dividend's cash), posted in its locked portfolio
+    under the same cash rule as every posting."""
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
+    tx, _ = _post(
+        actor=actor,
+        portfolio=portfolio,
+        kind=kind,
+        amount=amount,
+        currency=currency,
+        date=date,
+        notes=notes,
+        import_batch=import_batch,
+    )
+    return tx
+
+
+def _leg_reverse(
+    *, actor: Any, transaction: Transaction, kinds: Collection[str], refusal: str, notes: str
+) -> Transaction:
+    """Cancels a cash leg its owner changed or deleted; a leg of another kind is refused with `refusal`."""
+    if transaction.kind not in kinds:
+        raise ValidationError(refusal)
+    portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
+    return _reverse(actor=actor, original=transaction, notes=notes)
+
+
 @db_transaction.atomic
 def transaction_post(
     *,
@@ -150,10 +188,9 @@ def settlement_post(
     """Posts the cash leg of a trade in its portfolio: a buy takes cash out, a sell brings it in."""
     if kind not in Transaction.SETTLEMENTS:
         raise ValidationError({"kind": "A settlement is a buy or a sell."})
-    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
-    tx, _ = _post(
+    return _leg_post(
         actor=actor,
-        portfolio=portfolio,
+        portfolio_id=portfolio_id,
         kind=kind,
         amount=amount,
         currency=currency,
@@ -161,7 +198,6 @@ def settlement_post(
         notes=notes,
         import_batch=import_batch,
     )
-    return tx
 
 
 @db_transaction.atomic
@@ -260,10 +296,13 @@ def transaction_reverse(*, actor: Any, transaction: Transaction, notes: str = ""
 @db_transaction.atomic
 def settlement_reverse(*, actor: Any, transaction: Transaction, notes: str = "") -> Transaction:
     """Cancels a trade's cash leg (the trade was changed or deleted)."""
-    if transaction.kind not in Transaction.SETTLEMENTS:
-        raise ValidationError("Only a trade's settlement is reversed through its trade.")
-    portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
-    return _reverse(actor=actor, original=transaction, notes=notes)
+    return _leg_reverse(
+        actor=actor,
+        transaction=transaction,
+        kinds=Transaction.SETTLEMENTS,
+        refusal="Only a trade's settlement is reversed through its trade.",
+        notes=notes,
+    )
 
 
 @db_transaction.atomic
@@ -279,10 +318,9 @@ def dividend_cash_post(
 ) -> Transaction:
     """Posts a dividend's net cash in its portfolio on its pay date. Only the dividend's own service calls this,
     and the dividend points at what it returns, as a trade points at its settlement."""
-    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
-    tx, _ = _post(
+    return _leg_post(
         actor=actor,
-        portfolio=portfolio,
+        portfolio_id=portfolio_id,
         kind=Kind.DIVIDEND,
         amount=amount,
         currency=currency,
@@ -290,13 +328,15 @@ def dividend_cash_post(
         notes=notes,
         import_batch=import_batch,
     )
-    return tx
 
 
 @db_transaction.atomic
 def dividend_cash_reverse(*, actor: Any, transaction: Transaction, notes: str = "") -> Transaction:
     """Cancels a dividend's cash (the dividend was changed or deleted)."""
-    if transaction.kind not in Transaction.DIVIDENDS:
-        raise ValidationError("Only a dividend's cash is reversed through its dividend.")
-    portfolio_lock(actor=actor, portfolio_id=transaction.portfolio_id)
-    return _reverse(actor=actor, original=transaction, notes=notes)
+    return _leg_reverse(
+        actor=actor,
+        transaction=transaction,
+        kinds=Transaction.DIVIDENDS,
+        refusal="Only a dividend's cash is reversed through its dividend.",
+        notes=notes,
+    )
