@@ -6,20 +6,21 @@ Portfolios are few per client and go through `portfolio_create` / `portfolio_upd
 """
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, ImportFormat, RowError, register
-from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
+from portfolio_site.imports.upsert import PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 
 from .models import Client, Portfolio, PortfolioKind
@@ -136,18 +137,20 @@ class ClientFormat(UpsertFormat):
         return None
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        clients = Client.objects.select_related("advisor").order_by("email")
-        for client in clients.iterator(chunk_size=BATCH_ROWS):
-            yield {
-                "email": client.email,
-                "name": client.name,
-                "advisor": client.advisor.email,
-                "base_currency": client.base_currency,
-                "phone": client.phone,
-                "is_active": "true" if client.is_active else "false",
-                "notes": client.notes,
-            }
+    def exported(cls, rows: QuerySet[Client]) -> QuerySet[Client]:
+        return rows.select_related("advisor").order_by("email")
+
+    @classmethod
+    def export_row(cls, client: Client) -> dict[str, str]:
+        return {
+            "email": client.email,
+            "name": client.name,
+            "advisor": client.advisor.email,
+            "base_currency": client.base_currency,
+            "phone": client.phone,
+            "is_active": "true" if client.is_active else "false",
+            "notes": client.notes,
+        }
 
 
 # --- Portfolios ----------------------------------------------------------------------------------
@@ -319,6 +322,7 @@ class PortfolioFormat(ImportFormat):
     and the services' own checks (visibility, names unique per client, account numbers per custodian) apply."""
 
     kind = "portfolios"
+    model = Portfolio
     permissions = ("clients.add_portfolio", "clients.change_portfolio")
     description = (
         "clients' portfolios (accounts), created or updated by client email and name, whatever the case (the row "
@@ -397,20 +401,22 @@ class PortfolioFormat(ImportFormat):
         """Nothing left to do: `check` wrote the rows."""
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        portfolios = Portfolio.objects.select_related("client").order_by("client__email", "name", "pk")
-        for portfolio in portfolios.iterator(chunk_size=BATCH_ROWS):
-            yield {
-                "client": portfolio.client.email,
-                "name": portfolio.name,
-                "kind": portfolio.kind,
-                "custodian": portfolio.custodian,
-                "account_number": portfolio.account_number,
-                "base_currency": portfolio.base_currency,
-                "opened_on": portfolio.opened_on.isoformat(),
-                "closed_on": portfolio.closed_on.isoformat() if portfolio.closed_on else "",
-                "notes": portfolio.notes,
-            }
+    def exported(cls, rows: QuerySet[Portfolio]) -> QuerySet[Portfolio]:
+        return rows.select_related("client").order_by("client__email", "name", "pk")
+
+    @classmethod
+    def export_row(cls, portfolio: Portfolio) -> dict[str, str]:
+        return {
+            "client": portfolio.client.email,
+            "name": portfolio.name,
+            "kind": portfolio.kind,
+            "custodian": portfolio.custodian,
+            "account_number": portfolio.account_number,
+            "base_currency": portfolio.base_currency,
+            "opened_on": portfolio.opened_on.isoformat(),
+            "closed_on": portfolio.closed_on.isoformat() if portfolio.closed_on else "",
+            "notes": portfolio.notes,
+        }
 
 
 def _portfolio_refusal(error: Exception) -> tuple[str, str]:

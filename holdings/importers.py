@@ -16,13 +16,14 @@ import contextlib
 import datetime
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from contextlib import nullcontext
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
+from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -34,7 +35,7 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.imports import parsing
 from portfolio_site.imports.formats import Column, ImportFormat, PipelinedFormat, RowError, register
 from portfolio_site.imports.staging import Staging, staged_date
-from portfolio_site.imports.upsert import BATCH_ROWS, PendingRow, UpsertFormat, cells, validation_messages
+from portfolio_site.imports.upsert import PendingRow, UpsertFormat, cells, validation_messages
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
@@ -214,16 +215,19 @@ class AssetFormat(UpsertFormat):
         return None
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        for asset in Asset.objects.order_by("ticker", "exchange").iterator(chunk_size=BATCH_ROWS):
-            yield {
-                "ticker": asset.ticker,
-                "exchange": asset.exchange,
-                "name": asset.name,
-                "currency": asset.currency,
-                "asset_type": asset.asset_type,
-                "isin": asset.isin,
-            }
+    def exported(cls, rows: QuerySet[Asset]) -> QuerySet[Asset]:
+        return rows.order_by("ticker", "exchange")
+
+    @classmethod
+    def export_row(cls, asset: Asset) -> dict[str, str]:
+        return {
+            "ticker": asset.ticker,
+            "exchange": asset.exchange,
+            "name": asset.name,
+            "currency": asset.currency,
+            "asset_type": asset.asset_type,
+            "isin": asset.isin,
+        }
 
 
 def _label(ticker: str, exchange: str) -> str:
@@ -344,6 +348,7 @@ class PriceFormat(DatedSeriesFormat):
     """Closing prices per asset and day. A change marks the portfolios holding the asset, as price_create does."""
 
     kind = "prices"
+    model = Price
     permissions = ("holdings.add_price", "holdings.change_price")
     description = "closing prices, one per asset and date, created or updated by asset and date."
     columns = (
@@ -384,15 +389,17 @@ class PriceFormat(DatedSeriesFormat):
         invalidate_namespace(PRICES_CACHE)
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        prices = Price.objects.select_related("asset").order_by("asset__ticker", "asset__exchange", "date")
-        for price in prices.iterator(chunk_size=5000):
-            yield {
-                "ticker": price.asset.ticker,
-                "exchange": price.asset.exchange,
-                "date": price.date.isoformat(),
-                "close": plain(price.close),
-            }
+    def exported(cls, rows: QuerySet[Price]) -> QuerySet[Price]:
+        return rows.select_related("asset").order_by("asset__ticker", "asset__exchange", "date")
+
+    @classmethod
+    def export_row(cls, price: Price) -> dict[str, str]:
+        return {
+            "ticker": price.asset.ticker,
+            "exchange": price.asset.exchange,
+            "date": price.date.isoformat(),
+            "close": plain(price.close),
+        }
 
 
 # --- Splits ----------------------------------------------------------------------------------------
@@ -417,6 +424,7 @@ class SplitFormat(ImportFormat):
     so the rows are replayed one by one, in date order, never bulk-written."""
 
     kind = "splits"
+    model = Split
     permissions = ("holdings.add_split", "holdings.change_split")
     description = (
         "splits and reverse splits, created or updated by asset and date (the row is the whole record), through "
@@ -493,17 +501,20 @@ class SplitFormat(ImportFormat):
                     return
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        for split in Split.objects.select_related("asset").order_by("asset__ticker", "asset__exchange", "date"):
-            yield {
-                "ticker": split.asset.ticker,
-                "exchange": split.asset.exchange,
-                "date": split.date.isoformat(),
-                "new_units": plain(split.new_units),
-                "old_units": plain(split.old_units),
-                "cash_in_lieu_price": plain(split.cash_in_lieu_price) if split.cash_in_lieu_price is not None else "",
-                "notes": split.notes,
-            }
+    def exported(cls, rows: QuerySet[Split]) -> QuerySet[Split]:
+        return rows.select_related("asset").order_by("asset__ticker", "asset__exchange", "date")
+
+    @classmethod
+    def export_row(cls, split: Split) -> dict[str, str]:
+        return {
+            "ticker": split.asset.ticker,
+            "exchange": split.asset.exchange,
+            "date": split.date.isoformat(),
+            "new_units": plain(split.new_units),
+            "old_units": plain(split.old_units),
+            "cash_in_lieu_price": plain(split.cash_in_lieu_price) if split.cash_in_lieu_price is not None else "",
+            "notes": split.notes,
+        }
 
 
 # --- Allocations ---------------------------------------------------------------------------------
@@ -527,6 +538,7 @@ _ALLOCATION_COLUMNS = {
 @register
 class AllocationFormat(PipelinedFormat):
     kind = "allocations"
+    model = Allocation
     permissions = ("holdings.add_allocation", "ledger.add_transaction")  # buys and sells settle in cash
     description = (
         "buys, sells and transfers of the holdings of clients' portfolios, recorded as the API records them: in "
@@ -722,24 +734,26 @@ class AllocationFormat(PipelinedFormat):
             return list(cursor.fetchall())
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        allocations = Allocation.objects.select_related("client", "portfolio", "asset").order_by("date", "id")
-        for allocation in allocations.iterator(chunk_size=5000):
-            yield {
-                "client": allocation.client.email,
-                "portfolio": allocation.portfolio.name,
-                "custodian": allocation.portfolio.custodian,
-                "account_number": allocation.portfolio.account_number,
-                "ticker": allocation.asset.ticker,
-                "exchange": allocation.asset.exchange,
-                "kind": allocation.kind,
-                "quantity": plain(allocation.quantity),
-                "price": plain(allocation.price),
-                "fees": plain(allocation.fees),
-                "taxes": plain(allocation.taxes),
-                "date": allocation.date.isoformat(),
-                "notes": allocation.notes,
-            }
+    def exported(cls, rows: QuerySet[Allocation]) -> QuerySet[Allocation]:
+        return rows.select_related("client", "portfolio", "asset").order_by("date", "id")
+
+    @classmethod
+    def export_row(cls, allocation: Allocation) -> dict[str, str]:
+        return {
+            "client": allocation.client.email,
+            "portfolio": allocation.portfolio.name,
+            "custodian": allocation.portfolio.custodian,
+            "account_number": allocation.portfolio.account_number,
+            "ticker": allocation.asset.ticker,
+            "exchange": allocation.asset.exchange,
+            "kind": allocation.kind,
+            "quantity": plain(allocation.quantity),
+            "price": plain(allocation.price),
+            "fees": plain(allocation.fees),
+            "taxes": plain(allocation.taxes),
+            "date": allocation.date.isoformat(),
+            "notes": allocation.notes,
+        }
 
 
 def _refusal(error: Exception, columns: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -763,6 +777,7 @@ class FxRateFormat(DatedSeriesFormat):
     written (as the services do: a rate converts holdings of every client, so no portfolio is left out)."""
 
     kind = "fx"
+    model = FxRate
     permissions = ("holdings.add_fxrate", "holdings.change_fxrate")
     description = (
         "exchange rates as published: rate units of quote for one unit of base on a date, created or updated by "
@@ -800,9 +815,12 @@ class FxRateFormat(DatedSeriesFormat):
         invalidate_namespace(FX_RATES_CACHE)
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        for fx in FxRate.objects.order_by("base", "quote", "date").iterator(chunk_size=5000):
-            yield {"base": fx.base, "quote": fx.quote, "date": fx.date.isoformat(), "rate": plain(fx.rate)}
+    def exported(cls, rows: QuerySet[FxRate]) -> QuerySet[FxRate]:
+        return rows.order_by("base", "quote", "date")
+
+    @classmethod
+    def export_row(cls, fx: FxRate) -> dict[str, str]:
+        return {"base": fx.base, "quote": fx.quote, "date": fx.date.isoformat(), "rate": plain(fx.rate)}
 
 
 # --- Dividends -----------------------------------------------------------------------------------
@@ -825,6 +843,7 @@ _DIVIDEND_COLUMNS = {
 @register
 class DividendFormat(ImportFormat):
     kind = "dividends"
+    model = Dividend
     permissions = ("holdings.add_dividend", "holdings.change_dividend", "ledger.add_transaction")
     description = (
         "cash dividends paid to clients' portfolios, recorded as the API records them: each posts its net cash "
@@ -960,26 +979,28 @@ class DividendFormat(ImportFormat):
         self.run.reject(line, column, message, row)
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        dividends = Dividend.objects.select_related("client", "portfolio", "asset").order_by("pay_date", "id")
-        for dividend in dividends.iterator(chunk_size=5000):
-            per_unit = dividend.amount_per_unit
-            yield {
-                "client": dividend.client.email,
-                "portfolio": dividend.portfolio.name,
-                "custodian": dividend.portfolio.custodian,
-                "account_number": dividend.portfolio.account_number,
-                "ticker": dividend.asset.ticker,
-                "exchange": dividend.asset.exchange,
-                "ex_date": dividend.ex_date.isoformat(),
-                "pay_date": dividend.pay_date.isoformat(),
-                # One or the other, as a row gives them: the gross of a per-unit dividend is derived again.
-                "gross": "" if per_unit is not None else plain(dividend.gross),
-                "amount_per_unit": "" if per_unit is None else plain(per_unit),
-                "withholding_tax": plain(dividend.withholding_tax),
-                "currency": dividend.currency,
-                "notes": dividend.notes,
-            }
+    def exported(cls, rows: QuerySet[Dividend]) -> QuerySet[Dividend]:
+        return rows.select_related("client", "portfolio", "asset").order_by("pay_date", "id")
+
+    @classmethod
+    def export_row(cls, dividend: Dividend) -> dict[str, str]:
+        per_unit = dividend.amount_per_unit
+        return {
+            "client": dividend.client.email,
+            "portfolio": dividend.portfolio.name,
+            "custodian": dividend.portfolio.custodian,
+            "account_number": dividend.portfolio.account_number,
+            "ticker": dividend.asset.ticker,
+            "exchange": dividend.asset.exchange,
+            "ex_date": dividend.ex_date.isoformat(),
+            "pay_date": dividend.pay_date.isoformat(),
+            # One or the other, as a row gives them: the gross of a per-unit dividend is derived again.
+            "gross": "" if per_unit is not None else plain(dividend.gross),
+            "amount_per_unit": "" if per_unit is None else plain(per_unit),
+            "withholding_tax": plain(dividend.withholding_tax),
+            "currency": dividend.currency,
+            "notes": dividend.notes,
+        }
 
 
 def _dividend_refusal(error: Exception) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -128,6 +128,7 @@ def _index_lookups(cursor: Any) -> Iterator[None]:
 @register
 class TransactionFormat(PipelinedFormat):
     kind = "transactions"
+    model = Transaction
     permissions = ("ledger.add_transaction",)
     description = (
         "deposits, withdrawals, interest, fees, taxes and tax refunds in clients' portfolios. A row names its "
@@ -439,24 +440,26 @@ class TransactionFormat(PipelinedFormat):
             pass
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
+    def exported(cls, rows: QuerySet[Transaction]) -> QuerySet[Transaction]:
         """Directly posted movements as they stand: reversals, and what they reversed, cancel out and are left
-        out."""
-        movements = (
-            Transaction.objects.filter(kind__in=Transaction.DIRECT, reverses__isnull=True, reversal__isnull=True)
+        out (trade settlements and dividends' cash come back with their trades and dividends)."""
+        return (
+            rows.filter(kind__in=Transaction.DIRECT, reverses__isnull=True, reversal__isnull=True)
             .select_related("client", "portfolio")
             .order_by("date", "id")
         )
-        for tx in movements.iterator(chunk_size=5000):
-            yield {
-                "client": tx.client.email,
-                "portfolio": tx.portfolio.name,
-                "custodian": tx.portfolio.custodian,
-                "account_number": tx.portfolio.account_number,
-                "kind": tx.kind,
-                "amount": str(tx.amount),
-                "currency": tx.currency,
-                "date": tx.date.isoformat(),
-                "reference": tx.reference or "",
-                "notes": tx.notes,
-            }
+
+    @classmethod
+    def export_row(cls, tx: Transaction) -> dict[str, str]:
+        return {
+            "client": tx.client.email,
+            "portfolio": tx.portfolio.name,
+            "custodian": tx.portfolio.custodian,
+            "account_number": tx.portfolio.account_number,
+            "kind": tx.kind,
+            "amount": str(tx.amount),
+            "currency": tx.currency,
+            "date": tx.date.isoformat(),
+            "reference": tx.reference or "",
+            "notes": tx.notes,
+        }

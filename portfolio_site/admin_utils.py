@@ -5,13 +5,19 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR, IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import router, transaction
 from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern, URLResolver, path, reverse
+from django.utils import timezone
 
 from portfolio_site.errors import ConflictError
+from portfolio_site.imports.exporting import csv_lines
+from portfolio_site.imports.formats import ImportFormat, format_for_model
 from portfolio_site.scoping import check_scoped, scoped
 
 # A delete the database refuses (a protected foreign key) is reported like a service's refusal: the admin's own
@@ -28,9 +34,77 @@ def error_text(error: Exception) -> str:
     return str(error)
 
 
-class ScopedAdminMixin:
+class ExportAdminMixin:
+    """Every list whose model is a kind of the import engine offers its rows as that kind's CSV file: the selected
+    rows (an action) or the whole filtered list (a link, streamed). Both write through `exporting.csv_lines`, the
+    code `manage.py export` runs, so cells are escaped alike, and both start from the admin's own queryset, so a
+    user exports only the rows they may see (ids of others' rows in a crafted POST match nothing)."""
+
+    def export_format(self) -> type[ImportFormat] | None:
+        return format_for_model(self.model)  # type: ignore[attr-defined]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
+        # Django offers no actions on popups or when a page turns them off; nor does the export.
+        if self.actions is None or IS_POPUP_VAR in request.GET:  # type: ignore[attr-defined]
+            return actions
+        if self.export_format() is not None and self.has_view_permission(request):  # type: ignore[attr-defined]
+            action = self.get_action("export_selected")  # type: ignore[attr-defined]
+            actions[action[1]] = action
+        return actions
+
+    @admin.action(description="Export selected %(verbose_name_plural)s to CSV (the import's columns)")
+    def export_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponseBase:
+        return self.export_response(queryset)
+
+    def export_response(self, queryset: QuerySet[Any]) -> HttpResponseBase:
+        format_class = self.export_format()
+        assert format_class is not None
+        # Only the ids are taken from the list's query: its ordering, joins and DISTINCT are the page's, while the
+        # file's order is the kind's (movements by date, so that the file imports back).
+        rows = self.model._default_manager.filter(pk__in=queryset.values("pk"))  # type: ignore[attr-defined]
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = StreamingHttpResponse(csv_lines(format_class, rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{format_class.kind}-{stamp}.csv"'
+        return response
+
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
+        """The whole list as filtered, searched and scoped on the changelist (its query string), streamed."""
+        if self.export_format() is None or not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(self._changelist_url())
+        return self.export_response(changelist.queryset)
+
+    def _changelist_url(self) -> str:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        export = path(
+            "export/",
+            self.admin_site.admin_view(self.export_view),  # type: ignore[attr-defined]
+            name=f"{opts.app_label}_{opts.model_name}_export",
+        )
+        return [export, *super().get_urls()]  # type: ignore[misc]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if self.export_format() is not None and self.has_view_permission(request):  # type: ignore[attr-defined]
+            opts = self.model._meta  # type: ignore[attr-defined]
+            extra_context = {
+                **(extra_context or {}),
+                "export_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_export"),
+            }
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+
+class ScopedAdminMixin(ExportAdminMixin):
     """Applies the model's `visible_to(user)` first, unconditionally, as the API does, so the admin never shows
-    more: a model whose QuerySet cannot be scoped is refused with ImproperlyConfigured."""
+    more: a model whose QuerySet cannot be scoped is refused with ImproperlyConfigured. Its lists export what they
+    show (ExportAdminMixin), through the same scoped queryset."""
 
     def __init__(self, model: type[Model], admin_site: Any) -> None:
         # Refused when registered (at startup, by the admin's autodiscovery), not on the first page someone opens.

@@ -133,13 +133,13 @@ def test_transaction_cannot_be_deleted_in_the_admin(client, superuser):
     assert Transaction.objects.filter(pk=tx.pk).exists()
 
 
-def test_transaction_changelist_offers_no_bulk_delete_only_the_reverse_action(client, operations):
+def test_transaction_changelist_offers_no_bulk_delete_only_the_reverse_and_export_actions(client, operations):
     client.force_login(operations)
 
     response = client.get(reverse(CHANGELIST))
 
     actions = [name for name, _ in response.context["action_form"].fields["action"].choices if name]
-    assert actions == ["reverse_selected"]
+    assert actions == ["reverse_selected", "export_selected"]
 
 
 def test_reverse_action_is_not_offered_to_an_auditor(client, auditor):
@@ -149,7 +149,8 @@ def test_reverse_action_is_not_offered_to_an_auditor(client, auditor):
     response = client.get(reverse(CHANGELIST))
 
     assert response.status_code == 200
-    assert response.context["action_form"] is None
+    actions = [name for name, _ in response.context["action_form"].fields["action"].choices if name]
+    assert actions == ["export_selected"]  # reading, not writing
 
 
 # --- The reverse action -------------------------------------------------------------------------------------------

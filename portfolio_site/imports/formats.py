@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
 
 if TYPE_CHECKING:
     from .run import ImportRun
@@ -51,6 +52,9 @@ class ImportFormat:
     # The model permissions ("app.codename") of every write the file may make: the person importing needs all
     # of them, as they would to make the same writes through the API or the admin.
     permissions: ClassVar[tuple[str, ...]]
+    # The model whose rows the kind exports, one line each; the admin offers its export on this model's list.
+    model: ClassVar[type[Model]]
+    export_chunk_rows: ClassVar[int] = 5000
 
     def __init__(self, run: "ImportRun") -> None:
         self.run = run
@@ -74,9 +78,23 @@ class ImportFormat:
         """Always called last, also when the run stops early: release what `prepare` opened."""
 
     @classmethod
-    def export_rows(cls) -> Iterator[dict[str, str]]:
-        """Every stored record as a row of this format's columns (what `manage.py export` writes)."""
+    def exported(cls, rows: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows of `rows` (a queryset of `model`) that this kind writes, in the file's order, with what
+        `export_row` reads joined. Ordering here, not by the caller, keeps a file importable (movements by date)."""
         raise NotImplementedError
+
+    @classmethod
+    def export_row(cls, obj: Any) -> dict[str, str]:
+        """One stored record as a row of this format's columns, unescaped (`exporting.py` escapes every cell)."""
+        raise NotImplementedError
+
+    @classmethod
+    def export_rows(cls, rows: QuerySet[Any] | None = None) -> Iterator[dict[str, str]]:
+        """Every stored record, or those of `rows` (the admin's scoped, filtered or selected list), as rows of
+        this format's columns: `manage.py export` and the admin's export both read them from here."""
+        selected = cls.model._default_manager.all() if rows is None else rows
+        for obj in cls.exported(selected).iterator(chunk_size=cls.export_chunk_rows):
+            yield cls.export_row(obj)
 
     @classmethod
     def column_help(cls) -> str:
@@ -120,6 +138,11 @@ FORMATS: dict[str, type[ImportFormat]] = {}
 def register(format_class: type[ImportFormat]) -> type[ImportFormat]:
     FORMATS[format_class.kind] = format_class
     return format_class
+
+
+def format_for_model(model: type[Model]) -> type[ImportFormat] | None:
+    """The kind whose rows are `model`'s, if any (at most one: a kind names the model it exports)."""
+    return next((format_class for format_class in FORMATS.values() if format_class.model is model), None)
 
 
 def import_permission_check(*, actor: Any, kind: str) -> None:
