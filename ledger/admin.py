@@ -1,14 +1,36 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import router
+from django.db import transaction as db_transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
 from clients.admin import ClientScopedAdminMixin, PortfolioListFilter, add_client_inline
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, error_text
 from portfolio_site.errors import ConflictError
+from portfolio_site.models import NOTES_MAX_LENGTH
 
 from . import services
 from .models import Transaction
+
+REVERSE_TEMPLATE = "admin/ledger/transaction/reverse_confirmation.html"
+
+
+class ReverseForm(forms.Form):
+    """The reason a correction is made: required, since a reversal without one leaves the audit trail mute."""
+
+    reason = forms.CharField(
+        max_length=NOTES_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Why these transactions are reversed; kept as each reversal's notes.",
+    )
 
 
 @admin.register(Transaction)
@@ -41,19 +63,98 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
     show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
 
     @admin.action(
-        description="Reverse selected deposits, withdrawals, interest, fees and taxes", permissions=["reverse"]
+        description="Reverse selected deposits, withdrawals, interest, fees and taxes…", permissions=["reverse"]
     )
-    def reverse_selected(self, request: HttpRequest, queryset: QuerySet[Transaction]) -> None:
+    def reverse_selected(self, request: HttpRequest, queryset: QuerySet[Transaction]) -> HttpResponse | None:
+        """First a confirmation page asking for the reason (as Django's delete asks for a confirmation), then the
+        reversals, all or none. `queryset` is the scoped list's: another advisor's ids select nothing."""
+        selected = list(queryset.select_related("client", "portfolio").order_by("pk"))
+        form = ReverseForm(request.POST if "post" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            self._reverse_all(request, selected, form.cleaned_data["reason"])
+            return None  # back to the list, with the messages
+        return self._reverse_confirmation(request, selected, form, single=False)
+
+    def reverse_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The change page's "Reverse" button: the same confirmation and service, for one transaction."""
+        if not self.has_reverse_permission(request):
+            raise PermissionDenied
+        tx = self.get_object(request, unquote(object_id))  # scoped: another advisor's reads as missing
+        if tx is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
+        form = ReverseForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            self._reverse_all(request, [tx], form.cleaned_data["reason"])
+            return HttpResponseRedirect(reverse("admin:ledger_transaction_change", args=[tx.pk]))
+        return self._reverse_confirmation(request, [tx], form, single=True)
+
+    def _reverse_confirmation(
+        self, request: HttpRequest, selected: list[Transaction], form: ReverseForm, *, single: bool
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reverse transactions",
+            "opts": self.opts,
+            "transactions": selected,
+            "form": form,
+            "single": single,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, REVERSE_TEMPLATE, context)
+
+    def _reverse_all(self, request: HttpRequest, selected: list[Transaction], reason: str) -> bool:
+        """Reverses every selected transaction through `transaction_reverse`, with the reason as its notes, in one
+        database transaction: if any is refused (a trade's or a dividend's cash, already reversed, a reversal, cash
+        that would go negative), every refusal is reported and nothing is reversed."""
+        ids = [tx.pk for tx in selected]
+        refusals: list[str] = []
         reversed_count = 0
-        for tx in queryset.order_by("pk"):
-            try:
-                services.transaction_reverse(actor=request.user, transaction=tx)
-            except (ConflictError, PermissionDenied) as error:
-                self.message_user(request, f"{tx}: {error_text(error)}", messages.ERROR)
-            else:
-                reversed_count += 1
-        if reversed_count:
-            self.message_user(request, f"Reversed {reversed_count} transaction(s).", messages.SUCCESS)
+        with db_transaction.atomic(using=router.db_for_write(Transaction)):
+            before = set(Transaction.objects.filter(reverses_id__in=ids).values_list("reverses_id", flat=True))
+            for tx in selected:
+                # Reversing one leg of a transfer reverses both: the other leg, if selected too, is then done.
+                if reversed_count and tx.pk not in before and Transaction.objects.filter(reverses_id=tx.pk).exists():
+                    continue
+                try:
+                    with db_transaction.atomic(using=router.db_for_write(Transaction)):
+                        services.transaction_reverse(actor=request.user, transaction=tx, notes=reason)
+                except (ConflictError, PermissionDenied, ValidationError) as error:
+                    refusals.append(f"{tx} of {tx.date} ({tx.client}): {error_text(error)}")
+                else:
+                    reversed_count += 1
+            if refusals:
+                db_transaction.set_rollback(True)
+        for refusal in refusals:
+            self.message_user(request, f"Not reversed: {refusal}", messages.ERROR)
+        if refusals:
+            self.message_user(request, "Nothing was reversed.", messages.WARNING)
+            return False
+        self.message_user(request, f"Reversed {reversed_count} transaction(s).", messages.SUCCESS)
+        return True
+
+    def is_reversible(self, tx: Transaction) -> bool:
+        """Whether the change page offers "Reverse": what `transaction_reverse` would accept, as far as the row
+        itself tells (the cash check is the service's, when it runs)."""
+        if tx.reverses_id is not None or tx.kind in Transaction.SETTLEMENTS or tx.kind in Transaction.DIVIDENDS:
+            return False
+        return not Transaction.objects.filter(reverses=tx).exists()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        tx = self.get_object(request, unquote(object_id))
+        if tx is not None and self.has_reverse_permission(request) and self.is_reversible(tx):
+            extra_context["reverse_url"] = reverse("admin:ledger_transaction_reverse", args=[tx.pk])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list[URLPattern]:
+        reverse_one = path(
+            "<path:object_id>/reverse/",
+            self.admin_site.admin_view(self.reverse_view),
+            name="ledger_transaction_reverse",
+        )
+        return [reverse_one, *super().get_urls()]
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Transaction) -> str:

@@ -12,7 +12,7 @@ from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.urls import URLPattern, URLResolver, path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from portfolio_site.errors import ConflictError
@@ -82,7 +82,7 @@ class ExportAdminMixin:
         opts = self.model._meta  # type: ignore[attr-defined]
         return reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
+    def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta  # type: ignore[attr-defined]
         export = path(
             "export/",

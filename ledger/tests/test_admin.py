@@ -24,11 +24,12 @@ CHANGELIST = "admin:ledger_transaction_changelist"
 TODAY = datetime.date(2026, 2, 2)
 
 
-def _reverse_action(client: test.Client, *transactions: Transaction) -> Any:
-    return client.post(
-        reverse(CHANGELIST),
-        {"action": "reverse_selected", "_selected_action": [tx.pk for tx in transactions]},
-    )
+def _reverse_action(client: test.Client, *transactions: Transaction, reason: str | None = "Posted twice") -> Any:
+    """The action as the confirmation page posts it, with a reason; `reason=None`: the list's first post."""
+    data: dict[str, Any] = {"action": "reverse_selected", "_selected_action": [tx.pk for tx in transactions]}
+    if reason is not None:
+        data.update({"post": "yes", "reason": reason})
+    return client.post(reverse(CHANGELIST), data)
 
 
 def _make_transactions(count: int, created_by: Any) -> None:
@@ -225,6 +226,127 @@ def test_reverse_action_is_refused_to_an_auditor(client, auditor):
     _reverse_action(client, deposit)
 
     assert not Transaction.objects.filter(reverses=deposit).exists()
+
+
+def test_reverse_action_first_asks_for_a_reason_and_reverses_nothing_yet(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor))
+    client.force_login(advisor)
+
+    response = _reverse_action(client, deposit, reason=None)
+
+    assert response.status_code == 200
+    assert response.templates[0].name == "admin/ledger/transaction/reverse_confirmation.html"
+    assert 'name="reason"' in response.content.decode()
+    assert [tx.pk for tx in response.context["transactions"]] == [deposit.pk]
+    assert not Transaction.objects.filter(reverses=deposit).exists()
+
+
+def test_reverse_action_without_a_reason_asks_again_and_reverses_nothing(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor))
+    client.force_login(advisor)
+
+    response = _reverse_action(client, deposit, reason="  ")
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"reason": ["This field is required."]}
+    assert not Transaction.objects.filter(reverses=deposit).exists()
+
+
+def test_reverse_action_keeps_the_reason_as_the_reversals_notes(client, operations):
+    deposit = TransactionFactory()
+    client.force_login(operations)
+
+    _reverse_action(client, deposit, reason="Client paid by mistake, ticket 4711")
+
+    assert Transaction.objects.get(reverses=deposit).notes == "Client paid by mistake, ticket 4711"
+
+
+def test_reverse_action_reverses_none_when_one_of_the_selected_is_refused(client, advisor):
+    owner = ClientFactory(advisor=advisor)
+    fine = TransactionFactory(client=owner, amount=Decimal("100"))
+    buy = BuyFactory(client=owner)
+    client.force_login(advisor)
+
+    response = _reverse_action(client, fine, buy.settlement)
+
+    assert not Transaction.objects.filter(reverses__in=[fine, buy.settlement]).exists()
+    shown = admin_messages(response)
+    assert any("settles a trade" in message for message in shown)
+    assert "Nothing was reversed." in shown
+
+
+def test_reverse_action_on_both_legs_of_a_transfer_reverses_the_transfer_once(client, advisor):
+    main, retirement = _two_accounts(advisor)
+    out, into = cash_transfer(
+        actor=advisor,
+        from_portfolio_id=main.pk,
+        to_portfolio_id=retirement.pk,
+        amount=Decimal("300"),
+        currency="EUR",
+        date=TODAY,
+    )
+    client.force_login(advisor)
+
+    response = _reverse_action(client, out, into)
+
+    assert Transaction.objects.filter(reverses=out).count() == Transaction.objects.filter(reverses=into).count() == 1
+    assert "Reversed 1 transaction(s)." in admin_messages(response)
+
+
+def test_change_page_offers_reverse_for_a_deposit_and_it_posts_the_reversal_with_the_reason(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor))
+    client.force_login(advisor)
+    reverse_url = reverse("admin:ledger_transaction_reverse", args=[deposit.pk])
+
+    page = client.get(reverse("admin:ledger_transaction_change", args=[deposit.pk]))
+    asked = client.get(reverse_url)
+    done = client.post(reverse_url, {"post": "yes", "reason": "Wrong client"})
+
+    assert reverse_url in page.content.decode()
+    assert asked.status_code == 200
+    assert 'name="reason"' in asked.content.decode()
+    assert done.status_code == 302
+    reversal = Transaction.objects.get(reverses=deposit)
+    assert reversal.notes == "Wrong client"
+    assert reversal.created_by == advisor
+
+
+def test_change_page_offers_no_reverse_for_a_settlement_a_reversal_or_a_reversed_transaction(client, operations):
+    buy = BuyFactory()
+    deposit = TransactionFactory()
+    reversal = TransactionFactory(client=deposit.client, reverses=deposit)
+    client.force_login(operations)
+
+    for tx in (buy.settlement, deposit, reversal):
+        page = client.get(reverse("admin:ledger_transaction_change", args=[tx.pk]))
+        assert page.status_code == 200
+        assert reverse("admin:ledger_transaction_reverse", args=[tx.pk]) not in page.content.decode()
+
+
+def test_reverse_page_refuses_an_auditor_and_hides_another_advisors_transaction(client, auditor, advisor):
+    theirs = TransactionFactory()
+    url = reverse("admin:ledger_transaction_reverse", args=[theirs.pk])
+
+    client.force_login(auditor)
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 403
+    client.force_login(advisor)
+    assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 302  # "does not exist"
+
+    assert not Transaction.objects.filter(reverses=theirs).exists()
+
+
+def test_reverse_page_reports_an_overdraft_and_reverses_nothing(client, advisor):
+    deposit = TransactionFactory(client=ClientFactory(advisor=advisor), amount=Decimal("1000"))
+    TransactionFactory(client=deposit.client, kind=Transaction.Kind.WITHDRAWAL, amount=Decimal("800"))
+    client.force_login(advisor)
+
+    response = client.post(
+        reverse("admin:ledger_transaction_reverse", args=[deposit.pk]), {"post": "yes", "reason": "x"}, follow=True
+    )
+
+    assert not Transaction.objects.filter(reverses=deposit).exists()
+    assert any("Insufficient cash" in str(message) for message in response.context["messages"])
 
 
 # --- Portfolios ---------------------------------------------------------------------------------------------------
