@@ -1,7 +1,7 @@
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.db import models
 from django.db.models import Q, QuerySet
@@ -11,7 +11,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from portfolio_site.admin_utils import ReadOnlyInline, ScopedAdminMixin, ServiceAdminMixin
+from portfolio_site.admin_utils import (
+    SERVICE_ERRORS,
+    ReadOnlyInline,
+    ScopedAdminMixin,
+    ServiceAdminMixin,
+    ServiceRefusal,
+)
 
 from . import services
 from .models import Client, Portfolio
@@ -168,6 +174,29 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     def open_portfolio(self, obj: Client) -> str:
         query = urlencode({"client": str(obj.pk), "base_currency": obj.base_currency})
         return format_html('<a href="{}?{}">Open another portfolio</a>', reverse("admin:clients_portfolio_add"), query)
+
+    actions = ["deactivate_selected", "reactivate_selected"]
+
+    @admin.action(description="Deactivate selected clients", permissions=["change"])
+    def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
+        self._set_active(request, queryset, active=False)
+
+    @admin.action(description="Reactivate selected clients", permissions=["change"])
+    def reactivate_selected(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
+        self._set_active(request, queryset, active=True)
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Client], *, active: bool) -> None:
+        """Each client through `client_update`, as the change page saves it (its lock and visibility re-check),
+        in key order; `response_action` holds them in one transaction, so a refusal changes none."""
+        changed = 0
+        for obj in queryset.filter(is_active=not active).order_by("pk"):
+            try:
+                services.client_update(actor=request.user, client=obj, is_active=active)
+            except SERVICE_ERRORS as error:
+                raise ServiceRefusal(error) from error
+            changed += 1
+        verb = "Reactivated" if active else "Deactivated"
+        self.message_user(request, f"{verb} {changed} client(s).", messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Client, form: Any, change: bool) -> None:
         data = _changes(form) if change else form.cleaned_data

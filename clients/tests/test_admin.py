@@ -397,3 +397,56 @@ def test_a_client_with_transactions_cannot_be_deleted_in_the_admin(client, opera
 
     assert response.status_code == 200  # Django's "cannot delete: protected objects" page
     assert Client.objects.filter(pk=owner.pk).exists()
+
+
+# --- Deactivating and reactivating --------------------------------------------------------------------------------
+
+
+def _client_action(client: test.Client, action: str, *clients: Client) -> Any:
+    return client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [c.pk for c in clients]})
+
+
+def test_deactivate_action_deactivates_the_selected_clients_through_client_update(client, advisor):
+    first, second = ClientFactory(advisor=advisor), ClientFactory(advisor=advisor)
+    untouched = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+
+    with mock.patch.object(services, "client_update", wraps=services.client_update) as update:
+        response = _client_action(client, "deactivate_selected", first, second)
+
+    assert response.status_code == 302
+    assert update.call_count == 2
+    assert set(Client.objects.filter(is_active=False).values_list("pk", flat=True)) == {first.pk, second.pk}
+    assert Client.objects.get(pk=untouched.pk).is_active
+    assert "Deactivated 2 client(s)." in admin_messages(response)
+
+
+def test_reactivate_action_reactivates_only_inactive_clients(client, operations):
+    inactive, active = ClientFactory(is_active=False), ClientFactory(is_active=True)
+    client.force_login(operations)
+
+    response = _client_action(client, "reactivate_selected", inactive, active)
+
+    assert Client.objects.filter(is_active=True).count() == 2
+    assert "Reactivated 1 client(s)." in admin_messages(response)
+
+
+def test_deactivate_action_is_not_offered_to_an_auditor_and_refused_if_posted(client, auditor):
+    target = ClientFactory()
+    client.force_login(auditor)
+
+    listed = client.get(reverse(CHANGELIST))
+    offered = [name for name, _ in listed.context["action_form"].fields["action"].choices if name]
+    _client_action(client, "deactivate_selected", target)
+
+    assert offered == ["export_selected"]
+    assert Client.objects.get(pk=target.pk).is_active
+
+
+def test_deactivate_action_cannot_reach_another_advisors_client(client, advisor, other_advisor):
+    theirs = ClientFactory(advisor=other_advisor)
+    client.force_login(advisor)
+
+    _client_action(client, "deactivate_selected", theirs)
+
+    assert Client.objects.get(pk=theirs.pk).is_active
