@@ -134,8 +134,9 @@ def _reporting_refusals(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class ServiceAdminMixin:
-    """Writes go through services; a rule they enforce comes back as an error message, never a 500.
+class ServiceAdminMixin(ExportAdminMixin):
+    """Writes go through services; a rule they enforce comes back as an error message, never a 500. Its lists export
+    what they show (ExportAdminMixin), as scoped lists do: reference data (assets, prices) is not scoped.
 
     Only errors raised by the admin's write methods (`save_model`, `delete_model`, `delete_queryset`) are
     reported as messages: the admin's own permission checks still answer 403 (catching those too would
