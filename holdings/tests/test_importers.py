@@ -16,6 +16,7 @@ from ledger.models import Transaction
 from ledger.selectors import cash_available
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.cache import namespace_version
+from portfolio_site.imports import upsert
 from portfolio_site.imports.formats import import_permission_check
 from portfolio_site.imports.run import CommandLineActor, ImportResult, run_import
 
@@ -144,9 +145,8 @@ def test_the_currency_of_an_asset_with_allocations_cannot_change() -> None:
 
 
 def test_assets_are_written_in_batches(monkeypatch) -> None:
-    from holdings import importers
-
-    monkeypatch.setattr(importers, "BATCH_ROWS", 2)
+    # The batches are the upsert engine's (holdings.importers only re-exported the constant for its export).
+    monkeypatch.setattr(upsert, "BATCH_ROWS", 2)
     AssetFactory(ticker="T2", exchange="X", name="Two", currency="USD", asset_type="equity", isin="")
     result = run("assets", ASSETS + "".join(f"T{n},X,Asset {n},USD,equity,\n" for n in range(1, 6)))
     assert result.ok, issues(result)
