@@ -8,7 +8,9 @@ launched through `executable_path`, is all these tests use.
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,17 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 SKIP_REASON = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
 # A step that has not happened in this time has failed: Playwright's 30 s default only makes a failure slow.
 STEP_TIMEOUT_MS = 10_000
+# Where a failed test leaves a screenshot of the page as it was (the test's name.png).
+FAILURES = Path(tempfile.gettempdir()) / "browser-test-failures"
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
 
 
 @pytest.fixture(scope="package")
@@ -46,12 +59,16 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: Any, staff_roles: None) -> Iterator[Page]:
+def page(request: pytest.FixtureRequest, browser: Browser, live_server: Any, staff_roles: None) -> Iterator[Page]:
     """A page in a new browser context on the live server (`page.goto("/admin/")` is relative to it). The live
     server implies a transactional database, which `staff_roles` fills with the roles' groups again."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(STEP_TIMEOUT_MS)
     try:
-        yield context.new_page()
+        page = context.new_page()
+        yield page
+        if request.node.stash.get(CALL_FAILED, False):
+            FAILURES.mkdir(exist_ok=True)
+            page.screenshot(path=FAILURES / f"{request.node.name}.png", full_page=True)
     finally:
         context.close()
