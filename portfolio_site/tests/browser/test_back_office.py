@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from accounts.services.events import ClientInfo
 from accounts.services.two_factor import totp_confirm, totp_enrol
-from accounts.tests.factories import AdvisorFactory, SuperuserFactory
+from accounts.tests.factories import PASSWORD, AdvisorFactory, SuperuserFactory
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 from holdings.tests.factories import AssetFactory
@@ -35,11 +35,6 @@ def write_csv(path: Path, *lines: str) -> Path:
     return path
 
 
-@pytest.fixture
-def superuser() -> User:
-    return SuperuserFactory(email="root@example.com")
-
-
 def test_a_user_with_two_factor_logs_in_through_the_second_step_and_sees_the_dashboard(page: Page) -> None:
     user = SuperuserFactory(email="second.step@example.com")
     log_in(page, user.email, totp=two_factor_on(user))
@@ -51,7 +46,7 @@ def test_a_user_with_two_factor_is_not_let_in_by_the_password_alone(page: Page) 
     two_factor_on(user)
     page.goto("/admin/login/")
     page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill("correct-horse-battery-staple")
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_label("Authenticator or recovery code")).to_be_visible()
     page.goto("/admin/")
