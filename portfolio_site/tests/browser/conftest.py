@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SKIP_REASON = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
-# A step that has not happened in this time has failed: Playwright's 30 s default only makes a failure slow.
+# A step that has not happened in this time has failed: Playwright's 30 s default for actions only makes a failure
+# slow, and its 5 s for `expect` is short for a loaded CI machine. One limit for both.
 STEP_TIMEOUT_MS = 10_000
 # Where a failed test leaves a screenshot of the page as it was (the test's name.png).
 FAILURES = Path(tempfile.gettempdir()) / "browser-test-failures"
@@ -43,6 +44,7 @@ def browser() -> Iterator[Browser]:
     # transactional flush). That loop only runs inside a Playwright call, never at the same time as the test's own
     # database work, so the check is lifted for this package's span only (the browser is package-scoped for that
     # reason too: the tests outside it keep the check).
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     playwright = sync_playwright().start()
