@@ -72,9 +72,13 @@ def reverse_transaction(page: Page, reference: str, *, reason: str = "Posted twi
     page.get_by_role("button", name="Go").click()
 
 
-def see_history(page: Page, change_url: str) -> None:
-    """Opens an object's history page from its change page. After the history branch its entries show what
-    changed (before → after) and through which door: assert on those here."""
+def see_history(page: Page, change_url: str, *, by: str, field: str) -> None:
+    """Opens an object's history page from its change page and checks that its latest entry names who changed it and
+    which field. Today that is Django's own page ("Changed Phone."); after the history branch its entries also show
+    the values before and after and the door (admin, API, command, job): assert on those here too."""
     page.goto(change_url)
     page.get_by_role("link", name="History").click()
     expect(page).to_have_url(re.compile(r"/history/$"))
+    latest = page.locator("#change-history tbody tr").first
+    expect(latest).to_contain_text(by)
+    expect(latest).to_contain_text(re.compile(field, re.IGNORECASE))
