@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install migrate demo lint format check-migrations test-postgres clean worker
+.PHONY: run test install migrate demo lint format check-migrations test-postgres clean worker screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
@@ -56,6 +56,10 @@ test-postgres: install
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/14} \
 	$(BIN)/pytest -q
+
+## The README's screenshots (docs/screenshots/) of the demo data, through Debian's chromium (apt-get install chromium).
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .coverage htmlcov

@@ -1,0 +1,84 @@
+"""What a member of staff does in the admin, one function per step, so that a test reads as the story it checks.
+
+Some steps stand in for pages other branches of issue 14 are building; each says what to change when they land:
+`see_dashboard` (the dashboard on the admin index), `reverse_transaction` (the reversal that asks for a reason)
+and `see_history` (the change history with its before → after).
+"""
+
+import re
+from pathlib import Path
+
+import pyotp
+from playwright.sync_api import Page, expect
+
+from accounts.tests.factories import PASSWORD
+
+INDEX = "/admin/"
+
+
+def log_in(page: Page, email: str, *, password: str = PASSWORD, totp: pyotp.TOTP | None = None) -> None:
+    """The admin's login form, then its two-factor step for a user who has an authenticator."""
+    page.goto("/admin/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    if totp is not None:
+        expect(page).to_have_url(re.compile(r"/admin/login/two-factor/$"))
+        page.get_by_label("Authenticator or recovery code").fill(totp.now())
+        page.get_by_role("button", name="Verify").click()
+    expect(page).to_have_url(re.compile(f"{INDEX}$"))
+
+
+def see_dashboard(page: Page) -> None:
+    """The admin index. After the dashboard branch: assert its figures (assets under management, clients, the
+    latest imports) here instead of the app list."""
+    page.goto(INDEX)
+    expect(page.locator("#site-name")).to_have_text("Portfolio back-office")
+    expect(page.locator("#content-main")).to_contain_text("Clients")
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def pick_autocomplete(page: Page, field: str, search: str, choice: str | None = None) -> None:
+    """Chooses in one of the admin's autocomplete pickers (select2, answered by the admin's autocomplete view):
+    opens the field's picker, types `search`, and clicks the result reading `choice` (or `search`)."""
+    page.locator(f".field-{field} .select2-selection").click()
+    page.locator(".select2-container--open .select2-search__field").fill(search)
+    page.locator(".select2-results__option", has_text=choice or search).first.click()
+    expect(page.locator(f"#select2-id_{field}-container")).to_contain_text(choice or search)
+
+
+def save(page: Page) -> None:
+    page.get_by_role("button", name="Save", exact=True).click()
+
+
+def upload_import(page: Page, kind: str, csv_file: Path) -> None:
+    """The import page's dry run: pick the kind and the file, and upload them."""
+    page.goto("/admin/imports/importbatch/import/")
+    page.get_by_label("Kind").select_option(kind)
+    page.get_by_label("File").set_input_files(csv_file)
+    page.get_by_role("button", name="Dry run").click()
+    expect(page.locator("#dry-run-report")).to_be_visible()
+
+
+def reverse_transaction(page: Page, reference: str, *, reason: str = "Posted twice") -> None:
+    """Reverses the transaction with this reference from the transaction list. Today it is the list's action,
+    applied at once; after the roles branch it asks for a reason on an intermediate page: fill `reason` there
+    and confirm."""
+    page.goto(f"/admin/ledger/transaction/?q={reference}")
+    row = page.locator("#result_list tbody tr", has_text=reference)
+    expect(row).to_have_count(1)
+    row.locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("reverse_selected")
+    page.get_by_role("button", name="Go").click()
+
+
+def see_history(page: Page, change_url: str, *, by: str, field: str) -> None:
+    """Opens an object's history page from its change page and checks that its latest entry names who changed it and
+    which field. Today that is Django's own page ("Changed Phone."); after the history branch its entries also show
+    the values before and after and the door (admin, API, command, job): assert on those here too."""
+    page.goto(change_url)
+    page.get_by_role("link", name="History").click()
+    expect(page).to_have_url(re.compile(r"/history/$"))
+    latest = page.locator("#change-history tbody tr").first
+    expect(latest).to_contain_text(by)
+    expect(latest).to_contain_text(re.compile(field, re.IGNORECASE))

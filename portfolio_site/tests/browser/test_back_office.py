@@ -1,0 +1,187 @@
+"""The back-office in a real browser: headless Chromium against the live server, through the pages staff use."""
+
+import re
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pyotp
+import pytest
+from playwright.sync_api import Page, expect
+
+from accounts.models import User
+from accounts.services.events import ClientInfo
+from accounts.services.two_factor import totp_confirm, totp_enrol
+from accounts.tests.factories import PASSWORD, AdvisorFactory, SuperuserFactory
+from clients.models import Client
+from clients.tests.factories import ClientFactory
+from holdings.tests.factories import AssetFactory
+from ledger.models import Transaction
+from ledger.tests.factories import TransactionFactory
+
+from .steps import log_in, pick_autocomplete, reverse_transaction, save, see_dashboard, see_history, upload_import
+
+pytestmark = pytest.mark.browser
+
+
+def two_factor_on(user: User) -> pyotp.TOTP:
+    totp = pyotp.TOTP(totp_enrol(user=user).secret)
+    totp_confirm(user=user, code=totp.at(time.time(), counter_offset=-1), client=ClientInfo())
+    return totp
+
+
+def write_csv(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_user_with_two_factor_logs_in_through_the_second_step_and_sees_the_dashboard(page: Page) -> None:
+    user = SuperuserFactory(email="second.step@example.com")
+    log_in(page, user.email, totp=two_factor_on(user))
+    see_dashboard(page)
+
+
+def test_a_user_with_two_factor_is_not_let_in_by_the_password_alone(page: Page) -> None:
+    user = SuperuserFactory(email="second.step@example.com")
+    two_factor_on(user)
+    page.goto("/admin/login/")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_label("Authenticator or recovery code")).to_be_visible()
+    page.goto("/admin/")
+    expect(page).to_have_url("/admin/login/?next=/admin/")
+
+
+def test_staff_open_a_client_and_a_second_portfolio_through_the_add_forms(page: Page, superuser: User) -> None:
+    advisor = AdvisorFactory(full_name="Anna Advisor", email="anna.advisor@example.com")
+    log_in(page, superuser.email)
+
+    page.goto("/admin/clients/client/add/")
+    page.get_by_label("Name").fill("Elena Rossi")
+    page.get_by_label("Email").fill("elena.rossi@example.it")
+    pick_autocomplete(page, "advisor", "anna.advisor", "Anna Advisor")
+    page.get_by_label("Base currency").fill("eur")
+    save(page)
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    client = Client.objects.get(email="elena.rossi@example.it")
+    assert (client.advisor, client.base_currency) == (advisor, "EUR")
+
+    page.goto(f"/admin/clients/client/{client.pk}/change/")
+    page.get_by_role("link", name="Open another portfolio").click()
+    expect(page.locator("#select2-id_client-container")).to_contain_text("Elena Rossi")
+    page.get_by_label("Name").fill("Retirement")
+    page.get_by_label("Kind").select_option(label="Retirement")
+    page.get_by_label("Custodian").fill("Banca Uno")
+    page.get_by_label("Account number").fill("IT-0042")
+    save(page)
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+
+    # The client's page lists both: the "Main" one client_create opened and the new one.
+    page.goto(f"/admin/clients/client/{client.pk}/change/")
+    portfolios = page.locator(".inline-group", has_text="Portfolios")
+    expect(portfolios).to_contain_text("Main")
+    expect(portfolios).to_contain_text("Retirement")
+    expect(portfolios).to_contain_text("IT-0042")
+
+
+def test_a_deposit_imported_through_the_upload_page_funds_a_buy_added_in_the_allocation_form(
+    page: Page, superuser: User, tmp_path: Path
+) -> None:
+    client = ClientFactory(name="David Chen", email="david.chen@example.com", base_currency="EUR")
+    AssetFactory(ticker="SAP", name="SAP SE", exchange="XETR", currency="EUR")
+    log_in(page, superuser.email)
+
+    # The admin records deposits through the transactions import (the transaction pages are read-only).
+    deposit = write_csv(
+        tmp_path / "deposit.csv",
+        "client,kind,amount,currency,date,reference,notes",
+        "david.chen@example.com,deposit,10000.00,EUR,2026-01-15,WIRE-001,Initial funding",
+    )
+    upload_import(page, "transactions", deposit)
+    expect(page.locator("#rows-created")).to_have_text("1")
+    page.get_by_role("button", name="Confirm import").click()
+    expect(page.locator(".messagelist")).to_contain_text("Imported transactions from deposit.csv")
+
+    page.goto("/admin/holdings/allocation/add/")
+    pick_autocomplete(page, "client", "David", "David Chen")
+    pick_autocomplete(page, "asset", "SAP")
+    page.get_by_label("Kind").select_option(label="Buy")
+    page.get_by_label("Quantity").fill("10")
+    page.get_by_label("Price").fill("150")
+    page.get_by_label("Fees").fill("5")
+    page.get_by_label("Date").fill("2026-01-20")
+    save(page)
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+
+    # The client's page shows the deposit and the buy's settlement (10 x 150 + 5 in fees) among its transactions.
+    page.goto(f"/admin/clients/client/{client.pk}/change/")
+    transactions = page.locator(".inline-group", has_text="transactions")
+    # Amounts as stored (10000.0000) or as the money-formatting branch shows them (10,000.00 EUR).
+    expect(transactions.locator("tr", has_text="WIRE-001")).to_contain_text(re.compile(r"10,?000\.00"))
+    expect(transactions.locator("tr", has_text="Buy settlement")).to_contain_text(re.compile(r"1,?505\.00"))
+    expect(page.locator(".inline-group", has_text="allocations")).to_contain_text("SAP")
+    assert Transaction.objects.get(reference="WIRE-001").amount == Decimal("10000")
+
+
+def test_an_import_with_one_bad_row_shows_its_line_error_and_cannot_be_confirmed(
+    page: Page, superuser: User, tmp_path: Path
+) -> None:
+    ClientFactory(email="david.chen@example.com", base_currency="EUR")
+    log_in(page, superuser.email)
+    bad = write_csv(
+        tmp_path / "deposits.csv",
+        "client,kind,amount,currency,date,reference,notes",
+        "david.chen@example.com,deposit,100.00,EUR,2026-01-15,DEP-1,",
+        "david.chen@example.com,deposit,lots,EUR,2026-01-16,DEP-2,",
+        "david.chen@example.com,deposit,300.00,EUR,2026-01-17,DEP-3,",
+    )
+    upload_import(page, "transactions", bad)
+    expect(page.locator("#row-errors li")).to_have_text(["line 3, amount: 'lots' is not a number"])
+    expect(page.locator("#rows-rejected")).to_have_text("1")
+    expect(page.get_by_role("button", name="Confirm import")).to_have_count(0)
+    assert not Transaction.objects.exists()
+
+
+def test_a_deposit_is_reversed_from_the_transaction_list(page: Page, superuser: User) -> None:
+    deposit = TransactionFactory(reference="WIRE-002", amount=Decimal("2500"))
+    log_in(page, superuser.email)
+    reverse_transaction(page, "WIRE-002")
+    expect(page.locator(".messagelist")).to_contain_text("Reversed 1 transaction(s).")
+    reversal = Transaction.objects.get(reverses=deposit)
+    assert (reversal.kind, reversal.amount, reversal.created_by) == (deposit.kind, deposit.amount, superuser)
+    # The list shows both: the deposit, unchanged, and its reversal pointing at it.
+    page.goto(f"/admin/ledger/transaction/?portfolio={deposit.portfolio_id}")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="WIRE-002").locator("td.field-reverses")).to_have_text("-")
+    expect(rows.filter(has_not_text="WIRE-002").locator("td.field-reverses")).to_contain_text("Deposit")
+
+
+def test_a_change_made_in_the_admin_shows_on_the_clients_history_page(page: Page, superuser: User) -> None:
+    client = ClientFactory(name="Fondation Aubert", phone="+41 22 000 00 00")
+    change_url = f"/admin/clients/client/{client.pk}/change/"
+    log_in(page, superuser.email)
+    page.goto(change_url)
+    page.get_by_label("Phone").fill("+41 22 123 45 67")
+    save(page)
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+
+    see_history(page, change_url, by=superuser.email, field="phone")
+
+
+def test_an_advisor_sees_their_clients_and_not_another_advisors(page: Page) -> None:
+    anna, ben = AdvisorFactory(email="anna@example.com"), AdvisorFactory(email="ben@example.com")
+    ClientFactory(name="Anna's Client", advisor=anna)
+    bens = ClientFactory(name="Ben's Client", advisor=ben)
+    log_in(page, anna.email)
+
+    page.goto("/admin/clients/client/")
+    names = page.locator("#result_list tbody th")
+    expect(names).to_have_text(["Anna's Client"])
+
+    # Ben's client's page, asked for by its address, is as if it did not exist.
+    page.goto(f"/admin/clients/client/{bens.pk}/change/")
+    expect(page).to_have_url("/admin/")
+    expect(page.locator(".messagelist")).to_contain_text(re.compile(rf"with ID .{bens.pk}. doesn.t exist"))
+    expect(page.locator("body")).not_to_contain_text("Ben's Client")
