@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "portfolio_site.jobs",
     "django_celery_beat",
     "simple_history",
+    # The history changelist across every tracked model: on top, as health is (it reads every app's history).
+    "portfolio_site.changelog",
 ]
 
 MIDDLEWARE = [
