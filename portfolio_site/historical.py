@@ -1,12 +1,16 @@
 """The model side of the change history: `TrackedHistory`, declared as `history = TrackedHistory(...)` on every
 tracked model (the context it reads, door and user, is portfolio_site.history)."""
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from django.db import models
 from simple_history.models import HistoricalRecords
+from simple_history.utils import bulk_create_with_history
 
 from portfolio_site.history import Door, current_door, history_user, is_suppressed
+
+M = TypeVar("M", bound=models.Model)
 
 
 class DoorHistoryModel(models.Model):
@@ -34,6 +38,16 @@ class TrackedHistory(HistoricalRecords):
         kwargs.setdefault("user_db_constraint", False)
         super().__init__(excluded_fields=excluded_fields, **kwargs)
 
+    def get_extra_fields(self, model: type[models.Model], fields: dict[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = super().get_extra_fields(model, fields)
+        # The historical rows of a scoped model are scoped as the model's rows are: its QuerySet (visible_to along
+        # the same client path, or reference data) is the historical model's default manager's too, so a door or
+        # selector reading them directly is held to the visibility contract (portfolio_site.scoping).
+        queryset_class = getattr(model._default_manager, "_queryset_class", None)
+        if queryset_class is not None and callable(getattr(queryset_class, "visible_to", None)):
+            extra["objects"] = queryset_class.as_manager()
+        return extra
+
     def post_save(self, instance: Any, created: bool, using: str | None = None, **kwargs: Any) -> None:
         if is_suppressed():
             return
@@ -51,3 +65,12 @@ class TrackedHistory(HistoricalRecords):
         # simple-history looks at its own thread-local request first; the door's binding is the one source here.
         explicit = getattr(instance, "_history_user", None)
         return explicit if explicit is not None else history_user(instance)
+
+
+def bulk_create_tracked(model: type[M], objs: Sequence[M], *, batch_size: int | None = None) -> list[M]:
+    """`bulk_create` that records each row's creation as one historical row (simple-history's bulk helper: two
+    INSERTs per batch, not a save and a signal per row), with the door and user bound now; inside an import
+    (`history.suppressed()`) a plain `bulk_create`, the batch being the record."""
+    if is_suppressed():
+        return model._default_manager.bulk_create(objs, batch_size=batch_size)
+    return bulk_create_with_history(objs, model, batch_size=batch_size)  # type: ignore[no-any-return]
