@@ -54,7 +54,11 @@ def logged_in(user: User) -> WebClient:
 
 def run_manage(*argv: str) -> None:
     """`manage.py ...` in this process, in a copy of the context: its process-wide door must not outlive it."""
-    with mock.patch.object(sys, "argv", ["manage.py", *argv]):
+    # run_from_argv closes the database connections when it ends, which would end the test's transaction.
+    with (
+        mock.patch.object(sys, "argv", ["manage.py", *argv]),
+        mock.patch("django.core.management.base.connections.close_all"),
+    ):
         contextvars.copy_context().run(manage.main)
 
 
