@@ -97,6 +97,21 @@ def test_an_admin_change_records_the_logged_in_user_the_admin_door_and_the_chang
     assert (change.field, change.old, change.new) == ("close", Decimal("101.5"), Decimal("102.25"))
 
 
+def test_a_delete_in_the_admin_is_recorded_with_its_user_and_door_and_stays_listed() -> None:
+    staff = OperationsFactory()
+    price = Price.objects.create(asset=AssetFactory(), date=date(2026, 3, 2), close=Decimal("7"))
+    web = logged_in(staff)
+
+    response = web.post(f"/admin/holdings/price/{price.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content
+
+    deleted = Price.history.filter(id=price.pk).latest()
+    assert (deleted.history_type, deleted.history_user, deleted.history_door) == ("-", staff, history.Door.ADMIN)
+    entries = web.get(CHANGELIST, {"model": "holdings.price"}).context["entries"]
+    assert [(e.object_id, e.kind) for e in entries] == [(price.pk, "Deleted"), (price.pk, "Created")]
+    assert web.get(entries[0].url).status_code == 200  # the deleted object's history page
+
+
 def test_an_api_write_authenticated_by_a_jwt_records_its_user_and_the_api_door(advisor: User) -> None:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(advisor)}")
