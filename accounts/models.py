@@ -53,8 +53,11 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
 
     objects: ClassVar[UserManager] = UserManager()
     # Change history of staff accounts: never a credential (the password hash), nor the bookkeeping of logins
-    # (a login saves only these fields, and leaves no historical row: see TrackedHistory).
-    history = TrackedHistory(excluded_fields=["password", "last_login", "last_login_ip", "updated_at"])
+    # (a login saves only these fields, and leaves no historical row: see TrackedHistory). The groups are the
+    # roles (accounts.roles): who was given or lost one is what an auditor looks for first.
+    history = TrackedHistory(
+        excluded_fields=["password", "last_login", "last_login_ip", "updated_at"], m2m_fields=["groups"]
+    )
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"

@@ -56,6 +56,11 @@ class TrackedHistory(HistoricalRecords):
             return
         super().post_save(instance, created, using=using, **kwargs)
 
+    def m2m_changed(self, instance: Any, action: str, attr: str, pk_set: Any, reverse: bool, **kwargs: Any) -> None:
+        if is_suppressed():
+            return
+        super().m2m_changed(instance, action, attr, pk_set, reverse, **kwargs)
+
     def post_delete(self, instance: Any, using: str | None = None, **kwargs: Any) -> None:
         if is_suppressed():
             return

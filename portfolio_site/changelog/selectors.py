@@ -20,6 +20,8 @@ from django.db import models
 from django.db.models import OuterRef, Q, Subquery
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
+from simple_history.utils import get_m2m_reverse_field_name
 
 from clients.models import Client
 from clients.scope import ClientScope
@@ -150,14 +152,21 @@ def _url(name: str, *args: Any) -> str:
         return ""
 
 
-def _history_entries(model: type[models.Model], records: list[Any], previous: dict[int, Any]) -> Iterator[Entry]:
+def _history_entries(
+    model: type[models.Model], records: list[Any], previous: dict[int, Any], related: dict[str, dict[int, list[str]]]
+) -> Iterator[Entry]:
     opts = model._meta
     for record in records:
         changes: list[str] = []
         before = previous.get(record.previous_id) if record.history_type == "~" else None
         if before is not None:
-            delta = record.diff_against(before, foreign_keys_are_objs=False)
+            # Many-to-many fields (a user's roles) from the rows read for the whole page, not a query per entry.
+            delta = record.diff_against(before, excluded_fields=set(related), foreign_keys_are_objs=False)
             changes = [f"{c.field}: {_short(c.old)} → {_short(c.new)}" for c in delta.changes]
+            for name, by_record in related.items():
+                old, new = by_record.get(before.history_id, []), by_record.get(record.history_id, [])
+                if old != new:
+                    changes.append(f"{name}: {_short(', '.join(old))} → {_short(', '.join(new))}")
         yield Entry(
             when=record.history_date,
             model=opts.label_lower,
@@ -184,7 +193,21 @@ def _read_history(model: type[models.Model], queryset: models.QuerySet[Any], lim
     )
     wanted = [r.previous_id for r in records if r.history_type == "~" and r.previous_id is not None]
     previous = {r.history_id: r for r in history_model.objects.filter(history_id__in=wanted)} if wanted else {}
-    return list(_history_entries(model, records, previous))
+    related = _many_to_many(history_model, [r.history_id for r in records] + wanted)
+    return list(_history_entries(model, records, previous, related))
+
+
+def _many_to_many(history_model: type[models.Model], history_ids: list[int]) -> dict[str, dict[int, list[str]]]:
+    """Each tracked many-to-many field's related objects, by historical record: one query per field."""
+    found: dict[str, dict[int, list[str]]] = {}
+    for m2m_field in getattr(history_model, "_history_m2m_fields", []):
+        rows_model = HistoricalRecords.m2m_models[m2m_field]
+        target = get_m2m_reverse_field_name(m2m_field)
+        by_record: dict[int, list[str]] = {}
+        for row in rows_model.objects.filter(history_id__in=history_ids).select_related(target):
+            by_record.setdefault(row.history_id, []).append(str(getattr(row, target)))
+        found[m2m_field.name] = {history_id: sorted(names) for history_id, names in by_record.items()}
+    return found
 
 
 def _read_batches(queryset: models.QuerySet[ImportBatch], limit: int) -> list[Entry]:

@@ -11,6 +11,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client as WebClient
 from django.utils import timezone
@@ -18,6 +19,7 @@ from rest_framework.test import APIClient
 
 import manage
 from accounts.models import User
+from accounts.roles import Role
 from accounts.services.two_factor import totp_enrol
 from accounts.tests.factories import PASSWORD, OperationsFactory, access_token_for
 from clients import services as client_services
@@ -233,6 +235,23 @@ def test_the_changelist_shows_before_and_after_of_a_change(auditor: User, adviso
     assert entries[0].changes == ["name: Before → After"]
 
 
+def test_a_role_given_or_taken_is_recorded_and_shown_before_to_after(superuser: User, auditor: User) -> None:
+    staff = OperationsFactory(email="promoted@example.net")
+    auditors = Group.objects.get(name=Role.AUDITORS)
+    with history.acting(history.Door.ADMIN, user=superuser):
+        staff.groups.add(auditors)
+
+    record = User.history.filter(id=staff.pk).latest()
+    assert (record.history_type, record.history_user, record.history_door) == ("~", superuser, "admin")
+    web = logged_in(auditor)
+    entries = web.get(CHANGELIST, {"model": "accounts.user", "door": "admin"}).context["entries"]
+    assert entries[0].changes == ["groups: Operations → Auditors, Operations"]
+    page = web.get(f"/admin/accounts/user/{staff.pk}/history/")
+    assert page.status_code == 200
+    shown = " ".join(page.text.split())
+    assert "<strong>Groups:</strong> [Operations] &nbsp;&rarr;&nbsp;&nbsp;[Operations, Auditors]" in shown
+
+
 # --- Never a credential -------------------------------------------------------------------------------------------
 
 
@@ -364,6 +383,7 @@ def test_the_changelists_query_count_does_not_grow_with_its_rows(
             client = ClientFactory(advisor=advisor)
             client_services.client_update(actor=advisor, client=client, name=client.name + " Jr")
             Price.objects.create(asset=AssetFactory(), date=date(2026, 1, 5), close=Decimal("1.5"))
+            OperationsFactory().groups.add(Group.objects.get(name=Role.AUDITORS))  # roles: many-to-many rows
 
     def measure() -> int:
         return count_queries(lambda: web.get(CHANGELIST).status_code == 200)
