@@ -4,23 +4,27 @@ scoped like the objects themselves; a changelist whose query count does not grow
 import contextvars
 import io
 import sys
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pyotp
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client as WebClient
 from django.utils import timezone
 from rest_framework.test import APIClient
+from simple_history.models import HistoricalRecords
 
 import manage
 from accounts.models import User
 from accounts.roles import Role
-from accounts.services.two_factor import totp_enrol
+from accounts.services.events import ClientInfo
+from accounts.services.two_factor import totp_confirm, totp_enrol
 from accounts.tests.factories import PASSWORD, OperationsFactory, access_token_for
 from clients import services as client_services
 from clients.models import Client, Portfolio
@@ -257,21 +261,29 @@ def test_a_role_given_or_taken_is_recorded_and_shown_before_to_after(superuser: 
 
 def test_passwords_totp_secrets_and_other_credentials_are_never_recorded(superuser: User) -> None:
     staff = OperationsFactory(email="credentials@example.net")
-    staff.set_password("a-brand-new-secret-passphrase")
-    staff.save()
-    secret = totp_enrol(user=staff).secret
-    staff.full_name = "Renamed"
-    staff.save()
+    with history.acting(history.Door.ADMIN, user=superuser):
+        staff.set_password("a-brand-new-secret-passphrase")
+        staff.save()
+        totp = pyotp.TOTP(totp_enrol(user=staff).secret)
+        recovery_codes = totp_confirm(user=staff, code=totp.at(time.time(), counter_offset=-1), client=ClientInfo())
+        staff.full_name = "Renamed"
+        staff.save()
 
     columns = {field.column for field in User.history.model._meta.fields}
     assert not columns & {"password", "last_login", "last_login_ip"}
     assert not any("totp" in column or "secret" in column or "recovery" in column for column in columns)
+    # Every historical table, the roles' included: no credential in any column of any row.
+    tables = [model.history.model._meta.db_table for model in tracked_models()]
+    tables += [m2m_model._meta.db_table for m2m_model in HistoricalRecords.m2m_models.values()]
+    stored = []
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {User.history.model._meta.db_table}")
-        stored = " ".join(str(value) for row in cursor.fetchall() for value in row)
-    assert staff.password not in stored
-    assert secret not in stored
-    assert "Renamed" in stored
+        for table in tables:
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            stored += [str(value) for row in cursor.fetchall() for value in row]
+    text = " ".join(stored)
+    for credential in [staff.password, "a-brand-new-secret-passphrase", totp.secret, *recovery_codes]:
+        assert credential not in text
+    assert "Renamed" in text
     # No model holding credentials is tracked at all.
     tracked = {model._meta.label for model in tracked_models()}
     assert not tracked & {"accounts.TOTPDevice", "accounts.RecoveryCode", "accounts.EmailLoginCode"}
