@@ -34,7 +34,8 @@ class TrackedHistory(HistoricalRecords):
     def __init__(self, *, excluded_fields: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("bases", [DoorHistoryModel])
         kwargs.setdefault("get_user", history_user)
-        # The user may be deleted later; the history must stay (and keep naming who it was, by id).
+        # No database constraint from the history tables to users: a historical row never blocks or slows a user's
+        # deletion (which is itself recorded; simple-history then empties `history_user` on that user's changes).
         kwargs.setdefault("user_db_constraint", False)
         super().__init__(excluded_fields=excluded_fields, **kwargs)
 
