@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin
+from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import services
 from .models import LoginSession, SecurityEvent, User
@@ -78,7 +79,7 @@ class LoginSessionInline(ReadOnlyInline):
 
 
 @admin.register(User)
-class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
+class UserAdmin(ServiceAdminMixin, TrackedHistoryAdmin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
     change_password_form = PasswordChangeForm

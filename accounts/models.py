@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from portfolio_site.historical import TrackedHistory
 from portfolio_site.models import TimeStampedModel
 
 
@@ -51,6 +52,12 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
     last_login_ip = models.GenericIPAddressField(null=True, blank=True)
 
     objects: ClassVar[UserManager] = UserManager()
+    # Change history of staff accounts: never a credential (the password hash), nor the bookkeeping of logins
+    # (a login saves only these fields, and leaves no historical row: see TrackedHistory). The groups are the
+    # roles (accounts.roles): who was given or lost one is what an auditor looks for first.
+    history = TrackedHistory(
+        excluded_fields=["password", "last_login", "last_login_ip", "updated_at"], m2m_fields=["groups"]
+    )
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"

@@ -18,6 +18,7 @@ from portfolio_site.admin_utils import (
     ServiceAdminMixin,
     ServiceRefusal,
 )
+from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import services
 from .models import Client, Portfolio
@@ -132,7 +133,7 @@ class PortfolioInline(ReadOnlyInline):
 
 
 @admin.register(Client)
-class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, TrackedHistoryAdmin):
     list_display = ["name", "email", "advisor", "base_currency", "is_active", "created_at"]
     # Only the advisors of clients the user sees: the plain filter would list every member of staff.
     list_filter = ["is_active", "base_currency", ("advisor", admin.RelatedOnlyFieldListFilter)]
@@ -169,6 +170,10 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
         if obj is not None and request.user.has_perm("clients.add_portfolio"):
             fields.append("open_portfolio")
         return fields
+
+    def history_record_visible(self, request: HttpRequest, record: Any) -> bool:
+        # A deleted client's history: by the advisor its last record names, as the client itself was scoped.
+        return ClientScope.of(request.user).allows(record)
 
     @admin.display(description="Portfolios")
     def open_portfolio(self, obj: Client) -> str:
@@ -211,7 +216,7 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Portfolio)
-class PortfolioAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+class PortfolioAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
     list_display = [
         "client",
         "name",

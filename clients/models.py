@@ -3,6 +3,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from portfolio_site.historical import TrackedHistory
 from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, currency_constraint
@@ -35,6 +36,7 @@ class Client(TimeStampedModel):
     objects = ClientQuerySet.as_manager()
 
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["name", "id"]
@@ -98,6 +100,8 @@ class Portfolio(TimeStampedModel):
     objects = PortfolioQuerySet.as_manager()
 
     import_batch = import_batch_field()
+    # Change history: data_version and history_changed_from are the derived figures' bookkeeping, not a change.
+    history = TrackedHistory(excluded_fields=["updated_at", "data_version", "history_changed_from"])
 
     class Meta:
         ordering = ["client", "name", "id"]

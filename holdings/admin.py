@@ -17,6 +17,7 @@ from clients.admin import (
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
+from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import dividends as dividend_services
 from . import services
@@ -39,7 +40,7 @@ class AssetSymbolInline(admin.TabularInline):
 
 
 @admin.register(Asset)
-class AssetAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     list_display = ["ticker", "exchange", "name", "asset_type", "currency", "isin"]
     list_filter = ["asset_type", "currency", "exchange"]
     search_fields = ["ticker", "name", "isin"]
@@ -71,7 +72,7 @@ class AssetAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class PriceAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     list_display = ["asset", "date", "close"]
     list_filter = ["date"]
     list_select_related = ["asset"]
@@ -92,7 +93,7 @@ class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(FxRate)
-class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class FxRateAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     list_display = ["base", "quote", "date", "rate"]
     list_filter = ["base", "quote", "date"]
     search_fields = ["base", "quote"]
@@ -111,7 +112,7 @@ class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Split)
-class SplitAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class SplitAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     """Splits through their services: recording one pays its cash in lieu, changing or deleting one takes it back
     (and is refused when later sales need the units it gave)."""
 
@@ -181,7 +182,7 @@ class AllocationForm(forms.ModelForm):
 
 
 @admin.register(Allocation)
-class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
     form = AllocationForm
     list_display = [
         "date",
@@ -305,7 +306,7 @@ class DividendForm(AllocationForm):
 
 
 @admin.register(Dividend)
-class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
     """Dividends as the API records them: saving posts (or reverses and reposts) the net cash through the
     ledger's service; deleting reverses it."""
 

@@ -8,6 +8,7 @@ from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
 from clients.scope import ClientOwnedQuerySet
+from portfolio_site.historical import TrackedHistory
 from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint, quantity_field
@@ -65,6 +66,7 @@ class Asset(TimeStampedModel):
     # Market data belongs to no client: every holder of the view permission sees every asset.
     objects = ReferenceDataQuerySet["Asset"].as_manager()
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["ticker", "exchange"]
@@ -119,6 +121,7 @@ class Price(TimeStampedModel):
 
     objects = ReferenceDataQuerySet["Price"].as_manager()
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["asset", "-date"]
@@ -198,6 +201,7 @@ class FxRate(TimeStampedModel):
 
     objects = ReferenceDataQuerySet["FxRate"].as_manager()
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         verbose_name = "FX rate"
@@ -250,6 +254,7 @@ class Split(TimeStampedModel):
 
     objects = ReferenceDataQuerySet["Split"].as_manager()
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["asset", "-date"]
@@ -360,6 +365,7 @@ class Allocation(TimeStampedModel):
     objects = AllocationQuerySet.as_manager()
 
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["-date", "-id"]
@@ -469,6 +475,7 @@ class Dividend(TimeStampedModel):
     objects = DividendQuerySet.as_manager()
 
     import_batch = import_batch_field()
+    history = TrackedHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["-pay_date", "-id"]

@@ -16,6 +16,7 @@ from clients.services import portfolio_lock, portfolios_history_changed, portfol
 from ledger.services import settlement_post, settlement_reverse
 from portfolio_site.cache import invalidate_namespace
 from portfolio_site.errors import ConflictError
+from portfolio_site.historical import bulk_create_tracked
 from portfolio_site.imports.models import ImportBatch
 from portfolio_site.money import (
     AMOUNT_DIGITS,
@@ -146,10 +147,11 @@ def prices_bulk_create(*, prices: Sequence[Price]) -> list[Price]:
     checked field by field as `price_create` checks it, but its constraints (uniqueness, a close not negative) are
     left to the database, which refuses the whole load (checking them here costs a query per row), and the asset
     is taken as given (an instance, not an id to look up). The holders of each asset are
-    then marked from its earliest new close, and the price caches invalidated: what `price_create` does per row."""
+    then marked from its earliest new close, and the price caches invalidated: what `price_create` does per row.
+    Each close's creation is recorded in the change history too, in bulk (portfolio_site.historical)."""
     for price in prices:
         price.full_clean(exclude=["asset"], validate_unique=False, validate_constraints=False)
-    created = Price.objects.bulk_create(prices, batch_size=BULK_BATCH)
+    created = bulk_create_tracked(Price, prices, batch_size=BULK_BATCH)
     earliest: dict[int, datetime.date] = {}
     for price in prices:
         earliest[price.asset_id] = min(price.date, earliest.get(price.asset_id, price.date))
@@ -206,7 +208,7 @@ def fx_rates_bulk_create(*, rates: Sequence[FxRate]) -> list[FxRate]:
     new day and the rate caches invalidated, as `fx_rate_create` does per row."""
     for rate in rates:
         rate.full_clean(validate_unique=False, validate_constraints=False)
-    created = FxRate.objects.bulk_create(rates, batch_size=BULK_BATCH)
+    created = bulk_create_tracked(FxRate, rates, batch_size=BULK_BATCH)
     if rates:
         _all_history_changed(since=min(rate.date for rate in rates))
         invalidate_namespace(FX_RATES_CACHE)

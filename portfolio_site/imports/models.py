@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portfolio_site.history import Door
+
 
 class ImportBatch(models.Model):
     """One run of an import, whatever its outcome: what was read, what it did, who ran it.
@@ -36,6 +38,8 @@ class ImportBatch(models.Model):
         max_length=150, blank=True, help_text="Who ran it: the user, or the operating-system account."
     )
     started_at = models.DateTimeField(db_index=True)
+    # The batch is the change history's one entry for the rows it wrote (portfolio_site.history.suppressed).
+    door = models.CharField(max_length=8, choices=Door.choices, blank=True, help_text="Admin, API, command or job.")
     duration = models.DurationField(null=True, blank=True, help_text="Empty while running.")
 
     class Meta:

@@ -23,6 +23,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from portfolio_site import history
+
 from .cells import escape_cell
 from .formats import FORMATS, ImportFormat
 from .models import ImportBatch
@@ -200,12 +202,16 @@ def run_import(
         user=user,
         run_by=getattr(user, "email", "") or getpass.getuser(),
         started_at=timezone.now(),
+        door=history.current_door(),
     )
     source = HashingReader(stream)
     run = ImportRun(format_class, actor, batch, dry_run, skip_invalid, rejects, on_progress, source)
     try:
         try:
-            with transaction.atomic():
+            # The batch is the run's one entry in the change history (who, when, door, counts), and every row it
+            # writes points at it: no history row per imported row, whether a format writes in bulk or through
+            # the per-row services.
+            with transaction.atomic(), history.suppressed():
                 _load(run, format_class(run), source)
         except _Rollback:
             pass

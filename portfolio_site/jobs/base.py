@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from portfolio_site import logs
+from portfolio_site import history, logs
 
 from .models import JobRun
 
@@ -85,7 +85,10 @@ class JobTask(Task):
             request_id=_header(request, HEADER_REQUEST_ID),
             user_id=_header(request, HEADER_REQUESTED_BY),
         )
-        with context:
+        requested_by = _header(request, HEADER_REQUESTED_BY)
+        # What the job changes is recorded as changed by a job, for whoever asked for it (if anyone did).
+        acting = history.acting(history.Door.JOB, user=int(requested_by) if requested_by.isdigit() else None)
+        with context, acting:
             for name in self.secret_arguments:
                 _register_secrets(kwargs.get(name))
             if self.record_runs and self._already_succeeded():

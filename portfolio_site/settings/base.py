@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "portfolio_site.imports",
     "portfolio_site.jobs",
     "django_celery_beat",
+    "simple_history",
+    # The history changelist across every tracked model: on top, as health is (it reads every app's history).
+    "portfolio_site.changelog",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # Ends an admin session once its login session has ended (logout elsewhere, revocation, limits).
     "accounts.web.LoginSessionMiddleware",
+    # Binds the door (admin or API) of a request for the change history; its user is read when a row is saved.
+    "portfolio_site.history.HistoryMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -147,6 +152,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Change history (django-simple-history, see portfolio_site/history.py) --------------------
+# A revert from the history page would write around the services (their rules, the ledger): history is a record.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 # --- Internationalisation -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
