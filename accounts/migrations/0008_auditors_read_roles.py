@@ -11,7 +11,7 @@ def grant(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0005_admin_sessions_and_security_counters"),
+        ("accounts", "0007_user_roles_change_history"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
