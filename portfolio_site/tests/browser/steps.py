@@ -1,9 +1,4 @@
-"""What a member of staff does in the admin, one function per step, so that a test reads as the story it checks.
-
-Some steps stand in for pages other branches of issue 14 are building; each says what to change when they land:
-`see_dashboard` (the dashboard on the admin index), `reverse_transaction` (the reversal that asks for a reason)
-and `see_history` (the change history with its before → after).
-"""
+"""What a member of staff does in the admin, one function per step, so that a test reads as the story it checks."""
 
 import re
 from pathlib import Path
@@ -61,24 +56,28 @@ def upload_import(page: Page, kind: str, csv_file: Path) -> None:
 
 
 def reverse_transaction(page: Page, reference: str, *, reason: str = "Posted twice") -> None:
-    """Reverses the transaction with this reference from the transaction list. Today it is the list's action,
-    applied at once; after the roles branch it asks for a reason on an intermediate page: fill `reason` there
-    and confirm."""
+    """Reverses the transaction with this reference from the transaction list: the list's action, then the page
+    that asks for the reason, which the reversal keeps as its notes."""
     page.goto(f"/admin/ledger/transaction/?q={reference}")
     row = page.locator("#result_list tbody tr", has_text=reference)
     expect(row).to_have_count(1)
     row.locator("input.action-select").check()
     page.locator("select[name=action]").select_option("reverse_selected")
     page.get_by_role("button", name="Go").click()
+    expect(page.locator("#content")).to_contain_text(reference)
+    page.get_by_label("Reason").fill(reason)
+    page.get_by_role("button", name="Reverse").click()
 
 
-def see_history(page: Page, change_url: str, *, by: str, field: str) -> None:
-    """Opens an object's history page from its change page and checks that its latest entry names who changed it and
-    which field. Today that is Django's own page ("Changed Phone."); after the history branch its entries also show
-    the values before and after and the door (admin, API, command, job): assert on those here too."""
+def see_history(page: Page, change_url: str, *, by: str, field: str, before: str, after: str) -> None:
+    """Opens an object's history page from its change page and checks that its latest entry names who changed it,
+    through which door, and the field with its value before and after."""
     page.goto(change_url)
-    page.get_by_role("link", name="History").click()
+    page.locator("a.historylink").click()
     expect(page).to_have_url(re.compile(r"/history/$"))
     latest = page.locator("#change-history tbody tr").first
     expect(latest).to_contain_text(by)
-    expect(latest).to_contain_text(re.compile(field, re.IGNORECASE))
+    expect(latest).to_contain_text("Admin")
+    expect(latest).to_contain_text(
+        re.compile(rf"{field}:\s*{re.escape(before)}\s*→\s*{re.escape(after)}", re.IGNORECASE)
+    )

@@ -146,10 +146,15 @@ def test_an_import_with_one_bad_row_shows_its_line_error_and_cannot_be_confirmed
 def test_a_deposit_is_reversed_from_the_transaction_list(page: Page, superuser: User) -> None:
     deposit = TransactionFactory(reference="WIRE-002", amount=Decimal("2500"))
     log_in(page, superuser.email)
-    reverse_transaction(page, "WIRE-002")
+    reverse_transaction(page, "WIRE-002", reason="Wired twice by the bank")
     expect(page.locator(".messagelist")).to_contain_text("Reversed 1 transaction(s).")
     reversal = Transaction.objects.get(reverses=deposit)
-    assert (reversal.kind, reversal.amount, reversal.created_by) == (deposit.kind, deposit.amount, superuser)
+    assert (reversal.kind, reversal.amount, reversal.created_by, reversal.notes) == (
+        deposit.kind,
+        deposit.amount,
+        superuser,
+        "Wired twice by the bank",
+    )
     # The list shows both: the deposit, unchanged, and its reversal pointing at it.
     page.goto(f"/admin/ledger/transaction/?portfolio={deposit.portfolio_id}")
     rows = page.locator("#result_list tbody tr")
@@ -167,7 +172,7 @@ def test_a_change_made_in_the_admin_shows_on_the_clients_history_page(page: Page
     save(page)
     expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
 
-    see_history(page, change_url, by=superuser.email, field="phone")
+    see_history(page, change_url, by=str(superuser), field="phone", before="+41 22 000 00 00", after="+41 22 123 45 67")
 
 
 def test_an_advisor_sees_their_clients_and_not_another_advisors(page: Page) -> None:
