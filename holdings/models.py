@@ -636,12 +636,22 @@ class PositionStateQuerySet(ClientOwnedQuerySet["PositionState"]):
 
 class PositionState(models.Model):
     """One asset's holding in a snapshot: the fold's state as JSON (decimals as strings, exact), with its units
-    alongside for whoever inspects the table, and the asset's latest close as of the fold."""
+    alongside for whoever inspects the table, the figures a valuation reads, and the asset's latest close as of
+    the fold."""
 
     snapshot = models.ForeignKey(PositionSnapshot, on_delete=models.CASCADE, related_name="positions")
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
     quantity = quantity_field()
     state = models.JSONField()
+    # What a valuation reads of the holding (`holdings.valuation.snapshot.StoredHolding`), so that it neither decodes
+    # the state nor rebuilds a book of lots: exact decimals as text (the fold carries up to 50 digits, more than a
+    # numeric column keeps on SQLite), and whether the state lists missing rates or warnings, read only then.
+    units = models.TextField(help_text="The units held, exact.")
+    cost = models.TextField(help_text="Cost of the units held, in the asset's currency, exact.")
+    cost_value = models.TextField(help_text="Cost in the valuation currency at the trades' rates, exact.")
+    realized = models.TextField(help_text="Realized gain in the asset's currency, exact.")
+    realized_value = models.TextField(help_text="Realized gain in the valuation currency, exact.")
+    noted = models.BooleanField(default=False, help_text="The state lists missing rates or warnings.")
     # The asset's latest close when the snapshot was folded (null: none): the latest on or before any day from
     # `close_date` on, since every price write to a held asset makes the snapshot stale.
     close = quantity_field(null=True, blank=True)

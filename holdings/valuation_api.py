@@ -26,8 +26,9 @@ from clients.filters import visible_clients, visible_portfolios
 from clients.models import Client, Portfolio
 from portfolio_site.api.fields import CurrencyField
 from portfolio_site.api.lean import represent
+from portfolio_site.api.rendered import RenderedJSONResponse, render_json
 from portfolio_site.api.schema import VALIDATION_ERROR
-from portfolio_site.cache import namespace_version
+from portfolio_site.cache import namespace_versions
 from portfolio_site.money import QUANTITY_PLACES, minor_unit, present_amount
 
 from . import valuation
@@ -262,7 +263,8 @@ ERRORS = {400: VALIDATION_ERROR.ref}
 class CachedReportView(GenericAPIView):
     """A report computed from portfolios' history (valuations, performance), cached by everything that changes
     the answer: who asks (their visibility), what (the object and the parameters), and the state of what it reads
-    (the portfolios' data versions and the `namespaces` of the reference data it uses)."""
+    (the portfolios' data versions and the `namespaces` of the reference data it uses). What is cached is the
+    rendered JSON (`portfolio_site.api.rendered`): a hit is a cache read and the bytes written out."""
 
     queryset = Allocation.objects.all()  # for the permission check: these reports need view_allocation
     parameters_serializer: type[serializers.Serializer]
@@ -281,19 +283,20 @@ class CachedReportView(GenericAPIView):
     def respond(self, *, scope: str, versions: str, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
         parameters = self.parameters()
         parts = [
+            "json",  # what is cached: the rendered JSON (a key of its own, never mistaken for the data it was)
             type(self).__name__,
             Portfolio.objects.visibility_key(self.request.user),
             scope,
             versions,
-            *(namespace_version(namespace) for namespace in self.namespaces),
+            *namespace_versions(self.namespaces),
             repr(sorted(self.key_parameters(parameters).items())),
         ]
         key = f"{self.cache_prefix}:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-        data = cache.get(key)
-        if data is None:
-            data = compute(parameters)
-            cache.set(key, data, timeout=settings.API_CACHE_SECONDS)
-        return Response(data)
+        content = cache.get(key)
+        if content is None:
+            content = render_json(compute(parameters))
+            cache.set(key, content, timeout=settings.API_CACHE_SECONDS)
+        return RenderedJSONResponse(content)
 
 
 class _ReportView(CachedReportView):

@@ -15,9 +15,10 @@ from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings import services
 from holdings.dividends import dividend_create
+from holdings.fx import RateBook
 from holdings.models import Allocation, Asset, PositionSnapshot, Price
 from holdings.tests.factories import AssetFactory
-from holdings.valuation import AVERAGE, COST_METHODS, FIFO, Valuation, client_valuation, portfolio_valuation
+from holdings.valuation import AVERAGE, COST_METHODS, FIFO, Valuation, client_valuation, load, portfolio_valuation
 from holdings.valuation.fold import LOT_FIELDS, SPLIT, STATE_FIELDS, Event, Holding, Lot, fold
 from holdings.valuation.report import valuate
 from holdings.valuation.snapshot import holdings_as_of
@@ -343,3 +344,41 @@ def test_a_valuation_before_the_stored_close_and_cash_reads_those_of_its_own_day
     answer = portfolio_valuation(portfolio=main, as_of=day, cost_method=method)
     assert answer == _fresh(main, method, day)
     assert {p.ticker: p.last_price_date for p in answer.positions} == {"AAPL": JAN_2, "SAP": JAN_2}
+
+
+@pytest.mark.parametrize("method", COST_METHODS)
+def test_the_stored_figures_and_notes_are_the_folds_exactly(
+    book: tuple[Portfolio, Portfolio, dict[str, Asset]], superuser: Any, method: str
+) -> None:
+    """What a read takes from a snapshot row (its figures as text, and the missing rates and warnings of the rows
+    that have some) is the fold's holding, figure for figure: a FIFO book of several lots after a sell, a split's
+    thirds, a holding whose trade day has no rate, and a transfer in at price 0 with no close (a warning)."""
+    main, _, assets = book
+    pound, unpriced = AssetFactory(currency="GBP"), AssetFactory(currency="USD")
+    services.allocation_create(
+        actor=superuser, portfolio=main, asset=pound, kind="transfer_in", quantity=D("7"), price=D("3"), date=FEB_2
+    )
+    services.allocation_create(
+        actor=superuser, portfolio=main, asset=unpriced, kind="transfer_in", quantity=D("2"), price=D("0"), date=FEB_2
+    )
+    services.split_create(actor=superuser, asset=assets["SAP"], date=MAR_2, new_units=D("3"), old_units=D("2"))
+    main.refresh_from_db()
+
+    report = portfolio_valuation(portfolio=main, as_of=AS_OF, cost_method=method)
+    assert _served_from_snapshot(main, method)
+    assert report == _fresh(main, method)
+    assert report.missing_fx
+    assert report.warnings
+
+    events = load.events(portfolio_ids=[main.pk], as_of=datetime.date.max)
+    rates = RateBook({"EUR", *(event.currency for event in events)}, until=datetime.date.max)
+    folded = fold(events, method=method, rates=rates, currency="EUR")
+    stored = holdings_as_of(portfolio_ids=[main.pk], cost_method=method, currency="EUR", as_of=AS_OF).holdings
+    assert len(stored) == len(folded) == 4
+    for each in stored:
+        holding = folded[(main.pk, each.asset_id)]
+        for name in ("currency", "quantity", "cost", "cost_value", "realized", "realized_value", "warnings"):
+            assert getattr(each, name) == getattr(holding, name), name
+        assert [str(m) for m in each.missing] == [str(m) for m in holding.missing]
+    assert any(each.missing for each in stored)
+    assert any(each.warnings for each in stored)

@@ -200,6 +200,27 @@ def test_a_cached_valuation_is_served_until_the_portfolio_changes(advisor, api, 
     assert api(advisor).get(url).json()["totals"]["holdings"] == "360.00"
 
 
+def test_a_cached_answer_is_the_same_json_and_other_renderers_still_render_it(advisor, api) -> None:
+    """The cache holds the rendered JSON: a hit writes the very bytes of the miss; the browsable API and an
+    `indent` still get the data rendered their way."""
+    client = ClientFactory(advisor=advisor, base_currency="USD")
+    _holding(client)
+    url = f"/api/v1/portfolios/{main_portfolio(client).pk}/valuation/?as_of={AS_OF}"
+    miss, hit = api(advisor).get(url), api(advisor).get(url)
+    assert (miss.status_code, hit.status_code) == (200, 200)
+    assert hit.content == miss.content
+    assert hit["Content-Type"] == "application/json"
+    assert hit.data == miss.json()
+
+    browsable = api(advisor).get(url + "&format=api", HTTP_ACCEPT="text/html")
+    assert browsable.status_code == 200
+    assert browsable["Content-Type"].startswith("text/html")
+    assert b"330.00" in browsable.content
+    indented = api(advisor).get(url, HTTP_ACCEPT="application/json; indent=2")
+    assert indented.content.startswith(b'{\n  "')
+    assert indented.json() == miss.json()
+
+
 def test_the_cache_keeps_parameters_apart(advisor, api) -> None:
     client = ClientFactory(advisor=advisor, base_currency="USD")
     _holding(client)

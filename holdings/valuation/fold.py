@@ -279,6 +279,7 @@ class Holding:
                 for q, cost, value, acquired in state["lots"]
             ]
         )
+        missing, warnings = cls.notes_from_state(state)
         return cls(
             portfolio_id,
             asset_id,
@@ -287,9 +288,15 @@ class Holding:
             quantity=Decimal(state["quantity"]),
             realized=Decimal(state["realized"]),
             realized_value=Decimal(state["realized_value"]),
-            missing=[MissingRate(base, quote, datetime.date.fromisoformat(on)) for base, quote, on in state["missing"]],
-            warnings=list(state["warnings"]),
+            missing=missing,
+            warnings=warnings,
         )
+
+    @staticmethod
+    def notes_from_state(state: dict[str, Any]) -> tuple[list[MissingRate], list[str]]:
+        """The missing rates and warnings of a stored state."""
+        missing = [MissingRate(base, quote, datetime.date.fromisoformat(on)) for base, quote, on in state["missing"]]
+        return missing, list(state["warnings"])
 
     def _close_for_transfer(self, event: Event) -> Decimal:
         if event.close_on_day is None:

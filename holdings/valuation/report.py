@@ -106,7 +106,7 @@ class _Combined:
     missing: list[MissingRate] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def add(self, holding: Holding) -> None:
+    def add(self, holding: Holding | snapshot.StoredHolding) -> None:
         self.quantity += holding.quantity
         self.cost += holding.cost
         self.cost_value += holding.cost_value
@@ -133,7 +133,7 @@ def valuate(
     movements. `cash_in_snapshot` (one portfolio's own balances): the snapshot's stored balances serve when they
     are `as_of`'s, and `cash` is not read. Three queries when the snapshots are current and hold the day's cash
     and closes: snapshots, their holdings with their assets and closes, rates."""
-    holdings: list[Holding] = []
+    holdings: list[Holding | snapshot.StoredHolding] = []
     to_fold = list(portfolio_ids)
     read_assets: QuerySet[Any] | None = None
     stored_quotes: dict[int, load.AssetQuote] | None = None
@@ -141,7 +141,7 @@ def valuate(
         read = snapshot.holdings_as_of(
             portfolio_ids=portfolio_ids, cost_method=cost_method, currency=currency, as_of=as_of
         )
-        holdings, to_fold, read_assets = read.holdings, read.to_fold, read.assets
+        holdings, to_fold, read_assets = list(read.holdings), read.to_fold, read.assets
         stored_quotes = read.quotes if not to_fold else None
         if cash_in_snapshot and len(portfolio_ids) == 1 and not to_fold and read.cash:
             (cash,) = read.cash.values()

@@ -16,15 +16,32 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Max, OuterRef, QuerySet, Subquery
+from django.db.models import Case, F, JSONField, Max, OuterRef, QuerySet, Subquery, Value, When
 
 from ledger.models import Transaction, effective_date, signed_amount
 from portfolio_site.money import ExactSum, to_amount
 
-from ..fx import RateBook
+from ..fx import MissingRate, RateBook
 from ..models import Allocation, Asset, PositionSnapshot, PositionState, Price
 from . import load
 from .fold import Holding, fold
+
+
+@dataclass(slots=True)
+class StoredHolding:
+    """A holding as its snapshot row gives it to a valuation: the figures of the fold's `Holding` (`cost` and
+    `cost_value` as its properties sum its lots), without the book of lots a read does not need."""
+
+    portfolio_id: int
+    asset_id: int
+    currency: str
+    quantity: Decimal
+    cost: Decimal
+    cost_value: Decimal
+    realized: Decimal
+    realized_value: Decimal
+    missing: list[MissingRate]
+    warnings: list[str]
 
 
 def current(*, portfolio_ids: Collection[int], cost_method: str, currency: str) -> dict[int, PositionSnapshot]:
@@ -44,7 +61,7 @@ class Read:
     query of the assets' ids when a stored close is not that day's), each served portfolio's cash when its stored
     balances are that day's, and the portfolios the caller must fold."""
 
-    holdings: list[Holding]
+    holdings: list["StoredHolding"]
     assets: QuerySet[Any]
     to_fold: list[int]
     quotes: dict[int, load.AssetQuote] | None = None
@@ -78,13 +95,54 @@ def holdings_as_of(*, portfolio_ids: Collection[int], cost_method: str, currency
         if snapshot.last_movement is None or snapshot.last_movement <= as_of
     }
     states = PositionState.objects.filter(snapshot_id__in=list(usable))
-    rows = states.values_list(
-        "snapshot_id", "asset_id", "state", "close", "close_date", "asset__ticker", "asset__name", "asset__currency"
+    # The figures as text, decoded here; the state (JSON) only of the rows that list missing rates or warnings.
+    rows = states.annotate(
+        notes=Case(When(noted=True, then=F("state")), default=Value(None), output_field=JSONField())
+    ).values_list(
+        "snapshot_id",
+        "asset_id",
+        "units",
+        "cost",
+        "cost_value",
+        "realized",
+        "realized_value",
+        "notes",
+        "close",
+        "close_date",
+        "asset__ticker",
+        "asset__name",
+        "asset__currency",
     )
-    holdings = []
+    holdings: list[StoredHolding] = []
     quotes: dict[int, load.AssetQuote] | None = {}
-    for pk, asset_id, state, close, close_date, ticker, name, asset_currency in rows:
-        holdings.append(Holding.from_state(usable[pk].portfolio_id, asset_id, cost_method, state))
+    for (
+        pk,
+        asset_id,
+        units,
+        cost,
+        cost_value,
+        realized,
+        realized_value,
+        notes,
+        close,
+        close_date,
+        ticker,
+        name,
+        asset_currency,
+    ) in rows:
+        holdings.append(
+            StoredHolding(
+                usable[pk].portfolio_id,
+                asset_id,
+                asset_currency,  # the fold's: an asset's currency is fixed once it has a movement
+                Decimal(units),
+                Decimal(cost),
+                Decimal(cost_value),
+                Decimal(realized),
+                Decimal(realized_value),
+                *(Holding.notes_from_state(notes) if notes is not None else ([], [])),
+            )
+        )
         if quotes is not None:
             if close_date is not None and close_date > as_of:
                 quotes = None  # a close after the day: the latest on or before it is read as before
@@ -168,6 +226,12 @@ def rebuild(*, versions: dict[int, int], cost_method: str, currency: str) -> Non
                 asset_id=holding.asset_id,
                 quantity=holding.quantity,
                 state=holding.state(),
+                units=str(holding.quantity),
+                cost=str(holding.cost),
+                cost_value=str(holding.cost_value),
+                realized=str(holding.realized),
+                realized_value=str(holding.realized_value),
+                noted=bool(holding.missing or holding.warnings),
                 close=closes[holding.asset_id][0],
                 close_date=closes[holding.asset_id][1],
             )

@@ -79,4 +79,8 @@ def _converter(field: Field, context: dict[str, Any]) -> Represent:
         return lambda items: [None if item is None else convert(item) for item in items]
     if hasattr(field, "lean_converter"):
         return field.lean_converter()
+    if type(field) is serializers.BooleanField:
+        # A bool is its own representation (DRF's looks it up among the words for true and false first).
+        convert = field.to_representation
+        return lambda value: value if value is True or value is False else convert(value)
     return field.to_representation
