@@ -9,7 +9,7 @@ def drop_snapshots(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("holdings", "0020_position_snapshot_cash_and_closes"),
+        ("holdings", "0021_change_history"),
     ]
 
     operations = [
