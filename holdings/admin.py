@@ -17,6 +17,7 @@ from clients.admin import (
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
+from portfolio_site.display import money_column, number_column
 
 from . import dividends as dividend_services
 from . import services
@@ -72,7 +73,7 @@ class AssetAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 @admin.register(Price)
 class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    list_display = ["asset", "date", "close"]
+    list_display = ["asset", "date", "close_shown"]
     list_filter = ["date"]
     list_select_related = ["asset"]
     search_fields = ["asset__ticker", "asset__name"]
@@ -80,6 +81,7 @@ class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    close_shown = number_column("close")
 
     def save_model(self, request: HttpRequest, obj: Price, form: Any, change: bool) -> None:
         if change:
@@ -93,12 +95,13 @@ class PriceAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 @admin.register(FxRate)
 class FxRateAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    list_display = ["base", "quote", "date", "rate"]
+    list_display = ["base", "quote", "date", "rate_shown"]
     list_filter = ["base", "quote", "date"]
     search_fields = ["base", "quote"]
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    rate_shown = number_column("rate")
 
     def save_model(self, request: HttpRequest, obj: FxRate, form: Any, change: bool) -> None:
         if change:
@@ -115,7 +118,7 @@ class SplitAdmin(ServiceAdminMixin, admin.ModelAdmin):
     """Splits through their services: recording one pays its cash in lieu, changing or deleting one takes it back
     (and is refused when later sales need the units it gave)."""
 
-    list_display = ["asset", "date", "new_units", "old_units", "cash_in_lieu_price"]
+    list_display = ["asset", "date", "new_units_shown", "old_units_shown", "cash_in_lieu_price_shown"]
     list_filter = ["date"]
     list_select_related = ["asset"]
     search_fields = ["asset__ticker", "asset__name"]
@@ -123,6 +126,9 @@ class SplitAdmin(ServiceAdminMixin, admin.ModelAdmin):
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    new_units_shown = number_column("new_units")
+    old_units_shown = number_column("old_units")
+    cash_in_lieu_price_shown = number_column("cash_in_lieu_price")
 
     def save_model(self, request: HttpRequest, obj: Split, form: Any, change: bool) -> None:
         if change:
@@ -189,10 +195,10 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
         "portfolio_name",
         "asset",
         "kind",
-        "quantity",
-        "price",
-        "fees",
-        "taxes",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "taxes_shown",
         "settlement",
     ]
     list_filter = ["kind", PortfolioListFilter, "date"]
@@ -210,6 +216,10 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmi
     # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
     readonly_fields = ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
     show_full_result_count = False
+    quantity_shown = number_column("quantity")
+    price_shown = number_column("price")
+    fees_shown = money_column("fees", currency="asset.currency")
+    taxes_shown = money_column("taxes", currency="asset.currency")
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Allocation) -> str:
@@ -258,13 +268,17 @@ class AllocationInline(ReadOnlyInline):
         "portfolio_name",
         "asset",
         "kind",
-        "quantity",
-        "price",
-        "fees",
-        "taxes",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "taxes_shown",
         "settlement",
     )
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
+    quantity_shown = number_column("quantity")
+    price_shown = number_column("price")
+    fees_shown = money_column("fees", currency="asset.currency")
+    taxes_shown = money_column("taxes", currency="asset.currency")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:
         return super().get_queryset(request).select_related("portfolio", "asset", "settlement")
@@ -316,10 +330,9 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
         "client",
         "portfolio_name",
         "asset",
-        "units",
-        "gross",
-        "withholding_tax",
-        "currency",
+        "units_shown",
+        "gross_shown",
+        "withholding_tax_shown",
         "cash",
     ]
     list_filter = ["currency", PortfolioListFilter, "pay_date"]
@@ -329,6 +342,9 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
     date_hierarchy = "pay_date"
     readonly_fields = ["units", "cash", "created_at", "updated_at"]
     show_full_result_count = False
+    units_shown = number_column("units")
+    gross_shown = money_column("gross")
+    withholding_tax_shown = money_column("withholding_tax")
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Dividend) -> str:
@@ -375,12 +391,13 @@ class DividendInline(ReadOnlyInline):
         "ex_date",
         "portfolio_name",
         "asset",
-        "gross",
-        "withholding_tax",
-        "currency",
+        "gross_shown",
+        "withholding_tax_shown",
         "cash",
     )
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} dividends"
+    gross_shown = money_column("gross")
+    withholding_tax_shown = money_column("withholding_tax")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Dividend]:
         return super().get_queryset(request).select_related("portfolio", "asset", "cash")
