@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.admin_site import add_index_panel
 from clients.admin import (
     ClientScopedAdminMixin,
     PortfolioListFilter,
@@ -22,6 +23,7 @@ from portfolio_site.display import money_column, number_column
 from . import dividends as dividend_services
 from . import services
 from .client_panel import client_income_panel, client_valuation_panel
+from .dashboard_panel import dashboard_panel
 from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 
 
@@ -411,3 +413,4 @@ add_client_inline(AllocationInline)
 add_client_inline(DividendInline)
 add_client_panel(client_valuation_panel)
 add_client_panel(client_income_panel)
+add_index_panel(dashboard_panel)
