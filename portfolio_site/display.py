@@ -12,8 +12,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.contrib import admin
-
 from portfolio_site.money import present_amount
 
 # What an empty cell shows, as the admin's own `empty_value_display` does.
@@ -57,18 +55,24 @@ def money_column(field: str, *, currency: str = "currency", description: str | N
     path `currency` ("currency", "asset.currency"), sorted by the stored field. Select the related rows the path
     crosses (list_select_related), or each row costs a query."""
 
-    @admin.display(description=description or field.replace("_", " "), ordering=field)
     def column(model_admin: Any, obj: Any) -> str:
         return money(getattr(obj, field), _attribute(obj, currency))
 
-    return column
+    return _described(column, description or field.replace("_", " "), field)
 
 
 def number_column(field: str, *, description: str | None = None) -> Callable[..., str]:
     """A ModelAdmin method showing a quantity or price `field` without trailing zeros, sorted by the stored field."""
 
-    @admin.display(description=description or field.replace("_", " "), ordering=field)
     def column(model_admin: Any, obj: Any) -> str:
         return number(getattr(obj, field))
 
+    return _described(column, description or field.replace("_", " "), field)
+
+
+def _described(column: Callable[..., str], description: str, ordering: str) -> Callable[..., str]:
+    # What @admin.display sets, without importing the admin: models' __str__ use this module too, and they load
+    # before the admin may be imported.
+    column.short_description = description  # type: ignore[attr-defined]
+    column.admin_order_field = ordering  # type: ignore[attr-defined]
     return column
