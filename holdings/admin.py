@@ -342,7 +342,7 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
     search_fields = ["client__name", "client__email", "portfolio__name", "asset__ticker", "notes"]
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "pay_date"
-    readonly_fields = ["units", "cash", "created_at", "updated_at"]
+    readonly_fields = ["units_shown", "cash", "created_at", "updated_at"]
     show_full_result_count = False
     units_shown = number_column("units")
     gross_shown = money_column("gross")
@@ -355,7 +355,7 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
     def get_fields(self, request: HttpRequest, obj: Dividend | None = None) -> list[Any]:
         fields: list[Any] = list(DividendForm.Meta.fields)
         if obj is not None:
-            fields += ["units", "cash", "created_at", "updated_at"]
+            fields += ["units_shown", "cash", "created_at", "updated_at"]
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Dividend | None = None) -> list[str]:

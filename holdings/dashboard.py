@@ -20,6 +20,7 @@ only. The number of queries is fixed (about a dozen), whatever the number of cli
 """
 
 import datetime
+import heapq
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -135,13 +136,22 @@ def dashboard(*, user: Any, today: datetime.date | None = None) -> Dashboard:
     currencies |= {quote["currency"] for quote in quotes.values()}
     rates = RateBook(currencies | {reporting}, until=today, latest_only=True)
 
-    def reported(amount: Decimal, currency: str) -> Decimal | None:
-        try:
-            return rates.rate(currency, reporting, today).convert(amount)
-        except MissingRate:
-            return None
+    factors: dict[str, Decimal | None] = {}
 
-    largest, missing_rates = _largest(held, quotes, reported)
+    def factor(currency: str) -> Decimal | None:
+        # A rate per currency, found once: tens of thousands of positions share a handful of currencies.
+        if currency not in factors:
+            try:
+                factors[currency] = rates.rate(currency, reporting, today).rate
+            except MissingRate:
+                factors[currency] = None
+        return factors[currency]
+
+    def reported(amount: Decimal, currency: str) -> Decimal | None:
+        rate = factor(currency)
+        return None if rate is None else amount * rate
+
+    largest, missing_rates = _largest(held, quotes, factor)
     unpriced = sorted((q for q in quotes.values() if q["price_date"] is None), key=lambda q: q["ticker"])
     stale_before = today - datetime.timedelta(days=settings.VALUATION_STALE_PRICE_DAYS)
     stale = sorted(
@@ -262,22 +272,26 @@ def _held(allocations: Any, today: datetime.date) -> dict[tuple[int, int], Decim
 
 
 def _largest(
-    held: dict[tuple[int, int], Decimal], quotes: dict[int, dict[str, Any]], reported: Any
+    held: dict[tuple[int, int], Decimal], quotes: dict[int, dict[str, Any]], factor: Any
 ) -> tuple[list[Position], list[str]]:
     """The ten largest valued positions, in the reporting currency; and the asset currencies with no rate to it."""
-    valued: list[tuple[Decimal, int, int, Decimal]] = []
+    # Per asset once: its close times its currency's rate (what one unit is worth in the reporting currency).
+    unit_values: dict[int, Decimal] = {}
     missing: set[str] = set()
-    for (portfolio_id, asset_id), units in held.items():
-        quote = quotes[asset_id]
+    for asset_id, quote in quotes.items():
         if quote["price_close"] is None:
             continue  # unpriced: listed apart
-        value = reported(units * quote["price_close"], quote["currency"])
-        if value is None:
+        rate = factor(quote["currency"])
+        if rate is None:
             missing.add(quote["currency"])
-            continue
-        valued.append((value, portfolio_id, asset_id, units))
-    valued.sort(key=lambda each: (-each[0], each[1], each[2]))
-    top = valued[:LARGEST_POSITIONS]
+        else:
+            unit_values[asset_id] = quote["price_close"] * rate
+    ranked = (
+        (units * unit_values[asset_id], portfolio_id, asset_id, units)
+        for (portfolio_id, asset_id), units in held.items()
+        if asset_id in unit_values
+    )
+    top = heapq.nsmallest(LARGEST_POSITIONS, ranked, key=lambda each: (-each[0], each[1], each[2]))
     names = {
         pk: (name, client_id, client_name)
         for pk, name, client_id, client_name in Portfolio.objects.filter(pk__in=[each[1] for each in top]).values_list(
@@ -285,7 +299,7 @@ def _largest(
         )
     }
     positions = []
-    for value, portfolio_id, asset_id, units in top:
+    for _, portfolio_id, asset_id, units in top:
         quote = quotes[asset_id]
         name, client_id, client_name = names[portfolio_id]
         positions.append(
@@ -301,7 +315,7 @@ def _largest(
                 close_date=quote["price_date"],
                 currency=quote["currency"],
                 market_value=units * quote["price_close"],
-                reported=value,
+                reported=units * quote["price_close"] * factor(quote["currency"]),
             )
         )
     return positions, sorted(missing)
