@@ -22,7 +22,7 @@ from portfolio_site.display import money_column, number_column
 
 from . import dividends as dividend_services
 from . import services
-from .client_panel import client_income_panel, client_valuation_panel
+from .client_panel import client_income_panel, client_record_panel, client_valuation_panel
 from .dashboard_panel import dashboard_panel
 from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 
@@ -413,4 +413,5 @@ add_client_inline(AllocationInline)
 add_client_inline(DividendInline)
 add_client_panel(client_valuation_panel)
 add_client_panel(client_income_panel)
+add_client_panel(client_record_panel)
 add_index_panel(dashboard_panel)

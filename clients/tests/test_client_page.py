@@ -62,3 +62,15 @@ def test_an_advisor_never_gets_a_recent_changes_panel_for_another_advisors_clien
 
     assert response.status_code in (302, 404)
     assert seen == []
+
+
+def test_the_client_page_links_to_record_an_allocation_for_this_client(client, superuser) -> None:
+    own = ClientFactory()
+    client.force_login(superuser)
+
+    page = client.get(reverse("admin:clients_client_change", args=[own.pk])).content.decode()
+    add_url = reverse("admin:holdings_allocation_add") + f"?client={own.pk}"
+    form = client.get(add_url).context["adminform"].form
+
+    assert f'href="{add_url}"' in page
+    assert form.initial["client"] == str(own.pk)
