@@ -171,3 +171,23 @@ def test_the_dashboard_costs_the_same_queries_whatever_the_number_of_rows(
     many = page_queries(client, count_queries, url)
 
     assert few == many
+
+
+def test_staff_who_see_no_client_get_the_index_without_a_dashboard(client, nobody) -> None:
+    client.force_login(nobody)
+
+    response = client.get(reverse("admin:index"))
+
+    assert response.status_code == 200
+    assert 'id="dashboard"' not in response.content.decode()
+
+
+def test_an_auditor_sees_the_firms_figures_read_only(client, advisor, other_advisor, auditor) -> None:
+    _book(advisor, other_advisor, timezone.localdate())
+    client.force_login(auditor)
+
+    page = client.get(reverse("admin:index")).content.decode()
+
+    assert 'id="dashboard"' in page
+    assert "Own Client" in page
+    assert "Other Client" in page
