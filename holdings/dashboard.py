@@ -7,7 +7,8 @@ only. The number of queries is fixed (about a dozen), whatever the number of cli
   or before today, summed per base currency in the database and converted into `settings.REPORTING_CURRENCY` at the
   latest rates. The table is read as it is, not refreshed here: the `holdings.daily_values_refresh` job keeps it
   current (every minute), and the portfolios it has yet to catch up with are counted (`refreshing`) instead of
-  rebuilt inside the request;
+  rebuilt inside the request. Without a job queue (development: no periodic job) the stale ones in scope are
+  rebuilt first, as every reader of the table does then;
 - clients, active and inactive;
 - deposits and withdrawals posted today and this month (by posting date, a reversal taking its original back),
   per currency;
@@ -39,6 +40,7 @@ from portfolio_site.money import ExactSum
 from .fx import MissingRate, RateBook
 from .models import Allocation, PortfolioDailyValue
 from .selectors import latest_prices
+from .services import daily_values_refresh
 from .splits import SplitBook, scaled_signed_quantity
 
 LARGEST_POSITIONS = 10
@@ -127,6 +129,12 @@ def dashboard(*, user: Any, today: datetime.date | None = None) -> Dashboard:
     today = today or timezone.localdate()
     reporting = settings.REPORTING_CURRENCY
     portfolios = Portfolio.objects.visible_to(user)
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # No job queue (development): no periodic refresh either, so the dashboard brings its own portfolios up to
+        # date first, as every other reader of the table does then. With a queue the job does it (every minute).
+        behind = list(portfolios.filter(history_changed_from__lte=today).values_list("pk", flat=True))
+        if behind:
+            daily_values_refresh(portfolio_ids=behind, until=today)
 
     aum_rows = _aum_rows(portfolios, today)
     flow_rows = _flow_rows(Transaction.objects.visible_to(user), today)

@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from clients.models import Portfolio
 from clients.tests.factories import ClientFactory, main_portfolio
 from holdings.dashboard import dashboard
 from holdings.models import PortfolioDailyValue
@@ -191,3 +192,38 @@ def test_an_auditor_sees_the_firms_figures_read_only(client, advisor, other_advi
     assert 'id="dashboard"' in page
     assert "Own Client" in page
     assert "Other Client" in page
+
+
+def _late_deposit(owner: Any) -> None:
+    """A deposit today, its portfolio marked stale from today as the ledger's service marks it."""
+    TransactionFactory(client=owner, amount=Decimal("70"), date=TODAY)
+    Portfolio.objects.filter(pk=main_portfolio(owner).pk).update(history_changed_from=TODAY)
+
+
+def test_without_a_job_queue_the_dashboard_brings_its_portfolios_up_to_date_first(
+    advisor, other_advisor, superuser, settings
+) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # development: no periodic refresh job
+    book = _book(advisor, other_advisor)
+    before = dashboard(user=superuser, today=TODAY).aum.total
+    _late_deposit(book["own"])
+
+    figures = dashboard(user=superuser, today=TODAY)
+
+    assert figures.aum.refreshing == 0
+    assert figures.aum.total == before + 70
+    assert figures.aum.total == sum(row.value for row in PortfolioDailyValue.objects.filter(date=TODAY))
+
+
+def test_with_a_job_queue_the_dashboard_reads_the_table_and_counts_what_the_job_has_yet_to_refresh(
+    advisor, other_advisor, superuser, settings
+) -> None:
+    book = _book(advisor, other_advisor)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    before = PortfolioDailyValue.objects.get(portfolio=main_portfolio(book["own"]), date=TODAY).value
+    _late_deposit(book["own"])
+
+    figures = dashboard(user=superuser, today=TODAY)
+
+    assert figures.aum.refreshing == 1
+    assert PortfolioDailyValue.objects.get(portfolio=main_portfolio(book["own"]), date=TODAY).value == before
