@@ -7,7 +7,8 @@ Logging out ends that session, and changing one's password goes through `user_se
 every session of the user.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -126,10 +127,22 @@ class SitePasswordChangeView(auth_views.PasswordChangeView):
         return {**super().get_form_kwargs(), "client": client_info(self.request)}
 
 
+# A section an upper app adds to the admin's index page (holdings: the dashboard): given the request (of a user the
+# admin let in), its HTML, already escaped (rendered by a template), or "" to show nothing. This app is the lowest
+# layer and imports none of them; they register here (`add_index_panel`), as apps add to a client's page.
+IndexPanel = Callable[[HttpRequest], str]
+
+
 class AdminSite(admin.AdminSite):
     site_header = "Portfolio back-office"
     site_title = "Portfolio back-office"
     index_title = "Administration"
+    index_panels: ClassVar[list[IndexPanel]] = []
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        # Rendered by templates/admin/index.html above the list of apps.
+        panels = [html for panel in self.index_panels if (html := panel(request))]
+        return super().index(request, {"index_panels": panels, **(extra_context or {})})
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
         return [
@@ -229,3 +242,7 @@ class AdminSite(admin.AdminSite):
             extra_context={**self.each_context(request), **(extra_context or {})},
             template_name=self.password_change_template or "registration/password_change_form.html",
         )(request)
+
+
+def add_index_panel(panel: IndexPanel) -> None:
+    AdminSite.index_panels = [*AdminSite.index_panels, panel]

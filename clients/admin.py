@@ -146,6 +146,10 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, TrackedHistoryAdmin):
     inlines: ClassVar[list[Any]] = [PortfolioInline]
     # Likewise their sections of the change page (holdings: each portfolio's valuation), with `add_client_panel`.
     panels: ClassVar[list[ClientPanel]] = []
+    # The "recent changes" section, below the inlines: who changed what of the client and its portfolios, lately.
+    # Empty until the change history is built (issue 14's history part), which fills it with
+    # `add_client_changes_panel`; a panel gets the request and a client the user may see, like the others.
+    changes_panels: ClassVar[list[ClientPanel]] = []
 
     def render_change_form(
         self,
@@ -159,6 +163,7 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, TrackedHistoryAdmin):
         # Called with a client the scoped queryset found, so a panel never sees one the user may not.
         if obj is not None and obj.pk is not None:
             context["client_panels"] = [html for panel in self.panels if (html := panel(request, obj))]
+            context["client_changes_panels"] = [html for panel in self.changes_panels if (html := panel(request, obj))]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Client | None = None) -> list[str]:
@@ -298,3 +303,8 @@ def add_client_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
 
 def add_client_panel(panel: ClientPanel) -> None:
     ClientAdmin.panels = [*ClientAdmin.panels, panel]
+
+
+def add_client_changes_panel(panel: ClientPanel) -> None:
+    """Fills the client page's "recent changes" slot (rendered after the inlines)."""
+    ClientAdmin.changes_panels = [*ClientAdmin.changes_panels, panel]

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.admin_site import add_index_panel
 from clients.admin import (
     ClientScopedAdminMixin,
     PortfolioListFilter,
@@ -17,11 +18,13 @@ from clients.admin import (
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
 from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
+from portfolio_site.display import money_column, number_column
 from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import dividends as dividend_services
 from . import services
-from .client_panel import client_income_panel, client_valuation_panel
+from .client_panel import client_income_panel, client_record_panel, client_valuation_panel
+from .dashboard_panel import dashboard_panel
 from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
 
 
@@ -73,7 +76,7 @@ class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
 
 @admin.register(Price)
 class PriceAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
-    list_display = ["asset", "date", "close"]
+    list_display = ["asset", "date", "close_shown"]
     list_filter = ["date"]
     list_select_related = ["asset"]
     search_fields = ["asset__ticker", "asset__name"]
@@ -81,6 +84,7 @@ class PriceAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    close_shown = number_column("close")
 
     def save_model(self, request: HttpRequest, obj: Price, form: Any, change: bool) -> None:
         if change:
@@ -94,12 +98,13 @@ class PriceAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
 
 @admin.register(FxRate)
 class FxRateAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
-    list_display = ["base", "quote", "date", "rate"]
+    list_display = ["base", "quote", "date", "rate_shown"]
     list_filter = ["base", "quote", "date"]
     search_fields = ["base", "quote"]
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    rate_shown = number_column("rate")
 
     def save_model(self, request: HttpRequest, obj: FxRate, form: Any, change: bool) -> None:
         if change:
@@ -116,7 +121,7 @@ class SplitAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     """Splits through their services: recording one pays its cash in lieu, changing or deleting one takes it back
     (and is refused when later sales need the units it gave)."""
 
-    list_display = ["asset", "date", "new_units", "old_units", "cash_in_lieu_price"]
+    list_display = ["asset", "date", "new_units_shown", "old_units_shown", "cash_in_lieu_price_shown"]
     list_filter = ["date"]
     list_select_related = ["asset"]
     search_fields = ["asset__ticker", "asset__name"]
@@ -124,6 +129,9 @@ class SplitAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
+    new_units_shown = number_column("new_units")
+    old_units_shown = number_column("old_units")
+    cash_in_lieu_price_shown = number_column("cash_in_lieu_price")
 
     def save_model(self, request: HttpRequest, obj: Split, form: Any, change: bool) -> None:
         if change:
@@ -190,10 +198,10 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryA
         "portfolio_name",
         "asset",
         "kind",
-        "quantity",
-        "price",
-        "fees",
-        "taxes",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "taxes_shown",
         "settlement",
     ]
     list_filter = ["kind", PortfolioListFilter, "date"]
@@ -211,6 +219,10 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryA
     # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
     readonly_fields = ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
     show_full_result_count = False
+    quantity_shown = number_column("quantity")
+    price_shown = number_column("price")
+    fees_shown = money_column("fees", currency="asset.currency")
+    taxes_shown = money_column("taxes", currency="asset.currency")
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Allocation) -> str:
@@ -259,13 +271,17 @@ class AllocationInline(ReadOnlyInline):
         "portfolio_name",
         "asset",
         "kind",
-        "quantity",
-        "price",
-        "fees",
-        "taxes",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "taxes_shown",
         "settlement",
     )
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
+    quantity_shown = number_column("quantity")
+    price_shown = number_column("price")
+    fees_shown = money_column("fees", currency="asset.currency")
+    taxes_shown = money_column("taxes", currency="asset.currency")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:
         return super().get_queryset(request).select_related("portfolio", "asset", "settlement")
@@ -317,10 +333,9 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdm
         "client",
         "portfolio_name",
         "asset",
-        "units",
-        "gross",
-        "withholding_tax",
-        "currency",
+        "units_shown",
+        "gross_shown",
+        "withholding_tax_shown",
         "cash",
     ]
     list_filter = ["currency", PortfolioListFilter, "pay_date"]
@@ -328,8 +343,11 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdm
     search_fields = ["client__name", "client__email", "portfolio__name", "asset__ticker", "notes"]
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "pay_date"
-    readonly_fields = ["units", "cash", "created_at", "updated_at"]
+    readonly_fields = ["units_shown", "cash", "created_at", "updated_at"]
     show_full_result_count = False
+    units_shown = number_column("units")
+    gross_shown = money_column("gross")
+    withholding_tax_shown = money_column("withholding_tax")
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Dividend) -> str:
@@ -338,7 +356,7 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdm
     def get_fields(self, request: HttpRequest, obj: Dividend | None = None) -> list[Any]:
         fields: list[Any] = list(DividendForm.Meta.fields)
         if obj is not None:
-            fields += ["units", "cash", "created_at", "updated_at"]
+            fields += ["units_shown", "cash", "created_at", "updated_at"]
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Dividend | None = None) -> list[str]:
@@ -376,12 +394,13 @@ class DividendInline(ReadOnlyInline):
         "ex_date",
         "portfolio_name",
         "asset",
-        "gross",
-        "withholding_tax",
-        "currency",
+        "gross_shown",
+        "withholding_tax_shown",
         "cash",
     )
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} dividends"
+    gross_shown = money_column("gross")
+    withholding_tax_shown = money_column("withholding_tax")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Dividend]:
         return super().get_queryset(request).select_related("portfolio", "asset", "cash")
@@ -395,3 +414,5 @@ add_client_inline(AllocationInline)
 add_client_inline(DividendInline)
 add_client_panel(client_valuation_panel)
 add_client_panel(client_income_panel)
+add_client_panel(client_record_panel)
+add_index_panel(dashboard_panel)

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.template.loader import render_to_string
 
-from portfolio_site.money import present_amount
+from portfolio_site.display import amount
 
 WIDTH = 640
 # Colour-blind-safe palette (Okabe-Ito); a bar's value is also written beside it, so colour carries nothing alone.
@@ -23,8 +23,9 @@ class Slice:
 
 
 def money(value: Decimal, currency: str) -> str:
-    """1,234,567.89: rounded once, half-even, to the currency's minor unit, with thousands separators."""
-    return f"{present_amount(value, currency):,}"
+    """1,234,567.89: rounded once, half-even, to the currency's minor unit, with thousands separators (the code is
+    written once beside the figures, not in every one)."""
+    return amount(value, currency)
 
 
 def percent(part: Decimal, whole: Decimal) -> str:

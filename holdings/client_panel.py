@@ -10,7 +10,9 @@ from typing import Any
 from django.db.models import F
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from clients.models import Client, Portfolio
 
@@ -148,3 +150,16 @@ def client_income_panel(request: HttpRequest, client: Client) -> str:
 def _months_back(first_of_month: datetime.date, count: int) -> datetime.date:
     year, month = divmod(first_of_month.year * 12 + first_of_month.month - 1 - count, 12)
     return datetime.date(year, month + 1, 1)
+
+
+def client_record_panel(request: HttpRequest, client: Client) -> str:
+    """Links to record a movement for the client (its add pages with the client chosen), just above the inlines that
+    list them: the inlines stay read-only, since every write goes through the services on the movement's own page."""
+    links = [
+        (label, f"{reverse(f'admin:holdings_{model}_add')}?{urlencode({'client': client.pk})}")
+        for model, label in (("allocation", "Record an allocation"), ("dividend", "Record a dividend"))
+        if request.user.has_perm(f"holdings.add_{model}")
+    ]
+    if not links:
+        return ""
+    return render_to_string("holdings/admin/client_record.html", {"links": links})

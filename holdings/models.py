@@ -8,6 +8,7 @@ from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
 from clients.scope import ClientOwnedQuerySet
+from portfolio_site import display
 from portfolio_site.historical import TrackedHistory
 from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
@@ -139,7 +140,7 @@ class Price(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.asset} {self.date}: {self.close}"
+        return f"{self.asset} {self.date}: {display.number(self.close)}"
 
 
 # A source's name as MARKET_DATA_SOURCES spells it (lower-case letters, digits, "-" and "_").
@@ -227,7 +228,7 @@ class FxRate(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.base}/{self.quote} {self.date}: {self.rate}"
+        return f"{self.base}/{self.quote} {self.date}: {display.number(self.rate)}"
 
 
 class Split(TimeStampedModel):
@@ -433,7 +434,7 @@ class Allocation(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.quantity} {self.asset} for {self.client}"
+        return f"{self.get_kind_display()} {display.number(self.quantity)} {self.asset} for {self.client}"
 
     def clean(self) -> None:
         super().clean()
@@ -515,7 +516,9 @@ class Dividend(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"Dividend {self.gross} {self.currency} on {self.asset} for {self.client} (ex {self.ex_date})"
+        return (
+            f"Dividend {display.money(self.gross, self.currency)} on {self.asset} for {self.client} (ex {self.ex_date})"
+        )
 
     @property
     def net(self) -> Decimal:

@@ -14,6 +14,7 @@ from django.urls import URLPattern, path, reverse
 
 from clients.admin import ClientScopedAdminMixin, PortfolioListFilter, add_client_inline
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, error_text
+from portfolio_site.display import money_column
 from portfolio_site.errors import ConflictError
 from portfolio_site.models import NOTES_MAX_LENGTH
 
@@ -42,8 +43,7 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
         "client",
         "portfolio_name",
         "kind",
-        "amount",
-        "currency",
+        "amount_shown",
         "reference",
         "reverses",
         "created_by",
@@ -61,6 +61,14 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
     date_hierarchy = "date"
     actions = ["reverse_selected"]
     show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
+    # The amount as people read it (its currency's minor unit, with the code), on the list and the read-only page.
+    amount_shown = money_column("amount", description="amount")
+    readonly_fields = ["amount_shown"]
+
+    def get_fields(self, request: HttpRequest, obj: Transaction | None = None) -> list[Any]:
+        # In the amount's place, not appended after every other field as a read-only extra would be.
+        fields = [name for name in super().get_fields(request, obj) if name != "amount_shown"]
+        return ["amount_shown" if name == "amount" else name for name in fields]
 
     @admin.action(
         description="Reverse selected deposits, withdrawals, interest, fees and taxes…", permissions=["reverse"]
@@ -168,7 +176,8 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
 class TransactionInline(ReadOnlyInline):
     model = Transaction
     fk_name = "client"
-    fields = readonly_fields = ("date", "portfolio_name", "kind", "amount", "currency", "reference", "reverses")
+    fields = readonly_fields = ("date", "portfolio_name", "kind", "amount_shown", "reference", "reverses")
+    amount_shown = money_column("amount", description="amount")
     verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} transactions"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Transaction]:

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models.functions import Coalesce
 
 from clients.scope import ClientOwnedQuerySet
+from portfolio_site import display
 from portfolio_site.imports.models import import_batch_field
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import CurrencyField, amount_field, currency_constraint
@@ -139,7 +140,8 @@ class Transaction(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        label = f"{self.get_kind_display()} {self.amount} {self.currency}"
+        # As people read it (the admin names a transaction by this: lists, links, titles); the amount stays exact.
+        label = f"{self.get_kind_display()} {display.money(self.amount, self.currency)}"
         return f"Reversal of {label}" if self.reverses_id else label
 
     def clean(self) -> None:

@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pycountry
+from babel.numbers import get_currency_precision
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.functions import Length, Upper
@@ -189,19 +190,13 @@ def first_shortfalls(
     return found
 
 
-# ISO 4217 minor units of the currencies that do not have two (pycountry carries no exponents). Codes with no
-# minor unit at all (precious metals, XDR, testing codes) are presented with two, like the rest.
-_ZERO_PLACES = ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV"]
-_MINOR_UNITS = {
-    **dict.fromkeys([*_ZERO_PLACES, "XAF", "XOF", "XPF"], 0),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-    **dict.fromkeys(["CLF", "UYW"], 4),
-}
-
-
 def minor_unit(currency: str) -> int:
-    """Decimal places of a currency's minor unit (ISO 4217): 2 for most, 0 for JPY, 3 for KWD."""
-    return _MINOR_UNITS.get(currency, 2)
+    """Decimal places of a currency's minor unit: 2 for most, 0 for JPY, 3 for BHD.
+
+    Read from the Unicode CLDR's currency data through Babel (a maintained table, updated with each Babel release),
+    not a hand-written list that drifts. A code CLDR does not know is presented with two places, like most.
+    """
+    return int(get_currency_precision(currency))
 
 
 def present_amount(value: Decimal, currency: str) -> Decimal:

@@ -116,7 +116,7 @@ def test_balances_are_derived_per_currency_from_every_kind_and_reversal() -> Non
 def test_transaction_str_names_a_reversal() -> None:
     original = TransactionFactory(amount=Decimal("5"), currency="EUR")
     reversal = TransactionFactory(client=original.client, reverses=original, amount=Decimal("5"), currency="EUR")
-    assert str(original) == "Deposit 5 EUR"
+    assert str(original) == "Deposit 5.00 EUR"  # as people read it
     assert str(reversal).startswith("Reversal of Deposit")
 
 

@@ -285,6 +285,9 @@ ENCRYPTION_KEYS = env.list(
 FX_PIVOT_CURRENCY = env.str("FX_PIVOT_CURRENCY", default="EUR")
 # A valuation flags a price older than this many days before its `as_of` as stale (and still uses it).
 VALUATION_STALE_PRICE_DAYS = env.int("VALUATION_STALE_PRICE_DAYS", default=5)
+# The admin dashboard's currency: assets under management and the largest positions are converted into it (at the
+# latest rates, through the pivot when needed). Each portfolio's own figures stay in its base currency.
+REPORTING_CURRENCY = env.str("REPORTING_CURRENCY", default="EUR").strip().upper()
 
 # Market data sources (holdings.market_data): {name: {"CLASS": dotted path, "URL": http(s)/file URL or path,
 # "TIMEOUT": seconds, "MAX_BYTES": bytes}}, refreshed in this order by `manage.py refresh_market_data` and the

@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Benchmark of the admin's pages on a book of realistic size, through Django's test client (the whole request:
+middleware, login session, scoping, templates).
+
+Writes a synthetic firm straight into a dedicated database (by default 2,000 clients, each with two portfolios,
+spread over 20 advisors; 200 assets in EUR, USD and GBP, one year of weekday closes with a few assets left unpriced
+or stale, EUR/USD and EUR/GBP rates; monthly deposits, some withdrawals, about 25 trades a portfolio), builds the
+daily value table with our own code, then runs each section:
+
+  dashboard     the admin index with its dashboard (holdings.dashboard), as a superuser (the whole firm) and as
+                one advisor (their 100 clients): median of the timed runs after one warm-up, and its queries
+
+Each section is one function in SECTIONS, measuring on the same book; a later issue adds its own (changelists at
+1,000 and 1,000,000 rows) beside this one.
+
+    .venv/bin/python bench/admin_bench.py
+    .venv/bin/python bench/admin_bench.py --clients 200 --sections dashboard
+    .venv/bin/python bench/admin_bench.py --reuse            # the book already filled by a previous run
+
+The database named by --database-url is created if missing and its clients, holdings and ledger are emptied:
+never point it at data you want to keep.
+"""
+
+import argparse
+import datetime
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.daily_values_bench import setup_django, weekdays  # noqa: E402  (the same scratch database set-up)
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portfolio_bench_admin"
+CURRENCIES = ("EUR", "USD", "GBP")
+ADVISORS = 20
+SUPERUSER = "bench-admin@example.com"
+ADVISOR = "bench-advisor-0@example.com"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=2_000)
+    parser.add_argument("--assets", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sections", nargs="*", default=None, help="the sections to run (all by default)")
+    parser.add_argument("--reuse", action="store_true", help="keep the book of a previous run")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    return parser.parse_args()
+
+
+def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
+    """The firm, written straight into the tables (through the services it would take hours), then the daily value
+    table built by our code (holdings.services.daily_values_refresh), as the refresh job would."""
+    from django.contrib.auth.models import Group
+    from django.db import connection
+
+    from accounts.models import User
+    from accounts.roles import Role
+    from clients.models import Client, Portfolio
+    from holdings.models import Allocation, Asset, FxRate, PortfolioDailyValue, PositionSnapshot, Price
+    from holdings.services import daily_values_refresh
+    from ledger.models import Transaction
+
+    with connection.cursor() as cursor:
+        tables = [
+            m._meta.db_table
+            for m in (PortfolioDailyValue, PositionSnapshot, Allocation, Transaction, Price, FxRate, Asset)
+        ]
+        cursor.execute(f"TRUNCATE {', '.join(tables)}, {Portfolio._meta.db_table}, {Client._meta.db_table} CASCADE")
+    rng = random.Random(14)
+    start = today - datetime.timedelta(days=365)
+    days = weekdays(start, today)
+    User.objects.filter(email=SUPERUSER).delete()
+    User.objects.create_user(email=SUPERUSER, password=None, is_staff=True, is_superuser=True)
+    advisors_group = Group.objects.get(name=Role.ADVISORS.value)
+    advisors = []
+    for n in range(ADVISORS):
+        advisor, _ = User.objects.get_or_create(email=f"bench-advisor-{n}@example.com", defaults={"is_staff": True})
+        advisor.groups.add(advisors_group)
+        advisors.append(advisor)
+
+    assets = Asset.objects.bulk_create(
+        [
+            Asset(ticker=f"ADM{n}", name=f"Admin bench {n}", currency=CURRENCIES[n % 3], exchange="XBEN")
+            for n in range(asset_count)
+        ]
+    )
+    # The last assets: two never priced, three whose closes stop a month ago (stale on the dashboard).
+    unpriced, stale = assets[-2:], assets[-5:-2]
+    closes: dict[tuple[int, datetime.date], Decimal] = {}
+    prices = []
+    for asset in assets:
+        if asset in unpriced:
+            continue
+        level = Decimal(rng.randint(20, 400))
+        for day in days:
+            level = max(Decimal("1"), level * Decimal(str(round(rng.gauss(1, 0.01), 6)))).quantize(Decimal("0.0001"))
+            closes[(asset.pk, day)] = level
+            if asset not in stale or day < today - datetime.timedelta(days=30):
+                prices.append(Price(asset=asset, date=day, close=level))
+    Price.objects.bulk_create(prices, batch_size=10_000)
+    FxRate.objects.bulk_create(
+        [
+            FxRate(base="EUR", quote=quote, date=day, rate=Decimal(str(round(level + rng.uniform(-0.02, 0.02), 4))))
+            for quote, level in (("USD", 1.08), ("GBP", 0.85))
+            for day in days
+        ],
+        batch_size=10_000,
+    )
+    clients = Client.objects.bulk_create(
+        [
+            Client(
+                name=f"Admin bench {n}",
+                email=f"bench-admin-{n}@example.com",
+                advisor=advisors[n % ADVISORS],
+                base_currency=CURRENCIES[n % 2],
+                is_active=n % 25 != 0,
+            )
+            for n in range(client_count)
+        ],
+        batch_size=5_000,
+    )
+    book = Portfolio.objects.bulk_create(
+        [
+            Portfolio(client=c, name=name, base_currency=c.base_currency, opened_on=start, history_changed_from=start)
+            for c in clients
+            for name in ("Main", "Savings")
+        ],
+        batch_size=5_000,
+    )
+    cash: list[Transaction] = []
+    trades: list[tuple[Portfolio, Asset, str, Decimal, datetime.date]] = []
+    for portfolio in book:
+        for currency in CURRENCIES:
+            cash.append(_tx(portfolio, "deposit", Decimal(500_000), currency, start))
+        for day in days[20::21]:  # monthly deposits, and a withdrawal now and then
+            cash.append(_tx(portfolio, "deposit", Decimal(rng.randint(1, 50) * 100), portfolio.base_currency, day))
+            if rng.random() < 0.2:
+                cash.append(_tx(portfolio, "withdrawal", Decimal(500), portfolio.base_currency, day))
+        if rng.random() < 0.05:  # a few movements today, so that "today" has figures
+            cash.append(_tx(portfolio, "deposit", Decimal(1000), portfolio.base_currency, today))
+        held: dict[int, Decimal] = {}
+        for n, asset in enumerate(rng.sample(assets, 12)):
+            day = days[n * 2]
+            trades.append((portfolio, asset, "buy", Decimal(rng.randint(10, 300)), day))
+            held[asset.pk] = trades[-1][3]
+        for day in days[40::20]:  # a trade every four weeks
+            asset = rng.choice([a for a in assets if a.pk in held])
+            kind = "sell" if rng.random() < 0.4 else "buy"
+            quantity = (held[asset.pk] / 10).quantize(Decimal(1)) or Decimal(1)
+            if kind == "sell" and quantity >= held[asset.pk]:
+                kind = "buy"
+            held[asset.pk] += quantity if kind == "buy" else -quantity
+            trades.append((portfolio, asset, kind, quantity, day))
+
+    def trade_price(asset: Asset, day: datetime.date) -> Decimal:
+        return closes.get((asset.pk, day), Decimal(50))
+
+    settlements = [
+        _tx(p, kind, (quantity * trade_price(asset, day)).quantize(Decimal("0.0001")), asset.currency, day)
+        for p, asset, kind, quantity, day in trades
+    ]
+    Transaction.objects.bulk_create(cash, batch_size=10_000)
+    Transaction.objects.bulk_create(settlements, batch_size=10_000)
+    Allocation.objects.bulk_create(
+        [
+            Allocation(
+                client_id=p.client_id,
+                portfolio=p,
+                asset=asset,
+                kind=kind,
+                quantity=quantity,
+                price=trade_price(asset, day),
+                date=day,
+                settlement=settlement,
+            )
+            for (p, asset, kind, quantity, day), settlement in zip(trades, settlements, strict=True)
+        ],
+        batch_size=10_000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    began = time.perf_counter()
+    daily_values_refresh(until=today)
+    print(
+        f"book: {len(clients):,} clients, {len(book):,} portfolios, {ADVISORS} advisors, {len(assets)} assets, "
+        f"{len(trades):,} trades, {len(cash) + len(settlements):,} transactions, {len(prices):,} closes; "
+        f"daily value table: {PortfolioDailyValue.objects.count():,} rows built in {time.perf_counter() - began:.1f} s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def _tx(portfolio: Any, kind: str, amount: Decimal, currency: str, day: datetime.date) -> Any:
+    from ledger.models import Transaction
+
+    return Transaction(
+        client_id=portfolio.client_id, portfolio=portfolio, kind=kind, amount=amount, currency=currency, date=day
+    )
+
+
+def login(email: str) -> Any:
+    """A test client logged in to the admin as the admin's login form would (a live LoginSession bound to it)."""
+    from django.test import Client
+
+    from accounts.models import LoginSession, User
+    from accounts.services.events import ClientInfo
+    from accounts.services.sessions import session_start
+    from accounts.web import LOGIN_SESSION_KEY
+
+    user = User.objects.get(email=email)
+    client = Client()
+    client.force_login(user)
+    login_session, _ = session_start(
+        user=user, client=ClientInfo(ip="127.0.0.1", user_agent="admin_bench"), channel=LoginSession.Channel.ADMIN
+    )
+    session = client.session
+    session[LOGIN_SESSION_KEY] = str(login_session.id)
+    session.save()
+    return client
+
+
+def timed_get(client: Any, path: str, repeats: int) -> tuple[float, int]:
+    """Median seconds of `repeats` GETs of `path` after one warm-up, and the queries of one of them."""
+    from django.db import connection
+
+    def get() -> None:
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+
+    get()
+    executed = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        executed.append(sql)
+        return execute(sql, params, many, context)
+
+    # An execute wrapper rather than the debug cursor: it counts whether or not the request reconnects.
+    with connection.execute_wrapper(count):
+        get()
+    runs = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        get()
+        runs.append(time.perf_counter() - began)
+    return statistics.median(runs), len(executed)
+
+
+# --- Sections ---------------------------------------------------------------------------------------------------
+
+
+def dashboard(args: argparse.Namespace) -> None:
+    """The admin index with its dashboard: well under a second, whoever asks (issue 14)."""
+    from django.urls import reverse
+
+    path = reverse("admin:index")
+    for label, email in (("superuser", SUPERUSER), ("advisor", ADVISOR)):
+        seconds, queries = timed_get(login(email), path, args.repeats)
+        print(f"dashboard  {label:<10} {seconds * 1000:7.1f} ms  ({queries} queries, median of {args.repeats})")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"dashboard": dashboard}
+
+
+def main() -> None:
+    args = parse_args()
+    # The test client calls the views as "testserver"; the bench's own settings, not the environment's.
+    os.environ["ALLOWED_HOSTS"] = "testserver"
+    setup_django(args.database_url)
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    if not args.reuse:
+        fill(args.clients, args.assets, today)
+    for name in args.sections or list(SECTIONS):
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()
