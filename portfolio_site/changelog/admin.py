@@ -15,8 +15,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from clients.admin import add_client_changes_panel
 from portfolio_site.history import Door
 
+from .client_panel import client_changes_panel
 from .models import Change
 from .selectors import Filters, changes_page, sources
 
@@ -29,6 +31,8 @@ class ChangeFilterForm(forms.Form):
     door = forms.ChoiceField(required=False, choices=[("", "Any door"), *Door.choices], label="Door")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    # Set by the client page's "recent changes" link; the entries are scoped whatever id is given.
+    client = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, models: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,6 +48,7 @@ class ChangeFilterForm(forms.Form):
             door=data.get("door") or "",
             since=data.get("since"),
             until=data.get("until"),
+            client_id=data.get("client"),
         )
 
 
@@ -96,3 +101,6 @@ def _page_number(request: HttpRequest) -> int:
         return max(1, int(request.GET.get("p", "1")))
     except ValueError:
         return 1
+
+
+add_client_changes_panel(client_changes_panel)

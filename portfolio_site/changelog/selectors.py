@@ -41,6 +41,9 @@ class Filters:
     door: str = ""
     since: date | None = None
     until: date | None = None
+    # One client's changes: its own and those of the rows it owns (portfolios, allocations, dividends), not reference
+    # data nor import batches, which belong to no one client.
+    client_id: int | None = None
 
 
 @dataclass
@@ -102,6 +105,9 @@ def _scoped_history(model: type[models.Model], user: Any) -> models.QuerySet[Any
 
 def _history_source(model: type[models.Model], user: Any, filters: Filters) -> models.QuerySet[Any]:
     records = _scoped_history(model, user)
+    if filters.client_id is not None:
+        path = owner_path(model)
+        records = records.filter(**{"id" if path == "" else path: filters.client_id})
     if filters.user_email:
         records = records.filter(history_user__email__iexact=filters.user_email)
     if filters.door:
@@ -246,6 +252,8 @@ def changes_page(*, user: Any, filters: Filters, offset: int, limit: int) -> Pag
     labels = [filters.model] if filters.model else list(allowed)
     labels = [label for label in labels if label in allowed]
     by_label = {model._meta.label_lower: model for model in tracked_models()}
+    if filters.client_id is not None:
+        labels = [label for label in labels if label in by_label and owner_path(by_label[label]) is not None]
     count = 0
     lists: list[Iterable[Entry]] = []
     for label in labels:

@@ -407,3 +407,35 @@ def test_the_changelists_query_count_does_not_grow_with_its_rows(
     many = measure()
     assert len(web.get(CHANGELIST).context["entries"]) == 50
     assert few == many, f"{few} queries with few rows, {many} with many"
+
+
+def test_the_client_page_shows_its_recent_changes_and_the_changes_of_its_portfolios_only(advisor: User) -> None:
+    own = ClientFactory(advisor=advisor, name="Own", phone="+41 22 000 00 00")
+    elsewhere = ClientFactory(advisor=advisor, name="Elsewhere")
+    web = logged_in(advisor)
+    with history.acting(history.Door.API, user=advisor):
+        client_services.client_update(actor=advisor, client=own, phone="+41 22 123 45 67")
+        client_services.portfolio_update(actor=advisor, portfolio=own.portfolios.get(), name="Pension")
+        client_services.client_update(actor=advisor, client=elsewhere, phone="+1 555 0100")
+
+    panel = web.get(f"/admin/clients/client/{own.pk}/change/").context["client_changes_panels"]
+    html = "".join(panel)
+    assert "Recent changes" in html
+    assert "+41 22 000 00 00 → +41 22 123 45 67" in html
+    assert "Pension" in html
+    assert "+1 555 0100" not in html  # another client's change
+    link = f"{CHANGELIST}?client={own.pk}"
+    assert link in html
+    listed = web.get(link).context["entries"]
+    assert {(entry.model, entry.object_id) for entry in listed} >= {("clients.client", own.pk)}
+    assert all(entry.model in {"clients.client", "clients.portfolio"} for entry in listed)
+    assert ("clients.client", elsewhere.pk) not in {(entry.model, entry.object_id) for entry in listed}
+
+
+def test_another_advisors_client_id_in_the_changelists_client_filter_lists_nothing(
+    advisor: User, other_advisor: User
+) -> None:
+    theirs = ClientFactory(advisor=other_advisor, name="Theirs")
+    web = logged_in(advisor)
+
+    assert web.get(f"{CHANGELIST}?client={theirs.pk}").context["entries"] == []
