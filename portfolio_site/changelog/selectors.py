@@ -106,8 +106,7 @@ def _scoped_history(model: type[models.Model], user: Any) -> models.QuerySet[Any
 def _history_source(model: type[models.Model], user: Any, filters: Filters) -> models.QuerySet[Any]:
     records = _scoped_history(model, user)
     if filters.client_id is not None:
-        path = owner_path(model)
-        records = records.filter(**{"id" if path == "" else path: filters.client_id})
+        records = records.filter(**{owner_path(model) or "id": filters.client_id})  # "" is the client itself
     if filters.user_email:
         records = records.filter(history_user__email__iexact=filters.user_email)
     if filters.door:
