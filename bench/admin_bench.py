@@ -36,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.book import movement, write_closes, write_eur_rates, write_trades  # noqa: E402
 from bench.daily_values_bench import setup_django, weekdays  # noqa: E402  (the same scratch database set-up)
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portfolio_bench_admin"
@@ -95,26 +96,11 @@ def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
     )
     # The last assets: two never priced, three whose closes stop a month ago (stale on the dashboard).
     unpriced, stale = assets[-2:], assets[-5:-2]
-    closes: dict[tuple[int, datetime.date], Decimal] = {}
-    prices = []
-    for asset in assets:
-        if asset in unpriced:
-            continue
-        level = Decimal(rng.randint(20, 400))
-        for day in days:
-            level = max(Decimal("1"), level * Decimal(str(round(rng.gauss(1, 0.01), 6)))).quantize(Decimal("0.0001"))
-            closes[(asset.pk, day)] = level
-            if asset not in stale or day < today - datetime.timedelta(days=30):
-                prices.append(Price(asset=asset, date=day, close=level))
-    Price.objects.bulk_create(prices, batch_size=10_000)
-    FxRate.objects.bulk_create(
-        [
-            FxRate(base="EUR", quote=quote, date=day, rate=Decimal(str(round(level + rng.uniform(-0.02, 0.02), 4))))
-            for quote, level in (("USD", 1.08), ("GBP", 0.85))
-            for day in days
-        ],
-        batch_size=10_000,
+    month_ago = today - datetime.timedelta(days=30)
+    closes, closes_written = write_closes(
+        assets, days, rng, unpriced=unpriced, recorded=lambda asset, day: asset not in stale or day < month_ago
     )
+    write_eur_rates(days, rng)
     clients = Client.objects.bulk_create(
         [
             Client(
@@ -140,13 +126,13 @@ def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
     trades: list[tuple[Portfolio, Asset, str, Decimal, datetime.date]] = []
     for portfolio in book:
         for currency in CURRENCIES:
-            cash.append(_tx(portfolio, "deposit", Decimal(500_000), currency, start))
+            cash.append(movement(portfolio, "deposit", Decimal(500_000), currency, start))
         for day in days[20::21]:  # monthly deposits, and a withdrawal now and then
-            cash.append(_tx(portfolio, "deposit", Decimal(rng.randint(1, 50) * 100), portfolio.base_currency, day))
+            cash.append(movement(portfolio, "deposit", Decimal(rng.randint(1, 50) * 100), portfolio.base_currency, day))
             if rng.random() < 0.2:
-                cash.append(_tx(portfolio, "withdrawal", Decimal(500), portfolio.base_currency, day))
+                cash.append(movement(portfolio, "withdrawal", Decimal(500), portfolio.base_currency, day))
         if rng.random() < 0.05:  # a few movements today, so that "today" has figures
-            cash.append(_tx(portfolio, "deposit", Decimal(1000), portfolio.base_currency, today))
+            cash.append(movement(portfolio, "deposit", Decimal(1000), portfolio.base_currency, today))
         held: dict[int, Decimal] = {}
         for n, asset in enumerate(rng.sample(assets, 12)):
             day = days[n * 2]
@@ -164,47 +150,18 @@ def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
     def trade_price(asset: Asset, day: datetime.date) -> Decimal:
         return closes.get((asset.pk, day), Decimal(50))
 
-    settlements = [
-        _tx(p, kind, (quantity * trade_price(asset, day)).quantize(Decimal("0.0001")), asset.currency, day)
-        for p, asset, kind, quantity, day in trades
-    ]
-    Transaction.objects.bulk_create(cash, batch_size=10_000)
-    Transaction.objects.bulk_create(settlements, batch_size=10_000)
-    Allocation.objects.bulk_create(
-        [
-            Allocation(
-                client_id=p.client_id,
-                portfolio=p,
-                asset=asset,
-                kind=kind,
-                quantity=quantity,
-                price=trade_price(asset, day),
-                date=day,
-                settlement=settlement,
-            )
-            for (p, asset, kind, quantity, day), settlement in zip(trades, settlements, strict=True)
-        ],
-        batch_size=10_000,
-    )
+    settlements = write_trades(cash, trades, trade_price)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     began = time.perf_counter()
     daily_values_refresh(until=today)
     print(
         f"book: {len(clients):,} clients, {len(book):,} portfolios, {ADVISORS} advisors, {len(assets)} assets, "
-        f"{len(trades):,} trades, {len(cash) + len(settlements):,} transactions, {len(prices):,} closes; "
+        f"{len(trades):,} trades, {len(cash) + len(settlements):,} transactions, {closes_written:,} closes; "
         f"daily value table: {PortfolioDailyValue.objects.count():,} rows built in {time.perf_counter() - began:.1f} s"
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-
-
-def _tx(portfolio: Any, kind: str, amount: Decimal, currency: str, day: datetime.date) -> Any:
-    from ledger.models import Transaction
-
-    return Transaction(
-        client_id=portfolio.client_id, portfolio=portfolio, kind=kind, amount=amount, currency=currency, date=day
-    )
 
 
 def login(email: str) -> Any:

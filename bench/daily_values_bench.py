@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clients.models import Portfolio
-    from ledger.models import Transaction
+    pass
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portfolio_bench_daily"
@@ -81,6 +80,7 @@ def fill(portfolios: int, years: int, per_portfolio: int) -> None:
     from django.db import connection
 
     from accounts.models import User
+    from bench.book import movement, write_closes, write_eur_rates, write_trades
     from clients.models import Client, Portfolio
     from holdings.models import Allocation, Asset, FxRate, PortfolioDailyValue, Price
     from ledger.models import Transaction
@@ -95,23 +95,8 @@ def fill(portfolios: int, years: int, per_portfolio: int) -> None:
     assets = Asset.objects.bulk_create(
         [Asset(ticker=f"BENCH{n}", name=f"Bench {n}", currency=CURRENCIES[n % 3], exchange="XBEN") for n in range(60)]
     )
-    closes: dict[tuple[int, datetime.date], Decimal] = {}
-    prices = []
-    for asset in assets:
-        level = Decimal(rng.randint(20, 400))
-        for day in days:
-            level = max(Decimal("1"), level * Decimal(str(round(rng.gauss(1, 0.01), 6)))).quantize(Decimal("0.0001"))
-            closes[(asset.pk, day)] = level
-            prices.append(Price(asset=asset, date=day, close=level))
-    Price.objects.bulk_create(prices, batch_size=10_000)
-    FxRate.objects.bulk_create(
-        [
-            FxRate(base="EUR", quote=quote, date=day, rate=Decimal(str(round(level + rng.uniform(-0.02, 0.02), 4))))
-            for quote, level in (("USD", 1.08), ("GBP", 0.85))
-            for day in days
-        ],
-        batch_size=10_000,
-    )
+    closes, closes_written = write_closes(assets, days, rng)
+    write_eur_rates(days, rng)
     clients = Client.objects.bulk_create(
         [
             Client(name=f"Bench {n}", email=f"bench-daily-{n}@example.com", advisor=advisor, base_currency="EUR")
@@ -128,9 +113,9 @@ def fill(portfolios: int, years: int, per_portfolio: int) -> None:
     trades: list[tuple[Portfolio, Asset, str, Decimal, datetime.date]] = []
     for portfolio in book:
         for currency in CURRENCIES:
-            cash.append(_tx(portfolio, "deposit", Decimal(2_000_000), currency, start))
+            cash.append(movement(portfolio, "deposit", Decimal(2_000_000), currency, start))
         for day in days[20::21]:  # monthly deposits
-            cash.append(_tx(portfolio, "deposit", Decimal(1000), portfolio.base_currency, day))
+            cash.append(movement(portfolio, "deposit", Decimal(1000), portfolio.base_currency, day))
         held: dict[int, Decimal] = {}
         for n, asset in enumerate(rng.sample(assets, per_portfolio)):
             day = days[n * 3]
@@ -144,41 +129,12 @@ def fill(portfolios: int, years: int, per_portfolio: int) -> None:
                 kind = "buy"
             held[asset.pk] += quantity if kind == "buy" else -quantity
             trades.append((portfolio, asset, kind, quantity, day))
-    settlements = [
-        _tx(p, kind, (quantity * closes[(asset.pk, day)]).quantize(Decimal("0.0001")), asset.currency, day)
-        for p, asset, kind, quantity, day in trades
-    ]
-    Transaction.objects.bulk_create(cash, batch_size=10_000)
-    Transaction.objects.bulk_create(settlements, batch_size=10_000)
-    Allocation.objects.bulk_create(
-        [
-            Allocation(
-                client_id=p.client_id,
-                portfolio=p,
-                asset=asset,
-                kind=kind,
-                quantity=quantity,
-                price=closes[(asset.pk, day)],
-                date=day,
-                settlement=settlement,
-            )
-            for (p, asset, kind, quantity, day), settlement in zip(trades, settlements, strict=True)
-        ],
-        batch_size=10_000,
-    )
+    settlements = write_trades(cash, trades, lambda asset, day: closes[(asset.pk, day)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     print(
         f"book: {len(book)} portfolios, {len(trades)} trades, {len(cash) + len(settlements)} transactions, "
-        f"{len(prices)} closes, {len(days)} weekdays from {start} to {END}"
-    )
-
-
-def _tx(portfolio: "Portfolio", kind: str, amount: Decimal, currency: str, day: datetime.date) -> "Transaction":
-    from ledger.models import Transaction
-
-    return Transaction(
-        client_id=portfolio.client_id, portfolio=portfolio, kind=kind, amount=amount, currency=currency, date=day
+        f"{closes_written} closes, {len(days)} weekdays from {start} to {END}"
     )
 
 

@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.book import Trade, movement, write_closes, write_eur_rates, write_trades  # noqa: E402
 from bench.daily_values_bench import setup_django, weekdays  # noqa: E402  (the same scratch database set-up)
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portfolio_bench_p"
@@ -79,41 +80,26 @@ def fill(allocations: int, asset_count: int, years: int) -> tuple[Any, datetime.
             for n in range(asset_count)
         ]
     )
-    closes: dict[tuple[int, datetime.date], Decimal] = {}
-    prices = []
-    for asset in assets:
-        level = Decimal(rng.randint(20, 400))
-        for day in days:
-            level = max(Decimal("1"), level * Decimal(str(round(rng.gauss(1, 0.01), 6)))).quantize(Decimal("0.0001"))
-            closes[(asset.pk, day)] = level
-            prices.append(Price(asset=asset, date=day, close=level))
-    Price.objects.bulk_create(prices, batch_size=10_000)
-    FxRate.objects.bulk_create(
-        [
-            FxRate(base="EUR", quote=quote, date=day, rate=Decimal(str(round(level + rng.uniform(-0.02, 0.02), 4))))
-            for quote, level in (("USD", 1.08), ("GBP", 0.85))
-            for day in days
-        ],
-        batch_size=10_000,
-    )
+    closes, closes_written = write_closes(assets, days, rng)
+    write_eur_rates(days, rng)
     client = Client.objects.create(
         name="Valuation bench", email="bench-valuation@example.com", advisor=admin, base_currency="EUR"
     )
     portfolio = Portfolio.objects.create(client=client, name="Main", base_currency="EUR", opened_on=start)
 
     def tx(kind: str, amount: Decimal, currency: str, day: datetime.date) -> Transaction:
-        return Transaction(client=client, portfolio=portfolio, kind=kind, amount=amount, currency=currency, date=day)
+        return movement(portfolio, kind, amount, currency, day)
 
     # Funded enough that no day closes below zero whatever the trades: checks are the services' business, not
     # what is measured here.
     cash = [tx("deposit", Decimal(10_000_000_000), currency, start) for currency in CURRENCIES]
     cash += [tx("deposit", Decimal(5000), "EUR", day) for day in days[20::21]]
-    trades: list[tuple[Any, str, Decimal, datetime.date]] = []
+    trades: list[Trade] = []
     held: dict[int, Decimal] = {}
     bought = assets[:allocations]
     for n, asset in enumerate(bought):  # every asset bought once in the first weeks
-        trades.append((asset, "buy", Decimal(rng.randint(100, 1000)), days[n % 20]))
-        held[asset.pk] = trades[-1][2]
+        trades.append((portfolio, asset, "buy", Decimal(rng.randint(100, 1000)), days[n % 20]))
+        held[asset.pk] = trades[-1][3]
     later = days[20:]
     for n in range(allocations - len(trades)):
         asset = rng.choice(bought)
@@ -121,36 +107,15 @@ def fill(allocations: int, asset_count: int, years: int) -> tuple[Any, datetime.
         quantity = Decimal(rng.randint(1, 50))
         kind = "sell" if n % 3 == 0 and held[asset.pk] > quantity else "buy"
         held[asset.pk] += quantity if kind == "buy" else -quantity
-        trades.append((asset, kind, quantity, day))
-    trades.sort(key=lambda trade: trade[3])
-    settlements = [
-        tx(kind, (quantity * closes[(asset.pk, day)]).quantize(Decimal("0.0001")), asset.currency, day)
-        for asset, kind, quantity, day in trades
-    ]
-    Transaction.objects.bulk_create(cash, batch_size=10_000)
-    Transaction.objects.bulk_create(settlements, batch_size=10_000)
-    Allocation.objects.bulk_create(
-        [
-            Allocation(
-                client=client,
-                portfolio=portfolio,
-                asset=asset,
-                kind=kind,
-                quantity=quantity,
-                price=closes[(asset.pk, day)],
-                date=day,
-                settlement=settlement,
-            )
-            for (asset, kind, quantity, day), settlement in zip(trades, settlements, strict=True)
-        ],
-        batch_size=10_000,
-    )
+        trades.append((portfolio, asset, kind, quantity, day))
+    trades.sort(key=lambda trade: trade[4])
+    settlements = write_trades(cash, trades, lambda asset, day: closes[(asset.pk, day)])
     Portfolio.objects.filter(pk=portfolio.pk).update(history_changed_from=start)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     print(
         f"book: 1 portfolio, {len(trades)} allocations over {len(assets)} assets, {len(cash) + len(settlements)} "
-        f"transactions, {len(prices)} closes, {len(days)} business days from {start} to {END}"
+        f"transactions, {closes_written} closes, {len(days)} business days from {start} to {END}"
     )
     portfolio.refresh_from_db()
     return portfolio, start
