@@ -18,7 +18,8 @@ from holdings.tests.factories import AssetFactory, BuyFactory
 from ledger.models import Transaction
 from ledger.selectors import client_balances
 from ledger.tests.factories import TransactionFactory
-from portfolio_site.testing import admin_messages
+from portfolio_site.testing import admin_messages, page_queries
+from portfolio_site.tests.test_content_security_policy import assert_works_under_its_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -166,6 +167,7 @@ def test_a_sell_beyond_the_units_held_is_refused_on_its_row_and_nothing_of_the_p
     assert "Not enough units" in refused.non_field_errors()[0]
     assert any("Not enough units" in message for message in admin_messages(response))
     assert "Not enough units" in response.text
+    assert_works_under_its_policy(response)  # the page shown again, its error rows included
     owner.refresh_from_db()
     assert owner.name == "Before"  # the client's change in the same POST was rolled back too
     assert Allocation.objects.filter(client=owner).count() == 1
@@ -275,3 +277,21 @@ def test_saving_the_page_without_touching_the_rows_writes_no_allocation(client, 
 
     assert response.status_code == 302
     update.assert_not_called()
+
+
+def test_the_editable_rows_cost_the_same_queries_for_5_and_25_allocations(client, advisor, count_queries) -> None:
+    owner = ClientFactory(advisor=advisor)
+    second = PortfolioFactory(client=owner, name="Second")
+    client.force_login(advisor)
+    url = _url(owner)
+    page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+
+    def measure(count: int) -> int:
+        for n in range(count):  # each row its own asset, half of them in the second portfolio
+            BuyFactory(client=owner, portfolio=second if n % 2 else None, date=DAY)
+        return page_queries(client, count_queries, url)
+
+    few = measure(5)
+    many = measure(20)
+
+    assert few == many
