@@ -18,6 +18,7 @@ from holdings.tests.factories import AssetFactory, BuyFactory
 from ledger.models import Transaction
 from ledger.selectors import client_balances
 from ledger.tests.factories import TransactionFactory
+from portfolio_site import history
 from portfolio_site.testing import admin_messages, page_queries
 from portfolio_site.tests.test_content_security_policy import assert_works_under_its_policy
 
@@ -110,6 +111,8 @@ def test_a_buy_added_inline_is_recorded_through_allocation_create_and_settles_it
     (buy,) = Allocation.objects.filter(client=owner)
     assert (buy.kind, buy.quantity, buy.settlement is not None) == (Allocation.Kind.BUY, Decimal("10"), True)
     assert client_balances(client_id=owner.pk) == {"USD": Decimal("10000") - Decimal("256")}  # 10 x 25.50 + 1
+    recorded = Allocation.history.filter(id=buy.pk).latest()  # the change history names who, through which door
+    assert (recorded.history_type, recorded.history_user, recorded.history_door) == ("+", advisor, history.Door.ADMIN)
 
 
 def test_changing_a_rows_units_inline_goes_through_allocation_update_and_resettles(client, operations) -> None:
