@@ -141,8 +141,9 @@ class ClientAdmin(ServiceAdminMixin, ScopedAdminMixin, TrackedHistoryAdmin):
     search_fields = ["name", "email", "phone"]
     autocomplete_fields = ["advisor"]
     readonly_fields = ["created_at", "updated_at"]
-    # Other apps add their read-only inlines (allocations, transactions) with `add_client_inline`,
-    # so that this app never imports them.
+    # Other apps add their inlines (allocations, dividends, transactions) with `add_client_inline`, so that this app
+    # never imports them; an editable one is a ServiceInline, its rows saved through its own app's services by
+    # ServiceAdminMixin.save_formset, in this page's transaction.
     inlines: ClassVar[list[Any]] = [PortfolioInline]
     # Likewise their sections of the change page (holdings: each portfolio's valuation), with `add_client_panel`.
     panels: ClassVar[list[ClientPanel]] = []

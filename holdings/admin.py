@@ -1,8 +1,9 @@
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -17,8 +18,14 @@ from clients.admin import (
 )
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
-from portfolio_site.admin_utils import ReadOnlyInline, ServiceAdminMixin
-from portfolio_site.display import money_column, number_column
+from portfolio_site.admin_utils import (
+    LatestRowsInline,
+    LatestRowsInlineFormSet,
+    ReadOnlyInline,
+    ServiceAdminMixin,
+    ServiceInlineMixin,
+)
+from portfolio_site.display import money_column, number_column, plain_decimal
 from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import dividends as dividend_services
@@ -264,9 +271,69 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryA
         services.allocation_delete(actor=request.user, allocation=obj)
 
 
-class AllocationInline(ReadOnlyInline):
+class KnownAutocompleteSelect(AutocompleteSelect):
+    """An autocomplete that labels its selected value from `known` (the row's own asset, already joined) instead of a
+    query per widget: an inline renders one per row."""
+
+    known: dict[str, str]
+
+    def optgroups(self, name: str, value: Any, attr: Any = None) -> Any:
+        selected = {str(v) for v in value if str(v) not in self.choices.field.empty_values}
+        known = getattr(self, "known", {})
+        if not selected or not selected <= known.keys():
+            return super().optgroups(name, value, attr)
+        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
+        for key in sorted(selected):
+            options.append(self.create_option(name, key, known[key], True, len(options)))
+        return [(None, options, 0)]
+
+
+class AllocationInlineFormSet(LatestRowsInlineFormSet):
+    """The client's latest allocations; each row's portfolio picked from `portfolios` (this client's, as the user
+    sees them, read once for all rows): a new row takes an open one, an existing row keeps its own too."""
+
+    portfolios: ClassVar[list[Portfolio]] = []
+
+    def _construct_form(self, i: int, **kwargs: Any) -> Any:
+        form = super()._construct_form(i, **kwargs)
+        self._limit_choices(form)
+        for name in ("quantity", "price", "fees", "taxes"):
+            if name in form.initial:
+                form.initial[name] = plain_decimal(form.initial[name])  # 12.5, not 12.5000000000
+        return form
+
+    @property
+    def empty_form(self) -> Any:
+        form = super().empty_form
+        self._limit_choices(form)
+        return form
+
+    def _limit_choices(self, form: Any) -> None:
+        own = form.instance.portfolio_id if form.instance.pk is not None else None
+        field = form.fields.get("portfolio")
+        if field is not None:
+            usable = [p for p in self.portfolios if p.closed_on is None or p.pk == own]
+            # Validation reads the queryset (a crafted id of another client's portfolio is not a valid choice);
+            # the select shows the list, so that twenty rows cost no twenty queries.
+            field.queryset = Portfolio.objects.filter(pk__in=[p.pk for p in usable])
+            field.choices = [("", "---------"), *((p.pk, p.name) for p in usable)]
+        widget = getattr(form.fields.get("asset"), "widget", None)
+        widget = getattr(widget, "widget", widget)  # inside the admin's related-object wrapper
+        if isinstance(widget, KnownAutocompleteSelect) and form.instance.pk is not None:
+            asset = form.instance.asset
+            widget.known = {str(asset.pk): str(asset)}
+
+
+class AllocationInline(ServiceInlineMixin, LatestRowsInline):
+    """The client's latest allocations on its page. Those who may change allocations add, change and delete rows
+    there, each through the services (ClientAdmin's save_formset calls save_row/delete_row, row by row, in the
+    page's transaction); others see them read-only, money as people read it."""
+
     model = Allocation
-    fields = readonly_fields = (
+    form = AllocationForm
+    formset = AllocationInlineFormSet
+    editable_fields = ("portfolio", "asset", "kind", "quantity", "price", "fees", "taxes", "date", "notes")
+    shown_fields = (
         "date",
         "portfolio_name",
         "asset",
@@ -277,11 +344,45 @@ class AllocationInline(ReadOnlyInline):
         "taxes_shown",
         "settlement",
     )
-    verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} allocations"
+    autocomplete_fields = ["asset"]
+    verbose_name_plural = f"Latest {LatestRowsInline.max_rows} allocations"
     quantity_shown = number_column("quantity")
     price_shown = number_column("price")
     fees_shown = money_column("fees", currency="asset.currency")
     taxes_shown = money_column("taxes", currency="asset.currency")
+
+    def _editable(self, request: HttpRequest, obj: Client | None) -> bool:
+        return self.has_add_permission(request, obj) or self.has_change_permission(request, obj)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        if self._editable(request, obj):
+            return [*self.editable_fields, "settlement"]
+        return list(self.shown_fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["settlement"] if self._editable(request, obj) else list(self.shown_fields)
+
+    # Django's own permission checks on the allocation model (advisors, operations, superusers: yes; auditors: view),
+    # and only on an existing client's page: a new client has no portfolio yet.
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and super().has_delete_permission(request, obj)
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        client_portfolios = Portfolio.objects.visible_to(request.user).filter(client=obj) if obj else None
+        formset.portfolios = list(client_portfolios.order_by("name", "pk")) if client_portfolios is not None else []
+        return formset
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "asset":
+            kwargs["widget"] = KnownAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:
         return super().get_queryset(request).select_related("portfolio", "asset", "settlement")
@@ -289,6 +390,17 @@ class AllocationInline(ReadOnlyInline):
     @admin.display(description="Portfolio")
     def portfolio_name(self, obj: Allocation) -> str:
         return obj.portfolio.name
+
+    def save_row(self, request: HttpRequest, obj: Allocation, form: Any, change: bool) -> None:
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in self.editable_fields}
+            services.allocation_update(actor=request.user, allocation=obj, **changes)
+        else:
+            data = {name: form.cleaned_data[name] for name in self.editable_fields if name in form.cleaned_data}
+            obj.pk = services.allocation_create(actor=request.user, **data).pk
+
+    def delete_row(self, request: HttpRequest, obj: Allocation) -> None:
+        services.allocation_delete(actor=request.user, allocation=obj)
 
 
 class DividendForm(AllocationForm):

@@ -154,12 +154,18 @@ def _months_back(first_of_month: datetime.date, count: int) -> datetime.date:
 
 def client_record_panel(request: HttpRequest, client: Client) -> str:
     """Links to record a movement for the client (its add pages with the client chosen), just above the inlines that
-    list them: the inlines stay read-only, since every write goes through the services on the movement's own page."""
+    list them, and to all of the client's allocations (the inline shows the latest only; those who may change
+    allocations add, change and delete them there too, through the services)."""
     links = [
-        (label, f"{reverse(f'admin:holdings_{model}_add')}?{urlencode({'client': client.pk})}")
+        (label, f"{reverse(f'admin:holdings_{model}_add')}?{urlencode({'client': client.pk})}", "addlink")
         for model, label in (("allocation", "Record an allocation"), ("dividend", "Record a dividend"))
         if request.user.has_perm(f"holdings.add_{model}")
     ]
+    if request.user.has_perm("holdings.view_allocation"):
+        query = urlencode({"client__id__exact": client.pk})
+        links.append(
+            ("All of the client's allocations", f"{reverse('admin:holdings_allocation_changelist')}?{query}", "")
+        )
     if not links:
         return ""
     return render_to_string("holdings/admin/client_record.html", {"links": links})

@@ -2,7 +2,7 @@
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR, IncorrectLookupParameters
@@ -116,11 +116,61 @@ class ScopedAdminMixin(ExportAdminMixin):
 
 
 class ServiceRefusal(Exception):
-    """A service refused a write the admin asked for; carries the service's own error."""
+    """A service refused a write the admin asked for; carries the service's own error, and the prefix of the inline
+    form whose row it refused (when an inline row was being saved)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, *, row: str | None = None) -> None:
         super().__init__(error_text(error))
         self.error = error
+        self.row = row
+
+
+@runtime_checkable
+class ServiceInline(Protocol):
+    """An inline whose rows are written by its own app's services: the parent's admin (which may not import that
+    app) saves each row of its formset through these, as `save_model`/`delete_model` save a page's object."""
+
+    def save_row(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None: ...
+
+    def delete_row(self, request: HttpRequest, obj: Any) -> None: ...
+
+
+class ServiceInlineMixin:
+    """Makes an inline a ServiceInline for ServiceAdminMixin.save_formset: its formsets know their inline, and a row
+    the services refused on the first try of a POST carries the refusal as its form's error (see
+    ServiceAdminMixin.changeform_view)."""
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)  # type: ignore[misc]
+        attrs = {"service_inline": self, "refused_rows": getattr(request, REFUSED_ROWS, {})}
+        return type(formset.__name__, (RefusedRowsFormSetMixin, formset), attrs)
+
+    def save_row(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        raise NotImplementedError
+
+    def delete_row(self, request: HttpRequest, obj: Any) -> None:
+        raise NotImplementedError
+
+
+class RefusedRowsFormSetMixin:
+    refused_rows: dict[str, str]
+
+    def clean(self) -> None:
+        super().clean()  # type: ignore[misc]
+        refused_deletes = []
+        for form in self.forms:  # type: ignore[attr-defined]
+            if form.prefix not in self.refused_rows:
+                continue
+            if self.can_delete and self._should_delete_form(form):  # type: ignore[attr-defined]
+                refused_deletes.append(self.refused_rows[form.prefix])  # a deleted form's errors are not shown
+            else:
+                form.add_error(None, self.refused_rows[form.prefix])
+        if refused_deletes:
+            raise ValidationError(refused_deletes)
+
+
+# The request attribute naming the rows refused on a POST's first try: {form prefix: the refusal's words}.
+REFUSED_ROWS = "_service_refused_rows"
 
 
 def _reporting_refusals(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,11 +209,43 @@ class ServiceAdminMixin(ExportAdminMixin):
         for obj in queryset.order_by("pk"):
             self.delete_model(request, obj)  # type: ignore[attr-defined]
 
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """A ServiceInline's rows through its services, one call per row: deleted rows first, then changed ones
+        (both in key order), then new ones (in the page's order). A refusal names its row's form and undoes the
+        whole page, the main form's save included (`changeform_view` runs in one transaction)."""
+        inline = getattr(formset, "service_inline", None)
+        if not isinstance(inline, ServiceInline):
+            super().save_formset(request, form, formset, change)  # type: ignore[misc]
+            return
+        formset.save(commit=False)  # fills deleted_objects, changed_objects and new_objects without writing
+        forms = {id(row_form.instance): row_form for row_form in formset.forms}
+        writes: list[tuple[Any, Callable[[], None]]] = []
+        for obj in sorted(formset.deleted_objects, key=lambda row: row.pk):
+            writes.append((obj, functools.partial(inline.delete_row, request, obj)))
+        for obj, _ in sorted(formset.changed_objects, key=lambda pair: pair[0].pk):
+            writes.append((obj, functools.partial(inline.save_row, request, obj, forms[id(obj)], True)))
+        for obj in formset.new_objects:
+            writes.append((obj, functools.partial(inline.save_row, request, obj, forms[id(obj)], False)))
+        for obj, write in writes:
+            try:
+                write()
+            except SERVICE_ERRORS as error:
+                raise ServiceRefusal(error, row=forms[id(obj)].prefix) from error
+
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().changeform_view(request, *args, **kwargs)  # type: ignore[misc]
         except ServiceRefusal as refusal:
+            # The transaction is rolled back by now: nothing of the POST was saved.
             messages.error(request, f"Not saved: {refusal}")
+            if refusal.row is None or request.method != "POST":
+                return HttpResponseRedirect(request.get_full_path())
+            # An inline row refused: the page again, from the same POST, that row's form showing why (its
+            # formset's validation adds the error, so nothing is saved on this second try).
+            setattr(request, REFUSED_ROWS, {refusal.row: str(refusal)})
+        try:
+            return super().changeform_view(request, *args, **kwargs)  # type: ignore[misc]
+        except ServiceRefusal:
             return HttpResponseRedirect(request.get_full_path())
 
     def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -213,16 +295,21 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """Shows the latest `max_rows` related rows, read-only, with a link to each (a client may have thousands)."""
+class LatestRowsInline(admin.TabularInline):
+    """Shows the latest `max_rows` related rows, with a link to each (a client may have thousands)."""
 
     extra = 0
     max_rows = 20
     show_change_link = True
-    can_delete = False
     formset = LatestRowsInlineFormSet
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
         formset.max_rows = self.max_rows  # type: ignore[attr-defined]
         return formset
+
+
+class ReadOnlyInline(ReadOnlyAdminMixin, LatestRowsInline):
+    """The latest `max_rows` related rows, read-only."""
+
+    can_delete = False

@@ -44,6 +44,15 @@ def number(value: Decimal | None) -> str:
     return f"{value.normalize():,f}"
 
 
+def plain_decimal(value: Decimal | None) -> Decimal | None:
+    """The same number without trailing zeros or exponent, for an input's initial value: 12.5000000000 is shown as
+    12.5 (no thousands separator: it is posted back as typed), and it compares equal to the stored value, so an
+    untouched row is not taken for a change."""
+    if value is None:
+        return None
+    return Decimal(f"{value.normalize():f}") if value != 0 else Decimal("0")
+
+
 def _attribute(obj: Any, path: str) -> Any:
     for name in path.split("."):
         obj = getattr(obj, name)

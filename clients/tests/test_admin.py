@@ -225,18 +225,20 @@ def test_client_change_page_query_count_is_the_same_for_5_and_25_rows_of_history
     assert few == many
 
 
-def test_client_change_page_inlines_are_read_only(client, operations):
+def test_client_change_page_inlines_are_read_only_but_the_allocations(client, operations):
     owner = ClientFactory()
     _add_history(owner, 2, date=datetime.date(2026, 1, 1))
     client.force_login(operations)
 
     response = client.get(_change_url(owner))
 
+    # Allocations are edited there through the holdings services (holdings/tests/test_admin_client_allocations.py).
     for inline in response.context["inline_admin_formsets"]:
+        editable = inline.formset.model is Allocation
         assert (inline.has_add_permission, inline.has_change_permission, inline.has_delete_permission) == (
-            False,
-            False,
-            False,
+            editable,
+            editable,
+            editable,
         )
 
 

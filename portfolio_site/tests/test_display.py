@@ -3,8 +3,9 @@
 from decimal import Decimal
 
 import pytest
+from django.utils import formats
 
-from portfolio_site.display import money, number
+from portfolio_site.display import money, number, plain_decimal
 from portfolio_site.money import minor_unit
 
 
@@ -55,3 +56,14 @@ def test_quantities_and_prices_lose_trailing_zeros_and_never_show_an_exponent(va
 def test_no_value_shows_a_dash() -> None:
     assert money(None, "USD") == "-"
     assert number(None) == "-"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("12.5000000000", "12.5"), ("100.0000", "100"), ("1234567.5", "1234567.5"), ("0E-10", "0"), ("1E-7", "0.0000001")],
+)
+def test_an_inputs_decimal_loses_trailing_zeros_but_stays_the_same_number(value: str, shown: str) -> None:
+    plain = plain_decimal(Decimal(value))
+
+    assert plain == Decimal(value)
+    assert formats.localize_input(plain) == shown  # as a form's number input renders it

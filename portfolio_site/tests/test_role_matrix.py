@@ -283,3 +283,25 @@ def test_an_advisor_sees_their_own_client_and_not_another_advisors_on_the_client
 
 def test_roles_hold_the_groups_the_table_names() -> None:
     assert set(Group.objects.values_list("name", flat=True)) >= {"Advisors", "Operations", "Auditors"}
+
+
+# The client page's inlines whose rows are written there (through their app's services), as the model's own page.
+INLINE_EDITABLE = {"holdings.Allocation"}
+
+
+@pytest.mark.parametrize("role", ["advisor_a", "operations", "auditor", "superuser"])
+def test_the_client_pages_inlines_let_each_role_do_what_the_table_says_of_their_model(role: str, client: Any) -> None:
+    # Allocations are added, changed and deleted on the client's page by those who may (through the services); every
+    # other inline (portfolios, transactions, dividends) is read-only there for everyone.
+    users = _users()
+    own = ClientFactory(advisor=users["advisor_a"])
+    client.force_login(users[role])
+
+    response = client.get(reverse("admin:clients_client_change", args=[own.pk]))
+
+    assert response.status_code == 200
+    for inline in response.context["inline_admin_formsets"]:
+        label = inline.formset.model._meta.label
+        allowed = PAGES[label][role] if label in INLINE_EDITABLE else "v"
+        shown = (inline.has_add_permission, inline.has_change_permission, inline.has_delete_permission)
+        assert shown == ("a" in allowed, "c" in allowed, "d" in allowed), label

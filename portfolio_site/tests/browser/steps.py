@@ -42,6 +42,23 @@ def pick_autocomplete(page: Page, field: str, search: str, choice: str | None = 
     expect(page.locator(f"#select2-id_{field}-container")).to_contain_text(choice or search)
 
 
+def add_inline_allocation(page: Page, row: int, *, kind: str, quantity: str, price: str) -> None:
+    """On a client's page: "Add another" in its allocations, then the new row (`row`, counting the rows shown) in its
+    first portfolio, for the asset SAP, on 2026-01-20."""
+    group = page.locator("#allocations-group")
+    group.locator(".add-row a").click()
+    prefix = f"allocations-{row}"
+    page.locator(f"#id_{prefix}-portfolio").select_option(index=1)
+    page.locator(f"#{prefix} .field-asset .select2-selection").click()
+    page.locator(".select2-container--open .select2-search__field").fill("SAP")
+    page.locator(".select2-results__option", has_text="SAP").first.click()
+    page.locator(f"#id_{prefix}-kind").select_option(label=kind)
+    page.locator(f"#id_{prefix}-quantity").fill(quantity)
+    page.locator(f"#id_{prefix}-price").fill(price)
+    page.locator(f"#id_{prefix}-fees").fill("0")
+    page.locator(f"#id_{prefix}-date").fill("2026-01-20")
+
+
 def save(page: Page) -> None:
     page.get_by_role("button", name="Save", exact=True).click()
 

@@ -15,11 +15,21 @@ from accounts.services.two_factor import totp_confirm, totp_enrol
 from accounts.tests.factories import PASSWORD, AdvisorFactory, SuperuserFactory
 from clients.models import Client
 from clients.tests.factories import ClientFactory
+from holdings.models import Allocation
 from holdings.tests.factories import AssetFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 
-from .steps import log_in, pick_autocomplete, reverse_transaction, save, see_dashboard, see_history, upload_import
+from .steps import (
+    add_inline_allocation,
+    log_in,
+    pick_autocomplete,
+    reverse_transaction,
+    save,
+    see_dashboard,
+    see_history,
+    upload_import,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -190,3 +200,28 @@ def test_an_advisor_sees_their_clients_and_not_another_advisors(page: Page) -> N
     expect(page).to_have_url("/admin/")
     expect(page.locator(".messagelist")).to_contain_text(re.compile(rf"with ID .{bens.pk}. doesn.t exist"))
     expect(page.locator("body")).not_to_contain_text("Ben's Client")
+
+
+def test_allocations_are_added_inline_on_the_client_page_and_a_sell_beyond_the_units_is_refused_on_its_row(
+    page: Page, superuser: User
+) -> None:
+    owner = ClientFactory(name="Grace Hopper", base_currency="EUR")
+    TransactionFactory(client=owner, kind=Transaction.Kind.DEPOSIT, amount=Decimal("10000"), currency="EUR")
+    AssetFactory(ticker="SAP", name="SAP SE", exchange="XETR", currency="EUR")
+    log_in(page, superuser.email)
+    url = f"/admin/clients/client/{owner.pk}/change/"
+
+    page.goto(url)
+    add_inline_allocation(page, 0, kind="Buy", quantity="10", price="150")
+    save(page)
+    # (The valuation panel may add its own message list: SAP has no price yet.)
+    expect(page.locator(".messagelist", has_text="was changed successfully")).to_have_count(1)
+    buy = Allocation.objects.get(client=owner)
+    assert (buy.quantity, buy.settlement.amount) == (Decimal("10"), Decimal("1500"))
+
+    page.goto(url)
+    add_inline_allocation(page, 1, kind="Sell", quantity="50", price="150")
+    save(page)
+    expect(page.locator(".messagelist", has_text="Not saved")).to_contain_text("Not enough units")
+    expect(page.locator("#allocations-group .errorlist")).to_contain_text("Not enough units")  # on its row
+    assert Allocation.objects.filter(client=owner).count() == 1
