@@ -74,6 +74,7 @@ class Flows:
     """Deposits or withdrawals of one kind posted in a period, per currency (net of reversals posted in it)."""
 
     kind: str
+    period: str  # "today" or "this month" (on the first of a month both start today)
     start: datetime.date
     end: datetime.date
     count: int
@@ -245,7 +246,7 @@ def _flow_rows(transactions: Any, today: datetime.date) -> list[dict[str, Any]]:
 def _flows(rows: list[dict[str, Any]], today: datetime.date, reported: Any) -> list[Flows]:
     first = today.replace(day=1)
     found = []
-    for start in (today, first):
+    for period, start in (("today", today), ("this month", first)):
         for kind in FLOW_KINDS:
             amounts: dict[str, Decimal] = {}
             count = 0
@@ -257,7 +258,7 @@ def _flows(rows: list[dict[str, Any]], today: datetime.date, reported: Any) -> l
                     count += row["count"]
             by_currency = [CurrencyTotal(c, amount, reported(amount, c)) for c, amount in sorted(amounts.items())]
             total = sum((each.reported for each in by_currency if each.reported is not None), Decimal(0))
-            found.append(Flows(str(kind), start, today, count, by_currency, total))
+            found.append(Flows(str(kind), period, start, today, count, by_currency, total))
     return found
 
 

@@ -50,7 +50,7 @@ def _context(figures: Dashboard, user: Any) -> dict[str, Any]:
     }
     context["flows"] = [
         {
-            "label": f"{each.kind.capitalize()}s {'today' if each.start == each.end else 'this month'}",
+            "label": f"{each.kind.capitalize()}s {each.period}",
             "count": each.count,
             "total": money(each.total, currency),
             "by_currency": [money(c.amount, c.currency) for c in each.by_currency],

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
@@ -86,6 +87,25 @@ def test_an_advisors_dashboard_covers_only_their_clients(advisor, other_advisor,
     assert {p.client_name for p in figures.largest} == {"Own Client"}
     assert figures.flows[2].total == Decimal("10000")  # the other client's 500 deposit is not theirs
     assert figures.flows[3].count == 0
+
+
+def test_on_the_first_of_a_month_the_index_still_says_today_and_this_month(client, superuser) -> None:
+    first = datetime.date(2026, 3, 1)
+    TransactionFactory(amount=Decimal("250"), date=first)
+    client.force_login(superuser)
+
+    with time_machine.travel(datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.UTC)):
+        page = client.get(reverse("admin:index")).content.decode()
+
+    # Both periods start today: the labels still tell them apart.
+    assert page.count("Deposits today") == 1
+    assert page.count("Deposits this month") == 1
+    assert [(f.kind, f.period) for f in dashboard(user=superuser, today=first).flows] == [
+        ("deposit", "today"),
+        ("withdrawal", "today"),
+        ("deposit", "this month"),
+        ("withdrawal", "this month"),
+    ]
 
 
 def test_a_deposit_reversed_this_month_is_taken_back(advisor, other_advisor, superuser) -> None:

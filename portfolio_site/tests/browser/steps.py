@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pyotp
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from accounts.tests.factories import PASSWORD
 
@@ -24,13 +24,40 @@ def log_in(page: Page, email: str, *, password: str = PASSWORD, totp: pyotp.TOTP
     expect(page).to_have_url(re.compile(f"{INDEX}$"))
 
 
-def see_dashboard(page: Page) -> None:
-    """The admin index. After the dashboard branch: assert its figures (assets under management, clients, the
-    latest imports) here instead of the app list."""
+def see_dashboard(
+    page: Page,
+    *,
+    currency: str = "EUR",
+    aum: str | None = None,
+    active_clients: int | None = None,
+    deposits_this_month: tuple[str, int] | None = None,
+    largest: tuple[str, str, str] | None = None,
+) -> None:
+    """The admin index with its dashboard, in the reporting currency; and, when given, its figures as people read
+    them: assets under management, active clients, this month's deposits (total, number posted), the largest
+    position (client, asset's ticker, value)."""
     page.goto(INDEX)
     expect(page.locator("#site-name")).to_have_text("Portfolio back-office")
-    expect(page.locator("#content-main")).to_contain_text("Clients")
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.locator("#dashboard h2")).to_contain_text(f"(amounts in {currency})")
+    if aum is not None:
+        expect(page.locator("#dashboard-aum")).to_have_text(aum)
+    if active_clients is not None:
+        expect(page.locator("#dashboard-active-clients")).to_have_text(str(active_clients))
+    if deposits_this_month is not None:
+        total, posted = deposits_this_month
+        row = dashboard_row(page, "Deposits this month")
+        expect(row.locator("a.dashboard-flow")).to_have_text(total)
+        expect(row).to_contain_text(f"{posted} posted")
+    if largest is not None:
+        top = page.locator("#dashboard-largest tbody tr").first
+        for text in largest:
+            expect(top).to_contain_text(text)
+
+
+def dashboard_row(page: Page, label: str) -> Locator:
+    """The row of the dashboard's overview headed `label` ("Assets under management", "Deposits this month")."""
+    return page.locator("#dashboard-overview tr", has=page.locator("th", has_text=label))
 
 
 def pick_autocomplete(page: Page, field: str, search: str, choice: str | None = None) -> None:

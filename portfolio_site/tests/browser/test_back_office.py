@@ -4,24 +4,29 @@ import re
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from accounts.services.events import ClientInfo
 from accounts.services.two_factor import totp_confirm, totp_enrol
 from accounts.tests.factories import PASSWORD, AdvisorFactory, SuperuserFactory
-from clients.models import Client
+from clients.models import Client, Portfolio
+from clients.services import portfolios_history_changed
 from clients.tests.factories import ClientFactory
 from holdings.models import Allocation
-from holdings.tests.factories import AssetFactory
+from holdings.services import daily_values_refresh
+from holdings.tests.factories import AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 
 from .steps import (
     add_inline_allocation,
+    dashboard_row,
     log_in,
     pick_autocomplete,
     reverse_transaction,
@@ -45,10 +50,55 @@ def write_csv(path: Path, *lines: str) -> Path:
     return path
 
 
+def two_advisors_books() -> dict[str, Any]:
+    """Anna's client Elena Rossi: 20,000 EUR deposited today, 14,000 of it spent on 100 SAP at 140, which closed at
+    150 today: 6,000 cash + 15,000 of SAP = 21,000 EUR. Ben's clients: David Chen, 5,000 EUR deposited today, and an
+    inactive one. The daily values computed as the refresh job would (jobs run eagerly in tests), through today."""
+    today = timezone.localdate()
+    anna = AdvisorFactory(full_name="Anna Advisor", email="anna@example.com")
+    ben = AdvisorFactory(full_name="Ben Advisor", email="ben@example.com")
+    sap = AssetFactory(ticker="SAP", name="SAP SE", exchange="XETR", currency="EUR")
+    PriceFactory(asset=sap, date=today, close=Decimal("150"))
+    elena = ClientFactory(name="Elena Rossi", advisor=anna, base_currency="EUR")
+    TransactionFactory(client=elena, amount=Decimal("20000"), date=today, reference="WIRE-ELENA")
+    BuyFactory(client=elena, asset=sap, quantity=Decimal("100"), price=Decimal("140"), date=today)
+    david = ClientFactory(name="David Chen", advisor=ben, base_currency="EUR")
+    TransactionFactory(client=david, amount=Decimal("5000"), date=today, reference="WIRE-DAVID")
+    ClientFactory(name="Gone Client", advisor=ben, is_active=False)
+    # The factories write rows, not through the services: mark the portfolios as the ledger's services would.
+    portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=today)
+    daily_values_refresh(until=today)
+    return {"anna": anna, "ben": ben, "elena": elena, "david": david}
+
+
 def test_a_user_with_two_factor_logs_in_through_the_second_step_and_sees_the_dashboard(page: Page) -> None:
     user = SuperuserFactory(email="second.step@example.com")
     log_in(page, user.email, totp=two_factor_on(user))
     see_dashboard(page)
+
+
+def test_the_dashboard_shows_the_firms_figures_each_linking_to_the_rows_behind_it(page: Page, superuser: User) -> None:
+    two_advisors_books()
+    log_in(page, superuser.email)
+    see_dashboard(
+        page,
+        aum="26,000.00 EUR",  # Elena's 21,000 and David's 5,000
+        active_clients=2,
+        deposits_this_month=("25,000.00 EUR", 2),
+        largest=("Elena Rossi", "SAP", "15,000.00 EUR"),
+    )
+
+    dashboard_row(page, "Deposits this month").locator("a.dashboard-flow").click()
+    expect(page).to_have_url(re.compile(r"/admin/ledger/transaction/\?.*kind__exact=deposit"))
+    deposits = page.locator("#result_list tbody tr")
+    expect(deposits).to_have_count(2)  # the deposits, not the buy's settlement
+    expect(deposits.filter(has_text="WIRE-ELENA")).to_contain_text("20,000.00 EUR")
+    expect(deposits.filter(has_text="WIRE-DAVID")).to_contain_text("5,000.00 EUR")
+
+    page.goto("/admin/")
+    page.locator("#dashboard-active-clients").click()
+    expect(page).to_have_url(re.compile(r"/admin/clients/client/\?is_active__exact=1$"))
+    expect(page.locator("#result_list tbody th")).to_have_text(["David Chen", "Elena Rossi"])
 
 
 def test_a_user_with_two_factor_is_not_let_in_by_the_password_alone(page: Page) -> None:
@@ -127,9 +177,9 @@ def test_a_deposit_imported_through_the_upload_page_funds_a_buy_added_in_the_all
     # The client's page shows the deposit and the buy's settlement (10 x 150 + 5 in fees) among its transactions.
     page.goto(f"/admin/clients/client/{client.pk}/change/")
     transactions = page.locator(".inline-group", has_text="transactions")
-    # Amounts as stored (10000.0000) or as the money-formatting branch shows them (10,000.00 EUR).
-    expect(transactions.locator("tr", has_text="WIRE-001")).to_contain_text(re.compile(r"10,?000\.00"))
-    expect(transactions.locator("tr", has_text="Buy settlement")).to_contain_text(re.compile(r"1,?505\.00"))
+    # Amounts as people read them (stored as 10000.0000 and 1505.0000).
+    expect(transactions.locator("tr", has_text="WIRE-001")).to_contain_text("10,000.00 EUR")
+    expect(transactions.locator("tr", has_text="Buy settlement")).to_contain_text("1,505.00 EUR")
     expect(page.locator(".inline-group", has_text="allocations")).to_contain_text("SAP")
     assert Transaction.objects.get(reference="WIRE-001").amount == Decimal("10000")
 
@@ -186,20 +236,30 @@ def test_a_change_made_in_the_admin_shows_on_the_clients_history_page(page: Page
 
 
 def test_an_advisor_sees_their_clients_and_not_another_advisors(page: Page) -> None:
-    anna, ben = AdvisorFactory(email="anna@example.com"), AdvisorFactory(email="ben@example.com")
-    ClientFactory(name="Anna's Client", advisor=anna)
-    bens = ClientFactory(name="Ben's Client", advisor=ben)
-    log_in(page, anna.email)
+    books = two_advisors_books()
+    log_in(page, books["anna"].email)
+
+    # Her dashboard counts Elena only: Ben's David and his inactive client are not hers.
+    see_dashboard(
+        page,
+        aum="21,000.00 EUR",
+        active_clients=1,
+        deposits_this_month=("20,000.00 EUR", 1),
+        largest=("Elena Rossi", "SAP", "15,000.00 EUR"),
+    )
+    expect(page.locator("#dashboard-inactive-clients")).to_have_text("0")
+    expect(page.locator("#dashboard")).not_to_contain_text("David Chen")
 
     page.goto("/admin/clients/client/")
     names = page.locator("#result_list tbody th")
-    expect(names).to_have_text(["Anna's Client"])
+    expect(names).to_have_text(["Elena Rossi"])
 
     # Ben's client's page, asked for by its address, is as if it did not exist.
-    page.goto(f"/admin/clients/client/{bens.pk}/change/")
+    davids = books["david"]
+    page.goto(f"/admin/clients/client/{davids.pk}/change/")
     expect(page).to_have_url("/admin/")
-    expect(page.locator(".messagelist")).to_contain_text(re.compile(rf"with ID .{bens.pk}. doesn.t exist"))
-    expect(page.locator("body")).not_to_contain_text("Ben's Client")
+    expect(page.locator(".messagelist")).to_contain_text(re.compile(rf"with ID .{davids.pk}. doesn.t exist"))
+    expect(page.locator("body")).not_to_contain_text("David Chen")
 
 
 def test_allocations_are_added_inline_on_the_client_page_and_a_sell_beyond_the_units_is_refused_on_its_row(
