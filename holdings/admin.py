@@ -39,14 +39,24 @@ def _changes(form: Any) -> dict[str, Any]:
     return {name: form.cleaned_data[name] for name in form.changed_data}
 
 
-class AssetSymbolInline(admin.TabularInline):
+class AssetSymbolInline(ServiceInlineMixin, admin.TabularInline):
     """The asset's symbol at each market data source (its name in MARKET_DATA_SOURCES): what
-    `refresh_market_data` asks that source for. Saved through the services by AssetAdmin.save_formset."""
+    `refresh_market_data` asks that source for. Each row written through the services (ServiceAdminMixin's
+    save_formset calls these)."""
 
     model = AssetSymbol
     fields = ["source", "symbol"]
     extra = 0
     verbose_name = "market data symbol"
+
+    def save_row(self, request: HttpRequest, obj: AssetSymbol, form: Any, change: bool) -> None:
+        if change:
+            services.asset_symbol_update(asset_symbol=obj)
+        else:
+            services.asset_symbol_create(asset=obj.asset, source=obj.source, symbol=obj.symbol)
+
+    def delete_row(self, request: HttpRequest, obj: AssetSymbol) -> None:
+        services.asset_symbol_delete(asset_symbol=obj)
 
 
 @admin.register(Asset)
@@ -56,20 +66,6 @@ class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     search_fields = ["ticker", "name", "isin"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [AssetSymbolInline]
-    WRITE_METHODS = (*ServiceAdminMixin.WRITE_METHODS, "save_formset")
-
-    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        if formset.model is not AssetSymbol:
-            super().save_formset(request, form, formset, change)
-            return
-        rows = formset.save(commit=False)
-        for row in formset.deleted_objects:
-            services.asset_symbol_delete(asset_symbol=row)
-        for row in rows:
-            if row.pk is None:
-                services.asset_symbol_create(asset=form.instance, source=row.source, symbol=row.symbol)
-            else:
-                services.asset_symbol_update(asset_symbol=row)
 
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
         if change:
