@@ -389,7 +389,7 @@ class AllocationInline(ServiceInlineMixin, LatestRowsInline):
 
     def save_row(self, request: HttpRequest, obj: Allocation, form: Any, change: bool) -> None:
         if change:
-            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in self.editable_fields}
+            changes = {name: value for name, value in _changes(form).items() if name in self.editable_fields}
             services.allocation_update(actor=request.user, allocation=obj, **changes)
         else:
             data = {name: form.cleaned_data[name] for name in self.editable_fields if name in form.cleaned_data}

@@ -17,7 +17,7 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
@@ -95,12 +95,13 @@ def _dated(queryset: models.QuerySet[Any], filters: Filters, field_name: str) ->
 def _scoped_history(model: type[models.Model], user: Any) -> models.QuerySet[Any]:
     records = model.history.all()  # type: ignore[attr-defined]
     path = owner_path(model)
-    scope = ClientScope.of(user)
-    if path is None or scope.sees_all:
+    if path is None:
         return records  # type: ignore[no-any-return]
-    visible = Client.objects.visible_to(user).values("pk")
-    # A client's own records by the client as it is now (as its change page is scoped); the rest by their client.
-    return records.filter(Q(id__in=visible) if path == "" else Q(**{f"{path}__in": visible}))  # type: ignore[no-any-return]
+    if path == "":
+        # A client's own records by the client as it is now (as its change page is scoped), not by the advisor
+        # each record names; the rest by their client, through the one scope.
+        return records.filter(id__in=Client.objects.visible_to(user).values("pk"))  # type: ignore[no-any-return]
+    return records.filter(ClientScope.of(user).filter(through=path))  # type: ignore[no-any-return]
 
 
 def _history_source(model: type[models.Model], user: Any, filters: Filters) -> models.QuerySet[Any]:
