@@ -371,6 +371,9 @@ class Allocation(TimeStampedModel):
     class Meta:
         ordering = ["-date", "-id"]
         indexes = [
+            # As the ledger's: the default ordering with its tie-breaker, and the kind filter ahead of it.
+            models.Index(fields=["-date", "-id"], name="holdings_alloc_date_id"),
+            models.Index(fields=["kind", "-date", "-id"], name="holdings_alloc_kind_date_id"),
             models.Index(fields=["client", "asset"], name="holdings_alloc_client_asset"),
             models.Index(fields=["portfolio", "asset"], name="holdings_alloc_portfolio_asset"),
             # Only the few sells paid in lieu of a split's fraction name one; every lookup is by a split (its

@@ -1,0 +1,105 @@
+"""Counting the rows of a list without reading a million of them: the one rule the admin's changelists and the
+API's page-number pages share.
+
+An exact COUNT(*) reads every row that matches (on PostgreSQL, the whole table or index for an unfiltered list):
+at a million ledger rows it costs more than the page itself. So a list is counted
+
+- unfiltered, on a table the planner knows to be large: by the planner's own estimate (`pg_class.reltuples`,
+  kept current by autovacuum's ANALYZE), which costs one catalogue lookup;
+- otherwise (filtered, scoped to an advisor's clients, small tables, SQLite): exactly, but reading at most
+  `bound + 1` rows, so that a count beyond the bound is known only to be "more than `bound`".
+
+Either way the count says whether it is exact; a page past an inexact count is served (empty if there is nothing
+there) rather than refused, since the count cannot prove it does not exist.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.paginator import EmptyPage, Page, Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+
+# Rows counted exactly before a count says "more than": a hundred pages of a hundred rows.
+DEFAULT_BOUND = 10_000
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """How many rows a list has: `value` exactly when `exact`, else about (estimate) or at least (bound) that."""
+
+    value: int
+    exact: bool
+
+
+def planner_estimate(queryset: QuerySet[Any]) -> int | None:
+    """The planner's estimate of the rows of the queryset's table, on PostgreSQL once the table has been analysed;
+    None elsewhere or before (reltuples is -1 on a table never analysed, 0 on one analysed empty)."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            [connection.ops.quote_name(queryset.model._meta.db_table)],
+        )
+        row = cursor.fetchone()
+    return row[0] if row is not None and row[0] > 0 else None
+
+
+def is_unfiltered(queryset: QuerySet[Any]) -> bool:
+    """Whether the queryset is every row of its table, once each (joins that cannot repeat a row aside)."""
+    query = queryset.query
+    return not (query.where or query.distinct or query.combinator or query.group_by or query.is_sliced)
+
+
+def count_rows(queryset: QuerySet[Any], *, bound: int = DEFAULT_BOUND) -> RowCount:
+    """The rows of `queryset`, counted as the module says: estimated when unfiltered on a large table, else exact
+    up to `bound`."""
+    if is_unfiltered(queryset):
+        estimate = planner_estimate(queryset)
+        if estimate is not None and estimate > bound:
+            return RowCount(estimate, exact=False)
+    # Only the primary keys of the first bound + 1 rows, unordered: the database stops as soon as it has them.
+    counted = queryset.order_by().values("pk")[: bound + 1].count()
+    return RowCount(min(counted, bound), exact=counted <= bound)
+
+
+class CountedPaginator(Paginator):
+    """A Paginator whose count is `count_rows`'s: `count_exact` says whether `count` is exact, and a page number
+    past an inexact count is served rather than refused (empty when nothing is there)."""
+
+    bound = DEFAULT_BOUND
+
+    @cached_property
+    def row_count(self) -> RowCount:
+        if isinstance(self.object_list, QuerySet):
+            return count_rows(self.object_list, bound=self.bound)
+        return RowCount(len(self.object_list), exact=True)
+
+    @cached_property
+    def count(self) -> int:  # type: ignore[override]
+        return self.row_count.value
+
+    @property
+    def count_exact(self) -> bool:
+        return self.row_count.exact
+
+    def validate_number(self, number: Any) -> int:
+        if self.count_exact:
+            return super().validate_number(number)
+        try:
+            return super().validate_number(number)
+        except EmptyPage:
+            # Below 1 is still refused; past the estimate or the bound, the rows may well be there.
+            if int(number) < 1:
+                raise
+            return int(number)
+
+    def page(self, number: Any) -> Page:
+        if self.count_exact:
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)
