@@ -21,6 +21,8 @@ from portfolio_site.api.fields import (
     must_be_positive,
     must_not_be_negative,
 )
+from portfolio_site.api.lean import LeanListSerializer
+from portfolio_site.api.pagination import LargeListPagination
 from portfolio_site.api.schema import VALIDATION_ERROR, ErrorDetailSerializer
 from portfolio_site.api.viewsets import ScopedModelViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
@@ -451,6 +453,8 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
             "updated_at",
         ]
         read_only_fields = ["settlement", "counterpart", "cash_in_lieu_of"]
+        # A page of a long list: every row through one compiled function, not DRF's per-field machinery.
+        list_serializer_class = LeanListSerializer
 
     def create(self, validated_data: dict[str, Any]) -> Allocation:
         return services.allocation_create(actor=self.actor, **validated_data)
@@ -471,6 +475,8 @@ class AllocationViewSet(ScopedModelViewSet):
     filterset_class = AllocationFilterSet
     ordering_fields = ["date", "quantity", "created_at", "id"]
     ordering = ["-date", "-id"]
+    # Allocations grow to millions of rows: page numbers by default, cursor pages (`?cursor=`) however deep.
+    pagination_class = LargeListPagination
 
     def perform_destroy(self, instance: Allocation) -> None:
         services.allocation_delete(actor=self.request.user, allocation=instance)

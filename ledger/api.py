@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from clients.api import PortfolioPlacementMixin, VisibleClientField, VisiblePortfolioField
 from clients.filters import visible_clients, visible_portfolios
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDecimalField, must_be_positive
+from portfolio_site.api.lean import LeanListSerializer
+from portfolio_site.api.pagination import LargeListPagination
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
@@ -52,6 +54,8 @@ class TransactionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+        # A page of a long ledger: every row through one compiled function, not DRF's per-field machinery.
+        list_serializer_class = LeanListSerializer
 
 
 class TransactionCreateSerializer(ActorContextMixin, PortfolioPlacementMixin, serializers.Serializer):
@@ -96,6 +100,8 @@ class TransactionViewSet(ScopedReadCreateViewSet):
     filterset_class = TransactionFilterSet
     ordering_fields = ["date", "amount", "created_at", "id"]
     ordering = ["-date", "-id"]
+    # A ledger grows to millions of rows: page numbers by default, cursor pages (`?cursor=`) however deep.
+    pagination_class = LargeListPagination
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return TransactionCreateSerializer if self.action == "create" else TransactionSerializer
