@@ -10,12 +10,17 @@ daily value table with our own code, then runs each section:
   dashboard     the admin index with its dashboard (holdings.dashboard), as a superuser (the whole firm) and as
                 one advisor (their 100 clients): median of the timed runs after one warm-up, and its queries
 
-Each section is one function in SECTIONS, measuring on the same book; a later issue adds its own (changelists at
-1,000 and 1,000,000 rows) beside this one.
+  changelists   each large changelist (transactions, allocations: unfiltered, by a list filter, one year of the
+                date hierarchy) as a superuser and as an advisor, with its table at 1,000 and at 1,000,000 rows: the
+                same firm, the two tables written again at each size (bench.book.write_ledger); prints the ratio
+
+Each section is one function in SECTIONS, measuring on the same firm. The changelists section replaces the book's
+ledger with its own: run it last, or alone.
 
     .venv/bin/python bench/admin_bench.py
     .venv/bin/python bench/admin_bench.py --clients 200 --sections dashboard
     .venv/bin/python bench/admin_bench.py --reuse            # the book already filled by a previous run
+    .venv/bin/python bench/admin_bench.py --reuse --sections changelists --rows 1000 100000
 
 The database named by --database-url is created if missing and its clients, holdings and ledger are emptied:
 never point it at data you want to keep.
@@ -36,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.book import movement, write_closes, write_eur_rates, write_trades  # noqa: E402
+from bench.book import movement, write_closes, write_eur_rates, write_firm, write_trades  # noqa: E402
 from bench.daily_values_bench import setup_django, weekdays  # noqa: E402  (the same scratch database set-up)
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portfolio_bench_admin"
@@ -51,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2_000)
     parser.add_argument("--assets", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--rows", type=int, nargs="+", default=[1_000, 1_000_000], help="the changelists' table sizes to compare"
+    )
     parser.add_argument("--sections", nargs="*", default=None, help="the sections to run (all by default)")
     parser.add_argument("--reuse", action="store_true", help="keep the book of a previous run")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
@@ -60,11 +68,9 @@ def parse_args() -> argparse.Namespace:
 def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
     """The firm, written straight into the tables (through the services it would take hours), then the daily value
     table built by our code (holdings.services.daily_values_refresh), as the refresh job would."""
-    from django.contrib.auth.models import Group
     from django.db import connection
 
     from accounts.models import User
-    from accounts.roles import Role
     from clients.models import Client, Portfolio
     from holdings.models import Allocation, Asset, FxRate, PortfolioDailyValue, PositionSnapshot, Price
     from holdings.services import daily_values_refresh
@@ -81,19 +87,7 @@ def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
     days = weekdays(start, today)
     User.objects.filter(email=SUPERUSER).delete()
     User.objects.create_user(email=SUPERUSER, password=None, is_staff=True, is_superuser=True)
-    advisors_group = Group.objects.get(name=Role.ADVISORS.value)
-    advisors = []
-    for n in range(ADVISORS):
-        advisor, _ = User.objects.get_or_create(email=f"bench-advisor-{n}@example.com", defaults={"is_staff": True})
-        advisor.groups.add(advisors_group)
-        advisors.append(advisor)
-
-    assets = Asset.objects.bulk_create(
-        [
-            Asset(ticker=f"ADM{n}", name=f"Admin bench {n}", currency=CURRENCIES[n % 3], exchange="XBEN")
-            for n in range(asset_count)
-        ]
-    )
+    assets = write_firm(client_count, asset_count, ADVISORS, start)
     # The last assets: two never priced, three whose closes stop a month ago (stale on the dashboard).
     unpriced, stale = assets[-2:], assets[-5:-2]
     month_ago = today - datetime.timedelta(days=30)
@@ -101,27 +95,8 @@ def fill(client_count: int, asset_count: int, today: datetime.date) -> None:
         assets, days, rng, unpriced=unpriced, recorded=lambda asset, day: asset not in stale or day < month_ago
     )
     write_eur_rates(days, rng)
-    clients = Client.objects.bulk_create(
-        [
-            Client(
-                name=f"Admin bench {n}",
-                email=f"bench-admin-{n}@example.com",
-                advisor=advisors[n % ADVISORS],
-                base_currency=CURRENCIES[n % 2],
-                is_active=n % 25 != 0,
-            )
-            for n in range(client_count)
-        ],
-        batch_size=5_000,
-    )
-    book = Portfolio.objects.bulk_create(
-        [
-            Portfolio(client=c, name=name, base_currency=c.base_currency, opened_on=start, history_changed_from=start)
-            for c in clients
-            for name in ("Main", "Savings")
-        ],
-        batch_size=5_000,
-    )
+    clients = list(Client.objects.order_by("pk"))
+    book = list(Portfolio.objects.order_by("pk"))
     cash: list[Transaction] = []
     trades: list[tuple[Portfolio, Asset, str, Decimal, datetime.date]] = []
     for portfolio in book:
@@ -224,7 +199,51 @@ def dashboard(args: argparse.Namespace) -> None:
         print(f"dashboard  {label:<10} {seconds * 1000:7.1f} ms  ({queries} queries, median of {args.repeats})")
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"dashboard": dashboard}
+# The changelists of the tables that grow with the firm, and the lists people open on them: unfiltered, by a
+# list filter, and a year of the date hierarchy.
+LARGE_CHANGELISTS = {
+    "transactions": ("admin:ledger_transaction_changelist", ("", "?currency__exact=USD", "?date__year={year}")),
+    "allocations": ("admin:holdings_allocation_changelist", ("", "?kind__exact=sell", "?date__year={year}")),
+}
+
+
+def changelists(args: argparse.Namespace) -> None:
+    """Each large changelist with its table at each of --rows (1,000 and 1,000,000 by default): the same firm, the
+    ledger and the allocations emptied and written again with that many trades over five years (each an
+    allocation and its settlement: that many rows in both tables). Prints each list's median time and queries per
+    size and role, and the ratio of the largest size's time to the smallest's (target ≤ 1.2, issue 15)."""
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from bench.book import empty_ledger, write_ledger
+
+    today = timezone.localdate()
+    first_day = today.replace(year=today.year - 5)
+    clients = {label: login(email) for label, email in (("superuser", SUPERUSER), ("advisor", ADVISOR))}
+    timings: dict[tuple[str, str, str], dict[int, float]] = {}
+    for rows in sorted(args.rows):
+        began = time.perf_counter()
+        empty_ledger()
+        write_ledger(rows, first_day=first_day, last_day=today)
+        took = time.perf_counter() - began
+        print(f"changelists: {rows:,} transactions and {rows:,} allocations written in {took:.0f} s")
+        for name, (url_name, queries) in LARGE_CHANGELISTS.items():
+            for query in queries:
+                query = query.format(year=today.year - 1)
+                path = reverse(url_name) + query
+                for label, client in clients.items():
+                    seconds, count = timed_get(client, path, args.repeats)
+                    timings.setdefault((name, query, label), {})[rows] = seconds
+                    shown = f"{name:<12} {label:<9} {query or '(all)':<22}"
+                    print(f"  {rows:>9,} rows  {shown} {seconds * 1000:7.1f} ms  ({count} queries)")
+    smallest, largest = min(args.rows), max(args.rows)
+    print(f"changelists: time at {largest:,} rows ÷ time at {smallest:,} rows (target ≤ 1.2)")
+    for (name, query, label), by_rows in timings.items():
+        ratio = by_rows[largest] / by_rows[smallest]
+        print(f"  {name:<12} {label:<9} {query or '(all)':<22} {ratio:5.2f}  {'ok' if ratio <= 1.2 else 'MISSED'}")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"dashboard": dashboard, "changelists": changelists}
 
 
 def main() -> None:
