@@ -196,7 +196,7 @@ def write_ledger(trades: int, *, first_day: datetime.date, last_day: datetime.da
                    (1 + g %% 300) * (20 + g %% 97), assets.currencies[1 + (g * 31) %% assets.n],
                    %s::date + (g::bigint * %s / %s)::int, '',
                    book.clients[1 + (g * 7919) %% book.n], book.portfolios[1 + (g * 7919) %% book.n]
-            FROM generate_series(0, %s - 1) AS g, book, assets
+            FROM generate_series(0::bigint, %s - 1) AS g, book, assets
             ORDER BY g
             """,
             [first_day, span, trades, trades],
