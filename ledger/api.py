@@ -15,7 +15,7 @@ from clients.filters import visible_clients, visible_portfolios
 from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDecimalField, must_be_positive
 from portfolio_site.api.lean import LeanListSerializer
 from portfolio_site.api.pagination import LargeListPagination
-from portfolio_site.api.viewsets import ScopedReadCreateViewSet
+from portfolio_site.api.viewsets import LeanListMixin, ScopedReadCreateViewSet
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
@@ -88,7 +88,7 @@ class ReverseSerializer(serializers.Serializer):
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
 
 
-class TransactionViewSet(ScopedReadCreateViewSet):
+class TransactionViewSet(LeanListMixin, ScopedReadCreateViewSet):
     """Cash movements. Posted once and never edited: a correction is a reversal (`POST …/{id}/reverse/`).
 
     Deposits, withdrawals, interest, fees, taxes and tax refunds are posted here; buys and sells are posted by

@@ -8,7 +8,8 @@ only the walking is done once per serializer class instead of once per value. Th
 OpenAPI schema describes; this is only a faster way to run it, checked against `.data` by the tests of each user.
 
 `LeanListSerializer`, a serializer's `Meta.list_serializer_class`, runs every list of its rows (an API list page)
-this way, compiled once per list.
+this way, compiled once per list; `columns()` names the `values()` that give such a list as plain rows, which
+represent as the objects would without building a model instance per row.
 
 A primary-key related field reads the key from the row's own column, as DRF's does (`serializable_value`), never
 the related row.
@@ -18,6 +19,7 @@ fields that compute, such as rounding per currency), and `lean_converter()`: a f
 `to_representation` would. Other fields read their `source` directly and convert through their own method.
 """
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,16 +61,38 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
     return run
 
 
+@functools.cache
+def columns(serializer_class: type[serializers.Serializer]) -> tuple[str, ...] | None:
+    """The `values()` names that give a row of everything the serializer shows (`asset__currency` for a source
+    `asset.currency`, the key itself for a related field), or None when a field needs the object (a "*" source, a
+    computing `lean_getter`, a nested or many-valued field). Such plain rows represent exactly as the objects would:
+    same values, same converters, without building a model instance per row. Per class: fields that change with the
+    context would need the object anyway."""
+    names = []
+    for field in serializer_class().fields.values():
+        if field.write_only:
+            continue
+        nested = isinstance(field, serializers.BaseSerializer | serializers.ManyRelatedField | serializers.ListField)
+        if nested or hasattr(field, "lean_getter") or not field.source_attrs:
+            return None
+        names.append("__".join(field.source_attrs))
+    return tuple(names)
+
+
 def _getter(field: Field, context: dict[str, Any]) -> Represent:
     if hasattr(field, "lean_getter"):
         return field.lean_getter(context)
     attrs = field.source_attrs
-    if isinstance(field, serializers.PrimaryKeyRelatedField) and field.use_pk_only_optimization() and len(attrs) == 1:
-        return _key_getter(attrs[0])
-    if len(attrs) != 1:  # dotted or "*" sources: DRF's own lookup
+    if not attrs:  # the "*" source: the whole object
         return field.get_attribute
-
-    (attr,) = attrs
+    flat = "__".join(attrs)
+    from_object: Represent
+    if isinstance(field, serializers.PrimaryKeyRelatedField) and field.use_pk_only_optimization() and len(attrs) == 1:
+        from_object = _key_getter(attrs[0])
+    elif len(attrs) != 1:  # dotted sources: DRF's own lookup
+        from_object = field.get_attribute
+    else:
+        from_object = _attribute_getter(attrs)
     mapping: dict[type, bool] = {}  # isinstance(x, Mapping) is an ABC check: asked once per row type
 
     def get(instance: Any) -> Any:
@@ -76,8 +100,21 @@ def _getter(field: Field, context: dict[str, Any]) -> Represent:
         is_mapping = mapping.get(kind)
         if is_mapping is None:
             is_mapping = mapping[kind] = isinstance(instance, Mapping)
-        if is_mapping:
-            return instance[attr]
+        if not is_mapping:
+            return from_object(instance)
+        if len(attrs) == 1 or flat in instance:
+            # A plain row (`columns()`'s) holds a dotted source under its `values()` name, a foreign key's id
+            # under the field's own name.
+            return instance[flat]
+        return field.get_attribute(instance)  # nested mappings
+
+    return get
+
+
+def _attribute_getter(attrs: list[str]) -> Represent:
+    (attr,) = attrs
+
+    def get(instance: Any) -> Any:
         value = getattr(instance, attr)
         return get_attribute(instance, attrs) if callable(value) else value
 
@@ -87,13 +124,13 @@ def _getter(field: Field, context: dict[str, Any]) -> Represent:
 def _key_getter(attr: str) -> Represent:
     # The foreign key's own column (`portfolio_id` for `portfolio`), found once per model: DRF's
     # `serializable_value` without its per-value field lookup.
-    columns: dict[type, str] = {}
+    attnames: dict[type, str] = {}
 
     def get(instance: Any) -> Any:
         kind = type(instance)
-        column = columns.get(kind)
+        column = attnames.get(kind)
         if column is None:
-            column = columns[kind] = instance._meta.get_field(attr).attname
+            column = attnames[kind] = instance._meta.get_field(attr).attname
         return getattr(instance, column)
 
     return get

@@ -126,7 +126,8 @@ class KeysetPagination(pagination.BasePagination):
         return self._link(self.rows[0], backwards=True) if self.has_previous and self.rows else None
 
     def _link(self, row: Any, *, backwards: bool) -> str:
-        token = self.encode([getattr(row, name) for name in self.names], backwards=backwards)
+        values = [row[name] for name in self.names] if isinstance(row, dict) else [getattr(row, n) for n in self.names]
+        token = self.encode(values, backwards=backwards)
         return replace_query_param(self.request.build_absolute_uri(), self.cursor_query_param, token)
 
     def encode(self, position: list[Any], *, backwards: bool = False) -> str:

@@ -219,7 +219,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["portfolio_site.api.permissions.ModelPermissions"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "portfolio_site.api.filters.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     # DRF's JSON parser, except that a body nested too deep is a 400 rather than a RecursionError (500).
