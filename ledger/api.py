@@ -1,6 +1,6 @@
 from typing import Any
 
-from django.db.models import F
+from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -26,8 +26,12 @@ from .selectors import client_balances, portfolio_balances
 
 
 def transactions() -> Any:
-    """Transactions as the API shows them: each with the id of the reversal that cancels it, if any."""
-    return Transaction.objects.annotate(reversed_by=F("reversal__id"))
+    """Transactions as the API shows them: each with the id of the reversal that cancels it, if any.
+
+    A subquery rather than a join to the reversal: a count of the list then reads no second ledger (the join stays in
+    every query of the queryset, counts included, and keeps PostgreSQL from counting from an index alone)."""
+    reversal = Transaction.objects.filter(reverses=OuterRef("pk")).order_by().values("pk")
+    return Transaction.objects.annotate(reversed_by=Subquery(reversal))
 
 
 class TransactionSerializer(serializers.ModelSerializer):

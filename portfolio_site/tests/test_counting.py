@@ -79,3 +79,19 @@ def test_page_zero_is_refused_even_past_an_inexact_count():
 
     with pytest.raises(EmptyPage):
         paginator.page(0)
+
+
+def test_a_filter_that_matches_nothing_counts_zero_without_a_query(django_assert_num_queries):
+    TransactionFactory()
+
+    with django_assert_num_queries(0):
+        assert count_rows(Transaction.objects.filter(pk__in=[])) == RowCount(0, exact=True)
+
+
+def test_a_bounded_count_reads_no_column_so_an_index_of_the_filter_can_answer_it(django_assert_num_queries):
+    TransactionFactory.create_batch(3)
+
+    with django_assert_num_queries(1) as captured:
+        count_rows(Transaction.objects.filter(amount__gt=0), bound=2)
+
+    assert 'SELECT 1 AS "counted_row" FROM' in captured.captured_queries[0]["sql"]
