@@ -19,13 +19,16 @@ fields that compute, such as rounding per currency), and `lean_converter()`: a f
 `to_representation` would. Other fields read their `source` directly and convert through their own method.
 """
 
+import datetime
+import decimal
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db.models.manager import BaseManager
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
 from rest_framework.fields import Field, get_attribute
+from rest_framework.settings import api_settings
 
 Represent = Callable[[Any], Any]
 
@@ -49,10 +52,21 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
     # must not show one by mistake.
     if any(field.write_only for field in serializer.fields.values()):
         raise TypeError(f"{type(serializer).__name__}: write-only fields are not supported.")
-    steps = [(name, _getter(field, context), _converter(field, context)) for name, field in serializer.fields.items()]
+    fields = serializer.fields.items()
+    steps = [(name, _getter(field, context), _converter(field, context)) for name, field in fields]
+    # A plain row (a dict from `values()`, see `columns()`) is read by key, without asking each getter what it is.
+    keys = [None if hasattr(field, "lean_getter") else "__".join(field.source_attrs) or None for _, field in fields]
+    plain = (
+        None if None in keys else [(name, key, convert) for (name, _, convert), key in zip(steps, keys, strict=True)]
+    )
 
     def run(instance: Any) -> dict:
         out = {}
+        if plain is not None and type(instance) is dict:
+            for name, key, convert in plain:
+                value = instance[key] if key in instance else _nested(instance, key)
+                out[name] = None if value is None else convert(value)
+            return out
         for name, get, convert in steps:
             value = get(instance)
             out[name] = None if value is None else convert(value)
@@ -111,6 +125,11 @@ def _getter(field: Field, context: dict[str, Any]) -> Represent:
     return get
 
 
+def _nested(row: dict, key: str) -> Any:
+    # A dotted source given as nested mappings rather than a `values()` name: DRF's lookup.
+    return get_attribute(row, key.split("__"))
+
+
 def _attribute_getter(attrs: list[str]) -> Represent:
     (attr,) = attrs
 
@@ -153,8 +172,62 @@ def _converter(field: Field, context: dict[str, Any]) -> Represent:
         # What its to_representation does with the PKOnlyObject its get_attribute would have made.
         pk_field = field.pk_field
         return (lambda key: key) if pk_field is None else pk_field.to_representation
+    if _unchanged(field, serializers.DecimalField, "to_representation", "quantize"):
+        return _decimal_converter(field)
+    if _unchanged(field, serializers.DateTimeField, "to_representation", "enforce_timezone", "default_timezone"):
+        return _datetime_converter(field)
+    if type(field) is serializers.IntegerField:
+        convert = field.to_representation
+        return lambda value: value if type(value) is int else convert(value)
+    if type(field) is serializers.CharField:
+        convert = field.to_representation
+        return lambda value: value if type(value) is str else convert(value)
     if type(field) is serializers.BooleanField:
         # A bool is its own representation (DRF's looks it up among the words for true and false first).
         convert = field.to_representation
         return lambda value: value if value is True or value is False else convert(value)
     return field.to_representation
+
+
+def _unchanged(field: Field, base: type[Field], *methods: str) -> bool:
+    """Whether `field` is a `base` whose methods named are `base`'s own (a subclass may change its output)."""
+    return isinstance(field, base) and all(getattr(type(field), name) is getattr(base, name) for name in methods)
+
+
+def _decimal_converter(field: serializers.DecimalField) -> Represent:
+    # DecimalField.to_representation with what it works out for every value worked out once: the exponent and the
+    # context of its quantize, and its output options.
+    convert = field.to_representation
+    coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+    if field.decimal_places is None or field.normalize_output or field.localize or not coerce:
+        return convert
+    exponent = decimal.Decimal(".1") ** field.decimal_places
+    rounding = field.rounding
+    context = decimal.getcontext().copy()
+    if field.max_digits is not None:
+        context.prec = field.max_digits
+
+    def represent_decimal(value: Any) -> Any:
+        if type(value) is not decimal.Decimal:
+            return convert(value)
+        return f"{value.quantize(exponent, rounding=rounding, context=context):f}"
+
+    return represent_decimal
+
+
+def _datetime_converter(field: serializers.DateTimeField) -> Represent:
+    # DateTimeField.to_representation for ISO 8601 with the time zone looked up once (the request's current one, as
+    # DRF looks it up for every value); naive or odd values take DRF's own path.
+    convert = field.to_representation
+    output_format = getattr(field, "format", api_settings.DATETIME_FORMAT)
+    zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
+    if output_format is None or output_format.lower() != ISO_8601 or zone is None:
+        return convert
+
+    def represent_datetime(value: Any) -> Any:
+        if type(value) is not datetime.datetime or value.tzinfo is None:
+            return convert(value)
+        text = value.astimezone(zone).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+    return represent_datetime
