@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db.models.manager import BaseManager
+from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import Field, get_attribute
 from rest_framework.settings import api_settings
@@ -43,8 +44,42 @@ class LeanListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data: Any) -> list[dict]:
         rows = data.all() if isinstance(data, BaseManager) else data
-        run = _compile(self.child, self.context)
+        run = _list_representer(self.child, self.context)
         return [run(row) for row in rows]
+
+
+# Compiled representations of serializers whose output depends on their class alone, per time zone (the one thing of
+# the request they read: DateTimeField's current zone). Building a serializer's fields and compiling them costs
+# 0.4 ms, a tenth of a 100-row page.
+_compiled: dict[tuple[type, str], Represent] = {}
+
+
+def _list_representer(child: serializers.Serializer, context: dict[str, Any]) -> Represent:
+    kind = type(child)
+    if not _context_free(kind):
+        return _compile(child, context)
+    key = (kind, timezone.get_current_timezone_name())
+    run = _compiled.get(key)
+    if run is None:
+        run = _compiled[key] = _compile(child, context)
+    return run
+
+
+@functools.cache
+def _context_free(kind: type[serializers.Serializer]) -> bool:
+    """Whether the serializer's fields, and so its compiled representation, are the same for every request: the
+    fields are DRF's own way of making them (no `__init__`, `get_fields` or `fields` of the serializer's), none
+    reads the context (`lean_getter`, `lean_converter`), none is a nested serializer."""
+    if kind.__init__ is not serializers.BaseSerializer.__init__ or kind.fields is not serializers.Serializer.fields:
+        return False
+    if kind.get_fields not in (serializers.Serializer.get_fields, serializers.ModelSerializer.get_fields):
+        return False
+    return not any(
+        hasattr(field, "lean_getter")
+        or hasattr(field, "lean_converter")
+        or isinstance(field, serializers.BaseSerializer)
+        for field in kind().fields.values()
+    )
 
 
 def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Represent:

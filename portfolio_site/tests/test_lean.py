@@ -92,3 +92,22 @@ def test_columns_name_the_values_of_each_field_and_refuse_what_needs_the_object(
         everything = serializers.CharField(source="*")
 
     assert columns(Whole) is None
+
+
+def test_a_list_is_compiled_once_per_serializer_and_time_zone_and_never_for_one_that_reads_the_context() -> None:
+    class Contextual(RowSerializer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if not self.context.get("show_name"):
+                self.fields.pop("name")
+
+        class Meta:
+            list_serializer_class = LeanListSerializer
+
+    rows = [as_values_row(ROWS[0])]
+    with timezone.override("UTC"):
+        utc = RowSerializer(rows, many=True).data[0]["at"]
+    with timezone.override("Europe/Paris"):
+        assert RowSerializer(rows, many=True).data[0]["at"] != utc
+    assert "name" not in Contextual(rows, many=True).data[0]
+    assert "name" in Contextual(rows, many=True, context={"show_name": True}).data[0]
