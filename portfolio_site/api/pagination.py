@@ -230,6 +230,13 @@ class LargeListPagination(pagination.BasePagination):
     def get_paginated_response(self, data: Any) -> Response:
         return self.current.get_paginated_response(data)
 
+    @property
+    def display_page_controls(self) -> bool:  # the browsable API's page links, for numbered pages
+        return bool(getattr(self.current, "display_page_controls", False))
+
+    def to_html(self) -> str:
+        return self.current.to_html()  # type: ignore[no-any-return]
+
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return [
             *self.numbers.get_schema_operation_parameters(view),
