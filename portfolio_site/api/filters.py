@@ -15,7 +15,7 @@ from rest_framework.request import Request
 def filter_parameters(filterset_class: type[FilterSet]) -> frozenset[str] | None:
     """The query parameters a FilterSet reads (`date_after` and `date_before` for a date range `date`), or None
     when it must run on every query (a required filter, which refuses a query without it)."""
-    names = set()
+    names: set[str] = set()
     for name, declared in filterset_class.base_filters.items():
         if declared.extra.get("required"):
             return None
@@ -25,7 +25,7 @@ def filter_parameters(filterset_class: type[FilterSet]) -> frozenset[str] | None
         if isinstance(widget, SuffixedMultiWidget):
             names.update(widget.suffixed(name, suffix) for suffix in widget.suffixes)
         elif isinstance(widget, MultiWidget):
-            names.update(f"{name}{suffix}" for suffix in widget.widgets_names)
+            names.update(f"{name}{suffix}" for suffix in widget.widgets_names)  # type: ignore[attr-defined]
         else:
             names.add(name)
     return frozenset(names)

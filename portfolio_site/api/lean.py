@@ -23,7 +23,7 @@ import datetime
 import decimal
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from django.db.models.manager import BaseManager
 from django.utils import timezone
@@ -44,7 +44,7 @@ class LeanListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data: Any) -> list[dict]:
         rows = data.all() if isinstance(data, BaseManager) else data
-        run = _list_representer(self.child, self.context)
+        run = _list_representer(cast(serializers.Serializer, self.child), dict(self.context))
         return [run(row) for row in rows]
 
 
@@ -91,9 +91,9 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
     steps = [(name, _getter(field, context), _converter(field, context)) for name, field in fields]
     # A plain row (a dict from `values()`, see `columns()`) is read by key, without asking each getter what it is.
     keys = [None if hasattr(field, "lean_getter") else "__".join(field.source_attrs) or None for _, field in fields]
-    plain = (
-        None if None in keys else [(name, key, convert) for (name, _, convert), key in zip(steps, keys, strict=True)]
-    )
+    plain: list[tuple[str, str, Represent]] | None = None
+    if None not in keys:
+        plain = [(name, cast(str, key), convert) for (name, _, convert), key in zip(steps, keys, strict=True)]
 
     def run(instance: Any) -> dict:
         out = {}
@@ -208,9 +208,9 @@ def _converter(field: Field, context: dict[str, Any]) -> Represent:
         pk_field = field.pk_field
         return (lambda key: key) if pk_field is None else pk_field.to_representation
     if _unchanged(field, serializers.DecimalField, "to_representation", "quantize"):
-        return _decimal_converter(field)
+        return _decimal_converter(cast(serializers.DecimalField, field))
     if _unchanged(field, serializers.DateTimeField, "to_representation", "enforce_timezone", "default_timezone"):
-        return _datetime_converter(field)
+        return _datetime_converter(cast(serializers.DateTimeField, field))
     if type(field) is serializers.IntegerField:
         convert = field.to_representation
         return lambda value: value if type(value) is int else convert(value)

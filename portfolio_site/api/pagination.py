@@ -7,11 +7,12 @@
   that ordering however deep the page is; no count, and `next`/`previous` links carry an opaque signed token.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import F, Model, QuerySet
+from django.core.paginator import Page
+from django.db.models import F, Field, Model, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
@@ -35,8 +36,13 @@ class PageNumberPagination(pagination.PageNumberPagination):
     max_page_size = 200
     django_paginator_class = CountedPaginator
 
+    def _counted(self) -> tuple[Page, CountedPaginator]:
+        # The page paginate_queryset made, by the paginator class above.
+        assert self.page is not None
+        return self.page, cast(CountedPaginator, self.page.paginator)
+
     def get_paginated_response(self, data: Any) -> Response:
-        paginator: CountedPaginator = self.page.paginator
+        _, paginator = self._counted()
         return Response(
             {
                 "count": paginator.count,
@@ -48,13 +54,13 @@ class PageNumberPagination(pagination.PageNumberPagination):
         )
 
     def get_next_link(self) -> str | None:
-        paginator: CountedPaginator = self.page.paginator
+        page, paginator = self._counted()
         if paginator.count_exact:
-            return super().get_next_link()  # type: ignore[no-any-return]
+            return super().get_next_link()
         # Past an estimate or a bound, a full page may well have a next one; an empty one is the end.
-        if len(self.page.object_list) < paginator.per_page:
+        if len(page.object_list) < paginator.per_page or self.request is None:
             return None
-        return replace_query_param(self.request.build_absolute_uri(), self.page_query_param, self.page.number + 1)
+        return replace_query_param(self.request.build_absolute_uri(), self.page_query_param, page.number + 1)
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         described = super().get_paginated_response_schema(schema)
@@ -86,11 +92,13 @@ class KeysetPagination(pagination.BasePagination):
     the query string and the caller on every request, as on any page, so a position names no row to anyone."""
 
     cursor_query_param = "cursor"
-    page_size = PageNumberPagination.page_size
-    max_page_size = PageNumberPagination.max_page_size
+    page_size: int = PageNumberPagination.page_size or 50
+    max_page_size: int = PageNumberPagination.max_page_size
     salt = "portfolio_site.api.pagination.cursor"
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(  # type: ignore[override]  # a QuerySet only: a keyset is a WHERE clause
+        self, queryset: QuerySet[Any], request: Request, view: Any = None
+    ) -> list[Any]:
         self.request = request
         ordering = self.ordering_of(view, request)
         self.names = [name.lstrip("-") for name in ordering]
@@ -145,7 +153,7 @@ class KeysetPagination(pagination.BasePagination):
             payload = signing.loads(token, salt=self.salt)
         except signing.BadSignature:
             raise ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
-        fields = [model._meta.get_field(name.lstrip("-")) for name in ordering]
+        fields = [cast(Field, model._meta.get_field(name.lstrip("-"))) for name in ordering]
         values = payload.get("p") if isinstance(payload, dict) else None
         backwards = payload.get("b") if isinstance(payload, dict) else None
         if not isinstance(values, list) or len(values) != len(fields) or not isinstance(backwards, bool):
@@ -220,7 +228,9 @@ class LargeListPagination(pagination.BasePagination):
         self.cursor = KeysetPagination()
         self.current: pagination.BasePagination = self.numbers
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any] | None:
+    def paginate_queryset(  # type: ignore[override]  # a QuerySet only, as KeysetPagination
+        self, queryset: QuerySet[Any], request: Request, view: Any = None
+    ) -> list[Any] | None:
         if KeysetPagination.cursor_query_param in request.query_params:
             if self.numbers.page_query_param in request.query_params:
                 raise ValidationError({"page": ["Give `page` or `cursor`, not both."]})
@@ -231,7 +241,7 @@ class LargeListPagination(pagination.BasePagination):
         return self.current.get_paginated_response(data)
 
     @property
-    def display_page_controls(self) -> bool:  # the browsable API's page links, for numbered pages
+    def display_page_controls(self) -> bool:  # type: ignore[override]  # the browsable API's links, numbered pages
         return bool(getattr(self.current, "display_page_controls", False))
 
     def to_html(self) -> str:

@@ -1,7 +1,7 @@
 """The base viewsets: visibility first, then filters; and the response cache for reference data."""
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.apps import apps
@@ -80,14 +80,12 @@ class LeanListMixin:
     `LeanListSerializer` represents exactly as it would the model objects, without building one per row. For the
     lists that grow to millions of rows, where a page's Python work is most of its cost."""
 
-    action: str | None
-
-    def paginate_queryset(self, queryset: QuerySet[Any]) -> Any:
-        if self.action == "list":
+    def paginate_queryset(self, queryset: QuerySet[Any, Any] | Sequence[Any]) -> list[Any] | None:
+        if getattr(self, "action", None) == "list" and isinstance(queryset, QuerySet):
             names = columns(self.get_serializer_class())  # type: ignore[attr-defined]
             if names is not None:
                 queryset = queryset.values(*names)
-        return super().paginate_queryset(queryset)  # type: ignore[misc]
+        return super().paginate_queryset(queryset)  # type: ignore[misc,no-any-return]
 
 
 class ScopedModelViewSet(CachedReadMixin, ScopedViewSetMixin, viewsets.ModelViewSet):
