@@ -192,6 +192,7 @@ class KeysetPagination(pagination.BasePagination):
                 "name": self.cursor_query_param,
                 "required": False,
                 "in": "query",
+                "allowEmptyValue": True,  # `?cursor=` asks for the first page
                 "description": CURSOR_HELP,
                 "schema": {"type": "string"},
             }

@@ -616,3 +616,28 @@ def test_performance_endpoints_match_the_schema(as_user: Any) -> None:
     someone_elses = ClientFactory()
     assert "detail" in api.get(f"/api/v1/clients/{someone_elses.pk}/performance/", expect=404)
     assert "detail" in api.get(f"/api/v1/portfolios/{main_portfolio(someone_elses).pk}/performance/", expect=404)
+
+
+@pytest.mark.django_db
+def test_both_ways_of_paging_the_large_lists_match_the_schema(as_user: Any, schema_document: dict[str, Any]) -> None:
+    client = ClientFactory()
+    TransactionFactory.create_batch(3, client=client)
+    AllocationFactory.create_batch(3, client=client)
+    api = as_user(client.advisor)
+    for path in ("/api/v1/transactions/", "/api/v1/allocations/"):
+        parameters = {p["name"] for p in schema_document["paths"][path]["get"]["parameters"]}
+        assert {"page", "page_size", "cursor"} <= parameters
+        numbered = api.get(f"{path}?page_size=2", expect=200)
+        assert (numbered["count"], numbered["count_exact"]) == (3, True)
+        first = api.get(f"{path}?cursor=&page_size=2", expect=200)
+        assert "count" not in first
+        second = api.get(first["next"].removeprefix("http://testserver"), expect=200)
+        assert second["next"] is None
+        assert second["previous"] is not None
+        assert "cursor" in api.get(f"{path}?cursor=not-ours", expect=400)
+        assert "ordering" in api.get(f"{path}?cursor=&ordering=date", expect=400)
+    described = schema_document["components"]["schemas"]["PaginatedTransactionList"]["oneOf"]
+    assert [sorted(shape["required"]) for shape in described] == [
+        ["count", "count_exact", "next", "previous", "results"],
+        ["next", "previous", "results"],
+    ]
