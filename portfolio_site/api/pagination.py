@@ -169,7 +169,7 @@ class KeysetPagination(pagination.BasePagination):
     @staticmethod
     def ordering_of(view: Any, request: Request) -> list[str]:
         """The view's default ordering, which cursor pages follow; a 400 on `ordering` when the query asks for
-        another (an offset within it is what keyset pages are there to avoid)."""
+        another (a position is a row's values of this ordering, and its index is what serves the page)."""
         ordering = list(getattr(view, "ordering", None) or [])
         if not ordering or len({name.startswith("-") for name in ordering}) != 1:
             raise TypeError(f"{type(view).__name__}: keyset pages need a default ordering in one direction.")
