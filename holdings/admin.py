@@ -5,12 +5,13 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from accounts.admin_site import add_index_panel
 from clients.admin import (
     ClientScopedAdminMixin,
+    OwnerIndexedSearchMixin,
     PortfolioListFilter,
     add_client_inline,
     add_client_panel,
@@ -18,6 +19,7 @@ from clients.admin import (
 )
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
+from portfolio_site.admin_large import LargeTableAdminMixin
 from portfolio_site.admin_utils import (
     LatestRowsInline,
     LatestRowsInlineFormSet,
@@ -193,7 +195,9 @@ class AllocationForm(forms.ModelForm):
 
 
 @admin.register(Allocation)
-class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
+class AllocationAdmin(
+    LargeTableAdminMixin, OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin
+):
     form = AllocationForm
     list_display = [
         "date",
@@ -209,23 +213,20 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryA
     ]
     list_filter = ["kind", PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "asset", "settlement"]
-    search_fields = [
-        "client__name",
-        "client__email",
-        "portfolio__name",
-        "portfolio__account_number",
-        "asset__ticker",
-        "notes",
-    ]
+    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the asset's ticker or ISIN), not by these.
+    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "asset__ticker"]
+    search_help_text = "A client's name or email, a portfolio's name or account number, or an asset's ticker or ISIN."
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "date"
     # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
     readonly_fields = ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
-    show_full_result_count = False
     quantity_shown = number_column("quantity")
     price_shown = number_column("price")
     fees_shown = money_column("fees", currency="asset.currency")
     taxes_shown = money_column("taxes", currency="asset.currency")
+
+    def exact_search(self, term: str) -> Q:
+        return Q(asset__in=Asset.objects.filter(Q(ticker__iexact=term) | Q(isin__iexact=term)).values("pk"))
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Allocation) -> str:
