@@ -16,8 +16,8 @@ from typing import Any
 from django import template
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import date_hierarchy, pagination
-from django.db import models
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.functional import cached_property
 
 from portfolio_site.counting import CountedPaginator
@@ -29,8 +29,8 @@ MAX_DISTINCT_VALUES = 30
 
 
 class LargeTableAdminMixin:
-    """For a ModelAdmin whose table grows with the firm; its `date_hierarchy`, if any, must be a DateField whose
-    values an index leads (see the module's docstring)."""
+    """For a ModelAdmin whose table grows with the firm; its `date_hierarchy`, if any, must be a date or datetime
+    field that an index leads (see the module's docstring)."""
 
     paginator = CountedPaginator
     show_full_result_count = False
@@ -60,33 +60,40 @@ class DistinctValuesListFilter(admin.AllValuesFieldListFilter):
 
 class IndexedCalendar:
     """Stands in for a changelist's queryset in Django's date hierarchy, answering its two questions from the
-    first and last dates of the rows (two reads off the end of the date index) instead of scanning them: the range
-    (`aggregate(first=Min, last=Max)`) and the periods in it (`dates(field, kind)`). Every year, month or day
-    between the first and the last row is offered; one with no row in it opens an empty list."""
+    first and last values of the rows (two reads off the end of the field's index) instead of scanning them: the
+    range (`aggregate(first=Min, last=Max)`) and the periods in it (`dates` or `datetimes(field, kind)`). Every
+    year, month or day between the first and the last row is offered; one with no row in it opens an empty list.
+    A DateTimeField's periods are days of the current time zone, as Django's own are."""
 
     def __init__(self, queryset: QuerySet[Any], field_name: str) -> None:
         self.queryset = queryset
         self.field_name = field_name
 
     @cached_property
-    def _ends(self) -> tuple[datetime.date | None, datetime.date | None]:
-        dates = self.queryset.values_list(self.field_name, flat=True)
-        return dates.order_by(self.field_name).first(), dates.order_by(f"-{self.field_name}").first()
+    def _ends(self) -> tuple[Any, Any]:
+        values = self.queryset.values_list(self.field_name, flat=True)
+        return values.order_by(self.field_name).first(), values.order_by(f"-{self.field_name}").first()
 
-    def aggregate(self, **aggregates: Any) -> dict[str, datetime.date | None]:
-        first, last = self._ends
-        return dict(zip(aggregates, (first, last), strict=True))
+    def aggregate(self, **aggregates: Any) -> dict[str, Any]:
+        return dict(zip(aggregates, self._ends, strict=True))
 
     def dates(self, field_name: str, kind: str) -> list[datetime.date]:
         first, last = self._ends
         if first is None or last is None:
             return []
+        if isinstance(first, datetime.datetime):
+            first, last = timezone.localdate(first), timezone.localdate(last)
         if kind == "year":
             return [datetime.date(year, 1, 1) for year in range(first.year, last.year + 1)]
         if kind == "month":
             months = range(first.year * 12 + first.month - 1, last.year * 12 + last.month)
             return [datetime.date(m // 12, m % 12 + 1, 1) for m in months]
         return [first + datetime.timedelta(days=n) for n in range((last - first).days + 1)]
+
+    def datetimes(self, field_name: str, kind: str) -> list[datetime.datetime]:
+        return [
+            timezone.make_aware(datetime.datetime.combine(day, datetime.time())) for day in self.dates(field_name, kind)
+        ]
 
 
 class _CalendarChangeList:
@@ -103,9 +110,6 @@ class _CalendarChangeList:
 @register.inclusion_tag("admin/date_hierarchy.html")
 def indexed_date_hierarchy(changelist: Any) -> dict[str, Any] | None:
     """Django's date hierarchy (same links, same template), its periods found by IndexedCalendar."""
-    field = changelist.model._meta.get_field(changelist.date_hierarchy)
-    if isinstance(field, models.DateTimeField) or not isinstance(field, models.DateField):
-        return date_hierarchy(changelist)  # type: ignore[no-any-return]
     return date_hierarchy(_CalendarChangeList(changelist))  # type: ignore[no-any-return]
 
 

@@ -9,10 +9,11 @@ from django.contrib import admin
 from django.db import connection
 from django.urls import reverse
 
+from accounts.models import SecurityEvent
 from clients import admin as clients_admin
 from clients.tests.factories import ClientFactory, PortfolioFactory
 from holdings.models import Allocation
-from holdings.tests.factories import AssetFactory, BuyFactory
+from holdings.tests.factories import AssetFactory, BuyFactory, DividendFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.counting import CountedPaginator
@@ -243,3 +244,41 @@ def test_allocation_search_finds_a_trade_by_the_assets_ticker_or_isin(client, op
 
     for term in ("zzq", "us0000000zzq"):
         assert changelist_ids(client.get(reverse(ALLOCATIONS), {"q": term})) == {trade.pk}, term
+
+
+# --- The other lists that grow with the firm --------------------------------------------------------------------
+
+
+def test_the_security_events_date_hierarchy_offers_the_local_days_between_the_first_and_last_event(client, superuser):
+    for moment in ("2026-03-02T09:00:00+00:00", "2026-03-04T23:30:00+00:00"):
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.LOGIN_FAILED,
+            email="x@example.com",
+            created_at=datetime.datetime.fromisoformat(moment),
+        )
+    client.force_login(superuser)
+
+    response = client.get(reverse("admin:accounts_securityevent_changelist"))
+
+    assert _hierarchy(response) == ["March 2", "March 3", "March 4"]
+
+
+def test_the_price_list_shows_the_latest_closes_first(client, operations):
+    old = PriceFactory(asset=AssetFactory(ticker="AAA"), date=datetime.date(2025, 1, 2))
+    new = PriceFactory(asset=AssetFactory(ticker="ZZZ"), date=datetime.date(2026, 1, 2))
+    client.force_login(operations)
+
+    response = client.get(reverse("admin:holdings_price_changelist"))
+
+    assert [row.pk for row in response.context["cl"].result_list] == [new.pk, old.pk]
+
+
+def test_dividend_search_finds_a_dividend_by_the_assets_ticker_and_only_the_advisors(client, advisor):
+    asset = AssetFactory(ticker="DIVQ")
+    own = DividendFactory(client=ClientFactory(advisor=advisor), asset=asset)
+    DividendFactory(asset=asset)  # another advisor's client
+    client.force_login(advisor)
+
+    response = client.get(reverse("admin:holdings_dividend_changelist"), {"q": "divq"})
+
+    assert changelist_ids(response) == {own.pk}
