@@ -10,6 +10,7 @@ from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreation
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from portfolio_site.admin_large import LargeTableAdminMixin
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin
 from portfolio_site.history_admin import TrackedHistoryAdmin
 
@@ -139,7 +140,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(LoginSession)
-class LoginSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LoginSessionAdmin(LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "ip", "user_agent", "created_at", "last_seen_at", "expires_at", "revoked_at", "end_reason"]
     list_filter = ["end_reason", RevokedFilter]
     search_fields = ["user__email", "ip"]
@@ -164,13 +165,12 @@ class LoginSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SecurityEvent)
-class SecurityEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SecurityEventAdmin(LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "user", "email", "ip", "detail"]
     list_filter = ["kind", "created_at"]
     date_hierarchy = "created_at"
     search_fields = ["user__email", "email", "ip"]
     list_select_related = ["user"]
-    show_full_result_count = False
 
 
 # SimpleJWT's blacklist app registers admins that show (and let one edit) every outstanding refresh token in

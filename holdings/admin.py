@@ -5,12 +5,13 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from accounts.admin_site import add_index_panel
 from clients.admin import (
     ClientScopedAdminMixin,
+    OwnerIndexedSearchMixin,
     PortfolioListFilter,
     add_client_inline,
     add_client_panel,
@@ -18,6 +19,7 @@ from clients.admin import (
 )
 from clients.models import Client, Portfolio
 from clients.services import client_single_portfolio
+from portfolio_site.admin_large import DistinctValuesListFilter, LargeTableAdminMixin
 from portfolio_site.admin_utils import (
     LatestRowsInline,
     LatestRowsInlineFormSet,
@@ -77,16 +79,22 @@ class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
         services.asset_delete(asset=obj)
 
 
+def asset_named(term: str) -> Q:
+    """The rows of the asset whose ticker or ISIN is `term` (any case), for an OwnerIndexedSearchMixin."""
+    return Q(asset__in=Asset.objects.filter(Q(ticker__iexact=term) | Q(isin__iexact=term)).values("pk"))
+
+
 @admin.register(Price)
-class PriceAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
+class PriceAdmin(LargeTableAdminMixin, ServiceAdminMixin, TrackedHistoryAdmin):
     list_display = ["asset", "date", "close_shown"]
+    # The latest closes first, read off the date index (the model's own order, by asset, sorts every close).
+    ordering = ["-date", "asset__ticker", "asset__exchange"]
     list_filter = ["date"]
     list_select_related = ["asset"]
     search_fields = ["asset__ticker", "asset__name"]
     autocomplete_fields = ["asset"]
     date_hierarchy = "date"
     readonly_fields = ["created_at", "updated_at"]
-    show_full_result_count = False
     close_shown = number_column("close")
 
     def save_model(self, request: HttpRequest, obj: Price, form: Any, change: bool) -> None:
@@ -193,7 +201,9 @@ class AllocationForm(forms.ModelForm):
 
 
 @admin.register(Allocation)
-class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
+class AllocationAdmin(
+    LargeTableAdminMixin, OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin
+):
     form = AllocationForm
     list_display = [
         "date",
@@ -209,23 +219,20 @@ class AllocationAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryA
     ]
     list_filter = ["kind", PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "asset", "settlement"]
-    search_fields = [
-        "client__name",
-        "client__email",
-        "portfolio__name",
-        "portfolio__account_number",
-        "asset__ticker",
-        "notes",
-    ]
+    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the asset's ticker or ISIN), not by these.
+    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "asset__ticker"]
+    search_help_text = "A client's name or email, a portfolio's name or account number, or an asset's ticker or ISIN."
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "date"
     # The counterpart is set by units_transfer only; as a picker it would list every allocation of the firm.
     readonly_fields = ["settlement", "counterpart", "cash_in_lieu_of", "created_at", "updated_at"]
-    show_full_result_count = False
     quantity_shown = number_column("quantity")
     price_shown = number_column("price")
     fees_shown = money_column("fees", currency="asset.currency")
     taxes_shown = money_column("taxes", currency="asset.currency")
+
+    def exact_search(self, term: str) -> Q:
+        return asset_named(term)
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Allocation) -> str:
@@ -430,7 +437,9 @@ class DividendForm(AllocationForm):
 
 
 @admin.register(Dividend)
-class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
+class DividendAdmin(
+    LargeTableAdminMixin, OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin
+):
     """Dividends as the API records them: saving posts (or reverses and reposts) the net cash through the
     ledger's service; deleting reverses it."""
 
@@ -446,16 +455,20 @@ class DividendAdmin(ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdm
         "withholding_tax_shown",
         "cash",
     ]
-    list_filter = ["currency", PortfolioListFilter, "pay_date"]
+    list_filter = [("currency", DistinctValuesListFilter), PortfolioListFilter, "pay_date"]
     list_select_related = ["client", "portfolio", "asset", "cash"]
-    search_fields = ["client__name", "client__email", "portfolio__name", "asset__ticker", "notes"]
+    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the asset's ticker or ISIN), not by these.
+    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "asset__ticker"]
+    search_help_text = AllocationAdmin.search_help_text
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "pay_date"
     readonly_fields = ["units_shown", "cash", "created_at", "updated_at"]
-    show_full_result_count = False
     units_shown = number_column("units")
     gross_shown = money_column("gross")
     withholding_tax_shown = money_column("withholding_tax")
+
+    def exact_search(self, term: str) -> Q:
+        return asset_named(term)
 
     @admin.display(description="Portfolio", ordering="portfolio__name")
     def portfolio_name(self, obj: Dividend) -> str:

@@ -126,6 +126,8 @@ class Price(TimeStampedModel):
 
     class Meta:
         ordering = ["asset", "-date"]
+        # The admin lists the latest closes of every asset first (the unique key serves one asset's).
+        indexes = [models.Index(fields=["-date"], name="holdings_price_date")]
         constraints = [
             models.UniqueConstraint(
                 fields=["asset", "date"],
@@ -483,7 +485,12 @@ class Dividend(TimeStampedModel):
 
     class Meta:
         ordering = ["-pay_date", "-id"]
-        indexes = [models.Index(fields=["client", "pay_date"], name="holdings_dividend_client_paid")]
+        indexes = [
+            models.Index(fields=["client", "pay_date"], name="holdings_dividend_client_paid"),
+            # As the allocations': the default ordering with its tie-breaker, and the currency filter ahead of it.
+            models.Index(fields=["-pay_date", "-id"], name="holdings_dividend_paid_id"),
+            models.Index(fields=["currency", "-pay_date", "-id"], name="holdings_dividend_ccy_paid_id"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["portfolio", "asset", "ex_date"],

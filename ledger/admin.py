@@ -7,12 +7,13 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import router
 from django.db import transaction as db_transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from clients.admin import ClientScopedAdminMixin, PortfolioListFilter, add_client_inline
+from clients.admin import ClientScopedAdminMixin, OwnerIndexedSearchMixin, PortfolioListFilter, add_client_inline
+from portfolio_site.admin_large import DistinctValuesListFilter, LargeTableAdminMixin
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, error_text
 from portfolio_site.display import money_column
 from portfolio_site.errors import ConflictError
@@ -35,7 +36,9 @@ class ReverseForm(forms.Form):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(
+    LargeTableAdminMixin, OwnerIndexedSearchMixin, ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin
+):
     """Read-only: posted transactions are never edited or deleted. Corrections are reversals."""
 
     list_display = [
@@ -48,22 +51,18 @@ class TransactionAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAd
         "reverses",
         "created_by",
     ]
-    list_filter = ["kind", "currency", PortfolioListFilter, "date"]
+    list_filter = ["kind", ("currency", DistinctValuesListFilter), PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "created_by", "reverses"]
-    search_fields = [
-        "reference",
-        "notes",
-        "client__name",
-        "client__email",
-        "portfolio__name",
-        "portfolio__account_number",
-    ]
+    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the exact reference), not by these lookups.
+    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "reference"]
     date_hierarchy = "date"
     actions = ["reverse_selected"]
-    show_full_result_count = False  # COUNT(*) over a million-row ledger on every page is the slow part
     # The amount as people read it (its currency's minor unit, with the code), on the list and the read-only page.
     amount_shown = money_column("amount", description="amount")
     readonly_fields = ["amount_shown"]
+
+    def exact_search(self, term: str) -> Q:
+        return Q(reference=term)
 
     def get_fields(self, request: HttpRequest, obj: Transaction | None = None) -> list[Any]:
         # In the amount's place, not appended after every other field as a read-only extra would be.

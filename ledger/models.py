@@ -105,6 +105,8 @@ class Transaction(TimeStampedModel):
             models.Index(fields=["-date", "-id"], name="ledger_tx_date_id"),
             models.Index(fields=["kind", "-date", "-id"], name="ledger_tx_kind_date_id"),
             models.Index(fields=["currency", "-date", "-id"], name="ledger_tx_currency_date_id"),
+            # The admin's search finds a reference by it; only the rows that have one are in it.
+            models.Index(fields=["reference"], condition=models.Q(reference__isnull=False), name="ledger_tx_reference"),
             models.Index(fields=["client", "currency"], name="ledger_tx_client_currency"),
             models.Index(fields=["portfolio", "currency"], name="ledger_tx_portfolio_currency"),
         ]

@@ -251,3 +251,18 @@ def run_bench(script: str, scratch: str, *arguments: str) -> subprocess.Complete
         timeout=300,
         check=False,
     )
+
+
+def forget_row_estimates(*models: type[Any]) -> None:
+    """Analyses the models' tables while they are empty, so that PostgreSQL estimates them at no rows.
+
+    ANALYZE writes its estimate outside the transaction a test rolls back, so a test that analyses a full table
+    leaves its row count behind for the next; call this first where a test relies on there being no estimate
+    (`portfolio_site.counting` trusts an estimate over its bound)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for model in models:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

@@ -22,4 +22,16 @@ class Migration(migrations.Migration):
             model_name="allocation",
             index=models.Index(fields=["kind", "-date", "-id"], name="holdings_alloc_kind_date_id"),
         ),
+        AddIndexOnline(
+            model_name="dividend",
+            index=models.Index(fields=["-pay_date", "-id"], name="holdings_dividend_paid_id"),
+        ),
+        AddIndexOnline(
+            model_name="dividend",
+            index=models.Index(fields=["currency", "-pay_date", "-id"], name="holdings_dividend_ccy_paid_id"),
+        ),
+        AddIndexOnline(
+            model_name="price",
+            index=models.Index(fields=["-date"], name="holdings_price_date"),
+        ),
     ]

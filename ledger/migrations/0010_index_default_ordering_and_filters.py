@@ -26,4 +26,10 @@ class Migration(migrations.Migration):
             model_name="transaction",
             index=models.Index(fields=["currency", "-date", "-id"], name="ledger_tx_currency_date_id"),
         ),
+        AddIndexOnline(
+            model_name="transaction",
+            index=models.Index(
+                condition=models.Q(("reference__isnull", False)), fields=["reference"], name="ledger_tx_reference"
+            ),
+        ),
     ]

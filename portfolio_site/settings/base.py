@@ -85,6 +85,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The project's own tags (it is no app with a templatetags package): {% load large_tables %}.
+            "libraries": {"large_tables": "portfolio_site.admin_large"},
         },
     },
 ]

@@ -2,6 +2,7 @@
 
 import re
 import time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from holdings.services import daily_values_refresh
 from holdings.tests.factories import AssetFactory, BuyFactory, PriceFactory
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
+from portfolio_site.counting import CountedPaginator
 
 from .steps import (
     add_inline_allocation,
@@ -221,6 +223,34 @@ def test_a_deposit_is_reversed_from_the_transaction_list(page: Page, superuser: 
     expect(rows).to_have_count(2)
     expect(rows.filter(has_text="WIRE-002").locator("td.field-reverses")).to_have_text("-")
     expect(rows.filter(has_not_text="WIRE-002").locator("td.field-reverses")).to_contain_text("Deposit")
+
+
+def test_staff_drill_a_long_transaction_list_down_by_year_and_month_and_search_it_by_client(
+    page: Page, superuser: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CountedPaginator, "bound", 2)  # as if the ledger were long: the count stops at the bound
+    zoe = ClientFactory(name="Zoe Lambert")
+    for day in ("2025-03-03", "2025-05-05", "2025-05-06"):
+        TransactionFactory(client=zoe, date=date.fromisoformat(day))
+    TransactionFactory(client=ClientFactory(name="Other Client"), date=date(2026, 1, 5))
+    log_in(page, superuser.email)
+
+    page.goto("/admin/ledger/transaction/?kind__exact=deposit")
+    expect(page.locator("p.paginator")).to_contain_text("more than 2 transactions")
+    hierarchy = page.locator("nav.toplinks")
+    expect(hierarchy.get_by_role("link")).to_have_text(["2025", "2026"])
+    hierarchy.get_by_role("link", name="2025").click()
+    expect(hierarchy.get_by_role("link")).to_have_text(
+        [re.compile("All dates"), "March 2025", "April 2025", "May 2025"]
+    )
+    hierarchy.get_by_role("link", name="May 2025").click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+
+    page.goto("/admin/ledger/transaction/")
+    page.locator("#searchbar").fill("lambert")
+    page.locator("#changelist-search").get_by_role("button").click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    expect(page.locator("#result_list")).not_to_contain_text("Other Client")
 
 
 def test_a_change_made_in_the_admin_shows_on_the_clients_history_page(page: Page, superuser: User) -> None:
