@@ -7,7 +7,12 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI authentication extension)
+        from accounts import (
+            schema,  # noqa: F401  (registers the OpenAPI authentication extension)
+            signals,
+        )
+
+        signals.connect()
 
 
 class AdminSiteConfig(admin_apps.AdminConfig):

@@ -16,9 +16,14 @@ class Role(StrEnum):
 
 
 def role_names(user: Any) -> frozenset[str]:
-    """The names of the user's groups, looked up once per user object (that is, once per request)."""
+    """The names of the user's groups: a saved user's from their cached grants (`accounts.grants`), another
+    actor's (the command line's) looked up once per object."""
     if not getattr(user, "is_authenticated", False):
         return frozenset()
+    if getattr(user, "pk", None) is not None:
+        from accounts.grants import grants  # grants reads the cache, which this module must not need to import
+
+        return grants(user).roles
     cached = getattr(user, "_role_names_cache", None)
     if cached is None:
         cached = frozenset(user.groups.values_list("name", flat=True))

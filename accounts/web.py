@@ -3,6 +3,7 @@ opened with, and lives exactly as long as that session does."""
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import auth, messages
 from django.http import HttpRequest, HttpResponse
 from rest_framework.throttling import BaseThrottle
@@ -23,7 +24,8 @@ def client_info(request: HttpRequest) -> ClientInfo:
 
 def web_login(request: HttpRequest, *, session: LoginSession) -> None:
     """Logs the session's user in to the Django session (a new session key), bound to the login session."""
-    auth.login(request, session.user, backend="django.contrib.auth.backends.ModelBackend")
+    # The one backend the site has (the login service has checked the password already).
+    auth.login(request, session.user, backend=settings.AUTHENTICATION_BACKENDS[0])
     request.session[LOGIN_SESSION_KEY] = str(session.id)
 
 

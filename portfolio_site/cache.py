@@ -32,10 +32,14 @@ def namespace_versions(namespaces: Sequence[str]) -> list[str]:
     return [found.get(_version_key(namespace)) or namespace_version(namespace) for namespace in namespaces]
 
 
-def invalidate_namespace(namespace: str) -> None:
-    """Bump the namespace once the surrounding transaction commits (a rolled-back write changes nothing)."""
+def invalidate_namespace(namespace: str, *, also_now: bool = False) -> None:
+    """Bump the namespace once the surrounding transaction commits (a rolled-back write changes nothing); with
+    `also_now`, at once as well, so that the rest of the transaction reads past what it changed (a reader that
+    caches the old rows meanwhile does so under a version the commit's bump retires)."""
 
     def bump() -> None:
         cache.set(_version_key(namespace), uuid.uuid4().hex, timeout=None)
 
+    if also_now:
+        bump()
     transaction.on_commit(bump)

@@ -40,14 +40,18 @@ def test_equal_cache_keys_mean_equal_rows_and_different_advisors_get_different_k
     assert len(rows_by_key) == 4  # all, none, and one per advisor
 
 
-def test_the_scope_is_built_once_per_user_object_from_one_roles_query(
-    advisor: Any, django_assert_num_queries: Any
+def test_the_scope_is_built_once_per_user_object_and_from_the_cached_grants_after_the_first(
+    advisor: Any, django_assert_max_num_queries: Any, django_assert_num_queries: Any
 ) -> None:
     fresh = type(advisor).objects.get(pk=advisor.pk)
-    with django_assert_num_queries(1):
+    with django_assert_max_num_queries(3):  # the roles and the permissions, looked up once (accounts.grants)
         first = ClientScope.of(fresh)
         assert ClientScope.of(fresh) is first
         str(Client.objects.visible_to(fresh).query)  # the filter reads the cached scope, not the database
+
+    next_request = type(advisor).objects.get(pk=advisor.pk)
+    with django_assert_num_queries(0):
+        assert ClientScope.of(next_request) == first
 
 
 def test_the_filter_follows_the_path_from_a_model_to_its_client(advisor: Any) -> None:

@@ -135,12 +135,17 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "portfolio"}}
 API_CACHE_SECONDS = env.int("API_CACHE_SECONDS", default=60)
+# How long a user's roles and permissions stay cached (accounts.grants): every change through Django bumps them at
+# once; this bounds one made outside it.
+GRANTS_CACHE_SECONDS = env.int("GRANTS_CACHE_SECONDS", default=600)
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 # The model rows belong to: the scoped doors (portfolio_site.scoping) refuse to serve a model that points at it
 # unless its QuerySet scopes it by the clients app's rule.
 SCOPE_OWNER_MODEL = "clients.Client"
+# Django's model backend, its permissions (and the roles, read with them) cached across requests.
+AUTHENTICATION_BACKENDS = ["accounts.grants.CachedPermissionsBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     # Kept so that users brought over from other systems can log in; Django re-hashes with Argon2.
