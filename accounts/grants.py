@@ -2,9 +2,9 @@
 
 Every request asked the database three times who its user is allowed to be: the group names (the roles, which
 scope their clients) and Django's two permission queries (their own and their groups'). On a 100-row page of the
-ledger that was a quarter of the request. `grants(user)` keeps both in the cache, under the version of the
-`authz` namespace, which every change to who holds what bumps, at once and when its transaction commits
-(`accounts.signals`):
+ledger that was a quarter of the request. `grants(user)` keeps both in the cache, under two versions: the user's own,
+which joining or leaving a group or being given or refused a permission bumps, and everyone's, which every other
+change to who holds what bumps, at once and when its transaction commits (`accounts.signals`):
 a user added to or removed from a group, a group's permissions changed, a group renamed or deleted, a permission
 deleted, and every `migrate` (data migrations grant roles through historical models, which send no signal Django
 lets us connect to). Whether the user is active or a superuser is read from their row on every request, as before.
@@ -14,6 +14,7 @@ once; entries also expire after `GRANTS_CACHE_SECONDS`, which bounds what a chan
 could leave behind.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 
-from portfolio_site.cache import invalidate_namespace, namespace_version
+from portfolio_site.cache import invalidate_namespace, namespace_versions
 
 NAMESPACE = "authz"
 
@@ -40,18 +41,23 @@ def _looked_up(user: Any) -> Grants:
     )
 
 
+def _user_namespace(user_id: Any) -> str:
+    return f"{NAMESPACE}:user:{user_id}"
+
+
 def grants(user: Any) -> Grants:
     """The user's roles and permissions: from the user object once per request, from the cache across requests,
-    from the database when the cache has none for the current version. An actor that is no saved user (the
-    command line's) is looked up each time."""
+    from the database when the cache has none for the current versions (everyone's and the user's own). An actor
+    that is no saved user (the command line's) is looked up each time."""
     cached = getattr(user, "_grants_cache", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     if getattr(user, "pk", None) is None:
         return _looked_up(user)
-    # The version first, then the rows: a change committed after this read bumps the version, so what is stored
-    # below from older rows is stored under a version no one reads any more.
-    key = f"{NAMESPACE}:{namespace_version(NAMESPACE)}:{user.pk}"
+    # The versions first, then the rows: a change committed after this read bumps a version, so what is stored
+    # below from older rows is stored under versions no one reads any more.
+    everyone, own = namespace_versions([NAMESPACE, _user_namespace(user.pk)])
+    key = f"{NAMESPACE}:{everyone}:{own}:{user.pk}"
     found = cache.get(key)
     if not isinstance(found, Grants):
         found = _looked_up(user)
@@ -60,10 +66,13 @@ def grants(user: Any) -> Grants:
     return found
 
 
-def grants_changed() -> None:
-    """Every user's grants are to be looked up again: at once, for the rest of the transaction that changed them,
-    and once it commits, for everyone (a rolled-back change costs one lookup per user, nothing more)."""
-    invalidate_namespace(NAMESPACE, also_now=True)
+def grants_changed(user_ids: Iterable[Any] | None = None) -> None:
+    """The grants of these users (of everyone, by default) are to be looked up again: at once, for the rest of the
+    transaction that changed them, and once it commits, for everyone (a rolled-back change costs a lookup, nothing
+    more)."""
+    namespaces = [NAMESPACE] if user_ids is None else [_user_namespace(pk) for pk in user_ids]
+    for namespace in namespaces:
+        invalidate_namespace(namespace, also_now=True)
 
 
 class CachedPermissionsBackend(ModelBackend):

@@ -1,4 +1,4 @@
-"""Who holds what changed: every user's cached grants (`accounts.grants`) are looked up again."""
+"""Who holds what changed: the cached grants (`accounts.grants`) of whoever it concerns are looked up again."""
 
 from typing import Any
 
@@ -8,16 +8,32 @@ from django.db.models.signals import m2m_changed, post_delete, post_migrate, pos
 from accounts.grants import grants_changed
 from accounts.models import User
 
-# The relations that say who holds what; m2m_changed comes from either side of each (user.groups.add(g) and
-# g.user_set.add(user) alike), with the through model as sender.
-GRANTING_RELATIONS = (User.groups.through, User.user_permissions.through, Group.permissions.through)
+# What a user holds: m2m_changed comes from either side (user.groups.add(g) and g.user_set.add(user) alike), with
+# the through model as sender; only the users named change.
+USER_RELATIONS = (User.groups.through, User.user_permissions.through)
+# What a group grants: everyone in it changes.
+GROUP_RELATIONS = (Group.permissions.through,)
 # Deleting one of these removes its rows of the relations above by cascade, which sends no m2m_changed; renaming a
 # group changes a role.
 GRANTING_MODELS = (Group, Permission)
+CHANGES = {"post_add", "post_remove", "post_clear"}
 
 
-def _relation_changed(sender: Any, action: str, **kwargs: Any) -> None:
-    if action in {"post_add", "post_remove", "post_clear"}:
+def _user_relation_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None, **kwargs: Any
+) -> None:
+    if action not in CHANGES:
+        return
+    if not reverse:  # the user's side: this user
+        grants_changed([instance.pk])
+    elif pk_set is not None:  # the group's or permission's side: the users named
+        grants_changed(pk_set)
+    else:  # cleared from the group's or permission's side: whoever they were
+        grants_changed()
+
+
+def _group_relation_changed(sender: Any, action: str, **kwargs: Any) -> None:
+    if action in CHANGES:
         grants_changed()
 
 
@@ -26,8 +42,10 @@ def _model_changed(sender: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    for relation in GRANTING_RELATIONS:
-        m2m_changed.connect(_relation_changed, sender=relation, dispatch_uid=f"grants:{relation._meta.label}")
+    for relation in USER_RELATIONS:
+        m2m_changed.connect(_user_relation_changed, sender=relation, dispatch_uid=f"grants:{relation._meta.label}")
+    for relation in GROUP_RELATIONS:
+        m2m_changed.connect(_group_relation_changed, sender=relation, dispatch_uid=f"grants:{relation._meta.label}")
     for model in GRANTING_MODELS:
         post_save.connect(_model_changed, sender=model, dispatch_uid=f"grants:save:{model._meta.label}")
         post_delete.connect(_model_changed, sender=model, dispatch_uid=f"grants:delete:{model._meta.label}")

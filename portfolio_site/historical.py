@@ -60,7 +60,23 @@ class TrackedHistory(HistoricalRecords):
     def m2m_changed(self, instance: Any, action: str, attr: str, pk_set: Any, reverse: bool, **kwargs: Any) -> None:
         if is_suppressed():
             return
-        super().m2m_changed(instance, action, attr, pk_set, reverse, **kwargs)
+        if not reverse:
+            super().m2m_changed(instance, action, attr, pk_set, reverse, **kwargs)
+            return
+        # Changed from the other side (`group.user_set.add(user)`): `instance` is the group, which has no history;
+        # the tracked rows whose relation changed are those in `pk_set`, or, for a clear, those held just before.
+        if action == "pre_clear":
+            instance._history_cleared = list(self._tracked_holders(kwargs["sender"], instance))
+        elif action in ("post_add", "post_remove", "post_clear"):
+            changed = pk_set if action != "post_clear" else getattr(instance, "_history_cleared", [])
+            for tracked in self.cls._default_manager.filter(pk__in=list(changed)):
+                self.create_historical_record(tracked, "~")
+
+    def _tracked_holders(self, through: Any, other: Any) -> Any:
+        """The keys of the tracked rows the through table links to `other`."""
+        own = next(f.name for f in through._meta.fields if f.is_relation and f.related_model is self.cls)
+        theirs = next(f.name for f in through._meta.fields if f.is_relation and isinstance(other, f.related_model))
+        return through.objects.filter(**{theirs: other.pk}).values_list(own, flat=True)
 
     def post_delete(self, instance: Any, using: str | None = None, **kwargs: Any) -> None:
         if is_suppressed():

@@ -143,3 +143,25 @@ def test_a_deactivated_user_has_no_permissions_whatever_is_cached() -> None:
     User.objects.filter(pk=advisor.pk).update(is_active=False)
 
     assert not next_request(advisor).has_perm(VIEW_CLIENT)
+
+
+def test_another_user_joining_a_group_leaves_this_users_cached_grants_in_place(
+    committed: Any, django_assert_num_queries: Any
+) -> None:
+    advisor = AdvisorFactory()
+    assert next_request(advisor).has_perm(VIEW_CLIENT)
+
+    committed(lambda: UserFactory().groups.add(Group.objects.get(name=Role.ADVISORS)))
+
+    user = next_request(advisor)
+    with django_assert_num_queries(0):
+        assert user.has_perm(VIEW_CLIENT)
+
+
+def test_users_added_from_the_groups_side_are_granted_on_the_next_request(committed: Any) -> None:
+    user = UserFactory(is_staff=True)
+    assert not next_request(user).has_perm(VIEW_CLIENT)
+
+    committed(lambda: Group.objects.get(name=Role.ADVISORS).user_set.add(user))
+
+    assert next_request(user).has_perm(VIEW_CLIENT)

@@ -192,7 +192,6 @@ class KeysetPagination(pagination.BasePagination):
                 "name": self.cursor_query_param,
                 "required": False,
                 "in": "query",
-                "allowEmptyValue": True,  # `?cursor=` asks for the first page
                 "description": CURSOR_HELP,
                 "schema": {"type": "string"},
             }

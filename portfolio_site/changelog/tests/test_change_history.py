@@ -239,6 +239,27 @@ def test_the_changelist_shows_before_and_after_of_a_change(auditor: User, adviso
     assert entries[0].changes == ["name: Before → After"]
 
 
+def test_a_role_given_or_taken_from_the_groups_side_is_recorded_on_each_user(superuser: User) -> None:
+    first, second = OperationsFactory(), OperationsFactory()
+    auditors = Group.objects.get(name=Role.AUDITORS)
+
+    with history.acting(history.Door.ADMIN, user=superuser):
+        auditors.user_set.add(first, second)
+    added = {
+        user.pk: set(User.history.filter(id=user.pk).latest().groups.values_list("group__name", flat=True))
+        for user in (first, second)
+    }
+    with history.acting(history.Door.ADMIN, user=superuser):
+        auditors.user_set.clear()
+    cleared = {
+        user.pk: set(User.history.filter(id=user.pk).latest().groups.values_list("group__name", flat=True))
+        for user in (first, second)
+    }
+
+    assert added == {first.pk: {Role.OPERATIONS, Role.AUDITORS}, second.pk: {Role.OPERATIONS, Role.AUDITORS}}
+    assert cleared == {first.pk: {Role.OPERATIONS}, second.pk: {Role.OPERATIONS}}
+
+
 def test_a_role_given_or_taken_is_recorded_and_shown_before_to_after(superuser: User, auditor: User) -> None:
     staff = OperationsFactory(email="promoted@example.net")
     auditors = Group.objects.get(name=Role.AUDITORS)
