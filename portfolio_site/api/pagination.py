@@ -192,6 +192,9 @@ class KeysetPagination(pagination.BasePagination):
                 "name": self.cursor_query_param,
                 "required": False,
                 "in": "query",
+                # `?cursor=` asks for the first page: OpenAPI 3.0 refuses an empty value without this (deprecated
+                # there, but the only way 3.0 says it; validators warn).
+                "allowEmptyValue": True,
                 "description": CURSOR_HELP,
                 "schema": {"type": "string"},
             }
