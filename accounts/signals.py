@@ -42,10 +42,12 @@ def _model_changed(sender: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    for relation in USER_RELATIONS:
-        m2m_changed.connect(_user_relation_changed, sender=relation, dispatch_uid=f"grants:{relation._meta.label}")
-    for relation in GROUP_RELATIONS:
-        m2m_changed.connect(_group_relation_changed, sender=relation, dispatch_uid=f"grants:{relation._meta.label}")
+    for user_relation in USER_RELATIONS:
+        uid = f"grants:{user_relation._meta.label}"
+        m2m_changed.connect(_user_relation_changed, sender=user_relation, dispatch_uid=uid)
+    for group_relation in GROUP_RELATIONS:
+        uid = f"grants:{group_relation._meta.label}"
+        m2m_changed.connect(_group_relation_changed, sender=group_relation, dispatch_uid=uid)
     for model in GRANTING_MODELS:
         post_save.connect(_model_changed, sender=model, dispatch_uid=f"grants:save:{model._meta.label}")
         post_delete.connect(_model_changed, sender=model, dispatch_uid=f"grants:delete:{model._meta.label}")

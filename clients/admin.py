@@ -1,5 +1,5 @@
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
@@ -24,6 +24,9 @@ from portfolio_site.history_admin import TrackedHistoryAdmin
 from . import services
 from .models import Client, Portfolio
 from .scope import ClientScope
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 # A section another app adds to a client's change page: given the request and the client (one the user may see),
 # its HTML, already escaped (rendered by a template), or "" to show nothing.
@@ -56,7 +59,9 @@ class OwnerIndexedSearchMixin:
     searched: no index can answer a substring of them.
     """
 
-    search_help_text = "A client's name or email, a portfolio's name or account number, or an exact reference."
+    search_help_text: ClassVar["StrOrPromise | None"] = (
+        "A client's name or email, a portfolio's name or account number, or an exact reference."
+    )
 
     def exact_search(self, term: str) -> Q:
         """The model's own matches for a term, each served by an index (none by default)."""

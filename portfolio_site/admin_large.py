@@ -1,7 +1,7 @@
-"""Changelists of tables that grow with the firm (the ledger, the allocations): pages that cost the same at a
-thousand rows and at a million.
+"""Changelists of tables that grow with the firm (the ledger, the allocations, dividends, prices, sessions and
+security events): pages that cost the same at a thousand rows and at a million.
 
-Django's changelist reads the whole table in four places: the page's count, the "(N total)" count, the facet
+Django's changelist reads the whole table in five places: the page's count, the "(N total)" count, the facet
 counts, the date hierarchy (`SELECT DISTINCT` of the year, month or day over every matching row) and each filter
 that lists the values in use (`SELECT DISTINCT` of the column). `LargeTableAdminMixin` replaces each with what an
 index answers: the count of `portfolio_site.counting`, no full count, no facets, a date hierarchy read off the
@@ -11,7 +11,7 @@ Meta.indexes.
 """
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import template
 from django.contrib import admin
@@ -21,6 +21,9 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from portfolio_site.counting import CountedPaginator
+
+if TYPE_CHECKING:
+    from django.template.response import _TemplateForResponseT
 
 register = template.Library()
 
@@ -32,10 +35,11 @@ class LargeTableAdminMixin:
     """For a ModelAdmin whose table grows with the firm; its `date_hierarchy`, if any, must be a date or datetime
     field that an index leads (see the module's docstring)."""
 
-    paginator = CountedPaginator
+    # Typed as ModelAdmin declares them, for the admins that mix this in.
+    paginator: ClassVar[type] = CountedPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    change_list_template = "admin/large_table_change_list.html"
+    change_list_template: ClassVar["_TemplateForResponseT | None"] = "admin/large_table_change_list.html"
 
 
 class DistinctValuesListFilter(admin.AllValuesFieldListFilter):
@@ -53,9 +57,9 @@ class DistinctValuesListFilter(admin.AllValuesFieldListFilter):
         while current is not None and len(values) < MAX_DISTINCT_VALUES:
             values.append(current)
             current = rows.filter(**{f"{field.name}__gt": current}).first()
-        if rows.filter(**{f"{field.name}__isnull": True}).exists():
+        if field.null and rows.filter(**{f"{field.name}__isnull": True}).exists():
             values.append(None)
-        self.lookup_choices = values
+        self.lookup_choices = values  # type: ignore[assignment]  # the template iterates it; a list does as well
 
 
 class IndexedCalendar:
@@ -110,7 +114,7 @@ class _CalendarChangeList:
 @register.inclusion_tag("admin/date_hierarchy.html")
 def indexed_date_hierarchy(changelist: Any) -> dict[str, Any] | None:
     """Django's date hierarchy (same links, same template), its periods found by IndexedCalendar."""
-    return date_hierarchy(_CalendarChangeList(changelist))  # type: ignore[no-any-return]
+    return date_hierarchy(_CalendarChangeList(changelist))  # type: ignore[arg-type,no-any-return]  # a stand-in
 
 
 @register.inclusion_tag("admin/large_table_pagination.html")
