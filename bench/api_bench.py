@@ -13,9 +13,10 @@ page) as JSON from `.values()`, with no authentication, no count and no serializ
   deep     a cursor page half-way down the list (its token made as the `next` link would carry it), against a
            floor reading from the same position
 
-each as the median of --repeats timed runs after one warm-up, with its queries and the ratio floor ÷ ours (target
-≥ 0.6). Neither viewset caches its lists (asserted); every run still has a query string of its own, so that no
-cache could answer it.
+each as the median of --repeats timed runs after one warm-up, the floor's and ours alternating run by run (so that
+the machine's other work weighs on both alike), with its queries and the ratio floor ÷ ours (target ≥ 0.6).
+Neither viewset caches its lists (asserted); every run still has a query string of its own, so that no cache could
+answer it.
 
 The book: a firm of --clients clients dealt round 20 advisors (two portfolios each, 200 assets), and --rows trades
 over five years, each an allocation with its cash settlement (bench.book.write_firm, write_ledger): --rows rows in
@@ -195,35 +196,53 @@ def bearer(email: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {tokens.access}"}
 
 
-def timed_get(client: Any, path: str, headers: dict[str, str], repeats: int) -> tuple[float, int, int]:
-    """Median seconds of `repeats` GETs of `path` after one warm-up, each with a query string of its own; the
-    queries of one of them and its rows."""
-    from django.db import connection
+class Timed:
+    """GETs of one path, each with a query string of its own (no cache could answer it), timed one by one."""
 
-    runs = iter(range(1_000_000))
-    separator = "&" if "?" in path else "?"
+    def __init__(self, client: Any, path: str, headers: dict[str, str]) -> None:
+        self.client, self.path, self.headers = client, path, headers
+        self.separator = "&" if "?" in path else "?"
+        self.runs = 0
+        self.timings: list[float] = []
 
-    def get() -> int:
-        response = client.get(f"{path}{separator}bench_run={next(runs)}", **headers)
-        assert response.status_code == 200, (path, response.status_code, response.content[:300])
+    def get(self) -> int:
+        self.runs += 1
+        response = self.client.get(f"{self.path}{self.separator}bench_run={self.runs}", **self.headers)
+        assert response.status_code == 200, (self.path, response.status_code, response.content[:300])
         return len(response.json()["results"])
 
-    get()
-    executed: list[str] = []
-
-    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        executed.append(sql)
-        return execute(sql, params, many, context)
-
-    # An execute wrapper rather than the debug cursor: it counts whether or not the request reconnects.
-    with connection.execute_wrapper(count):
-        rows = get()
-    timings = []
-    for _ in range(repeats):
+    def timed(self) -> None:
         began = time.perf_counter()
-        get()
-        timings.append(time.perf_counter() - began)
-    return statistics.median(timings), len(executed), rows
+        self.get()
+        self.timings.append(time.perf_counter() - began)
+
+    def queries_and_rows(self) -> tuple[int, int]:
+        from django.db import connection
+
+        executed: list[str] = []
+
+        def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            executed.append(sql)
+            return execute(sql, params, many, context)
+
+        # An execute wrapper rather than the debug cursor: it counts whether or not the request reconnects.
+        with connection.execute_wrapper(count):
+            rows = self.get()
+        return len(executed), rows
+
+
+def timed_pair(client: Any, floor_path: str, our_path: str, headers: dict[str, str], repeats: int) -> list[Any]:
+    """The floor's and our median seconds over `repeats` runs each, after a warm-up of both, with each one's
+    queries and rows. The two alternate, run by run, so that whatever else the machine does in the meantime weighs
+    on both alike rather than on whichever ran second."""
+    floor, ours = Timed(client, floor_path, {}), Timed(client, our_path, headers)
+    floor.get()
+    ours.get()
+    counted = [*floor.queries_and_rows(), *ours.queries_and_rows()]
+    for _ in range(repeats):
+        floor.timed()
+        ours.timed()
+    return [statistics.median(floor.timings), statistics.median(ours.timings), *counted]
 
 
 def middle_position(name: str, advisor_id: int | None) -> tuple[datetime.date, int]:
@@ -269,8 +288,9 @@ def measure(args: argparse.Namespace) -> list[bool]:
                 ),
             }
             for case, (floor_path, our_path) in cases.items():
-                floor, floor_queries, floor_rows = timed_get(client, floor_path, {}, args.repeats)
-                ours, our_queries, our_rows = timed_get(client, our_path, headers, args.repeats)
+                floor, ours, floor_queries, floor_rows, our_queries, our_rows = timed_pair(
+                    client, floor_path, our_path, headers, args.repeats
+                )
                 assert floor_rows == our_rows == size, (name, role, case, floor_rows, our_rows)
                 ratio = floor / ours
                 met.append(ratio >= TARGET)

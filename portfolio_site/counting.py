@@ -5,7 +5,7 @@ An exact COUNT(*) reads every row that matches (on PostgreSQL, the whole table o
 at a million ledger rows it costs more than the page itself. So a list is counted
 
 - unfiltered, on a table the planner knows to be large: by the planner's own estimate (`pg_class.reltuples`,
-  kept current by autovacuum's ANALYZE), which costs one catalogue lookup;
+  kept current by autovacuum's ANALYZE), which costs one catalogue lookup a minute;
 - otherwise (filtered, scoped to an advisor's clients, small tables, SQLite): exactly, but reading at most
   `bound + 1` rows, so that a count beyond the bound is known only to be "more than `bound`".
 
@@ -13,6 +13,7 @@ Either way the count says whether it is exact; a page past an inexact count is s
 there) rather than refused, since the count cannot prove it does not exist.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,19 +39,36 @@ class RowCount:
     estimated: bool = False
 
 
+# How long a process reuses a table's estimate. PostgreSQL itself renews it only when autovacuum (or ANALYZE) analyses
+# the table, after a good share of it has changed: re-reading it on every page buys nothing for its query.
+ESTIMATE_SECONDS = 60.0
+_estimates: dict[tuple[str, str], tuple[int | None, float]] = {}
+
+
 def planner_estimate(queryset: QuerySet[Any]) -> int | None:
     """The planner's estimate of the rows of the queryset's table, on PostgreSQL once the table has been analysed;
-    None elsewhere or before (reltuples is -1 on a table never analysed, 0 on one analysed empty)."""
+    None elsewhere or before (reltuples is -1 on a table never analysed, 0 on one analysed empty). Read at most once
+    a minute per table and process."""
     connection = connections[queryset.db]
     if connection.vendor != "postgresql":
         return None
+    table = queryset.model._meta.db_table
+    known = _estimates.get((queryset.db, table))
+    if known is not None and known[1] > time.monotonic():
+        return known[0]
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-            [connection.ops.quote_name(queryset.model._meta.db_table)],
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [connection.ops.quote_name(table)]
         )
         row = cursor.fetchone()
-    return row[0] if row is not None and row[0] > 0 else None
+    estimate = row[0] if row is not None and row[0] > 0 else None
+    _estimates[(queryset.db, table)] = (estimate, time.monotonic() + ESTIMATE_SECONDS)
+    return estimate
+
+
+def forget_estimates() -> None:
+    """Drops the estimates this process holds (for tests that analyse a table and read its estimate at once)."""
+    _estimates.clear()
 
 
 def is_unfiltered(queryset: QuerySet[Any]) -> bool:

@@ -258,9 +258,12 @@ def forget_row_estimates(*models: type[Any]) -> None:
 
     ANALYZE writes its estimate outside the transaction a test rolls back, so a test that analyses a full table
     leaves its row count behind for the next; call this first where a test relies on there being no estimate
-    (`portfolio_site.counting` trusts an estimate over its bound)."""
+    (`portfolio_site.counting` trusts an estimate over its bound). Drops the estimates the process holds too."""
     from django.db import connection
 
+    from portfolio_site.counting import forget_estimates
+
+    forget_estimates()
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:

@@ -1,9 +1,12 @@
+import time
+
 import pytest
 from django.core.paginator import EmptyPage
 from django.db import connection
 
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory
+from portfolio_site import counting
 from portfolio_site.counting import CountedPaginator, RowCount, count_rows
 from portfolio_site.testing import forget_row_estimates
 
@@ -101,3 +104,19 @@ def test_a_bounded_count_reads_no_column_so_an_index_of_the_filter_can_answer_it
         count_rows(Transaction.objects.filter(amount__gt=0), bound=2)
 
     assert 'SELECT 1 AS "counted_row" FROM' in captured.captured_queries[0]["sql"]
+
+
+@pytest.mark.postgres
+def test_the_planners_estimate_is_read_once_a_minute(django_assert_num_queries, monkeypatch):
+    TransactionFactory.create_batch(5)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Transaction._meta.db_table}")
+    count_rows(Transaction.objects.all(), bound=2)
+
+    with django_assert_num_queries(0):
+        assert count_rows(Transaction.objects.all(), bound=2) == RowCount(5, exact=False, estimated=True)
+
+    later = time.monotonic() + counting.ESTIMATE_SECONDS + 1
+    monkeypatch.setattr(counting.time, "monotonic", lambda: later)
+    with django_assert_num_queries(1):
+        count_rows(Transaction.objects.all(), bound=2)
