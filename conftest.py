@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import AdvisorFactory, AuditorFactory, OperationsFactory, SuperuserFactory, UserFactory
+from portfolio_site.counting import forget_estimates
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,7 +50,9 @@ def client() -> AdminClient:
 
 @pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
+    # The shared cache, and the row estimates this process keeps (portfolio_site.counting): each test reads its own.
     cache.clear()
+    forget_estimates()
     yield
     cache.clear()
 
@@ -127,6 +130,7 @@ def assert_list_queries_constant(count_queries: Callable[[Callable[[], Any]], in
             user = client.handler._force_user  # type: ignore[attr-defined]
             client.force_authenticate(type(user).objects.get(pk=user.pk))
             cache.clear()
+            forget_estimates()
             return count_queries(lambda: _ok(client.get(url)))
 
         make_rows(5)
