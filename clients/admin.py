@@ -59,6 +59,13 @@ class OwnerIndexedSearchMixin:
     searched: no index can answer a substring of them.
     """
 
+    # What the search reads (Django shows the box when these are set); `get_search_results` below answers it.
+    search_fields: ClassVar[list[str] | tuple[str, ...]] = (
+        "client__name",
+        "client__email",
+        "portfolio__name",
+        "portfolio__account_number",
+    )
     search_help_text: ClassVar["StrOrPromise | None"] = (
         "A client's name or email, a portfolio's name or account number, or an exact reference."
     )
@@ -71,13 +78,18 @@ class OwnerIndexedSearchMixin:
         for term in smart_split(search_term):
             if term.startswith(('"', "'")) and term[0] == term[-1]:
                 term = unescape_string_literal(term)
-            # The outer list is already scoped: another client's ids found here select nothing of theirs.
-            clients = _owner_ids(Client.objects.filter(Q(name__icontains=term) | Q(email__icontains=term)))
-            portfolios = _owner_ids(
-                Portfolio.objects.filter(Q(name__icontains=term) | Q(account_number__icontains=term))
+            # Only the owners the user sees: the same scope as the list, and fewer ids for an advisor.
+            clients = _owner_ids(
+                Client.objects.visible_to(request.user).filter(Q(name__icontains=term) | Q(email__icontains=term))
             )
+            portfolios = _owner_ids(Portfolio.objects.visible_to(request.user).filter(portfolio_named(term)))
             queryset = queryset.filter(Q(client__in=clients) | Q(portfolio__in=portfolios) | self.exact_search(term))
         return queryset, False
+
+
+def portfolio_named(term: str) -> Q:
+    """The portfolios whose name or account number contains `term`, as the lists' search and filter find them."""
+    return Q(name__icontains=term) | Q(account_number__icontains=term)
 
 
 # Owners a search term may name by id; past it the term is not selective, and the owners go in as a subquery.
@@ -114,9 +126,7 @@ class PortfolioListFilter(admin.SimpleListFilter):
         portfolios = Portfolio.objects.visible_to(request.user).select_related("client")
         term = request.GET.get(SEARCH_VAR, "").strip()
         if term:
-            portfolios = portfolios.filter(
-                Q(name__icontains=term) | Q(account_number__icontains=term) | Q(client__name__icontains=term)
-            )
+            portfolios = portfolios.filter(portfolio_named(term) | Q(client__name__icontains=term))
         rows = list(portfolios.order_by("client__name", "name", "pk")[: self.max_choices + 1])
         if len(rows) > self.max_choices:
             rows = rows[: self.max_choices]

@@ -219,8 +219,6 @@ class AllocationAdmin(
     ]
     list_filter = ["kind", PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "asset", "settlement"]
-    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the asset's ticker or ISIN), not by these.
-    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "asset__ticker"]
     search_help_text = "A client's name or email, a portfolio's name or account number, or an asset's ticker or ISIN."
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "date"
@@ -457,8 +455,6 @@ class DividendAdmin(
     ]
     list_filter = [("currency", DistinctValuesListFilter), PortfolioListFilter, "pay_date"]
     list_select_related = ["client", "portfolio", "asset", "cash"]
-    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the asset's ticker or ISIN), not by these.
-    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "asset__ticker"]
     search_help_text = AllocationAdmin.search_help_text
     autocomplete_fields = ["client", "portfolio", "asset"]
     date_hierarchy = "pay_date"

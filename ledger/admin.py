@@ -53,8 +53,6 @@ class TransactionAdmin(
     ]
     list_filter = ["kind", ("currency", DistinctValuesListFilter), PortfolioListFilter, "date"]
     list_select_related = ["client", "portfolio", "created_by", "reverses"]
-    # Searched by OwnerIndexedSearchMixin (clients, portfolios, then the exact reference), not by these lookups.
-    search_fields = ["client__name", "client__email", "portfolio__name", "portfolio__account_number", "reference"]
     date_hierarchy = "date"
     actions = ["reverse_selected"]
     # The amount as people read it (its currency's minor unit, with the code), on the list and the read-only page.

@@ -121,8 +121,8 @@ def indexed_date_hierarchy(changelist: Any) -> dict[str, Any] | None:
 def counted_pagination(changelist: Any) -> dict[str, Any]:
     """Django's pagination, saying "about" a count the planner estimated and "more than" a bounded one."""
     context: dict[str, Any] = pagination(changelist)
-    paginator = changelist.paginator
-    context["count_exact"] = getattr(paginator, "count_exact", True)
-    context["count_estimated"] = getattr(paginator, "count_estimated", False)
+    paginator: CountedPaginator = changelist.paginator  # LargeTableAdminMixin's
+    context["count_exact"] = paginator.count_exact
+    context["count_estimated"] = paginator.count_estimated
     context["count_shown"] = f"{changelist.result_count:,}"
     return context
