@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "clients",
     "ledger",
     "holdings",
+    # Last of the business apps: it uses holdings, ledger and clients, and nothing imports it.
+    "trading",
     "portfolio_site.imports",
     "portfolio_site.jobs",
     "django_celery_beat",
@@ -383,6 +385,29 @@ JOBS_RUN_RETENTION_DAYS = env.int("JOBS_RUN_RETENTION_DAYS", default=30)
 SECURITY_RECORDS_RETENTION_DAYS = env.int("SECURITY_RECORDS_RETENTION_DAYS", default=30)
 # An admin import of more rows than this runs as a job (its page shows progress); smaller ones run in the request.
 IMPORT_JOB_ROW_THRESHOLD = env.int("IMPORT_JOB_ROW_THRESHOLD", default=5000)
+
+# --- Trading --------------------------------------------------------------------------------------------
+# The brokers orders may be placed with: a name, the adapter (trading.brokers.base.Broker) and its options. The paper
+# broker (the default) fills orders against our own prices, so the whole flow runs on a laptop; its fee schedule is
+# a rate of the gross amount with a minimum per fill, and fill_parts > 1 fills each order in that many parts.
+TRADING_BROKERS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "BACKEND": "trading.brokers.paper.PaperBroker",
+        "OPTIONS": {
+            "fee_rate": env.str("PAPER_BROKER_FEE_RATE", default="0.001"),
+            "minimum_fee": env.str("PAPER_BROKER_MINIMUM_FEE", default="1.00"),
+            "fill_parts": env.int("PAPER_BROKER_FILL_PARTS", default=1),
+        },
+    },
+}
+TRADING_DEFAULT_BROKER = env.str("TRADING_DEFAULT_BROKER", default="paper")
+# Where the trading day is reckoned: a day order expires at the end of the day there, a fill's trade date is its
+# date there.
+TRADING_TIMEZONE = env.str("TRADING_TIMEZONE", default="America/New_York")
+# A market buy holds its units at the latest price plus this fraction (prices move between the order and its fill).
+TRADING_MARKET_ORDER_BUFFER = env.str("TRADING_MARKET_ORDER_BUFFER", default="0.05")
+# After a broker accepts an order, its first status poll comes this many seconds later (then every minute).
+TRADING_FIRST_POLL_SECONDS = env.int("TRADING_FIRST_POLL_SECONDS", default=2)
 
 # --- Logging ------------------------------------------------------------------------------------------
 # JSON lines on standard output (LOG_FORMAT=plain for a human-readable console). Every line carries the request

@@ -1,0 +1,338 @@
+"""Orders, their fills and their audit trail.
+
+An order is placed by staff, held against the portfolio's cash or units while it is open (the holds belong to the
+ledger and holdings, referred to by `Order.hold_reference`), sent to a broker by a job, and filled there; each fill
+becomes an allocation through the holdings service, which settles it in cash through the ledger like every trade.
+"""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from clients.scope import ClientOwnedQuerySet
+from portfolio_site.models import TimeStampedModel, notes_field
+from portfolio_site.money import amount_field, quantity_field
+
+
+class OrderSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market", "Market"
+    LIMIT = "limit", "Limit"
+
+
+class TimeInForce(models.TextChoices):
+    DAY = "day", "Day"
+    GTC = "gtc", "Good till cancelled"
+
+
+class OrderStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    # Submitted by staff, its hold placed, not yet acknowledged by the broker (a job sends it, and retries while
+    # the broker is unreachable).
+    PENDING = "pending", "Submitted, awaiting the broker"
+    SUBMITTED = "submitted", "Submitted"
+    PARTIALLY_FILLED = "partially_filled", "Partially filled"
+    FILLED = "filled", "Filled"
+    CANCELLED = "cancelled", "Cancelled"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+
+
+def new_client_order_id() -> str:
+    """Our id of an order at its broker, made once when the order is created: sending it again names the same order,
+    which is what makes submission idempotent."""
+    return f"pb-{uuid.uuid4().hex}"
+
+
+class OrderQuerySet(ClientOwnedQuerySet["Order"]):
+    client_path = "client"
+
+    def open(self) -> "OrderQuerySet":
+        return self.filter(status__in=Order.OPEN)
+
+
+class Order(TimeStampedModel):
+    """An instruction to buy or sell units of an asset for a portfolio. Its client is its portfolio's client (held to
+    agree by a (portfolio, client) foreign key, as on every row hanging off a portfolio)."""
+
+    Side = OrderSide
+    Type = OrderType
+    TimeInForce = TimeInForce
+    Status = OrderStatus
+    # Open at the broker (or on its way there): holding cash or units.
+    OPEN = (OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
+    FINAL = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+    CANCELLABLE = (OrderStatus.DRAFT, *OPEN)
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="orders")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="orders")
+    asset = models.ForeignKey("holdings.Asset", on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    quantity = quantity_field(help_text="Units to buy or sell; always positive.")
+    order_type = models.CharField(max_length=6, choices=OrderType.choices, default=OrderType.MARKET)
+    limit_price = quantity_field(
+        null=True,
+        blank=True,
+        help_text="For a limit order: the highest price per unit a buy pays, the lowest a sell accepts (asset's "
+        "currency).",
+    )
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.DRAFT)
+    broker = models.CharField(max_length=40, help_text="The broker it is placed with (a key of TRADING_BROKERS).")
+    client_order_id = models.CharField(
+        max_length=64, unique=True, default=new_client_order_id, editable=False, help_text="Our id at the broker."
+    )
+    broker_order_id = models.CharField(  # noqa: DJ001 (NULL until the broker acknowledges: no collisions on "")
+        max_length=64, null=True, blank=True, editable=False, help_text="The broker's id of the order."
+    )
+    filled_quantity = quantity_field(default=Decimal("0"), editable=False)
+    hold_price = quantity_field(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The price per unit a buy's cash hold was sized at when submitted: its limit, or the latest price "
+        "plus the market-order buffer. What is left of the hold is sized at it too.",
+    )
+    notes = notes_field()
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A day order's end of day (TRADING_TIMEZONE)."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    broker_message = models.TextField(blank=True, editable=False, help_text="The broker's last word on the order.")
+    send_attempts = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("submit_order", "Can submit orders to a broker"),
+            ("cancel_order", "Can cancel orders"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="trading_order_status_expiry"),
+            models.Index(fields=["portfolio", "status"], name="trading_order_portfolio_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0),
+                name="trading_order_quantity_positive",
+                violation_error_message="The quantity must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(side__in=OrderSide.values),
+                name="trading_order_side_valid",
+                violation_error_message="An order buys or sells.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(order_type__in=OrderType.values),
+                name="trading_order_type_valid",
+                violation_error_message="An order is a market or a limit order.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(time_in_force__in=TimeInForce.values),
+                name="trading_order_time_in_force_valid",
+                violation_error_message="An order is good for the day or till cancelled.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=OrderStatus.values),
+                name="trading_order_status_valid",
+                violation_error_message="Unknown order status.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(order_type=OrderType.LIMIT, limit_price__gt=0)
+                | models.Q(order_type=OrderType.MARKET, limit_price__isnull=True),
+                name="trading_order_limit_price_for_limit_orders",
+                violation_error_message="A limit order needs a limit price above zero; a market order has none.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(filled_quantity__gte=0, filled_quantity__lte=models.F("quantity")),
+                name="trading_order_filled_within_quantity",
+                violation_error_message="An order cannot be filled beyond its quantity.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=OrderStatus.FILLED) | models.Q(filled_quantity=models.F("quantity")),
+                name="trading_order_filled_means_all_units",
+                violation_error_message="An order is filled when all its units are.",
+            ),
+            models.UniqueConstraint(
+                fields=["broker", "broker_order_id"],
+                name="trading_order_broker_order_id_unique",
+                violation_error_message="The broker already has an order with this id.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        what = f"{self.get_side_display()} {self.quantity.normalize():f} {self.asset}"
+        if self.order_type == OrderType.LIMIT and self.limit_price is not None:
+            what += f" at {self.limit_price.normalize():f}"
+        return f"Order {self.pk}: {what}"
+
+    @property
+    def hold_reference(self) -> str:
+        """How the ledger and holdings name this order's hold: they know no orders, only the reference."""
+        return f"order:{self.client_order_id}"
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
+        if self.order_type == OrderType.LIMIT and self.limit_price is None:
+            raise ValidationError({"limit_price": "A limit order needs a limit price."})
+        if self.order_type == OrderType.MARKET and self.limit_price is not None:
+            raise ValidationError({"limit_price": "A market order has no limit price."})
+
+
+class FillQuerySet(ClientOwnedQuerySet["Fill"]):
+    client_path = "client"
+
+
+class Fill(TimeStampedModel):
+    """Units of an order executed at the broker, and the allocation that records them in the portfolio."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="fills")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    quantity = quantity_field()
+    price = quantity_field(help_text="Per unit, in the asset's currency.")
+    fees = amount_field(default=Decimal("0"), help_text="In the asset's currency.")
+    taxes = amount_field(default=Decimal("0"), help_text="In the asset's currency.")
+    executed_at = models.DateTimeField()
+    broker_fill_id = models.CharField(
+        max_length=64, help_text="The broker's id of the fill: reported twice, kept once."
+    )
+    allocation = models.OneToOneField(
+        "holdings.Allocation", on_delete=models.PROTECT, related_name="fill", editable=False
+    )
+    exceeded_hold = models.BooleanField(
+        default=False,
+        help_text="The fill cost more cash (or sold more units) than the order held and the portfolio had "
+        "available: recorded anyway, because it happened at the broker, and left for staff to resolve.",
+    )
+    shortfall = models.CharField(max_length=300, blank=True, help_text="What the fill left short, when it did.")
+
+    objects = FillQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-executed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0),
+                name="trading_fill_quantity_positive",
+                violation_error_message="A fill's quantity must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(price__gt=0),
+                name="trading_fill_price_positive",
+                violation_error_message="A fill's price must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fees__gte=0, taxes__gte=0),
+                name="trading_fill_costs_not_negative",
+                violation_error_message="A fill's fees and taxes are never negative.",
+            ),
+            models.UniqueConstraint(
+                fields=["order", "broker_fill_id"],
+                name="trading_fill_broker_fill_id_unique_per_order",
+                violation_error_message="This fill of the order is already recorded.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Fill {self.broker_fill_id}: {self.quantity.normalize():f} at {self.price.normalize():f}"
+
+
+class OrderEventQuerySet(ClientOwnedQuerySet["OrderEvent"]):
+    client_path = "client"
+
+
+class OrderEvent(models.Model):
+    """One change of an order's state: the audit trail. Append-only: written by the trading services, never changed
+    or deleted (the database refuses it on PostgreSQL; the model refuses it everywhere)."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who acted; empty when the broker or a job did.",
+    )
+    from_status = models.CharField(max_length=16, choices=OrderStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    message = models.TextField(blank=True, help_text="What happened, in the broker's words where it spoke.")
+
+    objects = OrderEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or 'new'} → {self.to_status}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValidationError("Order events are append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Order events are append-only.")
+
+
+class PaperOrder(models.Model):
+    """The paper broker's own book: the orders it was sent, as a broker keeps them. Not ours to edit: the paper broker
+    (trading.brokers.paper) alone writes it, as a real broker's database would be written by the broker."""
+
+    client_order_id = models.CharField(max_length=64, unique=True)
+    broker_order_id = models.CharField(max_length=64, unique=True)
+    asset = models.ForeignKey("holdings.Asset", on_delete=models.PROTECT, related_name="+")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    quantity = quantity_field()
+    order_type = models.CharField(max_length=6, choices=OrderType.choices)
+    limit_price = quantity_field(null=True, blank=True)
+    state = models.CharField(max_length=16)
+    filled_quantity = quantity_field(default=Decimal("0"))
+    accepted_at = models.DateTimeField()
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["accepted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Paper order {self.broker_order_id}"
+
+
+class PaperFill(models.Model):
+    order = models.ForeignKey(PaperOrder, on_delete=models.CASCADE, related_name="fills")
+    fill_id = models.CharField(max_length=80, unique=True)
+    quantity = quantity_field()
+    price = quantity_field()
+    fees = amount_field(default=Decimal("0"))
+    executed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["executed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Paper fill {self.fill_id}"
