@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from clients.models import Portfolio
@@ -21,7 +22,7 @@ from ledger.services import cash_hold_place
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError, InsufficientUnits
 from portfolio_site.imports.run import CommandLineActor, run_import
-from portfolio_site.testing import portfolio_client_agreement, refused_by
+from portfolio_site.testing import page_queries, portfolio_client_agreement, refused_by
 
 pytestmark = pytest.mark.django_db
 EMAIL = "holder@example.org"
@@ -306,3 +307,87 @@ def test_the_database_refuses_a_unit_hold_whose_client_is_not_its_portfolios(hol
         UnitHold.objects.create(
             client=stranger, portfolio=holder, asset=sap, quantity=Decimal("1"), as_of=today(), reference="order:9"
         )
+
+
+# --- The API's positions and the admin -----------------------------------------------------------
+
+
+def test_positions_show_the_units_on_hold_and_available(
+    operations: Any, api: Any, holder: Portfolio, sap: Asset
+) -> None:
+    c = api(operations)
+    url = f"/api/v1/portfolios/{holder.pk}/positions/"
+
+    def position_of_sap(url: str) -> tuple[str, str, str]:
+        response = c.get(url)
+        assert response.status_code == 200, response.content
+        row = next(row for row in response.json()["positions"] if row["asset"] == sap.pk)
+        return row["quantity"], row["units_on_hold"], row["units_available"]
+
+    assert position_of_sap(url) == ("10.0000000000", "0.0000000000", "10.0000000000")
+    hold(operations, holder, sap, "6")  # no new data version: the cached answer must not be served
+    assert position_of_sap(url) == ("10.0000000000", "6.0000000000", "4.0000000000")
+    assert position_of_sap(f"/api/v1/clients/{holder.client_id}/positions/") == (
+        "10.0000000000",
+        "6.0000000000",
+        "4.0000000000",
+    )
+    holds.unit_hold_release(actor=operations, reference="order:1")
+    assert position_of_sap(url) == ("10.0000000000", "0.0000000000", "10.0000000000")
+
+
+@pytest.mark.parametrize("kind", ["portfolio", "client"])
+def test_positions_queries_do_not_grow_with_the_number_of_holds(
+    operations: Any, api: Any, count_queries: Any, holder: Portfolio, kind: str
+) -> None:
+    url = f"/api/v1/{kind}s/{holder.client_id if kind == 'client' else holder.pk}/positions/"
+
+    def add(number: int) -> None:
+        for _ in range(number):
+            asset = AssetFactory(currency="EUR")
+            AllocationFactory(portfolio=holder, asset=asset, quantity=Decimal("3"), date=datetime.date(2026, 2, 1))
+            UnitHoldFactory(portfolio=holder, asset=asset, quantity=Decimal("1"))
+            SplitFactory(asset=asset, date=datetime.date(2026, 3, 1))
+
+    def measure() -> int:
+        def load() -> None:
+            response = api(operations).get(url)
+            assert response.status_code == 200, response.content
+            assert all(row["units_on_hold"] != "0.0000000000" for row in response.json()["positions"][1:])
+
+        load()  # the first read refolds the snapshots
+        return int(count_queries(load))
+
+    add(2)
+    few = measure()
+    add(20)
+    assert measure() == few
+
+
+UNIT_HOLDS = "admin:holdings_unithold_changelist"
+
+
+def test_the_unit_hold_changelist_shows_an_advisor_only_their_clients_holds_and_offers_no_changes(
+    client: Any, advisor: Any
+) -> None:
+    own = UnitHoldFactory(client=ClientFactory(advisor=advisor))
+    UnitHoldFactory()
+    client.force_login(advisor)
+    response = client.get(reverse(UNIT_HOLDS))
+    assert response.status_code == 200
+    assert {row.pk for row in response.context["cl"].result_list} == {own.pk}
+    assert client.get(reverse("admin:holdings_unithold_add")).status_code == 403
+
+
+def test_the_unit_hold_changelist_queries_do_not_grow_with_its_rows(
+    client: Any, advisor: Any, count_queries: Any
+) -> None:
+    owner = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+    url = reverse(UNIT_HOLDS)
+    UnitHoldFactory.create_batch(3, client=owner)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
+    UnitHoldFactory.create_batch(30, client=owner)
+    UnitHoldFactory.create_batch(5)
+    assert page_queries(client, count_queries, url) == few

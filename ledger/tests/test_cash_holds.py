@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from clients.models import Portfolio
@@ -18,7 +19,7 @@ from ledger.selectors import cash_free, cash_hold_amount, cash_on_hold, cash_sho
 from ledger.tests.factories import CashHoldFactory, TransactionFactory
 from portfolio_site.errors import ConflictError, InsufficientCash
 from portfolio_site.imports.run import CommandLineActor, run_import
-from portfolio_site.testing import portfolio_client_agreement, refused_by, run_at_once
+from portfolio_site.testing import changelist_ids, page_queries, portfolio_client_agreement, refused_by, run_at_once
 
 pytestmark = pytest.mark.django_db
 Kind = Transaction.Kind
@@ -395,3 +396,35 @@ def test_two_holds_placed_at_once_that_together_exceed_the_cash_leave_exactly_on
 
     assert sorted(outcomes) == ["held", "refused"]
     assert cash_on_hold(portfolio_id=portfolio.pk) == {"EUR": Decimal("600.0000")}
+
+
+# --- The admin -------------------------------------------------------------------------------------
+
+CASH_HOLDS = "admin:ledger_cashhold_changelist"
+
+
+def test_the_cash_hold_changelist_shows_an_advisor_only_their_clients_holds_and_offers_no_changes(
+    client: Any, advisor: Any
+) -> None:
+    own = CashHoldFactory(client=ClientFactory(advisor=advisor))
+    CashHoldFactory()
+    client.force_login(advisor)
+    response = client.get(reverse(CASH_HOLDS))
+    assert response.status_code == 200
+    assert changelist_ids(response) == {own.pk}
+    assert client.get(reverse("admin:ledger_cashhold_add")).status_code == 403
+    assert client.get(reverse("admin:ledger_cashhold_change", args=[own.pk])).status_code == 200
+
+
+def test_the_cash_hold_changelist_queries_do_not_grow_with_its_rows(
+    client: Any, advisor: Any, count_queries: Any
+) -> None:
+    owner = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+    url = reverse(CASH_HOLDS)
+    CashHoldFactory.create_batch(3, client=owner)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
+    CashHoldFactory.create_batch(30, client=owner)
+    CashHoldFactory.create_batch(5)
+    assert page_queries(client, count_queries, url) == few
