@@ -100,6 +100,7 @@ def test_every_job_runs_in_a_real_worker(worker: str) -> None:
     from accounts.tests.factories import UserFactory
     from holdings.models import FxRate
     from holdings.tasks import daily_values_refresh, refresh_market_data
+    from portfolio_site.idempotency.tasks import purge_expired_keys
     from portfolio_site.imports.models import ImportUpload
     from portfolio_site.imports.tasks import run_upload
     from portfolio_site.jobs.models import JobRun
@@ -119,11 +120,12 @@ def test_every_job_runs_in_a_real_worker(worker: str) -> None:
         run_upload.apply_async(kwargs={"upload_id": str(upload.pk), "dry_run": True}, queue=worker),
         purge_job_runs.apply_async(queue=worker),
         refresh_market_data.apply_async(kwargs={"source": "ecb"}, queue=worker),
+        purge_expired_keys.apply_async(queue=worker),
     ]
     for result in sent:
         result.get(timeout=60)
     deadline = time.monotonic() + 10
-    while JobRun.objects.filter(outcome=JobRun.Outcome.SUCCEEDED).count() < 5 and time.monotonic() < deadline:
+    while JobRun.objects.filter(outcome=JobRun.Outcome.SUCCEEDED).count() < len(sent) and time.monotonic() < deadline:
         time.sleep(0.2)
     runs = dict(JobRun.objects.values_list("task", "outcome"))
     assert runs == {
@@ -132,6 +134,7 @@ def test_every_job_runs_in_a_real_worker(worker: str) -> None:
         "imports.run_upload": "succeeded",
         "jobs.purge_job_runs": "succeeded",
         "holdings.refresh_market_data": "succeeded",
+        "idempotency.purge_expired_keys": "succeeded",
     }
     assert FxRate.objects.filter(base="EUR").exists()  # the worker stored the ECB's rates
     upload.refresh_from_db()
