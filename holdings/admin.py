@@ -23,6 +23,7 @@ from portfolio_site.admin_large import DistinctValuesListFilter, LargeTableAdmin
 from portfolio_site.admin_utils import (
     LatestRowsInline,
     LatestRowsInlineFormSet,
+    ReadOnlyAdminMixin,
     ReadOnlyInline,
     ServiceAdminMixin,
     ServiceInlineMixin,
@@ -34,7 +35,7 @@ from . import dividends as dividend_services
 from . import services
 from .client_panel import client_income_panel, client_record_panel, client_valuation_panel
 from .dashboard_panel import dashboard_panel
-from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split
+from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split, UnitHold
 
 
 def _changes(form: Any) -> dict[str, Any]:
@@ -533,3 +534,16 @@ add_client_panel(client_valuation_panel)
 add_client_panel(client_income_panel)
 add_client_panel(client_record_panel)
 add_index_panel(dashboard_panel)
+
+
+@admin.register(UnitHold)
+class UnitHoldAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: unit holds are placed, resized and released by their holder through `holdings.holds` (a sell
+    order holds the units it may sell); the list shows what is on hold, scoped as every client's rows are. The
+    quantity is in the units of `as_of` (a later split scales it)."""
+
+    list_display = ["reference", "client", "portfolio", "asset", "quantity_shown", "as_of", "created_at"]
+    list_select_related = ["client", "portfolio__client", "asset"]
+    search_fields = ["reference"]
+    quantity_shown = number_column("quantity", description="quantity")
+    readonly_fields = ["quantity_shown"]

@@ -683,3 +683,51 @@ class PositionState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_id}: {self.asset_id}"
+
+
+class UnitHoldQuerySet(ClientOwnedQuerySet["UnitHold"]):
+    client_path = "client"
+
+
+class UnitHold(TimeStampedModel):
+    """Units of an asset in one portfolio set aside for a purpose holdings does not know (an order, say), named by
+    an opaque `reference` its owner chose ("order:42"). `quantity` is in the units of `as_of`: a split after that day
+    scales it as it scales the units held (holdings.splits). While the row exists the units are on hold: every check
+    that takes units out keeps the portfolio's units of every day from today on at or above its holds (see
+    `holdings.selectors.units_shortfalls`). Releasing the hold deletes the row. Its client is its portfolio's client,
+    held to agree by a (portfolio, client) foreign key, as an allocation's."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="unit_holds", db_index=False)
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="unit_holds", db_index=False
+    )
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="unit_holds")
+    quantity = quantity_field(help_text="Units on hold, in the units of `as_of`; always positive.")
+    as_of = models.DateField(help_text="The day whose units `quantity` is expressed in: a later split scales it.")
+    reference = models.CharField(
+        max_length=100, unique=True, help_text="The holder's own name for the hold (e.g. order:42): one hold each."
+    )
+
+    objects = UnitHoldQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["client", "asset"], name="holdings_unithold_client_asset"),
+            models.Index(fields=["portfolio", "asset"], name="holdings_unithold_pf_asset"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0),
+                name="holdings_unithold_quantity_positive",
+                violation_error_message="A hold's quantity must be greater than zero.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Hold {self.reference}: {display.number(self.quantity)} {self.asset}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})

@@ -1,17 +1,17 @@
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import ExpressionWrapper, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from clients.models import Portfolio
-from portfolio_site.money import ExactSum, Shortfall, first_shortfalls
+from portfolio_site.money import ExactSum, Shortfall, first_shortfalls, to_quantity
 
-from .models import Allocation, Asset, PortfolioDailyValue, Price
-from .splits import SplitBook, scaled_signed_quantity
+from .models import Allocation, Asset, PortfolioDailyValue, Price, UnitHold
+from .splits import SCALE_DIGITS, SplitBook, scaled_signed_quantity
 
 
 def position(*, portfolio_id: int, asset_id: int, as_of: datetime.date | None = None) -> Decimal:
@@ -29,11 +29,13 @@ def units_shortfalls(
     *, since: dict[tuple[int, int], datetime.date], portfolios: Any = None
 ) -> dict[tuple[int, int], Shortfall]:
     """For each (portfolio id, asset id) the first day from its `since` on at whose end the portfolio holds fewer
-    than zero units of the asset, if any: the same rule as cash (`ledger.selectors.cash_shortfalls`), by trade
-    date, set-based.
+    than zero units of the asset, or from today on fewer than its holds of the asset (`UnitHold`), if any: the same
+    rule as cash (`ledger.selectors.cash_shortfalls`), by trade date, set-based.
 
     Splits count: each day's units are summed scaled (holdings.splits), whose running sum has the sign of the units
-    held, so the same query finds the first negative day; its balance is then stated in that day's units."""
+    held, so the same query finds the first negative day. A hold's units scale alike (its quantity times the scale of
+    its `as_of`), so the holds are one constant floor per key in the scaled sums. The shortfall's balance (what is
+    free: the units less the holds) and its held units are then stated in that day's units."""
     if portfolios is None:
         portfolios = sorted({portfolio_id for portfolio_id, _ in since})
     assets = sorted({a for _, a in since})
@@ -43,16 +45,107 @@ def units_shortfalls(
         .values("portfolio_id", "asset_id", day=F("date"))
         .annotate(net=ExactSum(scaled_signed_quantity(book)))
     )
-    found = first_shortfalls(daily, keys=("portfolio_id", "asset_id"), key_types=("bigint", "bigint"), since=since)
+    holds = (
+        UnitHold.objects.filter(portfolio_id__in=portfolios, asset_id__in=assets)
+        .values("portfolio_id", "asset_id")
+        .annotate(held=ExactSum(_scaled_hold_quantity(book)))
+    )
+    found = first_shortfalls(
+        daily,
+        keys=("portfolio_id", "asset_id"),
+        key_types=("bigint", "bigint"),
+        since=since,
+        floors=holds,
+        floor_from=timezone.localdate(),
+    )
     return {
-        key: Shortfall(found_at.day, book.units(key[1], Decimal(found_at.balance), found_at.day))
+        key: Shortfall(
+            found_at.day,
+            book.units(key[1], Decimal(found_at.balance), found_at.day),
+            book.units(key[1], Decimal(found_at.held), found_at.day),
+        )
         for key, found_at in found.items()
     }
+
+
+def _scaled_hold_quantity(book: SplitBook) -> Any:
+    """A hold's quantity times the scale of its `as_of` (holdings.splits): summed like allocations' quantities."""
+    scale = book.scale_expression(date="as_of")
+    if scale is None:
+        return F("quantity")
+    return ExpressionWrapper(F("quantity") * scale, output_field=scale.output_field)
 
 
 def units_shortfall(*, portfolio_id: int, asset_id: int, since: datetime.date) -> Shortfall | None:
     """`units_shortfalls` for one portfolio and asset: what a service checks after writing a movement."""
     return units_shortfalls(since={(portfolio_id, asset_id): since}).get((portfolio_id, asset_id))
+
+
+def units_on_hold(*, portfolio_id: int | None = None, client_id: int | None = None) -> dict[int, Decimal]:
+    """Asset id to units on hold (the total of the active holds, in today's units: later splits scale a hold) in
+    one portfolio, or in a client's portfolios together; assets without a hold are absent. One query when nothing
+    is on hold, two otherwise (the holds, their assets' splits)."""
+    holds = UnitHold.objects.all()
+    if portfolio_id is not None:
+        holds = holds.filter(portfolio_id=portfolio_id)
+    if client_id is not None:
+        holds = holds.filter(client_id=client_id)
+    rows = list(holds.values("asset_id", "as_of").annotate(held=ExactSum("quantity")).order_by("asset_id", "as_of"))
+    if not rows:
+        return {}
+    book = SplitBook.of({row["asset_id"] for row in rows})
+    today = timezone.localdate()
+    scaled: dict[int, Decimal] = {}
+    with localcontext() as context:
+        context.prec = SCALE_DIGITS
+        for row in rows:
+            asset_id = row["asset_id"]
+            scaled[asset_id] = scaled.get(asset_id, Decimal(0)) + Decimal(row["held"]) * book.scale(
+                asset_id, row["as_of"]
+            )
+    return {asset_id: book.units(asset_id, total, today) for asset_id, total in scaled.items()}
+
+
+def units_free(*, portfolio_id: int, asset_id: int) -> Decimal:
+    """Units of an asset a portfolio can still sell, move out or put on hold, in today's units: the lowest of its
+    positions at the end of today and of every later day a future-dated movement falls on, less its holds of the
+    asset. Negative when the portfolio is already short (a broker's fill may leave it so)."""
+    today = timezone.localdate()
+    book = SplitBook.of([asset_id])
+    days = (
+        Allocation.objects.filter(portfolio_id=portfolio_id, asset_id=asset_id)
+        .values("date")
+        .annotate(net=ExactSum(scaled_signed_quantity(book)))
+        .order_by("date")
+    )
+    running = Decimal(0)
+    closing_today = Decimal(0)  # today closes at the balance of the last movement on or before it
+    later: Decimal | None = None  # the lowest close of a later day
+    for row in days:  # scaled sums (holdings.splits): comparable across days, and with the holds' scaled total
+        running += Decimal(row["net"])
+        if row["date"] <= today:
+            closing_today = running
+            continue
+        later = running if later is None else min(later, running)
+    lowest = closing_today if later is None else min(closing_today, later)
+    held = UnitHold.objects.filter(portfolio_id=portfolio_id, asset_id=asset_id).aggregate(
+        held=ExactSum(_scaled_hold_quantity(book))
+    )["held"]
+    free = lowest - (Decimal(held) if held is not None else Decimal(0))
+    return book.units(asset_id, free, today)
+
+
+def unit_hold_quantity(*, reference: str) -> Decimal:
+    """The units on hold under `reference` in today's units (a split after the hold's day scales it), 0 when there
+    is no such hold."""
+    hold = UnitHold.objects.filter(reference=reference).values("asset_id", "quantity", "as_of").first()
+    if hold is None:
+        return Decimal("0")
+    book = SplitBook.of([hold["asset_id"]])
+    factor = book.factor(hold["asset_id"], after=hold["as_of"], through=timezone.localdate())
+    with localcontext() as context:
+        context.prec = SCALE_DIGITS
+        return to_quantity(hold["quantity"] * factor)
 
 
 def _positions(as_of: datetime.date | None = None, **scope: int) -> dict[int, Decimal]:

@@ -264,7 +264,7 @@ def trade_cash(
     return amount
 
 
-def _settle(*, actor: Any, allocation: Allocation) -> None:
+def _settle(*, actor: Any, allocation: Allocation, overdraft_allowed: bool = False) -> None:
     if allocation.kind not in Allocation.TRADES:
         allocation.settlement = None
         return
@@ -284,12 +284,14 @@ def _settle(*, actor: Any, allocation: Allocation) -> None:
         date=allocation.date,
         notes=settlement_notes(kind=allocation.kind, quantity=allocation.quantity, asset=allocation.asset),
         import_batch=allocation.import_batch,
+        overdraft_allowed=overdraft_allowed,
     )
 
 
 def short_position_check(*, portfolio: Portfolio, asset: Asset, since: datetime.date) -> None:
     """Refuses (ConflictError, rolled back with the write) a state where the portfolio holds fewer than zero
-    units of the asset at the end of any day from `since` on. Called after the write, inside its lock."""
+    units of the asset at the end of any day from `since` on, or fewer than its holds of the asset (`UnitHold`) at
+    the end of any day from today on. Called after the write, inside its lock."""
     shortfall = units_shortfall(portfolio_id=portfolio.pk, asset_id=asset.pk, since=since)
     if shortfall is not None:
         raise ConflictError(
@@ -298,7 +300,14 @@ def short_position_check(*, portfolio: Portfolio, asset: Asset, since: datetime.
 
 
 def short_position_message(*, portfolio: Portfolio, asset: Asset, shortfall: Shortfall) -> str:
-    """The words of a short-position refusal, shared with the bulk import so that every door says the same."""
+    """The words of a short-position refusal, shared with the bulk import so that every door says the same. When
+    units are on hold that day, what the change would leave is what is free (the units less the holds)."""
+    if shortfall.held:
+        return (
+            f"Not enough units of {asset} in {portfolio}: the change would leave {shortfall.balance} available at the "
+            f"end of {shortfall.day} ({shortfall.held} on hold); a sell or transfer out cannot exceed the quantity "
+            "held that day less what is on hold."
+        )
     return (
         f"Not enough units of {asset} in {portfolio}: the change would leave a position of {shortfall.balance} "
         f"at the end of {shortfall.day}; a sell or transfer out cannot exceed the quantity held that day."
@@ -326,10 +335,16 @@ def allocation_create(
     import_key: str | None = None,
     import_batch: ImportBatch | None = None,
     cash_in_lieu_of: Split | None = None,
+    overdraft_allowed: bool = False,
 ) -> Allocation:
     """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
     portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too);
-    `cash_in_lieu_of` is for `split_create` only (a sale of a split's fraction)."""
+    `cash_in_lieu_of` is for `split_create` only (a sale of a split's fraction).
+
+    `overdraft_allowed` is for a broker's fill only: the trade happened whatever our books say, so it is recorded
+    even if it leaves the portfolio short of cash or units or eats into their holds (the cash and units checks are
+    skipped, everything else is the same). The caller then reads the shortfalls with
+    `ledger.selectors.cash_shortfall` and `holdings.selectors.units_shortfall`."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
     asset = _asset_for_trade(asset)
     allocation = _validated(
@@ -349,10 +364,11 @@ def allocation_create(
             cash_in_lieu_of=cash_in_lieu_of,
         )
     )
-    _settle(actor=actor, allocation=allocation)
+    _settle(actor=actor, allocation=allocation, overdraft_allowed=overdraft_allowed)
     allocation.save()
     portfolios_history_changed(portfolios=[locked.pk], since=allocation.date)
-    short_position_check(portfolio=locked, asset=asset, since=allocation.date)
+    if not overdraft_allowed:
+        short_position_check(portfolio=locked, asset=asset, since=allocation.date)
     return allocation
 
 

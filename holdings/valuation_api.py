@@ -29,10 +29,11 @@ from portfolio_site.api.lean import represent
 from portfolio_site.api.rendered import RenderedJSONResponse, render_json
 from portfolio_site.api.schema import VALIDATION_ERROR
 from portfolio_site.cache import namespace_versions
-from portfolio_site.money import QUANTITY_PLACES, minor_unit, present_amount
+from portfolio_site.money import QUANTITY_PLACES, QUANTITY_QUANTUM, minor_unit, present_amount
 
 from . import valuation
 from .models import Allocation
+from .selectors import units_on_hold
 from .services import ASSETS_CACHE, FX_RATES_CACHE
 
 # What rate writes must bump (`portfolio_site.cache.invalidate_namespace`): a rate changes the valuation of every
@@ -206,6 +207,17 @@ class PositionsSerializer(ReportSerializer):
     positions = PositionSerializer(many=True)
 
 
+class HeldPositionSerializer(PositionSerializer):
+    """What the positions endpoints answer per position: the position, and its units on hold (added by the view)."""
+
+    units_on_hold = _quantity(allow_null=False, help_text="Units on hold now (e.g. for open orders), today's units.")
+    units_available = _quantity(allow_null=False, help_text="`quantity` less `units_on_hold`.")
+
+
+class HeldPositionsSerializer(ReportSerializer):
+    positions = HeldPositionSerializer(many=True)
+
+
 class ValuationSerializer(ReportSerializer):
     positions = ValuedPositionSerializer(many=True)
     cash = CashSerializer(many=True)
@@ -218,6 +230,20 @@ class PortfolioPositionsSerializer(PositionsSerializer):
 
 
 class ClientPositionsSerializer(PositionsSerializer):
+    client = serializers.IntegerField()
+    portfolios = serializers.ListField(child=serializers.IntegerField())
+
+
+class PortfolioHeldPositionsSerializer(HeldPositionsSerializer):
+    """The portfolio positions endpoint's answer: `PortfolioPositionsSerializer`'s, each position with its holds."""
+
+    portfolio = serializers.IntegerField()
+    client = serializers.IntegerField()
+
+
+class ClientHeldPositionsSerializer(HeldPositionsSerializer):
+    """The client positions endpoint's answer: `ClientPositionsSerializer`'s, each position with its holds."""
+
     client = serializers.IntegerField()
     portfolios = serializers.ListField(child=serializers.IntegerField())
 
@@ -315,6 +341,13 @@ class _ReportView(CachedReportView):
     def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         return {**parameters, "stale_price_days": settings.VALUATION_STALE_PRICE_DAYS}
 
+    def held_units(self, **scope: int) -> dict[int, Decimal] | None:
+        """Units on hold per asset, for the reports that show them (positions); None for the others."""
+        return None
+
+    def with_holds(self, rendered: dict[str, Any], held: dict[int, Decimal] | None) -> dict[str, Any]:
+        return rendered
+
     def render(self, report: valuation.Valuation, **ids: Any) -> dict[str, Any]:
         # The serializer's own fields, run without DRF's per-value walk (hundreds of positions): the same data.
         return represent(self.output, self.report_fields(report, **ids), {"currency": report.currency})
@@ -338,12 +371,14 @@ class _ReportView(CachedReportView):
 class _PortfolioReportView(_ReportView):
     def get(self, request: Request, pk: int) -> Response:
         portfolio: Portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
+        held = self.held_units(portfolio_id=portfolio.pk)
 
         def compute(parameters: dict[str, Any]) -> dict[str, Any]:
             report = valuation.portfolio_valuation(portfolio=portfolio, **parameters)
-            return self.render(report, portfolio=portfolio.pk, client=portfolio.client_id)
+            return self.with_holds(self.render(report, portfolio=portfolio.pk, client=portfolio.client_id), held)
 
-        return self.respond(scope=f"portfolio:{portfolio.pk}", versions=str(portfolio.data_version), compute=compute)
+        versions = f"{portfolio.data_version}:{held_key(held)}"
+        return self.respond(scope=f"portfolio:{portfolio.pk}", versions=versions, compute=compute)
 
 
 class _ClientReportView(_ReportView):
@@ -351,12 +386,39 @@ class _ClientReportView(_ReportView):
         client: Client = get_object_or_404(visible_clients(request), pk=pk)
         portfolios = list(client.portfolios.order_by("pk").values_list("pk", "data_version"))
         ids = [portfolio_id for portfolio_id, _ in portfolios]
+        held = self.held_units(client_id=client.pk)
 
         def compute(parameters: dict[str, Any]) -> dict[str, Any]:
             report = valuation.client_valuation(client=client, portfolio_ids=ids, **parameters)
-            return self.render(report, client=client.pk, portfolios=ids)
+            return self.with_holds(self.render(report, client=client.pk, portfolios=ids), held)
 
-        return self.respond(scope=f"client:{client.pk}", versions=repr(portfolios), compute=compute)
+        versions = f"{portfolios!r}:{held_key(held)}"
+        return self.respond(scope=f"client:{client.pk}", versions=versions, compute=compute)
+
+
+def held_key(held: dict[int, Decimal] | None) -> str:
+    """The units on hold as part of a cache key: holds change without a new data version."""
+    return "" if held is None else repr(sorted(held.items()))
+
+
+def _quantity_text(value: Decimal) -> str:
+    return f"{value.quantize(QUANTITY_QUANTUM, rounding=ROUND_HALF_EVEN):f}"
+
+
+class _PositionsHoldsMixin:
+    """Positions views: each position also says how many of its units are on hold now (`UnitHold`, in today's
+    units) and how many are left. Read in one or two queries whatever the number of positions, and part of the
+    cache key (a hold changes no data version)."""
+
+    def held_units(self, **scope: int) -> dict[int, Decimal] | None:
+        return units_on_hold(**scope)
+
+    def with_holds(self, rendered: dict[str, Any], held: dict[int, Decimal] | None) -> dict[str, Any]:
+        for row in rendered["positions"]:
+            on_hold = (held or {}).get(row["asset"], Decimal(0))
+            row["units_on_hold"] = _quantity_text(on_hold)
+            row["units_available"] = _quantity_text(Decimal(row["quantity"]) - on_hold)
+        return rendered
 
 
 POSITIONS_DESCRIPTION = (
@@ -373,14 +435,14 @@ VALUATION_DESCRIPTION = (
 )
 
 
-class PortfolioPositionsView(_PortfolioReportView):
+class PortfolioPositionsView(_PositionsHoldsMixin, _PortfolioReportView):
     """A portfolio's positions at the end of a day."""
 
     output = PortfolioPositionsSerializer
 
     @extend_schema(
         parameters=[ID, *_parameters("as_of", "cost_method")],
-        responses={200: PortfolioPositionsSerializer, **ERRORS},
+        responses={200: PortfolioHeldPositionsSerializer, **ERRORS},
         description=POSITIONS_DESCRIPTION,
     )
     def get(self, request: Request, pk: int) -> Response:
@@ -402,14 +464,14 @@ class PortfolioValuationView(_PortfolioReportView):
         return super().get(request, pk)
 
 
-class ClientPositionsView(_ClientReportView):
+class ClientPositionsView(_PositionsHoldsMixin, _ClientReportView):
     """A client's positions over all its portfolios at the end of a day."""
 
     output = ClientPositionsSerializer
 
     @extend_schema(
         parameters=[ID, *_parameters("as_of", "cost_method")],
-        responses={200: ClientPositionsSerializer, **ERRORS},
+        responses={200: ClientHeldPositionsSerializer, **ERRORS},
         description=POSITIONS_DESCRIPTION
         + " An asset held in several portfolios is one position: each portfolio's cost method is applied to its "
         "own movements, then the figures are summed. Weights are in the client's base currency.",

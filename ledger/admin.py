@@ -20,7 +20,7 @@ from portfolio_site.errors import ConflictError
 from portfolio_site.models import NOTES_MAX_LENGTH
 
 from . import services
-from .models import Transaction
+from .models import CashHold, Transaction
 
 REVERSE_TEMPLATE = "admin/ledger/transaction/reverse_confirmation.html"
 
@@ -190,3 +190,16 @@ class TransactionInline(ReadOnlyInline):
 
 
 add_client_inline(TransactionInline)
+
+
+@admin.register(CashHold)
+class CashHoldAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: cash holds are placed, resized and released by their holder through `ledger.services` (an order
+    holds the cash it may spend); the list shows what is on hold, scoped as every client's rows are."""
+
+    list_display = ["reference", "client", "portfolio", "amount_shown", "created_at", "updated_at"]
+    list_filter = ["currency"]
+    list_select_related = ["client", "portfolio__client"]
+    search_fields = ["reference"]
+    amount_shown = money_column("amount", description="amount")
+    readonly_fields = ["amount_shown"]

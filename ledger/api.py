@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import OuterRef, Subquery
@@ -22,7 +23,7 @@ from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 from . import services
 from .filters import TransactionFilterSet
 from .models import Transaction
-from .selectors import client_balances, portfolio_balances
+from .selectors import cash_on_hold, client_balances, portfolio_balances
 
 
 def transactions() -> Any:
@@ -145,6 +146,30 @@ class TransactionViewSet(LeanListMixin, ScopedReadCreateViewSet):
 class BalanceSerializer(serializers.Serializer):
     currency = serializers.CharField()
     amount = PlainDecimalField(max_digits=AMOUNT_DIGITS + 4, decimal_places=AMOUNT_PLACES)
+    on_hold = PlainDecimalField(
+        max_digits=AMOUNT_DIGITS + 4,
+        decimal_places=AMOUNT_PLACES,
+        help_text="Cash on hold now (the active holds' total, e.g. for open orders), whatever `as_of`.",
+    )
+    available = PlainDecimalField(
+        max_digits=AMOUNT_DIGITS + 4,
+        decimal_places=AMOUNT_PLACES,
+        help_text="`amount` less `on_hold`.",
+    )
+
+
+def balance_rows(balances: dict[str, Decimal], on_hold: dict[str, Decimal]) -> list[dict[str, Any]]:
+    """One row per currency with a balance or a hold: the ledger balance, what is on hold and the difference."""
+    zero = Decimal("0.0000")
+    return [
+        {
+            "currency": currency,
+            "amount": balances.get(currency, zero),
+            "on_hold": on_hold.get(currency, zero),
+            "available": balances.get(currency, zero) - on_hold.get(currency, zero),
+        }
+        for currency in sorted(balances.keys() | on_hold.keys())
+    ]
 
 
 AS_OF_HELP = (
@@ -180,7 +205,7 @@ class ClientBalancesView(GenericAPIView):
     def get(self, request: Request, pk: int) -> Response:
         client = get_object_or_404(visible_clients(request), pk=pk)
         balances = client_balances(client_id=client.pk, as_of=as_of(request))
-        rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
+        rows = balance_rows(balances, cash_on_hold(client_id=client.pk))
         return Response({"client": client.pk, "balances": BalanceSerializer(rows, many=True).data})
 
 
@@ -206,7 +231,7 @@ class PortfolioBalancesView(GenericAPIView):
     def get(self, request: Request, pk: int) -> Response:
         portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
         balances = portfolio_balances(portfolio_id=portfolio.pk, as_of=as_of(request))
-        rows = [{"currency": currency, "amount": amount} for currency, amount in balances.items()]
+        rows = balance_rows(balances, cash_on_hold(portfolio_id=portfolio.pk))
         return Response(
             {
                 "portfolio": portfolio.pk,

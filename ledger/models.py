@@ -178,3 +178,45 @@ def effective_date() -> Coalesce:
     balance as of a day nets it out against its original from the original's date.
     """
     return Coalesce(models.F("reverses__date"), models.F("date"))
+
+
+class CashHoldQuerySet(ClientOwnedQuerySet["CashHold"]):
+    client_path = "client"
+
+
+class CashHold(TimeStampedModel):
+    """Cash of one portfolio set aside for a purpose the ledger does not know (an order, say), named by an opaque
+    `reference` its owner chose ("order:42"). While the row exists the cash is on hold: every check that takes
+    cash out keeps the portfolio's cash of every day from today on at or above its holds in that currency (see
+    `ledger.selectors.cash_shortfalls`). Releasing the hold deletes the row. Its client is its portfolio's client
+    (kept on the row for scoping, and held to agree by a (portfolio, client) foreign key, as a transaction's)."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="cash_holds", db_index=False)
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="cash_holds")
+    currency = CurrencyField()
+    amount = amount_field(help_text="Cash on hold, in `currency`; always positive.")
+    reference = models.CharField(
+        max_length=100, unique=True, help_text="The holder's own name for the hold (e.g. order:42): one hold each."
+    )
+
+    objects = CashHoldQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["client", "currency"], name="ledger_cashhold_client_ccy")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0),
+                name="ledger_cashhold_amount_positive",
+                violation_error_message="A hold's amount must be greater than zero.",
+            ),
+            currency_constraint("currency", name="ledger_cashhold_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Hold {self.reference}: {display.money(self.amount, self.currency)}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})

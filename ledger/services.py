@@ -10,17 +10,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from clients.models import Portfolio
-from clients.services import portfolio_lock, portfolios_history_changed, portfolios_lock
-from portfolio_site.errors import ConflictError
+from clients.services import CLOSED, portfolio_lock, portfolios_history_changed, portfolios_lock
+from portfolio_site.errors import ConflictError, InsufficientCash
 from portfolio_site.imports.models import ImportBatch
 from portfolio_site.money import Shortfall
 
-from .models import Transaction
-from .selectors import cash_shortfall
+from .models import CashHold, Transaction
+from .selectors import cash_free, cash_on_hold, cash_shortfall
 
 Kind = Transaction.Kind
 DIRECT_KINDS_ONLY = (
@@ -35,7 +36,13 @@ def outflow_label(*, kind: str, amount: Decimal, currency: str) -> str:
 
 
 def overdraft_message(*, portfolio: Portfolio, currency: str, what: str, shortfall: Shortfall) -> str:
-    """The words of an overdraft refusal, shared with the bulk imports so that every door says the same."""
+    """The words of an overdraft refusal, shared with the bulk imports so that every door says the same. When cash
+    is on hold that day, what the movement would leave is what is free (the cash less the holds)."""
+    if shortfall.held:
+        return (
+            f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} available "
+            f"at the end of {shortfall.day} ({shortfall.held} {currency} on hold)."
+        )
     return (
         f"Insufficient cash in {portfolio.name}: the {what} would leave {shortfall.balance} {currency} at the "
         f"end of {shortfall.day}."
@@ -44,7 +51,8 @@ def overdraft_message(*, portfolio: Portfolio, currency: str, what: str, shortfa
 
 def overdraft_check(*, portfolio: Portfolio, currency: str, since: datetime.date, what: str) -> None:
     """Refuses (ConflictError, rolled back with the write) a state where the portfolio's cash in `currency`
-    closes any day from `since` on below zero. Called after the write, inside its transaction and lock."""
+    closes any day from `since` on below zero, or any day from today on below its holds in `currency`. Called after
+    the write, inside its transaction and lock."""
     shortfall = cash_shortfall(portfolio_id=portfolio.pk, currency=currency, since=since)
     if shortfall is not None:
         raise ConflictError(
@@ -68,8 +76,10 @@ def _post(
     reference: str | None = None,
     counterpart: Transaction | None = None,
     import_batch: ImportBatch | None = None,
+    overdraft_allowed: bool = False,
 ) -> tuple[Transaction, bool]:
-    """Posts into a portfolio the caller has locked; the existing posting if the reference was used for it."""
+    """Posts into a portfolio the caller has locked; the existing posting if the reference was used for it.
+    `overdraft_allowed` skips the cash check (a broker's fill only: see `settlement_post`)."""
     reference = reference or None
     if reference is not None:
         existing = Transaction.objects.filter(portfolio=portfolio, reference=reference).first()
@@ -97,7 +107,7 @@ def _post(
     tx.full_clean()
     tx.save()
     portfolios_history_changed(portfolios=[portfolio.pk], since=tx.date)
-    if kind in Transaction.OUTFLOWS:
+    if kind in Transaction.OUTFLOWS and not overdraft_allowed:
         what = outflow_label(kind=tx.kind, amount=tx.amount, currency=tx.currency)
         overdraft_check(portfolio=portfolio, currency=tx.currency, since=tx.date, what=what)
     return tx, True
@@ -113,9 +123,10 @@ def _leg_post(
     date: datetime.date,
     notes: str,
     import_batch: ImportBatch | None,
+    overdraft_allowed: bool = False,
 ) -> Transaction:
     """A cash leg another record owns (a trade's settlement, a dividend's cash), posted in its locked portfolio
-    under the same cash rule as every posting."""
+    under the same cash rule as every posting (unless `overdraft_allowed`: a broker's fill only)."""
     portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
     tx, _ = _post(
         actor=actor,
@@ -126,6 +137,7 @@ def _leg_post(
         date=date,
         notes=notes,
         import_batch=import_batch,
+        overdraft_allowed=overdraft_allowed,
     )
     return tx
 
@@ -184,8 +196,13 @@ def settlement_post(
     date: datetime.date,
     notes: str = "",
     import_batch: ImportBatch | None = None,
+    overdraft_allowed: bool = False,
 ) -> Transaction:
-    """Posts the cash leg of a trade in its portfolio: a buy takes cash out, a sell brings it in."""
+    """Posts the cash leg of a trade in its portfolio: a buy takes cash out, a sell brings it in.
+
+    `overdraft_allowed` is for a broker's fill only: the trade happened whatever our books say, so the buy is
+    posted even if it leaves the portfolio short of cash or eats into its holds (the cash check is skipped,
+    everything else is the same). The caller then reads the shortfall with `ledger.selectors.cash_shortfall`."""
     if kind not in Transaction.SETTLEMENTS:
         raise ValidationError({"kind": "A settlement is a buy or a sell."})
     return _leg_post(
@@ -197,6 +214,7 @@ def settlement_post(
         date=date,
         notes=notes,
         import_batch=import_batch,
+        overdraft_allowed=overdraft_allowed,
     )
 
 
@@ -340,3 +358,103 @@ def dividend_cash_reverse(*, actor: Any, transaction: Transaction, notes: str = 
         refusal="Only a dividend's cash is reversed through its dividend.",
         notes=notes,
     )
+
+
+# --- Cash holds ------------------------------------------------------------------------------------
+# Cash set aside under an opaque reference its holder chose ("order:42"): the ledger knows nothing of what it is
+# for. The rule is `ledger.selectors.cash_shortfalls`'s: from today on a portfolio's cash per currency stays at or
+# above its holds; `cash_free` is what that rule leaves to take out or hold.
+
+HOLD_TAKEN = "Reference {reference!r} already holds cash."
+NO_HOLD = "No cash is on hold under reference {reference!r}."
+
+
+def _cash_hold_check(*, portfolio: Portfolio, currency: str, needed: Decimal, reference: str) -> None:
+    """InsufficientCash unless the portfolio's free cash in `currency` covers `needed` more on hold. Inside the
+    portfolio's lock."""
+    available = cash_free(portfolio_id=portfolio.pk, currency=currency)
+    if needed <= available:
+        return
+    on_hold = cash_on_hold(portfolio_id=portfolio.pk).get(currency, Decimal("0.0000"))
+    raise InsufficientCash(
+        f"Insufficient cash in {portfolio.name}: the hold {reference} needs {needed - available} {currency} more "
+        f"than the {available} {currency} available ({on_hold} {currency} on hold).",
+        currency=currency,
+        needed=needed,
+        available=available,
+        field="amount",
+    )
+
+
+def _positive_amount(amount: Decimal, *, zero_allowed: bool = False) -> None:
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0 or (amount == 0 and not zero_allowed):
+        raise ValidationError({"amount": "A hold's amount must be greater than zero."})
+
+
+@db_transaction.atomic
+def cash_hold_place(*, actor: Any, portfolio_id: int, currency: str, amount: Decimal, reference: str) -> CashHold:
+    """Puts `amount` of `currency` on hold in a portfolio under `reference` (unique across holds).
+
+    InsufficientCash (a ConflictError naming what is missing) when the portfolio's free cash in that currency
+    (`ledger.selectors.cash_free`) is less than `amount`; ConflictError when `reference` already holds cash or the
+    portfolio is closed; ValidationError for an amount that is not positive or a currency that is not ISO 4217."""
+    _positive_amount(amount)
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
+    if CashHold.objects.filter(reference=reference).exists():
+        raise ConflictError(HOLD_TAKEN.format(reference=reference), field="reference")
+    hold = CashHold(
+        client_id=portfolio.client_id, portfolio=portfolio, currency=currency, amount=amount, reference=reference
+    )
+    hold.full_clean()
+    _cash_hold_check(portfolio=portfolio, currency=hold.currency, needed=hold.amount, reference=reference)
+    try:
+        with db_transaction.atomic():  # another portfolio's writer may take the reference meanwhile
+            hold.save()
+    except IntegrityError:
+        raise ConflictError(HOLD_TAKEN.format(reference=reference), field="reference") from None
+    return hold
+
+
+def _locked_hold(*, actor: Any, reference: str) -> CashHold | None:
+    """The hold under `reference`, its portfolio locked first (None if there is none once the lock is held)."""
+    portfolio_id = CashHold.objects.filter(reference=reference).values_list("portfolio_id", flat=True).first()
+    if portfolio_id is None:
+        return None
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id, for_movement=False)
+    hold = CashHold.objects.filter(reference=reference, portfolio_id=portfolio_id).first()
+    if hold is not None:
+        hold.portfolio = portfolio
+    return hold
+
+
+@db_transaction.atomic
+def cash_hold_resize(*, actor: Any, reference: str, amount: Decimal) -> CashHold | None:
+    """Changes the amount on hold under `reference` to `amount` (0 releases it: None). Growing is checked as placing
+    is (InsufficientCash for the growth); shrinking always succeeds. ConflictError when nothing is on hold under
+    `reference`."""
+    _positive_amount(amount, zero_allowed=True)
+    hold = _locked_hold(actor=actor, reference=reference)
+    if hold is None:
+        raise ConflictError(NO_HOLD.format(reference=reference), field="reference")
+    if amount == 0:
+        hold.delete()
+        return None
+    growth = amount - hold.amount
+    if growth > 0:
+        if not hold.portfolio.is_open:
+            raise ConflictError(CLOSED.format(portfolio=hold.portfolio), field="portfolio")
+        _cash_hold_check(portfolio=hold.portfolio, currency=hold.currency, needed=growth, reference=reference)
+    hold.amount = amount
+    hold.full_clean()
+    hold.save()
+    return hold
+
+
+@db_transaction.atomic
+def cash_hold_release(*, actor: Any, reference: str) -> bool:
+    """Takes the cash under `reference` off hold: whether there was any (releasing twice is harmless)."""
+    hold = _locked_hold(actor=actor, reference=reference)
+    if hold is None:
+        return False
+    hold.delete()
+    return True

@@ -127,10 +127,12 @@ def to_quantity(value: Decimal) -> Decimal:
 
 @dataclass(frozen=True)
 class Shortfall:
-    """The first day a running balance (cash, or units of an asset) closes below zero, and that balance."""
+    """The first day a running balance (cash, or units of an asset) closes below its floor, and what is free then:
+    the balance less the floor (negative). The floor is zero, or from today on what is on hold (`held`)."""
 
     day: datetime.date
     balance: Decimal
+    held: Decimal = Decimal(0)
 
 
 def first_shortfall(opening: Decimal, daily: Iterable[tuple[datetime.date, Decimal]]) -> Shortfall | None:
@@ -150,44 +152,114 @@ def first_shortfalls(
     keys: tuple[str, ...],
     key_types: tuple[str, ...],
     since: dict[tuple[Any, ...], datetime.date],
+    floors: "models.QuerySet[Any] | None" = None,
+    floor_from: datetime.date | None = None,
 ) -> dict[tuple[Any, ...], Shortfall]:
     """`first_shortfall` for many balances at once: for each key (a portfolio and a currency, a portfolio and
-    an asset) the first day from its `since` on whose closing balance is negative.
+    an asset) the first day from its `since` on whose closing balance is below its floor.
 
-    `daily` is a `values(*keys, "day").annotate(net=...)` query over every day of the keys' history. On
-    PostgreSQL the running balances are one window query, whatever the number of keys and days
-    (`key_types` are the keys' SQL types); elsewhere (SQLite, for development) the days are summed here.
+    `daily` is a `values(*keys, "day").annotate(net=...)` query over every day of the keys' history. The floor is
+    zero, except for the keys of `floors` (a `values(*keys).annotate(held=...)` query: what is on hold per key) on
+    the days from `floor_from` on, where it is their `held`. A day from `floor_from` on without a movement still
+    closes at the running balance of the last one before it, so each key with a floor also has a day of no
+    movement at `floor_from`. On PostgreSQL the running balances are one window query, whatever the number of keys
+    and days (`key_types` are the keys' SQL types); elsewhere (SQLite, for development) the days are summed here.
+    A shortfall's `balance` is the balance less the floor (what is free, negative), its `held` the floor.
     """
     if not since:
         return {}
+    if floors is not None and floor_from is None:
+        raise ValueError("floors apply from a day: pass floor_from")
     connection = connections[daily.db]
     if connection.vendor == "postgresql":
-        daily_sql, daily_params = daily.order_by().query.sql_with_params()
-        columns = ", ".join(keys)
-        arrays = ", ".join(f"%s::{sql_type}[]" for sql_type in (*key_types, "date"))
-        joined = " AND ".join(f"r.{key} = t.{key}" for key in keys)
-        query = (
-            f"WITH touched ({columns}, since) AS (SELECT * FROM unnest({arrays})), "
-            f"running AS (SELECT {columns}, day, SUM(net) OVER (PARTITION BY {columns} ORDER BY day) AS balance "
-            f"FROM ({daily_sql}) d) "
-            f"SELECT DISTINCT ON ({', '.join(f'r.{key}' for key in keys)}) {', '.join(f'r.{key}' for key in keys)}, "
-            f"r.day, r.balance FROM running r JOIN touched t ON {joined} "
-            f"WHERE r.day >= t.since AND r.balance < 0 ORDER BY {', '.join(f'r.{key}' for key in keys)}, r.day"
+        return _first_shortfalls_postgresql(
+            connection, daily, keys=keys, key_types=key_types, since=since, floors=floors, floor_from=floor_from
         )
-        columns_of_since = [list(column) for column in zip(*[(*key, day) for key, day in since.items()], strict=True)]
-        with connection.cursor() as cursor:
-            cursor.execute(query, [*columns_of_since, *daily_params])
-            return {tuple(row[: len(keys)]): Shortfall(row[-2], row[-1]) for row in cursor.fetchall()}
-    found: dict[tuple[Any, ...], Shortfall] = {}
-    running: dict[tuple[Any, ...], Decimal] = {}
+    held_of: dict[tuple[Any, ...], Decimal] = {}
+    if floors is not None:
+        for row in floors.order_by():
+            key = tuple(row[name] for name in keys)
+            if key in since and row["held"] is not None and Decimal(row["held"]) > 0:
+                held_of[key] = Decimal(row["held"])
+    days: dict[tuple[Any, ...], list[tuple[datetime.date, Decimal]]] = {}
     for row in daily.order_by(*keys, "day"):
         key = tuple(row[name] for name in keys)
-        if key not in since or key in found:
-            continue
-        running[key] = running.get(key, Decimal(0)) + Decimal(row["net"])
-        if row["day"] >= since[key] and running[key] < 0:
-            found[key] = Shortfall(row["day"], running[key])
+        if key in since:
+            days.setdefault(key, []).append((row["day"], Decimal(row["net"])))
+    for key in held_of:
+        assert floor_from is not None
+        days.setdefault(key, []).append((floor_from, Decimal(0)))
+    found: dict[tuple[Any, ...], Shortfall] = {}
+    for key, movements in days.items():
+        movements.sort(key=lambda movement: movement[0])
+        running = Decimal(0)
+        for index, (day, net) in enumerate(movements):
+            running += net
+            if index + 1 < len(movements) and movements[index + 1][0] == day:
+                continue  # the day closes after its last movement
+            floor = held_of.get(key, Decimal(0)) if floor_from is not None and day >= floor_from else Decimal(0)
+            if day >= since[key] and running < floor:
+                found[key] = Shortfall(day, running - floor, floor)
+                break
     return found
+
+
+def _first_shortfalls_postgresql(
+    connection: Any,
+    daily: "models.QuerySet[Any]",
+    *,
+    keys: tuple[str, ...],
+    key_types: tuple[str, ...],
+    since: dict[tuple[Any, ...], datetime.date],
+    floors: "models.QuerySet[Any] | None",
+    floor_from: datetime.date | None,
+) -> dict[tuple[Any, ...], Shortfall]:
+    daily_sql, daily_params = daily.order_by().query.sql_with_params()
+    columns = ", ".join(keys)
+    arrays = ", ".join(f"%s::{sql_type}[]" for sql_type in (*key_types, "date"))
+
+    def joined(left: str, right: str) -> str:
+        return " AND ".join(f"{left}.{key} = {right}.{key}" for key in keys)
+
+    r_keys = ", ".join(f"r.{key}" for key in keys)
+    columns_of_since = [list(column) for column in zip(*[(*key, day) for key, day in since.items()], strict=True)]
+    params: list[Any] = [*columns_of_since]
+    ctes = [f"touched ({columns}, since) AS (SELECT * FROM unnest({arrays}))"]
+    days = f"SELECT {columns}, day, net FROM ({daily_sql}) d"
+    held = "0"
+    floor_join = ""
+    if floors is not None:
+        floors_sql, floors_params = floors.order_by().query.sql_with_params()
+        f_keys = ", ".join(f"f.{key}" for key in keys)
+        ctes.append(
+            f"floors ({columns}, held) AS (SELECT {f_keys}, f.held FROM ({floors_sql}) f "
+            f"JOIN touched t ON {joined('f', 't')} WHERE f.held > 0)"
+        )
+        params.extend(floors_params)
+        days = f"{days} UNION ALL SELECT {columns}, %s::date, 0 FROM floors"
+        params.extend([*daily_params, floor_from])
+        held = "CASE WHEN r.day >= %s::date THEN COALESCE(f.held, 0) ELSE 0 END"
+        floor_join = f"LEFT JOIN floors f ON {joined('r', 'f')}"
+    else:
+        params.extend(daily_params)
+    ctes.append(
+        f"running AS (SELECT {columns}, day, SUM(net) OVER (PARTITION BY {columns} ORDER BY day) AS balance "
+        f"FROM ({days}) d)"
+    )
+    query = (
+        f"WITH {', '.join(ctes)} "
+        f"SELECT DISTINCT ON ({r_keys}) {r_keys}, r.day, r.balance - h.held, h.held "
+        f"FROM running r JOIN touched t ON {joined('r', 't')} {floor_join} "
+        f"CROSS JOIN LATERAL (SELECT {held} AS held) h "
+        f"WHERE r.day >= t.since AND r.balance < h.held ORDER BY {r_keys}, r.day"
+    )
+    if floors is not None:
+        params.append(floor_from)
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return {
+            tuple(row[: len(keys)]): Shortfall(row[-3], Decimal(row[-2]), Decimal(row[-1])) for row in cursor.fetchall()
+        }
 
 
 def minor_unit(currency: str) -> int:

@@ -3,10 +3,11 @@ from decimal import Decimal
 from typing import Any
 
 import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from clients.services import portfolios_history_changed
-from holdings.models import Allocation, Asset, Dividend, FxRate, Price, Split
+from holdings.models import Allocation, Asset, Dividend, FxRate, Price, Split, UnitHold
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory, place
 
@@ -152,3 +153,22 @@ class DividendFactory(DjangoModelFactory):
                 date=kwargs["pay_date"],
             )
         return kwargs
+
+
+class UnitHoldFactory(DjangoModelFactory):
+    """Units on hold in the client's main portfolio unless given one, expressed in the units of `as_of`. Rows made
+    here bypass the services (and their check of the units free): use them to set up state."""
+
+    class Meta:
+        model = UnitHold
+
+    client = None
+    portfolio = None
+    asset = factory.SubFactory(AssetFactory)
+    quantity = Decimal("5")
+    as_of = factory.LazyFunction(timezone.localdate)
+    reference = factory.Sequence(lambda n: f"hold:{n}")
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        return place(kwargs)

@@ -145,7 +145,7 @@ def test_a_buy_through_the_api_settles_in_cash(advisor, funded, api) -> None:
     assert (settlement.kind, settlement.amount) == ("buy", Decimal("1004.0000"))
     assert (body["quantity"], body["currency"]) == ("10.0000000000", "USD")
     balances = api(advisor).get(f"/api/v1/clients/{funded.pk}/balances/").json()["balances"]
-    assert balances == [{"currency": "USD", "amount": "3996.0000"}]
+    assert balances == [{"currency": "USD", "amount": "3996.0000", "on_hold": "0.0000", "available": "3996.0000"}]
 
 
 def test_a_buy_beyond_the_cash_and_a_sell_beyond_the_units_get_409(advisor, funded, api) -> None:
@@ -203,7 +203,7 @@ def test_changing_and_deleting_a_trade_through_the_api_resettles_it(advisor, fun
     assert Transaction.objects.filter(reverses_id=created["settlement"]).exists()
     assert api(advisor).delete(f"/api/v1/allocations/{created['id']}/").status_code == 204
     balances = api(advisor).get(f"/api/v1/clients/{funded.pk}/balances/").json()["balances"]
-    assert balances == [{"currency": "USD", "amount": "5000.0000"}]
+    assert balances == [{"currency": "USD", "amount": "5000.0000", "on_hold": "0.0000", "available": "5000.0000"}]
 
 
 def test_auditor_reads_allocations_but_cannot_write_them(auditor, api) -> None:

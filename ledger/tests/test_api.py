@@ -164,7 +164,10 @@ def test_balances_are_listed_per_currency_for_a_visible_client(advisor, other_ad
     assert response.status_code == 200
     assert response.json() == {
         "client": client.pk,
-        "balances": [{"currency": "EUR", "amount": "100.2500"}, {"currency": "USD", "amount": "7.0000"}],
+        "balances": [
+            {"currency": "EUR", "amount": "100.2500", "on_hold": "0.0000", "available": "100.2500"},
+            {"currency": "USD", "amount": "7.0000", "on_hold": "0.0000", "available": "7.0000"},
+        ],
     }
     assert api(other_advisor).get(f"/api/v1/clients/{client.pk}/balances/").status_code == 404
 
@@ -326,11 +329,14 @@ def test_portfolio_balances_are_per_currency_and_the_client_balances_their_sum(a
     assert c.get(f"{PORTFOLIOS}{pension.pk}/balances/").json() == {
         "portfolio": pension.pk,
         "client": client.pk,
-        "balances": [{"currency": "EUR", "amount": "20.0000"}, {"currency": "USD", "amount": "7.0000"}],
+        "balances": [
+            {"currency": "EUR", "amount": "20.0000", "on_hold": "0.0000", "available": "20.0000"},
+            {"currency": "USD", "amount": "7.0000", "on_hold": "0.0000", "available": "7.0000"},
+        ],
     }
     assert c.get(f"/api/v1/clients/{client.pk}/balances/").json()["balances"] == [
-        {"currency": "EUR", "amount": "120.5000"},
-        {"currency": "USD", "amount": "7.0000"},
+        {"currency": "EUR", "amount": "120.5000", "on_hold": "0.0000", "available": "120.5000"},
+        {"currency": "USD", "amount": "7.0000", "on_hold": "0.0000", "available": "7.0000"},
     ]
     assert api(other_advisor).get(f"{PORTFOLIOS}{pension.pk}/balances/").status_code == 404
 
@@ -372,10 +378,16 @@ def test_a_cash_transfer_posts_both_legs_and_moves_the_balance(advisor, two_port
     )
     assert (into["kind"], into["portfolio"], into["counterpart"]) == ("transfer_in", pension.pk, out["id"])
     assert into["notes"] == out["notes"] == "Annual contribution"
-    assert balances(c, main) == [{"currency": "EUR", "amount": "749.5000"}]
-    assert balances(c, pension) == [{"currency": "EUR", "amount": "250.5000"}]
+    assert balances(c, main) == [
+        {"currency": "EUR", "amount": "749.5000", "on_hold": "0.0000", "available": "749.5000"}
+    ]
+    assert balances(c, pension) == [
+        {"currency": "EUR", "amount": "250.5000", "on_hold": "0.0000", "available": "250.5000"}
+    ]
     client_balances = c.get(f"/api/v1/clients/{main.client_id}/balances/").json()["balances"]
-    assert client_balances == [{"currency": "EUR", "amount": "1000.0000"}]
+    assert client_balances == [
+        {"currency": "EUR", "amount": "1000.0000", "on_hold": "0.0000", "available": "1000.0000"}
+    ]
 
 
 def test_a_cash_transfer_beyond_the_portfolios_cash_is_refused_with_409(advisor, two_portfolios, api) -> None:
@@ -442,8 +454,10 @@ def test_reversing_one_leg_of_a_cash_transfer_through_the_api_reverses_both(advi
     assert response.status_code == 201, response.content
     assert response.json()["reverses"] == legs["outgoing"]["id"]
     assert c.get(f"{URL}{legs['incoming']['id']}/").json()["reversed_by"] is not None
-    assert balances(c, main) == [{"currency": "EUR", "amount": "1000.0000"}]
-    assert balances(c, pension) == [{"currency": "EUR", "amount": "0.0000"}]
+    assert balances(c, main) == [
+        {"currency": "EUR", "amount": "1000.0000", "on_hold": "0.0000", "available": "1000.0000"}
+    ]
+    assert balances(c, pension) == [{"currency": "EUR", "amount": "0.0000", "on_hold": "0.0000", "available": "0.0000"}]
 
 
 @pytest.mark.parametrize("kind", ["interest", "fee", "tax", "tax_refund"])

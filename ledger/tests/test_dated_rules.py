@@ -107,8 +107,12 @@ def test_the_balances_endpoints_answer_as_of_a_day(operations: Any, portfolio, a
     client = api(operations)
     by_portfolio = client.get(f"/api/v1/portfolios/{portfolio.pk}/balances/", {"as_of": "2026-04-04"}).json()
     by_client = client.get(f"/api/v1/clients/{portfolio.client_id}/balances/", {"as_of": "2026-04-05"}).json()
-    assert by_portfolio["balances"] == [{"currency": "EUR", "amount": "100.0000"}]
-    assert by_client["balances"] == [{"currency": "EUR", "amount": "70.0000"}]
+    assert by_portfolio["balances"] == [
+        {"currency": "EUR", "amount": "100.0000", "on_hold": "0.0000", "available": "100.0000"}
+    ]
+    assert by_client["balances"] == [
+        {"currency": "EUR", "amount": "70.0000", "on_hold": "0.0000", "available": "70.0000"}
+    ]
     refused = client.get(f"/api/v1/portfolios/{portfolio.pk}/balances/", {"as_of": "yesterday"})
     assert refused.status_code == 400
     assert list(refused.json()) == ["as_of"]

@@ -64,7 +64,7 @@ def can(*, advisors: str = "", operations: str = "", auditor: str = "", superuse
     }
 
 
-READ_ONLY = "v"  # rows only services write (the ledger, security records, job runs, import batches)
+READ_ONLY = "v"  # rows only services write (the ledger, holds, security records, job runs, import batches)
 
 # The table of roles (README, "Roles and visibility"), as the admin applies it. Auditors: read-only everything.
 PAGES: dict[str, dict[str, str]] = {
@@ -75,6 +75,8 @@ PAGES: dict[str, dict[str, str]] = {
     "clients.Client": can(advisors="vac", operations="vacd", auditor="v"),
     "clients.Portfolio": can(advisors="vac", operations="vacd", auditor="v"),
     "ledger.Transaction": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
+    "ledger.CashHold": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
+    "holdings.UnitHold": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
     "holdings.Asset": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.Price": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.FxRate": can(advisors="v", operations="vacd", auditor="v"),

@@ -287,7 +287,10 @@ def test_client_balances_endpoint_matches_the_schema(as_user: Any) -> None:
     balances = api.get(f"/api/v1/clients/{client.pk}/balances/", expect=200)
     assert balances == {
         "client": client.pk,
-        "balances": [{"currency": "EUR", "amount": "150.5000"}, {"currency": "USD", "amount": "-20.0000"}],
+        "balances": [
+            {"currency": "EUR", "amount": "150.5000", "on_hold": "0.0000", "available": "150.5000"},
+            {"currency": "USD", "amount": "-20.0000", "on_hold": "0.0000", "available": "-20.0000"},
+        ],
     }
     assert "detail" in api.get(f"/api/v1/clients/{ClientFactory().pk}/balances/", expect=404)
 
@@ -345,7 +348,7 @@ def test_portfolio_balances_and_transfer_endpoints_match_the_schema(as_user: Any
     assert api.get(f"/api/v1/portfolios/{pension.pk}/balances/", expect=200) == {
         "portfolio": pension.pk,
         "client": client.pk,
-        "balances": [{"currency": "USD", "amount": "120.5000"}],
+        "balances": [{"currency": "USD", "amount": "120.5000", "on_hold": "0.0000", "available": "120.5000"}],
     }
     assert "detail" in api.post(f"/api/v1/portfolios/{main.pk}/transfer-cash/", {**cash, "amount": "1000"}, expect=409)
     assert "to_portfolio" in api.post(
