@@ -506,7 +506,7 @@ class BulkAllocations:
                         portfolio=self._portfolio(portfolio_id),
                         currency=currency,
                         what=outflow_label(kind="buy", amount=amount, currency=currency),
-                        shortfall=Shortfall(shortfall.day, to_amount(balance)),
+                        shortfall=Shortfall(shortfall.day, to_amount(balance), shortfall.held),
                     ),
                 )
         units = self._broken(
@@ -524,7 +524,7 @@ class BulkAllocations:
                     short_position_message(
                         portfolio=self._portfolio(portfolio_id),
                         asset=Asset.objects.get(pk=asset_id),
-                        shortfall=Shortfall(shortfall.day, to_quantity(balance)),
+                        shortfall=Shortfall(shortfall.day, to_quantity(balance), shortfall.held),
                     ),
                 )
         return refusals

@@ -2,11 +2,13 @@
 currency stays at or above its holds, in every check that takes cash out, not only in placing holds."""
 
 import datetime
+import io
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from clients.models import Portfolio
@@ -16,7 +18,8 @@ from ledger.models import CashHold, Transaction
 from ledger.selectors import cash_free, cash_hold_amount, cash_on_hold, cash_shortfall, cash_shortfalls
 from ledger.tests.factories import CashHoldFactory, TransactionFactory
 from portfolio_site.errors import ConflictError, InsufficientCash
-from portfolio_site.testing import portfolio_client_agreement, refused_by
+from portfolio_site.imports.run import CommandLineActor, run_import
+from portfolio_site.testing import changelist_ids, page_queries, portfolio_client_agreement, refused_by, run_at_once
 
 pytestmark = pytest.mark.django_db
 Kind = Transaction.Kind
@@ -327,3 +330,101 @@ def test_the_database_refuses_a_hold_whose_client_is_not_its_portfolios(funded: 
         CashHold.objects.create(
             client=stranger, portfolio=funded, currency="EUR", amount=Decimal("1"), reference="order:9"
         )
+
+
+# --- Imports, the API's balances, concurrency ----------------------------------------------------
+
+
+def test_a_transaction_import_refuses_a_withdrawal_eating_into_a_hold(operations: Any, funded: Portfolio) -> None:
+    hold(operations, funded, "600")
+    header = "client,portfolio,custodian,account_number,kind,amount,currency,date,reference,notes\n"
+    email = funded.client.email
+
+    def run(amount: str) -> Any:
+        text = header + f"{email},Main,,,withdrawal,{amount},EUR,{today()},,\n"
+        return run_import(
+            kind="transactions", stream=io.BytesIO(text.encode()), file_name="t.csv", actor=CommandLineActor()
+        )
+
+    refused = run("500")
+    assert [str(issue) for issue in refused.issues] == [
+        f"line 2, amount: Insufficient cash in Main: the withdrawal of 500.0000 EUR would leave -100.0000 EUR "
+        f"available at the end of {today()} (600.0000 EUR on hold)."
+    ]
+    assert not Transaction.objects.filter(kind=Kind.WITHDRAWAL).exists()
+    assert run("400").ok
+
+
+def test_balances_show_what_is_on_hold_and_available(operations: Any, api: Any, funded: Portfolio) -> None:
+    hold(operations, funded, "600")
+    pension = PortfolioFactory(client=funded.client)
+    TransactionFactory(portfolio=pension, amount=Decimal("50"), currency="USD")
+    CashHoldFactory(portfolio=pension, currency="USD", amount=Decimal("20"))
+    c = api(operations)
+    assert c.get(f"/api/v1/portfolios/{funded.pk}/balances/").json()["balances"] == [
+        {"currency": "EUR", "amount": "1000.0000", "on_hold": "600.0000", "available": "400.0000"}
+    ]
+    assert c.get(f"/api/v1/clients/{funded.client_id}/balances/").json()["balances"] == [
+        {"currency": "EUR", "amount": "1000.0000", "on_hold": "600.0000", "available": "400.0000"},
+        {"currency": "USD", "amount": "50.0000", "on_hold": "20.0000", "available": "30.0000"},
+    ]
+    services.cash_hold_release(actor=operations, reference="order:1")
+    assert c.get(f"/api/v1/portfolios/{funded.pk}/balances/").json()["balances"] == [
+        {"currency": "EUR", "amount": "1000.0000", "on_hold": "0.0000", "available": "1000.0000"}
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_holds_placed_at_once_that_together_exceed_the_cash_leave_exactly_one(
+    writer: Any, writers_client: Any
+) -> None:
+    portfolio = main_portfolio(writers_client)
+    TransactionFactory(portfolio=portfolio, amount=Decimal("1000"), currency="EUR")
+    outcomes: list[str] = []
+
+    def place(n: int) -> None:
+        try:
+            services.cash_hold_place(
+                actor=writer, portfolio_id=portfolio.pk, currency="EUR", amount=Decimal("600"), reference=f"order:{n}"
+            )
+            outcomes.append("held")
+        except InsufficientCash:
+            outcomes.append("refused")
+
+    run_at_once(place, 2)
+
+    assert sorted(outcomes) == ["held", "refused"]
+    assert cash_on_hold(portfolio_id=portfolio.pk) == {"EUR": Decimal("600.0000")}
+
+
+# --- The admin -------------------------------------------------------------------------------------
+
+CASH_HOLDS = "admin:ledger_cashhold_changelist"
+
+
+def test_the_cash_hold_changelist_shows_an_advisor_only_their_clients_holds_and_offers_no_changes(
+    client: Any, advisor: Any
+) -> None:
+    own = CashHoldFactory(client=ClientFactory(advisor=advisor))
+    CashHoldFactory()
+    client.force_login(advisor)
+    response = client.get(reverse(CASH_HOLDS))
+    assert response.status_code == 200
+    assert changelist_ids(response) == {own.pk}
+    assert client.get(reverse("admin:ledger_cashhold_add")).status_code == 403
+    assert client.get(reverse("admin:ledger_cashhold_change", args=[own.pk])).status_code == 200
+
+
+def test_the_cash_hold_changelist_queries_do_not_grow_with_its_rows(
+    client: Any, advisor: Any, count_queries: Any
+) -> None:
+    owner = ClientFactory(advisor=advisor)
+    client.force_login(advisor)
+    url = reverse(CASH_HOLDS)
+    CashHoldFactory.create_batch(3, client=owner)
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
+    CashHoldFactory.create_batch(30, client=owner)
+    CashHoldFactory.create_batch(5)
+    assert page_queries(client, count_queries, url) == few

@@ -105,8 +105,9 @@ class PaperBroker:
             return
         remaining = paper.quantity - paper.filled_quantity
         part = (paper.quantity / self.fill_parts).quantize(QUANTITY_QUANTUM, rounding=ROUND_DOWN)
-        quantity = remaining if self.fill_parts == 1 or part <= 0 or part >= remaining else part
         number = paper.fills.count() + 1
+        last = number >= self.fill_parts or part <= 0 or part >= remaining
+        quantity = remaining if last else part
         PaperFill.objects.create(
             order=paper,
             fill_id=f"{paper.broker_order_id}-{number}",

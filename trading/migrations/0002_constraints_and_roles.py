@@ -29,7 +29,7 @@ DROP FUNCTION IF EXISTS trading_orderevent_append_only();
 
 def append_only(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(APPEND_ONLY)
+        schema_editor.execute(APPEND_ONLY, params=None)  # None: its % is PL/pgSQL's, not a placeholder
     elif schema_editor.connection.vendor == "sqlite":
         for operation in ("UPDATE", "DELETE"):
             schema_editor.execute(

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection
 from django.utils import timezone
 
@@ -343,16 +344,18 @@ def test_a_split_between_order_and_fill_counts_in_the_unit_hold(
     advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any]
 ) -> None:
     AllocationFactory(portfolio=portfolio, asset=asset, quantity=D("10"), date=TODAY - datetime.timedelta(days=5))
-    order = submitted(
-        run_jobs,
-        advisor,
-        portfolio=portfolio,
-        asset=asset,
-        side="sell",
-        quantity=D("10"),
-        order_type="limit",
-        limit_price=D("200"),
-    )
+    with time_machine.travel(timezone.now() - datetime.timedelta(days=1)):  # placed yesterday, good till cancelled
+        order = submitted(
+            run_jobs,
+            advisor,
+            portfolio=portfolio,
+            asset=asset,
+            side="sell",
+            quantity=D("10"),
+            order_type="limit",
+            limit_price=D("200"),
+            time_in_force="gtc",
+        )
 
     split_create(actor=advisor, asset=asset, date=TODAY, new_units=D("2"), old_units=D("1"))
 
