@@ -22,6 +22,7 @@ migrate: install
 
 demo: migrate
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo_orders
 
 ## Serve the back-office on http://$(HOST):$(PORT) with the SQLite database and demo data.
 run: demo

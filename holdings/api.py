@@ -25,6 +25,7 @@ from portfolio_site.api.lean import LeanListSerializer
 from portfolio_site.api.pagination import LargeListPagination
 from portfolio_site.api.schema import VALIDATION_ERROR, ErrorDetailSerializer
 from portfolio_site.api.viewsets import LeanListMixin, ScopedModelViewSet
+from portfolio_site.idempotency.api import IdempotentCreateMixin
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.scoping import scoped
 
@@ -463,7 +464,7 @@ class AllocationSerializer(ActorContextMixin, PortfolioPlacementMixin, serialize
         return services.allocation_update(actor=self.actor, allocation=instance, **validated_data)
 
 
-class AllocationViewSet(LeanListMixin, ScopedModelViewSet):
+class AllocationViewSet(IdempotentCreateMixin, LeanListMixin, ScopedModelViewSet):
     """Movements of the holdings of clients' portfolios. A buy or sell posts its cash settlement in the same
     portfolio's ledger; changing or deleting one reverses that settlement (and posts a new one). Refused with 409
     when the portfolio's cash or units fall short or it is closed. Deleting either leg of a transfer between

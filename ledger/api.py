@@ -17,6 +17,7 @@ from portfolio_site.api.fields import ActorContextMixin, CurrencyField, PlainDec
 from portfolio_site.api.lean import LeanListSerializer
 from portfolio_site.api.pagination import LargeListPagination
 from portfolio_site.api.viewsets import LeanListMixin, ScopedReadCreateViewSet
+from portfolio_site.idempotency.api import idempotent
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES
 
@@ -123,6 +124,7 @@ class TransactionViewSet(LeanListMixin, ScopedReadCreateViewSet):
         "portfolio. Replaying a reference returns the original "
         "posting (200).",
     )
+    @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -270,6 +272,7 @@ class CashTransferView(GenericAPIView):
         "portfolios are the same or belong to different clients; 409 if this portfolio lacks the cash or either "
         "portfolio is closed. Reversing either leg (`POST /transactions/{id}/reverse/`) reverses both.",
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         source = get_object_or_404(visible_portfolios(request), pk=pk)
         serializer = self.get_serializer(data=request.data)

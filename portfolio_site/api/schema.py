@@ -3,7 +3,8 @@
 drf-spectacular documents only the success response. Every operation can also answer 401 (missing or bad
 credentials); most 403 (role or visibility); those that read input 400 (`{"field": ["message"]}`, see
 `exception_handler`); those with an id in the path, and paginated lists (`?page=` past the end), 404; and
-every write 409 (a domain conflict, a protected row or a database constraint).
+every write 409 (a domain conflict, a protected row or a database constraint). An operation whose view method is
+`idempotent` (portfolio_site.idempotency) also takes the optional `Idempotency-Key` header and may answer 422.
 """
 
 from typing import Any
@@ -13,6 +14,8 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework_simplejwt.views import TokenVerifyView, TokenViewBase
+
+from portfolio_site.idempotency import api as idempotency
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -43,6 +46,17 @@ VALIDATION_ERROR = ResolvedComponent(
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def _is_idempotent(self) -> bool:
+        """Whether the view method behind this operation honours `Idempotency-Key` (`action` names it on a viewset)."""
+        name = getattr(self.view, "action", None) or self.method.lower()
+        return idempotency.is_idempotent(getattr(self.view, name, None))
+
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        if self._is_idempotent():
+            parameters += [idempotency.HEADER_PARAMETER, idempotency.REPLAYED_PARAMETER]
+        return parameters
+
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if isinstance(self.view, TokenVerifyView) and "content" not in responses.get("200", {}):
@@ -77,4 +91,6 @@ class AutoSchema(SpectacularAutoSchema):
                 "The request conflicts with the current state: a business rule (not enough cash or units, already "
                 "reversed), a record still referenced by others, or a uniqueness rule.",
             )
+        if self._is_idempotent():
+            errors["422"] = (ErrorDetailSerializer, idempotency.REUSED_DESCRIPTION)
         return errors

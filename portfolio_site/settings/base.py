@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "trading",
     "portfolio_site.imports",
     "portfolio_site.jobs",
+    "portfolio_site.idempotency",
     "django_celery_beat",
     "simple_history",
     # The history changelist across every tracked model: on top, as health is (it reads every app's history).
@@ -384,6 +385,9 @@ JOBS_RUN_RETENTION_DAYS = env.int("JOBS_RUN_RETENTION_DAYS", default=30)
 # How long ended login sessions and used login codes are kept (for the security history) before the nightly
 # clean-up deletes them.
 SECURITY_RECORDS_RETENTION_DAYS = env.int("SECURITY_RECORDS_RETENTION_DAYS", default=30)
+# An Idempotency-Key's first answer is replayed for this long (Stripe: 24 hours); an older key acts as new and the
+# nightly clean-up deletes it.
+IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 # An admin import of more rows than this runs as a job (its page shows progress); smaller ones run in the request.
 IMPORT_JOB_ROW_THRESHOLD = env.int("IMPORT_JOB_ROW_THRESHOLD", default=5000)
 

@@ -594,6 +594,41 @@ def test_transaction_endpoints_match_the_schema(as_user: Any) -> None:
     assert api.get(f"/api/v1/transactions/?portfolio={pension.pk}", expect=200)["count"] == 1
 
 
+IDEMPOTENT_OPERATIONS = {
+    ("post", "/api/v1/transactions/"),
+    ("post", "/api/v1/allocations/"),
+    ("post", "/api/v1/portfolios/{id}/transfer-cash/"),
+}
+
+
+def test_exactly_the_idempotent_operations_take_the_key_header_and_may_answer_422(
+    schema_document: dict[str, Any],
+) -> None:
+    documented = {
+        (method, path)
+        for path, method, operation in _operations(schema_document)
+        if any(p["in"] == "header" and p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    assert documented == IDEMPOTENT_OPERATIONS
+    for method, path in IDEMPOTENT_OPERATIONS:
+        responses = schema_document["paths"][path][method]["responses"]
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorDetail"
+        assert "Idempotent-Replayed" in responses["201"]["headers"]
+
+
+@pytest.mark.django_db
+def test_idempotency_key_answers_match_the_schema(as_user: Any) -> None:
+    client = ClientFactory()
+    api = as_user(client.advisor)
+    deposit = {"client": client.pk, "kind": "deposit", "amount": "10", "currency": "EUR", "date": "2026-03-01"}
+    api.headers["HTTP_IDEMPOTENCY_KEY"] = "3f1c2a9e-0d5b-4c1e-9a57-1b2c3d4e5f60"
+    created = api.post("/api/v1/transactions/", deposit, expect=201)
+    assert api.post("/api/v1/transactions/", deposit, expect=201) == created
+    assert "detail" in api.post("/api/v1/transactions/", {**deposit, "amount": "11"}, expect=422)
+    api.headers["HTTP_IDEMPOTENCY_KEY"] = "k" * 256
+    assert "Idempotency-Key" in api.post("/api/v1/transactions/", deposit, expect=400)
+
+
 @pytest.mark.django_db
 def test_performance_endpoints_match_the_schema(as_user: Any) -> None:
     client = ClientFactory(base_currency="EUR")
