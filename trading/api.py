@@ -21,6 +21,7 @@ from portfolio_site.api.fields import ActorContextMixin, PlainDecimalField, must
 from portfolio_site.api.permissions import ModelPermissions
 from portfolio_site.api.schema import ErrorDetailSerializer
 from portfolio_site.api.viewsets import ScopedReadCreateViewSet, ScopedViewSetMixin
+from portfolio_site.idempotency.api import idempotent
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
@@ -272,8 +273,10 @@ class OrderViewSet(ScopedReadCreateViewSet):
         "`trading.submit_order` too: 403 without). 400 naming the field for a bad quantity, a limit price on a "
         "market order or none on a limit order, an unknown asset or broker, or a portfolio the caller may not see; "
         "409 for a closed portfolio, or, when submitting, an order the portfolio's available cash or units cannot "
-        "cover (the detail names what is missing; nothing is created).",
+        "cover (the detail names what is missing; nothing is created). With an `Idempotency-Key`, sending the same "
+        "request again answers as the first time and creates nothing.",
     )
+    @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)

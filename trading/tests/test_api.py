@@ -9,12 +9,15 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from accounts.models import User
 from accounts.tests.factories import OperationsFactory, UserFactory
 from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.tests.factories import AssetFactory, PriceFactory
 from ledger.selectors import cash_hold_amount
 from ledger.tests.factories import TransactionFactory
+from portfolio_site.testing import run_at_once
 from portfolio_site.tests.test_schema import as_user, openapi, schema_document  # noqa: F401 (fixtures)
 from trading import services
 from trading.brokers.base import _broker
@@ -545,3 +548,70 @@ def test_order_and_fill_endpoints_match_the_schema(as_user, settings, jobs) -> N
     fill = FillFactory(order__portfolio=portfolio, exceeded_hold=True, shortfall="Short of 1.00 USD.")
     assert api.get("/api/v1/fills/?exceeded_hold=true", expect=200)["count"] == 1
     assert api.get(f"/api/v1/fills/{fill.pk}/", expect=200)["shortfall"] == "Short of 1.00 USD."
+
+
+# --- Idempotency-Key ----------------------------------------------------------------------------------------------
+
+
+def post_with_key(api_client: Any, body: dict[str, Any], key: str = "order-key-1") -> Any:
+    return api_client.post("/api/v1/orders/", body, format="json", headers={"Idempotency-Key": key})
+
+
+def test_the_same_idempotency_key_and_body_create_one_order_and_replay_the_first_answer(
+    advisor, portfolio, asset, api
+) -> None:
+    body = order_body(portfolio, asset, submit=True)
+
+    first = post_with_key(api(advisor), body)
+    again = post_with_key(api(advisor), body)
+
+    assert first.status_code == again.status_code == 201, first.content
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert Order.objects.count() == 1
+
+
+def test_the_same_idempotency_key_with_another_body_is_refused_with_422(advisor, portfolio, asset, api) -> None:
+    post_with_key(api(advisor), order_body(portfolio, asset))
+
+    other = post_with_key(api(advisor), order_body(portfolio, asset, quantity="11"))
+
+    assert other.status_code == 422
+    assert Order.objects.count() == 1
+
+
+def test_a_refused_order_with_an_idempotency_key_is_replayed_as_409_and_creates_nothing(
+    advisor, portfolio, asset, api
+) -> None:
+    too_big = order_body(portfolio, asset, quantity="1000", submit=True)
+
+    first = post_with_key(api(advisor), too_big)
+    again = post_with_key(api(advisor), too_big)
+
+    assert first.status_code == again.status_code == 409
+    assert again.json() == first.json()
+    assert not Order.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_order_posts_with_one_key_create_one_order_and_answer_alike(
+    writer: Any, writers_client: Any
+) -> None:
+    asset = AssetFactory(currency="EUR")
+    body = order_body(main_portfolio(writers_client), asset, order_type="limit", limit_price="10")
+    answers: list[tuple[int, Any, bool]] = []
+
+    def send(_: int) -> None:
+        api_client = APIClient()
+        api_client.force_authenticate(User.objects.get(pk=writer.pk))
+        response = post_with_key(api_client, body, key="one-order-key-for-all")
+        answers.append((response.status_code, response.json(), response.headers.get("Idempotent-Replayed") == "true"))
+
+    run_at_once(send, 20)
+
+    assert len(answers) == 20
+    assert {status for status, _, _ in answers} == {201}
+    assert all(payload == answers[0][1] for _, payload, _ in answers)
+    assert sorted(was_replayed for _, _, was_replayed in answers) == [False] + [True] * 19
+    assert Order.objects.filter(client=writers_client).count() == 1
