@@ -1,6 +1,7 @@
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import Q, QuerySet
 
 from clients.filters import visible_clients, visible_portfolios
@@ -16,6 +17,15 @@ def visible_orders(request: Any) -> QuerySet[Order]:
     return Order.objects.visible_to(request.user)
 
 
+class RepeatedQueryParameter(forms.SelectMultiple):
+    """A multiple choice read from a repeated query parameter (`status=a&status=b`). Omitted when the query does not
+    name it: an HTML form's multi-select is never "omitted" (none selected sends nothing), a query's parameter is, and
+    the lists' filter backend skips a FilterSet none of whose parameters a query names."""
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return name not in data
+
+
 class OrderFilterSet(django_filters.FilterSet):
     client = django_filters.ModelChoiceFilter(queryset=visible_clients)
     portfolio = django_filters.ModelChoiceFilter(queryset=visible_portfolios)
@@ -25,6 +35,7 @@ class OrderFilterSet(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=Order.Status.choices,
         distinct=False,
+        widget=RepeatedQueryParameter,
         help_text="One or more statuses: `status=submitted&status=partially_filled`.",
     )
     side = django_filters.ChoiceFilter(choices=Order.Side.choices)
