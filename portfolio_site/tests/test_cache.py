@@ -7,7 +7,6 @@ Tests run inside a transaction that never commits, so cache invalidation (an on-
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -324,4 +323,6 @@ def test_with_redis_unreachable_the_ledger_still_posts_and_reports_balances(redi
     payload = {"client": client.pk, "kind": "deposit", "amount": "10.5", "currency": "EUR", "date": "2026-01-02"}
     ok(advisor.post("/api/v1/transactions/", payload), 201)
     balances = ok(advisor.get(f"/api/v1/clients/{client.pk}/balances/"))
-    assert balances["balances"] == [{"currency": "EUR", "amount": str(Decimal("10.5000"))}]
+    assert balances["balances"] == [
+        {"currency": "EUR", "amount": "10.5000", "on_hold": "0.0000", "available": "10.5000"}
+    ]
