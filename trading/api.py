@@ -194,14 +194,6 @@ class OrderCreateSerializer(ActorContextMixin, serializers.Serializer):
         broker.choices = broker_names()
         broker.default = settings.TRADING_DEFAULT_BROKER
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        # The model's rule (Order.clean), told by field before anything is locked.
-        if attrs["order_type"] == Order.Type.LIMIT and attrs.get("limit_price") is None:
-            raise serializers.ValidationError({"limit_price": ["A limit order needs a limit price."]})
-        if attrs["order_type"] == Order.Type.MARKET and attrs.get("limit_price") is not None:
-            raise serializers.ValidationError({"limit_price": ["A market order has no limit price."]})
-        return attrs
-
 
 class OrderPermissions(ModelPermissions):
     """The model's permissions (view to read, add to create), and the trading permission each action needs: submit
@@ -230,8 +222,18 @@ def with_history(orders: QuerySet[Order]) -> QuerySet[Order]:
 
 NOT_COVERED = OpenApiResponse(
     ErrorDetailSerializer,
-    description="The order cannot be covered (the detail names the cash or units missing), or it is not in a state "
-    "that allows this (only a draft is submitted; an ended order is not cancelled).",
+    description="The portfolio is closed, or (when submitting) its available cash or units cannot cover the order: "
+    "the detail names what is missing.",
+)
+NOT_SUBMITTED = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="The order is not a draft, or the portfolio's available cash or units cannot cover it: the detail "
+    "names what is missing.",
+)
+NOT_CANCELLED = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="The order has ended (filled, cancelled, rejected, expired), or the broker refused the cancel or "
+    "filled it first.",
 )
 BROKER_DOWN = OpenApiResponse(
     ErrorDetailSerializer,
@@ -290,7 +292,7 @@ class OrderViewSet(ScopedReadCreateViewSet):
                 order = services.order_submit(actor=request.user, order=order)
         return self._output(order, status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={200: OrderDetailSerializer, 409: NOT_COVERED})
+    @extend_schema(request=None, responses={200: OrderDetailSerializer, 409: NOT_SUBMITTED})
     @action(detail=True, methods=["post"], filter_backends=[])
     def submit(self, request: Request, pk: str | None = None) -> Response:
         """Submits a draft: holds the cash a buy needs (quantity x its limit, or the latest price plus the market
@@ -302,7 +304,7 @@ class OrderViewSet(ScopedReadCreateViewSet):
 
     @extend_schema(
         request=None,
-        responses={200: OrderDetailSerializer, 409: NOT_COVERED, 503: BROKER_DOWN},
+        responses={200: OrderDetailSerializer, 409: NOT_CANCELLED, 503: BROKER_DOWN},
     )
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
