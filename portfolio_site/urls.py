@@ -32,6 +32,7 @@ from holdings.valuation_api import (
     PortfolioValuationView,
 )
 from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
+from trading.api import FillViewSet, OrderViewSet
 
 from . import health
 
@@ -53,6 +54,8 @@ router.register("splits", SplitViewSet, basename="split")
 router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("transactions", TransactionViewSet, basename="transaction")
 router.register("dividends", DividendViewSet, basename="dividend")
+router.register("orders", OrderViewSet, basename="order")
+router.register("fills", FillViewSet, basename="fill")
 
 auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),

@@ -1,6 +1,7 @@
 """The trading app's jobs: thin wrappers around its services (see portfolio_site.jobs for how a job is written)."""
 
 import logging
+from typing import Any
 
 from portfolio_site.jobs.base import TRANSIENT_ERRORS, job
 
@@ -11,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 # A broker that does not answer is asked again with backoff (waits of up to 5 s, 10 s, ... 10 min); the periodic
 # job below sends whatever is still waiting after that, so an order is never left pending for good.
-BROKER_RETRIES = {
+BROKER_RETRIES: dict[str, Any] = {
     "autoretry_for": (*TRANSIENT_ERRORS, BrokerUnavailable),
     "retry_backoff": 5,
     "retry_backoff_max": 600,

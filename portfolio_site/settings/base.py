@@ -338,6 +338,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "AllocationKindEnum": "holdings.models.AllocationKind",
+        "OrderStatusEnum": "trading.models.OrderStatus",
         "PortfolioKindEnum": "clients.models.PortfolioKind",
         "TransactionKindEnum": "ledger.models.TransactionKind",
     },

@@ -77,6 +77,9 @@ PAGES: dict[str, dict[str, str]] = {
     "ledger.Transaction": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
     "ledger.CashHold": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
     "holdings.UnitHold": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
+    # Orders are added as drafts and moved on by the services' actions (below), never edited or deleted.
+    "trading.Order": can(advisors="va", operations="v", auditor="v", superuser="va"),
+    "trading.Fill": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
     "holdings.Asset": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.Price": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.FxRate": can(advisors="v", operations="vacd", auditor="v"),
@@ -106,6 +109,11 @@ MORE_ACTIONS: dict[str, dict[str, set[str]]] = {
     # Reversing posts a transaction: add_transaction, which Advisors and Operations hold.
     "ledger.Transaction": {"reverse_selected": {"advisor_a", "advisor_b", "operations", "superuser"}},
     "accounts.LoginSession": {"revoke_sessions": {"operations", "superuser"}},
+    # trading.submit_order: Advisors; trading.cancel_order: Advisors and Operations (a desk stopping a mistake).
+    "trading.Order": {
+        "submit_selected": {"advisor_a", "advisor_b", "superuser"},
+        "cancel_selected": {"advisor_a", "advisor_b", "operations", "superuser"},
+    },
     "django_celery_beat.PeriodicTask": {
         name: {"superuser"} for name in ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
     },

@@ -598,6 +598,7 @@ IDEMPOTENT_OPERATIONS = {
     ("post", "/api/v1/transactions/"),
     ("post", "/api/v1/allocations/"),
     ("post", "/api/v1/portfolios/{id}/transfer-cash/"),
+    ("post", "/api/v1/orders/"),
 }
 
 

@@ -1,0 +1,305 @@
+"""Orders and fills in the admin: scoped like every client-owned list, written only through the trading services.
+
+An order is added as a draft (`order_create`), submitted and cancelled by the list's actions (`order_submit`,
+`order_cancel`); it is never edited or deleted. Its fills and its audit trail (order events) show on its page,
+read-only. Fills have their own read-only list, where those that exceeded their hold ("needs attention") are found.
+The paper broker's own book (PaperOrder, PaperFill) has no door: it is the broker's, not ours.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from clients.admin import ClientScopedAdminMixin, OwnerIndexedSearchMixin, PortfolioListFilter
+from portfolio_site.admin_utils import SERVICE_ERRORS, ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin, error_text
+from portfolio_site.display import money_column, number, number_column
+
+from . import services
+from .brokers import BrokerUnavailable, broker_names
+from .models import Fill, Order, OrderEvent
+
+# What an action reports instead of a 500: the services' refusals, and a broker that does not answer a cancel.
+REFUSALS = (*SERVICE_ERRORS, BrokerUnavailable)
+
+
+class OrderForm(forms.ModelForm):
+    """A new order, as the API takes it: a draft in a portfolio the user may see, with one of the configured
+    brokers (the default one unless chosen). The limit price's rules are the model's (shown on `limit_price`)."""
+
+    broker = forms.ChoiceField(choices=[], help_text="The broker it is placed with (TRADING_BROKERS).")
+
+    class Meta:
+        model = Order
+        fields = [
+            "portfolio",
+            "asset",
+            "side",
+            "quantity",
+            "order_type",
+            "limit_price",
+            "time_in_force",
+            "broker",
+            "notes",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        broker = self.fields.get("broker")  # absent from the read-only page of an existing order
+        if isinstance(broker, forms.ChoiceField):
+            broker.choices = [(name, name) for name in broker_names()]
+            broker.initial = settings.TRADING_DEFAULT_BROKER
+
+
+class FillInline(ReadOnlyInline):
+    model = Fill
+    fk_name = "order"
+    fields = readonly_fields = (
+        "executed_at",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "taxes_shown",
+        "broker_fill_id",
+        "allocation",
+        "exceeded_hold",
+        "shortfall",
+    )
+    verbose_name_plural = f"Latest {ReadOnlyInline.max_rows} fills"
+    quantity_shown = number_column("quantity")
+    price_shown = number_column("price")
+    fees_shown = money_column("fees", currency="order.asset.currency")
+    taxes_shown = money_column("taxes", currency="order.asset.currency")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Fill]:
+        # The allocation is shown as its own __str__ names it: its asset and client.
+        return super().get_queryset(request).select_related("order__asset", "allocation__asset", "allocation__client")
+
+
+class OrderEventInline(ReadOnlyInline):
+    """The order's audit trail, oldest first: never editable or deletable (the database refuses it as well)."""
+
+    model = OrderEvent
+    fk_name = "order"
+    max_rows = 200
+    show_change_link = False
+    fields = readonly_fields = ("at", "actor", "from_status", "to_status", "message")
+    verbose_name = "event"
+    verbose_name_plural = "Audit trail"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrderEvent]:
+        return super().get_queryset(request).select_related("actor")
+
+
+@admin.register(Order)
+class OrderAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    """Orders: added as drafts through `order_create`, submitted and cancelled by the actions, through the services;
+    never edited (cancel and place another) nor deleted (the audit trail keeps them)."""
+
+    form = OrderForm
+    list_display = [
+        "id",
+        "portfolio",
+        "asset",
+        "side",
+        "quantity_shown",
+        "filled_shown",
+        "order_type",
+        "limit_shown",
+        "status",
+        "broker",
+        "submitted_at",
+        "placed_by",
+    ]
+    list_filter = ["status", "side", "broker", "order_type", PortfolioListFilter]
+    list_select_related = ["portfolio__client", "asset", "placed_by"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    search_help_text = (
+        "A client's name or email, a portfolio's name or account number, or an exact client order id or broker "
+        "order id."
+    )
+    autocomplete_fields = ["portfolio", "asset"]
+    actions = ["submit_selected", "cancel_selected"]
+    inlines = [FillInline, OrderEventInline]
+    shown_fields = (
+        "client",
+        "portfolio",
+        "asset",
+        "side",
+        "quantity_shown",
+        "order_type",
+        "limit_shown",
+        "time_in_force",
+        "status",
+        "filled_shown",
+        "remaining_shown",
+        "hold_price_shown",
+        "broker",
+        "client_order_id",
+        "broker_order_id",
+        "broker_message",
+        "notes",
+        "placed_by",
+        "submitted_at",
+        "expires_at",
+        "closed_at",
+        "created_at",
+        "updated_at",
+    )
+    quantity_shown = number_column("quantity")
+    filled_shown = number_column("filled_quantity", description="filled")
+    limit_shown = number_column("limit_price", description="limit")
+    hold_price_shown = number_column("hold_price", description="hold price")
+
+    @admin.display(description="remaining")
+    def remaining_shown(self, obj: Order) -> str:
+        return number(obj.remaining_quantity)
+
+    def exact_search(self, term: str) -> Q:
+        return Q(client_order_id=term) | Q(broker_order_id=term)
+
+    # An order changes only through the services (submit, cancel, the broker's reports): its page is read-only.
+    def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_submit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("trading.submit_order")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("trading.cancel_order")
+
+    def get_fields(self, request: HttpRequest, obj: Order | None = None) -> list[Any]:
+        return list(OrderForm.Meta.fields) if obj is None else list(self.shown_fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
+        return [] if obj is None else list(self.shown_fields)
+
+    def get_inlines(self, request: HttpRequest, obj: Order | None) -> list[Any]:
+        return list(self.inlines) if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Order, form: Any, change: bool) -> None:
+        # Only adding reaches here (no one may change an order): a draft, through the service.
+        obj.pk = services.order_create(actor=request.user, **form.cleaned_data).pk
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Any], *args: Any) -> HttpResponse | None:
+        # Not in one transaction as other lists' actions are: each order is its own, in the services, and a cancel
+        # reaches the broker, which no rollback here would undo. Each refusal is reported on its own instead.
+        return admin.ModelAdmin.response_action(self, request, queryset)
+
+    @admin.action(description="Submit selected drafts", permissions=["submit"])
+    def submit_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        """Each order through `order_submit` (its hold, then a job sends it); a refusal (not a draft, cash or units
+        that cannot cover it) is reported and leaves that order a draft, the others submitted."""
+        self._each(request, queryset, services.order_submit, done="Submitted", refused="Not submitted")
+
+    @admin.action(description="Cancel selected orders", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        """Each order through `order_cancel` (at its broker first when it is there); a refusal (an ended order, a
+        broker that refuses or cannot be reached) is reported and leaves that order as it was."""
+        self._each(request, queryset, services.order_cancel, done="Cancelled", refused="Not cancelled")
+
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Order], service: Callable[..., Order], *, done: str, refused: str
+    ) -> None:
+        # `queryset` is the scoped list's: another advisor's ids in a crafted POST select nothing.
+        count = 0
+        for order in queryset.select_related("asset").order_by("pk"):
+            try:
+                service(actor=request.user, order=order)
+            except REFUSALS as error:
+                text = (
+                    f"the broker cannot be reached ({error}); try again"
+                    if isinstance(error, BrokerUnavailable)
+                    else error_text(error)
+                )
+                self.message_user(request, f"{refused}: {order}: {text}", messages.ERROR)
+            else:
+                count += 1
+        if count:
+            self.message_user(request, f"{done} {count} order(s).", messages.SUCCESS)
+
+
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    """Fills that cost more than their order held and the portfolio had: recorded (they happened at the broker) and
+    left for staff to resolve."""
+
+    title = "needs attention"
+    parameter_name = "exceeded_hold"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("1", "Yes: exceeded its hold"), ("0", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Fill]) -> QuerySet[Fill]:
+        if self.value() in ("0", "1"):
+            return queryset.filter(exceeded_hold=self.value() == "1")
+        return queryset
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: fills are the broker's, recorded by the services as allocations. Those flagged `exceeded_hold`
+    cost more than was held and available; their shortfall says what is missing."""
+
+    list_display = [
+        "executed_at",
+        "client",
+        "order",
+        "asset",
+        "side",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "exceeded_hold",
+        "shortfall",
+        "allocation",
+    ]
+    list_filter = [NeedsAttentionFilter, "executed_at"]
+    list_select_related = ["client", "order__asset", "allocation__asset", "allocation__client"]
+    date_hierarchy = "executed_at"
+    show_full_result_count = False
+    search_fields = ["broker_fill_id"]
+    search_help_text = "An exact broker fill id, client order id or broker order id."
+    quantity_shown = number_column("quantity")
+    price_shown = number_column("price")
+    fees_shown = money_column("fees", currency="order.asset.currency")
+    taxes_shown = money_column("taxes", currency="order.asset.currency")
+    fields = readonly_fields = (
+        "order",
+        "client",
+        "asset",
+        "side",
+        "quantity_shown",
+        "price_shown",
+        "fees_shown",
+        "taxes_shown",
+        "executed_at",
+        "broker_fill_id",
+        "allocation",
+        "exceeded_hold",
+        "shortfall",
+        "created_at",
+    )
+
+    @admin.display(description="asset", ordering="order__asset__ticker")
+    def asset(self, obj: Fill) -> str:
+        return str(obj.order.asset)
+
+    @admin.display(description="side")
+    def side(self, obj: Fill) -> str:
+        return obj.order.get_side_display()
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Fill], search_term: str) -> Any:
+        # Ids are looked up exactly, each by its unique index, not browsed.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        ids = Q(broker_fill_id=term) | Q(order__client_order_id=term) | Q(order__broker_order_id=term)
+        return queryset.filter(ids), False
