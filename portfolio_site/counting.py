@@ -89,6 +89,9 @@ def count_rows(queryset: QuerySet[Any], *, bound: int = DEFAULT_BOUND) -> RowCou
     # of visiting each row for its primary key. Written out, because QuerySet.count() would drop the constant as
     # unused and select nothing (which PostgreSQL takes, SQLite refuses) or the primary key.
     first = queryset.order_by().annotate(counted_row=Value(1)).values("counted_row")[: bound + 1]
+    if queryset.query.distinct:
+        # Distinct rows are told apart by their columns: a constant alone would make them all one row.
+        first = queryset.order_by()[: bound + 1]
     try:
         sql, params = first.query.get_compiler(queryset.db).as_sql()
     except EmptyResultSet:  # a filter that can match nothing (`pk__in=[]`): Django asks the database nothing

@@ -32,6 +32,15 @@ def test_a_filtered_list_past_the_bound_is_only_known_to_be_more():
     assert counted == RowCount(2, exact=False)
 
 
+def test_a_distinct_list_counts_its_distinct_rows():
+    TransactionFactory.create_batch(3)
+    TransactionFactory.create_batch(2, kind=Transaction.Kind.WITHDRAWAL, amount=1)
+
+    assert count_rows(Transaction.objects.distinct(), bound=10) == RowCount(5, exact=True)
+    assert count_rows(Transaction.objects.values("kind").distinct(), bound=10) == RowCount(2, exact=True)
+    assert count_rows(Transaction.objects.values("kind").distinct(), bound=1) == RowCount(1, exact=False)
+
+
 def test_a_past_the_bound_count_reads_at_most_bound_plus_one_rows(django_assert_num_queries):
     TransactionFactory.create_batch(4)
 
