@@ -364,6 +364,16 @@ class Allocation(TimeStampedModel):
         editable=False,
         help_text="Set by imports, so that importing a file twice records each row once.",
     )
+    # A database default too: the bulk import and the benchmarks' writers insert named columns only.
+    owned_by = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text="Set when another record owns this movement (a broker's fill): it then changes only through that "
+        "record, never on its own.",
+    )
 
     objects = AllocationQuerySet.as_manager()
 

@@ -336,6 +336,7 @@ def allocation_create(
     import_batch: ImportBatch | None = None,
     cash_in_lieu_of: Split | None = None,
     overdraft_allowed: bool = False,
+    owned_by: str = "",
 ) -> Allocation:
     """Records a movement in a portfolio; `import_key` is for imports (see holdings.importers), unique per
     portfolio; `import_batch` is the import creating it (provenance, carried by its settlement too);
@@ -344,7 +345,8 @@ def allocation_create(
     `overdraft_allowed` is for a broker's fill only: the trade happened whatever our books say, so it is recorded
     even if it leaves the portfolio short of cash or units or eats into their holds (the cash and units checks are
     skipped, everything else is the same). The caller then reads the shortfalls with
-    `ledger.selectors.cash_shortfall` and `holdings.selectors.units_shortfall`."""
+    `ledger.selectors.cash_shortfall` and `holdings.selectors.units_shortfall`. `owned_by` names the record that
+    owns the movement (a fill): changing or deleting it on its own is then refused."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
     asset = _asset_for_trade(asset)
     allocation = _validated(
@@ -362,6 +364,7 @@ def allocation_create(
             import_key=import_key,
             import_batch=import_batch,
             cash_in_lieu_of=cash_in_lieu_of,
+            owned_by=owned_by,
         )
     )
     _settle(actor=actor, allocation=allocation, overdraft_allowed=overdraft_allowed)
@@ -404,9 +407,15 @@ SETTLEMENT_FIELDS = frozenset({"portfolio", "asset", "kind", "quantity", "price"
 CASH_IN_LIEU_FIXED = "This sale is cash in lieu of a split's fraction: change or delete the split instead."
 
 
-def _refuse_transfer_leg(allocation: Allocation) -> None:
+def _refuse_owned(allocation: Allocation) -> None:
     if allocation.cash_in_lieu_of_id is not None:
         raise ConflictError(CASH_IN_LIEU_FIXED)
+    if allocation.owned_by:
+        raise ConflictError(f"This movement records {allocation.owned_by}: it cannot be changed or deleted on its own.")
+
+
+def _refuse_transfer_leg(allocation: Allocation) -> None:
+    _refuse_owned(allocation)
     if allocation.counterpart_id is not None or Allocation.objects.filter(counterpart=allocation).exists():
         raise ConflictError(
             "This movement is a leg of a transfer between portfolios; delete the transfer (either leg) instead."
@@ -463,8 +472,7 @@ def _delete(*, actor: Any, allocation: Allocation) -> None:
 def allocation_delete(*, actor: Any, allocation: Allocation) -> None:
     """Deletes a movement and reverses its settlement; deleting either leg of a transfer deletes both."""
     before, _ = _movement_locked(actor=actor, pk=allocation.pk)
-    if before.cash_in_lieu_of_id is not None:
-        raise ConflictError(CASH_IN_LIEU_FIXED)
+    _refuse_owned(before)
     legs = [before]
     if before.counterpart_id is not None:
         legs.append(Allocation.objects.select_related("portfolio", "asset").get(pk=before.counterpart_id))

@@ -402,6 +402,7 @@ def fill_record(*, order_id: int, fill: BrokerFill) -> Fill:
         date=day,
         notes=f"Fill {fill.broker_fill_id} of order {order.pk} ({order.client_order_id})",
         overdraft_allowed=True,
+        owned_by=f"a broker's fill ({fill.broker_fill_id}) of order {order.pk}",
     )
     shortfall = _shortfall(order=order, since=day)
     recorded = Fill(

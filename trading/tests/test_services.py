@@ -555,3 +555,19 @@ def test_two_concurrent_orders_never_together_hold_more_cash_than_there_is(
 
     assert sorted(outcomes) == ["held", "refused"]
     assert cash_free(portfolio_id=portfolio.pk, currency="USD") == D("399.0000")
+
+
+def test_a_fills_allocation_changes_only_through_its_fill(
+    advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any]
+) -> None:
+    from holdings.services import allocation_delete, allocation_update
+
+    order = submitted(run_jobs, advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("2"))
+    allocation = order.fills.get().allocation
+
+    with pytest.raises(ConflictError, match="records a broker's fill"):
+        allocation_update(actor=advisor, allocation=allocation, quantity=D("3"))
+    with pytest.raises(ConflictError, match="records a broker's fill"):
+        allocation_delete(actor=advisor, allocation=allocation)
+    allocation.refresh_from_db()
+    assert allocation.quantity == D("2")
