@@ -347,7 +347,8 @@ def allocation_create(
     skipped, everything else is the same). The caller then reads the shortfalls with
     `ledger.selectors.cash_shortfall` and `holdings.selectors.units_shortfall`. `owned_by` names the record that
     owns the movement (a fill): changing or deleting it on its own is then refused."""
-    locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
+    # A broker's fill is recorded in a portfolio closed meanwhile too: it happened at the broker.
+    locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk, for_movement=not overdraft_allowed)
     asset = _asset_for_trade(asset)
     allocation = _validated(
         Allocation(

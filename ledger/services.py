@@ -126,8 +126,9 @@ def _leg_post(
     overdraft_allowed: bool = False,
 ) -> Transaction:
     """A cash leg another record owns (a trade's settlement, a dividend's cash), posted in its locked portfolio
-    under the same cash rule as every posting (unless `overdraft_allowed`: a broker's fill only)."""
-    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id)
+    under the same cash rule as every posting (unless `overdraft_allowed`: a broker's fill only, which is posted in a
+    portfolio closed meanwhile too, because it happened at the broker)."""
+    portfolio = portfolio_lock(actor=actor, portfolio_id=portfolio_id, for_movement=not overdraft_allowed)
     tx, _ = _post(
         actor=actor,
         portfolio=portfolio,

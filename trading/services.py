@@ -8,7 +8,6 @@ order as it then stands: the answer of a submission, a poll or a cancel can arri
 once (fills by their broker id, state changes only forwards).
 """
 
-import contextlib
 import datetime
 import logging
 import zoneinfo
@@ -24,14 +23,14 @@ from clients.models import Portfolio
 from clients.services import portfolio_lock
 from holdings.holds import unit_hold_place, unit_hold_release, unit_hold_resize
 from holdings.models import Asset
-from holdings.selectors import latest_prices, units_shortfall
+from holdings.selectors import latest_prices, unit_hold_quantity, units_shortfall
 from holdings.services import allocation_create, short_position_message
-from ledger.selectors import cash_shortfall
+from ledger.selectors import cash_hold_amount, cash_shortfall
 from ledger.services import cash_hold_place, cash_hold_release, cash_hold_resize, overdraft_message
 from portfolio_site.errors import ConflictError
 from portfolio_site.imports.run import CommandLineActor
 from portfolio_site.jobs.base import enqueue
-from portfolio_site.money import AMOUNT_QUANTUM
+from portfolio_site.money import AMOUNT_QUANTUM, to_quantity
 
 from .brokers import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, OrderTicket, broker_named, broker_names
 from .models import Fill, Order, OrderEvent
@@ -156,14 +155,23 @@ def _place_hold(*, actor: Any, order: Order) -> str:
     return f"Holding {order.quantity.normalize():f} units of {order.asset}."
 
 
-def _resize_hold(*, actor: Any, order: Order, remaining: Decimal) -> None:
-    """Shrinks the order's hold to what its `remaining` units still need (releasing it at zero)."""
+def _shrink_hold(*, actor: Any, order: Order, fill: BrokerFill) -> None:
+    """Takes what a fill spends off its order's hold, which a fill only ever shrinks (released when the order is
+    done). A buy's hold loses the fill's cost, and keeps no more than the rest of the order needs (a fill cheaper than
+    its hold price frees the difference); a sell's loses the fill's share of the units, in the units the hold is
+    counted in today, so a split since the order was placed is followed."""
+    remaining = order.remaining_quantity - fill.quantity
     if order.side == Order.Side.BUY:
+        held = cash_hold_amount(reference=order.hold_reference)
+        cost = fill.quantity * fill.price + fill.fees + fill.taxes
+        left = min(held - cost, cash_to_hold(order=order, quantity=remaining)) if remaining > 0 else Decimal("0")
         cash_hold_resize(
-            actor=actor, reference=order.hold_reference, amount=cash_to_hold(order=order, quantity=remaining)
+            actor=actor, reference=order.hold_reference, amount=max(left, Decimal("0")).quantize(AMOUNT_QUANTUM)
         )
     else:
-        unit_hold_resize(actor=actor, reference=order.hold_reference, quantity=max(remaining, Decimal("0")))
+        held = unit_hold_quantity(reference=order.hold_reference)
+        left = held * remaining / order.remaining_quantity if remaining > 0 else Decimal("0")
+        unit_hold_resize(actor=actor, reference=order.hold_reference, quantity=to_quantity(min(left, held)))
 
 
 def _release_hold(*, actor: Any, order: Order) -> None:
@@ -301,10 +309,14 @@ def order_send(*, order_id: int) -> Order:
 
 
 def order_withdraw(*, order_id: int) -> None:
-    """Makes sure an order cancelled while it was being sent is not left open at its broker."""
+    """Makes sure an order that ended here while it was being sent (cancelled, expired) is not left open at its
+    broker, and records whatever the broker filled of it first: those fills happened."""
     order = Order.objects.select_related("asset").get(pk=order_id)
-    with contextlib.suppress(BrokerRefused):  # the broker never had it: nothing to withdraw
-        broker_named(order.broker).cancel(ticket(order))
+    try:
+        answer = broker_named(order.broker).cancel(ticket(order))
+    except BrokerRefused:  # the broker never had it: nothing to withdraw
+        return
+    apply_broker_answer(actor=BROKER, order_id=order_id, answer=answer)
 
 
 def _reject(*, order_id: int, message: str) -> Order:
@@ -336,7 +348,8 @@ def apply_broker_answer(*, actor: Any, order_id: int, answer: BrokerOrder) -> Or
         if order.broker_order_id is None:
             order.broker_order_id = answer.broker_order_id
             order.broker_message = answer.message
-            if order.status == Status.PENDING:
+            accepted = answer.state in (BrokerState.ACCEPTED, BrokerState.PARTIALLY_FILLED, BrokerState.FILLED)
+            if order.status == Status.PENDING and accepted:
                 order.status = Status.SUBMITTED
                 order.save(update_fields=["broker_order_id", "broker_message", "status", "updated_at"])
                 _event(
@@ -345,13 +358,14 @@ def apply_broker_answer(*, actor: Any, order_id: int, answer: BrokerOrder) -> Or
                     from_status=Status.PENDING,
                     message=_said("Accepted by the broker.", answer),
                 )
-                if answer.state in (BrokerState.ACCEPTED, BrokerState.PARTIALLY_FILLED):
+                if answer.state != BrokerState.FILLED:
                     # Ask again shortly: a market order fills within moments (at once where jobs run in-process).
                     _enqueue("order_sync", order_id=order.pk, countdown=settings.TRADING_FIRST_POLL_SECONDS)
             else:
-                # Cancelled here while it was on its way: the broker has it now, and must drop it.
+                # Refused at once (ended below, from pending), or ended here while it was on its way (cancelled,
+                # expired): then the broker has it now, and must drop it.
                 order.save(update_fields=["broker_order_id", "broker_message", "updated_at"])
-                if order.status == Status.CANCELLED:
+                if order.status in Order.FINAL and accepted:
                     _enqueue("order_withdraw", order_id=order.pk)
     for fill in answer.fills:
         fill_record(order_id=order_id, fill=fill)
@@ -388,7 +402,7 @@ def fill_record(*, order_id: int, fill: BrokerFill) -> Fill:
         )
     remaining = order.remaining_quantity - fill.quantity
     if order.status in Order.OPEN:
-        _resize_hold(actor=BROKER, order=order, remaining=remaining)
+        _shrink_hold(actor=BROKER, order=order, fill=fill)
     day = trading_day(fill.executed_at)
     allocation = allocation_create(
         actor=BROKER,
@@ -474,6 +488,8 @@ def order_expire(*, order_id: int, now: datetime.datetime | None = None) -> Orde
         order = _locked(actor=BROKER, order=order)
         if order.status in Order.OPEN:
             _finish(actor=BROKER, order=order, status=Status.EXPIRED, message="Expired at the end of its day.")
+            if order.broker_order_id is None:
+                _enqueue("order_withdraw", order_id=order.pk)  # a send in flight may still reach the broker
         return order
 
 

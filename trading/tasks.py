@@ -44,7 +44,7 @@ def orders_poll() -> dict[str, int]:
     """Every minute (a default schedule): sends the orders still waiting for their broker, polls the open ones, and
     expires the day orders past their day. A broker that does not answer is skipped until the next run; how many of
     each it handled."""
-    done = {"sent": 0, "polled": 0, "expired": 0, "unreachable": 0}
+    done = {"sent": 0, "polled": 0, "expired": 0, "unreachable": 0, "failed": 0}
     due = services.orders_due()
     steps = (
         ("sent", due["send"], services.order_send),
@@ -58,6 +58,11 @@ def orders_poll() -> dict[str, int]:
             except BrokerUnavailable as error:
                 done["unreachable"] += 1
                 logger.warning("Order %s: broker unreachable (%s); next run tries again", order_id, error)
+            except Exception:
+                # One order's trouble (a refused fill, a broker's odd answer) must not stop the others' polls and
+                # expiries: it is logged with its trace, counted, and tried again next run.
+                done["failed"] += 1
+                logger.exception("Order %s: %s failed; next run tries again", order_id, counted)
             else:
                 done[counted] += 1
     return done

@@ -41,7 +41,8 @@ class PaperBroker:
         self.offline = offline
 
     def estimate_fees(self, *, side: str, quantity: Decimal, price: Decimal) -> Decimal:
-        return self._fees(quantity * price)
+        # Each part of a partially filled order pays its own fee (its minimum included): the estimate covers them all.
+        return self._fees(quantity * price / self.fill_parts) * self.fill_parts
 
     def submit(self, ticket: OrderTicket) -> BrokerOrder:
         self._reachable()

@@ -12,9 +12,10 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
+from clients.services import portfolio_update
 from clients.tests.factories import ClientFactory, main_portfolio
 from holdings.models import Allocation, Asset
-from holdings.selectors import position, units_free
+from holdings.selectors import position, unit_hold_quantity, units_free
 from holdings.services import allocation_create, price_create, split_create
 from holdings.tests.factories import AllocationFactory, AssetFactory, PriceFactory
 from ledger.selectors import cash_available, cash_free, cash_hold_amount
@@ -22,8 +23,9 @@ from ledger.services import transaction_post
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError
 from trading import services, tasks
-from trading.brokers import BrokerFill, BrokerUnavailable, broker_named
+from trading.brokers import BrokerFill, BrokerOrder, BrokerState, BrokerUnavailable, OrderTicket, broker_named
 from trading.brokers.base import _broker
+from trading.brokers.paper import PaperBroker
 from trading.models import Fill, Order, OrderEvent, PaperOrder
 from trading.tests.factories import OrderFactory
 
@@ -182,7 +184,8 @@ def test_partial_fills_shrink_the_hold_to_what_the_rest_needs(
 
     order = services.order_sync(order_id=order.pk)
     assert (order.status, order.filled_quantity) == (Status.PARTIALLY_FILLED, D("5"))
-    assert cash_hold_amount(reference=order.hold_reference) == D("501.0000")  # 5 x 100 + the 1.00 minimum fee
+    # The rest's cost at the limit, 5 x 100, plus a minimum fee for each of the two parts the broker fills in.
+    assert cash_hold_amount(reference=order.hold_reference) == D("502.0000")
 
     order = services.order_sync(order_id=order.pk)
     assert (order.status, order.filled_quantity) == (Status.FILLED, D("10"))
@@ -262,7 +265,7 @@ def test_the_periodic_job_expires_day_orders_and_leaves_good_till_cancelled_ones
     gtc = submitted(run_jobs, advisor, limit_price=D("91"), time_in_force="gtc", **limit)
     Order.objects.filter(pk=day.pk).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
 
-    assert tasks.orders_poll() == {"sent": 0, "polled": 1, "expired": 1, "unreachable": 0}
+    assert tasks.orders_poll() == {"sent": 0, "polled": 1, "expired": 1, "unreachable": 0, "failed": 0}
 
     day.refresh_from_db()
     gtc.refresh_from_db()
@@ -571,3 +574,159 @@ def test_a_fills_allocation_changes_only_through_its_fill(
         allocation_delete(actor=advisor, allocation=allocation)
     allocation.refresh_from_db()
     assert allocation.quantity == D("2")
+
+
+class RefusingBroker(PaperBroker):
+    """A broker that refuses every order it is sent, as a real one does an account without buying power."""
+
+    def submit(self, ticket: OrderTicket) -> BrokerOrder:
+        return BrokerOrder("refused-1", BrokerState.REJECTED, message="Insufficient buying power.")
+
+
+def test_an_order_the_broker_refuses_at_once_goes_from_pending_to_rejected_and_frees_its_hold(
+    settings: Any, advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any]
+) -> None:
+    settings.TRADING_BROKERS["paper"]["BACKEND"] = "trading.tests.test_services.RefusingBroker"
+    _broker.cache_clear()
+
+    order = submitted(run_jobs, advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("1"))
+
+    assert order.status == Status.REJECTED
+    assert statuses(order) == [("", "draft"), ("draft", "pending"), ("pending", "rejected")]
+    assert "Insufficient buying power" in OrderEvent.objects.filter(order=order).last().message
+    assert cash_hold_amount(reference=order.hold_reference) == D("0")
+
+
+def test_a_minimum_fee_per_partial_fill_is_held_for_so_the_fills_stay_covered(
+    settings: Any, advisor: Any, asset: Asset, run_jobs: Callable[..., Any]
+) -> None:
+    paper_options(settings, fill_parts=2)
+    portfolio = main_portfolio(ClientFactory(advisor=advisor))
+    TransactionFactory(portfolio=portfolio, currency="USD", amount=D("1002"), date=TODAY - datetime.timedelta(days=3))
+    order = submitted(
+        run_jobs,
+        advisor,
+        portfolio=portfolio,
+        asset=asset,
+        side="buy",
+        quantity=D("10"),
+        order_type="limit",
+        limit_price=D("100"),
+    )
+    assert cash_hold_amount(reference=order.hold_reference) == D("1002.0000")  # 1,000 + a 1.00 fee per part
+
+    price_create(asset=asset, date=TODAY, close=D("100"))
+    services.order_sync(order_id=order.pk)
+    order = services.order_sync(order_id=order.pk)
+
+    assert order.status == Status.FILLED
+    assert not order.fills.filter(exceeded_hold=True).exists()
+    assert cash_available(portfolio_id=portfolio.pk, currency="USD") == D("0.0000")
+
+
+def test_a_fill_is_recorded_even_in_a_portfolio_closed_since_the_order(
+    advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any]
+) -> None:
+    order = submitted(
+        run_jobs,
+        advisor,
+        portfolio=portfolio,
+        asset=asset,
+        side="buy",
+        quantity=D("2"),
+        order_type="limit",
+        limit_price=D("90"),
+        time_in_force="gtc",
+    )
+    portfolio_update(actor=advisor, portfolio=portfolio, closed_on=TODAY)
+
+    price_create(asset=asset, date=TODAY, close=D("89"))
+    order = services.order_sync(order_id=order.pk)
+
+    assert order.status == Status.FILLED
+    assert position(portfolio_id=portfolio.pk, asset_id=asset.pk) == D("2")
+
+
+def test_one_orders_failure_does_not_stop_the_periodic_job_for_the_others(
+    advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = {"portfolio": portfolio, "asset": asset, "side": "buy", "quantity": D("1"), "order_type": "limit"}
+    older = submitted(run_jobs, advisor, limit_price=D("90"), time_in_force="gtc", **limit)
+    newer = submitted(run_jobs, advisor, limit_price=D("91"), time_in_force="gtc", **limit)
+    sync = services.order_sync
+
+    def failing_for_the_newer(*, order_id: int) -> Order:
+        if order_id == newer.pk:
+            raise ConflictError("Something about this one order.")
+        return sync(order_id=order_id)
+
+    monkeypatch.setattr(services, "order_sync", failing_for_the_newer)
+    price_create(asset=asset, date=TODAY, close=D("80"))
+
+    assert tasks.orders_poll() == {"sent": 0, "polled": 1, "expired": 0, "unreachable": 0, "failed": 1}
+    older.refresh_from_db()
+    assert older.status == Status.FILLED
+
+
+def test_fills_made_while_a_cancel_raced_the_send_are_recorded_when_the_order_is_withdrawn(
+    advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "_enqueue", lambda *args, **kwargs: None)  # each step run by hand, in race order
+    order = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("2"))
+    services.order_submit(actor=advisor, order=order)
+    broker = broker_named("paper")
+    answer = broker.submit(services.ticket(order))  # the send job reached the broker...
+    order = services.order_cancel(actor=advisor, order=order)  # ...while staff cancelled it here
+    services.apply_broker_answer(actor=services.BROKER, order_id=order.pk, answer=answer)
+    broker.fetch(services.ticket(order))  # the broker fills it before the withdrawal arrives
+
+    services.order_withdraw(order_id=order.pk)
+
+    order.refresh_from_db()
+    assert order.status == Status.CANCELLED
+    assert order.fills.count() == 1
+    assert position(portfolio_id=portfolio.pk, asset_id=asset.pk) == D("2")
+
+
+def test_a_day_order_that_expires_before_reaching_its_broker_is_withdrawn_there(
+    advisor: Any, portfolio: Any, asset: Asset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    withdrawn: list[int] = []
+    monkeypatch.setattr(
+        services,
+        "_enqueue",
+        lambda name, **kwargs: withdrawn.append(kwargs["order_id"]) if name == "order_withdraw" else None,
+    )
+    order = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("1"))
+    order = services.order_submit(actor=advisor, order=order)
+
+    order = services.order_expire(order_id=order.pk, now=order.expires_at)
+
+    assert order.status == Status.EXPIRED
+    assert withdrawn == [order.pk]
+
+
+def test_a_reverse_split_between_order_and_fill_shrinks_the_unit_hold_by_the_fills_share(
+    advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any]
+) -> None:
+    AllocationFactory(portfolio=portfolio, asset=asset, quantity=D("10"), date=TODAY - datetime.timedelta(days=5))
+    with time_machine.travel(timezone.now() - datetime.timedelta(days=1)):
+        order = submitted(
+            run_jobs,
+            advisor,
+            portfolio=portfolio,
+            asset=asset,
+            side="sell",
+            quantity=D("10"),
+            order_type="limit",
+            limit_price=D("200"),
+            time_in_force="gtc",
+        )
+    split_create(actor=advisor, asset=asset, date=TODAY, new_units=D("1"), old_units=D("2"))
+    assert unit_hold_quantity(reference=order.hold_reference) == D("5")
+
+    fill = BrokerFill(broker_fill_id="F-1", quantity=D("4"), price=D("200"), executed_at=timezone.now())
+    services.fill_record(order_id=order.pk, fill=fill)
+
+    # The fill took 4 of the order's 10: the hold keeps 6/10 of what it held, in today's units.
+    assert unit_hold_quantity(reference=order.hold_reference) == D("3")
