@@ -27,7 +27,8 @@ from holdings.selectors import latest_prices, unit_hold_quantity, units_shortfal
 from holdings.services import allocation_create, short_position_message
 from ledger.selectors import cash_hold_amount, cash_shortfall
 from ledger.services import cash_hold_place, cash_hold_release, cash_hold_resize, overdraft_message
-from portfolio_site.errors import ConflictError
+from portfolio_site import display
+from portfolio_site.errors import ConflictError, InsufficientCash, InsufficientUnits
 from portfolio_site.imports.run import CommandLineActor
 from portfolio_site.jobs.base import enqueue
 from portfolio_site.money import AMOUNT_QUANTUM, to_quantity
@@ -134,25 +135,44 @@ def cash_to_hold(*, order: Order, quantity: Decimal) -> Decimal:
 
 
 def _place_hold(*, actor: Any, order: Order) -> str:
+    """Holds what the order may spend; refused (409) in the order's own words, naming what is missing."""
+    currency = order.asset.currency
     if order.side == Order.Side.BUY:
         order.hold_price = _hold_price(order)
         amount = cash_to_hold(order=order, quantity=order.quantity)
-        cash_hold_place(
+        try:
+            cash_hold_place(
+                actor=actor,
+                portfolio_id=order.portfolio_id,
+                currency=currency,
+                amount=amount,
+                reference=order.hold_reference,
+            )
+        except InsufficientCash as short:
+            raise ConflictError(
+                f"Insufficient cash in {order.portfolio.name} for this order: it needs "
+                f"{display.money(amount, currency)} (units at {display.number(order.hold_price)} plus estimated fees), "
+                f"{display.money(short.available, currency)} is available: {display.money(short.missing, currency)} "
+                "is missing.",
+                field="quantity",
+            ) from None
+        return f"Holding {display.money(amount, currency)}."
+    try:
+        unit_hold_place(
             actor=actor,
             portfolio_id=order.portfolio_id,
-            currency=order.asset.currency,
-            amount=amount,
+            asset_id=order.asset_id,
+            quantity=order.quantity,
             reference=order.hold_reference,
         )
-        return f"Holding {amount} {order.asset.currency}."
-    unit_hold_place(
-        actor=actor,
-        portfolio_id=order.portfolio_id,
-        asset_id=order.asset_id,
-        quantity=order.quantity,
-        reference=order.hold_reference,
-    )
-    return f"Holding {order.quantity.normalize():f} units of {order.asset}."
+    except InsufficientUnits as short:
+        raise ConflictError(
+            f"Not enough units of {order.asset} in {order.portfolio.name} for this order: it sells "
+            f"{display.number(order.quantity)} units; {display.number(short.available)} are available, "
+            f"{display.number(short.missing)} short.",
+            field="quantity",
+        ) from None
+    return f"Holding {display.number(order.quantity)} units of {order.asset}."
 
 
 def _shrink_hold(*, actor: Any, order: Order, fill: BrokerFill) -> None:

@@ -290,7 +290,10 @@ def test_an_order_the_cash_cannot_cover_is_refused_naming_what_is_missing(
         services.order_submit(actor=advisor, order=order)
 
     # 100 x 105 + 10.50 fees = 10,510.50 against 10,000 available.
-    assert "510.5" in refused.value.message
+    assert refused.value.message == (
+        f"Insufficient cash in {portfolio.name} for this order: it needs 10,510.50 USD (units at 105 plus estimated "
+        "fees), 10,000.00 USD is available: 510.50 USD is missing."
+    )
     order.refresh_from_db()
     assert order.status == Status.DRAFT
     assert cash_hold_amount(reference=order.hold_reference) == D("0")
@@ -335,7 +338,7 @@ def test_an_open_sell_holds_units_another_sell_cannot_take(
     )
     second = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="sell", quantity=D("3"))
 
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError, match="it sells 3 units; 2 are available, 1 short"):
         services.order_submit(actor=advisor, order=second)
     with pytest.raises(ConflictError):
         allocation_create(
