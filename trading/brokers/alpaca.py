@@ -52,6 +52,9 @@ STATES = {
     "rejected": BrokerState.REJECTED,
 }
 FILLS_PAGE_SIZE = 100
+# The statuses of an order whose cancel Alpaca has accepted but not yet carried out.
+CANCEL_PENDING = ("pending_cancel", "new", "accepted", "pending_new", "partially_filled")
+CANCEL_POLL_INTERVAL = 0.25
 
 
 class AlpacaBroker:
@@ -66,6 +69,8 @@ class AlpacaBroker:
         max_retries: int = 3,
         max_retry_wait: float = 30,
         fee_rate: str = "0",
+        cancel_wait: float = 2,
+        currency: str = "USD",
     ) -> None:
         self.name = name
         if urllib.parse.urlsplit(base_url).scheme not in ("https", "http"):
@@ -78,6 +83,9 @@ class AlpacaBroker:
         self.max_retry_wait = float(max_retry_wait)
         # Alpaca charges no commission on US equities; a rate covers regulatory fees where a firm wants them held.
         self.fee_rate = Decimal(fee_rate)
+        self.cancel_wait = float(cancel_wait)
+        # The account's currency: Alpaca's US account trades in dollars, and an order in another currency is refused.
+        self.currency = currency
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(name={self.name!r}, base_url={self.base_url!r})"
@@ -88,6 +96,8 @@ class AlpacaBroker:
         return quantity * price * self.fee_rate
 
     def submit(self, ticket: OrderTicket) -> BrokerOrder:
+        if ticket.currency != self.currency:
+            raise BrokerRefused(f"This Alpaca account trades in {self.currency}, not {ticket.currency}.")
         body: dict[str, Any] = {
             "symbol": ticket.symbol,
             "qty": str(ticket.quantity),
@@ -118,7 +128,15 @@ class AlpacaBroker:
         if status == 422:
             # Not cancelable (filled, or already ended): answer its state as it is.
             logger.info("Alpaca order %s is not cancelable: %s", order_id, _message(answer))
-        return self._answer(self._order_by_id(order_id))
+            return self._answer(self._order_by_id(order_id))
+        # Alpaca accepts a cancel request (204) and cancels asynchronously (pending_cancel): wait a little for its end,
+        # then answer whatever it is (still open, if the cancel has not gone through; the caller sees it as such).
+        deadline = time.monotonic() + self.cancel_wait
+        while True:
+            order = self._order_by_id(order_id)
+            if order.get("status") not in CANCEL_PENDING or time.monotonic() >= deadline:
+                return self._answer(order)
+            time.sleep(CANCEL_POLL_INTERVAL)
 
     def check(self) -> str:
         """Tests the connection without placing anything: reads the account. Answers a short description."""
