@@ -30,9 +30,12 @@ class FakeAlpaca:
         # Scripted answers for the next requests: (status, headers, body) or ("stall", seconds).
         self.script: deque[tuple[Any, ...]] = deque()
         self.lock = threading.Lock()
+        # With cancel_asynchronously, a cancelled order reads pending_cancel for its next GET, then canceled.
+        self.cancel_asynchronously = False
+        self.pending_cancels: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -115,10 +118,21 @@ class FakeAlpaca:
                 if order is None:
                     return 404, {}, {"code": 40410000, "message": "order not found"}
                 if method == "GET":
+                    if order["id"] in self.pending_cancels:
+                        self.pending_cancels[order["id"]] -= 1
+                        if not self.pending_cancels[order["id"]]:
+                            del self.pending_cancels[order["id"]]
+                            order["status"] = "canceled"
+                            order["canceled_at"] = _now().isoformat()
                     return 200, {}, order
                 if method == "DELETE":
                     if order["status"] not in OPEN:
                         return 422, {}, {"code": 42210000, "message": "order is not cancelable"}
+                    if self.cancel_asynchronously:
+                        # Alpaca accepts the cancel and carries it out a moment later.
+                        order["status"] = "pending_cancel"
+                        self.pending_cancels[order["id"]] = 2
+                        return 204, {}, None
                     order["status"] = "canceled"
                     order["canceled_at"] = _now().isoformat()
                     return 204, {}, None

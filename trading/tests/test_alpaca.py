@@ -244,3 +244,31 @@ def test_a_base_url_that_is_not_http_is_refused_at_configuration() -> None:
 
     with pytest.raises(ImproperlyConfigured, match="base_url"):
         AlpacaBroker(name="alpaca", base_url="file:///etc/passwd", api_key=KEY, api_secret=SECRET)
+
+
+def test_a_cancel_alpaca_carries_out_a_moment_later_answers_cancelled(
+    alpaca: FakeAlpaca, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trading.brokers.alpaca.CANCEL_POLL_INTERVAL", 0.01)
+    alpaca.cancel_asynchronously = True
+    broker = adapter(alpaca)
+    broker.submit(ticket_for())
+
+    assert broker.cancel(ticket_for()).state == BrokerState.CANCELLED
+
+
+def test_a_cancel_still_pending_when_the_wait_ends_answers_the_order_open(alpaca: FakeAlpaca) -> None:
+    alpaca.cancel_asynchronously = True
+    broker = adapter(alpaca, cancel_wait=0)
+    broker.submit(ticket_for())
+
+    answer = broker.cancel(ticket_for())
+
+    assert answer.state == BrokerState.ACCEPTED
+    assert answer.message == "Alpaca: pending_cancel"
+
+
+def test_an_order_in_another_currency_is_refused_before_anything_is_sent(alpaca: FakeAlpaca) -> None:
+    with pytest.raises(BrokerRefused, match="USD, not EUR"):
+        adapter(alpaca).submit(ticket_for(currency="EUR"))
+    assert not alpaca.requests
