@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from portfolio_site.crypto import EncryptedTextField
 from portfolio_site.historical import TrackedHistory
 from portfolio_site.models import TimeStampedModel
 
@@ -254,7 +255,7 @@ class TOTPDevice(models.Model):
     """A user's authenticator app. The secret is encrypted at rest (settings.ENCRYPTION_KEYS)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="totp_device")
-    encrypted_secret = models.TextField()
+    encrypted_secret = EncryptedTextField()
     confirmed_at = models.DateTimeField(null=True, blank=True, help_text="Set once a first code was confirmed.")
     last_used_step = models.BigIntegerField(
         default=0, help_text="Time step of the last accepted code: a code is accepted once only."

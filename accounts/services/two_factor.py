@@ -1,6 +1,6 @@
 """Two-factor authentication with an authenticator app (TOTP), its recovery codes, and the login's second step.
 
-The TOTP secret is encrypted at rest (accounts.crypto); recovery codes are stored only as keyed hashes and
+The TOTP secret is encrypted at rest (portfolio_site.crypto); recovery codes are stored only as keyed hashes and
 shown once. A code is accepted within one time step either side of now, and a time step is accepted once
 only: `TOTPDevice.last_used_step` remembers the last one, so a code seen over someone's shoulder is spent.
 A wrong second factor is audited and counts toward the lockout of the user's address, like a wrong password.
@@ -17,9 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from accounts.crypto import InvalidToken, decrypt, encrypt, reencrypt
 from accounts.models import LoginSession, RecoveryCode, TOTPDevice, User
 from portfolio_site import logs
+from portfolio_site.crypto import InvalidToken, decrypt, encrypt
 from portfolio_site.errors import ConflictError
 
 from .events import ClientInfo, Kind, security_event_record
@@ -59,14 +59,6 @@ class Enrolment:
 class TwoFactorStatus:
     enabled: bool
     recovery_codes_left: int
-
-
-class SecretUndecryptable(Exception):
-    """A stored TOTP secret cannot be decrypted with any key of settings.ENCRYPTION_KEYS."""
-
-    def __init__(self, device_pk: int) -> None:
-        super().__init__(f"The secret of TOTP device {device_pk} cannot be decrypted with any key of ENCRYPTION_KEYS.")
-        self.device_pk = device_pk
 
 
 # --- Codes ---------------------------------------------------------------------------------------
@@ -251,22 +243,3 @@ def two_factor_verify(
     security_event_record(kind=Kind.TWO_FACTOR_FAILED, client=client, user=user, detail="login")
     lockout_record_failure(email=user.email, client=client, user=user)
     raise LoginFailed(INVALID_SECOND_FACTOR)
-
-
-# --- Key rotation ---------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def totp_secrets_reencrypt() -> int:
-    """Re-encrypts every TOTP secret with the first key of settings.ENCRYPTION_KEYS; how many.
-
-    All or nothing: SecretUndecryptable (and nothing changed) if any secret is under no configured key.
-    """
-    devices = list(TOTPDevice.objects.select_for_update().order_by("pk"))
-    for device in devices:
-        try:
-            device.encrypted_secret = reencrypt(device.encrypted_secret)
-        except InvalidToken:
-            raise SecretUndecryptable(device.pk) from None
-    TOTPDevice.objects.bulk_update(devices, ["encrypted_secret"], batch_size=500)
-    return len(devices)

@@ -15,11 +15,11 @@ from django.test import override_settings
 from openapi_core import OpenAPI
 from rest_framework.test import APIClient
 
-from accounts.crypto import decrypt
 from accounts.models import LoginSession, RecoveryCode, SecurityEvent, TOTPDevice, User
 from accounts.services.events import ClientInfo
 from accounts.services.two_factor import recovery_code_hash, totp_confirm, totp_enrol
 from accounts.tests.factories import PASSWORD, UserFactory, access_token_for
+from portfolio_site.crypto import decrypt
 from portfolio_site.tests.test_schema import ContractClient
 
 pytestmark = pytest.mark.django_db

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "holdings",
     # Last of the business apps: it uses holdings, ledger and clients, and nothing imports it.
     "trading",
+    "portfolio_site.crypto",
     "portfolio_site.imports",
     "portfolio_site.jobs",
     "portfolio_site.idempotency",
@@ -284,8 +285,9 @@ EMAIL_VERIFICATION_MAX_AGE_HOURS = env.int("EMAIL_VERIFICATION_MAX_AGE_HOURS", d
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
 # Where links in emails point (the front end, or this site).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
-# Fernet keys for secrets stored encrypted (TOTP seeds): the first encrypts, any decrypts. Outside
-# production a key is derived from SECRET_KEY so that development needs no set-up.
+# Fernet keys for secrets stored encrypted (every app's EncryptedTextField, portfolio_site.crypto: TOTP seeds):
+# the first encrypts, any decrypts. Outside production a key is derived from SECRET_KEY so that development needs
+# no set-up.
 ENCRYPTION_KEYS = env.list(
     "ENCRYPTION_KEYS",
     default=[base64.urlsafe_b64encode(hashlib.sha256(f"encryption:{SECRET_KEY}".encode()).digest()).decode()],
