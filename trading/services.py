@@ -341,15 +341,17 @@ def order_withdraw(*, order_id: int) -> None:
 
 def _reject(*, order_id: int, message: str) -> Order:
     with transaction.atomic():
-        order = _locked(actor=BROKER, order=Order(pk=order_id, portfolio_id=_portfolio_of(order_id)))
+        order = _locked_for_broker(order_id)
         if order.status in Order.OPEN:
             order.broker_message = message
             _finish(actor=BROKER, order=order, status=Status.REJECTED, message=f"Rejected by the broker: {message}")
         return order
 
 
-def _portfolio_of(order_id: int) -> int:
-    return Order.objects.values_list("portfolio_id", flat=True).get(pk=order_id)
+def _locked_for_broker(order_id: int) -> Order:
+    """`_locked` for a broker's report, which names the order by id only: its portfolio is read first, to lock it."""
+    portfolio_id = Order.objects.values_list("portfolio_id", flat=True).get(pk=order_id)
+    return _locked(actor=BROKER, order=Order(pk=order_id, portfolio_id=portfolio_id))
 
 
 def order_sync(*, order_id: int) -> Order:
@@ -364,7 +366,7 @@ def apply_broker_answer(*, actor: Any, order_id: int, answer: BrokerOrder) -> Or
     """Applies what a broker said of an order: its id there (a first answer), each fill not yet recorded, and its end
     (cancelled, rejected, expired) when it ended. Each fill is its own transaction: one recorded stays recorded."""
     with transaction.atomic():
-        order = _locked(actor=BROKER, order=Order(pk=order_id, portfolio_id=_portfolio_of(order_id)))
+        order = _locked_for_broker(order_id)
         if order.broker_order_id is None:
             order.broker_order_id = answer.broker_order_id
             order.broker_message = answer.message
@@ -411,7 +413,7 @@ def fill_record(*, order_id: int, fill: BrokerFill) -> Fill:
     it. A fill is recorded even when it costs more than was held and available, because it happened at the broker:
     then it is flagged (`exceeded_hold`, with the shortfall) for staff, the one case where a balance may go negative.
     """
-    order = _locked(actor=BROKER, order=Order(pk=order_id, portfolio_id=_portfolio_of(order_id)))
+    order = _locked_for_broker(order_id)
     recorded = Fill.objects.filter(order=order, broker_fill_id=fill.broker_fill_id).first()
     if recorded is not None:
         return recorded
