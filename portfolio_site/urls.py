@@ -32,7 +32,7 @@ from holdings.valuation_api import (
     PortfolioValuationView,
 )
 from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
-from trading.api import FillViewSet, OrderViewSet
+from trading.api import BrokerAccountViewSet, BrokerConnectionViewSet, FillViewSet, OrderViewSet
 
 from . import health
 
@@ -56,6 +56,8 @@ router.register("transactions", TransactionViewSet, basename="transaction")
 router.register("dividends", DividendViewSet, basename="dividend")
 router.register("orders", OrderViewSet, basename="order")
 router.register("fills", FillViewSet, basename="fill")
+router.register("broker-connections", BrokerConnectionViewSet, basename="brokerconnection")
+router.register("broker-accounts", BrokerAccountViewSet, basename="brokeraccount")
 
 auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),

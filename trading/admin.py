@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -18,20 +17,28 @@ from django.http import HttpRequest, HttpResponse
 from clients.admin import ClientScopedAdminMixin, OwnerIndexedSearchMixin, PortfolioListFilter
 from portfolio_site.admin_utils import SERVICE_ERRORS, ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin, error_text
 from portfolio_site.display import money_column, number, number_column
+from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import services
-from .brokers import BrokerUnavailable, broker_names
-from .models import Fill, Order, OrderEvent
+from .brokers import BrokerUnavailable
+from .connections import broker_account_save, connection_check, connection_save
+from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
 
 # What an action reports instead of a 500: the services' refusals, and a broker that does not answer a cancel.
 REFUSALS = (*SERVICE_ERRORS, BrokerUnavailable)
 
 
 class OrderForm(forms.ModelForm):
-    """A new order, as the API takes it: a draft in a portfolio the user may see, with one of the configured
-    brokers (the default one unless chosen). The limit price's rules are the model's (shown on `limit_price`)."""
+    """A new order, as the API takes it: a draft in a portfolio the user may see, through an active broker connection
+    where the portfolio has an account (its only one unless chosen). The limit price's rules are the model's (shown
+    on `limit_price`)."""
 
-    broker = forms.ChoiceField(choices=[], help_text="The broker it is placed with (TRADING_BROKERS).")
+    connection = forms.ModelChoiceField(
+        queryset=BrokerConnection.objects.active(),
+        required=False,
+        empty_label="The portfolio's only broker account",
+        help_text="The broker connection it is placed through: one where the portfolio has an account.",
+    )
 
     class Meta:
         model = Order
@@ -43,16 +50,9 @@ class OrderForm(forms.ModelForm):
             "order_type",
             "limit_price",
             "time_in_force",
-            "broker",
+            "connection",
             "notes",
         ]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        broker = self.fields.get("broker")  # absent from the read-only page of an existing order
-        if isinstance(broker, forms.ChoiceField):
-            broker.choices = [(name, name) for name in broker_names()]
-            broker.initial = settings.TRADING_DEFAULT_BROKER
 
 
 class FillInline(ReadOnlyInline):
@@ -111,12 +111,12 @@ class OrderAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMi
         "order_type",
         "limit_shown",
         "status",
-        "broker",
+        "connection",
         "submitted_at",
         "placed_by",
     ]
-    list_filter = ["status", "side", "broker", "order_type", PortfolioListFilter]
-    list_select_related = ["portfolio__client", "asset", "placed_by"]
+    list_filter = ["status", "side", "connection", "order_type", PortfolioListFilter]
+    list_select_related = ["portfolio__client", "asset", "placed_by", "connection"]
     date_hierarchy = "created_at"
     show_full_result_count = False
     search_help_text = (
@@ -139,7 +139,8 @@ class OrderAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMi
         "filled_shown",
         "remaining_shown",
         "hold_price_shown",
-        "broker",
+        "connection",
+        "account_id",
         "client_order_id",
         "broker_order_id",
         "broker_message",
@@ -303,3 +304,117 @@ class FillAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
             return queryset, False
         ids = Q(broker_fill_id=term) | Q(order__client_order_id=term) | Q(order__broker_order_id=term)
         return queryset.filter(ids), False
+
+
+# --- Broker connections and accounts -------------------------------------------------------------------------
+
+
+class _SecretInput(forms.PasswordInput):
+    """Never renders a value back: a stored secret is not sent to the browser, and a refused form is not refilled."""
+
+    def __init__(self) -> None:
+        super().__init__(render_value=False, attrs={"autocomplete": "new-password"})
+
+
+class BrokerConnectionForm(forms.ModelForm):
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text=BrokerConnection._meta.get_field("base_url").help_text,
+    )
+    # Not the model's own field names: those columns hold ciphertext, never edited as such.
+    new_api_key = forms.CharField(label="API key", required=False, strip=True, max_length=500, widget=_SecretInput())
+    new_api_secret = forms.CharField(
+        label="API secret", required=False, strip=True, max_length=500, widget=_SecretInput()
+    )
+
+    class Meta:
+        model = BrokerConnection
+        fields = ["name", "kind", "environment", "base_url", "is_active"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        connection = self.instance
+        if connection.pk is not None and "kind" in self.fields:
+            self.fields["kind"].disabled = True
+            self.fields["kind"].help_text = "A connection's kind cannot change: add another connection."
+        if connection.credentials_set_at is not None:
+            when = connection.credentials_set_at.strftime("%Y-%m-%d %H:%M %Z")
+            hint = f"Set on {when}: never shown again. Leave both empty to keep them; give both to replace them."
+        else:
+            hint = "Not set. Needed for a remote broker (Alpaca), given together with the secret."
+        for name in ("new_api_key", "new_api_secret"):
+            if name in self.fields:
+                self.fields[name].help_text = hint
+
+    def credentials(self) -> dict[str, str | None]:
+        """What the service takes: both given, or neither (None) to keep what is stored."""
+        api_key, api_secret = self.cleaned_data.get("new_api_key"), self.cleaned_data.get("new_api_secret")
+        if not api_key and not api_secret:
+            return {"api_key": None, "api_secret": None}
+        return {"api_key": api_key or None, "api_secret": api_secret or None}
+
+
+@admin.register(BrokerConnection)
+class BrokerConnectionAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
+    """Broker connections: managed by superusers and Operations, through `connection_save`; the credentials are
+    write-only (the page says when they were set). "Test connection" asks the broker for its account, placing
+    nothing. A connection is no import kind, so its list exports nothing."""
+
+    form = BrokerConnectionForm
+    list_display = [
+        "name",
+        "kind",
+        "environment",
+        "is_active",
+        "credentials_set_at",
+        "last_checked_at",
+        "last_check_ok",
+        "last_check_message",
+    ]
+    list_filter = ["kind", "environment", "is_active"]
+    search_fields = ["name"]
+    readonly_fields = ["credentials_set_at", "last_checked_at", "last_check_ok", "last_check_message"]
+    actions = ["check_selected"]
+
+    def get_fields(self, request: HttpRequest, obj: BrokerConnection | None = None) -> list[Any]:
+        fields = [*BrokerConnectionForm.Meta.fields, "new_api_key", "new_api_secret", "credentials_set_at"]
+        if obj is not None:
+            fields += ["last_checked_at", "last_check_ok", "last_check_message"]
+        return fields
+
+    def save_model(self, request: HttpRequest, obj: BrokerConnection, form: Any, change: bool) -> None:
+        connection_save(connection=obj, **form.credentials())
+
+    def has_check_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("trading.check_brokerconnection")
+
+    @admin.action(description="Test connection (places nothing)", permissions=["check"])
+    def check_selected(self, request: HttpRequest, queryset: QuerySet[BrokerConnection]) -> None:
+        for connection in queryset.order_by("name"):
+            result = connection_check(connection=connection)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(request, f"{connection}: {result.message}", level)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Any], *args: Any) -> HttpResponse | None:
+        # Not in one transaction: each check is recorded on its connection as it ends, whatever the others do.
+        return admin.ModelAdmin.response_action(self, request, queryset)
+
+
+@admin.register(BrokerAccount)
+class BrokerAccountAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
+    """Portfolios' accounts at broker connections, scoped like every client's row; managed by superusers and
+    Operations through `broker_account_save`."""
+
+    list_display = ["portfolio", "client", "connection", "account_id"]
+    list_filter = ["connection", PortfolioListFilter]
+    list_select_related = ["portfolio__client", "client", "connection"]
+    autocomplete_fields = ["portfolio"]
+    fields = ["connection", "portfolio", "account_id"]
+    search_help_text = "A client's name or email, a portfolio's name or account number, or an exact account id."
+
+    def exact_search(self, term: str) -> Q:
+        return Q(account_id=term)
+
+    def save_model(self, request: HttpRequest, obj: BrokerAccount, form: Any, change: bool) -> None:
+        broker_account_save(account=obj)

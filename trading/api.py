@@ -6,7 +6,6 @@ An order is created as a draft (or created and submitted at once), submitted, an
 
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -20,15 +19,16 @@ from holdings.models import Asset
 from portfolio_site.api.fields import ActorContextMixin, PlainDecimalField, must_be_positive
 from portfolio_site.api.permissions import ModelPermissions
 from portfolio_site.api.schema import ErrorDetailSerializer
-from portfolio_site.api.viewsets import ScopedReadCreateViewSet, ScopedViewSetMixin
+from portfolio_site.api.viewsets import ScopedModelViewSet, ScopedReadCreateViewSet, ScopedViewSetMixin
 from portfolio_site.idempotency.api import idempotent
 from portfolio_site.models import NOTES_MAX_LENGTH
 from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
 
 from . import services
-from .brokers import BrokerUnavailable, broker_names
-from .filters import FillFilterSet, OrderFilterSet
-from .models import Fill, Order, OrderEvent
+from .brokers import BrokerUnavailable
+from .connections import broker_account_save, connection_check, connection_save
+from .filters import BrokerAccountFilterSet, FillFilterSet, OrderFilterSet
+from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
 
 
 class BrokerUnreachable(exceptions.APIException):
@@ -114,6 +114,9 @@ class OrderSerializer(serializers.ModelSerializer):
     placed_by = serializers.IntegerField(
         source="placed_by_id", read_only=True, allow_null=True, help_text="The user id of who created the order."
     )
+    broker = serializers.CharField(
+        source="connection.name", read_only=True, help_text="The name of the broker connection it is placed through."
+    )
 
     class Meta:
         model = Order
@@ -131,7 +134,9 @@ class OrderSerializer(serializers.ModelSerializer):
             "filled_quantity",
             "remaining_quantity",
             "hold_price",
+            "connection",
             "broker",
+            "account_id",
             "client_order_id",
             "broker_order_id",
             "broker_message",
@@ -175,10 +180,13 @@ class OrderCreateSerializer(ActorContextMixin, serializers.Serializer):
         default=Order.TimeInForce.DAY,
         help_text="day: expires at the end of the day in TRADING_TIMEZONE; gtc: good till cancelled.",
     )
-    broker = serializers.ChoiceField(
-        choices=[],
+    connection = serializers.PrimaryKeyRelatedField(
+        queryset=BrokerConnection.objects.all(),
         required=False,
-        help_text="A broker of TRADING_BROKERS; TRADING_DEFAULT_BROKER when absent.",
+        allow_null=True,
+        default=None,
+        help_text="Id of the broker connection to place it through (GET /api/v1/broker-connections/): an active one "
+        "where the portfolio has an account. When absent, the portfolio's only such account.",
     )
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTES_MAX_LENGTH)
     submit = serializers.BooleanField(
@@ -187,14 +195,6 @@ class OrderCreateSerializer(ActorContextMixin, serializers.Serializer):
         help_text="true: create and submit in one request (needs the permission to submit orders as well); the "
         "draft is not kept when the submission is refused.",
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The settings' brokers as they are now (tests and deployments name their own).
-        broker = self.fields["broker"]
-        assert isinstance(broker, serializers.ChoiceField)
-        broker.choices = broker_names()
-        broker.default = settings.TRADING_DEFAULT_BROKER
 
 
 class OrderPermissions(ModelPermissions):
@@ -250,7 +250,7 @@ class OrderViewSet(ScopedReadCreateViewSet):
     filled there by jobs; cancelled, never edited or deleted. A retrieved order carries its audit trail (`events`)
     and its `fills`."""
 
-    queryset = Order.objects.all()
+    queryset = Order.objects.select_related("connection")
     serializer_class = OrderSerializer
     filterset_class = OrderFilterSet
     permission_classes = [OrderPermissions]
@@ -275,10 +275,11 @@ class OrderViewSet(ScopedReadCreateViewSet):
         responses={201: OrderDetailSerializer, 409: NOT_COVERED},
         description="Creates a draft order (201), or with `submit: true` creates and submits it in one go (needs "
         "`trading.submit_order` too: 403 without). 400 naming the field for a bad quantity, a limit price on a "
-        "market order or none on a limit order, an unknown asset or broker, or a portfolio the caller may not see; "
-        "409 for a closed portfolio, or, when submitting, an order the portfolio's available cash or units cannot "
-        "cover (the detail names what is missing; nothing is created). With an `Idempotency-Key`, sending the same "
-        "request again answers as the first time and creates nothing.",
+        "market order or none on a limit order, an unknown asset, a portfolio the caller may not see, or a "
+        "`connection` that is inactive, where the portfolio has no account, or left out when the portfolio has "
+        "accounts at several; 409 for a closed portfolio, or, when submitting, an order the portfolio's available "
+        "cash or units cannot cover (the detail names what is missing; nothing is created). With an "
+        "`Idempotency-Key`, sending the same request again answers as the first time and creates nothing.",
     )
     @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -339,3 +340,153 @@ class FillViewSet(ScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMode
     filterset_class = FillFilterSet
     ordering_fields = ["executed_at", "quantity", "price", "id"]
     ordering = ["-executed_at", "-id"]
+
+
+# --- Broker connections and accounts -------------------------------------------------------------------------
+
+
+class _Secret(serializers.CharField):
+    """A credential: taken, never shown (write-only), its input masked in the browsable API."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(write_only=True, required=False, max_length=500, style={"input_type": "password"}, **kwargs)
+
+
+class BrokerConnectionSerializer(serializers.ModelSerializer):
+    api_key = _Secret(
+        help_text="Write-only: never shown again (`credentials_set_at` says when it was set). Give it with "
+        "`api_secret` to set or replace the credentials; leave both out to keep them."
+    )
+    api_secret = _Secret(help_text="Write-only, like `api_key`, and given with it.")
+    kind = serializers.ChoiceField(
+        choices=BrokerConnection.Kind.choices, help_text="Set when the connection is created; it cannot change."
+    )
+
+    class Meta:
+        model = BrokerConnection
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "environment",
+            "base_url",
+            "is_active",
+            "api_key",
+            "api_secret",
+            "credentials_set_at",
+            "last_checked_at",
+            "last_check_ok",
+            "last_check_message",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "credentials_set_at",
+            "last_checked_at",
+            "last_check_ok",
+            "last_check_message",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self._credentials = {"api_key": attrs.pop("api_key", None), "api_secret": attrs.pop("api_secret", None)}
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> BrokerConnection:
+        return connection_save(connection=BrokerConnection(**validated_data), **self._credentials)
+
+    def update(self, instance: BrokerConnection, validated_data: dict[str, Any]) -> BrokerConnection:
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return connection_save(connection=instance, **self._credentials)
+
+
+class ConnectionCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="Whether the broker accepted the credentials and answered.")
+    message = serializers.CharField(help_text="The broker's account as it answered, or why the check failed.")
+    checked_at = serializers.DateTimeField()
+
+
+class BrokerConnectionPermissions(ModelPermissions):
+    """The model's permissions (advisors view the connections to choose among them; Operations manage them), and
+    `trading.check_brokerconnection` to test one."""
+
+    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+        if getattr(view, "action", None) == "check":
+            return bool(
+                request.user
+                and request.user.is_authenticated
+                and request.user.has_perms(["trading.view_brokerconnection", "trading.check_brokerconnection"])
+            )
+        return super().has_permission(request, view)
+
+
+class BrokerConnectionViewSet(ScopedModelViewSet):
+    """Firm-wide connections to brokers, which orders are placed through: read by every role that trades or audits,
+    managed by superusers and Operations. The API key and secret are write-only: set with the connection, replaced
+    by giving both again, never shown (`credentials_set_at` says when they were set). DELETE only a connection no
+    order or account uses (409: deactivate it instead)."""
+
+    queryset = BrokerConnection.objects.all()
+    serializer_class = BrokerConnectionSerializer
+    permission_classes = [BrokerConnectionPermissions]
+    filterset_fields = ["kind", "environment", "is_active"]
+    ordering_fields = ["name", "created_at"]
+    ordering = ["name"]
+
+    @extend_schema(
+        request=None,
+        responses={200: ConnectionCheckSerializer},
+        description="Tests the connection without placing an order: the broker is asked for its account. 200 with "
+        "`ok` false when the broker refuses the credentials or does not answer (the message says which). Needs "
+        "`trading.check_brokerconnection`.",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def check(self, request: Request, pk: str | None = None) -> Response:
+        connection = self.get_object()
+        result = connection_check(connection=connection)
+        connection.refresh_from_db(fields=["last_checked_at"])
+        return Response(
+            ConnectionCheckSerializer(
+                {"ok": result.ok, "message": result.message, "checked_at": connection.last_checked_at}
+            ).data
+        )
+
+
+class BrokerAccountSerializer(serializers.ModelSerializer):
+    portfolio = VisiblePortfolioField(help_text="Id of the portfolio whose account it is.")
+    connection = serializers.PrimaryKeyRelatedField(queryset=BrokerConnection.objects.all())
+
+    class Meta:
+        model = BrokerAccount
+        fields = ["id", "connection", "client", "portfolio", "account_id", "created_at", "updated_at"]
+        read_only_fields = ["client", "created_at", "updated_at"]
+        # The one-account-per-portfolio rule is the database's, reported by full_clean on `connection`.
+        validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is not None and "portfolio" in attrs and attrs["portfolio"] != self.instance.portfolio:
+            raise serializers.ValidationError({"portfolio": "An account stays with its portfolio: add another."})
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> BrokerAccount:
+        return broker_account_save(account=BrokerAccount(**validated_data))
+
+    def update(self, instance: BrokerAccount, validated_data: dict[str, Any]) -> BrokerAccount:
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return broker_account_save(account=instance)
+
+
+class BrokerAccountViewSet(ScopedModelViewSet):
+    """Portfolios' accounts at broker connections (their custodian accounts there): an order goes through a
+    connection where its portfolio has an account, and names that account. Scoped like every client's row; managed
+    by superusers and Operations, read by advisors and auditors. An order keeps the account id it was placed with, so
+    changing or deleting an account never rewrites an order."""
+
+    queryset = BrokerAccount.objects.select_related("connection")
+    serializer_class = BrokerAccountSerializer
+    filterset_class = BrokerAccountFilterSet
+    ordering_fields = ["account_id", "created_at"]
+    ordering = ["connection__name", "account_id", "id"]

@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from clients.filters import visible_clients, visible_portfolios
 from holdings.models import Asset
 
-from .models import Fill, Order
+from .models import BrokerAccount, BrokerConnection, Fill, Order
 
 
 def visible_orders(request: Any) -> QuerySet[Order]:
@@ -40,7 +40,9 @@ class OrderFilterSet(django_filters.FilterSet):
     )
     side = django_filters.ChoiceFilter(choices=Order.Side.choices)
     order_type = django_filters.ChoiceFilter(choices=Order.Type.choices)
-    broker = django_filters.CharFilter(help_text="The broker's name (a key of TRADING_BROKERS).")
+    connection = django_filters.ModelChoiceFilter(
+        queryset=BrokerConnection.objects.all(), help_text="The broker connection's id."
+    )
     created = django_filters.DateFromToRangeFilter(
         field_name="created_at", help_text="Creation date range: created_after, created_before (inclusive)."
     )
@@ -48,7 +50,7 @@ class OrderFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Order
-        fields = ["client", "portfolio", "asset", "status", "side", "order_type", "broker", "created"]
+        fields = ["client", "portfolio", "asset", "status", "side", "order_type", "connection", "created"]
 
     def filter_search(self, queryset: QuerySet[Order], name: str, value: str) -> QuerySet[Order]:
         # Exact, each served by its unique index: ids are looked up, not browsed.
@@ -80,3 +82,13 @@ class FillFilterSet(django_filters.FilterSet):
         return queryset.filter(
             Q(broker_fill_id=value) | Q(order__client_order_id=value) | Q(order__broker_order_id=value)
         )
+
+
+class BrokerAccountFilterSet(django_filters.FilterSet):
+    client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    portfolio = django_filters.ModelChoiceFilter(queryset=visible_portfolios)
+    connection = django_filters.ModelChoiceFilter(queryset=BrokerConnection.objects.all())
+
+    class Meta:
+        model = BrokerAccount
+        fields = ["client", "portfolio", "connection"]

@@ -10,11 +10,16 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
+from django.utils import timezone
 
 from clients.scope import ClientOwnedQuerySet
+from portfolio_site.crypto import EncryptedTextField, decrypt, encrypt
+from portfolio_site.historical import TrackedHistory
 from portfolio_site.models import TimeStampedModel, notes_field
 from portfolio_site.money import amount_field, quantity_field
+from portfolio_site.scoping import ReferenceDataQuerySet
 
 
 class OrderSide(models.TextChoices):
@@ -51,6 +56,164 @@ def new_client_order_id() -> str:
     return f"pb-{uuid.uuid4().hex}"
 
 
+class BrokerKind(models.TextChoices):
+    PAPER = "paper", "Paper (simulated here)"
+    ALPACA = "alpaca", "Alpaca (trading API v2)"
+
+
+# The kinds that sign in to a remote API, and so need credentials.
+REMOTE_BROKER_KINDS = (BrokerKind.ALPACA,)
+
+
+class BrokerEnvironment(models.TextChoices):
+    PAPER = "paper", "Paper trading"
+    LIVE = "live", "Live trading"
+
+
+class BrokerConnectionQuerySet(ReferenceDataQuerySet["BrokerConnection"]):
+    def active(self) -> "BrokerConnectionQuerySet":
+        return self.filter(is_active=True)
+
+
+class BrokerConnection(TimeStampedModel):
+    """A firm-wide connection to a broker: its kind, where its API answers and the credentials it signs in with.
+
+    The credentials are the most dangerous secrets the product holds. They are encrypted at rest
+    (`portfolio_site.crypto`, rotated with every other encrypted field), never shown again once set (the doors say
+    when they were set, and take new ones), and left out of the change history, which records only that they changed
+    (`credentials_set_at`). Superusers and Operations manage connections; advisors choose among the active ones.
+    """
+
+    Kind = BrokerKind
+    Environment = BrokerEnvironment
+    REMOTE_KINDS = REMOTE_BROKER_KINDS
+
+    name = models.CharField(max_length=80, unique=True)
+    kind = models.CharField(max_length=16, choices=BrokerKind.choices)
+    environment = models.CharField(
+        max_length=5,
+        choices=BrokerEnvironment.choices,
+        default=BrokerEnvironment.PAPER,
+        help_text="Paper trading (the broker's simulated account) or live trading (real money).",
+    )
+    base_url = models.URLField(
+        blank=True,
+        validators=[URLValidator(schemes=["https", "http"])],
+        help_text="Where the broker's API answers, when not its usual address for the environment (a proxy, a "
+        "regional endpoint).",
+    )
+    api_key = EncryptedTextField(blank=True, editable=False)
+    api_secret = EncryptedTextField(blank=True, editable=False)
+    credentials_set_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the API key and secret were last set."
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive: no new orders are placed through it; its open orders are still followed."
+    )
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_ok = models.BooleanField(null=True, blank=True, editable=False)
+    last_check_message = models.CharField(max_length=500, blank=True, editable=False)
+
+    objects = BrokerConnectionQuerySet.as_manager()
+    history = TrackedHistory(excluded_fields=["updated_at", "api_key", "api_secret"])
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("check_brokerconnection", "Can test a broker connection")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=BrokerKind.values),
+                name="trading_brokerconnection_kind_valid",
+                violation_error_message="Unknown kind of broker.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(environment__in=BrokerEnvironment.values),
+                name="trading_brokerconnection_environment_valid",
+                violation_error_message="A connection trades on paper or live.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind=BrokerKind.PAPER) | models.Q(environment=BrokerEnvironment.PAPER),
+                name="trading_brokerconnection_paper_is_paper",
+                violation_error_message="The paper broker trades on paper only.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind__in=REMOTE_BROKER_KINDS)
+                | (~models.Q(api_key="") & ~models.Q(api_secret="") & models.Q(credentials_set_at__isnull=False)),
+                name="trading_brokerconnection_remote_has_credentials",
+                violation_error_message="A connection to a remote broker needs an API key and secret.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(name=""),
+                name="trading_brokerconnection_name_not_blank",
+                violation_error_message="A connection needs a name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_remote(self) -> bool:
+        return self.kind in self.REMOTE_KINDS
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key and self.api_secret)
+
+    def set_credentials(self, *, api_key: str, api_secret: str) -> None:
+        """Replaces the API key and secret (encrypted; saved by the caller). Both at once: a key and a secret from two
+        different pairs never sign in."""
+        self.api_key = encrypt(api_key)
+        self.api_secret = encrypt(api_secret)
+        self.credentials_set_at = timezone.now()
+
+    def credentials(self) -> tuple[str, str]:
+        """The API key and secret in plaintext, for the adapter alone."""
+        if not self.has_credentials:
+            return "", ""
+        return decrypt(self.api_key), decrypt(self.api_secret)
+
+
+class BrokerAccountQuerySet(ClientOwnedQuerySet["BrokerAccount"]):
+    client_path = "client"
+
+
+class BrokerAccount(TimeStampedModel):
+    """A portfolio's account at a broker (its custodian account there): a portfolio's orders go through a connection
+    it has an account at, and name that account. Its client is its portfolio's client."""
+
+    connection = models.ForeignKey(BrokerConnection, on_delete=models.PROTECT, related_name="accounts")
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="broker_accounts")
+    account_id = models.CharField("account id", max_length=64, help_text="The account's number at the broker.")
+
+    objects = BrokerAccountQuerySet.as_manager()
+    history = TrackedHistory(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["connection__name", "account_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "portfolio"],
+                name="trading_brokeraccount_one_per_portfolio",
+                violation_error_message="The portfolio already has an account at this connection.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(account_id=""),
+                name="trading_brokeraccount_account_id_not_blank",
+                violation_error_message="An account needs its id at the broker.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.account_id}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
+
+
 class OrderQuerySet(ClientOwnedQuerySet["Order"]):
     client_path = "client"
 
@@ -85,7 +248,18 @@ class Order(TimeStampedModel):
     )
     time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY)
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.DRAFT)
-    broker = models.CharField(max_length=40, help_text="The broker it is placed with (a key of TRADING_BROKERS).")
+    connection = models.ForeignKey(
+        BrokerConnection,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        help_text="The broker connection it is placed through.",
+    )
+    account_id = models.CharField(
+        "account id",
+        max_length=64,
+        editable=False,
+        help_text="The portfolio's account at the broker, as it was when the order was created.",
+    )
     client_order_id = models.CharField(
         max_length=64, unique=True, default=new_client_order_id, editable=False, help_text="Our id at the broker."
     )
@@ -167,7 +341,7 @@ class Order(TimeStampedModel):
                 violation_error_message="An order is filled when all its units are.",
             ),
             models.UniqueConstraint(
-                fields=["broker", "broker_order_id"],
+                fields=["connection", "broker_order_id"],
                 name="trading_order_broker_order_id_unique",
                 violation_error_message="The broker already has an order with this id.",
             ),

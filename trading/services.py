@@ -15,7 +15,6 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,8 +32,9 @@ from portfolio_site.imports.run import CommandLineActor
 from portfolio_site.jobs.base import enqueue
 from portfolio_site.money import AMOUNT_QUANTUM, to_quantity
 
-from .brokers import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, OrderTicket, broker_named, broker_names
-from .models import Fill, Order, OrderEvent
+from .brokers import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, OrderTicket
+from .connections import broker_for, order_account
+from .models import BrokerConnection, Fill, Order, OrderEvent
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def ticket(order: Order) -> OrderTicket:
         limit_price=order.limit_price,
         time_in_force=order.time_in_force,
         expires_at=order.expires_at,
+        account_id=order.account_id,
     )
 
 
@@ -102,7 +103,7 @@ def _event(*, order: Order, actor: Any, from_status: str, message: str = "") -> 
 def _locked(*, actor: Any, order: Order, for_movement: bool = False) -> Order:
     """The order as it stands, its portfolio and then its row locked (the one lock order of every trading write)."""
     portfolio_lock(actor=actor, portfolio_id=order.portfolio_id, for_movement=for_movement)
-    return Order.objects.select_for_update().select_related("asset", "portfolio").get(pk=order.pk)
+    return Order.objects.select_for_update(of=("self",)).select_related("asset", "portfolio").get(pk=order.pk)
 
 
 # --- holds -------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ def cash_to_hold(*, order: Order, quantity: Decimal) -> Decimal:
     if quantity <= 0:
         return Decimal("0")
     assert order.hold_price is not None
-    fees = broker_named(order.broker).estimate_fees(side=order.side, quantity=quantity, price=order.hold_price)
+    fees = broker_for(order.connection).estimate_fees(side=order.side, quantity=quantity, price=order.hold_price)
     return (quantity * order.hold_price + fees).quantize(AMOUNT_QUANTUM, rounding=ROUND_UP)
 
 
@@ -215,15 +216,14 @@ def order_create(
     order_type: str = Order.Type.MARKET,
     limit_price: Decimal | None = None,
     time_in_force: str = Order.TimeInForce.DAY,
-    broker: str | None = None,
+    connection: BrokerConnection | None = None,
     notes: str = "",
 ) -> Order:
-    """Creates an order as a draft, to be submitted (`order_submit`). Refused in a portfolio the actor may not see or
-    that is closed."""
+    """Creates an order as a draft, to be submitted (`order_submit`), for the portfolio's account at `connection` (or
+    at its only active connection when none is named). Refused in a portfolio the actor may not see or that is
+    closed, and through a connection that is inactive or where the portfolio has no account."""
     locked = portfolio_lock(actor=actor, portfolio_id=portfolio.pk)
-    broker = broker or settings.TRADING_DEFAULT_BROKER
-    if broker not in broker_names():
-        raise ValidationError({"broker": f"Unknown broker {broker!r}; one of: {', '.join(broker_names())}."})
+    account = order_account(portfolio=locked, connection=connection)
     order = Order(
         client_id=locked.client_id,
         portfolio=locked,
@@ -233,7 +233,8 @@ def order_create(
         order_type=order_type,
         limit_price=limit_price,
         time_in_force=time_in_force,
-        broker=broker,
+        connection=account.connection,
+        account_id=account.account_id,
         notes=notes,
         placed_by=_user(actor),
     )
@@ -287,7 +288,7 @@ def order_cancel(*, actor: Any, order: Order) -> Order:
                 _enqueue("order_withdraw", requested_by=actor, order_id=current.pk)
             return current
     try:
-        answer = broker_named(current.broker).cancel(ticket(current))
+        answer = broker_for(current.connection).cancel(ticket(current))
     except BrokerRefused as refusal:
         raise ConflictError(f"The broker refused the cancel: {refusal}") from None
     current = apply_broker_answer(actor=actor, order_id=current.pk, answer=answer)
@@ -317,12 +318,12 @@ def order_send(*, order_id: int) -> Order:
     """Sends a submitted order to its broker and applies the answer. Idempotent: the broker knows the order by our
     client order id, so a send retried after an outage (BrokerUnavailable propagates, for the job to retry) places
     it once; an order no longer waiting to be sent is left alone."""
-    order = Order.objects.select_related("asset").get(pk=order_id)
+    order = Order.objects.select_related("asset", "connection").get(pk=order_id)
     if order.status != Status.PENDING:
         return order
     Order.objects.filter(pk=order_id).update(send_attempts=order.send_attempts + 1)
     try:
-        answer = broker_named(order.broker).submit(ticket(order))
+        answer = broker_for(order.connection).submit(ticket(order))
     except BrokerRefused as refusal:
         return _reject(order_id=order_id, message=str(refusal))
     return apply_broker_answer(actor=BROKER, order_id=order_id, answer=answer)
@@ -331,9 +332,9 @@ def order_send(*, order_id: int) -> Order:
 def order_withdraw(*, order_id: int) -> None:
     """Makes sure an order that ended here while it was being sent (cancelled, expired) is not left open at its
     broker, and records whatever the broker filled of it first: those fills happened."""
-    order = Order.objects.select_related("asset").get(pk=order_id)
+    order = Order.objects.select_related("asset", "connection").get(pk=order_id)
     try:
-        answer = broker_named(order.broker).cancel(ticket(order))
+        answer = broker_for(order.connection).cancel(ticket(order))
     except BrokerRefused:  # the broker never had it: nothing to withdraw
         return
     apply_broker_answer(actor=BROKER, order_id=order_id, answer=answer)
@@ -356,10 +357,12 @@ def _locked_for_broker(order_id: int) -> Order:
 
 def order_sync(*, order_id: int) -> Order:
     """Asks the broker how an open order stands and applies the answer: its new fills, and its end if it ended."""
-    order = Order.objects.select_related("asset").get(pk=order_id)
+    order = Order.objects.select_related("asset", "connection").get(pk=order_id)
     if order.status not in Order.OPEN or order.broker_order_id is None:
         return order
-    return apply_broker_answer(actor=BROKER, order_id=order_id, answer=broker_named(order.broker).fetch(ticket(order)))
+    return apply_broker_answer(
+        actor=BROKER, order_id=order_id, answer=broker_for(order.connection).fetch(ticket(order))
+    )
 
 
 def apply_broker_answer(*, actor: Any, order_id: int, answer: BrokerOrder) -> Order:
@@ -488,11 +491,11 @@ def order_expire(*, order_id: int, now: datetime.datetime | None = None) -> Orde
     """Ends a day order past its day: its last fills are fetched first, then what is left is cancelled at the broker
     and the order marked expired, its hold released."""
     now = now or timezone.now()
-    order = Order.objects.select_related("asset").get(pk=order_id)
+    order = Order.objects.select_related("asset", "connection").get(pk=order_id)
     if order.status not in Order.OPEN or order.expires_at is None or order.expires_at > now:
         return order
     if order.broker_order_id is not None:
-        broker = broker_named(order.broker)
+        broker = broker_for(order.connection)
         apply_broker_answer(actor=BROKER, order_id=order_id, answer=broker.fetch(ticket(order)))
         try:
             answer = broker.cancel(ticket(order))

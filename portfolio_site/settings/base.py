@@ -394,10 +394,12 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", defau
 IMPORT_JOB_ROW_THRESHOLD = env.int("IMPORT_JOB_ROW_THRESHOLD", default=5000)
 
 # --- Trading --------------------------------------------------------------------------------------------
-# The brokers orders may be placed with: a name, the adapter (trading.brokers.base.Broker) and its options. The paper
-# broker (the default) fills orders against our own prices, so the whole flow runs on a laptop; its fee schedule is
-# a rate of the gross amount with a minimum per fill, and fill_parts > 1 fills each order in that many parts.
-TRADING_BROKERS: dict[str, dict[str, Any]] = {
+# The kinds of broker a connection (trading.BrokerConnection, kept in the database by Operations) may be: each kind's
+# adapter (trading.brokers.base.Broker) and the options every connection of that kind shares. A connection adds its
+# own name, endpoint and credentials. The paper broker fills orders against our own prices, so the whole flow runs
+# on a laptop; its fee schedule is a rate of the gross amount with a minimum per fill, and fill_parts > 1 fills each
+# order in that many parts. Alpaca's options bound how long a worker waits on it.
+TRADING_BROKER_KINDS: dict[str, dict[str, Any]] = {
     "paper": {
         "BACKEND": "trading.brokers.paper.PaperBroker",
         "OPTIONS": {
@@ -406,8 +408,16 @@ TRADING_BROKERS: dict[str, dict[str, Any]] = {
             "fill_parts": env.int("PAPER_BROKER_FILL_PARTS", default=1),
         },
     },
+    "alpaca": {
+        "BACKEND": "trading.brokers.alpaca.AlpacaBroker",
+        "OPTIONS": {
+            "timeout": env.float("ALPACA_TIMEOUT", default=10.0),
+            "max_retries": env.int("ALPACA_MAX_RETRIES", default=3),
+            "max_retry_wait": env.float("ALPACA_MAX_RETRY_WAIT", default=30.0),
+            "fee_rate": env.str("ALPACA_FEE_RATE", default="0"),
+        },
+    },
 }
-TRADING_DEFAULT_BROKER = env.str("TRADING_DEFAULT_BROKER", default="paper")
 # Where the trading day is reckoned: a day order expires at the end of the day there, a fill's trade date is its
 # date there.
 TRADING_TIMEZONE = env.str("TRADING_TIMEZONE", default="America/New_York")

@@ -44,6 +44,7 @@ from portfolio_site.jobs.models import JobRun
 from portfolio_site.scoping import owner_path
 from portfolio_site.testing import admin_messages, changelist_ids
 from portfolio_site.tests.test_visibility_matrix import ROW_FOR_CLIENT
+from trading.tests.factories import BrokerConnectionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -80,6 +81,9 @@ PAGES: dict[str, dict[str, str]] = {
     # Orders are added as drafts and moved on by the services' actions (below), never edited or deleted.
     "trading.Order": can(advisors="va", operations="v", auditor="v", superuser="va"),
     "trading.Fill": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
+    # Broker connections are managed by Operations; advisors read them to choose where an order goes.
+    "trading.BrokerConnection": can(advisors="v", operations="vacd", auditor="v"),
+    "trading.BrokerAccount": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.Asset": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.Price": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.FxRate": can(advisors="v", operations="vacd", auditor="v"),
@@ -114,6 +118,8 @@ MORE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "submit_selected": {"advisor_a", "advisor_b", "superuser"},
         "cancel_selected": {"advisor_a", "advisor_b", "operations", "superuser"},
     },
+    # trading.check_brokerconnection: Operations.
+    "trading.BrokerConnection": {"check_selected": {"operations", "superuser"}},
     "django_celery_beat.PeriodicTask": {
         name: {"superuser"} for name in ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
     },
@@ -145,6 +151,7 @@ OBJECT: dict[str, Callable[[Any], models.Model]] = {
         kind=SecurityEvent.Kind.values[0], user=advisor, email=advisor.email
     ),
     "holdings.Asset": lambda _: AssetFactory(),
+    "trading.BrokerConnection": lambda _: BrokerConnectionFactory(),
     "holdings.Price": lambda _: PriceFactory(),
     "holdings.FxRate": lambda _: FxRateFactory(),
     "holdings.Split": lambda _: SplitFactory(),

@@ -27,8 +27,8 @@ from portfolio_site.api.viewsets import ScopedViewSetMixin
 from portfolio_site.scoping import owner_path
 from portfolio_site.testing import admin_messages, changelist_ids
 from portfolio_site.urls import api_v1, router
-from trading.models import Fill, Order
-from trading.tests.factories import FillFactory, OrderFactory
+from trading.models import BrokerAccount, Fill, Order
+from trading.tests.factories import FillFactory, OrderFactory, paper_account
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +44,7 @@ ROW_FOR_CLIENT: dict[type[models.Model], Callable[[Client], models.Model]] = {
     UnitHold: lambda client: UnitHoldFactory(client=client),
     Order: lambda client: OrderFactory(client=client),
     Fill: lambda client: FillFactory(order__client=client),
+    BrokerAccount: lambda client: paper_account(PortfolioFactory(client=client)),
 }
 # Client-owned models with an admin door only: holds are written by their holder's services, read in the admin.
 ADMIN_ONLY = {CashHold, UnitHold}

@@ -1,4 +1,4 @@
-"""Broker adapters: one small interface (`base.Broker`), chosen per order by name from the TRADING_BROKERS setting."""
+"""Broker adapters: one small interface (`base.Broker`), built per broker connection (`trading.connections`)."""
 
 from .base import (
     Broker,
@@ -9,8 +9,6 @@ from .base import (
     BrokerState,
     BrokerUnavailable,
     OrderTicket,
-    broker_named,
-    broker_names,
 )
 
 __all__ = [
@@ -22,6 +20,4 @@ __all__ = [
     "BrokerState",
     "BrokerUnavailable",
     "OrderTicket",
-    "broker_named",
-    "broker_names",
 ]

@@ -27,7 +27,9 @@ from .base import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, BrokerUna
 
 logger = logging.getLogger(__name__)
 
-PAPER_BASE_URL = "https://paper-api.alpaca.markets"
+# Alpaca's trading API answers paper trading and live trading at two addresses, with a key pair for each.
+BASE_URLS = {"paper": "https://paper-api.alpaca.markets", "live": "https://api.alpaca.markets"}
+PAPER_BASE_URL = BASE_URLS["paper"]
 
 # Alpaca's order statuses, in BrokerState's words. Statuses of an order still working at Alpaca (new, pending_new,
 # accepted_for_bidding, pending_cancel, pending_replace, replaced, stopped, calculated, held, suspended, done_for_day
@@ -64,7 +66,8 @@ class AlpacaBroker:
         name: str,
         api_key: str,
         api_secret: str,
-        base_url: str = PAPER_BASE_URL,
+        environment: str = "paper",
+        base_url: str = "",
         timeout: float = 10,
         max_retries: int = 3,
         max_retry_wait: float = 30,
@@ -73,6 +76,10 @@ class AlpacaBroker:
         currency: str = "USD",
     ) -> None:
         self.name = name
+        if environment not in BASE_URLS:
+            raise ImproperlyConfigured(f"Broker {name!r}: environment is one of {', '.join(BASE_URLS)}.")
+        self.environment = environment
+        base_url = base_url or BASE_URLS[environment]
         if urllib.parse.urlsplit(base_url).scheme not in ("https", "http"):
             raise ImproperlyConfigured(f"Broker {name!r}: base_url must be an http(s) URL.")
         self.base_url = base_url.rstrip("/")
@@ -86,6 +93,8 @@ class AlpacaBroker:
         self.cancel_wait = float(cancel_wait)
         # The account's currency: Alpaca's US account trades in dollars, and an order in another currency is refused.
         self.currency = currency
+        # The account number the key pair trades, read once (GET /v2/account) to check each order's account against.
+        self._account_number: str | None = None
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(name={self.name!r}, base_url={self.base_url!r})"
@@ -98,6 +107,12 @@ class AlpacaBroker:
     def submit(self, ticket: OrderTicket) -> BrokerOrder:
         if ticket.currency != self.currency:
             raise BrokerRefused(f"This Alpaca account trades in {self.currency}, not {ticket.currency}.")
+        if ticket.account_id and ticket.account_id != self._trading_account():
+            # A key pair trades one account: an order meant for another must not land in this one.
+            raise BrokerRefused(
+                f"The order is for account {ticket.account_id}, but this connection trades account "
+                f"{self._trading_account()}: check the portfolio's account at this broker."
+            )
         body: dict[str, Any] = {
             "symbol": ticket.symbol,
             "qty": str(ticket.quantity),
@@ -140,13 +155,24 @@ class AlpacaBroker:
 
     def check(self) -> str:
         """Tests the connection without placing anything: reads the account. Answers a short description."""
-        _, account = self._call("GET", "/v2/account")
+        # No waiting out a rate limit here: whoever asked is waiting for the answer.
+        _, account = self._call("GET", "/v2/account", retries=0)
         account = account if isinstance(account, dict) else {}
         number = account.get("account_number") or account.get("id") or "?"
+        self._account_number = str(number)
         return (
             f"Alpaca account {number} ({account.get('status', 'unknown status')}), "
             f"buying power {_decimal(account.get('buying_power', '0'))} {account.get('currency', '')}".rstrip()
         )
+
+    def _trading_account(self) -> str:
+        if self._account_number is None:
+            _, account = self._call("GET", "/v2/account")
+            number = _object(account).get("account_number")
+            if not number:
+                raise BrokerUnavailable("Alpaca answered the account without its number.")
+            self._account_number = str(number)
+        return self._account_number
 
     # Reading orders and fills.
 
@@ -203,9 +229,17 @@ class AlpacaBroker:
     # HTTP.
 
     def _call(
-        self, method: str, path: str, *, body: dict[str, Any] | None = None, accept: tuple[int, ...] = (200,)
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        accept: tuple[int, ...] = (200,),
+        retries: int | None = None,
     ) -> tuple[int, Any]:
-        """One request, retried on 429 (after Retry-After, if given); answers (status, decoded JSON or None)."""
+        """One request, retried on 429 (after Retry-After, if given) up to `retries` times (max_retries unless
+        given); answers (status, decoded JSON or None)."""
+        retries = self.max_retries if retries is None else retries
         data = json.dumps(body).encode() if body is not None else None
         headers = {
             "APCA-API-KEY-ID": self._api_key,
@@ -233,7 +267,7 @@ class AlpacaBroker:
                 ) from None
             if status in accept:
                 return status, payload
-            if status == 429 and attempt < self.max_retries:
+            if status == 429 and attempt < retries:
                 attempt += 1
                 wait = _retry_after(retry_after, default=min(2.0**attempt, self.max_retry_wait))
                 logger.info("Alpaca rate limit on %s %s; retry %d in %.1fs", method, _path(path), attempt, wait)

@@ -3,19 +3,15 @@
 An adapter sees an `OrderTicket` (what the broker needs to know of an order), never our models, and answers plain
 `BrokerOrder` values; the trading services turn those into state changes, fills and events. Submission must be
 idempotent by `client_order_id`: a submission retried after an outage names the same order, and the broker answers
-with that order instead of placing a second one.
+with that order instead of placing a second one. Adapters are built from the broker connections kept in the
+database (`trading.connections.broker_for`), with the options their kind shares (settings.TRADING_BROKER_KINDS).
 """
 
 import datetime
-import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
-
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
+from typing import Protocol
 
 
 class BrokerError(Exception):
@@ -56,6 +52,9 @@ class OrderTicket:
     limit_price: Decimal | None
     time_in_force: str
     expires_at: datetime.datetime | None = None
+    # The portfolio's account at the broker (BrokerAccount.account_id): an adapter whose credentials trade one
+    # account refuses an order meant for another.
+    account_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,21 +96,7 @@ class Broker(Protocol):
         """What the broker would charge for the trade, for a hold that must cover it."""
         ...
 
-
-def broker_names() -> list[str]:
-    return list(settings.TRADING_BROKERS)
-
-
-@functools.cache
-def _broker(name: str, backend: str, options: tuple[tuple[str, Any], ...]) -> Broker:
-    return import_string(backend)(name=name, **dict(options))  # type: ignore[no-any-return]
-
-
-def broker_named(name: str) -> Broker:
-    """The adapter configured under `name` in TRADING_BROKERS ({"paper": {"BACKEND": ..., "OPTIONS": {...}}})."""
-    try:
-        config = settings.TRADING_BROKERS[name]
-    except KeyError:
-        raise ImproperlyConfigured(f"No broker named {name!r} in TRADING_BROKERS.") from None
-    options = tuple(sorted((config.get("OPTIONS") or {}).items()))
-    return _broker(name, config["BACKEND"], options)
+    def check(self) -> str:
+        """Proves the connection works without placing anything; answers a short description of the account.
+        BrokerRefused when the credentials are refused, BrokerUnavailable when the broker does not answer."""
+        ...

@@ -44,6 +44,10 @@ class PaperBroker:
         # Each part of a partially filled order pays its own fee (its minimum included): the estimate covers them all.
         return self._fees(quantity * price / self.fill_parts) * self.fill_parts
 
+    def check(self) -> str:
+        self._reachable()
+        return "The paper broker is simulated in this database: it fills orders against our own prices."
+
     def submit(self, ticket: OrderTicket) -> BrokerOrder:
         self._reachable()
         with transaction.atomic():

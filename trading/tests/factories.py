@@ -8,12 +8,67 @@ from factory.django import DjangoModelFactory
 
 from holdings.tests.factories import AssetFactory, BuyFactory, SellFactory
 from ledger.tests.factories import place
-from trading.models import Fill, Order, OrderEvent
+from portfolio_site.crypto import encrypt
+from trading.models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
+
+PAPER = "Paper broker"
+
+
+class BrokerConnectionFactory(DjangoModelFactory):
+    """A paper broker connection (the one named "Paper broker" unless another name is given)."""
+
+    class Meta:
+        model = BrokerConnection
+        django_get_or_create = ["name"]
+
+    name = PAPER
+    kind = BrokerConnection.Kind.PAPER
+    environment = BrokerConnection.Environment.PAPER
+
+
+class AlpacaConnectionFactory(DjangoModelFactory):
+    """An Alpaca paper-trading connection with the given credentials (encrypted as the services store them)."""
+
+    class Meta:
+        model = BrokerConnection
+
+    class Params:
+        key = "PKTESTKEY0000000001"
+        secret = "s3cr3t-DO-NOT-LEAK-8f2b9c"
+
+    name = factory.Sequence(lambda n: f"Alpaca {n}")
+    kind = BrokerConnection.Kind.ALPACA
+    environment = BrokerConnection.Environment.PAPER
+    api_key = factory.LazyAttribute(lambda connection: encrypt(connection.key))
+    api_secret = factory.LazyAttribute(lambda connection: encrypt(connection.secret))
+    credentials_set_at = factory.LazyFunction(timezone.now)
+
+
+class BrokerAccountFactory(DjangoModelFactory):
+    """A portfolio's account at a connection (the paper broker unless given), numbered after the portfolio."""
+
+    class Meta:
+        model = BrokerAccount
+        django_get_or_create = ["connection", "portfolio"]
+
+    connection = factory.SubFactory(BrokerConnectionFactory)
+    portfolio = None
+    client = factory.SelfAttribute("portfolio.client")
+    account_id = factory.LazyAttribute(lambda account: f"PAPER-{account.portfolio.pk}")
+
+
+def paper_account(portfolio: Any, connection: BrokerConnection | None = None) -> BrokerAccount:
+    """The portfolio's account at `connection` (the paper broker unless given), opened if it has none."""
+    account: BrokerAccount = BrokerAccountFactory(
+        portfolio=portfolio, connection=connection or BrokerConnectionFactory()
+    )
+    return account
 
 
 class OrderFactory(DjangoModelFactory):
-    """A draft market buy of 10 units, in the client's main portfolio unless given one (a row, not a service's
-    write: submit it through `trading.services.order_submit`)."""
+    """A draft market buy of 10 units, in the client's main portfolio unless given one, through its account at the
+    paper broker unless another connection is given (a row, not a service's write: submit it through
+    `trading.services.order_submit`)."""
 
     class Meta:
         model = Order
@@ -26,11 +81,15 @@ class OrderFactory(DjangoModelFactory):
     order_type = Order.Type.MARKET
     limit_price = None
     time_in_force = Order.TimeInForce.DAY
-    broker = "paper"
+    connection = None
 
     @classmethod
     def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
-        return place(kwargs)
+        kwargs = place(kwargs)
+        account = paper_account(kwargs["portfolio"], kwargs.get("connection"))
+        kwargs["connection"] = account.connection
+        kwargs.setdefault("account_id", account.account_id)
+        return kwargs
 
 
 class OrderEventFactory(DjangoModelFactory):

@@ -2,7 +2,6 @@
 the submit and cancel actions through the services (reporting refusals), and pages that never edit or delete."""
 
 import datetime
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,9 +16,8 @@ from ledger.selectors import cash_hold_amount
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.testing import admin_messages, changelist_ids, page_queries
 from trading import services
-from trading.brokers.base import _broker
 from trading.models import Order, OrderEvent
-from trading.tests.factories import FillFactory, OrderEventFactory, OrderFactory
+from trading.tests.factories import FillFactory, OrderEventFactory, OrderFactory, paper_account
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +29,12 @@ FILLS = "admin:trading_fill_changelist"
 
 
 @pytest.fixture(autouse=True)
-def _paper_broker(settings: Any) -> Iterator[Any]:
-    settings.TRADING_BROKERS = {
+def _paper_broker(settings: Any) -> Any:
+    settings.TRADING_BROKER_KINDS = {
         "paper": {"BACKEND": "trading.brokers.paper.PaperBroker", "OPTIONS": {"fee_rate": "0.001", "minimum_fee": "1"}}
     }
-    settings.TRADING_DEFAULT_BROKER = "paper"
     settings.TRADING_MARKET_ORDER_BUFFER = "0.05"
-    _broker.cache_clear()
-    yield settings
-    _broker.cache_clear()
+    return settings
 
 
 @pytest.fixture
@@ -53,6 +48,7 @@ def asset(db: None) -> Any:
 def portfolio(advisor: Any) -> Any:
     portfolio = main_portfolio(ClientFactory(advisor=advisor))
     TransactionFactory(portfolio=portfolio, currency="USD", amount=D("10000"), date=TODAY - datetime.timedelta(days=10))
+    paper_account(portfolio)
     return portfolio
 
 
@@ -280,8 +276,7 @@ def test_cancel_action_cancels_and_releases_the_hold_and_refuses_an_ended_order(
 
 def test_cancel_action_reports_a_broker_that_cannot_be_reached(client, advisor, portfolio, asset, settings):
     order = OrderFactory(portfolio=portfolio, asset=asset, status=Status.SUBMITTED, broker_order_id="paper-1")
-    settings.TRADING_BROKERS["paper"]["OPTIONS"]["offline"] = True
-    _broker.cache_clear()
+    settings.TRADING_BROKER_KINDS["paper"]["OPTIONS"]["offline"] = True
     client.force_login(advisor)
 
     response = run_action(client, "cancel_selected", order)

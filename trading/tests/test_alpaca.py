@@ -215,7 +215,7 @@ def test_the_secret_never_appears_in_messages_or_logs(alpaca: FakeAlpaca, caplog
     messages: list[str] = [repr(broker)]
     alpaca.fail_next(401)
     alpaca.fail_next(403)
-    alpaca.fail_next(429, times=2, headers={"Retry-After": "0"})
+    alpaca.fail_next(429, headers={"Retry-After": "0"})
     alpaca.fail_next(500)
     for call in (broker.check, broker.check, broker.check, broker.check):
         with pytest.raises((BrokerRefused, BrokerUnavailable)) as raised:

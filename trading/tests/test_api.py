@@ -1,7 +1,7 @@
 """The orders and fills endpoints: what each role may do, what each sees, the errors, the filters and their cost."""
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,9 +20,8 @@ from ledger.tests.factories import TransactionFactory
 from portfolio_site.testing import run_at_once
 from portfolio_site.tests.test_schema import as_user, openapi, schema_document  # noqa: F401 (fixtures)
 from trading import services
-from trading.brokers.base import _broker
 from trading.models import Fill, Order
-from trading.tests.factories import FillFactory, OrderEventFactory, OrderFactory
+from trading.tests.factories import BrokerConnectionFactory, FillFactory, OrderEventFactory, OrderFactory, paper_account
 
 pytestmark = pytest.mark.django_db
 
@@ -32,21 +31,17 @@ TODAY = timezone.localdate()
 
 
 @pytest.fixture(autouse=True)
-def _paper_broker(settings: Any) -> Iterator[Any]:
+def _paper_broker(settings: Any) -> Any:
     """A paper broker with a plain fee schedule (0.1%, at least 1.00), each test's own."""
-    settings.TRADING_BROKERS = {
+    settings.TRADING_BROKER_KINDS = {
         "paper": {"BACKEND": "trading.brokers.paper.PaperBroker", "OPTIONS": {"fee_rate": "0.001", "minimum_fee": "1"}}
     }
-    settings.TRADING_DEFAULT_BROKER = "paper"
     settings.TRADING_MARKET_ORDER_BUFFER = "0.05"
-    _broker.cache_clear()
-    yield settings
-    _broker.cache_clear()
+    return settings
 
 
 def broker_offline(settings: Any) -> None:
-    settings.TRADING_BROKERS["paper"]["OPTIONS"]["offline"] = True
-    _broker.cache_clear()
+    settings.TRADING_BROKER_KINDS["paper"]["OPTIONS"]["offline"] = True
 
 
 @pytest.fixture
@@ -61,6 +56,7 @@ def portfolio(advisor: Any) -> Any:
     """Advisor's client's portfolio with 10,000 USD."""
     portfolio = main_portfolio(ClientFactory(advisor=advisor))
     TransactionFactory(portfolio=portfolio, currency="USD", amount=D("10000"), date=TODAY - datetime.timedelta(days=10))
+    paper_account(portfolio)
     return portfolio
 
 
@@ -103,7 +99,7 @@ def test_an_advisor_creates_a_draft_and_reads_it_back_with_its_audit_trail(advis
     assert (order["quantity"], order["limit_price"]) == ("10.0000000000", "95.5000000000")
     assert (order["filled_quantity"], order["remaining_quantity"]) == ("0.0000000000", "10.0000000000")
     assert (order["client"], order["portfolio"], order["asset"]) == (portfolio.client_id, portfolio.pk, asset.pk)
-    assert order["broker"] == "paper"
+    assert (order["broker"], order["account_id"]) == ("Paper broker", f"PAPER-{portfolio.pk}")
     assert order["client_order_id"].startswith("pb-")
     assert (order["broker_order_id"], order["hold_price"], order["submitted_at"]) == (None, None, None)
     assert order["placed_by"] == advisor.pk
@@ -257,7 +253,7 @@ def test_fills_are_read_only_through_the_api(advisor, api) -> None:
         pytest.param("side", {"side": "short"}, id="unknown-side"),
         pytest.param("order_type", {"order_type": "stop"}, id="unknown-type"),
         pytest.param("time_in_force", {"time_in_force": "ioc"}, id="unknown-time-in-force"),
-        pytest.param("broker", {"broker": "nowhere"}, id="unknown-broker"),
+        pytest.param("connection", {"connection": 999999}, id="unknown-connection"),
         pytest.param("asset", {"asset": 987654321}, id="unknown-asset"),
         pytest.param("portfolio", {"portfolio": 987654321}, id="unknown-portfolio"),
     ],
@@ -411,10 +407,11 @@ def test_orders_filter_by_order_type(operations, api) -> None:
     assert ids(api(operations).get("/api/v1/orders/?order_type=limit")) == {limit.pk}
 
 
-def test_orders_filter_by_broker(operations, api) -> None:
-    elsewhere = OrderFactory(broker="other")
+def test_orders_filter_by_connection(operations, api) -> None:
+    other = BrokerConnectionFactory(name="Other paper broker")
+    elsewhere = OrderFactory(connection=other)
     OrderFactory()
-    assert ids(api(operations).get("/api/v1/orders/?broker=other")) == {elsewhere.pk}
+    assert ids(api(operations).get(f"/api/v1/orders/?connection={other.pk}")) == {elsewhere.pk}
 
 
 def test_orders_filter_by_created_range(operations, api) -> None:
@@ -528,6 +525,7 @@ def test_order_and_fill_endpoints_match_the_schema(as_user, settings, jobs) -> N
     client = ClientFactory(base_currency="USD")
     portfolio = main_portfolio(client)
     TransactionFactory(portfolio=portfolio, currency="USD", amount=D("10000"))
+    paper_account(portfolio)
     api = as_user(client.advisor)
 
     draft = api.post("/api/v1/orders/", order_body(portfolio, asset), expect=201)
@@ -599,7 +597,9 @@ def test_twenty_concurrent_order_posts_with_one_key_create_one_order_and_answer_
     writer: Any, writers_client: Any
 ) -> None:
     asset = AssetFactory(currency="EUR")
-    body = order_body(main_portfolio(writers_client), asset, order_type="limit", limit_price="10")
+    portfolio = main_portfolio(writers_client)
+    paper_account(portfolio)
+    body = order_body(portfolio, asset, order_type="limit", limit_price="10")
     answers: list[tuple[int, Any, bool]] = []
 
     def send(_: int) -> None:

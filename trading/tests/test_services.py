@@ -3,7 +3,7 @@ order, its hold, its fills and the portfolio's cash and units."""
 
 import datetime
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -23,11 +23,11 @@ from ledger.services import transaction_post
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.errors import ConflictError
 from trading import services, tasks
-from trading.brokers import BrokerFill, BrokerOrder, BrokerState, BrokerUnavailable, OrderTicket, broker_named
-from trading.brokers.base import _broker
+from trading.brokers import BrokerFill, BrokerOrder, BrokerState, BrokerUnavailable, OrderTicket
 from trading.brokers.paper import PaperBroker
+from trading.connections import broker_for
 from trading.models import Fill, Order, OrderEvent, PaperOrder
-from trading.tests.factories import OrderFactory
+from trading.tests.factories import BrokerConnectionFactory, OrderFactory, paper_account
 
 D = Decimal
 Status = Order.Status
@@ -35,20 +35,17 @@ TODAY = timezone.localdate()
 
 
 @pytest.fixture(autouse=True)
-def _paper_broker(settings: Any) -> Iterator[Any]:
+def _paper_broker(settings: Any) -> Any:
     """A paper broker with a plain fee schedule (0.1%, at least 1.00), each test's own."""
-    settings.TRADING_BROKERS = {
+    settings.TRADING_BROKER_KINDS = {
         "paper": {"BACKEND": "trading.brokers.paper.PaperBroker", "OPTIONS": {"fee_rate": "0.001", "minimum_fee": "1"}}
     }
     settings.TRADING_MARKET_ORDER_BUFFER = "0.05"
-    _broker.cache_clear()
-    yield settings
-    _broker.cache_clear()
+    return settings
 
 
 def paper_options(settings: Any, **options: Any) -> None:
-    settings.TRADING_BROKERS["paper"]["OPTIONS"].update(options)
-    _broker.cache_clear()
+    settings.TRADING_BROKER_KINDS["paper"]["OPTIONS"].update(options)
 
 
 @pytest.fixture
@@ -62,6 +59,7 @@ def asset(db: None) -> Asset:
 def portfolio(advisor: Any) -> Any:
     portfolio = main_portfolio(ClientFactory(advisor=advisor))
     TransactionFactory(portfolio=portfolio, currency="USD", amount=D("10000"), date=TODAY - datetime.timedelta(days=10))
+    paper_account(portfolio)
     return portfolio
 
 
@@ -462,7 +460,7 @@ def test_a_broker_outage_leaves_the_order_pending_and_it_is_sent_once_when_the_b
 
 def test_sending_again_names_the_same_order_at_the_broker(advisor: Any, portfolio: Any, asset: Asset) -> None:
     order = OrderFactory(portfolio=portfolio, asset=asset, quantity=D("1"))
-    broker = broker_named("paper")
+    broker = broker_for(BrokerConnectionFactory())
 
     first = broker.submit(services.ticket(order))
     second = broker.submit(services.ticket(order))
@@ -475,7 +473,7 @@ def test_an_offline_broker_raises_unavailable(settings: Any, asset: Asset, portf
     paper_options(settings, offline=True)
 
     with pytest.raises(BrokerUnavailable):
-        broker_named("paper").submit(services.ticket(OrderFactory(portfolio=portfolio, asset=asset)))
+        broker_for(BrokerConnectionFactory()).submit(services.ticket(OrderFactory(portfolio=portfolio, asset=asset)))
 
 
 def test_a_market_order_for_an_asset_without_price_is_refused_before_any_hold(advisor: Any, portfolio: Any) -> None:
@@ -526,6 +524,7 @@ def test_two_concurrent_orders_never_together_hold_more_cash_than_there_is(
 
     advisor = AdvisorFactory()
     portfolio = main_portfolio(ClientFactory(advisor=advisor))
+    paper_account(portfolio)
     TransactionFactory(portfolio=portfolio, currency="USD", amount=D("1000"), date=TODAY - datetime.timedelta(days=1))
     asset = AssetFactory(currency="USD")
     orders = [
@@ -589,8 +588,7 @@ class RefusingBroker(PaperBroker):
 def test_an_order_the_broker_refuses_at_once_goes_from_pending_to_rejected_and_frees_its_hold(
     settings: Any, advisor: Any, portfolio: Any, asset: Asset, run_jobs: Callable[..., Any]
 ) -> None:
-    settings.TRADING_BROKERS["paper"]["BACKEND"] = "trading.tests.test_services.RefusingBroker"
-    _broker.cache_clear()
+    settings.TRADING_BROKER_KINDS["paper"]["BACKEND"] = "trading.tests.test_services.RefusingBroker"
 
     order = submitted(run_jobs, advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("1"))
 
@@ -606,6 +604,7 @@ def test_a_minimum_fee_per_partial_fill_is_held_for_so_the_fills_stay_covered(
     paper_options(settings, fill_parts=2)
     portfolio = main_portfolio(ClientFactory(advisor=advisor))
     TransactionFactory(portfolio=portfolio, currency="USD", amount=D("1002"), date=TODAY - datetime.timedelta(days=3))
+    paper_account(portfolio)
     order = submitted(
         run_jobs,
         advisor,
@@ -677,7 +676,7 @@ def test_fills_made_while_a_cancel_raced_the_send_are_recorded_when_the_order_is
     monkeypatch.setattr(services, "_enqueue", lambda *args, **kwargs: None)  # each step run by hand, in race order
     order = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("2"))
     services.order_submit(actor=advisor, order=order)
-    broker = broker_named("paper")
+    broker = broker_for(BrokerConnectionFactory())
     answer = broker.submit(services.ticket(order))  # the send job reached the broker...
     order = services.order_cancel(actor=advisor, order=order)  # ...while staff cancelled it here
     services.apply_broker_answer(actor=services.BROKER, order_id=order.pk, answer=answer)

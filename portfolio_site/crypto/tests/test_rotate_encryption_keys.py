@@ -23,6 +23,8 @@ from portfolio_site.crypto import (
     unregister_encrypted_field,
 )
 from portfolio_site.crypto.management.commands.rotate_encryption_keys import Command
+from trading.models import BrokerConnection
+from trading.tests.factories import AlpacaConnectionFactory
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()
@@ -102,15 +104,19 @@ def test_every_registered_field_of_every_app_is_rotated_in_one_run(client_notes_
     device_with_secret(secret)
     with override_settings(ENCRYPTION_KEYS=[OLD]):
         client = ClientFactory(notes=encrypt("broker secret"))
+        connection = AlpacaConnectionFactory(key="PK-ROTATE", secret="sk-rotate")
     ClientFactory(notes="")  # no secret stored: nothing to rotate
     with override_settings(ENCRYPTION_KEYS=[NEW, OLD]):
         output = rotate()
     assert "accounts.TOTPDevice.encrypted_secret: re-encrypted 1" in output
     assert "clients.Client.notes: re-encrypted 1, already under the first key 0." in output
-    assert "Re-encrypted 2 secret(s) in 2 field(s)" in output
+    assert "trading.BrokerConnection.api_key: re-encrypted 1, already under the first key 0." in output
+    assert "trading.BrokerConnection.api_secret: re-encrypted 1, already under the first key 0." in output
+    assert "Re-encrypted 4 secret(s) in 4 field(s)" in output
     with override_settings(ENCRYPTION_KEYS=[NEW]):
         assert decrypt(Client.objects.get(pk=client.pk).notes) == "broker secret"
         assert decrypt(TOTPDevice.objects.get().encrypted_secret) == secret
+        assert BrokerConnection.objects.get(pk=connection.pk).credentials() == ("PK-ROTATE", "sk-rotate")
 
 
 @pytest.mark.django_db

@@ -12,14 +12,16 @@ from holdings.models import Asset
 from holdings.selectors import latest_prices, portfolio_positions
 from portfolio_site.errors import ConflictError
 from trading import services
-from trading.models import Order
+from trading.connections import broker_account_save
+from trading.models import BrokerAccount, BrokerConnection, Order
 
 
 class Command(BaseCommand):
     help = (
-        "Place a few orders on the demo data (after seed_demo) through the paper broker: in the first two open "
-        "portfolios, a market buy that fills, a limit buy below the market left open, a limit sell of part of a "
-        "position above the market left open, and a cancelled draft. Does nothing if any order exists."
+        'Place a few orders on the demo data (after seed_demo) through a paper broker connection ("Paper broker", '
+        "made if missing, with an account for every open portfolio): in the first two open portfolios, a market "
+        "buy that fills, a limit buy below the market left open, a limit sell of part of a position above the "
+        "market left open, and a cancelled draft. Does nothing if any order exists."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -29,6 +31,13 @@ class Command(BaseCommand):
         admin = User.objects.filter(email=ADMIN_EMAIL).first()
         if admin is None:
             raise CommandError(f"No demo data: run `manage.py seed_demo` first (it creates {ADMIN_EMAIL}).")
+        paper, _ = BrokerConnection.objects.get_or_create(
+            name="Paper broker", defaults={"kind": BrokerConnection.Kind.PAPER}
+        )
+        for portfolio in Portfolio.objects.filter(closed_on__isnull=True).exclude(broker_accounts__connection=paper):
+            broker_account_save(
+                account=BrokerAccount(connection=paper, portfolio=portfolio, account_id=f"PAPER-{portfolio.pk:06d}")
+            )
         placed = 0
         for portfolio in Portfolio.objects.filter(closed_on__isnull=True).order_by("pk")[:2]:
             placed += self._orders(admin, portfolio)

@@ -1,0 +1,157 @@
+"""Broker connections at work: the adapter a connection signs in with, the account a portfolio's order goes to, and
+the test of a connection that places nothing.
+
+An adapter is built from its connection (kind, environment, endpoint, decrypted credentials) and its kind's shared
+options (settings.TRADING_BROKER_KINDS), and kept per process until the connection or those options change: a
+replaced secret is used from the next call on. The decrypted credentials live in the adapter alone; nothing here
+logs them, and a check's message is cleared of them before it is shown or stored.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from clients.models import Portfolio
+
+from .brokers import Broker, BrokerError
+from .models import BrokerAccount, BrokerConnection
+
+# connection id -> (what the adapter was built from, the adapter)
+_adapters: dict[int, tuple[tuple[Any, ...], Broker]] = {}
+
+
+def kind_config(kind: str) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = settings.TRADING_BROKER_KINDS[kind]
+    except KeyError:
+        raise ImproperlyConfigured(f"No broker kind {kind!r} in TRADING_BROKER_KINDS.") from None
+    return config
+
+
+def broker_for(connection: BrokerConnection) -> Broker:
+    """The adapter of a connection, built once per process and again when the connection or its kind's options
+    change."""
+    config = kind_config(connection.kind)
+    options = dict(config.get("OPTIONS") or {})
+    built_from = (
+        connection.updated_at,
+        connection.credentials_set_at,
+        connection.name,
+        connection.kind,
+        connection.environment,
+        connection.base_url,
+        config["BACKEND"],
+        tuple(sorted(options.items())),
+    )
+    cached = _adapters.get(connection.pk)
+    if cached is not None and cached[0] == built_from:
+        return cached[1]
+    arguments = {**options, "name": connection.name}
+    if connection.is_remote:
+        api_key, api_secret = connection.credentials()
+        arguments |= {"api_key": api_key, "api_secret": api_secret, "environment": connection.environment}
+        if connection.base_url:
+            arguments["base_url"] = connection.base_url
+    adapter: Broker = import_string(config["BACKEND"])(**arguments)
+    _adapters[connection.pk] = (built_from, adapter)
+    return adapter
+
+
+def order_account(*, portfolio: Portfolio, connection: BrokerConnection | None) -> BrokerAccount:
+    """The account a new order of the portfolio goes to: its account at `connection`, or, when none is named, its
+    only account at an active connection. ValidationError (on `connection`) when there is none to use, or several to
+    choose from."""
+    accounts = BrokerAccount.objects.filter(portfolio=portfolio, connection__is_active=True).select_related(
+        "connection"
+    )
+    if connection is not None:
+        if not connection.is_active:
+            raise ValidationError({"connection": f"{connection} is inactive: no new orders go through it."})
+        account = accounts.filter(connection=connection).first()
+        if account is None:
+            raise ValidationError(
+                {"connection": f"Portfolio {portfolio} has no account at {connection}: Operations open one first."}
+            )
+        return account
+    found = list(accounts.order_by("connection__name")[:2])
+    if not found:
+        raise ValidationError(
+            {
+                "connection": f"Portfolio {portfolio} has no account at an active broker connection: Operations open "
+                "one first."
+            }
+        )
+    if len(found) > 1:
+        raise ValidationError({"connection": f"Portfolio {portfolio} has accounts at several brokers: choose one."})
+    return found[0]
+
+
+def connection_save(
+    *, connection: BrokerConnection, api_key: str | None = None, api_secret: str | None = None
+) -> BrokerConnection:
+    """Saves a new or changed connection, setting its credentials when given. The rules of every door: a kind never
+    changes (orders were placed through it as that kind); the API key and secret are given together, never blank,
+    only to a remote broker, and a remote broker's connection has them."""
+    if connection.pk is not None:
+        stored_kind = BrokerConnection.objects.filter(pk=connection.pk).values_list("kind", flat=True).first()
+        if stored_kind is not None and stored_kind != connection.kind:
+            raise ValidationError({"kind": "A connection's kind cannot change: add another connection."})
+    if (api_key is None) != (api_secret is None):
+        raise ValidationError(
+            {"api_secret" if api_secret is None else "api_key": "Give the API key and secret together."}
+        )
+    if api_key is not None and api_secret is not None:
+        if not connection.is_remote:
+            raise ValidationError({"api_key": "The paper broker takes no credentials."})
+        api_key, api_secret = api_key.strip(), api_secret.strip()
+        if not api_key or not api_secret:
+            raise ValidationError({"api_key": "The API key and secret cannot be blank."})
+        connection.set_credentials(api_key=api_key, api_secret=api_secret)
+    elif connection.is_remote and not connection.has_credentials:
+        raise ValidationError(
+            {"api_key": f"A connection to {connection.get_kind_display()} needs an API key and secret."}
+        )
+    connection.full_clean()
+    connection.save()
+    return connection
+
+
+def broker_account_save(*, account: BrokerAccount) -> BrokerAccount:
+    """Saves a portfolio's account at a connection; its client is its portfolio's."""
+    account.client_id = account.portfolio.client_id
+    account.full_clean()
+    account.save()
+    return account
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    message: str
+
+
+def connection_check(*, connection: BrokerConnection) -> CheckResult:
+    """Asks the broker whether the connection works (reading the account, placing nothing), and records the answer
+    on the connection (`last_checked_at`, `last_check_ok`, `last_check_message`)."""
+    try:
+        ok, message = True, broker_for(connection).check()
+    except (BrokerError, ImproperlyConfigured) as error:
+        ok, message = False, str(error)
+    message = redacted(message, connection)[:500]
+    # An update, not a save: a check changes neither the connection's history nor its adapter.
+    BrokerConnection.objects.filter(pk=connection.pk).update(
+        last_checked_at=timezone.now(), last_check_ok=ok, last_check_message=message
+    )
+    return CheckResult(ok=ok, message=message)
+
+
+def redacted(text: str, connection: BrokerConnection) -> str:
+    """`text` without the connection's credentials, should a broker ever echo them back."""
+    for secret in connection.credentials():
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
