@@ -377,17 +377,24 @@ class BrokerConnectionAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     readonly_fields = ["credentials_set_at", "last_checked_at", "last_check_ok", "last_check_message"]
     actions = ["check_selected"]
 
-    def get_fields(self, request: HttpRequest, obj: BrokerConnection | None = None) -> list[Any]:
-        fields = [*BrokerConnectionForm.Meta.fields, "new_api_key", "new_api_secret", "credentials_set_at"]
-        if obj is not None:
-            fields += ["last_checked_at", "last_check_ok", "last_check_message"]
-        return fields
-
     def save_model(self, request: HttpRequest, obj: BrokerConnection, form: Any, change: bool) -> None:
         connection_save(connection=obj, **form.credentials())
 
     def has_check_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("trading.check_brokerconnection")
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        # A check's answer describes the firm's account at the broker: for those who test connections.
+        shown = list(super().get_list_display(request))
+        return shown if self.has_check_permission(request) else [f for f in shown if f != "last_check_message"]
+
+    def get_fields(self, request: HttpRequest, obj: BrokerConnection | None = None) -> list[Any]:
+        fields = [*BrokerConnectionForm.Meta.fields, "new_api_key", "new_api_secret", "credentials_set_at"]
+        if obj is not None:
+            fields += ["last_checked_at", "last_check_ok"]
+            if self.has_check_permission(request):
+                fields.append("last_check_message")
+        return fields
 
     @admin.action(description="Test connection (places nothing)", permissions=["check"])
     def check_selected(self, request: HttpRequest, queryset: QuerySet[BrokerConnection]) -> None:

@@ -380,6 +380,11 @@ class BrokerConnectionSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {
+            "last_check_message": {
+                "help_text": "What the last check answered; empty for those who may not test connections."
+            }
+        }
         read_only_fields = [
             "credentials_set_at",
             "last_checked_at",
@@ -392,6 +397,22 @@ class BrokerConnectionSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         self._credentials = {"api_key": attrs.pop("api_key", None), "api_secret": attrs.pop("api_secret", None)}
         return attrs
+
+    def get_initial(self) -> Any:
+        # What the browsable API refills its form with after a refusal: never the credentials just sent.
+        initial = super().get_initial()
+        for name in ("api_key", "api_secret"):
+            initial.pop(name, None)
+        return initial
+
+    def to_representation(self, instance: BrokerConnection) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not request.user.has_perm("trading.check_brokerconnection"):
+            # A check's answer describes the firm's account at the broker (its number, its buying power): for those
+            # who manage connections, not for everyone who chooses among them.
+            data["last_check_message"] = ""
+        return data
 
     def create(self, validated_data: dict[str, Any]) -> BrokerConnection:
         return connection_save(connection=BrokerConnection(**validated_data), **self._credentials)

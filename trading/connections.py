@@ -7,6 +7,9 @@ replaced secret is used from the next call on. The decrypted credentials live in
 logs them, and a check's message is cleared of them before it is shown or stored.
 """
 
+import ipaddress
+import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +19,14 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from clients.models import Portfolio
+from portfolio_site.crypto import InvalidToken
 
-from .brokers import Broker, BrokerError
+from .brokers import Broker, BrokerError, BrokerRefused, BrokerUnavailable
 from .models import BrokerAccount, BrokerConnection
+
+# What a broker's API key or secret looks like: printable ASCII without spaces (they travel in HTTP headers), long
+# enough that masking it in a message cannot mangle ordinary words.
+CREDENTIAL = re.compile(r"[\x21-\x7e]{8,256}")
 
 # connection id -> (what the adapter was built from, the adapter)
 _adapters: dict[int, tuple[tuple[Any, ...], Broker]] = {}
@@ -34,8 +42,12 @@ def kind_config(kind: str) -> dict[str, Any]:
 
 def broker_for(connection: BrokerConnection) -> Broker:
     """The adapter of a connection, built once per process and again when the connection or its kind's options
-    change."""
-    config = kind_config(connection.kind)
+    change. BrokerUnavailable when its kind is not configured here (an operator's fix, then it works again);
+    BrokerRefused when its credentials cannot be decrypted (they must be set again)."""
+    try:
+        config = kind_config(connection.kind)
+    except ImproperlyConfigured as error:
+        raise BrokerUnavailable(str(error)) from None
     options = dict(config.get("OPTIONS") or {})
     built_from = (
         connection.updated_at,
@@ -52,7 +64,13 @@ def broker_for(connection: BrokerConnection) -> Broker:
         return cached[1]
     arguments = {**options, "name": connection.name}
     if connection.is_remote:
-        api_key, api_secret = connection.credentials()
+        try:
+            api_key, api_secret = connection.credentials()
+        except InvalidToken:
+            raise BrokerRefused(
+                f"The credentials of {connection} cannot be decrypted with this server's ENCRYPTION_KEYS: set them "
+                "again."
+            ) from None
         arguments |= {"api_key": api_key, "api_secret": api_secret, "environment": connection.environment}
         if connection.base_url:
             arguments["base_url"] = connection.base_url
@@ -69,6 +87,8 @@ def order_account(*, portfolio: Portfolio, connection: BrokerConnection | None) 
         "connection"
     )
     if connection is not None:
+        if connection.kind not in settings.TRADING_BROKER_KINDS:
+            raise ValidationError({"connection": f"{connection} is of a kind this server is not configured for."})
         if not connection.is_active:
             raise ValidationError({"connection": f"{connection} is inactive: no new orders go through it."})
         account = accounts.filter(connection=connection).first()
@@ -77,7 +97,9 @@ def order_account(*, portfolio: Portfolio, connection: BrokerConnection | None) 
                 {"connection": f"Portfolio {portfolio} has no account at {connection}: Operations open one first."}
             )
         return account
-    found = list(accounts.order_by("connection__name")[:2])
+    found = list(
+        accounts.filter(connection__kind__in=list(settings.TRADING_BROKER_KINDS)).order_by("connection__name")[:2]
+    )
     if not found:
         raise ValidationError(
             {
@@ -93,31 +115,65 @@ def order_account(*, portfolio: Portfolio, connection: BrokerConnection | None) 
 def connection_save(
     *, connection: BrokerConnection, api_key: str | None = None, api_secret: str | None = None
 ) -> BrokerConnection:
-    """Saves a new or changed connection, setting its credentials when given. The rules of every door: a kind never
-    changes (orders were placed through it as that kind); the API key and secret are given together, never blank,
-    only to a remote broker, and a remote broker's connection has them."""
-    if connection.pk is not None:
-        stored_kind = BrokerConnection.objects.filter(pk=connection.pk).values_list("kind", flat=True).first()
-        if stored_kind is not None and stored_kind != connection.kind:
-            raise ValidationError({"kind": "A connection's kind cannot change: add another connection."})
+    """Saves a new or changed connection, setting its credentials when given. The rules of every door:
+
+    - a kind never changes (orders were placed through it as that kind), and is one this server is configured for;
+    - the API key and secret are given together, only to a remote broker, each printable ASCII without spaces of 8
+      to 256 characters; a remote broker's connection has them;
+    - a connection that changes where it signs in (its environment or base URL) is given its credentials again:
+      otherwise whoever may change a connection could point it at their own server and receive the stored secret;
+    - a base URL is https, or http on this machine's loopback only (a local test server): the secret travels in
+      the request headers.
+    """
+    stored = BrokerConnection.objects.filter(pk=connection.pk).first() if connection.pk is not None else None
+    if stored is not None and stored.kind != connection.kind:
+        raise ValidationError({"kind": "A connection's kind cannot change: add another connection."})
+    if connection.kind not in settings.TRADING_BROKER_KINDS:
+        raise ValidationError({"kind": f"This server is not configured for {connection.get_kind_display()}."})
     if (api_key is None) != (api_secret is None):
-        raise ValidationError(
-            {"api_secret" if api_secret is None else "api_key": "Give the API key and secret together."}
-        )
+        missing = "api_secret" if api_secret is None else "api_key"
+        raise ValidationError({missing: "Give the API key and secret together."})
+    if connection.base_url:
+        _check_base_url(connection.base_url)
     if api_key is not None and api_secret is not None:
         if not connection.is_remote:
             raise ValidationError({"api_key": "The paper broker takes no credentials."})
-        api_key, api_secret = api_key.strip(), api_secret.strip()
-        if not api_key or not api_secret:
-            raise ValidationError({"api_key": "The API key and secret cannot be blank."})
-        connection.set_credentials(api_key=api_key, api_secret=api_secret)
+        for name, value in (("api_key", api_key), ("api_secret", api_secret)):
+            if not CREDENTIAL.fullmatch(value.strip()):
+                raise ValidationError(
+                    {name: "Must be 8 to 256 printable characters without spaces, as the broker issued it."}
+                )
+        connection.set_credentials(api_key=api_key.strip(), api_secret=api_secret.strip())
     elif connection.is_remote and not connection.has_credentials:
+        kind = connection.get_kind_display()
+        raise ValidationError({"api_key": f"A connection to {kind} needs an API key and secret."})
+    elif (
+        connection.is_remote
+        and stored is not None
+        and (stored.environment, stored.base_url) != (connection.environment, connection.base_url)
+    ):
         raise ValidationError(
-            {"api_key": f"A connection to {connection.get_kind_display()} needs an API key and secret."}
+            {
+                "api_key": "Changing where a connection signs in (its environment or base URL) needs its API key and "
+                "secret again."
+            }
         )
     connection.full_clean()
     connection.save()
     return connection
+
+
+def _check_base_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme != "http" or not loopback:
+        raise ValidationError({"base_url": "A broker's base URL is https (http only on this machine's loopback)."})
 
 
 def broker_account_save(*, account: BrokerAccount) -> BrokerAccount:
@@ -151,7 +207,11 @@ def connection_check(*, connection: BrokerConnection) -> CheckResult:
 
 def redacted(text: str, connection: BrokerConnection) -> str:
     """`text` without the connection's credentials, should a broker ever echo them back."""
-    for secret in connection.credentials():
+    try:
+        credentials = connection.credentials()
+    except InvalidToken:
+        return text  # nothing readable to echo
+    for secret in credentials:
         if secret:
             text = text.replace(secret, "[redacted]")
     return text

@@ -32,9 +32,9 @@ from portfolio_site.imports.run import CommandLineActor
 from portfolio_site.jobs.base import enqueue
 from portfolio_site.money import AMOUNT_QUANTUM, to_quantity
 
-from .brokers import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, OrderTicket
+from .brokers import BrokerError, BrokerFill, BrokerOrder, BrokerRefused, BrokerState, OrderTicket
 from .connections import broker_for, order_account
-from .models import BrokerConnection, Fill, Order, OrderEvent
+from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +251,7 @@ def order_submit(*, actor: Any, order: Order) -> Order:
     order = _locked(actor=actor, order=order, for_movement=True)
     if order.status != Status.DRAFT:
         raise ConflictError(f"Only a draft is submitted; this order is {order.get_status_display().lower()}.")
+    _check_route(order)
     held = _place_hold(actor=actor, order=order)
     now = timezone.now()
     order.status = Status.PENDING
@@ -260,6 +261,28 @@ def order_submit(*, actor: Any, order: Order) -> Order:
     _event(order=order, actor=actor, from_status=Status.DRAFT, message=f"Submitted. {held}")
     _enqueue("order_send", requested_by=actor, order_id=order.pk)
     return order
+
+
+def _check_route(order: Order) -> None:
+    """A draft goes out only the way it was placed: through a connection still active and usable, to the portfolio's
+    account there as it was when the order was created (a connection switched off after its keys leaked stops its
+    drafts too)."""
+    connection = BrokerConnection.objects.get(pk=order.connection_id)
+    if not connection.is_active:
+        raise ConflictError(f"{connection} is inactive: no new orders go through it.", field="connection")
+    if not BrokerAccount.objects.filter(
+        portfolio_id=order.portfolio_id, connection=connection, account_id=order.account_id
+    ).exists():
+        raise ConflictError(
+            f"The portfolio's account {order.account_id} at {connection} has changed since the order was created: "
+            "cancel it and place it again.",
+            field="connection",
+        )
+    try:
+        broker_for(connection)
+    except BrokerError as error:
+        raise ConflictError(f"{connection} cannot be used: {error}", field="connection") from None
+    order.connection = connection
 
 
 def _enqueue(job_name: str, /, **kwargs: Any) -> None:

@@ -12,6 +12,7 @@ Only the standard library (urllib) is used: the project has no HTTP client among
 """
 
 import datetime
+import http.client
 import json
 import logging
 import time
@@ -22,6 +23,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from portfolio_site.logs import secret
 
 from .base import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, BrokerUnavailable, OrderTicket
 
@@ -110,8 +113,8 @@ class AlpacaBroker:
         if ticket.account_id and ticket.account_id != self._trading_account():
             # A key pair trades one account: an order meant for another must not land in this one.
             raise BrokerRefused(
-                f"The order is for account {ticket.account_id}, but this connection trades account "
-                f"{self._trading_account()}: check the portfolio's account at this broker."
+                f"The order is for account {ticket.account_id}, which is not the account this connection trades: "
+                "check the portfolio's account at this broker."
             )
         body: dict[str, Any] = {
             "symbol": ticket.symbol,
@@ -158,10 +161,11 @@ class AlpacaBroker:
         # No waiting out a rate limit here: whoever asked is waiting for the answer.
         _, account = self._call("GET", "/v2/account", retries=0)
         account = account if isinstance(account, dict) else {}
-        number = account.get("account_number") or account.get("id") or "?"
-        self._account_number = str(number)
+        number = account.get("account_number")
+        if number:
+            self._account_number = str(number)
         return (
-            f"Alpaca account {number} ({account.get('status', 'unknown status')}), "
+            f"Alpaca account {number or account.get('id') or '?'} ({account.get('status', 'unknown status')}), "
             f"buying power {_decimal(account.get('buying_power', '0'))} {account.get('currency', '')}".rstrip()
         )
 
@@ -240,6 +244,9 @@ class AlpacaBroker:
         """One request, retried on 429 (after Retry-After, if given) up to `retries` times (max_retries unless
         given); answers (status, decoded JSON or None)."""
         retries = self.max_retries if retries is None else retries
+        # Whatever this request logs (an error naming a header, say) is masked of the credentials.
+        secret(self._api_key)
+        secret(self._api_secret)
         data = json.dumps(body).encode() if body is not None else None
         headers = {
             "APCA-API-KEY-ID": self._api_key,
@@ -259,6 +266,13 @@ class AlpacaBroker:
                 payload = _decode(error.read())
                 retry_after = error.headers.get("Retry-After") if error.headers else None
                 error.close()
+            except (ValueError, UnicodeError, http.client.HTTPException) as error:
+                # A request that could not be written (a header value the HTTP client refuses) or an answer that
+                # could not be read: its own message may quote a header, so none of it is kept.
+                logger.warning("Alpaca %s %s failed: %s", method, _path(path), type(error).__name__)
+                raise BrokerUnavailable(
+                    f"Alpaca could not be asked {method} {_path(path)} ({type(error).__name__})."
+                ) from None
             except (urllib.error.URLError, TimeoutError, OSError) as error:
                 reason = getattr(error, "reason", error)
                 logger.warning("Alpaca %s %s did not answer: %s", method, _path(path), type(reason).__name__)

@@ -17,6 +17,10 @@ class Migration(migrations.Migration):
             "trading_order",
             [
                 migrations.RemoveConstraint(model_name="order", name="trading_order_broker_order_id_unique"),
+                # A default first, so that undoing this migration re-adds the column to rows that have one.
+                migrations.AlterField(
+                    model_name="order", name="broker", field=models.CharField(default="", max_length=40)
+                ),
                 migrations.RemoveField(model_name="order", name="broker"),
                 migrations.AlterField(
                     model_name="order",

@@ -27,6 +27,7 @@ class FakeAlpaca:
         self.orders: dict[str, dict[str, Any]] = {}
         self.fills: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
+        self.account_number = "PA1234567"  # empty: answered without one
         # Scripted answers for the next requests: (status, headers, body) or ("stall", seconds).
         self.script: deque[tuple[Any, ...]] = deque()
         self.lock = threading.Lock()
@@ -143,7 +144,7 @@ class FakeAlpaca:
     def _account(self) -> dict[str, Any]:
         return {
             "id": "904837e3-3b76-47ec-b432-046db621571b",
-            "account_number": "PA1234567",
+            "account_number": self.account_number,
             "status": "ACTIVE",
             "currency": "USD",
             "buying_power": "262113.632",

@@ -23,7 +23,9 @@ def executor() -> Iterator[MigrationExecutor]:
 
 def test_orders_placed_by_broker_name_move_onto_connections_and_accounts(executor: MigrationExecutor) -> None:
     apps = executor.loader.project_state(BEFORE).apps
-    advisor = apps.get_model("accounts", "User").objects.create(email="advisor@example.com", password="!", is_staff=True)
+    advisor = apps.get_model("accounts", "User").objects.create(
+        email="advisor@example.com", password="!", is_staff=True
+    )
     client = apps.get_model("clients", "Client").objects.create(
         name="C", email="c@example.net", base_currency="USD", advisor=advisor
     )
@@ -60,3 +62,14 @@ def test_orders_placed_by_broker_name_move_onto_connections_and_accounts(executo
         ("paper", f"PAPER-{main.pk}"),
         ("paper-eu", f"PAPER-{other.pk}"),
     ]
+
+
+def test_the_migration_is_undone_with_orders_keeping_their_broker_names(executor: MigrationExecutor) -> None:
+    test_orders_placed_by_broker_name_move_onto_connections_and_accounts(executor)
+
+    executor.loader.build_graph()
+    executor.migrate(BEFORE)
+
+    apps = executor.loader.project_state(BEFORE).apps
+    orders = apps.get_model("trading", "Order").objects.order_by("client_order_id")
+    assert [order.broker for order in orders] == ["paper", "paper", "paper-eu"]

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
 from django.db import connection as db
@@ -23,6 +24,7 @@ from portfolio_site.imports.formats import FORMATS, format_for_model
 from portfolio_site.jobs.models import JobRun
 from portfolio_site.testing import admin_messages, page_queries
 from trading import services
+from trading.brokers.alpaca import AlpacaBroker
 from trading.connections import broker_for, connection_check
 from trading.models import BrokerAccount, BrokerConnection, Order
 from trading.tests.alpaca_server import FakeAlpaca
@@ -127,12 +129,12 @@ def test_changing_a_connection_keeps_its_credentials_unless_both_are_given_again
     assert alpaca_connection.credentials() == (KEY, SECRET)
     assert alpaca_connection.credentials_set_at == set_at
 
-    replaced = api(operations).patch(url, {"api_key": "PK-NEW", "api_secret": "sk-new"}, format="json")
+    replaced = api(operations).patch(url, {"api_key": "PK-NEW-0001", "api_secret": "sk-new-0001"}, format="json")
     assert replaced.status_code == 200, replaced.content
     alpaca_connection.refresh_from_db()
-    assert alpaca_connection.credentials() == ("PK-NEW", "sk-new")
+    assert alpaca_connection.credentials() == ("PK-NEW-0001", "sk-new-0001")
     assert alpaca_connection.credentials_set_at > set_at
-    assert "sk-new" not in replaced.content.decode()
+    assert "sk-new-0001" not in replaced.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -320,9 +322,9 @@ def test_an_admin_change_with_empty_secrets_keeps_them_and_with_new_ones_replace
     alpaca_connection.refresh_from_db()
     assert alpaca_connection.credentials() == (KEY, SECRET)
 
-    client.post(url, {**form, "new_api_key": "PK-2", "new_api_secret": "sk-2"})
+    client.post(url, {**form, "new_api_key": "PK-2-0000", "new_api_secret": "sk-2-0000"})
     alpaca_connection.refresh_from_db()
-    assert alpaca_connection.credentials() == ("PK-2", "sk-2")
+    assert alpaca_connection.credentials() == ("PK-2-0000", "sk-2-0000")
 
 
 def test_test_connection_in_the_admin_reports_each_connection(
@@ -549,3 +551,159 @@ def test_broker_changelists_load_with_the_same_query_count_for_few_and_many_rows
     few = page_queries(client, count_queries, url)
     add(20)
     assert page_queries(client, count_queries, url) == few
+
+
+# --- What an attacker would try -----------------------------------------------------------------------------
+
+
+def test_pointing_a_connection_elsewhere_needs_its_credentials_again(
+    operations: Any, api: Any, alpaca: FakeAlpaca, alpaca_connection: BrokerConnection
+) -> None:
+    """Otherwise whoever may change a connection could send its stored secret to a server of their own."""
+    url = f"/api/v1/broker-connections/{alpaca_connection.pk}/"
+    elsewhere = "http://127.0.0.2:9/"
+
+    moved = api(operations).patch(url, {"base_url": elsewhere}, format="json")
+    live = api(operations).patch(url, {"environment": "live"}, format="json")
+    with_keys = api(operations).patch(
+        url, {"base_url": elsewhere, "api_key": "PK-THEIR-OWN", "api_secret": "sk-their-own"}, format="json"
+    )
+
+    assert (moved.status_code, live.status_code) == (400, 400)
+    assert "api_key" in moved.json()
+    assert with_keys.status_code == 200, with_keys.content
+    alpaca_connection.refresh_from_db()
+    assert alpaca_connection.credentials() == ("PK-THEIR-OWN", "sk-their-own")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "accepted"),
+    [
+        ("https://broker.example.com", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost:8080", True),
+        ("http://broker.example.com", False),
+        ("http://10.0.0.5", False),
+    ],
+)
+def test_credentials_travel_over_https_or_on_this_machine_only(
+    base_url: str, accepted: bool, operations: Any, api: Any, alpaca: FakeAlpaca
+) -> None:
+    answer = api(operations).post("/api/v1/broker-connections/", alpaca_body(alpaca, base_url=base_url), format="json")
+
+    assert answer.status_code == (201 if accepted else 400), answer.content
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["sk-LEAK\nCHECK-7d1f3e9a0b", "sk-with space-12345", "sk-\u2019-not-ascii-123", "short"],
+    ids=["newline", "space", "non-ascii", "too-short"],
+)
+def test_a_credential_that_could_not_travel_in_a_header_is_refused(
+    secret: str, operations: Any, api: Any, alpaca: FakeAlpaca
+) -> None:
+    refused = api(operations).post("/api/v1/broker-connections/", alpaca_body(alpaca, api_secret=secret), format="json")
+
+    assert refused.status_code == 400
+    assert "api_secret" in refused.json()
+    assert secret not in refused.content.decode()
+
+
+def test_credentials_no_key_decrypts_fail_the_check_and_refuse_a_submission_without_a_500(
+    advisor: Any,
+    operations: Any,
+    api: Any,
+    portfolio: Any,
+    asset: Any,
+    alpaca_connection: BrokerConnection,
+    settings: Any,
+) -> None:
+    BrokerAccountFactory(portfolio=portfolio, connection=alpaca_connection, account_id=ACCOUNT)
+    draft = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("1"))
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    checked = api(operations).post(f"/api/v1/broker-connections/{alpaca_connection.pk}/check/")
+    submitted = api(advisor).post(f"/api/v1/orders/{draft.pk}/submit/")
+
+    assert checked.status_code == 200
+    assert checked.json()["ok"] is False
+    assert "set them again" in checked.json()["message"]
+    assert submitted.status_code == 409
+    draft.refresh_from_db()
+    assert draft.status == Order.Status.DRAFT
+
+
+def test_a_kind_this_server_is_not_configured_for_is_refused(
+    operations: Any, api: Any, alpaca: FakeAlpaca, settings: Any
+) -> None:
+    del settings.TRADING_BROKER_KINDS["alpaca"]
+
+    refused = api(operations).post("/api/v1/broker-connections/", alpaca_body(alpaca), format="json")
+
+    assert refused.status_code == 400
+    assert "kind" in refused.json()
+
+
+def test_a_draft_is_not_submitted_once_its_connection_is_switched_off_or_its_account_closed(
+    advisor: Any, portfolio: Any, asset: Any, api: Any
+) -> None:
+    account = paper_account(portfolio)
+    first = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("1"))
+    second = services.order_create(actor=advisor, portfolio=portfolio, asset=asset, side="buy", quantity=D("1"))
+
+    BrokerConnection.objects.filter(pk=account.connection_id).update(is_active=False)
+    switched_off = api(advisor).post(f"/api/v1/orders/{first.pk}/submit/")
+    BrokerConnection.objects.filter(pk=account.connection_id).update(is_active=True)
+    account.delete()
+    closed = api(advisor).post(f"/api/v1/orders/{second.pk}/submit/")
+
+    assert switched_off.status_code == 409
+    assert "inactive" in switched_off.json()["detail"]
+    assert closed.status_code == 409
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DRAFT}
+
+
+def test_the_browsable_api_never_refills_a_refused_form_with_the_secret(
+    operations: Any, api: Any, alpaca: FakeAlpaca, alpaca_connection: BrokerConnection
+) -> None:
+    duplicate = alpaca_body(alpaca, name=alpaca_connection.name)
+
+    page = api(operations).post("/api/v1/broker-connections/", duplicate, HTTP_ACCEPT="text/html")
+
+    assert page.status_code == 400
+    assert SECRET not in page.content.decode()
+    assert KEY not in page.content.decode()
+
+
+def test_only_those_who_test_connections_read_what_the_last_check_said(
+    advisor: Any, operations: Any, api: Any, alpaca_connection: BrokerConnection
+) -> None:
+    connection_check(connection=alpaca_connection)
+    url = f"/api/v1/broker-connections/{alpaca_connection.pk}/"
+
+    assert ACCOUNT in api(operations).get(url).json()["last_check_message"]
+    assert api(advisor).get(url).json()["last_check_message"] == ""
+    assert api(advisor).get(url).json()["last_check_ok"] is True
+
+
+def test_a_check_answer_without_an_account_number_is_not_taken_for_the_account(alpaca: FakeAlpaca) -> None:
+    broker = AlpacaBroker(name="a", api_key=KEY, api_secret=SECRET, base_url=alpaca.base_url, timeout=2)
+    alpaca.account_number = ""
+
+    broker.check()
+    alpaca.account_number = ACCOUNT
+
+    assert broker._trading_account() == ACCOUNT
+
+
+def test_a_stored_credential_the_http_client_refuses_is_an_outage_whose_message_quotes_nothing(
+    alpaca: FakeAlpaca, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Written before the credential rules existed (or straight into the table): the request cannot be sent."""
+    broken = AlpacaConnectionFactory(base_url=alpaca.base_url, key=KEY, secret="sk-LEAK\nCHECK-7d1f3e9a0b")
+
+    result = connection_check(connection=broken)
+
+    assert result.ok is False
+    assert "CHECK-7d1f3e9a0b" not in result.message
+    assert "CHECK-7d1f3e9a0b" not in caplog.text
