@@ -28,17 +28,18 @@ def run() -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """The demo loaded once for the tests that only read it (three years of history take seconds to write), in a
-    transaction rolled back after them; each test still runs in its own savepoint on top."""
+def demo(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """The demo loaded once for the module's tests (three years of history take many seconds to write), in a
+    transaction rolled back after them; each test still runs in its own savepoint on top. Yields what the load
+    printed."""
     with django_db_blocker.unblock(), transaction.atomic():
-        run()
-        yield
+        yield run()
         transaction.set_rollback(True)
 
 
-def test_demo_data_loads_once_and_prints_a_working_admin_password_once() -> None:
-    first = run()
+def test_demo_data_loads_once_and_prints_a_working_admin_password_once(demo: str) -> None:
+    # `demo` is this module's first and only load into an empty database: its output is the first run's.
+    first = demo
     password = first.split("password: ")[1].split()[0]
     assert User.objects.get(email=ADMIN_EMAIL).check_password(password)
     counts = (Client.objects.count(), Portfolio.objects.count(), Allocation.objects.count(), Price.objects.count())
@@ -53,7 +54,7 @@ def test_demo_data_loads_once_and_prints_a_working_admin_password_once() -> None
     ) == counts
 
 
-def test_demo_data_respects_the_money_rules(demo: None) -> None:
+def test_demo_data_respects_the_money_rules(demo: str) -> None:
     assert Client.objects.count() == 6
     assert all(allocation.settlement_id for allocation in Allocation.objects.filter(kind__in=["buy", "sell"]))
     for portfolio in Portfolio.objects.all():
@@ -63,7 +64,7 @@ def test_demo_data_respects_the_money_rules(demo: None) -> None:
     assert set(Client.objects.values_list("advisor", flat=True)) <= set(advisors.values_list("pk", flat=True))
 
 
-def test_demo_clients_have_two_or_three_accounts_at_custodians_in_several_currencies(demo: None) -> None:
+def test_demo_clients_have_two_or_three_accounts_at_custodians_in_several_currencies(demo: str) -> None:
     for client in Client.objects.all():
         assert 2 <= client.portfolios.count() <= 3
     assert set(Portfolio.objects.values_list("base_currency", flat=True)) == {"EUR", "USD", "GBP"}
@@ -72,7 +73,7 @@ def test_demo_clients_have_two_or_three_accounts_at_custodians_in_several_curren
     assert Portfolio.objects.filter(closed_on__isnull=False).exists()
 
 
-def test_demo_data_moves_cash_and_units_between_two_portfolios_of_each_client(demo: None) -> None:
+def test_demo_data_moves_cash_and_units_between_two_portfolios_of_each_client(demo: str) -> None:
     for client in Client.objects.all():
         cash_in = Transaction.objects.get(client=client, kind=Transaction.Kind.TRANSFER_IN)
         units_in = Allocation.objects.get(client=client, kind=Allocation.Kind.TRANSFER_IN)
@@ -80,7 +81,7 @@ def test_demo_data_moves_cash_and_units_between_two_portfolios_of_each_client(de
         assert units_in.counterpart.portfolio_id != units_in.portfolio_id
 
 
-def test_every_demo_portfolio_values_completely_out_of_the_box(demo: None) -> None:
+def test_every_demo_portfolio_values_completely_out_of_the_box(demo: str) -> None:
     for portfolio in Portfolio.objects.filter(closed_on__isnull=True):
         report = portfolio_valuation(portfolio=portfolio, as_of=timezone.localdate())
         assert report.missing_fx == [], portfolio
@@ -89,7 +90,7 @@ def test_every_demo_portfolio_values_completely_out_of_the_box(demo: None) -> No
         assert report.totals.holdings > 0
 
 
-def test_demo_market_data_covers_three_years_of_business_days_for_every_asset_and_rate(demo: None) -> None:
+def test_demo_market_data_covers_three_years_of_business_days_for_every_asset_and_rate(demo: str) -> None:
     today = timezone.localdate()
     business_days = {
         today - datetime.timedelta(days=n)
@@ -102,7 +103,7 @@ def test_demo_market_data_covers_three_years_of_business_days_for_every_asset_an
         assert set(FxRate.objects.filter(base="EUR", quote=quote).values_list("date", flat=True)) == business_days
 
 
-def test_demo_deposits_withdrawals_and_trades_in_several_currencies_span_three_years(demo: None) -> None:
+def test_demo_deposits_withdrawals_and_trades_in_several_currencies_span_three_years(demo: str) -> None:
     today = timezone.localdate()
     years = [
         (today - datetime.timedelta(days=365 * (n + 1)), today - datetime.timedelta(days=365 * n)) for n in range(3)
@@ -116,7 +117,7 @@ def test_demo_deposits_withdrawals_and_trades_in_several_currencies_span_three_y
     assert set(Allocation.objects.values_list("asset__currency", flat=True)) == {"EUR", "USD", "GBP"}
 
 
-def test_demo_daily_value_table_spans_three_years_and_is_complete(demo: None) -> None:
+def test_demo_daily_value_table_spans_three_years_and_is_complete(demo: str) -> None:
     today = timezone.localdate()
     for portfolio in Portfolio.objects.filter(closed_on__isnull=True):
         days = daily_values(portfolio_id=portfolio.pk, start=today - datetime.timedelta(days=3 * 366), end=today)
@@ -129,7 +130,7 @@ def test_demo_daily_value_table_spans_three_years_and_is_complete(demo: None) ->
     assert PortfolioDailyValue.objects.exists()
 
 
-def test_demo_data_pays_dividends_interest_and_fees_so_that_income_shows(demo: None) -> None:
+def test_demo_data_pays_dividends_interest_and_fees_so_that_income_shows(demo: str) -> None:
     assert Dividend.objects.count() > 20
     assert Transaction.objects.filter(kind=Transaction.Kind.INTEREST).exists()
     assert Transaction.objects.filter(kind=Transaction.Kind.FEE).exists()
