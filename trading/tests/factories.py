@@ -9,7 +9,17 @@ from factory.django import DjangoModelFactory
 from holdings.tests.factories import AssetFactory, BuyFactory, SellFactory
 from ledger.tests.factories import place
 from portfolio_site.crypto import encrypt
-from trading.models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
+from trading.models import (
+    BrokerAccount,
+    BrokerConnection,
+    Fill,
+    ModelAssignment,
+    ModelPortfolio,
+    ModelWeight,
+    Order,
+    OrderEvent,
+    RebalanceProposal,
+)
 
 PAPER = "Paper broker"
 
@@ -131,3 +141,58 @@ class FillFactory(DjangoModelFactory):
             date=datetime.date(2026, 2, 1),
         )
     )
+
+
+class ModelPortfolioFactory(DjangoModelFactory):
+    """A model portfolio with no weights and all in cash (100%): give it weights with `ModelWeightFactory` and a
+    `cash_weight` that sums with them to 100, or through `trading.rebalancing.model_portfolio_save`."""
+
+    class Meta:
+        model = ModelPortfolio
+
+    name = factory.Sequence(lambda n: f"Model {n}")
+    cash_weight = Decimal("100")
+    drift_band = Decimal("5")
+    minimum_trade = Decimal("0")
+    fractional = False
+
+
+class ModelWeightFactory(DjangoModelFactory):
+    class Meta:
+        model = ModelWeight
+
+    model = factory.SubFactory(ModelPortfolioFactory)
+    asset = factory.SubFactory(AssetFactory)
+    weight = Decimal("50")
+
+
+class ModelAssignmentFactory(DjangoModelFactory):
+    """The client's main portfolio (unless given one) following a model (a new one unless given)."""
+
+    class Meta:
+        model = ModelAssignment
+
+    client = None
+    portfolio = None
+    model = factory.SubFactory(ModelPortfolioFactory)
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        return place(kwargs)
+
+
+class RebalanceProposalFactory(DjangoModelFactory):
+    """A stored proposal with no orders, for lists (a row: `rebalance_proposal_create` computes real ones)."""
+
+    class Meta:
+        model = RebalanceProposal
+
+    client = None
+    portfolio = None
+    model = factory.SubFactory(ModelPortfolioFactory)
+    proposal = factory.LazyAttribute(lambda p: {"model": p.model.pk, "model_name": p.model.name, "orders": []})
+    basis = "0" * 64
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        return place(kwargs)

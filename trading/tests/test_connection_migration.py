@@ -23,7 +23,9 @@ def executor() -> Iterator[MigrationExecutor]:
 
 def test_orders_placed_by_broker_name_move_onto_connections_and_accounts(executor: MigrationExecutor) -> None:
     apps = executor.loader.project_state(BEFORE).apps
-    advisor = apps.get_model("accounts", "User").objects.create(email="advisor@example.com", password="!", is_staff=True)
+    advisor = apps.get_model("accounts", "User").objects.create(
+        email="advisor@example.com", password="!", is_staff=True
+    )
     client = apps.get_model("clients", "Client").objects.create(
         name="C", email="c@example.net", base_currency="USD", advisor=advisor
     )
