@@ -438,7 +438,7 @@ def proposal_document(inputs: Inputs, proposal: Proposal) -> dict[str, Any]:
     labels = {h.asset_id: h for h in inputs.holdings}
 
     def money(value: Decimal, currency: str) -> str:
-        return _text(present_amount(value, currency))
+        return f"{present_amount(value, currency):f}"
 
     return {
         "model": inputs.model.pk,

@@ -181,6 +181,22 @@ class ModelAssignmentFactory(DjangoModelFactory):
         return place(kwargs)
 
 
+def empty_proposal(model: ModelPortfolio, base_currency: str) -> dict[str, Any]:
+    """The document of a proposal with nothing to do (a portfolio worth nothing), as `proposal_document` writes it."""
+    zero = "0.00"
+    return {
+        "model": model.pk,
+        "model_name": model.name,
+        "base_currency": base_currency,
+        **dict.fromkeys(["total_value", "cash_before", "cash_after", "cash_target"], zero),
+        **dict.fromkeys(["cash_weight_before", "cash_weight_after"], "0"),
+        "cash_weight_target": f"{model.cash_weight.normalize():f}",
+        "drift_band": f"{model.drift_band.normalize():f}",
+        **{key: [] for key in ["orders", "weights", "cash", "rates"]},
+        "warnings": ["The portfolio is worth nothing (or less): there is nothing to rebalance."],
+    }
+
+
 class RebalanceProposalFactory(DjangoModelFactory):
     """A stored proposal with no orders, for lists (a row: `rebalance_proposal_create` computes real ones)."""
 
@@ -190,9 +206,12 @@ class RebalanceProposalFactory(DjangoModelFactory):
     client = None
     portfolio = None
     model = factory.SubFactory(ModelPortfolioFactory)
-    proposal = factory.LazyAttribute(lambda p: {"model": p.model.pk, "model_name": p.model.name, "orders": []})
+    proposal = None
     basis = "0" * 64
 
     @classmethod
     def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
-        return place(kwargs)
+        kwargs = place(kwargs)
+        if kwargs["proposal"] is None:
+            kwargs["proposal"] = empty_proposal(kwargs["model"], kwargs["portfolio"].base_currency)
+        return kwargs
