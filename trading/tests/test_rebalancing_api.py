@@ -362,3 +362,10 @@ def test_rebalancing_endpoints_match_the_schema(as_user, advisor) -> None:  # no
     assert len(accepted["orders"]) == 2
     assert "detail" in api.post(f"/api/v1/rebalance-proposals/{made['id']}/accept/", {}, expect=409)
     assert "detail" in api.post("/api/v1/portfolios/999999/rebalance-proposal/", None, expect=404, check_request=False)
+
+
+def test_a_model_a_portfolio_follows_cannot_be_deleted_409(operations, api) -> None:
+    assignment = ModelAssignmentFactory()
+    response = api(operations).delete(f"/api/v1/model-portfolios/{assignment.model_id}/")
+    assert response.status_code == 409
+    assert ModelAssignment.objects.exists()
