@@ -56,6 +56,7 @@ class AssetSerializer(serializers.ModelSerializer):
         max_digits=30,
         decimal_places=10,
         required=False,
+        validators=[must_be_positive],
         help_text="The units it trades in (1 when not given): rebalancing proposals round quantities down to whole "
         "lots.",
     )

@@ -201,6 +201,8 @@ class DriftView(ScopedViewSetMixin, GenericAPIView):
     def get(self, request: Request) -> Response:
         assignments = list(self.filter_queryset(self.get_queryset()))
         if (wanted := request.query_params.get("outside_band")) is not None:
+            if wanted.lower() not in ("true", "false", "1", "0"):
+                raise serializers.ValidationError({"outside_band": ["Give true or false."]})
             # The drift is computed, not stored: the whole filtered set is valued (in a fixed number of queries)
             # before the filter and the page are applied to it.
             outside = wanted.lower() in ("true", "1")

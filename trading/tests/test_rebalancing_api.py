@@ -369,3 +369,9 @@ def test_a_model_a_portfolio_follows_cannot_be_deleted_409(operations, api) -> N
     response = api(operations).delete(f"/api/v1/model-portfolios/{assignment.model_id}/")
     assert response.status_code == 409
     assert ModelAssignment.objects.exists()
+
+
+def test_the_drift_report_refuses_an_outside_band_that_is_not_true_or_false(advisor, api) -> None:
+    response = api(advisor).get("/api/v1/drift/?outside_band=maybe")
+    assert response.status_code == 400
+    assert "outside_band" in response.json()
