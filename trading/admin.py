@@ -492,7 +492,7 @@ class ModelPortfolioAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
         rebalancing.model_portfolio_save(model=form.instance, weights=given)
 
     def delete_model(self, request: HttpRequest, obj: ModelPortfolio) -> None:
-        obj.delete()
+        rebalancing.model_portfolio_delete(model=obj)
 
 
 class OutsideBandFilter(admin.SimpleListFilter):

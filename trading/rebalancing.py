@@ -561,6 +561,13 @@ def _check_sum(model: ModelPortfolio, weights: list[Decimal]) -> None:
 
 
 @transaction.atomic
+def model_portfolio_delete(*, model: ModelPortfolio) -> None:
+    """Deletes a model and its weights; one that a portfolio follows or a proposal names is protected (409): stop
+    following it first. Proposals keep the model they were computed for."""
+    model.delete()
+
+
+@transaction.atomic
 def model_assignment_save(*, actor: Any, assignment: ModelAssignment) -> ModelAssignment:
     """Makes (or changes) the model a portfolio follows. Refused (403) for a portfolio the actor may not see: the
     portfolio is locked through the one scope check inside the transaction."""

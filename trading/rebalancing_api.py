@@ -108,6 +108,9 @@ class ModelPortfolioViewSet(ScopedModelViewSet):
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]
 
+    def perform_destroy(self, instance: ModelPortfolio) -> None:
+        rebalancing.model_portfolio_delete(model=instance)
+
 
 # --- Assignments and the drift report --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clients.tests.factories import ClientFactory, main_portfolio
 from holdings.models import Price
-from holdings.tests.factories import AllocationFactory, AssetFactory, FxRateFactory, PriceFactory
+from holdings.tests.factories import AllocationFactory, AssetFactory, FxRateFactory, PriceFactory, UnitHoldFactory
 from ledger.tests.factories import CashHoldFactory, TransactionFactory
 from portfolio_site.tests.test_schema import as_user, openapi, schema_document  # noqa: F401 (fixtures)
 from trading.models import ModelAssignment, ModelWeight, Order, RebalanceProposal
@@ -105,6 +105,15 @@ def test_a_portfolio_in_two_currencies_is_valued_at_the_latest_rate_and_the_answ
         "rates"
     ]
     assert any("reduced to 5 units" in warning for warning in document["warnings"])
+
+
+def test_units_on_hold_for_an_open_order_are_not_proposed_for_sale(advisor, lopsided, api) -> None:
+    # As in `lopsided`, but 13 of the 16 A are held by an open order: 3 are free, so 3 are sold (150), not 6, and the
+    # buy of B is funded only as far as those 150 go: 3 units.
+    UnitHoldFactory(portfolio=lopsided, asset=AssetFactory(ticker="AAA"), quantity=D("13"))
+    document = propose(api, advisor, lopsided).json()["proposal"]
+    assert [(o["side"], o["quantity"]) for o in document["orders"]] == [("sell", "3"), ("buy", "3")]
+    assert any("only 3 units are free" in warning for warning in document["warnings"])
 
 
 def test_a_portfolio_following_no_model_is_refused_with_409(advisor, api) -> None:
