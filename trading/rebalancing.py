@@ -160,6 +160,8 @@ def propose(
     currency's rate to the base currency. Every asset of the model must be among `holdings` (with 0 units when not
     held)."""
     by_id = {holding.asset_id: holding for holding in sorted(holdings, key=lambda h: h.asset_id)}
+    # A sell may bring cash in a currency the portfolio held none of: its rate is the asset's.
+    rates = {**{h.currency: h.rate for h in by_id.values()}, **rates}
     total = sum((h.units * h.unit_value for h in by_id.values()), Decimal(0)) + _cash_base(cash, rates)
     cash_before = _cash_base(cash, rates)
     proposal = Proposal(

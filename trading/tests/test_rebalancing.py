@@ -249,3 +249,13 @@ def test_cash_never_goes_negative_nor_below_its_target_and_weights_end_in_band_w
             continue
         slack = lot_step(h.lot_size, fractional=True) * h.unit_value / proposal.total_value * 100
         assert abs(proposal.weights_after[h.asset_id] - model.weights[h.asset_id]) <= model.drift_band + slack
+
+
+def test_a_sale_brings_cash_in_a_currency_the_portfolio_held_none_of() -> None:
+    # Base EUR; U (USD, 1 USD = 0.9 EUR) 10 x 100 = 900 EUR, cash 100 EUR: V = 1000. Model: cash only. U goes whole,
+    # its 1000 USD counted at the asset's rate: cash after 900 + 100 = 1000 EUR.
+    proposal = run([holding(U, "10", "100", rate="0.9")], {"EUR": "100"}, targets({}, "100", "5"), base="EUR")
+    [sell] = proposal.orders
+    assert sell.quantity == D("10")
+    assert proposal.cash_after == D("1000")
+    assert proposal.cash_by_currency_after == {"EUR": D("100"), "USD": D("1000")}
