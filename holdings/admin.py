@@ -62,13 +62,32 @@ class AssetSymbolInline(ServiceInlineMixin, admin.TabularInline):
         services.asset_symbol_delete(asset_symbol=obj)
 
 
+class AssetForm(forms.ModelForm):
+    """An asset's fields; the lot size may be left empty (a form from before it existed): the asset keeps its
+    current one, 1 for a new asset."""
+
+    class Meta:
+        model = Asset
+        fields = ["ticker", "name", "exchange", "currency", "asset_type", "isin", "lot_size"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "lot_size" in self.fields:
+            self.fields["lot_size"].required = False
+
+    def clean_lot_size(self) -> Any:
+        return self.cleaned_data.get("lot_size") or self.instance.lot_size
+
+
 @admin.register(Asset)
 class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
-    list_display = ["ticker", "exchange", "name", "asset_type", "currency", "isin"]
+    list_display = ["ticker", "exchange", "name", "asset_type", "currency", "isin", "lot_size_shown"]
     list_filter = ["asset_type", "currency", "exchange"]
     search_fields = ["ticker", "name", "isin"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [AssetSymbolInline]
+    form = AssetForm
+    lot_size_shown = number_column("lot_size", description="lot size")
 
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
         if change:

@@ -52,6 +52,14 @@ class AssetSymbolSerializer(serializers.ModelSerializer):
 
 class AssetSerializer(serializers.ModelSerializer):
     currency = CurrencyField()
+    lot_size = PlainDecimalField(
+        max_digits=30,
+        decimal_places=10,
+        required=False,
+        validators=[must_be_positive],
+        help_text="The units it trades in (1 when not given): rebalancing proposals round quantities down to whole "
+        "lots.",
+    )
     symbols = AssetSymbolSerializer(
         many=True,
         read_only=True,
@@ -68,6 +76,7 @@ class AssetSerializer(serializers.ModelSerializer):
             "currency",
             "asset_type",
             "isin",
+            "lot_size",
             "symbols",
             "created_at",
             "updated_at",

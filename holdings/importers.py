@@ -55,7 +55,7 @@ from .services import (
 )
 
 PAGE_ROWS = 1000
-ASSET_FIELDS = ("name", "currency", "asset_type", "isin")
+ASSET_FIELDS = ("name", "currency", "asset_type", "isin", "lot_size")
 ASSETS = Asset._meta.db_table
 PRICES = Price._meta.db_table
 ALLOCATIONS = Allocation._meta.db_table
@@ -150,6 +150,12 @@ class AssetFormat(UpsertFormat):
         Column("currency", parsing.currency, help="ISO 4217 code it is quoted in"),
         Column("asset_type", parsing.choice(AssetType.values), help=", ".join(AssetType.values)),
         Column("isin", upper_text(12), required=False, help="ISIN, unique among assets"),
+        Column(
+            "lot_size",
+            parsing.decimal(max_digits=QUANTITY_DIGITS, places=QUANTITY_PLACES, minimum="0", exclusive=True),
+            required=False,
+            help="units per lot, above 0; empty (or no such column): the asset's current lot size, 1 for a new one",
+        ),
     )
     model = Asset
     compared = saved = ASSET_FIELDS
@@ -160,6 +166,7 @@ class AssetFormat(UpsertFormat):
         super().prepare()
         self.seen: dict[tuple[str, str], int] = {}
         self.seen_isins: dict[str, int] = {}
+        self.lot_size_kept: set[int] = set()
 
     def build(self, line: int, values: dict[str, Any]) -> Asset:
         key = (values["ticker"], values["exchange"] or "")
@@ -171,14 +178,19 @@ class AssetFormat(UpsertFormat):
         self.seen[key] = line
         if isin:
             self.seen_isins[isin] = line
-        return Asset(
+        asset = Asset(
             ticker=key[0],
             exchange=key[1],
             name=values["name"],
             currency=values["currency"],
             asset_type=values["asset_type"],
             isin=isin,
+            lot_size=values.get("lot_size") or Decimal("1"),
         )
+        if values.get("lot_size") is None:
+            # An empty cell (or a file from before the column) keeps a known asset's lot size: see existing().
+            self.lot_size_kept.add(id(asset))
+        return asset
 
     def natural_key(self, instance: Asset) -> tuple[str, str]:
         return instance.ticker, instance.exchange
@@ -203,6 +215,9 @@ class AssetFormat(UpsertFormat):
         self.allocated = set(
             Allocation.objects.filter(asset_id__in=currency_changes).values_list("asset_id", flat=True).distinct()
         )
+        for row in rows:
+            if id(row.instance) in self.lot_size_kept and (old := existing.get(self.natural_key(row.instance))):
+                row.instance.lot_size = old.lot_size
         return existing
 
     def refusal(self, row: PendingRow, old: Asset | None) -> tuple[str, str] | None:
@@ -227,6 +242,7 @@ class AssetFormat(UpsertFormat):
             "currency": asset.currency,
             "asset_type": asset.asset_type,
             "isin": asset.isin,
+            "lot_size": f"{asset.lot_size.normalize():f}",
         }
 
 

@@ -63,6 +63,13 @@ class Asset(TimeStampedModel):
     currency = CurrencyField(help_text="ISO 4217 code of the currency the asset is quoted in.")
     asset_type = models.CharField(max_length=16, choices=AssetType.choices, default=AssetType.EQUITY)
     isin = models.CharField("ISIN", max_length=12, blank=True, validators=[validate_isin])
+    lot_size = quantity_field(
+        # In the database too: rows written past the ORM (imports' bulk paths, raw SQL) get a lot of one unit.
+        default=Decimal("1"),
+        db_default=Decimal("1"),
+        help_text="The units it trades in: an order's quantity is a whole number of lots (a rebalancing proposal "
+        "rounds down to it).",
+    )
 
     # Market data belongs to no client: every holder of the view permission sees every asset.
     objects = ReferenceDataQuerySet["Asset"].as_manager()
@@ -101,6 +108,11 @@ class Asset(TimeStampedModel):
                 violation_error_message="Unknown asset type.",
             ),
             currency_constraint("currency", name="holdings_asset_currency_iso"),
+            models.CheckConstraint(
+                condition=models.Q(lot_size__gt=0),
+                name="holdings_asset_lot_size_positive",
+                violation_error_message="The lot size must be greater than zero.",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -168,6 +168,24 @@ def portfolio_positions(*, portfolio_id: int, as_of: datetime.date | None = None
     return _positions(as_of, portfolio_id=portfolio_id)
 
 
+def positions_of(*, portfolio_ids: Iterable[int]) -> dict[int, dict[int, Decimal]]:
+    """`portfolio_positions` (now) of several portfolios at once: portfolio id to asset id to units, in two queries
+    however many portfolios (their allocations' splits, then one aggregate); portfolios with no allocation absent."""
+    allocations = Allocation.objects.filter(portfolio_id__in=list(portfolio_ids))
+    book = SplitBook.of(allocations.values("asset_id"))
+    rows = (
+        allocations.values("portfolio_id", "asset_id")
+        .annotate(q=ExactSum(scaled_signed_quantity(book)))
+        .order_by("portfolio_id", "asset_id")
+    )
+    found: dict[int, dict[int, Decimal]] = {}
+    for row in rows:
+        found.setdefault(row["portfolio_id"], {})[row["asset_id"]] = book.units(
+            row["asset_id"], row["q"], datetime.date.max
+        )
+    return found
+
+
 def latest_prices(*, asset_ids: Iterable[int], as_of: datetime.date | None = None) -> list[dict[str, Any]]:
     """Each of the assets (those that exist, by id) with its latest close on or before `as_of` (ever, when None)
     and that close's date; both None for an asset with no price yet. One query however many assets: a

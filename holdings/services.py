@@ -50,9 +50,24 @@ BULK_BATCH = 150
 
 @transaction.atomic
 def asset_create(
-    *, ticker: str, name: str, currency: str, exchange: str = "", asset_type: str = "equity", isin: str = ""
+    *,
+    ticker: str,
+    name: str,
+    currency: str,
+    exchange: str = "",
+    asset_type: str = "equity",
+    isin: str = "",
+    lot_size: Decimal = Decimal("1"),
 ) -> Asset:
-    asset = Asset(ticker=ticker, name=name, currency=currency, exchange=exchange, asset_type=asset_type, isin=isin)
+    asset = Asset(
+        ticker=ticker,
+        name=name,
+        currency=currency,
+        exchange=exchange,
+        asset_type=asset_type,
+        isin=isin,
+        lot_size=lot_size,
+    )
     asset.full_clean()
     asset.save()
     invalidate_namespace(ASSETS_CACHE)

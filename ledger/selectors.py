@@ -37,6 +37,21 @@ def portfolio_balances(*, portfolio_id: int, as_of: datetime.date | None = None)
     return _by_currency(_as_of(Transaction.objects.filter(portfolio_id=portfolio_id), as_of))
 
 
+def balances_of(*, portfolio_ids: Iterable[int]) -> dict[int, dict[str, Decimal]]:
+    """`portfolio_balances` (now) of several portfolios at once, in one query: portfolio id to currency to cash;
+    portfolios with no transaction absent."""
+    rows = (
+        Transaction.objects.filter(portfolio_id__in=list(portfolio_ids))
+        .values("portfolio_id", "currency")
+        .annotate(balance=ExactSum(signed_amount()))
+        .order_by("portfolio_id", "currency")
+    )
+    found: dict[int, dict[str, Decimal]] = {}
+    for row in rows:
+        found.setdefault(row["portfolio_id"], {})[row["currency"]] = to_amount(row["balance"])
+    return found
+
+
 def cash_available(*, portfolio_id: int, currency: str, as_of: datetime.date | None = None) -> Decimal:
     """Cash of one currency in one portfolio at the end of `as_of` (now when None)."""
     transactions = _as_of(Transaction.objects.filter(portfolio_id=portfolio_id, currency=currency), as_of)

@@ -33,6 +33,13 @@ from holdings.valuation_api import (
 )
 from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
 from trading.api import BrokerAccountViewSet, BrokerConnectionViewSet, FillViewSet, OrderViewSet
+from trading.rebalancing_api import (
+    DriftView,
+    ModelAssignmentViewSet,
+    ModelPortfolioViewSet,
+    RebalanceProposalCreateView,
+    RebalanceProposalViewSet,
+)
 
 from . import health
 
@@ -58,6 +65,9 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("fills", FillViewSet, basename="fill")
 router.register("broker-connections", BrokerConnectionViewSet, basename="brokerconnection")
 router.register("broker-accounts", BrokerAccountViewSet, basename="brokeraccount")
+router.register("model-portfolios", ModelPortfolioViewSet, basename="modelportfolio")
+router.register("model-assignments", ModelAssignmentViewSet, basename="modelassignment")
+router.register("rebalance-proposals", RebalanceProposalViewSet, basename="rebalanceproposal")
 
 auth_urls: list[URLPattern | URLResolver] = [
     path("login/", LoginView.as_view(), name="login"),
@@ -100,6 +110,13 @@ api_v1 = [
     ),
     path("portfolios/<int:pk>/transfer-cash/", CashTransferView.as_view(), name="portfolio-transfer-cash"),
     path("portfolios/<int:pk>/transfer-units/", UnitsTransferView.as_view(), name="portfolio-transfer-units"),
+    # Trading's, under the portfolio it proposes for (clients may not import trading).
+    path(
+        "portfolios/<int:pk>/rebalance-proposal/",
+        RebalanceProposalCreateView.as_view(),
+        name="portfolio-rebalance-proposal",
+    ),
+    path("drift/", DriftView.as_view(), name="drift"),
     *router.urls,
 ]
 

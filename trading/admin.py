@@ -7,22 +7,35 @@ The paper broker's own book (PaperOrder, PaperFill) has no door: it is the broke
 """
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from clients.admin import ClientScopedAdminMixin, OwnerIndexedSearchMixin, PortfolioListFilter
 from portfolio_site.admin_utils import SERVICE_ERRORS, ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin, error_text
 from portfolio_site.display import money_column, number, number_column
 from portfolio_site.history_admin import TrackedHistoryAdmin
 
-from . import services
+from . import rebalancing, services
 from .brokers import BrokerUnavailable
 from .connections import broker_account_save, connection_check, connection_save
-from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
+from .models import (
+    BrokerAccount,
+    BrokerConnection,
+    Fill,
+    ModelAssignment,
+    ModelPortfolio,
+    ModelWeight,
+    Order,
+    OrderEvent,
+    RebalanceProposal,
+)
 
 # What an action reports instead of a 500: the services' refusals, and a broker that does not answer a cancel.
 REFUSALS = (*SERVICE_ERRORS, BrokerUnavailable)
@@ -425,3 +438,152 @@ class BrokerAccountAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScope
 
     def save_model(self, request: HttpRequest, obj: BrokerAccount, form: Any, change: bool) -> None:
         broker_account_save(account=obj)
+
+
+# --- Model portfolios ------------------------------------------------------------------------------------------
+
+
+class ModelWeightFormSet(BaseInlineFormSet):
+    """The weights of the page, checked to sum to 100 with the page's cash weight before anything is written, so
+    the error shows on the page; `model_portfolio_save` checks it again as it writes."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        total = sum((weight for _, weight in self.weights()), Decimal(0)) + (self.instance.cash_weight or Decimal(0))
+        if total != 100:
+            raise forms.ValidationError(
+                f"The weights and the cash weight must sum to exactly 100%; they sum to {number(total)}%."
+            )
+
+    def weights(self) -> list[tuple[Any, Decimal]]:
+        return [
+            (form.cleaned_data["asset"], form.cleaned_data["weight"])
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+
+
+class ModelWeightInline(admin.TabularInline):
+    model = ModelWeight
+    formset = ModelWeightFormSet
+    fields = ["asset", "weight"]
+    autocomplete_fields = ["asset"]
+    extra = 1
+
+
+@admin.register(ModelPortfolio)
+class ModelPortfolioAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
+    """Firm-wide model portfolios with their weights, managed by Operations, written (model and weights at once)
+    through `model_portfolio_save`."""
+
+    WRITE_METHODS = (*ServiceAdminMixin.WRITE_METHODS, "save_related")
+
+    list_display = ["name", "cash_weight", "drift_band", "minimum_trade", "fractional", "updated_at"]
+    list_filter = ["fractional"]
+    search_fields = ["name"]
+    fields = ["name", "cash_weight", "drift_band", "minimum_trade", "fractional", "notes"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [ModelWeightInline]
+
+    def save_model(self, request: HttpRequest, obj: ModelPortfolio, form: Any, change: bool) -> None:
+        # Saved with its weights in save_related: alone, a changed cash weight would be checked against the old
+        # weights and refused.
+        pass
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        [weights] = [formset for formset in formsets if isinstance(formset, ModelWeightFormSet)]
+        weights.save(commit=False)  # writes nothing: fills what the change message reads (new, changed, deleted)
+        given = [rebalancing.WeightInput(asset, weight) for asset, weight in weights.weights()]
+        rebalancing.model_portfolio_save(model=form.instance, weights=given)
+
+    def delete_model(self, request: HttpRequest, obj: ModelPortfolio) -> None:
+        rebalancing.model_portfolio_delete(model=obj)
+
+
+class OutsideBandFilter(admin.SimpleListFilter):
+    """Followed portfolios outside (or inside) their model's band: drift is computed, not stored, so the scoped
+    list is valued once, in a fixed number of queries, and filtered by its ids."""
+
+    title = "drift"
+    parameter_name = "outside_band"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Outside the band"), ("no", "Inside the band")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ModelAssignment]) -> QuerySet[ModelAssignment]:
+        if self.value() not in ("yes", "no"):
+            return queryset
+        outside = self.value() == "yes"
+        assignments = list(queryset.select_related("model", "portfolio"))
+        found = rebalancing.drifts(assignments)
+        return queryset.filter(
+            pk__in=[a.pk for a in assignments if bool(found[a.portfolio_id].outside_band) is outside]
+        )
+
+
+@admin.register(ModelAssignment)
+class ModelAssignmentAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScopedAdminMixin, TrackedHistoryAdmin):
+    """Portfolios following models, scoped like every client's row, with each one's drift from its model (the
+    drift report): advisors manage their clients' through `model_assignment_save`."""
+
+    list_display = ["portfolio", "client", "model", "largest_drift", "outside_band"]
+    list_filter = [OutsideBandFilter, "model", PortfolioListFilter]
+    list_select_related = ["portfolio__client", "client", "model"]
+    autocomplete_fields = ["portfolio"]
+    fields = ["portfolio", "model"]
+    search_help_text = "A client's name or email, or a portfolio's name or account number."
+
+    def exact_search(self, term: str) -> Q:
+        return Q(pk__in=[])
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl") if isinstance(response, TemplateResponse) else None
+        if changelist is not None:
+            # The page's rows valued together before the template renders their drift columns.
+            rows = list(changelist.result_list)
+            found = rebalancing.drifts(rows)
+            for row in rows:
+                row.drift = found.get(row.portfolio_id)
+        return response
+
+    @admin.display(description="largest drift (pp)")
+    def largest_drift(self, obj: ModelAssignment) -> str:
+        drift = getattr(obj, "drift", None)
+        if drift is None or drift.largest is None:
+            return "not valued: " + ", ".join(drift.missing) if drift is not None and drift.missing else "—"
+        return number(drift.largest.quantize(Decimal("0.01")))
+
+    @admin.display(description="outside band", boolean=True)
+    def outside_band(self, obj: ModelAssignment) -> bool | None:
+        drift = getattr(obj, "drift", None)
+        return None if drift is None else drift.outside_band
+
+    def save_model(self, request: HttpRequest, obj: ModelAssignment, form: Any, change: bool) -> None:
+        rebalancing.model_assignment_save(actor=request.user, assignment=obj)
+
+    def delete_model(self, request: HttpRequest, obj: ModelAssignment) -> None:
+        rebalancing.model_assignment_delete(actor=request.user, assignment=obj)
+
+
+@admin.register(RebalanceProposal)
+class RebalanceProposalAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    """Stored rebalancing proposals, read-only (made and accepted through the API), scoped like every client's
+    row."""
+
+    list_display = ["id", "portfolio", "client", "model", "created_at", "created_by", "accepted_at"]
+    list_filter = ["model", PortfolioListFilter]
+    list_select_related = ["portfolio__client", "client", "model", "created_by"]
+    fields = readonly_fields = (
+        "portfolio",
+        "client",
+        "model",
+        "created_by",
+        "created_at",
+        "basis",
+        "accepted_at",
+        "accepted_by",
+        "proposal",
+    )

@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from clients.filters import visible_clients, visible_portfolios
 from holdings.models import Asset
 
-from .models import BrokerAccount, BrokerConnection, Fill, Order
+from .models import BrokerAccount, BrokerConnection, Fill, ModelAssignment, ModelPortfolio, Order, RebalanceProposal
 
 
 def visible_orders(request: Any) -> QuerySet[Order]:
@@ -92,3 +92,29 @@ class BrokerAccountFilterSet(django_filters.FilterSet):
     class Meta:
         model = BrokerAccount
         fields = ["client", "portfolio", "connection"]
+
+
+class ModelAssignmentFilterSet(django_filters.FilterSet):
+    client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    portfolio = django_filters.ModelChoiceFilter(queryset=visible_portfolios)
+    model = django_filters.ModelChoiceFilter(queryset=ModelPortfolio.objects.all(), help_text="The model's id.")
+
+    class Meta:
+        model = ModelAssignment
+        fields = ["client", "portfolio", "model"]
+
+
+class RebalanceProposalFilterSet(django_filters.FilterSet):
+    client = django_filters.ModelChoiceFilter(queryset=visible_clients)
+    portfolio = django_filters.ModelChoiceFilter(queryset=visible_portfolios)
+    model = django_filters.ModelChoiceFilter(queryset=ModelPortfolio.objects.all(), help_text="The model's id.")
+    accepted = django_filters.BooleanFilter(
+        field_name="accepted_at", lookup_expr="isnull", exclude=True, help_text="true: accepted; false: not yet."
+    )
+    created = django_filters.DateFromToRangeFilter(
+        field_name="created_at", help_text="Creation date range: created_after, created_before (inclusive)."
+    )
+
+    class Meta:
+        model = RebalanceProposal
+        fields = ["client", "portfolio", "model", "accepted", "created"]

@@ -510,3 +510,175 @@ class PaperFill(models.Model):
 
     def __str__(self) -> str:
         return f"Paper fill {self.fill_id}"
+
+
+# --- Model portfolios ------------------------------------------------------------------------------------------
+
+
+def percent_field(**kwargs: object) -> models.DecimalField:
+    """A percentage, 0 to 100, to four decimal places (a weight of 33.3333%)."""
+    return models.DecimalField(max_digits=7, decimal_places=4, **kwargs)  # type: ignore[arg-type]
+
+
+class ModelPortfolioQuerySet(ReferenceDataQuerySet["ModelPortfolio"]):
+    pass
+
+
+class ModelPortfolio(TimeStampedModel):
+    """A firm-wide target for portfolios to follow: a weight per asset and a cash weight summing to 100%, the drift
+    band inside which a position is left alone, the smallest trade worth making, and whether units may be
+    fractional. Operations manage them; advisors assign them to their clients' portfolios.
+
+    That the weights sum to 100 is a rule across rows (the model and its weights), which a CHECK cannot hold: it is
+    `trading.rebalancing.model_portfolio_save`'s, the one write of weights."""
+
+    name = models.CharField(max_length=80, unique=True)
+    cash_weight = percent_field(default=Decimal("0"), help_text="The cash target, in percent of the portfolio.")
+    drift_band = percent_field(
+        default=Decimal("5"),
+        help_text="Percentage points (absolute) a weight may drift from its target before it is traded back.",
+    )
+    minimum_trade = amount_field(
+        default=Decimal("0"),
+        help_text="No order worth less than this is proposed (in the portfolio's base currency).",
+    )
+    fractional = models.BooleanField(
+        default=False,
+        help_text="Whether orders may be for fractions of a unit (of a lot of one or more units: see README, "
+        "'Model portfolios and rebalancing').",
+    )
+    notes = notes_field()
+
+    objects = ModelPortfolioQuerySet.as_manager()
+    history = TrackedHistory(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(name=""),
+                name="trading_modelportfolio_name_not_blank",
+                violation_error_message="A model portfolio needs a name.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cash_weight__gte=0, cash_weight__lte=100),
+                name="trading_modelportfolio_cash_weight_percent",
+                violation_error_message="The cash weight is a percentage from 0 to 100.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(drift_band__gt=0, drift_band__lte=100),
+                name="trading_modelportfolio_drift_band_range",
+                violation_error_message="The drift band is above 0 and at most 100 percentage points.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(minimum_trade__gte=0),
+                name="trading_modelportfolio_minimum_trade_not_negative",
+                violation_error_message="The minimum trade cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelWeight(models.Model):
+    """One asset's target weight in a model portfolio, in percent of the portfolio's value."""
+
+    model = models.ForeignKey(ModelPortfolio, on_delete=models.CASCADE, related_name="weights")
+    asset = models.ForeignKey("holdings.Asset", on_delete=models.PROTECT, related_name="+")
+    weight = percent_field(help_text="Percent of the portfolio's value, above 0 and at most 100.")
+
+    class Meta:
+        ordering = ["model", "-weight", "asset_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "asset"],
+                name="trading_modelweight_one_per_asset",
+                violation_error_message="The model already has a weight for this asset.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(weight__gt=0, weight__lte=100),
+                name="trading_modelweight_weight_percent",
+                violation_error_message="A weight is above 0 and at most 100 percent.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset}: {self.weight.normalize():f}%"
+
+
+class ModelAssignmentQuerySet(ClientOwnedQuerySet["ModelAssignment"]):
+    client_path = "client"
+
+
+class ModelAssignment(TimeStampedModel):
+    """A portfolio following a model portfolio (at most one each). Its client is its portfolio's client, held to
+    agree by the database as on every row hanging off a portfolio."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
+    portfolio = models.OneToOneField("clients.Portfolio", on_delete=models.PROTECT, related_name="model_assignment")
+    model = models.ForeignKey(ModelPortfolio, on_delete=models.PROTECT, related_name="assignments")
+
+    objects = ModelAssignmentQuerySet.as_manager()
+    history = TrackedHistory(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["portfolio_id"]
+
+    def __str__(self) -> str:
+        return f"{self.portfolio} follows {self.model}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
+            raise ValidationError({"portfolio": "The portfolio belongs to another client."})
+
+
+class RebalanceProposalQuerySet(ClientOwnedQuerySet["RebalanceProposal"]):
+    client_path = "client"
+
+
+class RebalanceProposal(models.Model):
+    """The orders that would bring a portfolio back to its model, as computed at `created_at` (`proposal`, decimals
+    as strings), and `basis`: a fingerprint of everything it was computed from (free units and cash, prices, rates,
+    the model). Accepted once: the orders are created as drafts, and only while the basis still holds."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
+    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="rebalance_proposals")
+    model = models.ForeignKey(ModelPortfolio, on_delete=models.PROTECT, related_name="proposals")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    proposal = models.JSONField(help_text="The proposed orders, weights and warnings (decimals as strings).")
+    basis = models.CharField(max_length=64, help_text="SHA-256 of what the proposal was computed from.")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    orders = models.ManyToManyField(Order, blank=True, related_name="+", help_text="The drafts its acceptance made.")
+
+    objects = RebalanceProposalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(accepted_at__isnull=True, accepted_by__isnull=True)
+                | models.Q(accepted_at__isnull=False),
+                name="trading_rebalanceproposal_accepted_by_when_accepted",
+                violation_error_message="Only an accepted proposal names who accepted it.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(basis=""),
+                name="trading_rebalanceproposal_basis_not_blank",
+                violation_error_message="A proposal needs the fingerprint of what it was computed from.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rebalance proposal {self.pk} for {self.portfolio}"
+
+    @property
+    def is_accepted(self) -> bool:
+        return self.accepted_at is not None

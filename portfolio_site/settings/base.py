@@ -425,6 +425,8 @@ TRADING_TIMEZONE = env.str("TRADING_TIMEZONE", default="America/New_York")
 TRADING_MARKET_ORDER_BUFFER = env.str("TRADING_MARKET_ORDER_BUFFER", default="0.05")
 # After a broker accepts an order, its first status poll comes this many seconds later (then every minute).
 TRADING_FIRST_POLL_SECONDS = env.int("TRADING_FIRST_POLL_SECONDS", default=2)
+# A rebalancing proposal older than this is refused on acceptance (prices move): propose again.
+TRADING_PROPOSAL_MAX_AGE_MINUTES = env.int("TRADING_PROPOSAL_MAX_AGE_MINUTES", default=15)
 
 # --- Logging ------------------------------------------------------------------------------------------
 # JSON lines on standard output (LOG_FORMAT=plain for a human-readable console). Every line carries the request

@@ -44,7 +44,7 @@ from portfolio_site.jobs.models import JobRun
 from portfolio_site.scoping import owner_path
 from portfolio_site.testing import admin_messages, changelist_ids
 from portfolio_site.tests.test_visibility_matrix import ROW_FOR_CLIENT
-from trading.tests.factories import BrokerConnectionFactory
+from trading.tests.factories import BrokerConnectionFactory, ModelPortfolioFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +84,11 @@ PAGES: dict[str, dict[str, str]] = {
     # Broker connections are managed by Operations; advisors read them to choose where an order goes.
     "trading.BrokerConnection": can(advisors="v", operations="vacd", auditor="v"),
     "trading.BrokerAccount": can(advisors="v", operations="vacd", auditor="v"),
+    # Model portfolios are the firm's, managed by Operations; advisors make their clients' portfolios follow them.
+    "trading.ModelPortfolio": can(advisors="v", operations="vacd", auditor="v"),
+    "trading.ModelAssignment": can(advisors="vacd", operations="v", auditor="v"),
+    # Proposals are made and accepted through the API; the admin reads them.
+    "trading.RebalanceProposal": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
     "holdings.Asset": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.Price": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.FxRate": can(advisors="v", operations="vacd", auditor="v"),
@@ -152,6 +157,7 @@ OBJECT: dict[str, Callable[[Any], models.Model]] = {
     ),
     "holdings.Asset": lambda _: AssetFactory(),
     "trading.BrokerConnection": lambda _: BrokerConnectionFactory(),
+    "trading.ModelPortfolio": lambda _: ModelPortfolioFactory(),
     "holdings.Price": lambda _: PriceFactory(),
     "holdings.FxRate": lambda _: FxRateFactory(),
     "holdings.Split": lambda _: SplitFactory(),

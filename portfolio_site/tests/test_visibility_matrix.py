@@ -27,8 +27,14 @@ from portfolio_site.api.viewsets import ScopedViewSetMixin
 from portfolio_site.scoping import owner_path
 from portfolio_site.testing import admin_messages, changelist_ids
 from portfolio_site.urls import api_v1, router
-from trading.models import BrokerAccount, Fill, Order
-from trading.tests.factories import FillFactory, OrderFactory, paper_account
+from trading.models import BrokerAccount, Fill, ModelAssignment, Order, RebalanceProposal
+from trading.tests.factories import (
+    FillFactory,
+    ModelAssignmentFactory,
+    OrderFactory,
+    RebalanceProposalFactory,
+    paper_account,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +51,8 @@ ROW_FOR_CLIENT: dict[type[models.Model], Callable[[Client], models.Model]] = {
     Order: lambda client: OrderFactory(client=client),
     Fill: lambda client: FillFactory(order__client=client),
     BrokerAccount: lambda client: paper_account(PortfolioFactory(client=client)),
+    ModelAssignment: lambda client: ModelAssignmentFactory(portfolio=PortfolioFactory(client=client)),
+    RebalanceProposal: lambda client: RebalanceProposalFactory(portfolio=PortfolioFactory(client=client)),
 }
 # Client-owned models with an admin door only: holds are written by their holder's services, read in the admin.
 ADMIN_ONLY = {CashHold, UnitHold}

@@ -9,7 +9,17 @@ from factory.django import DjangoModelFactory
 from holdings.tests.factories import AssetFactory, BuyFactory, SellFactory
 from ledger.tests.factories import place
 from portfolio_site.crypto import encrypt
-from trading.models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
+from trading.models import (
+    BrokerAccount,
+    BrokerConnection,
+    Fill,
+    ModelAssignment,
+    ModelPortfolio,
+    ModelWeight,
+    Order,
+    OrderEvent,
+    RebalanceProposal,
+)
 
 PAPER = "Paper broker"
 
@@ -131,3 +141,77 @@ class FillFactory(DjangoModelFactory):
             date=datetime.date(2026, 2, 1),
         )
     )
+
+
+class ModelPortfolioFactory(DjangoModelFactory):
+    """A model portfolio with no weights and all in cash (100%): give it weights with `ModelWeightFactory` and a
+    `cash_weight` that sums with them to 100, or through `trading.rebalancing.model_portfolio_save`."""
+
+    class Meta:
+        model = ModelPortfolio
+
+    name = factory.Sequence(lambda n: f"Model {n}")
+    cash_weight = Decimal("100")
+    drift_band = Decimal("5")
+    minimum_trade = Decimal("0")
+    fractional = False
+
+
+class ModelWeightFactory(DjangoModelFactory):
+    class Meta:
+        model = ModelWeight
+
+    model = factory.SubFactory(ModelPortfolioFactory)
+    asset = factory.SubFactory(AssetFactory)
+    weight = Decimal("50")
+
+
+class ModelAssignmentFactory(DjangoModelFactory):
+    """The client's main portfolio (unless given one) following a model (a new one unless given)."""
+
+    class Meta:
+        model = ModelAssignment
+
+    client = None
+    portfolio = None
+    model = factory.SubFactory(ModelPortfolioFactory)
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        return place(kwargs)
+
+
+def empty_proposal(model: ModelPortfolio, base_currency: str) -> dict[str, Any]:
+    """The document of a proposal with nothing to do (a portfolio worth nothing), as `proposal_document` writes it."""
+    zero = "0.00"
+    return {
+        "model": model.pk,
+        "model_name": model.name,
+        "base_currency": base_currency,
+        **dict.fromkeys(["total_value", "cash_before", "cash_after", "cash_target"], zero),
+        **dict.fromkeys(["cash_weight_before", "cash_weight_after"], "0"),
+        "cash_weight_target": f"{model.cash_weight.normalize():f}",
+        "drift_band": f"{model.drift_band.normalize():f}",
+        **{key: [] for key in ["orders", "weights", "cash", "rates"]},
+        "warnings": ["The portfolio is worth nothing (or less): there is nothing to rebalance."],
+    }
+
+
+class RebalanceProposalFactory(DjangoModelFactory):
+    """A stored proposal with no orders, for lists (a row: `rebalance_proposal_create` computes real ones)."""
+
+    class Meta:
+        model = RebalanceProposal
+
+    client = None
+    portfolio = None
+    model = factory.SubFactory(ModelPortfolioFactory)
+    proposal = None
+    basis = "0" * 64
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        kwargs = place(kwargs)
+        if kwargs["proposal"] is None:
+            kwargs["proposal"] = empty_proposal(kwargs["model"], kwargs["portfolio"].base_currency)
+        return kwargs
