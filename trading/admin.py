@@ -493,7 +493,11 @@ class ModelPortfolioAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
         pass
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        [weights] = [formset for formset in formsets if isinstance(formset, ModelWeightFormSet)]
+        found = [formset for formset in formsets if isinstance(formset, ModelWeightFormSet)]
+        if not found:  # no weights inline for this user (no permission on weights): the model's fields alone
+            rebalancing.model_portfolio_save(model=form.instance, weights=None)
+            return
+        [weights] = found
         weights.save(commit=False)  # writes nothing: fills what the change message reads (new, changed, deleted)
         given = [rebalancing.WeightInput(asset, weight) for asset, weight in weights.weights()]
         rebalancing.model_portfolio_save(model=form.instance, weights=given)

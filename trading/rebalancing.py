@@ -22,7 +22,7 @@ The rules (README, "Model portfolios and rebalancing"):
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -41,6 +41,7 @@ from ledger.selectors import balances_of, cash_free, portfolio_balances
 from portfolio_site.errors import ConflictError
 from portfolio_site.money import QUANTITY_QUANTUM, present_amount, to_quantity
 
+from .brokers import BrokerError
 from .models import BrokerConnection, ModelAssignment, ModelPortfolio, ModelWeight, Order, RebalanceProposal
 
 HUNDRED = Decimal(100)
@@ -154,11 +155,17 @@ def propose(
     rates: dict[str, Decimal],
     targets: Targets,
     base_currency: str,
+    buy_buffer: Decimal = Decimal(0),
+    buy_fees: Callable[[Decimal, Decimal], Decimal] | None = None,
 ) -> Proposal:
     """The orders that bring the portfolio back to `targets` (see the module's rules). `cash` is the balance per
     currency (the valuation), `free_cash` what of it is not on hold (what buys may spend), `rates` each cash
     currency's rate to the base currency. Every asset of the model must be among `holdings` (with 0 units when not
-    held)."""
+    held).
+
+    A buy is sized so that its order can be submitted: the hold a market buy places is its units at the price plus
+    `buy_buffer` (a fraction: TRADING_MARKET_ORDER_BUFFER), plus the broker's fees (`buy_fees(quantity, price)`),
+    and that must fit in the free cash."""
     by_id = {holding.asset_id: holding for holding in sorted(holdings, key=lambda h: h.asset_id)}
     # A sell may bring cash in a currency the portfolio held none of: its rate is the asset's.
     rates = {**{h.currency: h.rate for h in by_id.values()}, **rates}
@@ -183,12 +190,13 @@ def propose(
     proposal.weights_before = before
     band = targets.drift_band
 
-    def record(holding: Holding, side: str, quantity: Decimal) -> None:
+    def record(holding: Holding, side: str, quantity: Decimal, *, held: Decimal | None = None) -> None:
+        """`held`: what a buy's hold takes from the free cash (more than its value: the buffer and the fees)."""
         value = quantity * holding.price
         sign = -1 if side == Order.Side.SELL else 1
         units_after[holding.asset_id] += sign * quantity
         cash_after[holding.currency] = cash_after.get(holding.currency, Decimal(0)) - sign * value
-        free_after[holding.currency] = free_after.get(holding.currency, Decimal(0)) - sign * value
+        free_after[holding.currency] = free_after.get(holding.currency, Decimal(0)) - sign * (held or value)
         proposal.orders.append(
             ProposedOrder(
                 asset_id=holding.asset_id,
@@ -226,7 +234,8 @@ def propose(
         if target == 0 and free == holding.units:
             quantity = free  # out of the model: the whole position goes, lot or not
         else:
-            wanted = (before[asset_id] - target) / HUNDRED * total / holding.unit_value
+            # Straight from units and values, not through the rounded percentages (which lose a lot at the floor).
+            wanted = (holding.units - target * total / (HUNDRED * holding.unit_value)).quantize(QUANTITY_QUANTUM)
             if wanted > free:
                 proposal.warnings.append(
                     f"{holding.label}: only {free.normalize():f} units are free to sell (the rest are on hold "
@@ -238,19 +247,26 @@ def propose(
         record(holding, Order.Side.SELL, quantity)
 
     # Buys next, the largest shortfall first (then by asset id, so the same inputs always give the same proposal).
+    spent: dict[str, Decimal] = {}  # by the buys, of the free cash there was before any sale
     short = [
         (targets.weights.get(asset_id, Decimal(0)) - before[asset_id], asset_id)
         for asset_id in by_id
         if targets.weights.get(asset_id, Decimal(0)) - before[asset_id] > band
     ]
-    for shortfall, asset_id in sorted(short, key=lambda item: (-item[0], item[1])):
+    for _, asset_id in sorted(short, key=lambda item: (-item[0], item[1])):
         holding = by_id[asset_id]
-        wanted = shortfall / HUNDRED * total / holding.unit_value
-        own = max(free_after.get(holding.currency, Decimal(0)), Decimal(0))
-        above_target = _cash_base(cash_after, rates) - proposal.cash_target
-        affordable_value = min(own, max(above_target, Decimal(0)) / holding.rate)
-        affordable = affordable_value / holding.price
+        target = targets.weights.get(asset_id, Decimal(0))
+        wanted = (target * total / (HUNDRED * holding.unit_value) - holding.units).quantize(QUANTITY_QUANTUM)
         step = lot_step(holding.lot_size, fractional=targets.fractional)
+        own = max(free_after.get(holding.currency, Decimal(0)), Decimal(0))
+        hold_price = holding.price * (1 + buy_buffer)
+        # The fees of the whole wanted buy: no less than those of a smaller one, so the reserve always suffices.
+        fees = buy_fees(round_to_step(wanted, step), hold_price) if buy_fees else Decimal(0)
+        above_target = _cash_base(cash_after, rates) - proposal.cash_target
+        affordable = min(
+            max(own - fees, Decimal(0)) / hold_price,
+            max(above_target - fees * holding.rate, Decimal(0)) / holding.unit_value,
+        )
         quantity = round_to_step(min(wanted, affordable), step)
         needed = present_amount(round_to_step(wanted, step) * holding.price, holding.currency)
         if own <= 0 and any(amount > 0 for currency, amount in free_after.items() if currency != holding.currency):
@@ -274,7 +290,16 @@ def propose(
                 f"{holding.currency} needed): the cash cannot fund more without going below zero in "
                 f"{holding.currency} or below the cash target."
             )
-        record(holding, Order.Side.BUY, quantity)
+        held = quantity * hold_price + fees
+        if held > max(
+            free_cash.get(holding.currency, Decimal(0)) - spent.get(holding.currency, Decimal(0)), Decimal(0)
+        ):
+            proposal.warnings.append(
+                f"{holding.label}: the buy is paid from the proceeds of this proposal's sells: submit it once they "
+                "have filled."
+            )
+        spent[holding.currency] = spent.get(holding.currency, Decimal(0)) + held
+        record(holding, Order.Side.BUY, quantity, held=held)
 
     proposal.weights_after = {
         asset_id: _weight(units_after[asset_id] * h.unit_value, total) for asset_id, h in by_id.items()
@@ -378,9 +403,19 @@ def _rates_to(base: str, currencies: Iterable[str], on: datetime.date) -> dict[s
 
 
 def proposal_inputs(*, portfolio: Portfolio) -> Inputs:
-    """What the portfolio's proposal is computed from. ConflictError (409) when the portfolio follows no model, or
-    an asset it holds or its model holds has no price, or a currency no rate to the base currency."""
+    """What the portfolio's proposal is computed from. ConflictError (409) when the portfolio follows no model, has
+    orders not yet ended, or an asset it holds or its model holds has no price (or a price of 0), or a currency no
+    rate to the base currency."""
     model = _model_of(portfolio)
+    pending = Order.objects.filter(portfolio_id=portfolio.pk, status__in=Order.CANCELLABLE).count()
+    if pending:
+        # Its drafts and open orders will change what it holds: a proposal that ignored them would trade the same
+        # drift twice (an accepted proposal's drafts included), one that guessed their fills could be wrong.
+        raise ConflictError(
+            f"Portfolio {portfolio} has {pending} order(s) not yet ended (drafts or open at the broker): submit and "
+            "let them fill, or cancel them, before proposing a rebalance.",
+            field="portfolio",
+        )
     weights = list(ModelWeight.objects.filter(model=model).select_related("asset"))
     targets = Targets.of(model, weights)
     positions = {asset_id: units for asset_id, units in portfolio_positions(portfolio_id=portfolio.pk).items() if units}
@@ -388,10 +423,11 @@ def proposal_inputs(*, portfolio: Portfolio) -> Inputs:
     assets = Asset.objects.in_bulk(asset_ids)
     prices: dict[int, tuple[Decimal, datetime.date]] = {}
     for row in latest_prices(asset_ids=asset_ids):
-        if row["price_close"] is None:
+        if not row["price_close"]:
+            # No price, or a close of 0 (a delisted asset): nothing can be bought or sold at it.
             raise ConflictError(
-                f"{assets[row['pk']]} has no price yet: the portfolio cannot be valued without one. Record a price "
-                "first.",
+                f"{assets[row['pk']]} has no price above zero: the portfolio cannot be valued and traded without one. "
+                "Record a price first.",
                 field="portfolio",
             )
         prices[row["pk"]] = (Decimal(row["price_close"]), row["price_date"])
@@ -513,7 +549,21 @@ def compute(inputs: Inputs) -> Proposal:
         rates={currency: rate.rate for currency, rate in inputs.rates.items()},
         targets=inputs.targets,
         base_currency=inputs.portfolio.base_currency,
+        buy_buffer=Decimal(settings.TRADING_MARKET_ORDER_BUFFER),
+        buy_fees=_fee_estimate(inputs.portfolio),
     )
+
+
+def _fee_estimate(portfolio: Portfolio) -> Callable[[Decimal, Decimal], Decimal] | None:
+    """The broker's fee estimate for a buy, through the account the proposal's orders would go to (the portfolio's
+    only one at an active connection); none when that is not known yet (the orders name a connection on accepting)."""
+    from .connections import broker_for, order_account  # connections imports the models this module reads
+
+    try:
+        broker = broker_for(order_account(portfolio=portfolio, connection=None).connection)
+    except (ValidationError, BrokerError):
+        return None
+    return lambda quantity, price: broker.estimate_fees(side=Order.Side.BUY, quantity=quantity, price=price)
 
 
 # --- services --------------------------------------------------------------------------------------------------

@@ -165,7 +165,10 @@ class DriftSerializer(serializers.Serializer):
     model = serializers.IntegerField(source="model_id")
     model_name = serializers.CharField(source="model.name")
     drift_band = _percent(source="model.drift_band", help_text="The model's band, in percentage points.")
-    largest_drift = _percent(
+    # Wide: a portfolio whose cash went negative (a fill beyond its hold) can be thousands of points off.
+    largest_drift = PlainDecimalField(
+        max_digits=30,
+        decimal_places=4,
         source="drift.largest",
         allow_null=True,
         help_text="The largest distance of an asset's weight from its target, in percentage points; null when the "

@@ -259,3 +259,31 @@ def test_a_sale_brings_cash_in_a_currency_the_portfolio_held_none_of() -> None:
     assert sell.quantity == D("10")
     assert proposal.cash_after == D("1000")
     assert proposal.cash_by_currency_after == {"EUR": D("100"), "USD": D("1000")}
+
+
+def test_an_exact_number_of_units_is_not_rounded_a_lot_short() -> None:
+    # A 59 x 13 = 767, B 81 x 13 = 1,053, V = 1,820; model A 15 / B 85. A's target is 273 = 21 units: sell exactly
+    # 38 (a path through rounded percentages gave 37.999... and floored it to 37, leaving A at 15.71%, out of band).
+    proposal = run([holding(A, "59", "13"), holding(B, "81", "13")], {}, targets({A: "15", B: "85"}, "0", "0.5"))
+
+    sell = proposal.orders[0]
+    assert (sell.side, sell.quantity) == ("sell", D("38"))
+    assert proposal.weights_after[A] == D("15")
+
+
+def test_a_buy_fits_the_hold_its_market_order_places_with_the_buffer_and_fees() -> None:
+    # 1,000 USD cash, model A 100% at 50, a 5% buffer and fees of 2.00 a buy: (1,000 - 2) / 52.50 = 19.0 units.
+    proposal = propose(
+        holdings=[holding(A, "0", "50")],
+        cash={"USD": D("1000")},
+        free_cash={"USD": D("1000")},
+        rates={"USD": D("1")},
+        targets=targets({A: "100"}, "0", "1"),
+        base_currency="USD",
+        buy_buffer=D("0.05"),
+        buy_fees=lambda quantity, price: D("2"),
+    )
+
+    [buy] = proposal.orders
+    assert buy.quantity == D("19")
+    assert proposal.free_cash_after["USD"] == D("1000") - D("19") * D("52.5") - D("2")

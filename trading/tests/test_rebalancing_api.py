@@ -18,6 +18,7 @@ from trading.tests.factories import (
     ModelAssignmentFactory,
     ModelPortfolioFactory,
     ModelWeightFactory,
+    OrderFactory,
     RebalanceProposalFactory,
     paper_account,
 )
@@ -41,6 +42,13 @@ def fifty_fifty(*assets: Any, cash: str = "0", band: str = "5") -> Any:
     for asset in assets:
         ModelWeightFactory(model=model, asset=asset, weight=share)
     return model
+
+
+@pytest.fixture(autouse=True)
+def _no_market_buffer(settings: Any) -> None:
+    """The hand-checked sums below size buys at the price itself, without fees; the buffer's own test sets both."""
+    settings.TRADING_MARKET_ORDER_BUFFER = "0"
+    settings.TRADING_BROKER_KINDS = {"paper": {"BACKEND": "trading.brokers.paper.PaperBroker", "OPTIONS": {}}}
 
 
 @pytest.fixture
@@ -384,3 +392,68 @@ def test_the_drift_report_refuses_an_outside_band_that_is_not_true_or_false(advi
     response = api(advisor).get("/api/v1/drift/?outside_band=maybe")
     assert response.status_code == 400
     assert "outside_band" in response.json()
+
+
+def test_a_portfolio_with_orders_not_yet_ended_gets_no_proposal(advisor, lopsided, api) -> None:
+    """Its drafts and open orders will change what it holds: trading the drift again would double it."""
+    OrderFactory(portfolio=lopsided, asset=AssetFactory(ticker="AAA"), side=Order.Side.SELL, quantity=D("6"))
+
+    response = propose(api, advisor, lopsided)
+
+    assert response.status_code == 409
+    assert "not yet ended" in response.json()["detail"]
+
+
+def test_two_proposals_of_one_portfolio_are_not_both_accepted(advisor, lopsided, api) -> None:
+    first = propose(api, advisor, lopsided).json()["id"]
+    second = propose(api, advisor, lopsided).json()["id"]
+
+    accepted = api(advisor).post(f"/api/v1/rebalance-proposals/{first}/accept/", {}, format="json")
+    again = api(advisor).post(f"/api/v1/rebalance-proposals/{second}/accept/", {}, format="json")
+
+    assert accepted.status_code == 200, accepted.content
+    assert again.status_code == 409
+    assert Order.objects.count() == 2
+
+
+def test_an_accepted_buy_is_sized_so_that_its_market_order_can_be_submitted(advisor, api, settings) -> None:
+    # 1,000 USD, model A 100% at 50. A market buy holds 50 x 1.05 = 52.50 a unit plus the paper broker's fees (0.1%,
+    # at least 1.00): 20 units would hold 1,051.05; 19 hold 997.50 + 1.00 = 998.50, within the 1,000.
+    settings.TRADING_MARKET_ORDER_BUFFER = "0.05"
+    settings.TRADING_BROKER_KINDS = {
+        "paper": {"BACKEND": "trading.brokers.paper.PaperBroker", "OPTIONS": {"fee_rate": "0.001", "minimum_fee": "1"}}
+    }
+    portfolio = main_portfolio(ClientFactory(advisor=advisor, base_currency="USD"))
+    paper_account(portfolio)
+    a = priced("AAA", "50")
+    TransactionFactory(portfolio=portfolio, currency="USD", amount=D("1000"))
+    ModelAssignmentFactory(portfolio=portfolio, model=fifty_fifty(a))
+
+    proposed = propose(api, advisor, portfolio)
+    assert proposed.status_code == 201, proposed.content
+    proposal = proposed.json()
+    accepted = api(advisor).post(f"/api/v1/rebalance-proposals/{proposal['id']}/accept/", {}, format="json")
+    [order] = Order.objects.all()
+    submitted = api(advisor).post(f"/api/v1/orders/{order.pk}/submit/")
+
+    assert [(o["side"], o["quantity"]) for o in proposal["proposal"]["orders"]] == [("buy", "19")]
+    assert accepted.status_code == 200, accepted.content
+    assert submitted.status_code == 200, submitted.content
+
+
+def test_an_asset_priced_at_zero_is_a_409_naming_it(advisor, lopsided, api) -> None:
+    Price.objects.filter(asset__ticker="BBB").update(close=D("0"))
+
+    response = propose(api, advisor, lopsided)
+
+    assert response.status_code == 409
+    assert "BBB" in response.json()["detail"]
+
+
+def test_a_portfolio_thousands_of_points_off_its_model_is_reported_not_a_500(advisor, lopsided, api) -> None:
+    # 1,000 of assets and -990 cash (a fill beyond its hold may leave cash below zero): V = 10, A weighs 8,000%.
+    TransactionFactory(portfolio=lopsided, currency="USD", kind="withdrawal", amount=D("990"))
+
+    response = api(advisor).get("/api/v1/drift/")
+
+    assert response.status_code == 200, response.content
