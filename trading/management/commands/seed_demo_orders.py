@@ -1,5 +1,7 @@
-"""`manage.py seed_demo_orders`: a few orders on the demo data, so that the order lists show something at first."""
+"""`manage.py seed_demo_orders`: a few orders and a model portfolio on the demo data, so that the order lists, the
+drift report and rebalancing proposals show something at first."""
 
+from collections import Counter
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -13,7 +15,8 @@ from holdings.selectors import latest_prices, portfolio_positions
 from portfolio_site.errors import ConflictError
 from trading import services
 from trading.connections import broker_account_save
-from trading.models import BrokerAccount, BrokerConnection, Order
+from trading.models import BrokerAccount, BrokerConnection, ModelAssignment, ModelPortfolio, Order
+from trading.rebalancing import WeightInput, model_assignment_save, model_portfolio_save
 
 
 class Command(BaseCommand):
@@ -21,7 +24,10 @@ class Command(BaseCommand):
         'Place a few orders on the demo data (after seed_demo) through a paper broker connection ("Paper broker", '
         "made if missing, with an account for every open portfolio): in the first two open portfolios, a market "
         "buy that fills, a limit buy below the market left open, a limit sell of part of a position above the "
-        "market left open, and a cancelled draft. Does nothing if any order exists."
+        'market left open, and a cancelled draft. Then a demo model portfolio, "Balanced (demo)" (the assets the '
+        "other open portfolios hold most, in equal weights, 10% cash, a 5-point band), followed by up to three of "
+        "those portfolios, so that the drift report and rebalancing proposals show something. Does nothing if any "
+        "order exists."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -42,6 +48,34 @@ class Command(BaseCommand):
         for portfolio in Portfolio.objects.filter(closed_on__isnull=True).order_by("pk")[:2]:
             placed += self._orders(admin, portfolio)
         self.stdout.write(self.style.SUCCESS(f"Placed {placed} demo orders."))
+        self._model(admin)
+
+    def _model(self, actor: Any) -> None:
+        """A model followed by open portfolios with no order (a portfolio with orders under way gets no proposal)."""
+        followers = list(
+            Portfolio.objects.filter(closed_on__isnull=True).exclude(orders__isnull=False).order_by("pk")[:3]
+        )
+        held: Counter[int] = Counter()
+        for portfolio in followers:
+            held.update(asset_id for asset_id, units in portfolio_positions(portfolio_id=portfolio.pk).items() if units)
+        priced = {row["pk"] for row in latest_prices(asset_ids=list(held)) if row["price_close"]}
+        assets = [asset_id for asset_id, _ in held.most_common() if asset_id in priced][:4]
+        if not followers or not assets:
+            return
+        share = (Decimal(90) / len(assets)).quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+        weights = [WeightInput(asset, share) for asset in Asset.objects.filter(pk__in=assets).order_by("pk")]
+        model = model_portfolio_save(
+            model=ModelPortfolio(
+                name="Balanced (demo)",
+                cash_weight=Decimal(100) - share * len(weights),
+                drift_band=Decimal(5),
+                minimum_trade=Decimal(100),
+            ),
+            weights=weights,
+        )
+        for portfolio in followers:
+            model_assignment_save(actor=actor, assignment=ModelAssignment(portfolio=portfolio, model=model))
+        self.stdout.write(self.style.SUCCESS(f'Model portfolio "{model}" followed by {len(followers)} portfolio(s).'))
 
     def _orders(self, actor: Any, portfolio: Portfolio) -> int:
         held = {
