@@ -65,24 +65,29 @@ def _jwks_client(url: str, timeout: float, lifespan: int) -> jwt.PyJWKClient:
     return jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=lifespan, timeout=timeout)
 
 
-def _signing_key(token: str, algorithm: str) -> Any:
+def _unavailable(error: Exception) -> SupabaseUnavailable:
+    logger.warning("Supabase JWKS at %s unusable: %s", supabase_jwks_url(), error)
+    return SupabaseUnavailable()
+
+
+def _signing_key(header: dict[str, Any], algorithm: str) -> Any:
     if algorithm in ASYMMETRIC_ALGORITHMS:
         client = _jwks_client(supabase_jwks_url(), settings.SUPABASE_JWKS_TIMEOUT, settings.SUPABASE_JWKS_CACHE_SECONDS)
         try:
-            key = client.get_signing_key_from_jwt(token)
+            client.get_signing_keys()  # the key set (cached, or fetched now): unreachable or empty is an outage
+        except (jwt.PyJWTError, ValueError) as error:  # ValueError: not JSON (PyJWT lets the decoder's error out)
+            raise _unavailable(error) from None
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise _Refused("no key id")
+        try:
+            key = client.get_signing_key(kid)  # an unknown kid makes it read the key set again (keys rotate)
         except jwt.PyJWKClientConnectionError as error:
-            logger.warning("Supabase JWKS unreachable at %s: %s", supabase_jwks_url(), error)
-            raise SupabaseUnavailable() from None
-        except ValueError as error:  # not JSON at all (PyJWT lets the decoder's error through)
-            logger.warning("Supabase JWKS at %s is not JSON: %s", supabase_jwks_url(), error)
-            raise SupabaseUnavailable() from None
-        except jwt.PyJWKClientError as error:
-            if "matches" in str(error):  # the key set was read, and no key has the token's `kid`
-                raise _Refused("unknown signing key") from None
-            logger.warning("Supabase JWKS at %s has no usable keys: %s", supabase_jwks_url(), error)
-            raise SupabaseUnavailable() from None
+            raise _unavailable(error) from None
+        except ValueError as error:
+            raise _unavailable(error) from None
         except jwt.PyJWTError:
-            raise _Refused("malformed token") from None
+            raise _Refused("unknown signing key") from None
         if key.algorithm_name != algorithm:
             raise _Refused("algorithm does not match the key")
         return key
@@ -105,7 +110,7 @@ def supabase_token_verify(*, token: str) -> uuid.UUID:
     algorithm = header.get("alg")
     if not isinstance(algorithm, str):
         raise _Refused("no algorithm")
-    key = _signing_key(token, algorithm)
+    key = _signing_key(header, algorithm)
     try:
         claims = jwt.decode(
             token,

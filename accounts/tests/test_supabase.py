@@ -345,6 +345,11 @@ def test_a_jwks_endpoint_that_cannot_be_reached_answers_503(project: JWKS, anna:
     assert exchange(signed).status_code == 503
 
 
+def test_a_jwks_endpoint_without_keys_answers_503(project: JWKS, anna: User, rsa_key: Any) -> None:
+    project.keys = []
+    assert exchange(token(project, rsa_key)).status_code == 503
+
+
 def test_the_token_appears_in_no_log_line_nor_event(
     project: JWKS,
     anna: User,
