@@ -11,12 +11,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from portfolio_site.admin_large import LargeTableAdminMixin
-from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin
+from portfolio_site.admin_utils import ReadOnlyAdminMixin, ReadOnlyInline, ServiceAdminMixin, ServiceInlineMixin
 from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import services
-from .models import LoginSession, SecurityEvent, User
+from .models import ExternalIdentity, LoginSession, SecurityEvent, User
 from .services.events import ClientInfo
+from .services.identities import SUPABASE, identity_link, identity_subject_normalize, identity_unlink
 from .services.sessions import session_revoke
 from .web import client_info
 
@@ -79,12 +80,59 @@ class LoginSessionInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class ExternalIdentityForm(forms.ModelForm):
+    class Meta:
+        model = ExternalIdentity
+        fields = ("provider", "subject")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("provider") and data.get("subject"):
+            try:
+                data["subject"] = identity_subject_normalize(provider=data["provider"], subject=data["subject"])
+                self.instance.subject = data["subject"]
+            except forms.ValidationError as error:
+                self.add_error("subject", error.messages)
+        return data
+
+
+class ExternalIdentityInline(ServiceInlineMixin, admin.TabularInline):
+    """The user's accounts at identity providers (a Supabase user id): a sign-in through a provider reaches this
+    user only through a link made here (or by `manage.py link_identity`), by a superuser or a holder of the
+    permission; a link is added or deleted, never edited, and each change is a security event."""
+
+    model = ExternalIdentity
+    form = ExternalIdentityForm
+    fk_name = "user"
+    extra = 0
+    fields = ("provider", "subject", "linked_by", "created_at")
+    readonly_fields = ("linked_by", "created_at")
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form.base_fields["provider"].initial = SUPABASE
+        return formset
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_row(self, request: HttpRequest, obj: ExternalIdentity, form: Any, change: bool) -> None:
+        assert isinstance(request.user, User)
+        identity_link(
+            user=obj.user, provider=obj.provider, subject=obj.subject, by=request.user, client=client_info(request)
+        )
+
+    def delete_row(self, request: HttpRequest, obj: ExternalIdentity) -> None:
+        assert isinstance(request.user, User)
+        identity_unlink(identity=obj, by=request.user, client=client_info(request))
+
+
 @admin.register(User)
 class UserAdmin(ServiceAdminMixin, TrackedHistoryAdmin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
     change_password_form = PasswordChangeForm
-    inlines = [LoginSessionInline]
+    inlines = [ExternalIdentityInline, LoginSessionInline]
     ordering = ["email"]
     list_display = ["email", "full_name", "is_active", "is_staff", "is_superuser", "is_verified", "last_login"]
     list_filter = ["is_active", "is_staff", "is_superuser", "is_verified", "groups"]

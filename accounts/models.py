@@ -157,6 +157,49 @@ class LoginSession(models.Model):
         )
 
 
+class ExternalIdentity(models.Model):
+    """A user's account at an identity provider (Supabase, later an OpenID Connect provider), linked by an
+    administrator: a sign-in through that provider reaches this user only through such a link.
+
+    `provider` is the configured provider's name ("supabase"); `subject` is the provider's stable id of the
+    user (the token's `sub` claim; for Supabase a UUID). One provider account per user, one user per provider
+    account.
+    """
+
+    provider = models.CharField(max_length=64, help_text='The configured provider\'s name, e.g. "supabase".')
+    subject = models.CharField(max_length=255, help_text="The provider's id of the user (the token's `sub`).")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
+    linked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The administrator who made the link.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["provider", "subject"]
+        verbose_name = "external identity"
+        verbose_name_plural = "external identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "subject"],
+                name="accounts_identity_provider_subject_unique",
+                violation_error_message="This provider account is already linked to a user.",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "user"],
+                name="accounts_identity_provider_user_unique",
+                violation_error_message="This user is already linked to an account at this provider.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.subject} → {self.user}"
+
+
 class SecurityEventKind(models.TextChoices):
     LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
     LOGIN_FAILED = "login_failed", "Login failed"
@@ -176,6 +219,8 @@ class SecurityEventKind(models.TextChoices):
     RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
     LOCKOUT = "lockout", "Account locked after repeated failures"
     NEW_IP_LOGIN = "new_ip_login", "Login from a new IP address"
+    IDENTITY_LINKED = "identity_linked", "External identity linked"
+    IDENTITY_UNLINKED = "identity_unlinked", "External identity unlinked"
 
 
 class SecurityEvent(models.Model):

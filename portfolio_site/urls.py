@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
+from accounts.api.supabase import SupabaseTokenView
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
 from holdings.api import (
@@ -75,6 +76,7 @@ auth_urls: list[URLPattern | URLResolver] = [
     path("token/", LoginView.as_view(), name="token-obtain"),
     path("token/refresh/", RefreshView.as_view(), name="token-refresh"),
     path("token/verify/", VerifyView.as_view(), name="token-verify"),
+    path("supabase/token/", SupabaseTokenView.as_view(), name="supabase-token"),
     path("logout/", LogoutView.as_view(), name="logout"),
     path("logout-all/", LogoutAllView.as_view(), name="logout-all"),
     path("", include(two_factor.urlpatterns)),

@@ -31,6 +31,9 @@ def _change_form(user: User, **fields: Any) -> dict[str, Any]:
         # The read-only sessions inline's management form, as the browser sends it.
         "login_sessions-TOTAL_FORMS": "0",
         "login_sessions-INITIAL_FORMS": "0",
+        # The external identities inline's (no row added).
+        "external_identities-TOTAL_FORMS": "0",
+        "external_identities-INITIAL_FORMS": "0",
     }
     return {name: value for name, value in (data | fields).items() if value != ""}
 
@@ -177,3 +180,71 @@ def test_changing_a_users_email_in_the_admin_clears_is_verified(client, superuse
     assert response.status_code == 302
     user.refresh_from_db()
     assert (user.email, user.is_verified) == ("new@example.com", False)
+
+
+# --- External identities (Supabase user ids), linked on the user's page ----------------------------------------
+
+SUPABASE_ID = "8d0f5f7e-4a5b-4c1e-9b7a-2f1e3d4c5b6a"
+
+
+def test_a_superuser_links_a_supabase_user_on_the_users_page_and_it_is_audited(client, superuser):
+    from accounts.models import ExternalIdentity, SecurityEvent
+
+    user = UserFactory()
+    client.force_login(superuser)
+    form = _change_form(
+        user,
+        **{
+            "external_identities-TOTAL_FORMS": "1",
+            "external_identities-0-provider": "supabase",
+            "external_identities-0-subject": SUPABASE_ID.upper(),
+        },
+    )
+    response = client.post(reverse("admin:accounts_user_change", args=[user.pk]), form)
+
+    assert response.status_code == 302, response.content
+    identity = ExternalIdentity.objects.get(user=user)
+    assert (identity.subject, identity.linked_by) == (SUPABASE_ID, superuser)
+    assert SecurityEvent.objects.filter(kind="identity_linked", user=user).exists()
+
+    unlink = _change_form(
+        user,
+        **{
+            "external_identities-TOTAL_FORMS": "1",
+            "external_identities-INITIAL_FORMS": "1",
+            "external_identities-0-id": str(identity.pk),
+            "external_identities-0-user": str(user.pk),
+            "external_identities-0-DELETE": "on",
+        },
+    )
+    response = client.post(reverse("admin:accounts_user_change", args=[user.pk]), unlink)
+    assert response.status_code == 302, response.content
+    assert not ExternalIdentity.objects.exists()
+    assert SecurityEvent.objects.filter(kind="identity_unlinked", user=user).exists()
+
+
+def test_a_supabase_user_linked_elsewhere_is_refused_on_the_users_page(client, superuser):
+    from accounts.models import ExternalIdentity
+
+    ExternalIdentity.objects.create(provider="supabase", subject=SUPABASE_ID, user=UserFactory())
+    user = UserFactory()
+    client.force_login(superuser)
+    form = _change_form(
+        user,
+        **{
+            "external_identities-TOTAL_FORMS": "1",
+            "external_identities-0-provider": "supabase",
+            "external_identities-0-subject": SUPABASE_ID,
+        },
+    )
+    response = client.post(reverse("admin:accounts_user_change", args=[user.pk]), form)
+    assert response.status_code == 200
+    assert b"already linked" in response.content
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+
+
+def test_operations_do_not_see_nor_make_links(client, operations):
+    client.force_login(operations)
+    response = client.get(reverse("admin:accounts_user_change", args=[UserFactory().pk]))
+    assert response.status_code in {200, 403}
+    assert b"external_identities-TOTAL_FORMS" not in response.content

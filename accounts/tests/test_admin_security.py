@@ -243,7 +243,8 @@ def test_user_change_page_shows_the_latest_20_sessions_read_only(client, superus
     response = client.get(reverse("admin:accounts_user_change", args=[anna.pk]))
 
     assert response.status_code == 200
-    (inline,) = response.context["inline_admin_formsets"]
+    # The sessions inline (the external identities inline comes first).
+    (inline,) = [i for i in response.context["inline_admin_formsets"] if i.formset.model is LoginSession]
     shown = {form.original.pk for form in inline}
     assert shown == {session.pk for session in sessions[:20]}
     assert not inline.has_add_permission

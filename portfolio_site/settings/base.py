@@ -283,6 +283,16 @@ LOGIN_CODE_MAX_ATTEMPTS = env.int("LOGIN_CODE_MAX_ATTEMPTS", default=5)
 TWO_FACTOR_CHALLENGE_SECONDS = env.int("TWO_FACTOR_CHALLENGE_SECONDS", default=300)
 EMAIL_VERIFICATION_MAX_AGE_HOURS = env.int("EMAIL_VERIFICATION_MAX_AGE_HOURS", default=72)
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+# Sign-in with a Supabase access token (POST /api/v1/auth/supabase/token/): off unless SUPABASE_URL is set. The
+# token's issuer must be `{SUPABASE_URL}/auth/v1`; its signature is checked against the project's JWKS (RS256/ES256)
+# or, for a project that signs with a shared secret, against SUPABASE_JWT_SECRET (HS256 is refused without it).
+SUPABASE_URL = env.str("SUPABASE_URL", default="").rstrip("/")
+SUPABASE_JWKS_URL = env.str("SUPABASE_JWKS_URL", default="")
+SUPABASE_JWT_SECRET = env.str("SUPABASE_JWT_SECRET", default="")
+SUPABASE_AUDIENCE = env.str("SUPABASE_AUDIENCE", default="authenticated")
+SUPABASE_JWKS_TIMEOUT = env.float("SUPABASE_JWKS_TIMEOUT", default=5.0)
+SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=300)
+SUPABASE_LEEWAY_SECONDS = env.int("SUPABASE_LEEWAY_SECONDS", default=30)
 # Where links in emails point (the front end, or this site).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 # Fernet keys for secrets stored encrypted (every app's EncryptedTextField, portfolio_site.crypto: TOTP seeds):

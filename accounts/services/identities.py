@@ -1,0 +1,72 @@
+"""Links between our users and their accounts at identity providers, made and removed by administrators only.
+
+A sign-in through a provider reaches a user only through such a link (accounts.services.supabase); every link
+and unlink is a security event naming the administrator who made it.
+"""
+
+import uuid
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.models import ExternalIdentity, User
+from portfolio_site.errors import ConflictError
+
+from .events import ClientInfo, Kind, security_event_record
+
+SUPABASE = "supabase"
+LINK_PERMISSION = "accounts.add_externalidentity"
+UNLINK_PERMISSION = "accounts.delete_externalidentity"
+NO_CLIENT = ClientInfo()  # a management command: no IP, no browser
+
+
+def identity_subject_normalize(*, provider: str, subject: str) -> str:
+    """The provider's id as stored: for Supabase a UUID in its canonical lower-case form."""
+    subject = subject.strip()
+    if provider == SUPABASE:
+        try:
+            return str(uuid.UUID(subject))
+        except ValueError:
+            raise ValidationError({"subject": ["A Supabase user id is a UUID."]}) from None
+    if not subject:
+        raise ValidationError({"subject": ["The provider's user id is required."]})
+    return subject
+
+
+def _require(actor: User, permission: str) -> None:
+    if not (actor.is_active and (actor.is_superuser or actor.has_perm(permission))):
+        raise PermissionDenied("Only an administrator may link or unlink external identities.")
+
+
+@transaction.atomic
+def identity_link(
+    *, user: User, provider: str, subject: str, by: User, client: ClientInfo = NO_CLIENT
+) -> ExternalIdentity:
+    """Links `user` to the provider's account `subject`; ConflictError if either is linked already."""
+    _require(by, LINK_PERMISSION)
+    subject = identity_subject_normalize(provider=provider, subject=subject)
+    if ExternalIdentity.objects.filter(provider=provider, subject=subject).exists():
+        raise ConflictError("This provider account is already linked to a user.", field="subject")
+    if ExternalIdentity.objects.filter(provider=provider, user=user).exists():
+        raise ConflictError("This user is already linked to an account at this provider.", field="user")
+    identity = ExternalIdentity(provider=provider, subject=subject, user=user, linked_by=by)
+    identity.full_clean()
+    identity.save()
+    security_event_record(
+        kind=Kind.IDENTITY_LINKED, client=client, user=user, detail=f"{provider}:{subject} by {by.email}"
+    )
+    return identity
+
+
+@transaction.atomic
+def identity_unlink(*, identity: ExternalIdentity, by: User, client: ClientInfo = NO_CLIENT) -> None:
+    """Removes the link: the provider's account no longer signs in as the user (open sessions stay, to be
+    revoked separately if need be)."""
+    _require(by, UNLINK_PERMISSION)
+    security_event_record(
+        kind=Kind.IDENTITY_UNLINKED,
+        client=client,
+        user=identity.user,
+        detail=f"{identity.provider}:{identity.subject} by {by.email}",
+    )
+    identity.delete()
