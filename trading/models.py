@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -533,9 +533,16 @@ class ModelPortfolio(TimeStampedModel):
     `trading.rebalancing.model_portfolio_save`'s, the one write of weights."""
 
     name = models.CharField(max_length=80, unique=True)
-    cash_weight = percent_field(default=Decimal("0"), help_text="The cash target, in percent of the portfolio.")
+    # The validators repeat the constraints below for the doors: a refusal then names its field (a CHECK's refusal
+    # is model-wide), and the database still holds the rule for every other write.
+    cash_weight = percent_field(
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+        help_text="The cash target, in percent of the portfolio.",
+    )
     drift_band = percent_field(
         default=Decimal("5"),
+        validators=[MinValueValidator(Decimal("0.0001")), MaxValueValidator(Decimal(100))],
         help_text="Percentage points (absolute) a weight may drift from its target before it is traded back.",
     )
     minimum_trade = amount_field(
@@ -586,7 +593,10 @@ class ModelWeight(models.Model):
 
     model = models.ForeignKey(ModelPortfolio, on_delete=models.CASCADE, related_name="weights")
     asset = models.ForeignKey("holdings.Asset", on_delete=models.PROTECT, related_name="+")
-    weight = percent_field(help_text="Percent of the portfolio's value, above 0 and at most 100.")
+    weight = percent_field(
+        validators=[MinValueValidator(Decimal("0.0001")), MaxValueValidator(Decimal(100))],
+        help_text="Percent of the portfolio's value, above 0 and at most 100.",
+    )
 
     class Meta:
         ordering = ["model", "-weight", "asset_id"]

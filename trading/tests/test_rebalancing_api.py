@@ -457,3 +457,16 @@ def test_a_portfolio_thousands_of_points_off_its_model_is_reported_not_a_500(adv
     response = api(advisor).get("/api/v1/drift/")
 
     assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("drift_band", "0"), ("drift_band", "101"), ("cash_weight", "-10"), ("cash_weight", "100.5")],
+)
+def test_a_band_or_cash_weight_out_of_range_is_a_400_naming_its_field(field, value, operations, api) -> None:
+    body = {"name": "Off", "cash_weight": "100", "drift_band": "5", field: value}
+
+    response = api(operations).post("/api/v1/model-portfolios/", body, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json(), response.content
