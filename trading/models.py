@@ -598,6 +598,11 @@ class ModelWeight(models.Model):
         help_text="Percent of the portfolio's value, above 0 and at most 100.",
     )
 
+    objects = ReferenceDataQuerySet.as_manager()
+    # What a model's weights were on any day: each replacement of the weights records the old rows' removal and the
+    # new rows' creation (`model_portfolio_save`).
+    history = TrackedHistory()
+
     class Meta:
         ordering = ["model", "-weight", "asset_id"]
         constraints = [

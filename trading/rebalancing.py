@@ -39,6 +39,7 @@ from holdings.models import Asset
 from holdings.selectors import latest_prices, portfolio_positions, positions_of, units_free
 from ledger.selectors import balances_of, cash_free, portfolio_balances
 from portfolio_site.errors import ConflictError
+from portfolio_site.historical import bulk_create_tracked
 from portfolio_site.money import QUANTITY_QUANTUM, present_amount, to_quantity
 
 from .brokers import BrokerError
@@ -597,7 +598,7 @@ def model_portfolio_save(*, model: ModelPortfolio, weights: list[WeightInput] | 
     rows = [ModelWeight(model=model, asset=item.asset, weight=item.weight) for item in weights]
     for row in rows:
         row.full_clean(exclude=["model"], validate_unique=False)
-    ModelWeight.objects.bulk_create(rows)
+    bulk_create_tracked(ModelWeight, rows)
     return model
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
 
 from accounts.roles import Role
 from accounts.tests.factories import AdvisorFactory
@@ -187,3 +188,19 @@ def test_operations_manage_models_advisors_assign_them_and_propose_auditors_read
     assert {"view_rebalanceproposal", "add_rebalanceproposal", "add_order"} <= advisors
     assert {"view_modelportfolio", "view_modelweight", "view_modelassignment", "view_rebalanceproposal"} <= auditors
     assert not {c for c in auditors if not c.startswith("view_")}
+
+
+def test_the_history_shows_what_a_models_weights_were_before_they_changed() -> None:
+    a, b = AssetFactory(), AssetFactory()
+    model = model_portfolio_save(
+        model=ModelPortfolio(name="Balanced", cash_weight=Decimal("10")),
+        weights=[WeightInput(a, Decimal("60")), WeightInput(b, Decimal("30"))],
+    )
+    first = timezone.now()
+
+    model_portfolio_save(model=model, weights=[WeightInput(a, Decimal("40")), WeightInput(b, Decimal("50"))])
+
+    then = {(w.asset_id, w.weight) for w in ModelWeight.history.as_of(first).filter(model_id=model.pk)}
+    now = {(w.asset_id, w.weight) for w in ModelWeight.history.as_of(timezone.now()).filter(model_id=model.pk)}
+    assert then == {(a.pk, Decimal("60")), (b.pk, Decimal("30"))}
+    assert now == {(a.pk, Decimal("40")), (b.pk, Decimal("50"))}
