@@ -22,6 +22,10 @@ class SupabaseTokenSerializer(serializers.Serializer):
     )
 
 
+# When a client may try again after Supabase's keys could not be fetched (their cache is retried as often).
+KEYS_UNAVAILABLE_RETRY_SECONDS = 30
+
+
 class KeysUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = supabase_service.UNAVAILABLE
@@ -49,7 +53,10 @@ class SupabaseTokenView(PublicAuthView):
             ),
             404: OpenApiResponse(ErrorDetailSerializer, description=supabase_service.NOT_CONFIGURED),
             429: TOO_MANY,
-            503: OpenApiResponse(ErrorDetailSerializer, description=supabase_service.UNAVAILABLE),
+            503: OpenApiResponse(
+                ErrorDetailSerializer,
+                description=f"{supabase_service.UNAVAILABLE} (`Retry-After` says when).",
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -66,3 +73,9 @@ class SupabaseTokenView(PublicAuthView):
         except supabase_service.SupabaseUnavailable:
             raise KeysUnavailable() from None
         return login_response(request, result)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if isinstance(exc, KeysUnavailable):
+            response["Retry-After"] = str(KEYS_UNAVAILABLE_RETRY_SECONDS)
+        return response

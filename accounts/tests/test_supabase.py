@@ -331,11 +331,14 @@ def test_without_configuration_the_endpoint_answers_404() -> None:
     assert response.json() == {"detail": "Supabase sign-in is not configured."}
 
 
-def test_a_jwks_endpoint_that_is_down_answers_503(project: JWKS, anna: User, rsa_key: Any) -> None:
+def test_a_jwks_endpoint_that_is_down_answers_503_saying_when_to_try_again(
+    project: JWKS, anna: User, rsa_key: Any
+) -> None:
     project.down = True
     response = exchange(token(project, rsa_key))
     assert response.status_code == 503
     assert response.json() == {"detail": supabase_service.UNAVAILABLE}
+    assert response["Retry-After"] == "30"
     assert not LoginSession.objects.exists()
 
 
