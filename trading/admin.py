@@ -24,7 +24,7 @@ from portfolio_site.history_admin import TrackedHistoryAdmin
 
 from . import rebalancing, services
 from .brokers import BrokerUnavailable
-from .connections import broker_account_save, connection_check, connection_save
+from .connections import broker_account_save, connection_check, connection_save, may_read_checks
 from .models import (
     BrokerAccount,
     BrokerConnection,
@@ -399,13 +399,13 @@ class BrokerConnectionAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
     def get_list_display(self, request: HttpRequest) -> list[str]:
         # A check's answer describes the firm's account at the broker: for those who test connections.
         shown = list(super().get_list_display(request))
-        return shown if self.has_check_permission(request) else [f for f in shown if f != "last_check_message"]
+        return shown if may_read_checks(request.user) else [f for f in shown if f != "last_check_message"]
 
     def get_fields(self, request: HttpRequest, obj: BrokerConnection | None = None) -> list[Any]:
         fields = [*BrokerConnectionForm.Meta.fields, "new_api_key", "new_api_secret", "credentials_set_at"]
         if obj is not None:
             fields += ["last_checked_at", "last_check_ok"]
-            if self.has_check_permission(request):
+            if may_read_checks(request.user):
                 fields.append("last_check_message")
         return fields
 
@@ -431,6 +431,11 @@ class BrokerAccountAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientScope
     list_select_related = ["portfolio__client", "client", "connection"]
     autocomplete_fields = ["portfolio"]
     fields = ["connection", "portfolio", "account_id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BrokerAccount | None = None) -> list[str]:
+        # An account stays with its portfolio (broker_account_save refuses a move): not offered once it exists.
+        return ["portfolio"] if obj is not None else []
+
     search_help_text = "A client's name or email, a portfolio's name or account number, or an exact account id."
 
     def exact_search(self, term: str) -> Q:
@@ -538,6 +543,10 @@ class ModelAssignmentAdmin(OwnerIndexedSearchMixin, ServiceAdminMixin, ClientSco
     autocomplete_fields = ["portfolio"]
     fields = ["portfolio", "model"]
     search_help_text = "A client's name or email, or a portfolio's name or account number."
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelAssignment | None = None) -> list[str]:
+        # An assignment stays with its portfolio (model_assignment_save refuses a move): not offered once it exists.
+        return ["portfolio"] if obj is not None else []
 
     def exact_search(self, term: str) -> Q:
         return Q(pk__in=[])

@@ -26,7 +26,7 @@ from portfolio_site.money import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTITY_DIGITS, 
 
 from . import services
 from .brokers import BrokerUnavailable
-from .connections import broker_account_save, connection_check, connection_save
+from .connections import broker_account_save, connection_check, connection_save, may_read_checks
 from .filters import BrokerAccountFilterSet, FillFilterSet, OrderFilterSet
 from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
 
@@ -408,9 +408,7 @@ class BrokerConnectionSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: BrokerConnection) -> dict[str, Any]:
         data: dict[str, Any] = super().to_representation(instance)
         request = self.context.get("request")
-        if request is None or not request.user.has_perm("trading.check_brokerconnection"):
-            # A check's answer describes the firm's account at the broker (its number, its buying power): for those
-            # who manage connections, not for everyone who chooses among them.
+        if request is None or not may_read_checks(request.user):
             data["last_check_message"] = ""
         return data
 
@@ -485,11 +483,6 @@ class BrokerAccountSerializer(serializers.ModelSerializer):
         read_only_fields = ["client", "created_at", "updated_at"]
         # The one-account-per-portfolio rule is the database's, reported by full_clean on `connection`.
         validators: list[Any] = []
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if self.instance is not None and "portfolio" in attrs and attrs["portfolio"] != self.instance.portfolio:
-            raise serializers.ValidationError({"portfolio": "An account stays with its portfolio: add another."})
-        return attrs
 
     def create(self, validated_data: dict[str, Any]) -> BrokerAccount:
         return broker_account_save(account=BrokerAccount(**validated_data))

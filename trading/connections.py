@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from clients.models import Portfolio
 from portfolio_site.crypto import InvalidToken
+from portfolio_site.logs import redact, secret
 
 from .brokers import Broker, BrokerError, BrokerRefused, BrokerUnavailable
 from .models import BrokerAccount, BrokerConnection
@@ -177,7 +178,12 @@ def _check_base_url(url: str) -> None:
 
 
 def broker_account_save(*, account: BrokerAccount) -> BrokerAccount:
-    """Saves a portfolio's account at a connection; its client is its portfolio's."""
+    """Saves a portfolio's account at a connection; its client is its portfolio's. An account stays with the
+    portfolio it was opened for (its orders name it)."""
+    if account.pk is not None:
+        stored = BrokerAccount.objects.filter(pk=account.pk).values_list("portfolio_id", flat=True).first()
+        if stored is not None and stored != account.portfolio_id:
+            raise ValidationError({"portfolio": "An account stays with its portfolio: add another."})
     account.client_id = account.portfolio.client_id
     account.full_clean()
     account.save()
@@ -206,12 +212,18 @@ def connection_check(*, connection: BrokerConnection) -> CheckResult:
 
 
 def redacted(text: str, connection: BrokerConnection) -> str:
-    """`text` without the connection's credentials, should a broker ever echo them back."""
+    """`text` without the connection's credentials, should a broker ever echo them back: masked as every log line
+    is (`portfolio_site.logs`), the credentials registered as this request's or job's secrets."""
     try:
         credentials = connection.credentials()
     except InvalidToken:
         return text  # nothing readable to echo
-    for secret in credentials:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    for value in credentials:
+        secret(value)
+    return redact(text)
+
+
+def may_read_checks(user: Any) -> bool:
+    """Whether `user` reads what a connection's last check answered (the firm's account number, its buying power):
+    those who may test connections."""
+    return bool(user.has_perm("trading.check_brokerconnection"))

@@ -623,7 +623,12 @@ def model_portfolio_delete(*, model: ModelPortfolio) -> None:
 @transaction.atomic
 def model_assignment_save(*, actor: Any, assignment: ModelAssignment) -> ModelAssignment:
     """Makes (or changes) the model a portfolio follows. Refused (403) for a portfolio the actor may not see: the
-    portfolio is locked through the one scope check inside the transaction."""
+    portfolio is locked through the one scope check inside the transaction. An assignment stays with the portfolio
+    it was made for: another portfolio gets its own."""
+    if assignment.pk is not None:
+        stored = ModelAssignment.objects.filter(pk=assignment.pk).values_list("portfolio_id", flat=True).first()
+        if stored is not None and stored != assignment.portfolio_id:
+            raise ValidationError({"portfolio": "An assignment stays with its portfolio: add another."})
     portfolio = portfolio_lock(actor=actor, portfolio_id=assignment.portfolio_id, for_movement=False)
     assignment.portfolio = portfolio
     assignment.client_id = portfolio.client_id

@@ -126,11 +126,6 @@ class ModelAssignmentSerializer(serializers.ModelSerializer):
         # One model per portfolio is the database's rule, reported by full_clean on `portfolio`.
         validators: list[Any] = []
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if self.instance is not None and "portfolio" in attrs and attrs["portfolio"] != self.instance.portfolio:
-            raise serializers.ValidationError({"portfolio": "An assignment stays with its portfolio: add another."})
-        return attrs
-
     def create(self, validated_data: dict[str, Any]) -> ModelAssignment:
         return rebalancing.model_assignment_save(
             actor=self.context["request"].user, assignment=ModelAssignment(**validated_data)

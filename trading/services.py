@@ -15,6 +15,7 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,7 +35,7 @@ from portfolio_site.money import AMOUNT_QUANTUM, to_quantity
 
 from .brokers import BrokerError, BrokerFill, BrokerOrder, BrokerRefused, BrokerState, OrderTicket
 from .connections import broker_for, order_account
-from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
+from .models import BrokerConnection, Fill, Order, OrderEvent
 
 logger = logging.getLogger(__name__)
 
@@ -268,11 +269,11 @@ def _check_route(order: Order) -> None:
     account there as it was when the order was created (a connection switched off after its keys leaked stops its
     drafts too)."""
     connection = BrokerConnection.objects.get(pk=order.connection_id)
-    if not connection.is_active:
-        raise ConflictError(f"{connection} is inactive: no new orders go through it.", field="connection")
-    if not BrokerAccount.objects.filter(
-        portfolio_id=order.portfolio_id, connection=connection, account_id=order.account_id
-    ).exists():
+    try:
+        account = order_account(portfolio=order.portfolio, connection=connection)
+    except ValidationError as refusal:
+        raise ConflictError(" ".join(refusal.messages), field="connection") from None
+    if account.account_id != order.account_id:
         raise ConflictError(
             f"The portfolio's account {order.account_id} at {connection} has changed since the order was created: "
             "cancel it and place it again.",

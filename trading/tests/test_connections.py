@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.admin.models import LogEntry
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection as db
 from django.utils import timezone
@@ -25,7 +26,7 @@ from portfolio_site.jobs.models import JobRun
 from portfolio_site.testing import admin_messages, page_queries
 from trading import services
 from trading.brokers.alpaca import AlpacaBroker
-from trading.connections import broker_for, connection_check
+from trading.connections import broker_account_save, broker_for, connection_check
 from trading.models import BrokerAccount, BrokerConnection, Order
 from trading.tests.alpaca_server import FakeAlpaca
 from trading.tests.factories import (
@@ -707,3 +708,26 @@ def test_a_stored_credential_the_http_client_refuses_is_an_outage_whose_message_
     assert result.ok is False
     assert "CHECK-7d1f3e9a0b" not in result.message
     assert "CHECK-7d1f3e9a0b" not in caplog.text
+
+
+def test_an_account_stays_with_its_portfolio_through_every_door(
+    client: Any, operations: Any, api: Any, portfolio: Any
+) -> None:
+    account = paper_account(portfolio)
+    other = PortfolioFactory(client=portfolio.client)
+
+    through_api = api(operations).patch(
+        f"/api/v1/broker-accounts/{account.pk}/", {"portfolio": other.pk}, format="json"
+    )
+    client.force_login(operations)
+    client.post(
+        f"/admin/trading/brokeraccount/{account.pk}/change/",
+        {"connection": account.connection_id, "portfolio": other.pk, "account_id": account.account_id},
+    )
+    account.portfolio = other
+
+    assert through_api.status_code == 400
+    assert "portfolio" in through_api.json()
+    with pytest.raises(ValidationError, match="stays with its portfolio"):
+        broker_account_save(account=account)
+    assert BrokerAccount.objects.get().portfolio_id == portfolio.pk

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from clients.tests.factories import ClientFactory, main_portfolio
+from clients.tests.factories import ClientFactory, PortfolioFactory, main_portfolio
 from holdings.models import Price
 from holdings.tests.factories import AllocationFactory, AssetFactory, FxRateFactory, PriceFactory, UnitHoldFactory
 from ledger.tests.factories import CashHoldFactory, TransactionFactory
@@ -470,3 +470,21 @@ def test_a_band_or_cash_weight_out_of_range_is_a_400_naming_its_field(field, val
 
     assert response.status_code == 400
     assert field in response.json(), response.content
+
+
+def test_an_assignment_stays_with_its_portfolio_through_the_api_and_the_admin(advisor, lopsided, api, client) -> None:
+    assignment = ModelAssignment.objects.get(portfolio=lopsided)
+    other = PortfolioFactory(client=lopsided.client)
+
+    through_api = api(advisor).patch(
+        f"/api/v1/model-assignments/{assignment.pk}/", {"portfolio": other.pk}, format="json"
+    )
+    client.force_login(advisor)
+    client.post(
+        f"/admin/trading/modelassignment/{assignment.pk}/change/",
+        {"portfolio": other.pk, "model": assignment.model_id},
+    )
+
+    assert through_api.status_code == 400
+    assert "portfolio" in through_api.json()
+    assert ModelAssignment.objects.get().portfolio_id == lopsided.pk

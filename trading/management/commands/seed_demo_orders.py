@@ -14,7 +14,7 @@ from holdings.models import Asset
 from holdings.selectors import latest_prices, portfolio_positions
 from portfolio_site.errors import ConflictError
 from trading import services
-from trading.connections import broker_account_save
+from trading.connections import broker_account_save, connection_save
 from trading.models import BrokerAccount, BrokerConnection, ModelAssignment, ModelPortfolio, Order
 from trading.rebalancing import WeightInput, model_assignment_save, model_portfolio_save
 
@@ -37,8 +37,8 @@ class Command(BaseCommand):
         admin = User.objects.filter(email=ADMIN_EMAIL).first()
         if admin is None:
             raise CommandError(f"No demo data: run `manage.py seed_demo` first (it creates {ADMIN_EMAIL}).")
-        paper, _ = BrokerConnection.objects.get_or_create(
-            name="Paper broker", defaults={"kind": BrokerConnection.Kind.PAPER}
+        paper = BrokerConnection.objects.filter(name="Paper broker").first() or connection_save(
+            connection=BrokerConnection(name="Paper broker", kind=BrokerConnection.Kind.PAPER)
         )
         for portfolio in Portfolio.objects.filter(closed_on__isnull=True).exclude(broker_accounts__connection=paper):
             broker_account_save(
