@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordChangeForm
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
@@ -25,17 +26,24 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.models import LoginSession, User
+from accounts.oidc_config import OIDCProvider, oidc_providers
 from accounts.services import login as login_service
+from accounts.services import oidc as oidc_service
 from accounts.services import two_factor as two_factor_service
 from accounts.services.events import ClientInfo
 from accounts.services.login import LockedOut, LoginFailed, LoginResult
 from accounts.services.users import user_set_password
 from accounts.throttles import throttle_wait
 from accounts.web import client_info, web_login, web_session_end
+from portfolio_site import logs
 
 ADMIN = LoginSession.Channel.ADMIN
 CHALLENGE_KEY = "_admin_two_factor_challenge"
 NEXT_KEY = "_admin_two_factor_next"
+# The state of the sign-in this browser started at a provider, and where to go after it: the callback accepts only
+# that state, so that nobody can finish their own sign-in in someone else's browser (login CSRF).
+OIDC_STATE_KEY = "_admin_oidc_state"
+OIDC_NEXT_KEY = "_admin_oidc_next"
 TOO_MANY = "Too many attempts. Try again in {minutes} minute(s)."
 
 
@@ -147,6 +155,8 @@ class AdminSite(admin.AdminSite):
     def get_urls(self) -> list[URLPattern | URLResolver]:
         return [
             path("login/two-factor/", self.two_factor_login, name="login_two_factor"),
+            path("oidc/<str:name>/login/", self.oidc_login, name="oidc_login"),
+            path("oidc/<str:name>/callback/", self.oidc_callback, name="oidc_callback"),
             *super().get_urls(),
         ]
 
@@ -178,11 +188,77 @@ class AdminSite(admin.AdminSite):
             web_login(request, session=form.result.session)
             return HttpResponseRedirect(next_url)
         context = self._context(
-            request, form=form, title="Log in", subtitle=None, next=next_url, username=request.user.get_username()
+            request,
+            form=form,
+            title="Log in",
+            subtitle=None,
+            next=next_url,
+            username=request.user.get_username(),
+            oidc_providers=list(oidc_providers().values()),
+            local_passwords=settings.LOCAL_PASSWORDS,
         )
         context.update(extra_context or {})
         request.current_app = self.name
         return _refused_response(render(request, "admin/login.html", context), form.refused)
+
+    @staticmethod
+    def _oidc_provider(name: str) -> OIDCProvider:
+        try:
+            return oidc_service.oidc_provider(name)
+        except oidc_service.OIDCNotConfigured:
+            raise Http404(oidc_service.NOT_CONFIGURED) from None
+
+    def _back_to_login(self, request: HttpRequest, message: str) -> HttpResponse:
+        messages.error(request, message)
+        return HttpResponseRedirect(reverse("admin:login", current_app=self.name))
+
+    @method_decorator(never_cache)
+    def oidc_login(self, request: HttpRequest, name: str) -> HttpResponse:
+        """Sends the browser to the provider, with a new sign-in's state, nonce and PKCE challenge."""
+        provider = self._oidc_provider(name)
+        client = client_info(request)
+        wait = throttle_wait(scope="login", ip=client.ip, email=None)
+        if wait is not None:
+            return self._back_to_login(request, str(_too_many(wait)))
+        callback = request.build_absolute_uri(reverse("admin:oidc_callback", args=[name], current_app=self.name))
+        try:
+            start = oidc_service.oidc_authorization_start(provider=provider, redirect_uri=callback, channel=ADMIN)
+        except oidc_service.OIDCUnavailable:
+            return self._back_to_login(request, f"{provider.label}: {oidc_service.UNAVAILABLE}")
+        request.session[OIDC_STATE_KEY] = start.state
+        request.session[OIDC_NEXT_KEY] = self._next_url(request, request.GET.get("next"))
+        return HttpResponseRedirect(start.url)
+
+    @method_decorator(never_cache)
+    def oidc_callback(self, request: HttpRequest, name: str) -> HttpResponse:
+        """Back from the provider: finishes the sign-in, into the two-factor step when the user needs it."""
+        provider = self._oidc_provider(name)
+        code = logs.secret(request.GET.get("code", ""))
+        state = request.GET.get("state", "")
+        expected_state = request.session.pop(OIDC_STATE_KEY, None)
+        next_url = request.session.pop(OIDC_NEXT_KEY, None)
+        if "error" in request.GET:
+            # The provider's error text is not shown: it is the provider's to word, and anyone can put it in a link.
+            return self._back_to_login(request, f"The sign-in with {provider.label} was cancelled or refused.")
+        if not code or not state or state != expected_state:
+            return self._back_to_login(request, oidc_service.REFUSED)
+        client = client_info(request)
+        wait = throttle_wait(scope="login", ip=client.ip, email=None)
+        if wait is not None:
+            return self._back_to_login(request, str(_too_many(wait)))
+        try:
+            result = oidc_service.oidc_login(provider=provider, code=code, state=state, client=client, channel=ADMIN)
+        except (LoginFailed, LockedOut) as error:
+            return self._back_to_login(request, str(_refusal(error)))
+        except oidc_service.OIDCUnavailable:
+            return self._back_to_login(request, f"{provider.label}: {oidc_service.UNAVAILABLE}")
+        if result.challenge is not None:
+            request.session[CHALLENGE_KEY] = result.challenge
+            request.session[NEXT_KEY] = next_url
+            return HttpResponseRedirect(reverse("admin:login_two_factor", current_app=self.name))
+        assert result.session is not None
+        web_login(request, session=result.session)
+        return HttpResponseRedirect(self._next_url(request, next_url))
 
     @method_decorator(sensitive_post_parameters("code"))
     @method_decorator(csrf_protect)

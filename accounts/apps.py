@@ -13,6 +13,11 @@ class AccountsConfig(AppConfig):
         )
 
         signals.connect()
+        # A provider without an issuer, or a role map naming a role we do not have, stops the process at start-up
+        # (naming the variable) rather than failing on someone's first sign-in.
+        from accounts.oidc_config import configuration_check
+
+        configuration_check()
 
 
 class AdminSiteConfig(admin_apps.AdminConfig):

@@ -200,6 +200,30 @@ class ExternalIdentity(models.Model):
         return f"{self.provider}:{self.subject} → {self.user}"
 
 
+class OIDCAuthorization(models.Model):
+    """One OpenID Connect sign-in under way: what the callback (admin) or `token/` (API) needs to finish it.
+
+    Kept in the database, not the cache, so that a sign-in survives a cache outage. Only the SHA-256 of the
+    `state` is stored, and the row is deleted when used, so a state finishes one sign-in at most; rows left
+    behind by abandoned sign-ins are purged by accounts.services.cleanup.
+    """
+
+    state_hash = models.CharField(max_length=64, unique=True)
+    provider = models.CharField(max_length=64, help_text="The configured provider's name (OIDC_PROVIDERS).")
+    channel = models.CharField(max_length=16, help_text="The door that started it (api or admin): only it may end it.")
+    nonce = models.CharField(max_length=128)
+    code_verifier = models.CharField(max_length=128)
+    redirect_uri = models.CharField(max_length=2048)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "OpenID Connect authorization"
+
+    def __str__(self) -> str:
+        return f"{self.provider} ({self.channel}) until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
 class SecurityEventKind(models.TextChoices):
     LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
     LOGIN_FAILED = "login_failed", "Login failed"
@@ -221,6 +245,7 @@ class SecurityEventKind(models.TextChoices):
     NEW_IP_LOGIN = "new_ip_login", "Login from a new IP address"
     IDENTITY_LINKED = "identity_linked", "External identity linked"
     IDENTITY_UNLINKED = "identity_unlinked", "External identity unlinked"
+    ROLES_SYNCED = "roles_synced", "Roles changed by an identity provider"
 
 
 class SecurityEvent(models.Model):

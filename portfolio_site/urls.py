@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import flows, two_factor
 from accounts.api.auth import LoginView, LogoutAllView, LogoutView, RefreshView, SessionViewSet, VerifyView
+from accounts.api.oidc import OIDCAuthorizeView, OIDCProvidersView, OIDCTokenView
 from accounts.api.supabase import SupabaseTokenView
 from accounts.api.users import MeView, RegisterView, UserViewSet
 from clients.api import ClientViewSet, PortfolioViewSet
@@ -77,6 +78,9 @@ auth_urls: list[URLPattern | URLResolver] = [
     path("token/refresh/", RefreshView.as_view(), name="token-refresh"),
     path("token/verify/", VerifyView.as_view(), name="token-verify"),
     path("supabase/token/", SupabaseTokenView.as_view(), name="supabase-token"),
+    path("oidc/", OIDCProvidersView.as_view(), name="oidc-providers"),
+    path("oidc/<str:name>/authorize/", OIDCAuthorizeView.as_view(), name="oidc-authorize"),
+    path("oidc/<str:name>/token/", OIDCTokenView.as_view(), name="oidc-token"),
     path("logout/", LogoutView.as_view(), name="logout"),
     path("logout-all/", LogoutAllView.as_view(), name="logout-all"),
     path("", include(two_factor.urlpatterns)),

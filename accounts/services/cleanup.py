@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.models import EmailLoginCode, LoginSession
+from accounts.models import EmailLoginCode, LoginSession, OIDCAuthorization
 
 from .counters import counters_purge
 
@@ -20,6 +20,7 @@ def security_records_purge(*, now: datetime.datetime | None = None) -> dict[str,
     - login sessions ended (revoked, or past their absolute end) more than SECURITY_RECORDS_RETENTION_DAYS ago:
       the security events keep the history (their link to the session becomes empty);
     - login codes used or expired: they can open nothing any more;
+    - OpenID Connect sign-ins started and never finished, once expired;
     - refresh tokens past their expiry, with their blacklist entries (what SimpleJWT's `flushexpiredtokens` does);
     - security counters whose window ended (`purge_security_counters`) and expired Django sessions (`clearsessions`).
     Running it twice deletes nothing the second time."""
@@ -27,6 +28,7 @@ def security_records_purge(*, now: datetime.datetime | None = None) -> dict[str,
     cutoff = now - datetime.timedelta(days=settings.SECURITY_RECORDS_RETENTION_DAYS)
     sessions, _ = LoginSession.objects.filter(Q(revoked_at__lt=cutoff) | Q(expires_at__lt=cutoff)).delete()
     codes, _ = EmailLoginCode.objects.filter(Q(used_at__isnull=False) | Q(expires_at__lte=now)).delete()
+    oidc_authorizations, _ = OIDCAuthorization.objects.filter(expires_at__lte=now).delete()
     tokens = OutstandingToken.objects.filter(expires_at__lte=now)
     token_count = tokens.count()
     tokens.delete()  # cascades to their BlacklistedToken rows
@@ -34,6 +36,7 @@ def security_records_purge(*, now: datetime.datetime | None = None) -> dict[str,
     return {
         "login_sessions": sessions,
         "login_codes": codes,
+        "oidc_authorizations": oidc_authorizations,
         "expired_tokens": token_count,
         "security_counters": counters_purge(now=now),
         "django_sessions": django_sessions,

@@ -25,6 +25,7 @@ from .sessions import TokenPair, session_start
 Channel = LoginSession.Channel
 CHALLENGE_SALT = "accounts.two-factor-challenge"
 INVALID_CREDENTIALS = "Unable to log in with the given credentials."
+USE_IDENTITY_PROVIDER = "Sign in through your identity provider."
 
 
 class LoginFailed(Exception):
@@ -147,11 +148,45 @@ def login_complete(*, user: User, client: ClientInfo, method: str, channel: str 
     return LoginResult(session=session, tokens=tokens)
 
 
-def first_factor_passed(*, user: User, client: ClientInfo, method: str, channel: str = Channel.API) -> LoginResult:
-    """After a password or an emailed code: a session, or a challenge when the user has two-factor on."""
+def first_factor_passed(
+    *, user: User, client: ClientInfo, method: str, channel: str = Channel.API, second_factor_by: str = ""
+) -> LoginResult:
+    """After a password, an emailed code or an identity provider: a session, or a challenge when the user has
+    two-factor on.
+
+    `second_factor_by` says how a second factor was already proven elsewhere (an identity provider whose `amr`
+    claim configuration trusts, e.g. "amr trusted: mfa"): the challenge is then skipped, and the reason kept
+    in the audit trail.
+    """
+    if second_factor_by:
+        return login_complete(user=user, client=client, method=f"{method} ({second_factor_by})", channel=channel)
     if two_factor_enabled(user):
         return LoginResult(challenge=two_factor_challenge(user=user))
     return login_complete(user=user, client=client, method=method, channel=channel)
+
+
+def local_password_allowed(user: User) -> bool:
+    """Whether the user may sign in with a local secret (a password, or an emailed code standing in for one):
+    LOCAL_PASSWORDS turns it off for staff, who then sign in through the identity provider; "superusers" keeps
+    it for superusers only, a break-glass account for when the provider is down."""
+    policy = settings.LOCAL_PASSWORDS
+    if not user.is_staff or policy == "on":
+        return True
+    return policy == "superusers" and user.is_superuser
+
+
+def local_password_refuse(*, user: User, client: ClientInfo, method: str) -> None:
+    """LoginFailed telling the user where to sign in, when LOCAL_PASSWORDS refuses them a local secret.
+
+    Called only after the secret was found right (so the answer tells nothing to someone who does not know
+    it), and not counted toward the lockout: a right password is no guessing attack.
+    """
+    if local_password_allowed(user):
+        return
+    security_event_record(
+        kind=Kind.LOGIN_FAILED, client=client, user=user, detail=f"{method}: local passwords off for staff"
+    )
+    raise LoginFailed(USE_IDENTITY_PROVIDER)
 
 
 def password_login(*, email: str, password: str, client: ClientInfo, channel: str = Channel.API) -> LoginResult:
@@ -173,4 +208,5 @@ def password_login(*, email: str, password: str, client: ClientInfo, channel: st
         lockout_record_failure(email=email, client=client, user=known)
         raise LoginFailed()
     assert isinstance(user, User)
+    local_password_refuse(user=user, client=client, method="password")
     return first_factor_passed(user=user, client=client, method="password", channel=channel)

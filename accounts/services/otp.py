@@ -19,7 +19,15 @@ from accounts.models import EmailLoginCode, User
 from portfolio_site import logs
 
 from .events import ClientInfo, Kind, security_event_record
-from .login import LoginFailed, LoginResult, first_factor_passed, lockout_check, lockout_record_failure
+from .login import (
+    LoginFailed,
+    LoginResult,
+    first_factor_passed,
+    local_password_allowed,
+    local_password_refuse,
+    lockout_check,
+    lockout_record_failure,
+)
 
 CODE_SALT = "accounts.email-login-code"
 CODE_DIGITS = 6
@@ -95,10 +103,17 @@ def login_code_login(*, email: str, code: str, client: ClientInfo) -> LoginResul
     lockout_check(email=email)
     with transaction.atomic():
         user = _active_user(email)
-        if _spend(user, code):
+        spent = _spend(user, code)
+        if spent:
             assert user is not None
             security_event_record(kind=Kind.OTP_USED, client=client, user=user)
-            return first_factor_passed(user=user, client=client, method="email_code")
+            if local_password_allowed(user):
+                return first_factor_passed(user=user, client=client, method="email_code")
+    if spent:
+        # An emailed code stands in for a password: LOCAL_PASSWORDS refuses it to staff alike. Raised once the
+        # code is spent and committed, so the refusal is audited and the code cannot be tried again.
+        assert user is not None
+        local_password_refuse(user=user, client=client, method="email_code")
     known = user or User.objects.filter(email__iexact=User.objects.normalize_email(email)).first()
     security_event_record(kind=Kind.OTP_FAILED, client=client, user=known, email=email)
     lockout_record_failure(email=email, client=client, user=known)

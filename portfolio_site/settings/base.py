@@ -293,6 +293,36 @@ SUPABASE_AUDIENCE = env.str("SUPABASE_AUDIENCE", default="authenticated")
 SUPABASE_JWKS_TIMEOUT = env.float("SUPABASE_JWKS_TIMEOUT", default=5.0)
 SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=300)
 SUPABASE_LEEWAY_SECONDS = env.int("SUPABASE_LEEWAY_SECONDS", default=30)
+# Sign-in through OpenID Connect providers (accounts.services.oidc): OIDC_PROVIDERS names them (a comma list of
+# slugs; empty = off), and each NAME has its OIDC_<NAME>_* variables, read here into plain values and checked at
+# start-up by accounts.oidc_config (a missing issuer or an unknown target role refuses to start, naming the variable).
+# Discovery and keys are fetched on first use, never at start-up.
+OIDC_PROVIDERS: dict[str, dict[str, object]] = {}
+for _name in env.list("OIDC_PROVIDERS", default=[]):
+    _prefix = f"OIDC_{_name.upper().replace('-', '_')}_"
+    OIDC_PROVIDERS[_name] = {
+        "issuer": env.str(f"{_prefix}ISSUER", default=""),
+        "client_id": env.str(f"{_prefix}CLIENT_ID", default=""),
+        "client_secret": env.str(f"{_prefix}CLIENT_SECRET", default=""),
+        "scopes": env.str(f"{_prefix}SCOPES", default="openid email profile"),
+        "label": env.str(f"{_prefix}LABEL", default=_name),
+        "create_users": env.bool(f"{_prefix}CREATE_USERS", default=False),
+        "roles_claim": env.str(f"{_prefix}ROLES_CLAIM", default=""),
+        "role_map": env.dict(f"{_prefix}ROLE_MAP", default={}),
+        "trust_amr": env.list(f"{_prefix}TRUST_AMR", default=[]),
+        "api_redirect_uris": env.list(f"{_prefix}API_REDIRECT_URIS", default=[]),
+    }
+# Seconds for one request to a provider (discovery, keys, code exchange), how long its discovery document and keys
+# are kept, the clock leeway on the ID token's exp/iat, and how long an API sign-in may take between authorize/
+# and token/.
+OIDC_HTTP_TIMEOUT = env.float("OIDC_HTTP_TIMEOUT", default=5.0)
+OIDC_CACHE_SECONDS = env.int("OIDC_CACHE_SECONDS", default=300)
+OIDC_LEEWAY_SECONDS = env.int("OIDC_LEEWAY_SECONDS", default=60)
+OIDC_AUTHORIZATION_SECONDS = env.int("OIDC_AUTHORIZATION_SECONDS", default=600)
+# Password sign-in (and the emailed login code that stands in for it) for staff users: "on", "superusers" (only
+# superusers keep it: a break-glass account for when the identity provider is down) or "off". Non-staff users keep
+# their passwords whatever this says: the setting moves staff onto the firm's identity provider.
+LOCAL_PASSWORDS = env.str("LOCAL_PASSWORDS", default="on")
 # Where links in emails point (the front end, or this site).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 # Fernet keys for secrets stored encrypted (every app's EncryptedTextField, portfolio_site.crypto: TOTP seeds):

@@ -1,0 +1,138 @@
+"""Sign-in through an OpenID Connect provider, for API clients (a front end): list the providers, start a sign-in
+(`authorize/`: the URL to send the browser to), and finish it with the code the provider returned (`token/`: the
+same answers as a password login, through the same service path, throttles and audit trail)."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import LoginSession
+from accounts.oidc_config import OIDCProvider, oidc_providers
+from accounts.services import oidc as oidc_service
+from accounts.throttles import AUTH_THROTTLES
+from portfolio_site import logs
+from portfolio_site.api.schema import ErrorDetailSerializer
+
+from .auth import LOGIN_RESPONSES, PublicAuthView
+from .common import client_info, login_refusals, login_response
+from .two_factor import TOO_MANY
+
+NOT_FOUND = OpenApiResponse(ErrorDetailSerializer, description=oidc_service.NOT_CONFIGURED)
+UNAVAILABLE = OpenApiResponse(
+    ErrorDetailSerializer, description=f"{oidc_service.UNAVAILABLE} (`Retry-After` says when)."
+)
+
+
+class ProviderUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = oidc_service.UNAVAILABLE
+    default_code = "identity_provider_unavailable"
+
+
+class ProviderSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The provider's name in the sign-in URLs.")
+    # The serializer's metaclass takes declared fields out of the class, so this does not replace Field.label.
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="What a sign-in button should say: “Sign in with <label>”."
+    )
+
+
+class AuthorizeSerializer(serializers.Serializer):
+    redirect_uri = serializers.CharField(
+        max_length=2048, help_text="Where the provider sends the browser back with the code: one of the allowed URIs."
+    )
+
+
+class AuthorizationSerializer(serializers.Serializer):
+    authorization_url = serializers.CharField(help_text="Send the browser here.")
+    state = serializers.CharField(help_text="Check it against the one the provider returns, then send both back.")
+
+
+class OIDCTokenSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=4096, help_text="The code the provider returned.")
+    state = serializers.CharField(max_length=256, help_text="The state `authorize/` returned.")
+
+
+class _ProviderView(PublicAuthView):
+    throttle_classes = AUTH_THROTTLES
+    throttle_scope = "login"
+
+    @staticmethod
+    def provider(name: str) -> OIDCProvider:
+        try:
+            return oidc_service.oidc_provider(name)
+        except oidc_service.OIDCNotConfigured:
+            raise exceptions.NotFound(oidc_service.NOT_CONFIGURED) from None
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, oidc_service.OIDCUnavailable):
+            response = super().handle_exception(ProviderUnavailable())
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        return super().handle_exception(exc)
+
+
+class OIDCProvidersView(PublicAuthView):
+    """The configured OpenID Connect providers, for a front end to draw its sign-in buttons."""
+
+    @extend_schema(responses={200: ProviderSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        providers = [{"name": p.name, "label": p.label} for p in oidc_providers().values()]
+        return Response(ProviderSerializer(providers, many=True).data)
+
+
+class OIDCAuthorizeView(_ProviderView):
+    """Start a sign-in through the provider: the URL to send the browser to, and its state (valid once, for 10
+    minutes). `redirect_uri` must be one of the provider's allowed API redirect URIs, exactly."""
+
+    @extend_schema(
+        request=AuthorizeSerializer,
+        responses={200: AuthorizationSerializer, 404: NOT_FOUND, 429: TOO_MANY, 503: UNAVAILABLE},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        provider = self.provider(name)
+        serializer = AuthorizeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            start = oidc_service.oidc_authorization_start(
+                provider=provider,
+                redirect_uri=serializer.validated_data["redirect_uri"],
+                channel=LoginSession.Channel.API,
+            )
+        except oidc_service.RedirectURINotAllowed as error:
+            raise serializers.ValidationError({"redirect_uri": [str(error)]}) from None
+        return Response(AuthorizationSerializer({"authorization_url": start.url, "state": start.state}).data)
+
+
+class OIDCTokenView(_ProviderView):
+    """Finish a sign-in with the code and state the provider returned: tokens for a new session, or a two-factor
+    challenge, as a password login answers."""
+
+    @extend_schema(
+        request=OIDCTokenSerializer,
+        responses={
+            **LOGIN_RESPONSES,
+            401: OpenApiResponse(
+                ErrorDetailSerializer,
+                description="The state is unknown, used or expired, the code or the ID token is refused, or no "
+                "active staff account here matches the provider's account.",
+            ),
+            404: NOT_FOUND,
+            429: TOO_MANY,
+            503: UNAVAILABLE,
+        },
+    )
+    def post(self, request: Request, name: str) -> Response:
+        provider = self.provider(name)
+        serializer = OIDCTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with login_refusals():
+            result = oidc_service.oidc_login(
+                provider=provider,
+                code=logs.secret(serializer.validated_data["code"]),
+                state=serializer.validated_data["state"],
+                client=client_info(request),
+                channel=LoginSession.Channel.API,
+            )
+        return login_response(request, result)
