@@ -158,10 +158,11 @@ class LoginSession(models.Model):
 
 
 class ExternalIdentity(models.Model):
-    """A user's account at an identity provider (Supabase, later an OpenID Connect provider), linked by an
-    administrator: a sign-in through that provider reaches this user only through such a link.
+    """A user's account at an identity provider (Supabase, or an OpenID Connect provider), linked by an
+    administrator (or, for OpenID Connect, at a sign-in by a verified email or a created user: `linked_by` empty):
+    a sign-in through that provider reaches this user only through such a link.
 
-    `provider` is the configured provider's name ("supabase"); `subject` is the provider's stable id of the
+    `provider` is "supabase" or "oidc:<name>" (a name in OIDC_PROVIDERS); `subject` is the provider's stable id of the
     user (the token's `sub` claim; for Supabase a UUID). One provider account per user, one user per provider
     account.
     """

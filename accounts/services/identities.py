@@ -1,7 +1,8 @@
 """Links between our users and their accounts at identity providers, made and removed by administrators only.
 
-A sign-in through a provider reaches a user only through such a link (accounts.services.supabase); every link
-and unlink is a security event naming the administrator who made it.
+A sign-in through a provider reaches a user only through such a link (accounts.services.supabase, .oidc); every
+link and unlink is a security event naming the administrator who made it. (An OpenID Connect sign-in may also link
+by a verified email, or a user it creates: accounts.services.oidc records those itself.)
 """
 
 import uuid

@@ -17,16 +17,23 @@ def _user(email: str, what: str) -> User:
 
 class Command(BaseCommand):
     help = (
-        "Link a user to their account at an identity provider (by default Supabase: the Supabase user id, a UUID), "
-        "so that they can sign in with it; or remove the link with --unlink. --by names the administrator acting: "
+        "Link a user to their account at an identity provider (by default Supabase: the Supabase user id, a UUID; "
+        "or an OpenID Connect provider, --provider oidc:NAME: the user's `sub` there), so that they can sign in "
+        "with it; or remove the link with --unlink. --by names the administrator acting: "
         "a superuser, or a user holding the permission to add (or delete) external identities. Every link and "
         "unlink is recorded as a security event."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("email", help="The address of the user to link or unlink.")
-        parser.add_argument("subject", nargs="?", help="The provider's id of the user (for Supabase its user UUID).")
-        parser.add_argument("--provider", default=SUPABASE, help=f"The provider's name (default: {SUPABASE}).")
+        parser.add_argument(
+            "subject", nargs="?", help="The provider's id of the user (for Supabase its user UUID; for OIDC its sub)."
+        )
+        parser.add_argument(
+            "--provider",
+            default=SUPABASE,
+            help=f"{SUPABASE} (the default), or oidc:NAME for a provider named in OIDC_PROVIDERS.",
+        )
         parser.add_argument("--by", required=True, help="The address of the administrator making the change.")
         parser.add_argument("--unlink", action="store_true", help="Remove the user's link at this provider.")
 
