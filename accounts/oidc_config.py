@@ -17,7 +17,7 @@ from accounts.roles import Role
 
 LOCAL_PASSWORDS_CHOICES = ("on", "superusers", "off")
 # A provider's name is part of URLs (/admin/oidc/<name>/...) and of the identity key "oidc:<name>" (64 characters).
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,58}$")
+PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,58}$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _split(value: Any) -> list[str]:
 
 def _provider(name: str, raw: Mapping[str, Any]) -> OIDCProvider:
     prefix = env_prefix(name)
-    if not _NAME.match(name):
+    if not PROVIDER_NAME.match(name):
         raise ImproperlyConfigured(
             f"OIDC_PROVIDERS: {name!r} is not a valid provider name (lower-case letters, digits and dashes)."
         )

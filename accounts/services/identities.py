@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from accounts.models import ExternalIdentity, User
+from accounts.oidc_config import PROVIDER_NAME
 from portfolio_site.errors import ConflictError
 
 from .events import ClientInfo, Kind, security_event_record
@@ -22,7 +23,13 @@ NO_CLIENT = ClientInfo()  # a management command: no IP, no browser
 
 
 def identity_subject_normalize(*, provider: str, subject: str) -> str:
-    """The provider's id as stored: for Supabase a UUID in its canonical lower-case form."""
+    """The provider's id as stored: for Supabase a UUID in its canonical lower-case form.
+
+    The provider is "supabase" or "oidc:<name>": any other spelling would be a link no sign-in ever finds.
+    """
+    oidc_name = provider.removeprefix("oidc:")
+    if provider != SUPABASE and (oidc_name == provider or not PROVIDER_NAME.match(oidc_name)):
+        raise ValidationError({"provider": ['The provider is "supabase" or "oidc:<name>", a name in OIDC_PROVIDERS.']})
     subject = subject.strip()
     if provider == SUPABASE:
         try:

@@ -26,6 +26,7 @@ import werkzeug.serving
 from django.contrib.auth.models import Group
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client, override_settings
 from django.utils import timezone
 from joserfc import jwt
@@ -410,15 +411,30 @@ def test_an_expired_id_token_is_refused(idp: Provider) -> None:
     assert failures("ID token expired")
 
 
-def test_an_id_token_for_another_client_is_refused(idp: Provider, configure: Callable[..., None]) -> None:
-    configure(client_id="someone-else")
+def test_an_id_token_past_its_exp_by_our_clock_is_refused(
+    idp: Provider, monkeypatch: pytest.MonkeyPatch, time_machine: Any
+) -> None:
     _, sub = linked_user(idp)
-    assert api_sign_in(idp, sub).status_code == 200  # the mock issues for whichever client asks
-    # ...so the audience check is shown by asking as one client and verifying as another.
+    exchange = oidc_service._code_exchange
+
+    def then_later(**kwargs: Any) -> Any:
+        token = exchange(**kwargs)
+        # The mock's ID tokens live an hour: by the time we check this one, our clock is past that and the leeway.
+        time_machine.move_to(timezone.now() + datetime.timedelta(hours=2))
+        return token
+
+    monkeypatch.setattr(oidc_service, "_code_exchange", then_later)
+    assert api_sign_in(idp, sub).status_code == 401
+    assert failures("ID token expired")
+
+
+def test_an_id_token_issued_to_another_client_is_refused(idp: Provider, configure: Callable[..., None]) -> None:
+    _, sub = linked_user(idp)
+    configure(client_id="someone-else")  # the code is issued to another client, and exchanged by it...
     api = APIClient()
     started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
-    configure(client_id="portfolio")
+    configure(client_id="portfolio")  # ...and the ID token it gets (aud: someone-else) is checked as ours
     with pytest.MonkeyPatch.context() as patch:
         exchange = oidc_service._code_exchange
 
@@ -427,7 +443,9 @@ def test_an_id_token_for_another_client_is_refused(idp: Provider, configure: Cal
 
         patch.setattr(oidc_service, "_code_exchange", as_someone_else)
         assert api.post(TOKEN, back, format="json").status_code == 401
-    assert failures("claim refused")
+    refused = failures("claim refused")
+    assert len(refused) == 1
+    assert "aud" in refused[0].detail
 
 
 def test_a_discovery_document_naming_another_issuer_is_unavailable(
@@ -863,3 +881,11 @@ def test_link_identity_links_an_oidc_provider_account() -> None:
     call_command("link_identity", user.email, "abc-123", "--provider", "oidc:corp", "--by", admin.email)
     identity = ExternalIdentity.objects.get(user=user)
     assert (identity.provider, identity.subject) == ("oidc:corp", "abc-123")
+
+
+@pytest.mark.parametrize("provider", ["github", "oidc:", "oidc:Corp"])
+def test_link_identity_refuses_a_provider_no_sign_in_would_find(provider: str) -> None:
+    user, admin = UserFactory(), SuperuserFactory()
+    with pytest.raises(CommandError, match="oidc:<name>"):
+        call_command("link_identity", user.email, "abc-123", "--provider", provider, "--by", admin.email)
+    assert not ExternalIdentity.objects.exists()
