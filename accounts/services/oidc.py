@@ -36,6 +36,7 @@ from authlib.oidc.core import CodeIDToken
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 from joserfc import jwt
 from joserfc.errors import (
@@ -393,7 +394,17 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
     # `True` itself: some providers send the string "false", which is truthy.
     if claims.get("email_verified") is not True or not isinstance(email, str) or not email:
         raise _Refused(f"{subject}: email not verified", EMAIL_NOT_VERIFIED)
-    matches = list(User.objects.filter(email__iexact=User.objects.normalize_email(email))[:2])
+    if not email.isascii():
+        # Case-insensitive matching of non-ASCII addresses is where look-alikes hide: PostgreSQL's UPPER() turns a
+        # dotless "ı" into "I", so "admın@…" would find "admin@…". Such addresses are linked by an administrator.
+        raise _Refused(f"{subject}: {email!r} is not an ASCII address", NO_ACCOUNT)
+    wanted = email.lower()
+    # LOWER() in the database narrows the search, the exact comparison in Python decides.
+    matches = [
+        user
+        for user in User.objects.annotate(email_lower=Lower("email")).filter(email_lower=wanted)[:3]
+        if user.email.isascii() and user.email.lower() == wanted
+    ]
     if len(matches) > 1:
         raise _Refused(f"{subject}: {email} matches several users", NO_ACCOUNT)
     if matches:

@@ -889,3 +889,20 @@ def test_link_identity_refuses_a_provider_no_sign_in_would_find(provider: str) -
     with pytest.raises(CommandError, match="oidc:<name>"):
         call_command("link_identity", user.email, "abc-123", "--provider", provider, "--by", admin.email)
     assert not ExternalIdentity.objects.exists()
+
+
+# --- Linking by email: what may be linked ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asserted", ["admın@fırm.com", "ADMİN@firm.com", "admin@firm.com\u0307"])
+def test_a_look_alike_unicode_email_links_nobody(idp: Provider, configure: Callable[..., None], asserted: str) -> None:
+    # On PostgreSQL email__iexact (UPPER() = UPPER()) upper-cases the dotless ı to I: this matched admin@firm.com.
+    configure(create_users=True)
+    admin = UserFactory(email="admin@firm.com")
+    sub = new_subject()
+    idp.user(sub, email=asserted, email_verified=True)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert not ExternalIdentity.objects.filter(user=admin).exists()
+    assert User.objects.count() == 1
+    assert failures("is not an ASCII address")
