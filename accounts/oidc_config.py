@@ -34,6 +34,15 @@ class OIDCProvider:
     role_map: tuple[tuple[str, str], ...]
     trust_amr: frozenset[str]
     api_redirect_uris: tuple[str, ...]
+    # Whether a sign-in may link an unlinked user by the provider's verified email (never a superuser).
+    link_by_email: bool = True
+    # When not empty: linking by email and creating users only for addresses in these domains (lower-case, exact).
+    email_domains: frozenset[str] = frozenset()
+
+    def email_domain_allowed(self, email: str) -> bool:
+        if not self.email_domains:
+            return True
+        return email.rpartition("@")[2].lower() in self.email_domains
 
     @property
     def identity_provider(self) -> str:
@@ -73,6 +82,9 @@ def _provider(name: str, raw: Mapping[str, Any]) -> OIDCProvider:
     issuer = str(raw["issuer"])
     if not issuer.startswith(("https://", "http://")):
         raise ImproperlyConfigured(f"{prefix}ISSUER must be an http(s) URL.")
+    email_domains = frozenset(domain.lower() for domain in _split(raw.get("email_domains")))
+    if not all(domain.isascii() and "@" not in domain for domain in email_domains):
+        raise ImproperlyConfigured(f"{prefix}EMAIL_DOMAINS must list ASCII domain names (e.g. firm.com).")
     scopes = tuple(_split(raw.get("scopes") or "openid email profile"))
     if "openid" not in scopes:
         raise ImproperlyConfigured(f"{prefix}SCOPES must include openid.")
@@ -99,6 +111,8 @@ def _provider(name: str, raw: Mapping[str, Any]) -> OIDCProvider:
         role_map=role_map,
         trust_amr=frozenset(_split(raw.get("trust_amr"))),
         api_redirect_uris=tuple(_split(raw.get("api_redirect_uris"))),
+        link_by_email=bool(raw.get("link_by_email", True)),
+        email_domains=email_domains,
     )
 
 

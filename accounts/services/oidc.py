@@ -394,10 +394,14 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
     # `True` itself: some providers send the string "false", which is truthy.
     if claims.get("email_verified") is not True or not isinstance(email, str) or not email:
         raise _Refused(f"{subject}: email not verified", EMAIL_NOT_VERIFIED)
+    if not provider.link_by_email and not provider.create_users:
+        raise _Refused(f"{subject}: not linked (linking by email is off)", NO_ACCOUNT)
     if not email.isascii():
         # Case-insensitive matching of non-ASCII addresses is where look-alikes hide: PostgreSQL's UPPER() turns a
         # dotless "ı" into "I", so "admın@…" would find "admin@…". Such addresses are linked by an administrator.
         raise _Refused(f"{subject}: {email!r} is not an ASCII address", NO_ACCOUNT)
+    if not provider.email_domain_allowed(email):
+        raise _Refused(f"{subject}: {email} is outside the provider's email domains", NO_ACCOUNT)
     wanted = email.lower()
     # LOWER() in the database narrows the search, the exact comparison in Python decides.
     matches = [
@@ -408,6 +412,11 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
     if len(matches) > 1:
         raise _Refused(f"{subject}: {email} matches several users", NO_ACCOUNT)
     if matches:
+        if not provider.link_by_email:
+            raise _Refused(f"{subject}: {email} is an existing user's address (linking by email is off)", NO_ACCOUNT)
+        if matches[0].is_superuser:
+            # A provider asserting an administrator's address must not become that administrator.
+            raise _Refused(f"{subject}: {email} is a superuser's address, linked by an administrator only", NO_ACCOUNT)
         _link(provider=provider, user=matches[0], subject=subject, client=client, how="by email_verified")
         return matches[0]
     if not provider.create_users:

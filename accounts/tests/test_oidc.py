@@ -906,3 +906,61 @@ def test_a_look_alike_unicode_email_links_nobody(idp: Provider, configure: Calla
     assert not ExternalIdentity.objects.filter(user=admin).exists()
     assert User.objects.count() == 1
     assert failures("is not an ASCII address")
+
+
+def test_a_superuser_is_never_linked_by_email(idp: Provider) -> None:
+    admin = SuperuserFactory(email="root@corp.example")
+    sub = new_subject()
+    idp.user(sub, email="root@corp.example", email_verified=True)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert response.json()["detail"] == oidc_service.NO_ACCOUNT
+    assert not ExternalIdentity.objects.filter(user=admin).exists()
+    assert failures("is a superuser's address")
+
+
+def test_link_by_email_off_links_nobody_by_email(idp: Provider, configure: Callable[..., None]) -> None:
+    configure(link_by_email=False)
+    user = UserFactory(email="anna@corp.example")
+    sub = new_subject()
+    idp.user(sub, email="anna@corp.example", email_verified=True)
+    assert api_sign_in(idp, sub).status_code == 401
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+    assert failures("linking by email is off")
+
+
+@pytest.mark.parametrize(
+    ("email", "allowed"),
+    [
+        ("anna@corp.example", True),
+        ("Anna@CORP.example", True),
+        ("anna@evil.example", False),
+        ("anna@sub.corp.example", False),
+        ("anna@corp.example.evil", False),
+    ],
+)
+def test_email_domains_limit_linking_and_creating(
+    idp: Provider, configure: Callable[..., None], email: str, allowed: bool
+) -> None:
+    configure(email_domains="corp.example, other.example", create_users=True)
+    sub = new_subject()
+    idp.user(sub, email=email, email_verified=True)
+    assert (api_sign_in(idp, sub).status_code == 200) is allowed
+    assert ExternalIdentity.objects.filter(subject=sub).exists() is allowed
+    if not allowed:
+        assert failures("is outside the provider's email domains")
+
+
+def test_email_domains_limit_linking_an_existing_user(idp: Provider, configure: Callable[..., None]) -> None:
+    configure(email_domains="corp.example")
+    user = UserFactory(email="anna@partner.example")
+    sub = new_subject()
+    idp.user(sub, email="anna@partner.example", email_verified=True)
+    assert api_sign_in(idp, sub).status_code == 401
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+
+
+def test_email_domains_must_be_ascii_domains() -> None:
+    with override_settings(OIDC_PROVIDERS={"corp": mock_config("https://idp.example", email_domains="fırm.com")}):
+        with pytest.raises(ImproperlyConfigured, match="OIDC_CORP_EMAIL_DOMAINS"):
+            oidc_providers()
