@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -17,6 +18,8 @@ from accounts.roles import Role
 
 LOCAL_PASSWORDS_CHOICES = ("on", "superusers", "off")
 # A provider's name is part of URLs (/admin/oidc/<name>/...) and of the identity key "oidc:<name>" (64 characters).
+# Hosts an issuer may be reached at over plain http:// (a provider on this machine, e.g. in tests).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,58}$")
 
 
@@ -80,8 +83,11 @@ def _provider(name: str, raw: Mapping[str, Any]) -> OIDCProvider:
         if not raw.get(field):
             raise ImproperlyConfigured(f"{prefix}{field.upper()} is required for the OpenID Connect provider {name!r}.")
     issuer = str(raw["issuer"])
-    if not issuer.startswith(("https://", "http://")):
-        raise ImproperlyConfigured(f"{prefix}ISSUER must be an http(s) URL.")
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in LOOPBACK_HOSTS
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        # Discovery, keys and the code exchange go to the issuer: over plain HTTP anyone on the way could answer.
+        raise ImproperlyConfigured(f"{prefix}ISSUER must be an https:// URL (http:// only for a loopback host).")
     email_domains = frozenset(domain.lower() for domain in _split(raw.get("email_domains")))
     if not all(domain.isascii() and "@" not in domain for domain in email_domains):
         raise ImproperlyConfigured(f"{prefix}EMAIL_DOMAINS must list ASCII domain names (e.g. firm.com).")

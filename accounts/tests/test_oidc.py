@@ -964,3 +964,25 @@ def test_email_domains_must_be_ascii_domains() -> None:
     with override_settings(OIDC_PROVIDERS={"corp": mock_config("https://idp.example", email_domains="fırm.com")}):
         with pytest.raises(ImproperlyConfigured, match="OIDC_CORP_EMAIL_DOMAINS"):
             oidc_providers()
+
+
+@pytest.mark.parametrize(
+    ("issuer", "ok"),
+    [
+        ("https://idp.example", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://[::1]:8080", True),
+        ("http://localhost:8080", True),
+        ("http://idp.example", False),
+        ("http://localhost.evil.example", False),
+        ("ftp://idp.example", False),
+        ("https://", False),
+    ],
+)
+def test_an_issuer_must_be_https_unless_on_loopback(issuer: str, ok: bool) -> None:
+    with override_settings(OIDC_PROVIDERS={"corp": mock_config(issuer)}):
+        if ok:
+            assert oidc_providers()["corp"].issuer == issuer
+        else:
+            with pytest.raises(ImproperlyConfigured, match="OIDC_CORP_ISSUER"):
+                oidc_providers()
