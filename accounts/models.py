@@ -201,6 +201,25 @@ class ExternalIdentity(models.Model):
         return f"{self.provider}:{self.subject} → {self.user}"
 
 
+class IdentityLinkBlock(models.Model):
+    """An administrator unlinked `user` from their account at `provider`: a sign-in through that provider must not
+    link the user again by email (accounts.services.oidc), or the unlink would be undone at the next sign-in. Only
+    an administrator's explicit link (accounts.services.identities.identity_link) removes the block."""
+
+    provider = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "identity link block"
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "user"], name="accounts_identity_block_provider_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} ↛ {self.user}"
+
+
 class OIDCAuthorization(models.Model):
     """One OpenID Connect sign-in under way: what the callback (admin) or `token/` (API) needs to finish it.
 

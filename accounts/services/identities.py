@@ -10,7 +10,7 @@ import uuid
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from accounts.models import ExternalIdentity, User
+from accounts.models import ExternalIdentity, IdentityLinkBlock, User
 from accounts.oidc_config import PROVIDER_NAME
 from portfolio_site.errors import ConflictError
 
@@ -60,6 +60,8 @@ def identity_link(
     identity = ExternalIdentity(provider=provider, subject=subject, user=user, linked_by=by)
     identity.full_clean()
     identity.save()
+    # An administrator's link is the one thing that lifts an earlier unlink's block on linking by email.
+    IdentityLinkBlock.objects.filter(provider=provider, user=user).delete()
     security_event_record(
         kind=Kind.IDENTITY_LINKED, client=client, user=user, detail=f"{provider}:{subject} by {by.email}"
     )
@@ -69,7 +71,8 @@ def identity_link(
 @transaction.atomic
 def identity_unlink(*, identity: ExternalIdentity, by: User, client: ClientInfo = NO_CLIENT) -> None:
     """Removes the link: the provider's account no longer signs in as the user (open sessions stay, to be
-    revoked separately if need be)."""
+    revoked separately if need be), and no sign-in through that provider links the user again by email until an
+    administrator links them (IdentityLinkBlock)."""
     _require(by, UNLINK_PERMISSION)
     security_event_record(
         kind=Kind.IDENTITY_UNLINKED,
@@ -77,4 +80,5 @@ def identity_unlink(*, identity: ExternalIdentity, by: User, client: ClientInfo 
         user=identity.user,
         detail=f"{identity.provider}:{identity.subject} by {by.email}",
     )
+    IdentityLinkBlock.objects.get_or_create(provider=identity.provider, user=identity.user)
     identity.delete()

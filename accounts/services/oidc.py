@@ -51,7 +51,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
-from accounts.models import ExternalIdentity, LoginSession, OIDCAuthorization, User
+from accounts.models import ExternalIdentity, IdentityLinkBlock, LoginSession, OIDCAuthorization, User
 from accounts.oidc_config import OIDCProvider, oidc_providers
 from portfolio_site.cache import invalidate_namespace
 
@@ -414,6 +414,9 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
     if matches:
         if not provider.link_by_email:
             raise _Refused(f"{subject}: {email} is an existing user's address (linking by email is off)", NO_ACCOUNT)
+        if IdentityLinkBlock.objects.filter(provider=provider.identity_provider, user=matches[0]).exists():
+            # An administrator unlinked this user from this provider: only an administrator links them again.
+            raise _Refused(f"{subject}: {email} was unlinked by an administrator, who must link it", NO_ACCOUNT)
         if matches[0].is_superuser:
             # A provider asserting an administrator's address must not become that administrator.
             raise _Refused(f"{subject}: {email} is a superuser's address, linked by an administrator only", NO_ACCOUNT)

@@ -986,3 +986,29 @@ def test_an_issuer_must_be_https_unless_on_loopback(issuer: str, ok: bool) -> No
         else:
             with pytest.raises(ImproperlyConfigured, match="OIDC_CORP_ISSUER"):
                 oidc_providers()
+
+
+def test_an_administrators_unlink_is_not_undone_by_the_next_sign_in(idp: Provider) -> None:
+    from accounts.services.identities import identity_link, identity_unlink
+
+    user, admin = UserFactory(email="anna@corp.example"), SuperuserFactory()
+    sub = new_subject()
+    idp.user(sub, email="anna@corp.example", email_verified=True)
+    assert api_sign_in(idp, sub).status_code == 200  # linked by the verified email
+    identity_unlink(identity=ExternalIdentity.objects.get(user=user), by=admin)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert response.json()["detail"] == oidc_service.NO_ACCOUNT
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+    assert failures("was unlinked by an administrator")
+    # Another account at the provider with her address does not get round it either.
+    other = new_subject()
+    idp.user(other, email="anna@corp.example", email_verified=True)
+    assert api_sign_in(idp, other).status_code == 401
+    # An administrator's explicit link lifts the block.
+    identity_link(user=user, provider="oidc:mock", subject=sub, by=admin)
+    assert api_sign_in(idp, sub).status_code == 200
+    identity_unlink(identity=ExternalIdentity.objects.get(user=user), by=admin)
+    identity_link(user=user, provider="oidc:mock", subject=sub, by=admin)
+    ExternalIdentity.objects.filter(user=user).delete()  # e.g. the user deleted at the provider and linked anew
+    assert api_sign_in(idp, sub).status_code == 200
