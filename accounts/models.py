@@ -232,7 +232,10 @@ class OIDCAuthorization(models.Model):
     provider = models.CharField(max_length=64, help_text="The configured provider's name (OIDC_PROVIDERS).")
     channel = models.CharField(max_length=16, help_text="The door that started it (api or admin): only it may end it.")
     nonce = models.CharField(max_length=128)
-    code_verifier = models.CharField(max_length=128)
+    # PKCE: the admin door keeps the verifier (the sign-in is bound to the browser's session); for the API the
+    # client keeps it and we keep its S256 challenge, so that a stolen code and state are useless without it.
+    code_verifier = models.CharField(max_length=128, blank=True)
+    code_challenge = models.CharField(max_length=43, blank=True)
     redirect_uri = models.CharField(max_length=2048)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)

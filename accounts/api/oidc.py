@@ -42,6 +42,12 @@ class AuthorizeSerializer(serializers.Serializer):
     redirect_uri = serializers.CharField(
         max_length=2048, help_text="Where the provider sends the browser back with the code: one of the allowed URIs."
     )
+    code_challenge = serializers.RegexField(
+        r"^[A-Za-z0-9_-]{43}$",
+        help_text="PKCE (RFC 7636), S256 only: BASE64URL(SHA-256(code_verifier)) without padding, 43 characters. "
+        "Keep the verifier in the front end and send it to `token/`: a code and state without it are refused.",
+        error_messages={"invalid": "An S256 code challenge: 43 base64url characters."},
+    )
 
 
 class AuthorizationSerializer(serializers.Serializer):
@@ -52,6 +58,12 @@ class AuthorizationSerializer(serializers.Serializer):
 class OIDCTokenSerializer(serializers.Serializer):
     code = serializers.CharField(max_length=4096, help_text="The code the provider returned.")
     state = serializers.CharField(max_length=256, help_text="The state `authorize/` returned.")
+    code_verifier = serializers.RegexField(
+        r"^[A-Za-z0-9._~-]{43,128}$",
+        help_text="The PKCE verifier whose S256 challenge was sent to `authorize/` (43 to 128 characters of "
+        "A-Z a-z 0-9 - . _ ~).",
+        error_messages={"invalid": "A PKCE code verifier: 43 to 128 characters of A-Z a-z 0-9 - . _ ~."},
+    )
 
 
 class _ProviderView(PublicAuthView):
@@ -99,6 +111,7 @@ class OIDCAuthorizeView(_ProviderView):
                 provider=provider,
                 redirect_uri=serializer.validated_data["redirect_uri"],
                 channel=LoginSession.Channel.API,
+                code_challenge=serializer.validated_data["code_challenge"],
             )
         except oidc_service.RedirectURINotAllowed as error:
             raise serializers.ValidationError({"redirect_uri": [str(error)]}) from None
@@ -134,5 +147,6 @@ class OIDCTokenView(_ProviderView):
                 state=serializer.validated_data["state"],
                 client=client_info(request),
                 channel=LoginSession.Channel.API,
+                code_verifier=logs.secret(serializer.validated_data["code_verifier"]),
             )
         return login_response(request, result)

@@ -7,23 +7,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0010_oidc_authorization'),
+        ("accounts", "0010_oidc_authorization"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdentityLinkBlock',
+            name="IdentityLinkBlock",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("provider", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'identity link block',
-                'constraints': [models.UniqueConstraint(fields=('provider', 'user'), name='accounts_identity_block_provider_user_unique')],
+                "verbose_name": "identity link block",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("provider", "user"), name="accounts_identity_block_provider_user_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -215,28 +215,53 @@ def _state_hash(state: str) -> str:
 # --- Step 1: to the provider ---------------------------------------------------------------------------------
 
 
-def oidc_authorization_start(*, provider: OIDCProvider, redirect_uri: str, channel: str) -> AuthorizationStart:
+def pkce_s256(code_verifier: str) -> str:
+    """The S256 code challenge of a PKCE verifier (RFC 7636, section 4.2)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(code_verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+
+
+def oidc_authorization_start(
+    *, provider: OIDCProvider, redirect_uri: str, channel: str, code_challenge: str = ""
+) -> AuthorizationStart:
     """The provider's authorization URL for a new sign-in, and its state (which the caller hands back with the code).
 
     The API's redirect URI must be one of the provider's OIDC_<NAME>_API_REDIRECT_URIS, exactly
     (RedirectURINotAllowed otherwise): the provider sends the code there. The admin's is its own callback.
-    OIDCUnavailable when the discovery document cannot be read.
+
+    PKCE: at the API the client makes the verifier and sends its S256 `code_challenge` (required), which goes into
+    the URL and is stored; the client proves it holds the verifier at `token/`. The admin door makes and keeps the
+    verifier itself (its sign-in is bound to the browser's session). OIDCUnavailable when the discovery document
+    cannot be read.
     """
     if channel == Channel.API and redirect_uri not in provider.api_redirect_uris:
         raise RedirectURINotAllowed()
+    if (channel == Channel.API) != bool(code_challenge):
+        raise ValueError("An API sign-in takes the client's code challenge; the admin's makes its own verifier.")
     metadata = _metadata(provider)
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
-    code_verifier = secrets.token_urlsafe(64)  # 86 characters: RFC 7636 asks for 43 to 128
-    url, _ = _oauth_session(provider, redirect_uri).create_authorization_url(
-        metadata["authorization_endpoint"], state=state, nonce=nonce, code_verifier=code_verifier
-    )
+    session = _oauth_session(provider, redirect_uri)
+    if code_challenge:
+        code_verifier = ""
+        url, _ = session.create_authorization_url(
+            metadata["authorization_endpoint"],
+            state=state,
+            nonce=nonce,
+            code_challenge=code_challenge,
+            code_challenge_method="S256",
+        )
+    else:
+        code_verifier = secrets.token_urlsafe(64)  # 86 characters: RFC 7636 asks for 43 to 128
+        url, _ = session.create_authorization_url(
+            metadata["authorization_endpoint"], state=state, nonce=nonce, code_verifier=code_verifier
+        )
     OIDCAuthorization.objects.create(
         state_hash=_state_hash(state),
         provider=provider.name,
         channel=channel,
         nonce=nonce,
         code_verifier=code_verifier,
+        code_challenge=code_challenge,
         redirect_uri=redirect_uri,
         expires_at=timezone.now() + timedelta(seconds=settings.OIDC_AUTHORIZATION_SECONDS),
     )
@@ -264,7 +289,19 @@ def _authorization_take(*, provider: OIDCProvider, state: str, channel: str) -> 
     return authorization
 
 
-def _code_exchange(*, provider: OIDCProvider, token_endpoint: str, code: str, authorization: OIDCAuthorization) -> Any:
+def _code_verifier(*, authorization: OIDCAuthorization, code_verifier: str) -> str:
+    """The verifier to send with the code: the one we kept (admin), or the client's once it matches the challenge
+    we stored (API), checked before the provider is asked so a stolen code and state alone get nothing."""
+    if not authorization.code_challenge:
+        return authorization.code_verifier
+    if not code_verifier or not secrets.compare_digest(pkce_s256(code_verifier), authorization.code_challenge):
+        raise _Refused("code_verifier does not match the code_challenge")
+    return code_verifier
+
+
+def _code_exchange(
+    *, provider: OIDCProvider, token_endpoint: str, code: str, authorization: OIDCAuthorization, code_verifier: str
+) -> Any:
     """The provider's token response for the code (the one HTTP call of the exchange, sent with the PKCE verifier
     and the redirect URI the code was issued for)."""
     session = _oauth_session(provider, authorization.redirect_uri)
@@ -272,7 +309,7 @@ def _code_exchange(*, provider: OIDCProvider, token_endpoint: str, code: str, au
         return session.fetch_token(
             token_endpoint,
             code=code,
-            code_verifier=authorization.code_verifier,
+            code_verifier=code_verifier,
             timeout=settings.OIDC_HTTP_TIMEOUT,
         )
     except OAuthError as error:
@@ -488,19 +525,28 @@ def _sign_in(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientIn
     )
 
 
-def oidc_login(*, provider: OIDCProvider, code: str, state: str, client: ClientInfo, channel: str) -> LoginResult:
+def oidc_login(
+    *, provider: OIDCProvider, code: str, state: str, client: ClientInfo, channel: str, code_verifier: str = ""
+) -> LoginResult:
     """Finishes a sign-in the state started at this door: the two-factor challenge, or a new session (with its
     tokens for the API).
 
+    `code_verifier` is the API client's PKCE verifier (the admin door's is kept with the state).
+
     LoginFailed (one message per kind of refusal, the precise reason audited) for an unknown, spent, expired or
-    foreign state, a refused code, an ID token that fails any check, or no user to sign in; LockedOut while the
+    foreign state, a verifier that does not match the challenge, a refused code, an ID token that fails any check, or no user to sign in; LockedOut while the
     user's address is locked after failures; OIDCUnavailable when the provider cannot be reached.
     """
     try:
         authorization = _authorization_take(provider=provider, state=state, channel=channel)
+        verifier = _code_verifier(authorization=authorization, code_verifier=code_verifier)
         metadata = _metadata(provider)
         token = _code_exchange(
-            provider=provider, token_endpoint=metadata["token_endpoint"], code=code, authorization=authorization
+            provider=provider,
+            token_endpoint=metadata["token_endpoint"],
+            code=code,
+            authorization=authorization,
+            code_verifier=verifier,
         )
         claims = _id_token_claims(provider=provider, metadata=metadata, token=token, nonce=authorization.nonce)
         return _sign_in(provider=provider, claims=claims, client=client, channel=channel)

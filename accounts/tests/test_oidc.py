@@ -81,6 +81,12 @@ def _s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
+# The API client's PKCE pair (a front end makes a new one per sign-in).
+VERIFIER = "v" * 20 + "-._~" + "0123456789abcdefghijklmnop"
+CHALLENGE = _s256(VERIFIER)
+START = {"redirect_uri": APP_CALLBACK, "code_challenge": CHALLENGE}
+
+
 def _pkce_layer(app: Any, provider: Provider) -> Callable[..., Iterable[bytes]]:
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
@@ -181,11 +187,11 @@ def new_subject() -> str:
 def api_sign_in(idp: Provider, sub: str, api: APIClient | None = None) -> Any:
     """authorize/ → the provider → token/: the token/ response."""
     api = api or APIClient()
-    started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json")
+    started = api.post(AUTHORIZE, START, format="json")
     assert started.status_code == 200, started.content
     back = idp.authorize(started.json()["authorization_url"], sub)
     assert back["state"] == started.json()["state"]
-    return api.post(TOKEN, {"code": back["code"], "state": back["state"]}, format="json")
+    return api.post(TOKEN, {"code": back["code"], "state": back["state"], "code_verifier": VERIFIER}, format="json")
 
 
 def linked_user(idp: Provider, **factory: Any) -> tuple[User, str]:
@@ -232,8 +238,11 @@ def test_the_providers_are_listed_publicly_for_sign_in_buttons(configure: Callab
 
 def test_an_unknown_provider_is_404_at_both_doors(configure: Callable[..., None]) -> None:
     api = APIClient()
-    assert api.post("/api/v1/auth/oidc/nope/authorize/", {"redirect_uri": APP_CALLBACK}).status_code == 404
-    assert api.post("/api/v1/auth/oidc/nope/token/", {"code": "c", "state": "s"}).status_code == 404
+    assert api.post("/api/v1/auth/oidc/nope/authorize/", START).status_code == 404
+    assert (
+        api.post("/api/v1/auth/oidc/nope/token/", {"code": "c", "state": "s", "code_verifier": VERIFIER}).status_code
+        == 404
+    )
     assert Client().get("/admin/oidc/nope/login/").status_code == 404
     assert Client().get("/admin/oidc/nope/callback/?code=c&state=s").status_code == 404
 
@@ -262,17 +271,60 @@ def test_the_authorization_url_carries_a_pkce_s256_challenge_and_the_token_reque
     assert api_sign_in(idp, sub).status_code == 200
     sent = idp.authorize_params[-1]
     assert sent["code_challenge_method"] == "S256"
-    assert sent["code_challenge"]
+    assert sent["code_challenge"] == CHALLENGE  # the client's: we never hold an API sign-in's verifier
     assert sent["nonce"]
     assert sent["state"]
     assert sent["scope"] == "openid email profile"
-    verifier = idp.token_params[-1]["code_verifier"]
-    assert _s256(verifier) == sent["code_challenge"]
+    assert idp.token_params[-1]["code_verifier"] == VERIFIER
     assert OIDCAuthorization.objects.count() == 0  # spent
 
 
+def test_a_stolen_code_and_state_without_the_verifier_are_refused_before_the_provider_is_asked(
+    idp: Provider,
+) -> None:
+    _, sub = linked_user(idp)
+    started = APIClient().post(AUTHORIZE, START, format="json").json()
+    assert OIDCAuthorization.objects.get().code_verifier == ""
+    back = idp.authorize(started["authorization_url"], sub)
+    thief = APIClient()
+    wrong = "w" * 43
+    response = thief.post(TOKEN, {"code": back["code"], "state": back["state"], "code_verifier": wrong}, format="json")
+    assert response.status_code == 401
+    assert idp.token_params == []  # the provider was not asked
+    assert failures("code_verifier does not match the code_challenge")
+    assert not OIDCAuthorization.objects.exists()  # the state is spent
+    # The rightful client, too late: the state was spent by the refusal.
+    assert APIClient().post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json").status_code == 401
+    assert not LoginSession.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"redirect_uri": APP_CALLBACK},
+        {"redirect_uri": APP_CALLBACK, "code_challenge": CHALLENGE[:-1]},
+        {"redirect_uri": APP_CALLBACK, "code_challenge": CHALLENGE + "A"},
+        {"redirect_uri": APP_CALLBACK, "code_challenge": CHALLENGE[:-1] + "="},
+    ],
+    ids=["missing", "short", "long", "padded"],
+)
+def test_authorize_needs_an_s256_code_challenge(idp: Provider, body: dict[str, str]) -> None:
+    response = APIClient().post(AUTHORIZE, body, format="json")
+    assert response.status_code == 400
+    assert "code_challenge" in response.json()
+    assert not OIDCAuthorization.objects.exists()
+
+
+@pytest.mark.parametrize("verifier", ["", "a" * 42, "a" * 129, "a" * 42 + "+", "a" * 42 + "é"])
+def test_token_needs_a_well_formed_code_verifier(idp: Provider, verifier: str) -> None:
+    body = {"code": "c", "state": "s", "code_verifier": verifier}
+    response = APIClient().post(TOKEN, body, format="json")
+    assert response.status_code == 400
+    assert "code_verifier" in response.json()
+
+
 def test_the_state_is_stored_only_as_its_hash_and_expires_in_ten_minutes(idp: Provider) -> None:
-    started = APIClient().post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = APIClient().post(AUTHORIZE, START, format="json").json()
     row = OIDCAuthorization.objects.get()
     assert row.state_hash == hashlib.sha256(started["state"].encode()).hexdigest()
     assert started["state"] not in (row.state_hash, row.nonce, row.code_verifier)
@@ -282,7 +334,7 @@ def test_the_state_is_stored_only_as_its_hash_and_expires_in_ten_minutes(idp: Pr
 
 
 def test_a_redirect_uri_outside_the_allow_list_is_400_naming_the_field(idp: Provider) -> None:
-    response = APIClient().post(AUTHORIZE, {"redirect_uri": "https://evil.example/cb"}, format="json")
+    response = APIClient().post(AUTHORIZE, {**START, "redirect_uri": "https://evil.example/cb"}, format="json")
     assert response.status_code == 400
     assert "redirect_uri" in response.json()
     assert OIDCAuthorization.objects.count() == 0
@@ -296,16 +348,18 @@ def test_a_bad_body_is_400(idp: Provider) -> None:
 def test_a_state_works_once_the_second_use_is_401(idp: Provider) -> None:
     _, sub = linked_user(idp)
     api = APIClient()
-    started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = api.post(AUTHORIZE, START, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
-    assert api.post(TOKEN, back, format="json").status_code == 200
-    replay = api.post(TOKEN, back, format="json")
+    assert api.post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json").status_code == 200
+    replay = api.post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json")
     assert replay.status_code == 401
     assert failures("oidc:mock: unknown or used state")
 
 
 def test_an_unknown_state_is_401_and_audited(idp: Provider) -> None:
-    response = APIClient().post(TOKEN, {"code": "whatever", "state": "never-issued"}, format="json")
+    response = APIClient().post(
+        TOKEN, {"code": "whatever", "state": "never-issued", "code_verifier": VERIFIER}, format="json"
+    )
     assert response.status_code == 401
     assert response.json()["detail"] == oidc_service.REFUSED
     assert failures("unknown or used state")
@@ -316,9 +370,9 @@ def test_a_state_of_another_provider_is_refused(idp: Provider, provider_server: 
     both = {"mock": mock_config(idp.issuer), "other": mock_config(idp.issuer, label="Other")}
     with override_settings(OIDC_PROVIDERS=both):
         api = APIClient()
-        started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+        started = api.post(AUTHORIZE, START, format="json").json()
         back = idp.authorize(started["authorization_url"], sub)
-        response = api.post("/api/v1/auth/oidc/other/token/", back, format="json")
+        response = api.post("/api/v1/auth/oidc/other/token/", {**back, "code_verifier": VERIFIER}, format="json")
     assert response.status_code == 401
     assert failures("oidc:other: state of another provider (mock)")
 
@@ -326,20 +380,20 @@ def test_a_state_of_another_provider_is_refused(idp: Provider, provider_server: 
 def test_an_expired_state_is_refused(idp: Provider, time_machine: Any) -> None:
     _, sub = linked_user(idp)
     api = APIClient()
-    started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = api.post(AUTHORIZE, START, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
     OIDCAuthorization.objects.update(expires_at=OIDCAuthorization.objects.get().created_at)
-    assert api.post(TOKEN, back, format="json").status_code == 401
+    assert api.post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json").status_code == 401
     assert failures("state expired")
 
 
 def test_a_wrong_nonce_is_refused(idp: Provider) -> None:
     _, sub = linked_user(idp)
     api = APIClient()
-    started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = api.post(AUTHORIZE, START, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
     OIDCAuthorization.objects.update(nonce="not-the-nonce-the-provider-saw")
-    response = api.post(TOKEN, back, format="json")
+    response = api.post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json")
     assert response.status_code == 401
     assert failures("claim refused")
     assert "nonce" in failures("claim refused")[0].detail
@@ -432,7 +486,7 @@ def test_an_id_token_issued_to_another_client_is_refused(idp: Provider, configur
     _, sub = linked_user(idp)
     configure(client_id="someone-else")  # the code is issued to another client, and exchanged by it...
     api = APIClient()
-    started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = api.post(AUTHORIZE, START, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
     configure(client_id="portfolio")  # ...and the ID token it gets (aud: someone-else) is checked as ours
     with pytest.MonkeyPatch.context() as patch:
@@ -442,7 +496,7 @@ def test_an_id_token_issued_to_another_client_is_refused(idp: Provider, configur
             return exchange(provider=dataclasses.replace(provider, client_id="someone-else"), **kwargs)
 
         patch.setattr(oidc_service, "_code_exchange", as_someone_else)
-        assert api.post(TOKEN, back, format="json").status_code == 401
+        assert api.post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json").status_code == 401
     refused = failures("claim refused")
     assert len(refused) == 1
     assert "aud" in refused[0].detail
@@ -452,7 +506,7 @@ def test_a_discovery_document_naming_another_issuer_is_unavailable(
     idp: Provider, configure: Callable[..., None]
 ) -> None:
     configure(issuer=f"{idp.issuer}/")  # not exactly the issuer the document states
-    response = APIClient().post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json")
+    response = APIClient().post(AUTHORIZE, START, format="json")
     assert response.status_code == 503
 
 
@@ -637,7 +691,7 @@ def test_an_amr_is_not_trusted_when_no_values_are_configured(idp: Provider) -> N
 
 def test_a_provider_that_cannot_be_reached_is_503_with_retry_after(configure: Callable[..., None]) -> None:
     configure(issuer="http://127.0.0.1:9")  # the discard port: nothing answers
-    response = APIClient().post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json")
+    response = APIClient().post(AUTHORIZE, START, format="json")
     assert response.status_code == 503
     assert response["Retry-After"] == str(oidc_service.UNAVAILABLE_RETRY_SECONDS)
     assert response.json()["detail"] == oidc_service.UNAVAILABLE
@@ -646,14 +700,14 @@ def test_a_provider_that_cannot_be_reached_is_503_with_retry_after(configure: Ca
 def test_a_provider_down_at_the_code_exchange_is_503(idp: Provider, configure: Callable[..., None]) -> None:
     _, sub = linked_user(idp)
     api = APIClient()
-    started = api.post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = api.post(AUTHORIZE, START, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
     # Its endpoints as discovered (cached) now point at a port where nothing answers.
     for url, entry in list(oidc_service._documents.items()):
         if "openid-configuration" in url:
             value = {**entry.value, "token_endpoint": "http://127.0.0.1:9/token"}
             oidc_service._documents[url] = oidc_service._Cached(value=value, until=entry.until)
-    response = api.post(TOKEN, back, format="json")
+    response = api.post(TOKEN, {**back, "code_verifier": VERIFIER}, format="json")
     assert response.status_code == 503
     assert response["Retry-After"]
 
@@ -662,7 +716,10 @@ def test_the_token_exchange_is_throttled_like_the_login(idp: Provider, monkeypat
     rates = {**SimpleRateThrottle.THROTTLE_RATES, "login_ip": "2/min"}
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
     api = APIClient()
-    statuses = [api.post(TOKEN, {"code": "c", "state": "s"}, format="json").status_code for _ in range(3)]
+    statuses = [
+        api.post(TOKEN, {"code": "c", "state": "s", "code_verifier": VERIFIER}, format="json").status_code
+        for _ in range(3)
+    ]
     assert statuses == [401, 401, 429]
 
 
@@ -695,7 +752,7 @@ def test_neither_the_code_nor_the_id_token_is_logged(
 
 
 def test_expired_authorizations_are_purged_by_the_cleanup(idp: Provider, time_machine: Any) -> None:
-    APIClient().post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json")
+    APIClient().post(AUTHORIZE, START, format="json")
     assert security_records_purge()["oidc_authorizations"] == 0
     time_machine.move_to(OIDCAuthorization.objects.get().expires_at)
     assert security_records_purge()["oidc_authorizations"] == 1
@@ -794,7 +851,7 @@ def test_a_provider_down_at_the_admin_door_shows_a_message_not_a_500(configure: 
 
 def test_an_api_state_cannot_finish_an_admin_sign_in(idp: Provider) -> None:
     _, sub = linked_user(idp)
-    started = APIClient().post(AUTHORIZE, {"redirect_uri": APP_CALLBACK}, format="json").json()
+    started = APIClient().post(AUTHORIZE, START, format="json").json()
     back = idp.authorize(started["authorization_url"], sub)
     client = Client()
     session = client.session
