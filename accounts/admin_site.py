@@ -242,6 +242,7 @@ class AdminSite(admin.AdminSite):
             return self._back_to_login(request, f"The sign-in with {provider.label} was cancelled or refused.")
         if not code or not state or state != expected_state:
             return self._back_to_login(request, oidc_service.REFUSED)
+        logs.secret(state)  # it finishes this sign-in: no log line of the request may show it
         client = client_info(request)
         wait = throttle_wait(scope="login", ip=client.ip, email=None)
         if wait is not None:

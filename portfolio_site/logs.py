@@ -121,14 +121,23 @@ class RedactingFilter(logging.Filter):
 
 
 def _redact_value(value: Any) -> Any:
-    """Extra fields of a record (Celery logs its jobs' arguments in `data`), to any depth."""
+    """Extra fields of a record (Celery logs its jobs' arguments in `data`, Django a 5xx's `request`), to any depth.
+
+    Numbers, booleans and None stay as they are; any other object becomes its masked repr(), since a formatter would
+    print that repr() anyway. A request is shown by its method and path only: its query string and body (an OAuth
+    code and state, a form's fields) are the caller's to send, not ours to log.
+    """
     if isinstance(value, str):
         return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, dict):
-        return {key: _redact_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+        return {str(key): _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(item) for item in value]
-    return value
+    if isinstance(value, HttpRequest):
+        return redact(f"<{type(value).__name__}: {value.method} {value.path}>")
+    return redact(repr(value))
 
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

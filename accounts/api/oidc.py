@@ -144,7 +144,7 @@ class OIDCTokenView(_ProviderView):
             result = oidc_service.oidc_login(
                 provider=provider,
                 code=logs.secret(serializer.validated_data["code"]),
-                state=serializer.validated_data["state"],
+                state=logs.secret(serializer.validated_data["state"]),
                 client=client_info(request),
                 channel=LoginSession.Channel.API,
                 code_verifier=logs.secret(serializer.validated_data["code_verifier"]),

@@ -1069,3 +1069,26 @@ def test_an_administrators_unlink_is_not_undone_by_the_next_sign_in(idp: Provide
     identity_link(user=user, provider="oidc:mock", subject=sub, by=admin)
     ExternalIdentity.objects.filter(user=user).delete()  # e.g. the user deleted at the provider and linked anew
     assert api_sign_in(idp, sub).status_code == 200
+
+
+def test_a_500_during_the_admin_callback_logs_neither_the_code_nor_the_state(
+    idp: Provider,
+    monkeypatch: pytest.MonkeyPatch,
+    log_output: io.StringIO,  # noqa: F811
+) -> None:
+    _, sub = linked_user(idp)
+
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(oidc_service, "_sign_in", broken)
+    client = Client(raise_request_exception=False)
+    started = client.get(ADMIN_LOGIN)
+    back = idp.authorize(started["Location"], sub)
+    before = len(log_output.getvalue())  # the test's own requests to the provider are logged by urllib3
+    response = client.get(ADMIN_CALLBACK, back)
+    assert response.status_code == 500
+    written = log_output.getvalue()[before:]
+    assert "Internal Server Error" in written
+    assert back["code"] not in written
+    assert back["state"] not in written
