@@ -35,7 +35,8 @@ from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.oidc.core import CodeIDToken
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from joserfc import jwt
@@ -186,6 +187,15 @@ def _metadata(provider: OIDCProvider) -> dict[str, Any]:
             if not isinstance(document.get(field), str):
                 logger.error("OpenID Connect provider %s: the discovery document has no %s", provider.name, field)
                 raise OIDCUnavailable()
+        algorithms = document.get("id_token_signing_alg_values_supported")
+        if algorithms is not None and not (
+            isinstance(algorithms, list) and all(isinstance(alg, str) for alg in algorithms)
+        ):
+            logger.error(
+                "OpenID Connect provider %s: id_token_signing_alg_values_supported is not a list of names",
+                provider.name,
+            )
+            raise OIDCUnavailable()
         return document
 
     # Keyed by the issuer too: the document was checked against it.
@@ -193,7 +203,18 @@ def _metadata(provider: OIDCProvider) -> dict[str, Any]:
 
 
 def _key_set(metadata: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-    return _cached(metadata["jwks_uri"], lambda: _fetch_json(metadata["jwks_uri"]), force=force)
+    """The provider's JWKS, checked to be one: `keys` a list of JSON objects (a key we cannot use is left to the
+    import to skip or refuse; a document of another shape is the provider's fault, not the signer's)."""
+
+    def fetch() -> dict[str, Any]:
+        document = _fetch_json(metadata["jwks_uri"])
+        keys = document.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+            logger.error("OpenID Connect: the key set at %s is not a list of keys", metadata["jwks_uri"])
+            raise OIDCUnavailable()
+        return document
+
+    return _cached(metadata["jwks_uri"], fetch, force=force)
 
 
 def _oauth_session(provider: OIDCProvider, redirect_uri: str) -> OAuth2Session:
@@ -352,7 +373,7 @@ def _id_token_claims(*, provider: OIDCProvider, metadata: dict[str, Any], token:
     kid = header.get("kid")
     keys = _key_set(metadata)
     refetched = False
-    if kid is not None and not any(key.get("kid") == kid for key in keys.get("keys", [])):
+    if kid is not None and not any(key.get("kid") == kid for key in keys["keys"]):
         keys, refetched = _key_set(metadata, force=True), True  # an unknown key id: the keys may have rotated
     # Header parameters we do not know are allowed (providers add their own), as Authlib's own client does.
     registry = JWSRegistry(algorithms=algorithms, strict_check_header=False)
@@ -509,7 +530,13 @@ def _second_factor_by(provider: OIDCProvider, claims: dict[str, Any]) -> str:
 
 @transaction.atomic
 def _sign_in(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientInfo, channel: str) -> LoginResult:
-    user = _user_for(provider=provider, claims=claims, client=client)
+    try:
+        user = _user_for(provider=provider, claims=claims, client=client)
+    except (ValidationError, IntegrityError) as error:
+        # The provider's data does not fit (a subject longer than we store, an address we cannot take), or another
+        # sign-in of the same account linked it a moment ago: a refusal to audit, not a server error. Leaving
+        # this atomic block on the exception rolls back whatever was half done.
+        raise _Refused(f"{claims['sub'][:64]}: account data refused ({type(error).__name__})") from None
     if not user.is_active or not user.is_staff:
         # Both doors are for staff, as with Supabase: the provider's accounts are the firm's staff.
         reason = "inactive" if not user.is_active else "not staff"

@@ -1092,3 +1092,98 @@ def test_a_500_during_the_admin_callback_logs_neither_the_code_nor_the_state(
     assert "Internal Server Error" in written
     assert back["code"] not in written
     assert back["state"] not in written
+
+
+# --- Provider data that does not fit: refusals and 503s, never a 500 ------------------------------------------------
+
+
+def test_a_subject_longer_than_we_store_is_refused_at_both_doors(idp: Provider) -> None:
+    user = UserFactory(email="anna@corp.example")
+    sub = "s" * 300
+    idp.user(sub, email="anna@corp.example", email_verified=True)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert response.json()["detail"] == oidc_service.REFUSED
+    assert failures("account data refused (ValidationError)")
+    browser = Client()
+    back = admin_sign_in(idp, sub, browser)
+    assert back.status_code == 302
+    assert oidc_service.REFUSED in browser.get(back["Location"]).content.decode()
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+    assert not LoginSession.objects.exists()
+
+
+def test_an_invalid_email_claim_is_refused_when_creating_users(idp: Provider, configure: Callable[..., None]) -> None:
+    configure(create_users=True)
+    sub = new_subject()
+    idp.user(sub, email="not an address", email_verified=True)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert not User.objects.exists()
+    assert failures("account data refused (ValidationError)")
+
+
+def test_a_concurrent_first_sign_in_of_the_same_account_is_refused_not_a_500(
+    idp: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = UserFactory(email="anna@corp.example")
+    sub = new_subject()
+    idp.user(sub, email="anna@corp.example", email_verified=True)
+    link = oidc_service._link
+
+    def raced(**kwargs: Any) -> None:
+        # The other request passed the same checks and linked first; ours fails at the unique constraint.
+        ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, user=UserFactory())
+        monkeypatch.setattr(ExternalIdentity, "full_clean", lambda self, **kw: None)
+        link(**kwargs)
+
+    monkeypatch.setattr(oidc_service, "_link", raced)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert failures("account data refused (IntegrityError)")
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+    assert not ExternalIdentity.objects.filter(subject=sub).exists()  # rolled back with the refused sign-in
+
+
+def _serving(monkeypatch: pytest.MonkeyPatch, suffix: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """Changes the provider's document whose URL ends with `suffix` as we receive it."""
+    fetch = oidc_service._fetch_json
+
+    def changed(url: str) -> dict[str, Any]:
+        document = fetch(url)
+        if url.endswith(suffix):
+            change(document)
+        return document
+
+    monkeypatch.setattr(oidc_service, "_fetch_json", changed)
+
+
+@pytest.mark.parametrize("keys", [[1], "abc", 5, None, [{"kty": "RSA"}, "x"]])
+def test_a_malformed_key_set_is_unavailable_at_both_doors(
+    idp: Provider, monkeypatch: pytest.MonkeyPatch, keys: Any
+) -> None:
+    _, sub = linked_user(idp)
+    _serving(monkeypatch, "/jwks", lambda document: document.update(keys=keys))
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "30"
+    browser = Client()
+    back = admin_sign_in(idp, sub, browser)
+    assert back.status_code == 302
+    assert oidc_service.UNAVAILABLE in browser.get(back["Location"]).content.decode()
+    assert not LoginSession.objects.exists()
+
+
+@pytest.mark.parametrize("algorithms", [5, "RS256", [5], {"RS256": True}])
+def test_a_malformed_algorithm_list_is_unavailable(
+    idp: Provider, monkeypatch: pytest.MonkeyPatch, algorithms: Any
+) -> None:
+    _serving(
+        monkeypatch,
+        "/.well-known/openid-configuration",
+        lambda document: document.update(id_token_signing_alg_values_supported=algorithms),
+    )
+    response = APIClient().post(AUTHORIZE, START, format="json")
+    assert response.status_code == 503
+    page = Client().get(ADMIN_LOGIN, follow=True)
+    assert oidc_service.UNAVAILABLE in page.content.decode()
