@@ -25,7 +25,6 @@ from .sessions import TokenPair, session_start
 Channel = LoginSession.Channel
 CHALLENGE_SALT = "accounts.two-factor-challenge"
 INVALID_CREDENTIALS = "Unable to log in with the given credentials."
-USE_IDENTITY_PROVIDER = "Sign in through your identity provider."
 
 
 class LoginFailed(Exception):
@@ -176,17 +175,18 @@ def local_password_allowed(user: User) -> bool:
 
 
 def local_password_refuse(*, user: User, client: ClientInfo, method: str) -> None:
-    """LoginFailed telling the user where to sign in, when LOCAL_PASSWORDS refuses them a local secret.
+    """LoginFailed when LOCAL_PASSWORDS refuses the user a local secret: the same answer as a wrong password.
 
-    Called only after the secret was found right (so the answer tells nothing to someone who does not know
-    it), and not counted toward the lockout: a right password is no guessing attack.
+    Called only after the secret was found right, so a distinct answer would confirm the password to whoever
+    tries stolen ones; the precise reason goes to the audit trail, and the admin login page tells staff to sign
+    in through the provider. Not counted toward the lockout: a right password is no guessing attack.
     """
     if local_password_allowed(user):
         return
     security_event_record(
         kind=Kind.LOGIN_FAILED, client=client, user=user, detail=f"{method}: local passwords off for staff"
     )
-    raise LoginFailed(USE_IDENTITY_PROVIDER)
+    raise LoginFailed(INVALID_CREDENTIALS)
 
 
 def password_login(*, email: str, password: str, client: ClientInfo, channel: str = Channel.API) -> LoginResult:

@@ -40,6 +40,7 @@ from accounts.roles import Role
 from accounts.services import oidc as oidc_service
 from accounts.services.cleanup import security_records_purge
 from accounts.services.events import ClientInfo
+from accounts.services.login import INVALID_CREDENTIALS
 from accounts.services.otp import login_code_hash
 from accounts.services.sessions import session_revoke
 from accounts.tests.factories import PASSWORD, SuperuserFactory, UserFactory
@@ -870,10 +871,11 @@ def test_local_passwords_off_refuses_staff_password_sign_in_at_both_doors(config
     user = UserFactory()
     api = APIClient().post("/api/v1/auth/login/", {"email": user.email, "password": PASSWORD})
     assert api.status_code == 401
-    assert api.json()["detail"] == "Sign in through your identity provider."
+    # The answer of a wrong password: a distinct one would confirm the password to a credential stuffer.
+    assert api.json()["detail"] == INVALID_CREDENTIALS
     admin = Client().post("/admin/login/", {"username": user.email, "password": PASSWORD})
     assert admin.status_code == 401
-    assert "Sign in through your identity provider." in admin.content.decode()
+    assert INVALID_CREDENTIALS in admin.content.decode()
     assert len(failures("password: local passwords off for staff")) == 2
     assert not SecurityEvent.objects.filter(kind=Kind.LOCKOUT).exists()
 
@@ -897,7 +899,7 @@ def test_a_wrong_password_with_local_passwords_off_still_fails_as_a_wrong_passwo
     user = UserFactory()
     response = APIClient().post("/api/v1/auth/login/", {"email": user.email, "password": "wrong"})
     assert response.status_code == 401
-    assert response.json()["detail"] != "Sign in through your identity provider."
+    assert response.json()["detail"] == INVALID_CREDENTIALS
 
 
 @override_settings(LOCAL_PASSWORDS="superusers")
@@ -925,7 +927,7 @@ def test_local_passwords_off_refuses_the_emailed_login_code_to_staff() -> None:
     )
     response = APIClient().post("/api/v1/auth/otp/login/", {"email": user.email, "code": code})
     assert response.status_code == 401
-    assert response.json()["detail"] == "Sign in through your identity provider."
+    assert response.json()["detail"] == INVALID_CREDENTIALS
     assert failures("email_code: local passwords off for staff")
     assert EmailLoginCode.objects.get(user=user).used_at is not None  # spent: it cannot be tried again
 
