@@ -511,7 +511,8 @@ def _roles_sync(*, provider: OIDCProvider, user: User, claims: dict[str, Any], c
         user.groups.remove(*Group.objects.filter(name__in=removed))
     if added:
         user.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in sorted(added)))
-    invalidate_namespace(CACHE_NAMESPACE)
+    # After the commit: a request reading the cache in between would otherwise cache the old roles again.
+    transaction.on_commit(lambda: invalidate_namespace(CACHE_NAMESPACE))
     changes = [f"+{name}" for name in sorted(added)] + [f"-{name}" for name in sorted(removed)]
     security_event_record(
         kind=Kind.ROLES_SYNCED, client=client, user=user, detail=f"{provider.identity_provider}: {' '.join(changes)}"

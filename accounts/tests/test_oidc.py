@@ -41,6 +41,7 @@ from accounts.services import oidc as oidc_service
 from accounts.services.cleanup import security_records_purge
 from accounts.services.events import ClientInfo
 from accounts.services.login import INVALID_CREDENTIALS
+from accounts.services.users import CACHE_NAMESPACE
 from accounts.services.otp import login_code_hash
 from accounts.services.sessions import session_revoke
 from accounts.tests.factories import PASSWORD, SuperuserFactory, UserFactory
@@ -635,6 +636,25 @@ def test_roles_follow_the_claim_at_every_sign_in_and_a_removed_one_is_removed(
     assert api_sign_in(idp, sub).status_code == 200
     assert _roles(user) == {Role.AUDITORS.value}
     assert SecurityEvent.objects.filter(kind=Kind.ROLES_SYNCED, user=user).count() == 3
+
+
+def test_role_sync_clears_the_cached_users_only_once_committed(
+    idp: Provider,
+    configure: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    configure(roles_claim="groups", role_map=ROLE_MAP)
+    user, sub = linked_user(idp)
+    idp.user(sub, email=user.email, email_verified=True, groups=["pf-advisors"])
+    cleared: list[str] = []
+    monkeypatch.setattr(oidc_service, "invalidate_namespace", cleared.append)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert api_sign_in(idp, sub).status_code == 200
+    assert cleared == []  # not before the commit: a reader in between would cache the old roles again
+    for callback in callbacks:
+        callback()
+    assert cleared == [CACHE_NAMESPACE]
 
 
 def test_role_sync_never_grants_superuser(idp: Provider, configure: Callable[..., None]) -> None:
