@@ -17,7 +17,13 @@ from portfolio_site.history_admin import TrackedHistoryAdmin
 from . import services
 from .models import ExternalIdentity, LoginSession, SecurityEvent, User
 from .services.events import ClientInfo
-from .services.identities import SUPABASE, identity_link, identity_subject_normalize, identity_unlink
+from .services.identities import (
+    SUPABASE,
+    identity_issuer,
+    identity_link,
+    identity_subject_normalize,
+    identity_unlink,
+)
 from .services.sessions import session_revoke
 from .web import client_info
 
@@ -91,6 +97,7 @@ class ExternalIdentityForm(forms.ModelForm):
             try:
                 data["subject"] = identity_subject_normalize(provider=data["provider"], subject=data["subject"])
                 self.instance.subject = data["subject"]
+                self.instance.issuer = identity_issuer(data["provider"])
             except forms.ValidationError as error:
                 self.add_error("subject", error.messages)
         return data

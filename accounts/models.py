@@ -169,6 +169,11 @@ class ExternalIdentity(models.Model):
 
     provider = models.CharField(max_length=64, help_text='The configured provider\'s name, e.g. "supabase".')
     subject = models.CharField(max_length=255, help_text="The provider's id of the user (the token's `sub`).")
+    # A `sub` is unique only at its issuer: an OpenID Connect link is kept with the issuer it was made for, and a
+    # sign-in through a provider re-pointed at another issuer (another tenant) does not follow it.
+    issuer = models.CharField(
+        max_length=512, blank=True, help_text="The OpenID Connect issuer the subject belongs to (empty for Supabase)."
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
     linked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

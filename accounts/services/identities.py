@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from accounts.models import ExternalIdentity, IdentityLinkBlock, User
-from accounts.oidc_config import PROVIDER_NAME
+from accounts.oidc_config import PROVIDER_NAME, oidc_providers
 from portfolio_site.errors import ConflictError
 
 from .events import ClientInfo, Kind, security_event_record
@@ -41,6 +41,17 @@ def identity_subject_normalize(*, provider: str, subject: str) -> str:
     return subject
 
 
+def identity_issuer(provider: str) -> str:
+    """The issuer a link at `provider` is made for: the configured issuer of an OpenID Connect provider (a
+    ValidationError when it is not configured here: its `sub` would mean nothing without one), "" for Supabase."""
+    if provider == SUPABASE:
+        return ""
+    configured = oidc_providers().get(provider.removeprefix("oidc:"))
+    if configured is None:
+        raise ValidationError({"provider": [f"{provider} is not a provider configured here (OIDC_PROVIDERS)."]})
+    return configured.issuer
+
+
 def _require(actor: User, permission: str) -> None:
     if not (actor.is_active and (actor.is_superuser or actor.has_perm(permission))):
         raise PermissionDenied("Only an administrator may link or unlink external identities.")
@@ -53,11 +64,12 @@ def identity_link(
     """Links `user` to the provider's account `subject`; ConflictError if either is linked already."""
     _require(by, LINK_PERMISSION)
     subject = identity_subject_normalize(provider=provider, subject=subject)
+    issuer = identity_issuer(provider)
     if ExternalIdentity.objects.filter(provider=provider, subject=subject).exists():
         raise ConflictError("This provider account is already linked to a user.", field="subject")
     if ExternalIdentity.objects.filter(provider=provider, user=user).exists():
         raise ConflictError("This user is already linked to an account at this provider.", field="user")
-    identity = ExternalIdentity(provider=provider, subject=subject, user=user, linked_by=by)
+    identity = ExternalIdentity(provider=provider, subject=subject, issuer=issuer, user=user, linked_by=by)
     identity.full_clean()
     identity.save()
     # An administrator's link is the one thing that lifts an earlier unlink's block on linking by email.

@@ -418,7 +418,9 @@ def _link(*, provider: OIDCProvider, user: User, subject: str, client: ClientInf
     if ExternalIdentity.objects.filter(provider=provider.identity_provider, user=user).exists():
         # The user is linked to another account at this provider: an email match must not add a second one.
         raise _Refused(f"{subject}: {user.email} is linked to another account there", NO_ACCOUNT, user)
-    identity = ExternalIdentity(provider=provider.identity_provider, subject=subject, user=user, linked_by=None)
+    identity = ExternalIdentity(
+        provider=provider.identity_provider, subject=subject, issuer=provider.issuer, user=user, linked_by=None
+    )
     identity.full_clean()
     identity.save()
     security_event_record(
@@ -447,6 +449,10 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
         .first()
     )
     if identity is not None:
+        if identity.issuer != provider.issuer:
+            # Made for another issuer (OIDC_<NAME>_ISSUER re-pointed, e.g. at another tenant): there the same `sub`
+            # may be someone else. An administrator links the account again for the new issuer.
+            raise _Refused(f"{subject}: linked for another issuer ({identity.issuer or 'none'})", NO_ACCOUNT)
         return identity.user
     email = claims.get("email")
     # `True` itself: some providers send the string "false", which is truthy.

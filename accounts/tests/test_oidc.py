@@ -199,7 +199,7 @@ def api_sign_in(idp: Provider, sub: str, api: APIClient | None = None) -> Any:
 def linked_user(idp: Provider, **factory: Any) -> tuple[User, str]:
     user = UserFactory(**factory)
     sub = new_subject()
-    ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, user=user)
+    ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, issuer=idp.issuer, user=user)
     idp.user(sub, email=user.email, email_verified=True)
     return user, sub
 
@@ -458,7 +458,7 @@ def test_an_hs256_id_token_signed_with_the_client_secret_is_refused(
 def test_an_expired_id_token_is_refused(idp: Provider) -> None:
     user = UserFactory()
     sub = new_subject()
-    ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, user=user)
+    ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, issuer=idp.issuer, user=user)
     long_ago = int(time.time()) - 7200
     # The provider's own claims go into its ID token: here an exp well past the leeway.
     idp.user(sub, email=user.email, email_verified=True, iat=long_ago, exp=long_ago + 600)
@@ -592,7 +592,7 @@ def test_an_existing_link_wins_over_the_email(idp: Provider) -> None:
     linked = UserFactory(email="linked@corp.example")
     UserFactory(email="other@corp.example")
     sub = new_subject()
-    ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, user=linked)
+    ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, issuer=idp.issuer, user=linked)
     idp.user(sub, email="other@corp.example", email_verified=True)
     token = api_sign_in(idp, sub).json()["access"]
     me = APIClient(headers={"Authorization": f"Bearer {token}"}).get("/api/v1/auth/me/")
@@ -955,11 +955,39 @@ def test_local_passwords_off_refuses_the_emailed_login_code_to_staff() -> None:
 # --- Linking from the command line -------------------------------------------------------------------------------
 
 
-def test_link_identity_links_an_oidc_provider_account() -> None:
+@override_settings(OIDC_PROVIDERS={"corp": mock_config("https://login.corp.example/tenant-a/v2.0")})
+def test_link_identity_links_an_oidc_provider_account_for_its_configured_issuer() -> None:
     user, admin = UserFactory(), SuperuserFactory()
     call_command("link_identity", user.email, "abc-123", "--provider", "oidc:corp", "--by", admin.email)
     identity = ExternalIdentity.objects.get(user=user)
     assert (identity.provider, identity.subject) == ("oidc:corp", "abc-123")
+    assert identity.issuer == "https://login.corp.example/tenant-a/v2.0"
+
+
+def test_link_identity_refuses_an_oidc_provider_not_configured_here() -> None:
+    user, admin = UserFactory(), SuperuserFactory()
+    with pytest.raises(CommandError, match="not a provider configured here"):
+        call_command("link_identity", user.email, "abc-123", "--provider", "oidc:corp", "--by", admin.email)
+    assert not ExternalIdentity.objects.exists()
+
+
+def test_a_link_made_for_another_issuer_does_not_sign_in(idp: Provider) -> None:
+    # OIDC_MOCK_ISSUER was re-pointed (another tenant): there the same `sub` may be someone else.
+    user, sub = linked_user(idp)
+    ExternalIdentity.objects.filter(user=user).update(issuer="https://login.example/old-tenant")
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert response.json()["detail"] == oidc_service.NO_ACCOUNT
+    assert failures("linked for another issuer (https://login.example/old-tenant)")
+    assert not LoginSession.objects.exists()
+
+
+def test_links_made_at_a_sign_in_keep_the_issuer(idp: Provider) -> None:
+    UserFactory(email="anna@corp.example")
+    sub = new_subject()
+    idp.user(sub, email="anna@corp.example", email_verified=True)
+    assert api_sign_in(idp, sub).status_code == 200
+    assert ExternalIdentity.objects.get(subject=sub).issuer == idp.issuer
 
 
 @pytest.mark.parametrize("provider", ["github", "oidc:", "oidc:Corp"])
@@ -1155,7 +1183,7 @@ def test_a_concurrent_first_sign_in_of_the_same_account_is_refused_not_a_500(
 
     def raced(**kwargs: Any) -> None:
         # The other request passed the same checks and linked first; ours fails at the unique constraint.
-        ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, user=UserFactory())
+        ExternalIdentity.objects.create(provider="oidc:mock", subject=sub, issuer=idp.issuer, user=UserFactory())
         monkeypatch.setattr(ExternalIdentity, "full_clean", lambda self, **kw: None)
         link(**kwargs)
 
