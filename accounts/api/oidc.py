@@ -88,6 +88,8 @@ class _ProviderView(PublicAuthView):
 class OIDCProvidersView(PublicAuthView):
     """The configured OpenID Connect providers, for a front end to draw its sign-in buttons."""
 
+    schema_error_codes: frozenset[str] = frozenset()  # it reads nothing and refuses no one
+
     @extend_schema(responses={200: ProviderSerializer(many=True)})
     def get(self, request: Request) -> Response:
         providers = [{"name": p.name, "label": p.label} for p in oidc_providers().values()]
@@ -97,6 +99,8 @@ class OIDCProvidersView(PublicAuthView):
 class OIDCAuthorizeView(_ProviderView):
     """Start a sign-in through the provider: the URL to send the browser to, and its state (valid once, for 10
     minutes). `redirect_uri` must be one of the provider's allowed API redirect URIs, exactly."""
+
+    schema_error_codes = frozenset({"400"})  # and the 404, 429 and 503 below; nobody to refuse, nothing to conflict
 
     @extend_schema(
         request=AuthorizeSerializer,
@@ -122,14 +126,17 @@ class OIDCTokenView(_ProviderView):
     """Finish a sign-in with the code and state the provider returned: tokens for a new session, or a two-factor
     challenge, as a password login answers."""
 
+    schema_error_codes = frozenset({"400"})  # and the 401, 404, 429 and 503 below; nothing here answers 403 or 409
+
     @extend_schema(
         request=OIDCTokenSerializer,
         responses={
             **LOGIN_RESPONSES,
             401: OpenApiResponse(
                 ErrorDetailSerializer,
-                description="The state is unknown, used or expired, the code or the ID token is refused, or no "
-                "active staff account here matches the provider's account.",
+                description="The state is unknown, used or expired, the code verifier does not match the code "
+                "challenge, the code or the ID token is refused, or no active staff account here matches the "
+                "provider's account.",
             ),
             404: NOT_FOUND,
             429: TOO_MANY,

@@ -93,4 +93,9 @@ class AutoSchema(SpectacularAutoSchema):
             )
         if self._is_idempotent():
             errors["422"] = (ErrorDetailSerializer, idempotency.REUSED_DESCRIPTION)
+        # A view that cannot give some of the usual answers (a public one: no 401 nor 403; nothing to conflict
+        # with: no 409) names those it gives, and only they are added.
+        given = getattr(self.view, "schema_error_codes", None)
+        if given is not None:
+            errors = {code: error for code, error in errors.items() if code in given}
         return errors
