@@ -88,16 +88,26 @@ def two_factor_enabled(user: User) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
 
 
-def two_factor_challenge(*, user: User) -> str:
-    return signing.dumps({"uid": user.pk, "nonce": uuid.uuid4().hex}, salt=CHALLENGE_SALT)
+def two_factor_challenge(*, user: User, method: str = "") -> str:
+    """A signed challenge for the user's second step; it carries the first factor's method ("password",
+    "oidc:corp"), so that the session and its security event name both factors."""
+    return signing.dumps({"uid": user.pk, "nonce": uuid.uuid4().hex, "method": method}, salt=CHALLENGE_SALT)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    user: User
+    nonce: str
+    first_factor: str  # the method of the login's first step; "" for a challenge issued without one
 
 
 def _challenge_key(nonce: str) -> str:
     return f"2fa-challenge-spent:{nonce}"
 
 
-def two_factor_challenge_user(*, challenge: str) -> tuple[User, str]:
-    """The user a challenge was issued to and its nonce; LoginFailed if it is forged, expired or spent."""
+def two_factor_challenge_user(*, challenge: str) -> Challenge:
+    """The user a challenge was issued to, its nonce and first factor; LoginFailed if it is forged, expired or
+    spent."""
     try:
         data = signing.loads(challenge, salt=CHALLENGE_SALT, max_age=settings.TWO_FACTOR_CHALLENGE_SECONDS)
     except signing.BadSignature:
@@ -105,7 +115,8 @@ def two_factor_challenge_user(*, challenge: str) -> tuple[User, str]:
     user = User.objects.filter(pk=data["uid"], is_active=True).first()
     if user is None or counter_get(key=_challenge_key(data["nonce"])) is not None:
         raise LoginFailed("The login challenge is invalid or has expired; log in again.")
-    return user, data["nonce"]
+    method = data.get("method")
+    return Challenge(user=user, nonce=data["nonce"], first_factor=method if isinstance(method, str) else "")
 
 
 def two_factor_challenge_spend(*, nonce: str) -> None:
@@ -160,7 +171,7 @@ def first_factor_passed(
     if second_factor_by:
         return login_complete(user=user, client=client, method=f"{method} ({second_factor_by})", channel=channel)
     if two_factor_enabled(user):
-        return LoginResult(challenge=two_factor_challenge(user=user))
+        return LoginResult(challenge=two_factor_challenge(user=user, method=method))
     return login_complete(user=user, client=client, method=method, channel=channel)
 
 

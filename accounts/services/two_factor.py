@@ -228,7 +228,8 @@ def two_factor_verify(
     LoginFailed for a forged, expired or spent challenge or a wrong code (audited and counted toward the
     lockout of the user's address, committed before the refusal is raised); LockedOut after repeated failures.
     """
-    user, nonce = two_factor_challenge_user(challenge=challenge)
+    issued = two_factor_challenge_user(challenge=challenge)
+    user, nonce = issued.user, issued.nonce
     lockout_check(email=user.email)
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed_at__isnull=False).first()
@@ -239,7 +240,11 @@ def two_factor_verify(
         how = _second_factor_spend(user=user, device=device, client=client, code=code, recovery_code=recovery_code)
         if how is not None:
             two_factor_challenge_spend(nonce=nonce)
-            return login_complete(user=user, client=client, method=f"two-factor ({how})", channel=channel)
+            # Both factors: "password + two-factor (totp)", "oidc:corp + two-factor (recovery code)".
+            method = f"two-factor ({how})"
+            if issued.first_factor:
+                method = f"{issued.first_factor} + {method}"
+            return login_complete(user=user, client=client, method=method, channel=channel)
     security_event_record(kind=Kind.TWO_FACTOR_FAILED, client=client, user=user, detail="login")
     lockout_record_failure(email=user.email, client=client, user=user)
     raise LoginFailed(INVALID_SECOND_FACTOR)

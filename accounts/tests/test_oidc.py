@@ -672,11 +672,15 @@ def test_role_sync_never_grants_superuser(idp: Provider, configure: Callable[...
 
 def test_a_user_with_two_factor_gets_the_challenge(idp: Provider) -> None:
     user, sub = linked_user(idp)
-    enable_two_factor(user)
+    totp, _ = enable_two_factor(user)
     body = api_sign_in(idp, sub).json()
     assert body["two_factor_required"] is True
     assert body["challenge"]
     assert not LoginSession.objects.filter(user=user).exists()
+    done = APIClient().post("/api/v1/auth/2fa/verify/", {"challenge": body["challenge"], "code": totp.now()})
+    assert done.status_code == 200, done.content
+    event = SecurityEvent.objects.get(kind=Kind.LOGIN_SUCCEEDED, user=user)
+    assert event.detail == "method: oidc:mock + two-factor (totp)"
 
 
 def test_a_trusted_amr_skips_the_challenge(idp: Provider, configure: Callable[..., None]) -> None:
@@ -833,6 +837,8 @@ def test_admin_sign_in_continues_into_the_two_factor_step(idp: Provider) -> None
     done = client.post("/admin/login/two-factor/", {"code": totp.now()})
     assert done.status_code == 302
     assert LoginSession.objects.get(user=user).channel == LoginSession.Channel.ADMIN
+    event = SecurityEvent.objects.get(kind=Kind.LOGIN_SUCCEEDED, user=user)
+    assert event.detail == "method: oidc:mock + two-factor (totp)"  # both factors named
 
 
 def test_a_callback_with_a_state_this_browser_did_not_start_is_refused(idp: Provider) -> None:

@@ -153,7 +153,9 @@ def test_password_then_totp_code_logs_in_with_tokens(anna: User, clock: Any) -> 
     assert response.status_code == 200, response.content
     session = LoginSession.objects.get(pk=response.json()["session"])
     assert session.user == anna
-    assert SecurityEvent.objects.get(kind=Kind.LOGIN_SUCCEEDED, user=anna).detail == "method: two-factor (totp)"
+    assert (
+        SecurityEvent.objects.get(kind=Kind.LOGIN_SUCCEEDED, user=anna).detail == "method: password + two-factor (totp)"
+    )
 
 
 def test_a_challenge_is_answered_once_only(anna: User, clock: Any) -> None:
