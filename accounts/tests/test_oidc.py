@@ -30,7 +30,7 @@ from django.core.management.base import CommandError
 from django.test import Client, override_settings
 from django.utils import timezone
 from joserfc import jwt
-from joserfc.jwk import OctKey
+from joserfc.jwk import OctKey, RSAKey
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -66,6 +66,9 @@ class Provider:
     challenges: dict[str, str] = field(default_factory=dict)  # code -> code_challenge sent for it
     authorize_params: list[dict[str, str]] = field(default_factory=list)
     token_params: list[dict[str, str]] = field(default_factory=list)
+    jwks_fetches: int = 0
+    # Key sets to serve at /jwks before the provider's own, one per request (a provider rotating its keys).
+    jwks_documents: list[dict[str, Any]] = field(default_factory=list)
 
     def user(self, sub: str, **claims: Any) -> None:
         """Sets the claims the provider asserts for `sub` (they go into its ID tokens)."""
@@ -104,6 +107,11 @@ def _pkce_layer(app: Any, provider: Provider) -> Callable[..., Iterable[bytes]]:
                 return start_response(status, headers, *args)
 
             return app(environ, remember_code)  # type: ignore[no-any-return]
+        if path == "/jwks":
+            provider.jwks_fetches += 1
+            if provider.jwks_documents:
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [json.dumps(provider.jwks_documents.pop(0)).encode()]
         if path == "/oauth2/token":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length)
@@ -176,6 +184,8 @@ def configure(provider_server: Provider) -> Iterator[Callable[..., None]]:
 def idp(provider_server: Provider, configure: Callable[..., None]) -> Provider:
     provider_server.authorize_params.clear()
     provider_server.token_params.clear()
+    provider_server.jwks_documents.clear()
+    provider_server.jwks_fetches = 0
     return provider_server
 
 
@@ -443,12 +453,22 @@ def test_an_unsigned_id_token_is_refused(idp: Provider, monkeypatch: pytest.Monk
 
 
 def test_an_hs256_id_token_signed_with_the_client_secret_is_refused(
-    idp: Provider, monkeypatch: pytest.MonkeyPatch
+    idp: Provider, configure: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The provider advertises HS256 and the token is signed with our real client secret: only our refusal of
+    # HS* stops it (whoever else holds the secret could sign any ID token).
+    secret = "the-client-secret-we-share-with-the-provider"
+    configure(client_secret=secret)
+
     def with_secret(token: str) -> str:
         claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-        return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key("client-secret-" * 3))
+        return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(secret))
 
+    _serving(
+        monkeypatch,
+        "/.well-known/openid-configuration",
+        lambda document: document.update(id_token_signing_alg_values_supported=["RS256", "HS256"]),
+    )
     _, sub = linked_user(idp)
     _tampering(monkeypatch, with_secret)
     assert api_sign_in(idp, sub).status_code == 401
@@ -520,6 +540,44 @@ def test_keys_not_in_our_copy_make_the_key_set_be_fetched_again(idp: Provider) -
         if url.endswith("/jwks"):
             oidc_service._documents[url] = oidc_service._Cached(value={"keys": []}, until=entry.until)
     assert api_sign_in(idp, sub).status_code == 200
+
+
+def _signed_with_key_id(monkeypatch: pytest.MonkeyPatch) -> RSAKey:
+    """The provider signs its ID tokens with a new key named "new-key" (returned, private)."""
+    new_key = RSAKey.generate_key(2048, parameters={"kid": "new-key"}, private=True)
+
+    def resigned(token: str) -> str:
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        return jwt.encode({"alg": "RS256", "kid": "new-key"}, claims, new_key)
+
+    _tampering(monkeypatch, resigned)
+    return new_key
+
+
+def test_a_token_signed_with_a_key_id_not_in_our_copy_makes_us_fetch_the_keys_once_more(
+    idp: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_key = _signed_with_key_id(monkeypatch)
+    old_key = RSAKey.generate_key(2048, parameters={"kid": "old-key"})
+    # The provider rotates between our first fetch and the sign-in: the old set, then the new one.
+    idp.jwks_documents.extend([{"keys": [old_key.as_dict(private=False)]}, {"keys": [new_key.as_dict(private=False)]}])
+    _, sub = linked_user(idp)
+    assert api_sign_in(idp, sub).status_code == 200
+    assert idp.jwks_fetches == 2  # the old set, then again for the unknown kid
+    assert api_sign_in(idp, sub).status_code == 200
+    assert idp.jwks_fetches == 2  # the new set is kept
+
+
+def test_a_key_id_still_unknown_after_fetching_again_is_refused_and_fetched_once(
+    idp: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _signed_with_key_id(monkeypatch)
+    old_key = RSAKey.generate_key(2048, parameters={"kid": "old-key"}).as_dict(private=False)
+    idp.jwks_documents.extend([{"keys": [old_key]}, {"keys": [old_key]}])
+    _, sub = linked_user(idp)
+    assert api_sign_in(idp, sub).status_code == 401
+    assert idp.jwks_fetches == 2
+    assert failures("no matching signing key")
 
 
 # --- Who signs in ---------------------------------------------------------------------------------------------
@@ -1243,3 +1301,26 @@ def test_a_malformed_algorithm_list_is_unavailable(
     assert response.status_code == 503
     page = Client().get(ADMIN_LOGIN, follow=True)
     assert oidc_service.UNAVAILABLE in page.content.decode()
+
+
+def test_a_second_account_at_the_same_provider_does_not_link_by_email(idp: Provider) -> None:
+    user, first = linked_user(idp, email="anna@corp.example")
+    second = new_subject()
+    idp.user(second, email="anna@corp.example", email_verified=True)
+    response = api_sign_in(idp, second)
+    assert response.status_code == 401
+    assert response.json()["detail"] == oidc_service.NO_ACCOUNT
+    assert list(ExternalIdentity.objects.filter(user=user).values_list("subject", flat=True)) == [first]
+    assert failures("is linked to another account there")
+
+
+def test_an_email_link_to_an_inactive_user_is_rolled_back_with_the_refusal(idp: Provider) -> None:
+    user = UserFactory(email="gone@corp.example", is_active=False)
+    sub = new_subject()
+    idp.user(sub, email="gone@corp.example", email_verified=True)
+    response = api_sign_in(idp, sub)
+    assert response.status_code == 401
+    assert response.json()["detail"] == oidc_service.NOT_ALLOWED
+    assert not ExternalIdentity.objects.filter(user=user).exists()
+    assert not SecurityEvent.objects.filter(kind=Kind.IDENTITY_LINKED).exists()
+    assert failures(f"{sub}: inactive")
