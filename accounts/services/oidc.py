@@ -462,7 +462,7 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
         raise _Refused(f"{subject}: not linked (linking by email is off)", NO_ACCOUNT)
     if not email.isascii():
         # Case-insensitive matching of non-ASCII addresses is where look-alikes hide: PostgreSQL's UPPER() turns a
-        # dotless "ı" into "I", so "admın@…" would find "admin@…". Such addresses are linked by an administrator.
+        # dotless i (U+0131) into "I", so "adm\u0131n@..." would find "admin@...". An administrator links those.
         raise _Refused(f"{subject}: {email!r} is not an ASCII address", NO_ACCOUNT)
     if not provider.email_domain_allowed(email):
         raise _Refused(f"{subject}: {email} is outside the provider's email domains", NO_ACCOUNT)
@@ -568,8 +568,9 @@ def oidc_login(
     `code_verifier` is the API client's PKCE verifier (the admin door's is kept with the state).
 
     LoginFailed (one message per kind of refusal, the precise reason audited) for an unknown, spent, expired or
-    foreign state, a verifier that does not match the challenge, a refused code, an ID token that fails any check, or no user to sign in; LockedOut while the
-    user's address is locked after failures; OIDCUnavailable when the provider cannot be reached.
+    foreign state, a verifier that does not match the challenge, a refused code, an ID token that fails any check,
+    or no user to sign in (or provider data that does not fit); LockedOut while the user's address is locked after
+    failures; OIDCUnavailable when the provider cannot be reached or its documents are malformed.
     """
     try:
         authorization = _authorization_take(provider=provider, state=state, channel=channel)

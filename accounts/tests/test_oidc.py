@@ -41,9 +41,9 @@ from accounts.services import oidc as oidc_service
 from accounts.services.cleanup import security_records_purge
 from accounts.services.events import ClientInfo
 from accounts.services.login import INVALID_CREDENTIALS
-from accounts.services.users import CACHE_NAMESPACE
 from accounts.services.otp import login_code_hash
 from accounts.services.sessions import session_revoke
+from accounts.services.users import CACHE_NAMESPACE
 from accounts.tests.factories import PASSWORD, SuperuserFactory, UserFactory
 from accounts.tests.test_two_factor import enable_two_factor
 from portfolio_site.tests.test_logs import log_output  # noqa: F401  (the fixture)
@@ -1065,9 +1065,10 @@ def test_link_identity_refuses_a_provider_no_sign_in_would_find(provider: str) -
 # --- Linking by email: what may be linked ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("asserted", ["admın@fırm.com", "ADMİN@firm.com", "admin@firm.com\u0307"])
+@pytest.mark.parametrize("asserted", ["adm\u0131n@f\u0131rm.com", "ADM\u0130N@firm.com", "admin@firm.com\u0307"])
 def test_a_look_alike_unicode_email_links_nobody(idp: Provider, configure: Callable[..., None], asserted: str) -> None:
-    # On PostgreSQL email__iexact (UPPER() = UPPER()) upper-cases the dotless ı to I: this matched admin@firm.com.
+    # On PostgreSQL email__iexact (UPPER() = UPPER()) upper-cases the dotless i (U+0131) to I:
+    # "adm\u0131n@f\u0131rm.com" matched admin@firm.com.
     configure(create_users=True)
     admin = UserFactory(email="admin@firm.com")
     sub = new_subject()
@@ -1132,9 +1133,12 @@ def test_email_domains_limit_linking_an_existing_user(idp: Provider, configure: 
 
 
 def test_email_domains_must_be_ascii_domains() -> None:
-    with override_settings(OIDC_PROVIDERS={"corp": mock_config("https://idp.example", email_domains="fırm.com")}):
-        with pytest.raises(ImproperlyConfigured, match="OIDC_CORP_EMAIL_DOMAINS"):
-            oidc_providers()
+    config = mock_config("https://idp.example", email_domains="f\u0131rm.com")
+    with (
+        override_settings(OIDC_PROVIDERS={"corp": config}),
+        pytest.raises(ImproperlyConfigured, match="OIDC_CORP_EMAIL_DOMAINS"),
+    ):
+        oidc_providers()
 
 
 @pytest.mark.parametrize(
