@@ -112,8 +112,9 @@ class ExternalIdentityInline(ServiceInlineMixin, admin.TabularInline):
     form = ExternalIdentityForm
     fk_name = "user"
     extra = 0
-    fields = ("provider", "subject", "linked_by", "created_at")
-    readonly_fields = ("linked_by", "created_at")
+    fields = ("provider", "subject", "issuer", "linked_by", "created_at")
+    # The issuer comes from configuration (a link made for another issuer no longer signs in): shown, not typed.
+    readonly_fields = ("issuer", "linked_by", "created_at")
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)

@@ -1328,3 +1328,46 @@ def test_an_email_link_to_an_inactive_user_is_rolled_back_with_the_refusal(idp: 
     assert not ExternalIdentity.objects.filter(user=user).exists()
     assert not SecurityEvent.objects.filter(kind=Kind.IDENTITY_LINKED).exists()
     assert failures(f"{sub}: inactive")
+
+
+@override_settings(OIDC_PROVIDERS={"corp": mock_config("https://login.corp.example/tenant-a/v2.0")})
+def test_the_user_admin_links_an_oidc_account_for_the_configured_issuer_and_shows_it(client: Client) -> None:
+    from accounts.tests.test_admin import _change_form
+
+    admin, user = SuperuserFactory(), UserFactory()
+    browser = client
+    browser.force_login(admin)
+    url = f"/admin/accounts/user/{user.pk}/change/"
+    form = _change_form(
+        user,
+        **{
+            "external_identities-TOTAL_FORMS": "1",
+            "external_identities-0-provider": "oidc:corp",
+            "external_identities-0-subject": "abc-123",
+        },
+    )
+    assert browser.post(url, form).status_code == 302
+    identity = ExternalIdentity.objects.get(user=user)
+    assert identity.issuer == "https://login.corp.example/tenant-a/v2.0"
+    assert "https://login.corp.example/tenant-a/v2.0" in browser.get(url).content.decode()
+
+
+def test_the_user_admin_refuses_an_oidc_provider_not_configured_here(client: Client) -> None:
+    from accounts.tests.test_admin import _change_form
+
+    admin, user = SuperuserFactory(), UserFactory()
+    browser = client
+    browser.force_login(admin)
+    url = f"/admin/accounts/user/{user.pk}/change/"
+    form = _change_form(
+        user,
+        **{
+            "external_identities-TOTAL_FORMS": "1",
+            "external_identities-0-provider": "oidc:corp",
+            "external_identities-0-subject": "abc-123",
+        },
+    )
+    response = browser.post(url, form)
+    assert response.status_code == 200
+    assert "not a provider configured here" in response.content.decode()
+    assert not ExternalIdentity.objects.exists()
