@@ -2,11 +2,13 @@
 service."""
 
 import datetime
+import functools
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,7 +31,7 @@ from portfolio_site.money import (
 )
 
 from . import daily_values
-from .models import Allocation, Asset, AssetSymbol, FxRate, Price, Split
+from .models import Allocation, Asset, AssetImage, AssetSymbol, FxRate, Price, Split
 from .selectors import asset_holders, units_shortfall, units_shortfalls
 from .valuation import snapshot as position_snapshots
 
@@ -93,8 +95,12 @@ def asset_update(*, asset: Asset, **fields: Any) -> Asset:
 
 @transaction.atomic
 def asset_delete(*, asset: Asset) -> None:
-    """Deletes an asset and its prices; one that any allocation uses is protected (409)."""
+    """Deletes an asset, its prices and its images; one that any allocation uses is protected (409). The images'
+    stored files are deleted once that commits (a rollback keeps them, with their rows)."""
+    image_files = list(AssetImage.objects.filter(asset=asset).values_list("file", flat=True))
     asset.delete()
+    for name in image_files:
+        transaction.on_commit(functools.partial(default_storage.delete, name))
     invalidate_namespace(ASSETS_CACHE)
     invalidate_namespace(PRICES_CACHE)
 
