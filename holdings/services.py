@@ -60,6 +60,7 @@ def asset_create(
     asset_type: str = "equity",
     isin: str = "",
     lot_size: Decimal = Decimal("1"),
+    description: str = "",
 ) -> Asset:
     asset = Asset(
         ticker=ticker,
@@ -69,6 +70,7 @@ def asset_create(
         asset_type=asset_type,
         isin=isin,
         lot_size=lot_size,
+        description=description,
     )
     asset.full_clean()
     asset.save()

@@ -239,3 +239,12 @@ def test_the_proposal_list_costs_the_same_queries_at_any_length(
         AssetDescriptionProposalFactory.create_batch(count, image=image)
 
     assert_list_queries_constant(api(advisor), proposals_url(image.asset), proposals)
+
+
+def test_an_assets_description_may_also_be_written_by_hand(operations: Any, api: Any) -> None:
+    body = {"ticker": "VWRL", "name": "Vanguard FTSE All-World", "currency": "USD", "description": "By hand."}
+
+    created = api(operations).post("/api/v1/assets/", body, format="json")
+
+    assert created.status_code == 201, created.content
+    assert created.json()["description"] == "By hand."
