@@ -1,0 +1,204 @@
+"""Asset images in the admin: uploaded on the asset's page through the upload service (its refusals shown on the
+row), shown through a view that checks permissions, described again and decided by actions; lists that cost the
+same queries at any length."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from holdings.models import AssetDescriptionProposal, AssetImage
+from holdings.tests.chat_server import Answer, ChatServer, completion
+from holdings.tests.conftest import stored_files
+from holdings.tests.factories import AssetDescriptionProposalFactory, AssetFactory, AssetImageFactory, image_bytes
+from portfolio_site.testing import admin_messages, page_queries
+
+pytestmark = pytest.mark.django_db
+
+
+def asset_page_form(asset: Any, *uploads: tuple[str, bytes, str]) -> dict[str, Any]:
+    """The asset's change form, unchanged, with a new image row per upload (name, bytes, kind)."""
+    data: dict[str, Any] = {
+        "ticker": asset.ticker,
+        "name": asset.name,
+        "exchange": asset.exchange,
+        "currency": asset.currency,
+        "asset_type": asset.asset_type,
+        "isin": asset.isin,
+        "lot_size": str(asset.lot_size),
+        "description": asset.description,
+        "symbols-TOTAL_FORMS": "0",
+        "symbols-INITIAL_FORMS": "0",
+        "images-TOTAL_FORMS": str(len(uploads)),
+        "images-INITIAL_FORMS": "0",
+    }
+    for index, (name, content, kind) in enumerate(uploads):
+        data[f"images-{index}-upload"] = SimpleUploadedFile(name, content)
+        data[f"images-{index}-kind"] = kind
+        data[f"images-{index}-asset"] = asset.pk
+    return data
+
+
+def test_operations_upload_an_image_on_the_assets_page(client: Any, operations: Any, media: Path) -> None:
+    asset = AssetFactory()
+    client.force_login(operations)
+    url = reverse("admin:holdings_asset_change", args=[asset.pk])
+
+    response = client.post(url, asset_page_form(asset, ("../term sheet.jpg", image_bytes("PNG"), "term_sheet")))
+
+    assert response.status_code == 302, response.context and response.context["inline_admin_formsets"][1].formset.errors
+    image = AssetImage.objects.get(asset=asset)
+    assert (image.kind, image.content_type, image.original_name, image.uploaded_by) == (
+        "term_sheet",
+        "image/png",
+        "term sheet.jpg",
+        operations,
+    )
+    page = client.get(url).content.decode()
+    assert reverse("admin:holdings_assetimage_file", args=[image.pk]) in page  # its thumbnail
+
+
+def test_a_refused_upload_shows_on_its_row_and_stores_nothing(client: Any, operations: Any, media: Path) -> None:
+    asset = AssetFactory()
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_asset_change", args=[asset.pk]),
+        asset_page_form(asset, ("logo.png", b"GIF89a not really", "logo")),
+    )
+
+    assert response.status_code == 200
+    errors = str(response.context["inline_admin_formsets"][1].formset.errors)
+    assert "not a PNG, JPEG or WebP" in errors
+    assert AssetImage.objects.count() == 0
+    assert stored_files(media) == []
+
+
+def test_the_thumbnail_is_served_to_viewers_only_with_its_type_and_nosniff(
+    client: Any, advisor: Any, nobody: Any, media: Path
+) -> None:
+    image = AssetImageFactory()
+    url = reverse("admin:holdings_assetimage_file", args=[image.pk])
+
+    client.force_login(advisor)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert (response["Content-Type"], response["X-Content-Type-Options"]) == ("image/png", "nosniff")
+    with image.file.open("rb") as stored:
+        assert b"".join(response.streaming_content) == stored.read()
+
+    client.force_login(nobody)
+    assert client.get(url).status_code == 403
+    client.logout()
+    assert client.get(url).status_code == 302  # to the login page
+
+
+def test_accepting_in_the_admin_makes_the_text_the_assets_description(
+    client: Any, operations: Any, media: Path
+) -> None:
+    proposal = AssetDescriptionProposalFactory(text="A short-duration bond fund.")
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_assetdescriptionproposal_changelist"),
+        {"action": "accept_selected", "_selected_action": [proposal.pk]},
+        follow=True,
+    )
+
+    assert "Accepted 1 description(s)." in admin_messages(response)
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.decided_by) == ("accepted", operations)
+    proposal.image.asset.refresh_from_db()
+    assert proposal.image.asset.description == "A short-duration bond fund."
+
+
+def test_rejecting_in_the_admin_and_a_second_decision_is_refused(client: Any, operations: Any, media: Path) -> None:
+    proposal = AssetDescriptionProposalFactory()
+    client.force_login(operations)
+    url = reverse("admin:holdings_assetdescriptionproposal_changelist")
+
+    client.post(url, {"action": "reject_selected", "_selected_action": [proposal.pk]})
+    again = client.post(url, {"action": "accept_selected", "_selected_action": [proposal.pk]}, follow=True)
+
+    assert AssetDescriptionProposal.objects.get().status == "rejected"
+    assert any("this one is rejected" in message for message in admin_messages(again))
+    assert proposal.image.asset.description == ""
+
+
+def test_describing_again_from_the_image_list(
+    client: Any, operations: Any, describer: ChatServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    describer.answer(Answer(completion("An infrastructure fund.")))
+    image = AssetImageFactory()
+    AssetDescriptionProposal.objects.filter(image=image).update(status="failed")
+    client.force_login(operations)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:holdings_assetimage_changelist"),
+            {"action": "describe_selected", "_selected_action": [image.pk]},
+            follow=True,
+        )
+
+    assert "Asked for a description of 1 image(s)." in admin_messages(response)
+    assert image.proposals.filter(status="proposed", text="An infrastructure fund.").exists()
+
+
+def test_deleting_an_image_in_the_admin_deletes_its_file(
+    client: Any, operations: Any, media: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    image = AssetImageFactory()
+    client.force_login(operations)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:holdings_assetimage_delete", args=[image.pk]), {"post": "yes"})
+
+    assert not AssetImage.objects.exists()
+    assert stored_files(media) == []
+
+
+@pytest.mark.parametrize(
+    ("url_name", "make_rows"),
+    [
+        ("admin:holdings_assetimage_changelist", lambda n: AssetDescriptionProposalFactory.create_batch(n)),
+        (
+            "admin:holdings_assetdescriptionproposal_changelist",
+            lambda n: AssetDescriptionProposalFactory.create_batch(n),
+        ),
+    ],
+    ids=["images", "proposals"],
+)
+def test_the_image_and_proposal_lists_cost_the_same_queries_for_5_and_50_rows(
+    client: Any, superuser: Any, count_queries: Any, media: Path, url_name: str, make_rows: Any
+) -> None:
+    client.force_login(superuser)
+    url = reverse(url_name)
+    make_rows(5)
+    page_queries(client, count_queries, url)  # warm up per-process caches (content types, ...)
+    few = page_queries(client, count_queries, url)
+
+    make_rows(45)
+    many = page_queries(client, count_queries, url)
+
+    assert len(client.get(url).context["cl"].result_list) == 50
+    assert few == many
+
+
+def test_the_assets_page_costs_the_same_queries_with_2_and_20_images(
+    client: Any, superuser: Any, count_queries: Any, media: Path
+) -> None:
+    asset = AssetFactory()
+    client.force_login(superuser)
+    url = reverse("admin:holdings_asset_change", args=[asset.pk])
+    for _ in range(2):
+        AssetDescriptionProposalFactory(image=AssetImageFactory(asset=asset))
+    page_queries(client, count_queries, url)
+    few = page_queries(client, count_queries, url)
+
+    for _ in range(18):
+        AssetDescriptionProposalFactory(image=AssetImageFactory(asset=asset))
+    many = page_queries(client, count_queries, url)
+
+    assert few == many
