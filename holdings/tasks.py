@@ -59,3 +59,10 @@ def describe_asset_image(self: Any, *, proposal_id: int) -> str:
     text, or why there is none; the proposal's status. Idempotent: a proposal already described is left alone."""
     final_attempt = (self.request.retries or 0) >= self.max_retries
     return image_services.description_run(proposal_id=proposal_id, final_attempt=final_attempt)
+
+
+@job(name="holdings.purge_orphan_image_files")
+def purge_orphan_image_files() -> int:
+    """Nightly (a default schedule): deletes stored asset image files that no image names (left by a transaction
+    rolled back around an upload), once an hour old; how many. Idempotent: a second run finds none."""
+    return image_services.orphan_files_delete()

@@ -11,6 +11,7 @@ store something other than what was uploaded without saying so.
 """
 
 import contextlib
+import datetime
 import hashlib
 import io
 import logging
@@ -48,6 +49,8 @@ from .describers import DescriberError, DescriberUnavailable, configured_describ
 logger = logging.getLogger(__name__)
 
 STORAGE_FOLDER = "asset-images"
+# How old a file no row names must be before the sweep deletes it: far longer than any upload's transaction.
+ORPHAN_GRACE = datetime.timedelta(hours=1)
 # Pillow's format name -> what we store it as. Image.open is told these alone, so no other decoder is ever tried
 # on an upload (GIF, BMP, SVG through a plugin, PSD ...).
 FORMATS = {
@@ -234,9 +237,34 @@ def asset_image_store(*, asset: Asset, clean: CleanImage, kind: str, uploaded_by
         # No orphan: the row did not make it, so neither does the file.
         default_storage.delete(stored)
         raise
-    # Should an enclosing transaction roll back after this returns, the file stays behind unnamed by any row;
-    # every door calls this outside any other transaction, so that does not happen here.
+    # Should an enclosing transaction roll back after this returns (the admin's page is one transaction, and a later
+    # row may be refused), the file stays behind, named by no row: `orphan_files_delete` sweeps those up.
     return image
+
+
+def orphan_files_delete(*, older_than: datetime.timedelta = ORPHAN_GRACE) -> int:
+    """Deletes the stored image files that no row names, once older than `older_than`; how many. A file is stored
+    before its row commits, and Django has no hook for a rollback: a transaction rolled back around an upload
+    leaves its file. A younger file is left alone, as its row may be about to commit. Idempotent."""
+    try:
+        _, names = default_storage.listdir(STORAGE_FOLDER)
+    except FileNotFoundError:
+        return 0
+    named = set(AssetImage.objects.filter(file__startswith=f"{STORAGE_FOLDER}/").values_list("file", flat=True))
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    for name in names:
+        path = f"{STORAGE_FOLDER}/{name}"
+        if path in named:
+            continue
+        try:
+            if default_storage.get_modified_time(path) > cutoff:
+                continue
+        except (NotImplementedError, OSError):
+            continue  # a storage that cannot say how old a file is: keep it rather than guess
+        default_storage.delete(path)
+        deleted += 1
+    return deleted
 
 
 def asset_image_delete(*, image: AssetImage) -> None:

@@ -1,7 +1,9 @@
 """Asset image uploads: the content decides what a file is, limits hold before decoding, metadata never reaches
 storage, the stored name is ours, and a refused or failed upload leaves nothing behind."""
 
+import datetime
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -9,14 +11,17 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 from PIL import ExifTags, Image, PngImagePlugin
 
 from holdings import services as holdings_services
 from holdings.images import services
 from holdings.models import AssetDescriptionProposal, AssetImage
+from holdings.tasks import purge_orphan_image_files
 from holdings.tests.conftest import stored_files
 from holdings.tests.factories import AssetDescriptionProposalFactory, AssetFactory, AssetImageFactory, image_bytes
 
@@ -339,3 +344,31 @@ def test_the_database_holds_one_proposal_in_flight_per_image(media: Path) -> Non
 
     with pytest.raises(IntegrityError), transaction.atomic():
         AssetDescriptionProposal.objects.create(image=image, status="running")
+
+
+def _age(media: Path, name: str, hours: float) -> None:
+    when = (timezone.now() - datetime.timedelta(hours=hours)).timestamp()
+    os.utime(media / name, (when, when))
+
+
+def test_the_sweep_deletes_old_files_no_image_names_and_keeps_the_rest(media: Path) -> None:
+    kept = upload(image_bytes())
+    old_orphan = default_storage.save(f"{services.STORAGE_FOLDER}/old.png", ContentFile(b"x"))
+    young_orphan = default_storage.save(f"{services.STORAGE_FOLDER}/young.png", ContentFile(b"x"))
+    _age(media, old_orphan, hours=2)
+    _age(media, str(kept.file.name), hours=2)
+
+    assert purge_orphan_image_files.delay().get() == 1
+    assert not default_storage.exists(old_orphan)
+    assert default_storage.exists(young_orphan)
+    assert default_storage.exists(str(kept.file.name))
+    assert services.orphan_files_delete() == 0  # a second run finds none
+
+
+def test_the_sweep_finds_nothing_before_any_upload(media: Path) -> None:
+    assert services.orphan_files_delete() == 0
+
+
+def test_the_sweep_is_scheduled_nightly_by_default() -> None:
+    task = PeriodicTask.objects.get(task="holdings.purge_orphan_image_files")
+    assert (task.enabled, task.crontab.hour, task.crontab.minute) == (True, "3", "15")
