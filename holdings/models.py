@@ -74,6 +74,9 @@ class Asset(TimeStampedModel):
     )
     description = models.TextField(
         blank=True,
+        # In the database too, as lot_size: rows written past the ORM (imports' bulk paths, raw SQL) get none.
+        default="",
+        db_default="",
         help_text="What the asset is, for staff; written by hand or accepted from a proposal drawn from its images.",
     )
 

@@ -37,6 +37,8 @@ class Migration(migrations.Migration):
             name="description",
             field=models.TextField(
                 blank=True,
+                db_default="",
+                default="",
                 help_text="What the asset is, for staff; written by hand or accepted from a proposal drawn from its images.",
             ),
         ),
@@ -45,6 +47,8 @@ class Migration(migrations.Migration):
             name="description",
             field=models.TextField(
                 blank=True,
+                db_default="",
+                default="",
                 help_text="What the asset is, for staff; written by hand or accepted from a proposal drawn from its images.",
             ),
         ),
