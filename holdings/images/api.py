@@ -8,8 +8,10 @@ asset's description, so they need `holdings.change_asset`, whoever may change as
 
 from typing import Any
 
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -29,6 +31,26 @@ CHANGE_ASSET = "holdings.change_asset"
 ASSET_PK = OpenApiParameter(
     "asset_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The id of the asset the images belong to."
 )
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """Stops receiving a request's file once it is past `max_bytes`: the handlers after it (memory, then a
+    temporary file) never get those bytes, so an upload of any size costs no more than the limit in memory or on
+    disk. The rest of the body is read and dropped, so that the client still gets the answer saying why."""
+
+    def __init__(self, request: HttpRequest, *, max_bytes: int) -> None:
+        super().__init__(request)
+        self.max_bytes = max_bytes
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > self.max_bytes:
+            self.exceeded = True
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler makes the file
 
 
 class CanChangeAssets(permissions.BasePermission):
@@ -139,8 +161,17 @@ class AssetImageViewSet(
         "stored) when it is not a PNG, JPEG or WebP image, is truncated, or is over the size or pixel limit. With a "
         "describer configured, a description is asked for once the upload is stored (see `proposals`).",
     )
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        # Before anything reads the body (authentication may, for the CSRF check of a session).
+        self.upload_limit = LimitedUploadHandler(request, max_bytes=settings.ASSET_IMAGE_MAX_BYTES)
+        request.upload_handlers.insert(0, self.upload_limit)
+        return super().initialize_request(request, *args, **kwargs)
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        upload = AssetImageUploadSerializer(data=request.data)
+        data = request.data
+        if self.upload_limit.exceeded:
+            raise services.too_big(settings.ASSET_IMAGE_MAX_BYTES)
+        upload = AssetImageUploadSerializer(data=data)
         upload.is_valid(raise_exception=True)
         file = upload.validated_data["file"]
         image = services.asset_image_upload(

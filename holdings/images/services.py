@@ -94,20 +94,24 @@ def safe_original_name(name: str | None) -> str:
     return base[:ASSET_IMAGE_NAME_MAX_LENGTH]
 
 
+def too_big(max_bytes: int) -> ValidationError:
+    return _file_error(f"The file is larger than {max_bytes} bytes (ASSET_IMAGE_MAX_BYTES).")
+
+
 def read_bounded(file: IO[bytes], *, max_bytes: int) -> bytes:
     """At most `max_bytes` of the upload, or a 400 on `file`. Django's upload handlers keep an upload above
-    FILE_UPLOAD_MAX_MEMORY_SIZE in a temporary file, so this is the only place its bytes come into memory, and
-    no more than the limit (and one byte to tell) ever do."""
+    FILE_UPLOAD_MAX_MEMORY_SIZE in a temporary file (and the API's stop receiving one at the limit: see
+    `holdings.images.api.LimitedUploadHandler`), so this is the only place its bytes come into memory, and no more
+    than the limit (and one byte to tell) ever do."""
     size = getattr(file, "size", None)
-    too_big = f"The file is larger than {max_bytes} bytes (ASSET_IMAGE_MAX_BYTES)."
     if size is not None and size > max_bytes:
-        raise _file_error(too_big)
+        raise too_big(max_bytes)
     # A form's clean may have read it already; a stream that cannot seek is read from where it is.
     with contextlib.suppress(AttributeError, OSError):
         file.seek(0)
     data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise _file_error(too_big)
+        raise too_big(max_bytes)
     if not data:
         raise _file_error("The file is empty.")
     return data

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.uploadhandler import MemoryFileUploadHandler
 from rest_framework.test import APIClient
 
 from holdings.models import AssetDescriptionProposal, AssetImage
@@ -248,3 +249,25 @@ def test_an_assets_description_may_also_be_written_by_hand(operations: Any, api:
 
     assert created.status_code == 201, created.content
     assert created.json()["description"] == "By hand."
+
+
+def test_an_upload_past_the_byte_limit_is_not_received_past_it(
+    operations: Any, api: Any, media: Path, settings: Any, monkeypatch: Any
+) -> None:
+    settings.ASSET_IMAGE_MAX_BYTES = 1000
+    received: list[int] = []
+    original = MemoryFileUploadHandler.receive_data_chunk
+
+    def spy(self: Any, raw_data: bytes, start: int) -> Any:
+        received.append(start + len(raw_data))
+        return original(self, raw_data, start)
+
+    monkeypatch.setattr(MemoryFileUploadHandler, "receive_data_chunk", spy)
+    monkeypatch.setattr("holdings.images.services.inspect_upload", lambda *a, **k: pytest.fail("decoded it"))
+
+    response = post_upload(api(operations), AssetFactory(), b"\x89PNG" + b"0" * 200_000)
+
+    assert response.status_code == 400
+    assert response.json() == {"file": ["The file is larger than 1000 bytes (ASSET_IMAGE_MAX_BYTES)."]}
+    assert received == []  # stopped before the handlers that keep a file (in memory or on disk) got a byte
+    assert stored_files(media) == []
