@@ -202,3 +202,20 @@ def test_the_assets_page_costs_the_same_queries_with_2_and_20_images(
     many = page_queries(client, count_queries, url)
 
     assert few == many
+
+
+def test_the_assets_page_shows_each_images_latest_description_linking_to_its_proposals(
+    client: Any, auditor: Any, media: Path
+) -> None:
+    proposal = AssetDescriptionProposalFactory(text="A European small-cap fund.")
+    AssetDescriptionProposalFactory()  # another image's
+    client.force_login(auditor)
+
+    page = client.get(reverse("admin:holdings_asset_change", args=[proposal.image.asset_id])).content.decode()
+
+    assert ">Proposed</a>: A European small-cap fund." in page
+    link = reverse("admin:holdings_assetdescriptionproposal_changelist") + f"?image__id__exact={proposal.image_id}"
+    assert link in page
+    listed = client.get(link)
+    assert listed.status_code == 200
+    assert [row.pk for row in listed.context["cl"].result_list] == [proposal.pk]
