@@ -50,9 +50,9 @@ def refresh_market_data(*, source: str | None = None, since: str | None = None) 
     # A describer that cannot be reached or is busy is retried (exponential backoff, jittered: waits of up to 30 s,
     # 1, 2 minutes); one that answered something unusable fails the proposal at once, as asking again would.
     autoretry_for=(*TRANSIENT_ERRORS, DescriberUnavailable),
-    retry_backoff=30,
-    retry_backoff_max=10 * 60,
-    max_retries=3,
+    retry_backoff=image_services.DESCRIBE_RETRY_BACKOFF,
+    retry_backoff_max=image_services.DESCRIBE_RETRY_BACKOFF_MAX,
+    max_retries=image_services.DESCRIBE_MAX_RETRIES,
 )
 def describe_asset_image(self: Any, *, proposal_id: int) -> str:
     """Describes a proposal's image with the configured describer and stores the whole answer as the proposed
@@ -64,5 +64,7 @@ def describe_asset_image(self: Any, *, proposal_id: int) -> str:
 @job(name="holdings.purge_orphan_image_files")
 def purge_orphan_image_files() -> int:
     """Nightly (a default schedule): deletes stored asset image files that no image names (left by a transaction
-    rolled back around an upload), once an hour old; how many. Idempotent: a second run finds none."""
+    rolled back around an upload), once an hour old; how many. Also fails the description proposals left in flight
+    by a job that died (see `stale_in_flight_fail`). Idempotent: a second run finds none."""
+    image_services.stale_in_flight_fail()
     return image_services.orphan_files_delete()

@@ -18,6 +18,8 @@ shows it, and no message raised here quotes a request's headers.
 import base64
 import http.client
 import json
+import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +31,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from portfolio_site import logs
+
+READ_CHUNK = 64 * 1024
+# C0 and C1 controls but tab and newline, DEL, and UTF-16 surrogates (which JSON's \\u escapes can produce alone).
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 BUILT_IN = {"openai": "holdings.images.describers.OpenAIDescriber"}
 USER_AGENT = "portfolio-back-office/0.1 (asset descriptions)"
@@ -46,6 +52,30 @@ class DescriberError(Exception):
 
 class DescriberUnavailable(DescriberError):
     """The describer could not be reached or did not answer in time: a later try may succeed."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib's own handler would send the request, Authorization header included, to any
+    host a 3xx names. The 3xx then surfaces as an HTTPError (a DescriberError: asking again is redirected again)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _content_length(value: str | None) -> int:
+    """The announced length, or -1 when none is; a malformed one is a DescriberError, not a ValueError."""
+    if value is None or not value.strip():
+        return -1
+    try:
+        length = int(value.strip())
+    except ValueError:
+        raise DescriberError("The answer's Content-Length is not a number.") from None
+    if length < 0:
+        raise DescriberError("The answer's Content-Length is negative.")
+    return length
 
 
 @dataclass(frozen=True)
@@ -141,17 +171,23 @@ class OpenAIDescriber:
     def _post(self, path: str, data: bytes, headers: dict[str, str]) -> Any:
         url = self.base_url + path
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        # The whole answer, not each socket read, must arrive within the timeout: a server dripping a byte at a time
+        # would otherwise hold a worker for as long as it likes. (A single read still waits up to the timeout, so a
+        # call takes at most about twice ASSET_DESCRIBER_TIMEOUT.)
+        deadline = time.monotonic() + self.timeout
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                announced = int(response.headers.get("Content-Length") or -1)
+            with _OPENER.open(request, timeout=self.timeout) as response:
+                announced = _content_length(response.headers.get("Content-Length"))
                 if announced > self.max_response_bytes:
                     raise DescriberError(f"The answer announces {announced} bytes, over {self.max_response_bytes}.")
-                # Bounded: a body past the limit is refused, never read whole.
-                raw = response.read(self.max_response_bytes + 1)
+                raw = self._read_bounded(response, deadline, url)
                 if len(raw) < announced:
                     raise http.client.IncompleteRead(raw, announced - len(raw))
         except urllib.error.HTTPError as error:
             answer = f"{url} answered HTTP {error.code} {error.reason}"
+            if 300 <= error.code < 400:
+                # Never followed: the request carries the key, and a redirect may name any host.
+                raise DescriberError(f"{answer}; redirects are not followed (set ASSET_DESCRIBER_BASE_URL).") from None
             # A server error, "too many requests" or "request timeout" passes; any other 4xx is our request's fault.
             if error.code >= 500 or error.code in (408, 429):
                 raise DescriberUnavailable(f"{answer}; will try again.") from None
@@ -162,12 +198,26 @@ class OpenAIDescriber:
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             reason = getattr(error, "reason", None) or error
             raise DescriberUnavailable(f"Cannot reach {url}: {reason}.") from None
-        if len(raw) > self.max_response_bytes:
-            raise DescriberError(f"The answer is larger than {self.max_response_bytes} bytes.")
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
             raise DescriberError("The answer is not JSON.") from None
+
+    def _read_bounded(self, response: Any, deadline: float, url: str) -> bytes:
+        """The body, read in chunks: refused once past the byte limit (a body without a Content-Length is read
+        until the server closes it, so only this bounds it), unavailable once past the deadline."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise DescriberUnavailable(f"{url} did not answer whole within {self.timeout:g} s; will try again.")
+            chunk = response.read1(min(READ_CHUNK, self.max_response_bytes + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > self.max_response_bytes:
+                raise DescriberError(f"The answer is larger than {self.max_response_bytes} bytes.")
 
     def _text_of(self, answer: Any) -> str:
         try:
@@ -180,7 +230,11 @@ class OpenAIDescriber:
             raise DescriberError("The answer was cut at its length limit; no part of it is kept.")
         if not isinstance(content, str) or not content.strip():
             raise DescriberError("The answer's content is empty.")
-        text = content.strip()
+        # No control character but newline and tab: invisible in a description, and PostgreSQL refuses a NUL (a
+        # lone surrogate cannot be stored either). Stripped, not refused: the rest of the text is still the answer.
+        text = CONTROL_CHARACTERS.sub("", content.replace("\r\n", "\n")).strip()
+        if not text:
+            raise DescriberError("The answer's content is empty.")
         if len(text) > self.max_chars:
             raise DescriberError(f"The answer is longer than {self.max_chars} characters (ASSET_DESCRIBER_MAX_CHARS).")
         return text

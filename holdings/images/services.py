@@ -42,7 +42,7 @@ from holdings.models import (
 )
 from portfolio_site import logs
 from portfolio_site.errors import ConflictError
-from portfolio_site.jobs.base import enqueue
+from portfolio_site.jobs.base import TRANSIENT_ERRORS, enqueue
 
 from .describers import DescriberError, DescriberUnavailable, configured_describer
 
@@ -63,6 +63,12 @@ DAMAGED = "The image is damaged or truncated and cannot be read."
 ANIMATED = "Animated images are not accepted: upload a single still picture."
 IN_FLIGHT_ALREADY = "This image is being described already; wait for that description."
 NO_DESCRIBER = "No describer is configured (ASSET_DESCRIBER is none): nothing can describe this image."
+STALE = "No answer came in time: the job that described it ended without saying so. Ask again."
+# The describe job's retries (holdings.tasks uses these): a stale proposal is one older than all of them.
+DESCRIBE_MAX_RETRIES = 3
+DESCRIBE_RETRY_BACKOFF = 30
+DESCRIBE_RETRY_BACKOFF_MAX = 10 * 60
+STALE_MARGIN = datetime.timedelta(minutes=10)
 NOT_PROPOSED = "Only a proposed description can be accepted or rejected; this one is {status}."
 
 
@@ -302,6 +308,7 @@ def asset_image_describe(*, image: AssetImage, requested_by: Any = None) -> Asse
     # Locks the image so that two requests at once cannot both pass the check; the database's partial unique
     # constraint (one proposal in flight per image) holds even for writers that skip this.
     AssetImage.objects.select_for_update().filter(pk=image.pk).first()
+    stale_in_flight_fail(image=image)
     if AssetDescriptionProposal.objects.filter(image=image, status__in=IN_FLIGHT).exists():
         raise ConflictError(IN_FLIGHT_ALREADY)
     return _request_description(image=image, requested_by=requested_by)
@@ -328,22 +335,14 @@ def description_run(*, proposal_id: int, final_attempt: bool) -> str:
     """The job's work: describes the proposal's image and stores the whole answer, or why there is none. Answers
     the proposal's status. Idempotent: a proposal no longer in flight (already described, or its image deleted) is
     left as it is. A describer that answered something unusable fails the proposal and raises DescriberError (the
-    job fails, not retried); one that is unavailable raises DescriberUnavailable for the job to retry, and fails the
-    proposal on the `final_attempt` only."""
+    job fails, not retried); one that is unavailable (or any error the job retries) raises for the job to retry,
+    and fails the proposal on the `final_attempt` only. Any other error fails the proposal before it is raised:
+    no proposal is ever left in flight by a job that ended (the one-in-flight rule would refuse every later try)."""
     proposal = AssetDescriptionProposal.objects.select_related("image__asset").filter(pk=proposal_id).first()
     if proposal is None or proposal.status not in IN_FLIGHT:
         return proposal.status if proposal is not None else "gone"
-    describer = configured_describer()
-    if describer is None:
-        return _fail(proposal, NO_DESCRIBER)
-    AssetDescriptionProposal.objects.filter(pk=proposal.pk).update(status=DescriptionStatus.RUNNING)
-    image = proposal.image
     try:
-        with default_storage.open(str(image.file.name), "rb") as stored:
-            data = stored.read()
-        description = describer.describe(
-            image=data, content_type=image.content_type, asset_label=f"{image.asset} ({image.asset.name})"
-        )
+        return _describe(proposal)
     except DescriberUnavailable as error:
         if final_attempt:
             _fail(proposal, str(error))
@@ -354,17 +353,57 @@ def description_run(*, proposal_id: int, final_attempt: bool) -> str:
         # Failed for good: on the proposal, and (raised) on the job's run, which does not retry it.
         _fail(proposal, str(error))
         raise
-    # Written whole in one statement, and only while the proposal is still in flight: never partial text.
-    AssetDescriptionProposal.objects.filter(pk=proposal.pk, status__in=IN_FLIGHT).update(
-        status=DescriptionStatus.PROPOSED,
-        text=description.text,
-        provider=description.provider[:64],
-        model=description.model[:128],
-        described_at=timezone.now(),
-        error="",
-        updated_at=timezone.now(),
+    except Exception as error:
+        if final_attempt or not isinstance(error, TRANSIENT_ERRORS):
+            # Its type alone: an unexpected error's message may quote anything (the answer, a request).
+            _fail(proposal, f"Failed unexpectedly ({type(error).__name__}); see the job's run.")
+        raise
+
+
+def _describe(proposal: AssetDescriptionProposal) -> str:
+    describer = configured_describer()
+    if describer is None:
+        return _fail(proposal, NO_DESCRIBER)
+    AssetDescriptionProposal.objects.filter(pk=proposal.pk).update(status=DescriptionStatus.RUNNING)
+    image = proposal.image
+    with default_storage.open(str(image.file.name), "rb") as stored:
+        data = stored.read()
+    description = describer.describe(
+        image=data, content_type=image.content_type, asset_label=f"{image.asset} ({image.asset.name})"
     )
+    # Written whole in one statement, and only while the proposal is still in flight: never partial text. In a
+    # savepoint, so that a refused write (a value the database will not store) leaves the proposal failable.
+    with transaction.atomic():
+        AssetDescriptionProposal.objects.filter(pk=proposal.pk, status__in=IN_FLIGHT).update(
+            status=DescriptionStatus.PROPOSED,
+            text=description.text,
+            provider=description.provider[:64],
+            model=description.model[:128],
+            described_at=timezone.now(),
+            error="",
+            updated_at=timezone.now(),
+        )
     return DescriptionStatus.PROPOSED
+
+
+def stale_in_flight_after() -> datetime.timedelta:
+    """How long a proposal may stay pending or running before it counts as failed: every try's longest call (twice
+    the timeout: see the describer's deadline), every wait between tries, and a margin for a queue that is late."""
+    tries = DESCRIBE_MAX_RETRIES + 1
+    waits = sum(min(DESCRIBE_RETRY_BACKOFF * 2**n, DESCRIBE_RETRY_BACKOFF_MAX) for n in range(DESCRIBE_MAX_RETRIES))
+    seconds = 2 * float(settings.ASSET_DESCRIBER_TIMEOUT) * tries + waits
+    return datetime.timedelta(seconds=seconds) + STALE_MARGIN
+
+
+def stale_in_flight_fail(*, image: AssetImage | None = None) -> int:
+    """Fails the proposals (of `image`, or all) in flight for longer than `stale_in_flight_after`: their job died
+    (a worker killed mid-call, a lost message) and will not end them. How many. Idempotent."""
+    stale = AssetDescriptionProposal.objects.filter(
+        status__in=IN_FLIGHT, created_at__lt=timezone.now() - stale_in_flight_after()
+    )
+    if image is not None:
+        stale = stale.filter(image=image)
+    return stale.update(status=DescriptionStatus.FAILED, error=STALE, updated_at=timezone.now())
 
 
 def _fail(proposal: AssetDescriptionProposal, reason: str) -> str:

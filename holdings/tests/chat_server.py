@@ -33,6 +33,11 @@ class Answer:
     body: Any = field(default_factory=completion)  # a dict (sent as JSON) or bytes (sent as they are)
     status: int = 200
     delay: float = 0.0
+    # "auto": the body's length; None: no Content-Length (the body ends when the server closes the connection);
+    # any other string is sent as it is (a malformed header).
+    content_length: str | None = "auto"
+    drip: float = 0.0  # seconds between bytes: a server that answers, slowly, forever
+    location: str | None = None  # a Location header (with a 3xx status)
 
 
 @dataclass
@@ -64,11 +69,26 @@ class ChatServer:
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
+                    if answer.content_length == "auto":
+                        self.send_header("Content-Length", str(len(payload)))
+                    elif answer.content_length is not None:
+                        self.send_header("Content-Length", answer.content_length)
+                    if answer.location:
+                        self.send_header("Location", answer.location)
+                    if answer.content_length != "auto":
+                        self.close_connection = True
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if answer.drip:
+                        for byte in payload:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(answer.drip)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting: what a timeout test wants
+
+            do_GET = do_POST  # what a 302 turns a POST into
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -23,6 +23,20 @@ def stored_files(media: Path) -> list[Path]:
 
 
 @pytest.fixture
+def chat_server_factory() -> Iterator[Any]:
+    """Starts more loopback servers (another host a redirect may name); each is stopped after the test."""
+    servers: list[ChatServer] = []
+
+    def start() -> ChatServer:
+        servers.append(ChatServer().start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def chat_server() -> Iterator[ChatServer]:
     server = ChatServer().start()
     yield server

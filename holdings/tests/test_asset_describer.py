@@ -3,13 +3,16 @@ becomes a proposal; errors, timeouts and oversized or cut answers are recorded (
 and retried when a later try may succeed; no partial text is ever stored; the key is found nowhere."""
 
 import base64
+import datetime
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection as db
+from django.utils import timezone
 
 from holdings.images import services
 from holdings.images.describers import DescriberError, DescriberUnavailable, OpenAIDescriber
@@ -97,6 +100,15 @@ def test_a_server_error_is_retried_and_the_next_answer_is_kept(
         pytest.param(Answer(completion(None)), "empty", id="no-content"),
         pytest.param(Answer(completion("A fund that inv", finish_reason="length")), "cut at its length", id="cut"),
         pytest.param(Answer(completion("x" * 5000)), "4096", id="oversized-body"),
+        # No Content-Length: the body ends when the connection does, and only the read's own bound refuses it.
+        pytest.param(
+            Answer(completion("x" * 5000), content_length=None), "larger than 4096", id="oversized-unannounced"
+        ),
+        pytest.param(Answer(completion(), content_length="abc"), "Content-Length is not a number", id="bad-length"),
+        pytest.param(Answer(completion(), content_length="-5"), "Content-Length is negative", id="negative-length"),
+        # Nested deeper than Python's stack: json.loads raises RecursionError, not ValueError.
+        pytest.param(Answer(b"[" * 4000), "not JSON", id="deeply-nested"),
+        pytest.param(Answer({}, status=302, location="http://127.0.0.1:9/elsewhere"), "not followed", id="redirect"),
         pytest.param(Answer(completion("y" * 600)), "longer than 500 characters", id="over-max-chars"),
     ],
 )
@@ -236,3 +248,155 @@ def test_the_api_key_appears_in_no_log_job_run_response_or_table(
     assert all(request.headers["Authorization"] == f"Bearer {DESCRIBER_KEY}" for request in describer.requests)
     for text in seen:
         assert DESCRIBER_KEY not in text
+
+
+# --- What the review found: redirects, slow drips, control characters, unexpected errors -----------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_so_the_key_never_reaches_another_host(
+    describer: ChatServer, chat_server_factory: Any, status: int
+) -> None:
+    elsewhere = chat_server_factory()
+    describer.answer(Answer({}, status=status, location=f"{elsewhere.base_url}/chat/completions"))
+    adapter = OpenAIDescriber(base_url=describer.base_url, api_key=DESCRIBER_KEY, model="m", timeout=1)
+
+    with pytest.raises(DescriberError, match="not followed") as refused:
+        adapter.describe(image=b"x", content_type="image/png", asset_label="A")
+
+    assert not isinstance(refused.value, DescriberUnavailable)  # asking again is redirected again
+    assert elsewhere.requests == []
+    assert len(describer.requests) == 1
+
+
+def test_a_server_dripping_its_answer_is_cut_off_at_the_timeout_and_retried(describer: ChatServer) -> None:
+    # Each byte comes well within the timeout, the whole answer far past it.
+    describer.answer(Answer(completion("A fund."), drip=0.05))
+    adapter = OpenAIDescriber(base_url=describer.base_url, api_key=DESCRIBER_KEY, model="m", timeout=0.5)
+
+    started = time.monotonic()
+    with pytest.raises(DescriberUnavailable, match=r"within 0\.5 s"):
+        adapter.describe(image=b"x", content_type="image/png", asset_label="A")
+
+    assert time.monotonic() - started < 2.0
+
+
+def test_control_characters_are_stripped_from_the_answer_newlines_and_tabs_kept(
+    describer: ChatServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    # A NUL is refused by PostgreSQL (the proposal would stay running) and stored by SQLite: neither, now.
+    describer.answer(Answer(completion("A fund\x00 of\x07 funds.\r\nSecond\tline\ud800.")))
+
+    image = upload(django_capture_on_commit_callbacks)
+
+    proposal = proposal_of(image)
+    assert (proposal.status, proposal.text) == ("proposed", "A fund of funds.\nSecond\tline.")
+
+
+def test_an_answer_of_control_characters_only_is_empty(describer: ChatServer) -> None:
+    describer.answer(Answer(completion("\x00\x01 ")))
+    adapter = OpenAIDescriber(base_url=describer.base_url, api_key=DESCRIBER_KEY, model="m", timeout=1)
+
+    with pytest.raises(DescriberError, match="empty"):
+        adapter.describe(image=b"x", content_type="image/png", asset_label="A")
+
+
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
+def test_an_unexpected_error_fails_the_proposal_so_it_can_be_described_again(
+    describer: ChatServer, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(self: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"boom {DESCRIBER_KEY}")
+
+    monkeypatch.setattr(OpenAIDescriber, "describe", explode)
+
+    image = upload(django_capture_on_commit_callbacks)
+
+    proposal = proposal_of(image)
+    assert proposal.status == "failed"
+    assert "RuntimeError" in proposal.error
+    assert DESCRIBER_KEY not in proposal.error
+    assert JobRun.objects.get(task="holdings.describe_asset_image").outcome == "failed"
+    monkeypatch.undo()
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.asset_image_describe(image=image)  # not a 409: nothing is in flight
+    again.refresh_from_db()
+    assert again.status == "proposed"
+
+
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
+def test_a_database_refusing_the_answer_fails_the_proposal(
+    describer: ChatServer, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a NUL did on PostgreSQL: the final write raises. The proposal must not stay running.
+    from django.db import DataError
+    from django.db.models import QuerySet
+
+    real_update = QuerySet.update
+
+    def update(self: QuerySet[Any], **kwargs: Any) -> int:
+        if kwargs.get("status") == "proposed":
+            raise DataError("invalid byte sequence")
+        return real_update(self, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "update", update)
+
+    image = upload(django_capture_on_commit_callbacks)
+
+    proposal = proposal_of(image)
+    assert proposal.status == "failed"
+    assert "DataError" in proposal.error
+
+
+@pytest.mark.usefixtures("jobs_as_on_a_worker")
+def test_a_retried_error_fails_the_proposal_on_the_last_try(
+    describer: ChatServer, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(self: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError("reset")
+
+    monkeypatch.setattr(OpenAIDescriber, "describe", unreachable)
+
+    image = upload(django_capture_on_commit_callbacks)
+
+    proposal = proposal_of(image)
+    assert proposal.status == "failed"
+    assert "ConnectionResetError" in proposal.error
+    run = JobRun.objects.get(task="holdings.describe_asset_image")
+    assert (run.outcome, run.retries) == ("failed", 3)
+
+
+def test_a_proposal_in_flight_too_long_counts_as_failed(
+    describer: ChatServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    image = upload(django_capture_on_commit_callbacks)
+    stuck = services.asset_image_describe(image=image)  # its job never runs: a worker died with it
+    AssetDescriptionProposal.objects.filter(pk=stuck.pk).update(status="running")
+
+    with pytest.raises(services.ConflictError):
+        services.asset_image_describe(image=image)  # young: still in flight
+    AssetDescriptionProposal.objects.filter(pk=stuck.pk).update(
+        created_at=timezone.now() - services.stale_in_flight_after() - datetime.timedelta(seconds=1)
+    )
+    again = services.asset_image_describe(image=image)
+
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.error) == ("failed", services.STALE)
+    assert again.status == "pending"
+
+
+def test_the_nightly_sweep_fails_proposals_in_flight_too_long(
+    describer: ChatServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    from holdings.tasks import purge_orphan_image_files
+
+    image = upload(django_capture_on_commit_callbacks)
+    young = services.asset_image_describe(image=image)
+    AssetDescriptionProposal.objects.filter(pk=young.pk).update(
+        created_at=timezone.now() - services.stale_in_flight_after() - datetime.timedelta(seconds=1)
+    )
+
+    purge_orphan_image_files.delay().get()
+
+    young.refresh_from_db()
+    assert young.status == "failed"
