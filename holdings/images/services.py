@@ -69,6 +69,11 @@ DESCRIBE_MAX_RETRIES = 3
 DESCRIBE_RETRY_BACKOFF = 30
 DESCRIBE_RETRY_BACKOFF_MAX = 10 * 60
 STALE_MARGIN = datetime.timedelta(minutes=10)
+REENCODED_TOO_BIG = (
+    "Once its metadata is stripped and it is encoded again, the image is larger than {max_bytes} bytes "
+    "(ASSET_IMAGE_MAX_BYTES): upload it smaller or less compressed."
+)
+SIXTEEN_BIT_GREY = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 NOT_PROPOSED = "Only a proposed description can be accepted or rejected; this one is {status}."
 
 
@@ -133,6 +138,7 @@ def inspect_upload(file: IO[bytes], *, name: str | None = None) -> CleanImage:
     with warnings.catch_warnings():
         # Pillow warns (DecompressionBombWarning) between its limit and twice it, and raises above: both refuse.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        encoded = b""
         try:
             with Image.open(io.BytesIO(data), formats=list(FORMATS)) as probe:
                 # open() reads the header alone: the size is known before a single pixel is decoded, so a small
@@ -147,7 +153,11 @@ def inspect_upload(file: IO[bytes], *, name: str | None = None) -> CleanImage:
             with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:
                 image.load()
                 image_format = image.format or ""
-                upright = ImageOps.exif_transpose(image)
+                # In place: a copy of the pixels only when the orientation says to turn them.
+                ImageOps.exif_transpose(image, in_place=True)
+                if image_format in FORMATS:
+                    encoded = _reencode(image, image_format)
+                width, height = image.size
         except ValidationError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -160,33 +170,45 @@ def inspect_upload(file: IO[bytes], *, name: str | None = None) -> CleanImage:
     if image_format not in FORMATS:
         raise _file_error(NOT_AN_IMAGE)
     content_type, extension = FORMATS[image_format]
-    encoded = _reencode(upright, image_format)
+    if len(encoded) > max_bytes:
+        # Encoded again (at quality 90), a heavily compressed upload can grow past the limit it passed.
+        raise _file_error(REENCODED_TOO_BIG.format(max_bytes=max_bytes))
     return CleanImage(
         data=encoded,
         content_type=content_type,
         extension=extension,
-        width=upright.width,
-        height=upright.height,
+        width=width,
+        height=height,
         original_name=safe_original_name(name if name is not None else getattr(file, "name", "")),
     )
 
 
 def _reencode(image: Image.Image, image_format: str) -> bytes:
-    """The pixels alone, in a fresh image (so no `info` — EXIF, XMP, ICC, comments, text chunks — comes along),
-    encoded again in the same format."""
+    """The pixels alone, encoded again in the same format: the image's `info` (EXIF, XMP, ICC, comments, text
+    chunks) is emptied before it is saved, and nothing is passed to the encoder, so no metadata comes along.
+
+    Memory: the decoded pixels, plus one converted copy when the mode changes (never a copy for its own sake), plus
+    the encoder's output. A 16-bit grey image is scaled to 8 bits (its values divided by 257), not clipped: Pillow's
+    own conversion would turn every value above 255 white."""
     keep_alpha = image_format != "JPEG" and ("A" in image.getbands() or "transparency" in image.info)
+    if image.mode in SIXTEEN_BIT_GREY:
+        wide = image if image.mode == "I" else image.convert("I")
+        scaled = wide.point(lambda value: value * (1 / 257))
+        del wide
+        image = scaled.convert("L")
+        del scaled
     # Grey stays grey where the format has it (WebP has no grey mode); everything else is RGB(A).
     grey = image.mode == "L" and image_format != "WEBP"
     mode = "RGBA" if keep_alpha else ("L" if grey else "RGB")
-    pixels = image.convert(mode)
-    fresh = Image.frombytes(mode, pixels.size, pixels.tobytes())
+    pixels = image if image.mode == mode else image.convert(mode)
+    pixels.info = {}
     out = io.BytesIO()
     if image_format == "JPEG":
-        fresh.save(out, format="JPEG", quality=90, optimize=True)
+        pixels.save(out, format="JPEG", quality=90, optimize=True)
     elif image_format == "WEBP":
-        fresh.save(out, format="WEBP", quality=90)
+        pixels.save(out, format="WEBP", quality=90)
     else:
-        fresh.save(out, format="PNG", optimize=True)
+        pixels.save(out, format="PNG", optimize=True)
     return out.getvalue()
 
 

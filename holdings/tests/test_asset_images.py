@@ -372,3 +372,41 @@ def test_the_sweep_finds_nothing_before_any_upload(media: Path) -> None:
 def test_the_sweep_is_scheduled_nightly_by_default() -> None:
     task = PeriodicTask.objects.get(task="holdings.purge_orphan_image_files")
     assert (task.enabled, task.crontab.hour, task.crontab.minute) == (True, "3", "15")
+
+
+def test_a_16_bit_grey_image_is_scaled_to_8_bits_not_blown_out_to_white(media: Path) -> None:
+    out = io.BytesIO()
+    Image.new("I;16", (16, 16), 30000).save(out, format="PNG")  # 30000 of 65535: a mid grey
+
+    image = upload(out.getvalue())
+
+    stored = stored_image(image)
+    assert stored.mode == "L"
+    mean = sum(value * count for value, count in enumerate(stored.histogram())) / (16 * 16)
+    assert abs(mean - 30000 / 257) < 2  # 116, not 255
+
+
+def test_an_icc_profile_in_the_image_info_is_not_stored(media: Path) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out, format="PNG", icc_profile=b"not-a-real-profile" * 4)
+    with Image.open(io.BytesIO(out.getvalue())) as before:
+        assert "icc_profile" in before.info
+
+    stored = stored_image(upload(out.getvalue()))
+
+    assert "icc_profile" not in stored.info
+
+
+def test_an_upload_that_grows_past_the_byte_limit_when_encoded_again_is_refused(media: Path, settings: Any) -> None:
+    out = io.BytesIO()
+    Image.effect_noise((300, 300), 100).convert("RGB").save(out, format="JPEG", quality=5)
+    original = out.getvalue()
+    settings.ASSET_IMAGE_MAX_BYTES = len(original) + 10  # the upload itself passes
+
+    with pytest.raises(ValidationError) as refused:
+        upload(original, name="tiny.jpg")
+
+    assert "encoded again" in refused.value.message_dict["file"][0]
+    assert stored_files(media) == []
+    settings.ASSET_IMAGE_MAX_BYTES = 10 * 2**20
+    assert upload(original, name="tiny.jpg").size_bytes > len(original) + 10  # it did grow

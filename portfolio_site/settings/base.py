@@ -322,7 +322,7 @@ REPORTING_CURRENCY = env.str("REPORTING_CURRENCY", default="EUR").strip().upper(
 # by default only the ECB's daily euro reference rates; a price source needs a URL with `{symbol}` in it.
 # Asset images (holdings.images): an upload's limits, checked before its pixels are decoded.
 ASSET_IMAGE_MAX_BYTES = env.int("ASSET_IMAGE_MAX_BYTES", default=10 * 2**20)
-ASSET_IMAGE_MAX_PIXELS = env.int("ASSET_IMAGE_MAX_PIXELS", default=40_000_000)
+ASSET_IMAGE_MAX_PIXELS = env.int("ASSET_IMAGE_MAX_PIXELS", default=25_000_000)
 # What drafts an asset's description from its images (holdings.images.describers): "none" (nothing is sent
 # anywhere), "openai" (an OpenAI-compatible chat-completions API with vision: a hosted service or a model server on
 # the firm's network), or a class's dotted path. The images are sent to that host.
