@@ -23,6 +23,8 @@ from . import services
 
 CHANGE_ASSET = "holdings.change_asset"
 THUMBNAIL_HEIGHT = 60
+# The most images one click of the "describe" action may ask descriptions for (each is a call to the describer).
+DESCRIBE_MAX_PER_CLICK = 50
 IMAGE_FIELDS = (
     "thumbnail_shown",
     "asset",
@@ -195,6 +197,14 @@ class AssetImageAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Describe the selected images again", permissions=["describe"])
     def describe_selected(self, request: HttpRequest, queryset: QuerySet[AssetImage]) -> None:
+        if queryset.count() > DESCRIBE_MAX_PER_CLICK:
+            # Each image is a call to the describer, which may be billed: a select-all must not ask for hundreds.
+            self.message_user(
+                request,
+                f"Select at most {DESCRIBE_MAX_PER_CLICK} images to describe at once; nothing was asked for.",
+                messages.ERROR,
+            )
+            return
         asked, refused = 0, []
         for image in queryset.order_by("pk"):
             try:

@@ -19,14 +19,17 @@ from rest_framework import mixins, parsers, permissions, serializers, status, vi
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from holdings.models import Asset, AssetDescriptionProposal, AssetImage
+from portfolio_site.api.schema import ErrorDetailSerializer
 from portfolio_site.api.viewsets import ScopedViewSetMixin
 from portfolio_site.scoping import scoped
 
 from . import services
 
 CHANGE_ASSET = "holdings.change_asset"
+DESCRIBE_THROTTLE_SCOPE = "asset_describe"
 
 ASSET_PK = OpenApiParameter(
     "asset_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The id of the asset the images belong to."
@@ -51,6 +54,15 @@ class LimitedUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> None:
         return None  # the next handler makes the file
+
+
+class DescribeThrottle(ScopedRateThrottle):
+    """Per user, at `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["asset_describe"]` (ASSET_DESCRIBE_RATE), read when
+    a request comes rather than when DRF is imported, so a changed setting applies."""
+
+    def get_rate(self) -> str | None:
+        rates: dict[str, str | None] = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
+        return rates.get(self.scope)
 
 
 class CanChangeAssets(permissions.BasePermission):
@@ -149,24 +161,30 @@ class AssetImageViewSet(
     serializer_class = AssetImageSerializer
     filter_backends: list[Any] = []
     lookup_value_regex = r"[0-9]+"
+    throttle_scope = DESCRIBE_THROTTLE_SCOPE  # only `describe` has a throttle that reads it
 
     def get_queryset(self) -> QuerySet[AssetImage]:
         return super().get_queryset().filter(asset=self.asset()).order_by("-created_at", "-id")
 
-    @extend_schema(
-        parameters=[ASSET_PK],
-        request={"multipart/form-data": AssetImageUploadSerializer},
-        responses={201: AssetImageSerializer},
-        description="Uploads an image as multipart/form-data (`file`, `kind`). Refused (400 on `file`, nothing "
-        "stored) when it is not a PNG, JPEG or WebP image, is truncated, or is over the size or pixel limit. With a "
-        "describer configured, a description is asked for once the upload is stored (see `proposals`).",
-    )
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # Before anything reads the body (authentication may, for the CSRF check of a session).
         self.upload_limit = LimitedUploadHandler(request, max_bytes=settings.ASSET_IMAGE_MAX_BYTES)
         request.upload_handlers.insert(0, self.upload_limit)
         return super().initialize_request(request, *args, **kwargs)
 
+    @extend_schema(
+        parameters=[ASSET_PK],
+        request={"multipart/form-data": AssetImageUploadSerializer},
+        responses={
+            201: AssetImageSerializer,
+            404: OpenApiResponse(ErrorDetailSerializer, description="No such asset among those the caller may see."),
+            415: OpenApiResponse(ErrorDetailSerializer, description="The body is not multipart/form-data."),
+        },
+        description="Uploads an image as multipart/form-data (`file`, `kind`). Refused (400 on `file`, nothing "
+        "stored) when it is not a PNG, JPEG or WebP image, is truncated, is over the size or pixel limit, or is "
+        "over the size limit once encoded again. With a describer configured, a description is asked for once the "
+        "upload is stored (see `proposals`).",
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = request.data
         if self.upload_limit.exceeded:
@@ -216,11 +234,24 @@ class AssetImageViewSet(
     @extend_schema(
         parameters=[ASSET_PK],
         request=None,
-        responses={202: AssetDescriptionProposalSerializer},
+        responses={
+            202: AssetDescriptionProposalSerializer,
+            429: OpenApiResponse(
+                ErrorDetailSerializer,
+                description="Too many descriptions asked for by this user (ASSET_DESCRIBE_RATE): each one costs a call "
+                "to the describer. Retry-After says when to ask again.",
+            ),
+        },
         description="Asks the configured describer to describe the image again (a job). 409 when no describer is "
-        "configured or the image is being described already. Needs the permission to change assets.",
+        "configured or the image is being described already. Needs the permission to change assets. Throttled per "
+        "user (ASSET_DESCRIBE_RATE, 10 a minute by default).",
     )
-    @action(detail=True, methods=["post"], permission_classes=[CanChangeAssets])
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[CanChangeAssets],
+        throttle_classes=[DescribeThrottle],
+    )
     def describe(self, request: Request, asset_pk: str, pk: str) -> Response:
         proposal = services.asset_image_describe(image=self.get_object(), requested_by=request.user)
         proposal.refresh_from_db()  # the job may have run already (in-process without a broker)

@@ -219,3 +219,24 @@ def test_the_assets_page_shows_each_images_latest_description_linking_to_its_pro
     listed = client.get(link)
     assert listed.status_code == 200
     assert [row.pk for row in listed.context["cl"].result_list] == [proposal.pk]
+
+
+def test_describing_more_images_than_one_click_may_asks_for_none(
+    client: Any, operations: Any, describer: ChatServer, settings: Any, monkeypatch: Any
+) -> None:
+    from holdings.images import admin as image_admin
+
+    monkeypatch.setattr(image_admin, "DESCRIBE_MAX_PER_CLICK", 2)
+    images = [AssetImageFactory() for _ in range(3)]
+    AssetDescriptionProposal.objects.update(status="failed")
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_assetimage_changelist"),
+        {"action": "describe_selected", "_selected_action": [image.pk for image in images]},
+        follow=True,
+    )
+
+    assert any("at most 2 images" in message for message in admin_messages(response))
+    assert not AssetDescriptionProposal.objects.exclude(status="failed").exists()
+    assert describer.requests == []

@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from rest_framework.test import APIClient
 
+from accounts.tests.factories import OperationsFactory
 from holdings.models import AssetDescriptionProposal, AssetImage
 from holdings.tests.chat_server import Answer, ChatServer, completion
 from holdings.tests.conftest import stored_files
@@ -271,3 +272,28 @@ def test_an_upload_past_the_byte_limit_is_not_received_past_it(
     assert response.json() == {"file": ["The file is larger than 1000 bytes (ASSET_IMAGE_MAX_BYTES)."]}
     assert received == []  # stopped before the handlers that keep a file (in memory or on disk) got a byte
     assert stored_files(media) == []
+
+
+def test_asking_for_descriptions_is_throttled_per_user(
+    operations: Any, api: Any, describer: ChatServer, settings: Any
+) -> None:
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "asset_describe": "3/min"},
+    }
+    image = AssetImageFactory()
+    url = f"{images_url(image.asset)}{image.pk}/describe/"
+    client = api(operations)
+
+    answers = [client.post(url).status_code for _ in range(4)]
+
+    assert 429 not in answers[:3]
+    assert answers[3] == 429
+    assert client.post(url).has_header("Retry-After")
+    assert api(OperationsFactory()).post(url).status_code != 429  # another user has a count of their own
+
+
+def test_the_describe_rate_defaults_to_ten_a_minute() -> None:
+    from django.conf import settings
+
+    assert settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["asset_describe"] == "10/min"

@@ -255,6 +255,8 @@ REST_FRAMEWORK = {
         "login_account": env.str("THROTTLE_LOGIN_ACCOUNT", default="10/min"),
         "email_ip": env.str("THROTTLE_EMAIL_IP", default="20/hour"),
         "email_account": env.str("THROTTLE_EMAIL_ACCOUNT", default="5/hour"),
+        # Asking for an asset image's description, per user: each one is a (paid) call to the describer.
+        "asset_describe": env.str("ASSET_DESCRIBE_RATE", default="10/min"),
     },
     # Proxies in front of the app that append to X-Forwarded-For (0: use the TCP peer address).
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),

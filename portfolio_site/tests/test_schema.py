@@ -708,3 +708,20 @@ def test_asset_image_endpoints_match_the_schema(as_user: Any, settings: Any, tmp
     assert "detail" in api.get(f"/api/v1/assets/{asset.pk}/images/999999/", expect=404)
     api.delete(f"{images}{AssetImageFactory(asset=asset).pk}/", expect=204)
     assert "detail" in as_user(AdvisorFactory()).post(f"{proposals}{proposal.pk}/reject/", expect=403)
+
+
+def test_the_image_upload_takes_a_multipart_body_with_a_binary_file(schema_document: dict[str, Any]) -> None:
+    upload = schema_document["paths"]["/api/v1/assets/{asset_pk}/images/"]["post"]
+    body = upload["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data"}
+    schema = body["multipart/form-data"]["schema"]
+    if "$ref" in schema:
+        schema = schema_document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    assert schema["properties"]["file"] == {**schema["properties"]["file"], "type": "string", "format": "binary"}
+    assert "file" in schema["required"]
+    assert {"201", "400", "404", "415"} <= set(upload["responses"])
+
+
+def test_asking_for_a_description_documents_its_throttle(schema_document: dict[str, Any]) -> None:
+    describe = schema_document["paths"]["/api/v1/assets/{asset_pk}/images/{id}/describe/"]["post"]
+    assert {"202", "404", "409", "429"} <= set(describe["responses"])
