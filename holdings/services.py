@@ -2,7 +2,7 @@
 service."""
 
 import datetime
-import functools
+import logging
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
@@ -34,6 +34,8 @@ from . import daily_values
 from .models import Allocation, Asset, AssetImage, AssetSymbol, FxRate, Price, Split
 from .selectors import asset_holders, units_shortfall, units_shortfalls
 from .valuation import snapshot as position_snapshots
+
+logger = logging.getLogger(__name__)
 
 ASSETS_CACHE = "assets"
 ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
@@ -95,6 +97,20 @@ def asset_update(*, asset: Asset, **fields: Any) -> Asset:
     return asset
 
 
+def stored_file_delete_on_commit(name: str) -> None:
+    """Deletes a stored file once the rows that named it are gone for good (a rollback keeps both). A storage
+    error then is logged, never raised: the deletion has committed, and a 500 would tell the caller it had not (a
+    file left behind costs space, and the nightly sweep of orphan image files finds it again)."""
+
+    def delete() -> None:
+        try:
+            default_storage.delete(name)
+        except Exception:
+            logger.exception("Could not delete the stored file %s", name)
+
+    transaction.on_commit(delete)
+
+
 @transaction.atomic
 def asset_delete(*, asset: Asset) -> None:
     """Deletes an asset, its prices and its images; one that any allocation uses is protected (409). The images'
@@ -102,7 +118,7 @@ def asset_delete(*, asset: Asset) -> None:
     image_files = list(AssetImage.objects.filter(asset=asset).values_list("file", flat=True))
     asset.delete()
     for name in image_files:
-        transaction.on_commit(functools.partial(default_storage.delete, name))
+        stored_file_delete_on_commit(name)
     invalidate_namespace(ASSETS_CACHE)
     invalidate_namespace(PRICES_CACHE)
 

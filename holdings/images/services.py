@@ -217,16 +217,7 @@ def _store(clean: CleanImage) -> str:
     return default_storage.save(f"{STORAGE_FOLDER}/{uuid.uuid4().hex}.{clean.extension}", ContentFile(clean.data))
 
 
-def _delete_file_on_commit(name: str) -> None:
-    """Deletes a stored file once the rows that named it are gone for good (a rollback keeps both)."""
-
-    def delete() -> None:
-        try:
-            default_storage.delete(name)
-        except Exception:  # a file left behind costs space, not correctness; the row is gone either way
-            logger.exception("Could not delete the stored image %s", name)
-
-    transaction.on_commit(delete)
+_delete_file_on_commit = holdings_services.stored_file_delete_on_commit
 
 
 def asset_image_upload(

@@ -410,3 +410,23 @@ def test_an_upload_that_grows_past_the_byte_limit_when_encoded_again_is_refused(
     assert stored_files(media) == []
     settings.ASSET_IMAGE_MAX_BYTES = 10 * 2**20
     assert upload(original, name="tiny.jpg").size_bytes > len(original) + 10  # it did grow
+
+
+@pytest.mark.parametrize("delete", ["asset", "image"])
+def test_a_storage_error_after_a_deletion_commits_is_logged_not_raised(
+    media: Path, django_capture_on_commit_callbacks: Any, monkeypatch: Any, caplog: Any, delete: str
+) -> None:
+    image = AssetImageFactory()
+
+    def broken(name: str) -> None:
+        raise OSError("the bucket is unreachable")
+
+    monkeypatch.setattr(default_storage, "delete", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        if delete == "asset":
+            holdings_services.asset_delete(asset=image.asset)
+        else:
+            services.asset_image_delete(image=image)
+
+    assert AssetImage.objects.count() == 0
+    assert "Could not delete the stored file" in caplog.text
