@@ -852,13 +852,21 @@ class DescriptionStatus(models.TextChoices):
     PROPOSED = "proposed", "Proposed"
     ACCEPTED = "accepted", "Accepted"
     REJECTED = "rejected", "Rejected"
+    # A proposal no one decided on before a newer one of its image was proposed: it can no longer be accepted, so
+    # an old draft accepted late cannot overwrite a newer description without anyone noticing.
+    SUPERSEDED = "superseded", "Superseded by a newer proposal"
     FAILED = "failed", "Failed"
 
 
 # A proposal a describer is still working on: at most one per image, so asking again cannot start a second job.
 IN_FLIGHT = [DescriptionStatus.PENDING, DescriptionStatus.RUNNING]
 # A proposal that holds the describer's whole answer.
-DESCRIBED = [DescriptionStatus.PROPOSED, DescriptionStatus.ACCEPTED, DescriptionStatus.REJECTED]
+DESCRIBED = [
+    DescriptionStatus.PROPOSED,
+    DescriptionStatus.ACCEPTED,
+    DescriptionStatus.REJECTED,
+    DescriptionStatus.SUPERSEDED,
+]
 DECIDED = [DescriptionStatus.ACCEPTED, DescriptionStatus.REJECTED]
 
 DESCRIPTION_ERROR_MAX_LENGTH = 300
@@ -903,8 +911,8 @@ class AssetDescriptionProposal(TimeStampedModel):
                 condition=(models.Q(status__in=DESCRIBED) & ~models.Q(text="") & models.Q(described_at__isnull=False))
                 | (~models.Q(status__in=DESCRIBED) & models.Q(text="")),
                 name="holdings_descproposal_text_when_described",
-                violation_error_message="A proposed, accepted or rejected description has its text and its time; "
-                "any other has no text.",
+                violation_error_message="A proposed, accepted, rejected or superseded description has its text and "
+                "its time; any other has no text.",
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=DECIDED, decided_at__isnull=False)

@@ -15,7 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from holdings.models import AssetDescriptionProposal, AssetImage
+from holdings.models import Asset, AssetDescriptionProposal, AssetImage
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ServiceAdminMixin, ServiceInlineMixin
 from portfolio_site.errors import ConflictError
 
@@ -273,6 +273,14 @@ class AssetDescriptionProposalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def _decide(
         self, request: HttpRequest, queryset: QuerySet[AssetDescriptionProposal], decide: Any, done: str
     ) -> None:
+        if decide is services.description_accept:
+            assets = list(queryset.values_list("image__asset_id", flat=True))
+            twice = {asset for asset in assets if assets.count(asset) > 1}
+            if twice:
+                # Which one would win is the order of the loop, not a decision: accept none, say why.
+                tickers = ", ".join(sorted(str(asset) for asset in Asset.objects.filter(pk__in=twice)))
+                self.message_user(request, services.ONE_PER_ASSET.format(asset=tickers), messages.ERROR)
+                return
         count, refused = 0, []
         for proposal in queryset.order_by("pk"):
             try:

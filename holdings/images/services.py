@@ -26,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -74,6 +75,11 @@ REENCODED_TOO_BIG = (
     "(ASSET_IMAGE_MAX_BYTES): upload it smaller or less compressed."
 )
 SIXTEEN_BIT_GREY = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+OLDER_THAN_ACCEPTED = (
+    "A newer description of this asset has been accepted since this one was asked for: accepting this one would "
+    "overwrite it. Reject this one, or describe the image again."
+)
+ONE_PER_ASSET = "Accept one description of an asset at a time: {asset} has more than one selected."
 NOT_PROPOSED = "Only a proposed description can be accepted or rejected; this one is {status}."
 
 
@@ -387,7 +393,7 @@ def _describe(proposal: AssetDescriptionProposal) -> str:
     # Written whole in one statement, and only while the proposal is still in flight: never partial text. In a
     # savepoint, so that a refused write (a value the database will not store) leaves the proposal failable.
     with transaction.atomic():
-        AssetDescriptionProposal.objects.filter(pk=proposal.pk, status__in=IN_FLIGHT).update(
+        proposed = AssetDescriptionProposal.objects.filter(pk=proposal.pk, status__in=IN_FLIGHT).update(
             status=DescriptionStatus.PROPOSED,
             text=description.text,
             provider=description.provider[:64],
@@ -396,6 +402,11 @@ def _describe(proposal: AssetDescriptionProposal) -> str:
             error="",
             updated_at=timezone.now(),
         )
+        if proposed:
+            # The older drafts of this image no one decided on give way: only the newest can be accepted.
+            AssetDescriptionProposal.objects.filter(
+                image_id=proposal.image_id, status=DescriptionStatus.PROPOSED
+            ).exclude(pk=proposal.pk).update(status=DescriptionStatus.SUPERSEDED, updated_at=timezone.now())
     return DescriptionStatus.PROPOSED
 
 
@@ -438,6 +449,14 @@ def description_accept(*, proposal: AssetDescriptionProposal, decided_by: Any) -
     """Makes a proposed description the asset's (through the asset's own service: its history and caches follow)
     and marks it accepted. 409 unless it is proposed."""
     locked = _decidable(proposal)
+    newer = AssetDescriptionProposal.objects.filter(
+        Q(created_at__gt=locked.created_at) | Q(created_at=locked.created_at, pk__gt=locked.pk),
+        image__asset_id=locked.image.asset_id,
+        status=DescriptionStatus.ACCEPTED,
+    )
+    if newer.exists():
+        # Accepting it would overwrite a newer description accepted since, without anyone seeing that it did.
+        raise ConflictError(OLDER_THAN_ACCEPTED)
     holdings_services.asset_update(asset=locked.image.asset, description=locked.text)
     return _decide(locked, DescriptionStatus.ACCEPTED, decided_by)
 

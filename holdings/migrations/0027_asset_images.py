@@ -124,6 +124,7 @@ class Migration(migrations.Migration):
                             ("proposed", "Proposed"),
                             ("accepted", "Accepted"),
                             ("rejected", "Rejected"),
+                            ("superseded", "Superseded by a newer proposal"),
                             ("failed", "Failed"),
                         ],
                         default="pending",
@@ -230,7 +231,7 @@ class Migration(migrations.Migration):
             model_name="assetdescriptionproposal",
             constraint=models.CheckConstraint(
                 condition=models.Q(
-                    ("status__in", ["pending", "running", "proposed", "accepted", "rejected", "failed"])
+                    ("status__in", ["pending", "running", "proposed", "accepted", "rejected", "superseded", "failed"])
                 ),
                 name="holdings_descproposal_status_valid",
                 violation_error_message="Unknown proposal status.",
@@ -241,17 +242,18 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(
                 condition=models.Q(
                     models.Q(
-                        ("status__in", ["proposed", "accepted", "rejected"]),
+                        ("status__in", ["proposed", "accepted", "rejected", "superseded"]),
                         models.Q(("text", ""), _negated=True),
                         ("described_at__isnull", False),
                     ),
                     models.Q(
-                        models.Q(("status__in", ["proposed", "accepted", "rejected"]), _negated=True), ("text", "")
+                        models.Q(("status__in", ["proposed", "accepted", "rejected", "superseded"]), _negated=True),
+                        ("text", ""),
                     ),
                     _connector="OR",
                 ),
                 name="holdings_descproposal_text_when_described",
-                violation_error_message="A proposed, accepted or rejected description has its text and its time; any other has no text.",
+                violation_error_message="A proposed, accepted, rejected or superseded description has its text and its time; any other has no text.",
             ),
         ),
         migrations.AddConstraint(

@@ -430,3 +430,47 @@ def test_a_storage_error_after_a_deletion_commits_is_logged_not_raised(
 
     assert AssetImage.objects.count() == 0
     assert "Could not delete the stored file" in caplog.text
+
+
+# --- An old draft never overwrites a newer description -------------------------------------------------------
+
+
+def test_a_newer_proposal_of_an_image_supersedes_the_older_undecided_one(
+    media: Path, settings: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    from holdings.images.describers import Description
+
+    class Fixed:
+        name, model = "fixed", "m"
+
+        def describe(self, **kwargs: Any) -> Description:
+            return Description(text="The newer text.", provider="fixed", model="m")
+
+    old = AssetDescriptionProposalFactory(text="The older text.")
+    monkeypatch.setattr(services, "configured_describer", lambda: Fixed())
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.asset_image_describe(image=old.image)
+
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (new.status, old.status, old.text) == ("proposed", "superseded", "The older text.")
+    with pytest.raises(services.ConflictError, match="superseded"):
+        services.description_accept(proposal=old, decided_by=None)
+    services.description_accept(proposal=new, decided_by=None)
+    old.image.asset.refresh_from_db()
+    assert old.image.asset.description == "The newer text."
+
+
+def test_a_proposal_older_than_the_assets_last_accepted_one_cannot_be_accepted(media: Path) -> None:
+    asset = AssetFactory()
+    older = AssetDescriptionProposalFactory(image=AssetImageFactory(asset=asset), text="Old.")
+    newer = AssetDescriptionProposalFactory(image=AssetImageFactory(asset=asset), text="New.")
+    AssetDescriptionProposal.objects.filter(pk=older.pk).update(created_at=newer.created_at - datetime.timedelta(1))
+    services.description_accept(proposal=newer, decided_by=None)
+
+    with pytest.raises(services.ConflictError, match="newer description of this asset"):
+        services.description_accept(proposal=older, decided_by=None)
+
+    asset.refresh_from_db()
+    assert asset.description == "New."
+    services.description_reject(proposal=older, decided_by=None)  # it can still be rejected

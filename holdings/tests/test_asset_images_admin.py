@@ -240,3 +240,23 @@ def test_describing_more_images_than_one_click_may_asks_for_none(
     assert any("at most 2 images" in message for message in admin_messages(response))
     assert not AssetDescriptionProposal.objects.exclude(status="failed").exists()
     assert describer.requests == []
+
+
+def test_accepting_two_descriptions_of_one_asset_in_one_click_accepts_none(
+    client: Any, operations: Any, media: Path
+) -> None:
+    asset = AssetFactory(ticker="TWICE")
+    first = AssetDescriptionProposalFactory(image=AssetImageFactory(asset=asset), text="One.")
+    second = AssetDescriptionProposalFactory(image=AssetImageFactory(asset=asset), text="Two.")
+    client.force_login(operations)
+
+    response = client.post(
+        reverse("admin:holdings_assetdescriptionproposal_changelist"),
+        {"action": "accept_selected", "_selected_action": [first.pk, second.pk]},
+        follow=True,
+    )
+
+    assert any("one description of an asset at a time" in message for message in admin_messages(response))
+    assert set(AssetDescriptionProposal.objects.values_list("status", flat=True)) == {"proposed"}
+    asset.refresh_from_db()
+    assert asset.description == ""
