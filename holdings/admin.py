@@ -35,7 +35,7 @@ from . import dividends as dividend_services
 from . import services
 from .client_panel import client_income_panel, client_record_panel, client_valuation_panel
 from .dashboard_panel import dashboard_panel
-from .images.admin import AssetImageInline
+from .images.admin import AssetImageInline, LimitedUploadsAdminMixin
 from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split, UnitHold
 
 
@@ -81,7 +81,7 @@ class AssetForm(forms.ModelForm):
 
 
 @admin.register(Asset)
-class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
+class AssetAdmin(LimitedUploadsAdminMixin, ServiceAdminMixin, TrackedHistoryAdmin):
     list_display = ["ticker", "exchange", "name", "asset_type", "currency", "isin", "lot_size_shown"]
     list_filter = ["asset_type", "currency", "exchange"]
     search_fields = ["ticker", "name", "isin"]

@@ -6,20 +6,24 @@ served."""
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import FileResponse, HttpRequest
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from holdings.models import Asset, AssetDescriptionProposal, AssetImage
 from portfolio_site.admin_utils import ReadOnlyAdminMixin, ServiceAdminMixin, ServiceInlineMixin
 from portfolio_site.errors import ConflictError
 
 from . import services
+from .api import LimitedUploadHandler
 
 CHANGE_ASSET = "holdings.change_asset"
 THUMBNAIL_HEIGHT = 60
@@ -292,3 +296,38 @@ class AssetDescriptionProposalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"{done} {count} description(s).", messages.SUCCESS)
         for message in refused:
             self.message_user(request, message, messages.WARNING)
+
+
+class LimitedUploadsAdminMixin:
+    """Installs the API's limiting upload handler (`LimitedUploadHandler`) on the add and change views of the page
+    images are uploaded on, before anything reads the body: an upload past ASSET_IMAGE_MAX_BYTES is not received
+    past it (not spooled whole to a temporary file first), and the page says why, saving nothing.
+
+    CSRF as Django documents for "modifying upload handlers on the fly": the views are csrf_exempt, so neither the
+    middleware nor `admin_view` reads the body before the handler is in place, and the check runs inside
+    (ModelAdmin.changeform_view is csrf_protect'ed; the refusal is too)."""
+
+    def _limited(self, request: HttpRequest, view: Any, *args: Any) -> HttpResponse:
+        limit = LimitedUploadHandler(request, max_bytes=settings.ASSET_IMAGE_MAX_BYTES)
+        request.upload_handlers.insert(0, limit)
+        if request.method == "POST":
+            request.POST  # noqa: B018 -- read now, through the limit
+            if limit.exceeded:
+                return csrf_protect(self._refuse_upload)(request)
+        response: HttpResponse = view(request, *args)
+        return response
+
+    def _refuse_upload(self, request: HttpRequest) -> HttpResponse:
+        message = services.too_big(settings.ASSET_IMAGE_MAX_BYTES).message_dict["file"][0]
+        self.message_user(request, f"{message} Nothing was saved.", messages.ERROR)  # type: ignore[attr-defined]
+        return HttpResponseRedirect(request.get_full_path())
+
+    @method_decorator(csrf_exempt)
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        return self._limited(request, super().add_view, form_url, extra_context)  # type: ignore[misc]
+
+    @method_decorator(csrf_exempt)
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return self._limited(request, super().change_view, object_id, form_url, extra_context)  # type: ignore[misc]

@@ -260,3 +260,46 @@ def test_accepting_two_descriptions_of_one_asset_in_one_click_accepts_none(
     assert set(AssetDescriptionProposal.objects.values_list("status", flat=True)) == {"proposed"}
     asset.refresh_from_db()
     assert asset.description == ""
+
+
+def test_an_admin_upload_past_the_byte_limit_is_not_received_past_it_and_saves_nothing(
+    client: Any, operations: Any, media: Path, settings: Any, monkeypatch: Any
+) -> None:
+    from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
+
+    settings.ASSET_IMAGE_MAX_BYTES = 1000
+    received: list[int] = []
+    for handler in (MemoryFileUploadHandler, TemporaryFileUploadHandler):
+        original = handler.receive_data_chunk
+
+        def spy(self: Any, raw_data: bytes, start: int, original: Any = original) -> Any:
+            received.append(start + len(raw_data))
+            return original(self, raw_data, start)
+
+        monkeypatch.setattr(handler, "receive_data_chunk", spy)
+    asset = AssetFactory(name="Before")
+    client.force_login(operations)
+    form = asset_page_form(asset, ("huge.png", b"\x89PNG" + b"0" * 200_000, "logo"))
+    form["name"] = "After"
+
+    response = client.post(reverse("admin:holdings_asset_change", args=[asset.pk]), form, follow=True)
+
+    assert any("larger than 1000 bytes" in message for message in admin_messages(response))
+    assert received == []  # stopped before the handlers that keep a file got a byte
+    assert AssetImage.objects.count() == 0
+    asset.refresh_from_db()
+    assert asset.name == "Before"  # nothing on the page was saved
+    assert stored_files(media) == []
+
+
+def test_the_asset_page_still_checks_the_csrf_token(operations: Any, media: Path) -> None:
+    from conftest import AdminClient
+
+    asset = AssetFactory()
+    client = AdminClient(enforce_csrf_checks=True)
+    client.force_login(operations)
+
+    for form in (asset_page_form(asset), asset_page_form(asset, ("huge.png", b"0" * 200_000, "logo"))):
+        response = client.post(reverse("admin:holdings_asset_change", args=[asset.pk]), form)
+        assert response.status_code == 403
+    assert client.post(reverse("admin:holdings_asset_add"), {}).status_code == 403
