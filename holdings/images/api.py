@@ -62,7 +62,7 @@ class DescribeThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str | None:
         rates: dict[str, str | None] = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
-        return rates.get(self.scope)
+        return rates.get(self.scope or "")
 
 
 class CanChangeAssets(permissions.BasePermission):
