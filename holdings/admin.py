@@ -35,6 +35,7 @@ from . import dividends as dividend_services
 from . import services
 from .client_panel import client_income_panel, client_record_panel, client_valuation_panel
 from .dashboard_panel import dashboard_panel
+from .images.admin import AssetImageInline, LimitedUploadsAdminMixin
 from .models import Allocation, Asset, AssetSymbol, Dividend, FxRate, Price, Split, UnitHold
 
 
@@ -68,7 +69,7 @@ class AssetForm(forms.ModelForm):
 
     class Meta:
         model = Asset
-        fields = ["ticker", "name", "exchange", "currency", "asset_type", "isin", "lot_size"]
+        fields = ["ticker", "name", "exchange", "currency", "asset_type", "isin", "lot_size", "description"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,12 +81,12 @@ class AssetForm(forms.ModelForm):
 
 
 @admin.register(Asset)
-class AssetAdmin(ServiceAdminMixin, TrackedHistoryAdmin):
+class AssetAdmin(LimitedUploadsAdminMixin, ServiceAdminMixin, TrackedHistoryAdmin):
     list_display = ["ticker", "exchange", "name", "asset_type", "currency", "isin", "lot_size_shown"]
     list_filter = ["asset_type", "currency", "exchange"]
     search_fields = ["ticker", "name", "isin"]
     readonly_fields = ["created_at", "updated_at"]
-    inlines = [AssetSymbolInline]
+    inlines = [AssetSymbolInline, AssetImageInline]
     form = AssetForm
     lot_size_shown = number_column("lot_size", description="lot size")
 

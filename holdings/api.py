@@ -77,6 +77,7 @@ class AssetSerializer(serializers.ModelSerializer):
             "asset_type",
             "isin",
             "lot_size",
+            "description",
             "symbols",
             "created_at",
             "updated_at",

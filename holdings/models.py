@@ -1,9 +1,11 @@
 import re
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models.functions import Upper
+from django.db.models.functions import Length, Upper
+from django.db.models.lookups import Exact
 from stdnum import isin as stdnum_isin
 from stdnum.exceptions import ValidationError as StdnumError
 
@@ -69,6 +71,13 @@ class Asset(TimeStampedModel):
         db_default=Decimal("1"),
         help_text="The units it trades in: an order's quantity is a whole number of lots (a rebalancing proposal "
         "rounds down to it).",
+    )
+    description = models.TextField(
+        blank=True,
+        # In the database too, as lot_size: rows written past the ORM (imports' bulk paths, raw SQL) get none.
+        default="",
+        db_default="",
+        help_text="What the asset is, for staff; written by hand or accepted from a proposal drawn from its images.",
     )
 
     # Market data belongs to no client: every holder of the view permission sees every asset.
@@ -753,3 +762,171 @@ class UnitHold(TimeStampedModel):
         super().clean()
         if self.portfolio_id is not None and self.client_id is not None and self.portfolio.client_id != self.client_id:
             raise ValidationError({"portfolio": "The portfolio belongs to another client."})
+
+
+class AssetImageKind(models.TextChoices):
+    FACTSHEET = "factsheet", "Factsheet"
+    TERM_SHEET = "term_sheet", "Term sheet"
+    LOGO = "logo", "Logo"
+    OTHER = "other", "Other"
+
+
+class AssetImageContentType(models.TextChoices):
+    """The formats an upload may be, decided from its content (holdings.images.services), never from its name."""
+
+    PNG = "image/png", "PNG"
+    JPEG = "image/jpeg", "JPEG"
+    WEBP = "image/webp", "WebP"
+
+
+ASSET_IMAGE_NAME_MAX_LENGTH = 150
+
+
+class AssetImage(TimeStampedModel):
+    """A picture attached to an asset (a factsheet page, a term-sheet scan, a logo), stored through Django's storage
+    API after its metadata was stripped. Written only by `holdings.images.services`.
+
+    Reference data like its asset: everyone who may view images sees every asset's. Deleting the asset deletes its
+    images (they describe nothing else); the stored files are deleted by the service that deletes the rows."""
+
+    Kind = AssetImageKind
+    ContentType = AssetImageContentType
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="images")
+    kind = models.CharField(max_length=16, choices=AssetImageKind.choices, default=AssetImageKind.OTHER)
+    # The name in storage is "asset-images/<random uuid>.<ext>", chosen by the service: never the uploader's name,
+    # which may be a path ("../../etc/passwd.png") or say more than it should.
+    file = models.FileField(max_length=200)
+    content_type = models.CharField(max_length=16, choices=AssetImageContentType.choices)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveIntegerField(help_text="Of the stored (re-encoded) file.")
+    sha256 = models.CharField(max_length=64, help_text="Of the stored file, hex.")
+    original_name = models.CharField(
+        max_length=ASSET_IMAGE_NAME_MAX_LENGTH, blank=True, help_text="The uploaded file's name, for display only."
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = ReferenceDataQuerySet["AssetImage"].as_manager()
+
+    class Meta:
+        ordering = ["asset", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=AssetImageKind.values),
+                name="holdings_assetimage_kind_valid",
+                violation_error_message="Unknown image kind.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(content_type__in=AssetImageContentType.values),
+                name="holdings_assetimage_content_type_valid",
+                violation_error_message="An asset image is a PNG, JPEG or WebP image.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(width__gt=0, height__gt=0, size_bytes__gt=0),
+                name="holdings_assetimage_dimensions_positive",
+                violation_error_message="An image's width, height and size are greater than zero.",
+            ),
+            # A character class rather than an anchored pattern, read alike by PostgreSQL and SQLite's Python `re`.
+            models.CheckConstraint(
+                condition=models.Q(Exact(Length("sha256"), 64)) & ~models.Q(sha256__regex="[^0-9a-f]"),
+                name="holdings_assetimage_sha256_hex",
+                violation_error_message="The checksum is 64 lower-case hexadecimal digits.",
+            ),
+            models.UniqueConstraint(
+                fields=["file"],
+                name="holdings_assetimage_file_unique",
+                violation_error_message="Another image is stored under this name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.asset_id}: {self.original_name or self.file.name}"
+
+
+class DescriptionStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for the describer"
+    RUNNING = "running", "Being described"
+    PROPOSED = "proposed", "Proposed"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    # A proposal no one decided on before a newer one of its image was proposed: it can no longer be accepted, so
+    # an old draft accepted late cannot overwrite a newer description without anyone noticing.
+    SUPERSEDED = "superseded", "Superseded by a newer proposal"
+    FAILED = "failed", "Failed"
+
+
+# A proposal a describer is still working on: at most one per image, so asking again cannot start a second job.
+IN_FLIGHT = [DescriptionStatus.PENDING, DescriptionStatus.RUNNING]
+# A proposal that holds the describer's whole answer.
+DESCRIBED = [
+    DescriptionStatus.PROPOSED,
+    DescriptionStatus.ACCEPTED,
+    DescriptionStatus.REJECTED,
+    DescriptionStatus.SUPERSEDED,
+]
+DECIDED = [DescriptionStatus.ACCEPTED, DescriptionStatus.REJECTED]
+
+DESCRIPTION_ERROR_MAX_LENGTH = 300
+
+
+class AssetDescriptionProposal(TimeStampedModel):
+    """One request to describe an image, and what came of it: a draft description that becomes the asset's only
+    when staff accept it. A row of its own rather than fields on the image: an image may be described again (a
+    better model, a failed try), and the drafts staff accepted or rejected stay on record."""
+
+    Status = DescriptionStatus
+
+    image = models.ForeignKey(AssetImage, on_delete=models.CASCADE, related_name="proposals")
+    status = models.CharField(max_length=16, choices=DescriptionStatus.choices, default=DescriptionStatus.PENDING)
+    text = models.TextField(blank=True, help_text="The describer's whole answer; empty until it has answered.")
+    provider = models.CharField(max_length=64, blank=True, help_text="The describer (ASSET_DESCRIBER) that wrote it.")
+    model = models.CharField(max_length=128, blank=True, help_text="The describer's model that wrote it.")
+    described_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(
+        max_length=DESCRIPTION_ERROR_MAX_LENGTH, blank=True, help_text="Why the last try failed (secrets masked)."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReferenceDataQuerySet["AssetDescriptionProposal"].as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=DescriptionStatus.values),
+                name="holdings_descproposal_status_valid",
+                violation_error_message="Unknown proposal status.",
+            ),
+            # Only a whole answer is ever stored: text exactly when the describer answered in full.
+            models.CheckConstraint(
+                condition=(models.Q(status__in=DESCRIBED) & ~models.Q(text="") & models.Q(described_at__isnull=False))
+                | (~models.Q(status__in=DESCRIBED) & models.Q(text="")),
+                name="holdings_descproposal_text_when_described",
+                violation_error_message="A proposed, accepted, rejected or superseded description has its text and "
+                "its time; any other has no text.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=DECIDED, decided_at__isnull=False)
+                | (~models.Q(status__in=DECIDED) & models.Q(decided_at__isnull=True)),
+                name="holdings_descproposal_decided_when_accepted_or_rejected",
+                violation_error_message="An accepted or rejected proposal says when; no other does.",
+            ),
+            models.UniqueConstraint(
+                fields=["image"],
+                condition=models.Q(status__in=IN_FLIGHT),
+                name="holdings_descproposal_one_in_flight_per_image",
+                violation_error_message="This image is being described already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Description of image {self.image_id} ({self.get_status_display()})"

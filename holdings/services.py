@@ -2,11 +2,13 @@
 service."""
 
 import datetime
+import logging
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,9 +31,11 @@ from portfolio_site.money import (
 )
 
 from . import daily_values
-from .models import Allocation, Asset, AssetSymbol, FxRate, Price, Split
+from .models import Allocation, Asset, AssetImage, AssetSymbol, FxRate, Price, Split
 from .selectors import asset_holders, units_shortfall, units_shortfalls
 from .valuation import snapshot as position_snapshots
+
+logger = logging.getLogger(__name__)
 
 ASSETS_CACHE = "assets"
 ASSET_CURRENCY_FIXED = "The currency of an asset that has allocations cannot change."
@@ -58,6 +62,7 @@ def asset_create(
     asset_type: str = "equity",
     isin: str = "",
     lot_size: Decimal = Decimal("1"),
+    description: str = "",
 ) -> Asset:
     asset = Asset(
         ticker=ticker,
@@ -67,6 +72,7 @@ def asset_create(
         asset_type=asset_type,
         isin=isin,
         lot_size=lot_size,
+        description=description,
     )
     asset.full_clean()
     asset.save()
@@ -91,10 +97,28 @@ def asset_update(*, asset: Asset, **fields: Any) -> Asset:
     return asset
 
 
+def stored_file_delete_on_commit(name: str) -> None:
+    """Deletes a stored file once the rows that named it are gone for good (a rollback keeps both). A storage
+    error then is logged, never raised: the deletion has committed, and a 500 would tell the caller it had not (a
+    file left behind costs space, and the nightly sweep of orphan image files finds it again)."""
+
+    def delete() -> None:
+        try:
+            default_storage.delete(name)
+        except Exception:
+            logger.exception("Could not delete the stored file %s", name)
+
+    transaction.on_commit(delete)
+
+
 @transaction.atomic
 def asset_delete(*, asset: Asset) -> None:
-    """Deletes an asset and its prices; one that any allocation uses is protected (409)."""
+    """Deletes an asset, its prices and its images; one that any allocation uses is protected (409). The images'
+    stored files are deleted once that commits (a rollback keeps them, with their rows)."""
+    image_files = list(AssetImage.objects.filter(asset=asset).values_list("file", flat=True))
     asset.delete()
+    for name in image_files:
+        stored_file_delete_on_commit(name)
     invalidate_namespace(ASSETS_CACHE)
     invalidate_namespace(PRICES_CACHE)
 

@@ -1,7 +1,10 @@
 """The holdings app's jobs: thin wrappers around its services (see portfolio_site.jobs for how a job is written)."""
 
 import datetime
+from typing import Any
 
+from holdings.images import services as image_services
+from holdings.images.describers import DescriberUnavailable
 from holdings.market_data.services import market_data_raise_for_failures, market_data_refresh
 from holdings.market_data.sources import SourceUnavailable
 from portfolio_site.jobs.base import TRANSIENT_ERRORS, job
@@ -39,3 +42,29 @@ def refresh_market_data(*, source: str | None = None, since: str | None = None) 
     )
     market_data_raise_for_failures(reports)
     return [report.as_dict() for report in reports]
+
+
+@job(
+    name="holdings.describe_asset_image",
+    bind=True,
+    # A describer that cannot be reached or is busy is retried (exponential backoff, jittered: waits of up to 30 s,
+    # 1, 2 minutes); one that answered something unusable fails the proposal at once, as asking again would.
+    autoretry_for=(*TRANSIENT_ERRORS, DescriberUnavailable),
+    retry_backoff=image_services.DESCRIBE_RETRY_BACKOFF,
+    retry_backoff_max=image_services.DESCRIBE_RETRY_BACKOFF_MAX,
+    max_retries=image_services.DESCRIBE_MAX_RETRIES,
+)
+def describe_asset_image(self: Any, *, proposal_id: int) -> str:
+    """Describes a proposal's image with the configured describer and stores the whole answer as the proposed
+    text, or why there is none; the proposal's status. Idempotent: a proposal already described is left alone."""
+    final_attempt = (self.request.retries or 0) >= self.max_retries
+    return image_services.description_run(proposal_id=proposal_id, final_attempt=final_attempt)
+
+
+@job(name="holdings.purge_orphan_image_files")
+def purge_orphan_image_files() -> int:
+    """Nightly (a default schedule): deletes stored asset image files that no image names (left by a transaction
+    rolled back around an upload), once an hour old; how many. Also fails the description proposals left in flight
+    by a job that died (see `stale_in_flight_fail`). Idempotent: a second run finds none."""
+    image_services.stale_in_flight_fail()
+    return image_services.orphan_files_delete()

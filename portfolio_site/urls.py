@@ -19,6 +19,7 @@ from holdings.api import (
     SplitViewSet,
     UnitsTransferView,
 )
+from holdings.images.api import AssetDescriptionProposalViewSet, AssetImageViewSet
 from holdings.income_api import ClientIncomeView, PortfolioIncomeView
 from holdings.performance_api import (
     ClientPerformanceView,
@@ -57,6 +58,13 @@ router.register("users", UserViewSet, basename="user")
 router.register("clients", ClientViewSet, basename="client")
 router.register("portfolios", PortfolioViewSet, basename="portfolio")
 router.register("assets", AssetViewSet, basename="asset")
+# An asset's images and their described texts, under the asset they belong to.
+router.register(r"assets/(?P<asset_pk>[0-9]+)/images", AssetImageViewSet, basename="asset-image")
+router.register(
+    r"assets/(?P<asset_pk>[0-9]+)/description-proposals",
+    AssetDescriptionProposalViewSet,
+    basename="asset-description-proposal",
+)
 router.register("prices", PriceViewSet, basename="price")
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
 router.register("splits", SplitViewSet, basename="split")

@@ -1,4 +1,5 @@
 import datetime
+import io
 from decimal import Decimal
 from typing import Any
 
@@ -7,7 +8,17 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from clients.services import portfolios_history_changed
-from holdings.models import Allocation, Asset, Dividend, FxRate, Price, Split, UnitHold
+from holdings.models import (
+    Allocation,
+    Asset,
+    AssetDescriptionProposal,
+    AssetImage,
+    Dividend,
+    FxRate,
+    Price,
+    Split,
+    UnitHold,
+)
 from ledger.models import Transaction
 from ledger.tests.factories import TransactionFactory, place
 
@@ -172,3 +183,51 @@ class UnitHoldFactory(DjangoModelFactory):
     @classmethod
     def _adjust_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
         return place(kwargs)
+
+
+def image_bytes(
+    fmt: str = "PNG", size: tuple[int, int] = (40, 30), color: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
+    """A small picture made here, in `fmt` (a Pillow format name): tests need no image files of their own."""
+    from PIL import Image  # only the image tests need Pillow at import time
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format=fmt)
+    return out.getvalue()
+
+
+class AssetImageFactory(DjangoModelFactory):
+    """An image of an asset, stored through the upload service (a real, stripped PNG in storage)."""
+
+    class Meta:
+        model = AssetImage
+
+    asset = factory.SubFactory(AssetFactory)
+    kind = AssetImage.Kind.FACTSHEET
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> AssetImage:
+        from holdings.images.services import asset_image_upload
+
+        data = kwargs.pop("data", None) or image_bytes()
+        return asset_image_upload(
+            asset=kwargs["asset"],
+            file=io.BytesIO(data),
+            kind=kwargs.get("kind", AssetImage.Kind.FACTSHEET),
+            uploaded_by=kwargs.get("uploaded_by"),
+            name=kwargs.get("original_name", "factsheet.png"),
+        )
+
+
+class AssetDescriptionProposalFactory(DjangoModelFactory):
+    """A proposed (described, undecided) description of an image."""
+
+    class Meta:
+        model = AssetDescriptionProposal
+
+    image = factory.SubFactory(AssetImageFactory)
+    status = AssetDescriptionProposal.Status.PROPOSED
+    text = factory.Faker("sentence")
+    provider = "openai"
+    model = "vision-test"
+    described_at = factory.LazyFunction(timezone.now)

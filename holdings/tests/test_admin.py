@@ -514,8 +514,13 @@ def test_deleting_one_leg_of_a_units_transfer_in_the_admin_deletes_both(client, 
 
 # --- Assets and prices ----------------------------------------------------------------------------------------
 
-# The management form of the asset page's (empty) market data symbols inline.
-NO_SYMBOLS = {"symbols-TOTAL_FORMS": "0", "symbols-INITIAL_FORMS": "0"}
+# The management forms of the asset page's (empty) inlines: market data symbols and images.
+NO_SYMBOLS = {
+    "symbols-TOTAL_FORMS": "0",
+    "symbols-INITIAL_FORMS": "0",
+    "images-TOTAL_FORMS": "0",
+    "images-INITIAL_FORMS": "0",
+}
 
 
 def test_adding_an_asset_in_the_admin_stores_the_ticker_upper_case(client, operations):

@@ -68,6 +68,7 @@ def test_the_admin_keeps_an_assets_lot_size_when_the_form_leaves_it_empty(client
     client.force_login(operations)
     form = {"ticker": "SAP", "exchange": "XETR", "name": "SAP SE (renamed)", "currency": "EUR", "asset_type": "equity"}
     form |= {"isin": "", "lot_size": "", "symbols-TOTAL_FORMS": "0", "symbols-INITIAL_FORMS": "0"}
+    form |= {"images-TOTAL_FORMS": "0", "images-INITIAL_FORMS": "0"}
     response = client.post(reverse("admin:holdings_asset_change", args=[asset.pk]), form)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     asset.refresh_from_db()

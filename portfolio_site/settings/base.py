@@ -177,8 +177,13 @@ USE_TZ = True
 # --- Static files -------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT: Path | None = BASE_DIR / "staticfiles"
-STORAGES: dict[str, dict[str, str]] = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+# Uploaded files (asset images) go through Django's storage API: on this machine's disk under MEDIA_ROOT by default,
+# which suits one app server. Several app servers share one storage instead (S3-compatible, through
+# django-storages: see the README); FILE_STORAGE_BACKEND names its class. MEDIA_URL is never served: files are
+# read through the API's and the admin's views, which check permissions.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": env.str("FILE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
@@ -250,6 +255,8 @@ REST_FRAMEWORK = {
         "login_account": env.str("THROTTLE_LOGIN_ACCOUNT", default="10/min"),
         "email_ip": env.str("THROTTLE_EMAIL_IP", default="20/hour"),
         "email_account": env.str("THROTTLE_EMAIL_ACCOUNT", default="5/hour"),
+        # Asking for an asset image's description, per user: each one is a (paid) call to the describer.
+        "asset_describe": env.str("ASSET_DESCRIBE_RATE", default="10/min"),
     },
     # Proxies in front of the app that append to X-Forwarded-For (0: use the TCP peer address).
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
@@ -347,6 +354,20 @@ REPORTING_CURRENCY = env.str("REPORTING_CURRENCY", default="EUR").strip().upper(
 # "TIMEOUT": seconds, "MAX_BYTES": bytes}}, refreshed in this order by `manage.py refresh_market_data` and the
 # job. The name is what an asset's symbol names (AssetSymbol.source). A source whose URL is empty is left out:
 # by default only the ECB's daily euro reference rates; a price source needs a URL with `{symbol}` in it.
+# Asset images (holdings.images): an upload's limits, checked before its pixels are decoded.
+ASSET_IMAGE_MAX_BYTES = env.int("ASSET_IMAGE_MAX_BYTES", default=10 * 2**20)
+ASSET_IMAGE_MAX_PIXELS = env.int("ASSET_IMAGE_MAX_PIXELS", default=25_000_000)
+# What drafts an asset's description from its images (holdings.images.describers): "none" (nothing is sent
+# anywhere), "openai" (an OpenAI-compatible chat-completions API with vision: a hosted service or a model server on
+# the firm's network), or a class's dotted path. The images are sent to that host.
+ASSET_DESCRIBER = env.str("ASSET_DESCRIBER", default="none")
+ASSET_DESCRIBER_BASE_URL = env.str("ASSET_DESCRIBER_BASE_URL", default="https://api.openai.com/v1")
+ASSET_DESCRIBER_API_KEY = env.str("ASSET_DESCRIBER_API_KEY", default="")
+ASSET_DESCRIBER_MODEL = env.str("ASSET_DESCRIBER_MODEL", default="gpt-4o-mini")
+ASSET_DESCRIBER_TIMEOUT = env.float("ASSET_DESCRIBER_TIMEOUT", default=60.0)
+ASSET_DESCRIBER_MAX_CHARS = env.int("ASSET_DESCRIBER_MAX_CHARS", default=4000)
+ASSET_DESCRIBER_MAX_RESPONSE_BYTES = env.int("ASSET_DESCRIBER_MAX_RESPONSE_BYTES", default=256 * 1024)
+
 MARKET_DATA_TIMEOUT = env.float("MARKET_DATA_TIMEOUT", default=30.0)
 MARKET_DATA_MAX_BYTES = env.int("MARKET_DATA_MAX_BYTES", default=64 * 2**20)
 MARKET_DATA_SOURCES = {
@@ -382,6 +403,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "AllocationKindEnum": "holdings.models.AllocationKind",
+        "AssetImageKindEnum": "holdings.models.AssetImageKind",
         "OrderStatusEnum": "trading.models.OrderStatus",
         "PortfolioKindEnum": "clients.models.PortfolioKind",
         "TransactionKindEnum": "ledger.models.TransactionKind",

@@ -1,5 +1,8 @@
 """Test settings: fast hashing, in-memory email, and the local-memory cache unless REDIS_URL is set."""
 
+import tempfile
+from pathlib import Path
+
 from .base import *  # noqa: F403
 
 DEBUG = False
@@ -17,3 +20,5 @@ STATIC_ROOT = None
 # real-worker test (portfolio_site/jobs/tests/test_worker.py) turns this off for itself.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Uploaded files of a test run go to a folder of their own, never into a developer's media folder.
+MEDIA_ROOT = Path(tempfile.gettempdir()) / "portfolio-test-media"

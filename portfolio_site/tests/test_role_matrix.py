@@ -37,7 +37,14 @@ from accounts.services.sessions import session_start
 from accounts.tests.factories import AdvisorFactory, AuditorFactory, OperationsFactory, SuperuserFactory, UserFactory
 from clients.models import Client
 from clients.tests.factories import ClientFactory
-from holdings.tests.factories import AssetFactory, FxRateFactory, PriceFactory, SplitFactory
+from holdings.tests.factories import (
+    AssetDescriptionProposalFactory,
+    AssetFactory,
+    AssetImageFactory,
+    FxRateFactory,
+    PriceFactory,
+    SplitFactory,
+)
 from portfolio_site.imports.formats import format_for_model
 from portfolio_site.imports.models import ImportBatch
 from portfolio_site.jobs.models import JobRun
@@ -90,6 +97,12 @@ PAGES: dict[str, dict[str, str]] = {
     # Proposals are made and accepted through the API; the admin reads them.
     "trading.RebalanceProposal": can(advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY),
     "holdings.Asset": can(advisors="v", operations="vacd", auditor="v"),
+    # Uploaded on the asset's page (its inline), so no add page of their own; their kind may change.
+    "holdings.AssetImage": can(advisors="v", operations="vcd", auditor="v", superuser="vcd"),
+    # Written by the describer's job, decided by the actions below, never edited.
+    "holdings.AssetDescriptionProposal": can(
+        advisors=READ_ONLY, operations=READ_ONLY, auditor=READ_ONLY, superuser=READ_ONLY
+    ),
     "holdings.Price": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.FxRate": can(advisors="v", operations="vacd", auditor="v"),
     "holdings.Split": can(advisors="v", operations="vacd", auditor="v"),
@@ -122,6 +135,12 @@ MORE_ACTIONS: dict[str, dict[str, set[str]]] = {
     "trading.Order": {
         "submit_selected": {"advisor_a", "advisor_b", "superuser"},
         "cancel_selected": {"advisor_a", "advisor_b", "operations", "superuser"},
+    },
+    # Describing an image and deciding on a description change the asset: holdings.change_asset, Operations'.
+    "holdings.AssetImage": {"describe_selected": {"operations", "superuser"}},
+    "holdings.AssetDescriptionProposal": {
+        "accept_selected": {"operations", "superuser"},
+        "reject_selected": {"operations", "superuser"},
     },
     # trading.check_brokerconnection: Operations.
     "trading.BrokerConnection": {"check_selected": {"operations", "superuser"}},
@@ -156,6 +175,8 @@ OBJECT: dict[str, Callable[[Any], models.Model]] = {
         kind=SecurityEvent.Kind.values[0], user=advisor, email=advisor.email
     ),
     "holdings.Asset": lambda _: AssetFactory(),
+    "holdings.AssetImage": lambda _: AssetImageFactory(),
+    "holdings.AssetDescriptionProposal": lambda _: AssetDescriptionProposalFactory(),
     "trading.BrokerConnection": lambda _: BrokerConnectionFactory(),
     "trading.ModelPortfolio": lambda _: ModelPortfolioFactory(),
     "holdings.Price": lambda _: PriceFactory(),

@@ -702,3 +702,48 @@ def test_both_ways_of_paging_the_large_lists_match_the_schema(as_user: Any, sche
         ["count", "count_exact", "next", "previous", "results"],
         ["next", "previous", "results"],
     ]
+
+
+@pytest.mark.django_db
+def test_asset_image_endpoints_match_the_schema(as_user: Any, settings: Any, tmp_path: Any) -> None:
+    from holdings.tests.factories import AssetDescriptionProposalFactory, AssetImageFactory
+
+    settings.MEDIA_ROOT = tmp_path
+    api = as_user(OperationsFactory())
+    proposal = AssetDescriptionProposalFactory()
+    image, asset = proposal.image, proposal.image.asset
+    images = f"/api/v1/assets/{asset.pk}/images/"
+    proposals = f"/api/v1/assets/{asset.pk}/description-proposals/"
+
+    assert api.get(images, expect=200)["count"] == 1
+    api.get(f"{images}{image.pk}/", expect=200)
+    # A streamed body, which the contract client cannot read: the schema says what it is, and it is that.
+    file_url = f"{images}{image.pk}/file/"
+    assert set(api.described_response("GET", file_url, 200)["content"]) == {"image/png", "image/jpeg", "image/webp"}
+    downloaded = api.http.get(file_url, **api.headers)
+    assert (downloaded.status_code, downloaded["Content-Type"]) == (200, "image/png")
+    assert "detail" in api.post(f"{images}{image.pk}/describe/", expect=409)
+    assert api.get(proposals, expect=200)["count"] == 1
+    api.get(f"{proposals}{proposal.pk}/", expect=200)
+    assert api.post(f"{proposals}{proposal.pk}/accept/", expect=200)["status"] == "accepted"
+    assert "detail" in api.post(f"{proposals}{proposal.pk}/reject/", expect=409)
+    assert "detail" in api.get(f"/api/v1/assets/{asset.pk}/images/999999/", expect=404)
+    api.delete(f"{images}{AssetImageFactory(asset=asset).pk}/", expect=204)
+    assert "detail" in as_user(AdvisorFactory()).post(f"{proposals}{proposal.pk}/reject/", expect=403)
+
+
+def test_the_image_upload_takes_a_multipart_body_with_a_binary_file(schema_document: dict[str, Any]) -> None:
+    upload = schema_document["paths"]["/api/v1/assets/{asset_pk}/images/"]["post"]
+    body = upload["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data"}
+    schema = body["multipart/form-data"]["schema"]
+    if "$ref" in schema:
+        schema = schema_document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    assert schema["properties"]["file"] == {**schema["properties"]["file"], "type": "string", "format": "binary"}
+    assert "file" in schema["required"]
+    assert {"201", "400", "404", "415"} <= set(upload["responses"])
+
+
+def test_asking_for_a_description_documents_its_throttle(schema_document: dict[str, Any]) -> None:
+    describe = schema_document["paths"]["/api/v1/assets/{asset_pk}/images/{id}/describe/"]["post"]
+    assert {"202", "404", "409", "429"} <= set(describe["responses"])

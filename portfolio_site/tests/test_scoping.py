@@ -13,7 +13,7 @@ from rest_framework import serializers
 from accounts.models import User
 from clients.models import Client, Portfolio
 from clients.scope import ClientOwnedQuerySet
-from holdings.models import Allocation, Asset, Price
+from holdings.models import Allocation, Asset, AssetDescriptionProposal, AssetImage, Price
 from ledger.models import Transaction
 from portfolio_site.admin_utils import ScopedAdminMixin
 from portfolio_site.api.viewsets import ScopedModelViewSet
@@ -115,8 +115,21 @@ def test_a_queryset_built_at_request_time_is_refused_on_first_use() -> None:
         (Allocation, "client"),
         (Asset, None),
         (Price, None),
+        # An asset's images and their descriptions lead to no client: reference data, as the asset is.
+        (AssetImage, None),
+        (AssetDescriptionProposal, None),
         (User, None),
     ],
 )
 def test_owner_path_follows_foreign_keys_to_the_client(model: type[models.Model], path: str | None) -> None:
     assert owner_path(model) == path
+
+
+@pytest.mark.parametrize("model", [Asset, AssetImage, AssetDescriptionProposal])
+def test_an_assets_images_and_descriptions_are_declared_reference_data_as_the_asset_is(
+    model: type[models.Model],
+) -> None:
+    # Every staff member who sees assets sees their images: said out loud by the QuerySet, not assumed.
+    queryset = model._default_manager.all()
+    assert getattr(type(queryset), "reference_data", False) is True
+    assert queryset.visibility_key(AnonymousUser()) == "shared"  # type: ignore[attr-defined]
