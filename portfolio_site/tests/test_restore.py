@@ -110,7 +110,8 @@ def restored_figures_main() -> None:
     restored = book_figures()
     portfolios_history_changed(portfolios=Portfolio.objects.values("pk"), since=START)
     daily_values_refresh()
-    print(json.dumps({"restored": restored, "rebuilt": book_figures()}))  # noqa: T201
+    database = connection.settings_dict["NAME"]
+    print(json.dumps({"database": database, "restored": restored, "rebuilt": book_figures()}))  # noqa: T201
 
 
 # --- The book -------------------------------------------------------------------------------------------------
@@ -263,5 +264,6 @@ def test_a_dump_restored_into_an_empty_database_gives_every_balance_position_val
     )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["database"] == empty_database  # the figures below are the restored database's
     assert found["restored"] == original
     assert found["rebuilt"] == original
