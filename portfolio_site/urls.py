@@ -1,7 +1,7 @@
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import flows, two_factor
@@ -35,6 +35,7 @@ from holdings.valuation_api import (
     PortfolioValuationView,
 )
 from ledger.api import CashTransferView, ClientBalancesView, PortfolioBalancesView, TransactionViewSet
+from portfolio_site.api.docs import SwaggerView
 from trading.api import BrokerAccountViewSet, BrokerConnectionViewSet, FillViewSet, OrderViewSet
 from trading.rebalancing_api import (
     DriftView,
@@ -141,7 +142,7 @@ urlpatterns = [
     # Our templates give the docs pages' inline start-up code the CSP nonce (settings: CONTENT_SECURITY_POLICY).
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(url_name="schema", template_name="api_docs/swagger_ui.html"),
+        SwaggerView.as_view(url_name="schema", template_name="api_docs/swagger_ui.html"),
         name="swagger-ui",
     ),
     # Our template drops the stock one's Google Fonts links (the docs must work without internet).

@@ -82,3 +82,11 @@ def test_docs_page_assets_survive_production_collectstatic(path: str, tmp_path: 
         name = url.removeprefix(settings.STATIC_URL)
         assert re.search(r"\.[0-9a-f]{12}\.", name), f"{url} is not a hashed name"
         assert (tmp_path / name).is_file(), f"{url} was not collected"
+
+
+@pytest.mark.django_db
+def test_swagger_ui_keeps_the_sites_cross_origin_opener_policy() -> None:
+    """drf-spectacular's own view relaxes it to unsafe-none for an OAuth2 popup the API does not use."""
+    client = DjangoClient()
+    client.force_login(AdvisorFactory())
+    assert client.get("/api/docs/")["Cross-Origin-Opener-Policy"] == "same-origin"
