@@ -23,6 +23,7 @@ from holdings.tests.factories import AllocationFactory, AssetFactory, DividendFa
 from ledger.models import CashHold, Transaction
 from ledger.tests.factories import CashHoldFactory, TransactionFactory
 from portfolio_site.admin_utils import ScopedAdminMixin
+from portfolio_site.api.filters import filter_parameters
 from portfolio_site.api.viewsets import ScopedViewSetMixin
 from portfolio_site.scoping import owner_path
 from portfolio_site.testing import admin_messages, changelist_ids
@@ -188,3 +189,117 @@ def test_admin_lists_an_advisor_only_their_own_clients_rows_and_hides_others(
     # Django's admin answers an object outside get_queryset() as it answers a missing one.
     assert hidden.status_code == 302
     assert any(f"ID “{other.pk}” doesn" in message for message in admin_messages(hidden))
+
+
+def _owner_of(row: models.Model) -> Client:
+    path = owner_path(type(row))
+    owner: Any = row
+    for step in (path or "").split("__") if path else ():
+        owner = getattr(owner, step)
+    assert isinstance(owner, Client)
+    return owner
+
+
+def _leaky_queries(view: type[Any], other: models.Model) -> list[dict[str, Any]]:
+    """Queries that name another advisor's row: each filter given the value the row (or its client) has for it, a
+    search for its client's name and e-mail, and each ordering, both ways."""
+    owner = _owner_of(other)
+    queries: list[dict[str, Any]] = [{"search": owner.name}, {"search": owner.email}]
+    filterset_class = getattr(view, "filterset_class", None)
+    names = filter_parameters(filterset_class) if filterset_class is not None else frozenset()
+    for name in sorted(names or ()):
+        for source in (other, owner):
+            value = getattr(source, f"{name}_id", None)
+            if value is None and name in {field.name for field in source._meta.concrete_fields}:
+                value = getattr(source, name)
+            if value is not None and not isinstance(value, models.Model):
+                queries.append({name: value.pk if hasattr(value, "pk") else value})
+                break
+    for name in ("client", "portfolio", "order"):  # the owner's ids under the names lists filter them by
+        if name in (names or ()) and not any(name in query for query in queries):
+            target = owner if name == "client" else getattr(other, name, None)
+            if target is not None:
+                queries.append({name: target.pk})
+    queries += [{"ordering": f"{sign}{name}"} for name in getattr(view, "ordering_fields", None) or () for sign in "-+"]
+    return queries
+
+
+@pytest.mark.parametrize(("prefix", "model"), _owned_api_doors())
+def test_api_lists_never_show_another_advisors_rows_however_filtered_searched_or_ordered(
+    prefix: str, model: type[models.Model], api: Callable[[Any], Any], advisor: Any, other_advisor: Any
+) -> None:
+    _, other = _own_and_other_row(model, advisor, other_advisor)
+    view = dict(_viewsets())[prefix]
+    as_advisor = api(advisor)
+
+    queries = _leaky_queries(view, other)
+    assert any(set(query) - {"search", "ordering"} for query in queries) or not getattr(view, "filterset_class", None)
+    for query in queries:
+        listed = as_advisor.get(f"/api/v1/{prefix}/", {**query, "page_size": 100})
+        # A filter naming a row the advisor may not see is refused as a choice that does not exist, or finds nothing.
+        assert listed.status_code in (200, 400), (query, listed.content)
+        if listed.status_code == 200:
+            assert other.pk not in {row["id"] for row in listed.json()["results"]}, query
+
+
+@pytest.mark.parametrize(("prefix", "model"), _owned_api_doors())
+def test_a_list_or_row_cached_for_one_advisor_is_never_served_to_another(
+    prefix: str, model: type[models.Model], api: Callable[[Any], Any], advisor: Any, other_advisor: Any
+) -> None:
+    own, other = _own_and_other_row(model, advisor, other_advisor)
+    as_other, as_advisor = api(other_advisor), api(advisor)
+    # The other advisor reads first (warming whatever cache there is), then the advisor asks the very same URLs.
+    for url in (f"/api/v1/{prefix}/?page_size=100", f"/api/v1/{prefix}/{other.pk}/"):
+        assert as_other.get(url).status_code == 200, url
+    listed = as_advisor.get(f"/api/v1/{prefix}/?page_size=100")
+    assert {row["id"] for row in listed.json()["results"]} == {own.pk} | _also_visible(model, advisor)
+    assert as_advisor.get(f"/api/v1/{prefix}/{other.pk}/").status_code == 404
+
+
+def _also_visible(model: type[models.Model], advisor: Any) -> set[int]:
+    # Rows the advisor owns that the row makers created on the way (an order's fill makes an order too).
+    return set(model.objects.visible_to(advisor).values_list("pk", flat=True))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("name", "view", "model"), _nested_views())
+def test_a_valuation_or_report_cached_for_one_advisor_is_never_served_to_another(
+    name: str,
+    view: type[Any],
+    model: type[models.Model],
+    api: Callable[[Any], Any],
+    advisor: Any,
+    other_advisor: Any,
+) -> None:
+    if not hasattr(view, "get"):
+        pytest.skip(f"{name} is a write (POST): nothing to cache")
+    _, other = _own_and_other_row(model, advisor, other_advisor)
+    handler = view.get
+    extra = {"asset_id": AssetFactory().pk} if "asset_id" in inspect.signature(handler).parameters else {}
+    url = reverse(name, kwargs={"pk": other.pk, **extra})
+
+    warmed = api(other_advisor).get(url)
+    assert warmed.status_code in (200, 400), warmed.content  # 400: a report that needs a query (a date range)
+    assert api(advisor).get(url).status_code == 404
+
+
+def test_the_drift_report_cached_for_one_advisor_shows_another_none_of_their_portfolios(
+    api: Callable[[Any], Any], advisor: Any, other_advisor: Any
+) -> None:
+    own = ModelAssignmentFactory(portfolio=PortfolioFactory(client=ClientFactory(advisor=advisor)))
+    other = ModelAssignmentFactory(portfolio=PortfolioFactory(client=ClientFactory(advisor=other_advisor)))
+
+    warmed = api(other_advisor).get("/api/v1/drift/", {"page_size": 100})
+    assert warmed.status_code == 200
+    assert other.portfolio_id in _portfolio_ids(warmed.json()["results"])
+    shown = api(advisor).get("/api/v1/drift/", {"page_size": 100})
+    assert _portfolio_ids(shown.json()["results"]) == {own.portfolio_id}
+    leaky = ({"portfolio": other.portfolio_id}, {"search": other.portfolio.client.name}, {"ordering": "-portfolio"})
+    for query in leaky:
+        found = api(advisor).get("/api/v1/drift/", {**query, "page_size": 100})
+        assert found.status_code in (200, 400), query
+        if found.status_code == 200:
+            assert other.portfolio_id not in _portfolio_ids(found.json()["results"]), query
+
+
+def _portfolio_ids(rows: list[dict[str, Any]]) -> set[int]:
+    return {row["portfolio"] if isinstance(row["portfolio"], int) else row["portfolio"]["id"] for row in rows}
