@@ -25,6 +25,7 @@ from ledger.tests.factories import CashHoldFactory, TransactionFactory
 from portfolio_site.admin_utils import ScopedAdminMixin
 from portfolio_site.api.filters import filter_parameters
 from portfolio_site.api.viewsets import ScopedViewSetMixin
+from portfolio_site.changelog.selectors import tracked_models
 from portfolio_site.scoping import owner_path
 from portfolio_site.testing import admin_messages, changelist_ids
 from portfolio_site.urls import api_v1, router
@@ -303,3 +304,52 @@ def test_the_drift_report_cached_for_one_advisor_shows_another_none_of_their_por
 
 def _portfolio_ids(rows: list[dict[str, Any]]) -> set[int]:
     return {row["portfolio"] if isinstance(row["portfolio"], int) else row["portfolio"]["id"] for row in rows}
+
+
+@pytest.mark.parametrize("model", _owned_admin_models())
+def test_admin_lists_never_show_another_advisors_rows_however_searched_filtered_or_ordered(
+    model: type[models.Model], client: Any, advisor: Any, other_advisor: Any
+) -> None:
+    own, other = _own_and_other_row(model, advisor, other_advisor)
+    owner = _owner_of(other)
+    client.force_login(advisor)
+    opts = model._meta
+    changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    path = owner_path(model)
+    queries: list[dict[str, Any]] = [{"q": owner.name}, {"q": owner.email}, {"q": str(other.pk)}]
+    queries.append({f"{path}__id__exact" if path else "id__exact": owner.pk})
+    plain = client.get(changelist)
+    assert own.pk in changelist_ids(plain)
+    columns = len(admin.site._registry[model].get_list_display(plain.wsgi_request))
+    queries += [{"o": f"{sign}{index}"} for index in range(1, columns + 1) for sign in ("", "-")]
+
+    for query in queries:
+        listed = client.get(changelist, query)
+        # A filter Django does not allow answers with the list's error page (a redirect to ?e=1), showing nothing.
+        assert listed.status_code in (200, 302), query
+        if listed.status_code == 200:
+            assert other.pk not in changelist_ids(listed), query
+
+
+@pytest.mark.parametrize(
+    "model", [param for param in _owned_admin_models() if param.values[0] in set(tracked_models())]
+)
+def test_the_change_history_never_shows_an_advisor_another_advisors_rows_changes(
+    model: type[models.Model], client: Any, advisor: Any, other_advisor: Any
+) -> None:
+    own, other = _own_and_other_row(model, advisor, other_advisor)
+    owner = _owner_of(other)
+    client.force_login(advisor)
+    labels = {model._meta.label, model._meta.label_lower}
+
+    def shown(query: dict[str, Any]) -> set[Any]:
+        response = client.get("/admin/changelog/change/", query)
+        assert response.status_code == 200, query
+        return {entry.object_id for entry in response.context["entries"] if entry.model in labels}
+
+    assert own.pk in shown({}) or str(own.pk) in shown({}), "the history shows the advisor's own row's change"
+    for query in ({}, {"client": owner.pk}, {"user": other_advisor.email}, {"model": model._meta.label_lower}):
+        assert not {other.pk, str(other.pk)} & shown(query), query
+    # The object's own history page of another advisor's row answers as for a missing object.
+    history = client.get(reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_history", args=[other.pk]))
+    assert history.status_code == 302
