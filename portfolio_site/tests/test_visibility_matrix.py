@@ -2,8 +2,13 @@
 
 The doors are found, not listed: every viewset of the API router, every API view nested under one of its routes
 (`/clients/<pk>/balances/`), every admin registration. A model is client-owned when its foreign keys lead to the
-client (`portfolio_site.scoping.owner_path`). This is the seed of the authorization matrix: one role (an advisor)
-against one other advisor's rows, for reads.
+client (`portfolio_site.scoping.owner_path`). One role (an advisor) against another advisor's rows: lists, rows,
+views under an object, every filter of a list set to the other's values, searches for the other's client, every
+ordering, the cache warmed by the other first, admin search, filters and ordering, and the change history. The rest of
+the authorization matrix: test_api_matrix.py (every API operation by every role), test_role_matrix.py (every admin
+page and action by every role).
+
+Budget: about 45 s on SQLite (one test per door and kind of question, each with its own two rows).
 """
 
 import inspect
