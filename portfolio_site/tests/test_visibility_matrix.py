@@ -19,12 +19,14 @@ import pytest
 from django.contrib import admin
 from django.db import models
 from django.urls import URLPattern, URLResolver, reverse
+from django.utils import timezone
 from rest_framework.viewsets import ViewSetMixin
 
 from clients.models import Client, Portfolio
 from clients.tests.factories import ClientFactory, PortfolioFactory
 from holdings.models import Allocation, Dividend, UnitHold
 from holdings.tests.factories import AllocationFactory, AssetFactory, DividendFactory, UnitHoldFactory
+from holdings.tests.test_dashboard import _book
 from ledger.models import CashHold, Transaction
 from ledger.tests.factories import CashHoldFactory, TransactionFactory
 from portfolio_site.admin_utils import ScopedAdminMixin
@@ -358,3 +360,19 @@ def test_the_change_history_never_shows_an_advisor_another_advisors_rows_changes
     # The object's own history page of another advisor's row answers as for a missing object.
     history = client.get(reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_history", args=[other.pk]))
     assert history.status_code == 302
+
+
+def test_the_dashboard_an_advisor_sees_after_another_advisor_loaded_theirs_is_their_own(
+    client: Any, advisor: Any, other_advisor: Any, settings: Any
+) -> None:
+    settings.REPORTING_CURRENCY = "EUR"
+    _book(advisor, other_advisor, timezone.localdate())  # "Own Client" of the advisor, "Other Client" of the other
+    client.force_login(other_advisor)
+    assert "Other Client" in client.get(reverse("admin:index")).content.decode()  # warms whatever is cached
+    client.logout()
+
+    client.force_login(advisor)
+    page = client.get(reverse("admin:index")).content.decode()
+
+    assert "Own Client" in page
+    assert "Other Client" not in page
