@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import (
@@ -349,3 +349,75 @@ def test_the_client_pages_inlines_let_each_role_do_what_the_table_says_of_their_
         allowed = PAGES[label][role] if label in INLINE_EDITABLE else "v"
         shown = (inline.has_add_permission, inline.has_change_permission, inline.has_delete_permission)
         assert shown == ("a" in allowed, "c" in allowed, "d" in allowed), label
+
+
+def _actions_of(label: str, model: type[models.Model]) -> set[str]:
+    return set().union(*(_expected_actions(label, model, role) for role in ROLES))
+
+
+def _action_cases() -> list[Any]:
+    return [
+        pytest.param(label, model, action, id=f"{label}.{action}")
+        for label, model in _registrations()
+        if label not in LIST_ONLY
+        for action in sorted(_actions_of(label, model))
+    ]
+
+
+NO_ACTION = "No action selected."
+
+
+def _outcome(response: Any) -> str:
+    """What the admin did with a posted action: refused it (403); did not run it ("refused": Django answers an action
+    outside the user's choices as no action at all, and a list offering the user no action shows itself again); or
+    ran it (a file, a confirmation page, or a redirect with the action's own message)."""
+    if response.status_code == 403:
+        return "403"
+    if response.status_code == 302 and NO_ACTION in admin_messages(response):
+        return "refused"
+    if response.status_code == 200 and "admin/change_list.html" in {t.name for t in response.templates}:
+        return "refused"
+    return "ran"
+
+
+def _row(model: type[models.Model], pk: Any) -> tuple[int, dict[str, Any] | None]:
+    return model._default_manager.count(), model._default_manager.filter(pk=pk).values().first()
+
+
+@pytest.mark.parametrize(("label", "model", "action"), _action_cases())
+def test_each_role_can_run_only_the_admin_actions_the_table_offers_it_and_only_on_rows_it_sees(
+    label: str, model: type[models.Model], action: str, client: Any
+) -> None:
+    """Every admin action, posted by every role on advisor A's row (or a row any reader sees): a role not offered the
+    action cannot run it by posting its name, and another advisor running it on advisor A's row acts on nothing (an
+    export without the row, no row changed)."""
+    users = _users()
+    owned = _client_owned(model)
+    obj = (
+        ROW_FOR_CLIENT[model](ClientFactory(advisor=users["advisor_a"])) if owned else OBJECT[label](users["advisor_a"])
+    )
+    changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+
+    got: dict[str, str] = {}
+    expected: dict[str, str] = {}
+    for role in ROLES:
+        hidden = role in HIDDEN_FROM.get(label, set()) or (owned and role in ("advisor_b", "nobody"))
+        if "v" not in PAGES[label][role]:
+            expected[role] = "403"
+        else:
+            expected[role] = "ran" if action in _expected_actions(label, model, role) else "refused"
+        client.force_login(users[role])
+        before = _row(model, obj.pk)
+        with transaction.atomic():
+            response = client.post(changelist, {"action": action, "_selected_action": [obj.pk], "index": 0})
+            got[role] = _outcome(response)
+            if got[role] != "ran" or hidden:
+                assert _row(model, obj.pk) == before, f"{role} changed the row: {got[role]}"
+            if action == "export_selected" and got[role] == "ran":
+                exported = b"".join(response.streaming_content) if response.streaming else response.content
+                rows = len(exported.decode().strip().splitlines()) - 1  # less the header
+                assert rows == (0 if hidden else 1), f"{role} exported {rows} rows: {exported!r}"
+            transaction.set_rollback(True)
+        client.logout()
+
+    assert got == expected
