@@ -76,3 +76,59 @@ def test_any_other_error_still_answers_django_s_500(monkeypatch: pytest.MonkeyPa
     response = Client(raise_request_exception=False).get("/admin/")
     assert response.status_code == 500
     assert "Retry-After" not in response
+
+
+# --- PostgreSQL cut off for real: gunicorn reaching it through a loopback proxy the test cuts --------------------
+
+
+@pytest.mark.postgres
+def test_with_the_database_unreachable_ready_and_the_api_answer_503_then_recover_by_themselves(
+    transactional_db: None,
+) -> None:
+    """Budget: ~5 s (a gunicorn start). The server has no Redis (local-memory cache, jobs in-process), so the
+    database is the one thing that goes away."""
+    from accounts.tests.factories import SuperuserFactory
+    from clients.tests.factories import ClientFactory
+    from portfolio_site.tests.servers import (
+        Gunicorn,
+        TcpProxy,
+        access_token,
+        database_address_of_the_tests,
+        database_url_of_the_tests,
+        wait_until,
+    )
+
+    ClientFactory(name="Ann")
+    token = access_token(SuperuserFactory())
+    with TcpProxy(database_address_of_the_tests()) as proxy:
+        env = {
+            "DATABASE_URL": database_url_of_the_tests(host="127.0.0.1", port=proxy.port),
+            "REDIS_URL": "",
+            "CELERY_BROKER_URL": "",
+        }
+        with Gunicorn(env) as server:
+            assert server.get("/health/ready").json()["status"] == "ok"
+            assert server.get("/api/v1/clients/", token=token).json()["count"] == 1
+
+            proxy.cut()
+            ready = server.get("/health/ready")
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "down"
+            assert ready.json()["components"]["database"] == "down"
+            calls = [("GET", "/api/v1/clients/"), ("POST", "/api/v1/clients/"), ("GET", "/api/v1/auth/me/")]
+            for method, path in calls:
+                response = server.request(method, path, token=token, json={"name": "Bob"})
+                assert response.status_code == 503, (method, path, response.content)
+                assert response.json() == {"detail": DATABASE_UNAVAILABLE}
+                assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+                assert_clean_body(response)
+            # The admin with a session cookie: the session middleware's read fails before any view.
+            admin = server.get("/admin/", cookies={"sessionid": "x" * 32})
+            assert admin.status_code == 503, admin.content
+            assert admin.headers["Content-Type"].startswith("text/html")
+            assert DATABASE_UNAVAILABLE in admin.text
+            assert "Traceback" not in admin.text
+
+            proxy.restore()  # nothing restarts: the next requests connect again
+            assert wait_until(lambda: server.get("/health/ready").status_code == 200, timeout=10)
+            assert server.get("/api/v1/clients/", token=token).json()["count"] == 1
