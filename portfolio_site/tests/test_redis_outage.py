@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
-from rest_framework.test import APIClient
+from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.models import LoginSession
@@ -115,3 +115,31 @@ def test_with_redis_stopped_mid_run_requests_answer_ready_is_degraded_and_revoca
         for _ in range(4)
     ]
     assert [a.status_code == 429 for a in attempts] == [False, False, False, True]
+
+
+@pytest.mark.django_db
+def test_with_redis_stopped_the_describe_limit_still_holds(private_redis: RedisServer, settings: Any) -> None:
+    """Asking for an image's description costs a call to a paid describer: its per-user limit must not lift when
+    the cache goes away."""
+    from holdings.images.api import DESCRIBE_THROTTLE_SCOPE, DescribeThrottle
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "asset_describe": "3/min"},
+    }
+    private_redis.stop()
+    user = UserFactory()
+
+    class View:
+        throttle_scope = DESCRIBE_THROTTLE_SCOPE
+
+    throttles: list[DescribeThrottle] = []
+
+    def allowed() -> bool:
+        request = APIRequestFactory().post("/")
+        request.user = user
+        throttles.append(DescribeThrottle())
+        return throttles[-1].allow_request(request, View())
+
+    assert [allowed() for _ in range(4)] == [True, True, True, False]
+    assert 0 < (throttles[-1].wait() or 0) <= 61  # Retry-After: the minute's window
