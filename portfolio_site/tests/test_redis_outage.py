@@ -42,6 +42,8 @@ def private_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
                 },
             }
         }
+        # Celery reads CELERY_BROKER_URL from the environment before its configuration (CI sets it).
+        monkeypatch.setenv("CELERY_BROKER_URL", f"{redis.url}/1")
         monkeypatch.setitem(celery_app.conf, "broker_url", f"{redis.url}/1")
         with override_settings(CACHES=caches, CELERY_BROKER_URL=f"{redis.url}/1", DJANGO_REDIS_IGNORE_EXCEPTIONS=True):
             yield redis
