@@ -43,7 +43,7 @@ def database_url_of_the_tests(*, host: str | None = None, port: int | None = Non
     return f"postgres://{db['USER']}{password}@{host or default_host}:{port or default_port}/{db['NAME']}"
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 10, how: int = signal.SIGTERM) -> str:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10, how: int = signal.SIGTERM) -> str:
     """Stops the process and everything it started (its own session); its output."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, how)
@@ -156,7 +156,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self._process is not None:
-            _stop(self._process)
+            stop_process(self._process)
             self._process = None
 
     def __exit__(self, *exc: object) -> None:
@@ -168,11 +168,11 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"exited with {process.returncode}: {_stop(process)}")
+            raise RuntimeError(f"exited with {process.returncode}: {stop_process(process)}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s: {_stop(process)}")
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s: {stop_process(process)}")
 
 
 class Gunicorn:
@@ -213,7 +213,7 @@ class Gunicorn:
     ) -> None:
         self.session.close()
         if self._process is not None:
-            self.output = _stop(self._process, how=signal.SIGINT)  # gunicorn's quick shutdown
+            self.output = stop_process(self._process, how=signal.SIGINT)  # gunicorn's quick shutdown
             self._process = None
             if error is not None or os.environ.get("SHOW_SERVER_LOG"):
                 print(self.output)  # noqa: T201 - the server's log, next to the failing test's report
