@@ -113,6 +113,7 @@ def test_with_the_database_unreachable_ready_and_the_api_answer_503_then_recover
             proxy.cut()
             ready = server.get("/health/ready")
             assert ready.status_code == 503
+            assert ready.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
             assert ready.json()["status"] == "down"
             assert ready.json()["components"]["database"] == "down"
             calls = [("GET", "/api/v1/clients/"), ("POST", "/api/v1/clients/"), ("GET", "/api/v1/auth/me/")]
