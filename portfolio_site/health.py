@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from portfolio_site.celery import app as celery_app
 from portfolio_site.jobs.heartbeat import heartbeat_age
+from portfolio_site.outages import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -81,5 +82,7 @@ def ready(request: HttpRequest) -> JsonResponse:
     components: dict[str, Any] = {"database": "ok" if database else "down", "cache": "ok" if cache_up else "down"}
     components["jobs"] = jobs
     if not database:
-        return JsonResponse({"status": "down", "components": components}, status=503)
+        down = JsonResponse({"status": "down", "components": components}, status=503)
+        down["Retry-After"] = str(RETRY_AFTER_SECONDS)  # as every request answers while the database is away
+        return down
     return JsonResponse({"status": "ok" if cache_up and jobs_ok else "degraded", "components": components})

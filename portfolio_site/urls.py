@@ -135,6 +135,9 @@ api_v1 = [
     *router.urls,
 ]
 
+# A database outage answers 503 with Retry-After, never a 500 (portfolio_site.outages).
+handler500 = "portfolio_site.outages.handler500"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

@@ -14,6 +14,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from portfolio_site.errors import ConflictError
+from portfolio_site.outages import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, is_database_outage
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,12 @@ class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = DATABASE_UNAVAILABLE
+    default_code = "database_unavailable"
 
 
 def _validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -45,4 +52,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # message names the constraint, never the SQL.
         logger.warning("Integrity error reached the API: %s", exc)
         exc = Conflict("The change conflicts with existing data (a uniqueness or integrity rule refused it).")
+    elif is_database_outage(exc):
+        # PostgreSQL unreachable (or the connection lost mid-request): the client retries; not a bug to trace.
+        logger.error("Database unavailable: %s", exc)
+        response = drf_exception_handler(DatabaseUnavailable(), context)
+        if response is not None:
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return drf_exception_handler(exc, context)

@@ -70,6 +70,7 @@ def test_ready_answers_200_ok_when_database_and_cache_are_up(client: Any) -> Non
 def test_ready_answers_503_with_the_database_down(client: Any, database_down: None) -> None:
     response = client.get("/health/ready")
     assert response.status_code == 503
+    assert response["Retry-After"] == "5"
     assert response.json() == {"status": "down", "components": {"database": "down", "cache": "ok", "jobs": IN_PROCESS}}
     assert b"Connection refused" not in response.content
 
