@@ -159,3 +159,6 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
 ]
+
+# A path no pattern matches answers JSON under /api/ (the API's shape), Django's page elsewhere.
+handler404 = "portfolio_site.api.exceptions.not_found"

@@ -7,6 +7,8 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -60,3 +62,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     return drf_exception_handler(exc, context)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 for a path no URL pattern matches (handler404): JSON under /api/, as the API documents it.
+
+    An id the routes refuse (`/api/v1/orders/0.5/cancel/`, `/api/v1/clients/x/valuation/`) never reaches DRF, whose
+    own 404s are JSON; without this a client would get Django's HTML page, which the schema does not describe.
+    """
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)  # type: ignore[arg-type]

@@ -4,7 +4,9 @@ drf-spectacular documents only the success response. Every operation can also an
 credentials); most 403 (role or visibility); those that read input 400 (`{"field": ["message"]}`, see
 `exception_handler`); those with an id in the path, and paginated lists (`?page=` past the end), 404; and
 every write 409 (a domain conflict, a protected row or a database constraint). An operation whose view method is
-`idempotent` (portfolio_site.idempotency) also takes the optional `Idempotency-Key` header and may answer 422.
+`idempotent` (portfolio_site.idempotency) also takes the optional `Idempotency-Key` header and may answer 422. An
+operation with throttles (the login and email-sending doors, accounts.throttles; the image describer's) may answer
+429, and every documented 429 carries the `Retry-After` header (seconds to wait).
 """
 
 from typing import Any
@@ -18,6 +20,11 @@ from rest_framework_simplejwt.views import TokenVerifyView, TokenViewBase
 from portfolio_site.idempotency import api as idempotency
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOO_MANY_DESCRIPTION = "Too many requests (or failed attempts): the Retry-After header says how many seconds to wait."
+RETRY_AFTER_HEADER = {
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "Seconds to wait before trying again.",
+}
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -70,7 +77,14 @@ class AutoSchema(SpectacularAutoSchema):
                 responses[code] = self._get_response_for_code(
                     OpenApiResponse(serializer, description=description), code, direction=direction
                 )
+        if "429" in responses:
+            responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER_HEADER
         return responses
+
+    def _is_throttled(self) -> bool:
+        """Whether DRF runs throttles on this operation (a viewset action's own `throttle_classes` included)."""
+        get_throttles = getattr(self.view, "get_throttles", None)
+        return bool(get_throttles and get_throttles())
 
     def _error_responses(self) -> dict[str, tuple[Any, str]]:
         self.registry.register_on_missing(VALIDATION_ERROR)
@@ -98,4 +112,6 @@ class AutoSchema(SpectacularAutoSchema):
         given = getattr(self.view, "schema_error_codes", None)
         if given is not None:
             errors = {code: error for code, error in errors.items() if code in given}
+        if self._is_throttled():
+            errors["429"] = (ErrorDetailSerializer, TOO_MANY_DESCRIPTION)
         return errors

@@ -176,3 +176,23 @@ def test_exception_handler_maps_errors_to_drf_shapes(error: Exception, status: i
 
 def test_exception_handler_leaves_unknown_errors_to_the_500_handler() -> None:
     assert exception_handler(RuntimeError("boom"), {}) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/api/v1/orders/0.5/cancel/", "/api/v1/clients/x/valuation/", "/api/v1/assets/1/images/%C2%84/"]
+)
+def test_an_api_path_no_route_matches_is_a_json_404(operations: Any, path: str) -> None:
+    client = APIClient()
+    client.force_authenticate(operations)
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.django_db
+def test_a_page_no_route_matches_outside_the_api_is_still_html(client: Any) -> None:
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
