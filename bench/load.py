@@ -149,6 +149,10 @@ def write_book(transactions: int, today: datetime.date, *, first: bool) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM ANALYZE {Transaction._meta.db_table}")
         cursor.execute(f"VACUUM ANALYZE {Allocation._meta.db_table}")
+        # Every other table too (the firm's clients and portfolios, the users), as autovacuum would have long since
+        # done: left unanalysed, the planner takes an advisor's 150 clients for 2 and reads the ledger's date index
+        # once per client (a 30-day range at a million rows: 131 ms instead of 4).
+        cursor.execute("ANALYZE")
     total = Transaction.objects.count()
     print(f"book: {transactions:,} trades written in {time.perf_counter() - began:.0f} s; {total:,} transactions")
 
