@@ -346,7 +346,9 @@ def run_phase(name: str, url: str) -> dict[str, float]:
         warm = Phase()
         threads = [
             threading.Thread(
-                target=work, args=(base, n, tokens, scopes, writers[n], time.monotonic() + ARGS.warm_up, warm)
+                target=work,
+                args=(base, n, tokens, scopes, writers[n], time.monotonic() + ARGS.warm_up, warm),
+                daemon=True,  # Ctrl-C ends the run without waiting for them
             )
             for n in range(ARGS.workers)
         ]
@@ -357,7 +359,7 @@ def run_phase(name: str, url: str) -> dict[str, float]:
         began = time.monotonic()
         until = began + ARGS.seconds
         threads = [
-            threading.Thread(target=work, args=(base, n, tokens, scopes, writers[n], until, phase))
+            threading.Thread(target=work, args=(base, n, tokens, scopes, writers[n], until, phase), daemon=True)
             for n in range(ARGS.workers)
         ]
         for thread in threads:
@@ -435,6 +437,8 @@ def main() -> int:
     global ARGS
     ARGS = parse_args()
     signal.signal(signal.SIGTERM, interrupted)
+    # Ctrl-C too, even when started in the background by a shell that ignores SIGINT for its background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     name = f"load_{os.getpid()}"
     url = f"{ARGS.server}/{name}"
     import psycopg
