@@ -1,26 +1,9 @@
 """The default schedule of the nightly sweep of stored asset image files no row names (as the jobs app's own
-defaults: portfolio_site/jobs/migrations/0002), which staff then edit in the admin (Periodic tasks). Removing it
-there is kept: this runs once."""
+defaults: portfolio_site/jobs/migrations/0002), which staff then edit in the admin (Periodic tasks)."""
 
 from django.db import migrations
 
-NAME = "Nightly clean-up of asset image files no image names"
-TASK = "holdings.purge_orphan_image_files"
-
-
-def create_schedule(apps, schema_editor):
-    periodic_task = apps.get_model("django_celery_beat", "PeriodicTask")
-    crontab = apps.get_model("django_celery_beat", "CrontabSchedule")
-    if periodic_task.objects.filter(name=NAME).exists():
-        return
-    cron, _ = crontab.objects.get_or_create(
-        minute="15", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
-    )
-    periodic_task.objects.create(name=NAME, task=TASK, crontab=cron)
-
-
-def remove_schedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=NAME).delete()
+from portfolio_site.migration_operations import nightly_schedule
 
 
 class Migration(migrations.Migration):
@@ -30,5 +13,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(create_schedule, remove_schedule),
+        nightly_schedule(
+            name="Nightly clean-up of asset image files no image names",
+            task="holdings.purge_orphan_image_files",
+            minute="15",
+            hour="3",
+        ),
     ]
