@@ -467,14 +467,13 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
     if not provider.email_domain_allowed(email):
         raise _Refused(f"{subject}: {email} is outside the provider's email domains", NO_ACCOUNT)
     wanted = email.lower()
-    # LOWER() in the database narrows the search, the exact comparison in Python decides.
+    # LOWER() in the database finds the one user it can be (emails are unique by LOWER()), the exact comparison in
+    # Python decides.
     matches = [
         user
-        for user in User.objects.annotate(email_lower=Lower("email")).filter(email_lower=wanted)[:3]
+        for user in User.objects.annotate(email_lower=Lower("email")).filter(email_lower=wanted)[:1]
         if user.email.isascii() and user.email.lower() == wanted
     ]
-    if len(matches) > 1:
-        raise _Refused(f"{subject}: {email} matches several users", NO_ACCOUNT)
     if matches:
         if not provider.link_by_email:
             raise _Refused(f"{subject}: {email} is an existing user's address (linking by email is off)", NO_ACCOUNT)

@@ -3,6 +3,7 @@ their own list (thumbnails, describing again), and the proposed descriptions wit
 them. Files are shown through `AssetImageAdmin.file_view`, which checks the view permission: MEDIA_URL is never
 served."""
 
+from collections import Counter
 from typing import Any
 
 from django import forms
@@ -278,8 +279,8 @@ class AssetDescriptionProposalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[AssetDescriptionProposal], decide: Any, done: str
     ) -> None:
         if decide is services.description_accept:
-            assets = list(queryset.values_list("image__asset_id", flat=True))
-            twice = {asset for asset in assets if assets.count(asset) > 1}
+            per_asset = Counter(queryset.values_list("image__asset_id", flat=True))
+            twice = {asset for asset, count in per_asset.items() if count > 1}
             if twice:
                 # Which one would win is the order of the loop, not a decision: accept none, say why.
                 tickers = ", ".join(sorted(str(asset) for asset in Asset.objects.filter(pk__in=twice)))

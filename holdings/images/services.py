@@ -223,9 +223,6 @@ def _store(clean: CleanImage) -> str:
     return default_storage.save(f"{STORAGE_FOLDER}/{uuid.uuid4().hex}.{clean.extension}", ContentFile(clean.data))
 
 
-_delete_file_on_commit = holdings_services.stored_file_delete_on_commit
-
-
 def asset_image_upload(
     *,
     asset: Asset,
@@ -301,7 +298,7 @@ def asset_image_delete(*, image: AssetImage) -> None:
     name = str(image.file.name)
     with transaction.atomic():
         image.delete()
-        _delete_file_on_commit(name)
+        holdings_services.stored_file_delete_on_commit(name)
 
 
 def _request_description(*, image: AssetImage, requested_by: Any) -> AssetDescriptionProposal:
