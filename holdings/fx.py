@@ -103,16 +103,22 @@ class RateBook:
 
 
 def _latest_sql(currencies: list[str], until: datetime.date) -> tuple[str, list[Any]]:
-    """Each pair's row of its latest date on or before `until` (a join to the pairs' maximum dates: one query, and
-    the rows of older days never leave the database)."""
+    """Each pair's latest rate on or before `until` (the columns a RateBook reads): per ordered pair of
+    `currencies`, one probe of the pair's (base, quote, date) index for its latest date, so that the cost grows with
+    the number of pairs, never with the years of history (a grouped scan of every rate up to `until` did)."""
     table = FxRate._meta.db_table
-    marks = ", ".join(["%s"] * len(currencies))
+    pairs = [(base, quote) for base in currencies for quote in currencies if base != quote]
+    if not pairs:
+        # No pair to look up (one currency): a query that answers nothing, so the caller's one query stays one.
+        return f"SELECT id, base, quote, date, rate FROM {table} WHERE 1 = 0", []
+    values = ", ".join(["(%s, %s)"] * len(pairs))
     sql = (
-        f"SELECT f.* FROM {table} f JOIN (SELECT base, quote, MAX(date) AS latest FROM {table} "
-        f"WHERE base IN ({marks}) AND quote IN ({marks}) AND date <= %s GROUP BY base, quote) m "
-        "ON f.base = m.base AND f.quote = m.quote AND f.date = m.latest"
+        f"WITH pairs (base, quote) AS (VALUES {values}) "
+        f"SELECT f.id, f.base, f.quote, f.date, f.rate FROM pairs p JOIN {table} f "
+        "ON f.base = p.base AND f.quote = p.quote AND f.date = ("
+        f"SELECT MAX(g.date) FROM {table} g WHERE g.base = p.base AND g.quote = p.quote AND g.date <= %s)"
     )
-    return sql, [*currencies, *currencies, until]
+    return sql, [*(code for pair in pairs for code in pair), until]
 
 
 def fx_rate(*, base: str, quote: str, on: datetime.date) -> Rate:
