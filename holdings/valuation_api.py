@@ -54,39 +54,36 @@ class PresentedDecimalField(serializers.DecimalField):
         value = super().get_attribute(instance)
         return None if value is None else self._present(value, instance, self.context)
 
-    def lean_getter(self, context: dict[str, Any]) -> Callable[[Any], Decimal | None]:
-        """What `get_attribute` gives, for `portfolio_site.api.lean` (a plain attribute source)."""
+    def lean_represent(self, context: dict[str, Any]) -> Callable[[Any], str | None]:
+        """What `to_representation(get_attribute(row))` gives, for `portfolio_site.api.lean`: the figure rounded and
+        written as its plain string by one `format()` (half-even under lean's context), the places found once per
+        field (or per currency) rather than per value. Checked here, not assumed: DRF writes such a figure as its
+        plain string (decimals as strings, no places of the field's own, no normalizing or locale)."""
+        plain = self.decimal_places is None and not self.normalize_output and not self.localize
+        if not (plain and getattr(self, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)):
+            raise TypeError("A presented figure is written as its plain string: no places, normalizing or locale.")
         (attr,) = self.source_attrs
-        # The quantum each row's figure is rounded to, found once per field (or per currency), not per value.
         if self.places is not None or self.valuation_currency:
-            quantum = self._quantum(context["currency"] if self.valuation_currency else "")
+            spec = self._spec(context["currency"] if self.valuation_currency else "")
 
-            def fixed(instance: Any) -> Decimal | None:
+            def fixed(instance: Any) -> str | None:
                 value = getattr(instance, attr)
-                return None if value is None else value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+                return None if value is None else format(value, spec)
 
             return fixed
-        quanta: dict[str, Decimal] = {}
+        specs: dict[str, str] = {}
 
-        def per_currency(instance: Any) -> Decimal | None:
+        def per_currency(instance: Any) -> str | None:
             value = getattr(instance, attr)
             if value is None:
                 return None
             code = instance.currency
-            quantum = quanta.get(code)
-            if quantum is None:
-                quantum = quanta[code] = self._quantum(code)
-            return value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+            spec = specs.get(code)
+            if spec is None:
+                spec = specs[code] = self._spec(code)
+            return format(value, spec)
 
         return per_currency
-
-    def lean_converter(self) -> Callable[[Decimal], str]:
-        """What `to_representation` gives a presented (already rounded) Decimal: its plain string, as DRF writes
-        it when decimals are strings and the field has no places of its own (checked here, not assumed)."""
-        plain = self.decimal_places is None and not self.normalize_output and not self.localize
-        if not (plain and getattr(self, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)):
-            raise TypeError("A presented figure is written as its plain string: no places, normalizing or locale.")
-        return lambda value: f"{value:f}"
 
     def _present(self, value: Decimal, instance: Any, context: Mapping[str, Any]) -> Decimal:
         if self.places is not None:
@@ -94,9 +91,9 @@ class PresentedDecimalField(serializers.DecimalField):
         currency = context["currency"] if self.valuation_currency else instance.currency
         return present_amount(value, currency)
 
-    def _quantum(self, currency: str) -> Decimal:
-        """What `_present` rounds to: `places`, or the currency's minor unit (`present_amount`'s)."""
-        return Decimal(1).scaleb(-(self.places if self.places is not None else minor_unit(currency)))
+    def _spec(self, currency: str) -> str:
+        """The format of what `_present` rounds to: `places`, or the currency's minor unit (`present_amount`'s)."""
+        return f".{self.places if self.places is not None else minor_unit(currency)}f"
 
 
 def _quantity(**kwargs: Any) -> PresentedDecimalField:

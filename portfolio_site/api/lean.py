@@ -14,9 +14,11 @@ represent as the objects would without building a model instance per row.
 A primary-key related field reads the key from the row's own column, as DRF's does (`serializable_value`), never
 the related row.
 
-A field may offer `lean_getter(context)`: a function of the row giving the value its `get_attribute` would (for
-fields that compute, such as rounding per currency), and `lean_converter()`: a function giving what its
-`to_representation` would. Other fields read their `source` directly and convert through their own method.
+A field may offer `lean_represent(context)`: a function of the row giving what the field shows for it (its
+`to_representation` of its `get_attribute`, None for a null), for fields that compute, such as rounding per
+currency, in one step. It runs under a half-even decimal context (DRF's own rounding default), which the compiled
+functions set, so that a figure may be rounded and written by one `format()`. Other fields read their `source`
+directly and convert through their own method.
 """
 
 import datetime
@@ -36,7 +38,8 @@ Represent = Callable[[Any], Any]
 
 def represent(serializer_class: type[serializers.Serializer], instance: Any, context: dict[str, Any]) -> dict:
     """`serializer_class(instance, context=context).data`, as a plain dict, without DRF's per-value overhead."""
-    return _compile(serializer_class(context=context), context)(instance)
+    with decimal.localcontext(rounding=decimal.ROUND_HALF_EVEN):
+        return _compile(serializer_class(context=context), context)(instance)
 
 
 class LeanListSerializer(serializers.ListSerializer):
@@ -45,7 +48,8 @@ class LeanListSerializer(serializers.ListSerializer):
     def to_representation(self, data: Any) -> list[dict]:
         rows = data.all() if isinstance(data, BaseManager) else data
         run = _list_representer(cast(serializers.Serializer, self.child), dict(self.context))
-        return [run(row) for row in rows]
+        with decimal.localcontext(rounding=decimal.ROUND_HALF_EVEN):
+            return [run(row) for row in rows]
 
 
 # Compiled representations of serializers whose output depends on their class alone, per time zone (the one thing of
@@ -69,15 +73,13 @@ def _list_representer(child: serializers.Serializer, context: dict[str, Any]) ->
 def _context_free(kind: type[serializers.Serializer]) -> bool:
     """Whether the serializer's fields, and so its compiled representation, are the same for every request: the
     fields are DRF's own way of making them (no `__init__`, `get_fields` or `fields` of the serializer's), none
-    reads the context (`lean_getter`, `lean_converter`), none is a nested serializer."""
+    reads the context (`lean_represent`), none is a nested serializer."""
     if kind.__init__ is not serializers.BaseSerializer.__init__ or kind.fields is not serializers.Serializer.fields:
         return False
     if kind.get_fields not in (serializers.Serializer.get_fields, serializers.ModelSerializer.get_fields):
         return False
     return not any(
-        hasattr(field, "lean_getter")
-        or hasattr(field, "lean_converter")
-        or isinstance(field, serializers.BaseSerializer)
+        hasattr(field, "lean_represent") or isinstance(field, serializers.BaseSerializer)
         for field in kind().fields.values()
     )
 
@@ -88,12 +90,19 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
     if any(field.write_only for field in serializer.fields.values()):
         raise TypeError(f"{type(serializer).__name__}: write-only fields are not supported.")
     fields = serializer.fields.items()
-    steps = [(name, _getter(field, context), _converter(field, context)) for name, field in fields]
+    # (name, getter, converter), or (name, the field's own function of the row, None).
+    steps: list[tuple[str, Represent, Represent | None]] = [
+        (name, field.lean_represent(context), None)
+        if hasattr(field, "lean_represent")
+        else (name, _getter(field, context), _converter(field, context))
+        for name, field in fields
+    ]
     # A plain row (a dict from `values()`, see `columns()`) is read by key, without asking each getter what it is.
-    keys = [None if hasattr(field, "lean_getter") else "__".join(field.source_attrs) or None for _, field in fields]
+    keys = [None if hasattr(field, "lean_represent") else "__".join(field.source_attrs) or None for _, field in fields]
     plain: list[tuple[str, str, Represent]] | None = None
     if None not in keys:
-        plain = [(name, cast(str, key), convert) for (name, _, convert), key in zip(steps, keys, strict=True)]
+        pairs = zip(steps, keys, strict=True)
+        plain = [(name, cast(str, key), cast(Represent, convert)) for (name, _, convert), key in pairs]
 
     def run(instance: Any) -> dict:
         out = {}
@@ -104,7 +113,7 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
             return out
         for name, get, convert in steps:
             value = get(instance)
-            out[name] = None if value is None else convert(value)
+            out[name] = value if convert is None or value is None else convert(value)
         return out
 
     return run
@@ -114,7 +123,7 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
 def columns(serializer_class: type[serializers.Serializer]) -> tuple[str, ...] | None:
     """The `values()` names that give a row of everything the serializer shows (`asset__currency` for a source
     `asset.currency`, the key itself for a related field), or None when a field needs the object (a "*" source, a
-    computing `lean_getter`, a nested or many-valued field). Such plain rows represent exactly as the objects would:
+    computing `lean_represent`, a nested or many-valued field). Such plain rows represent exactly as the objects would:
     same values, same converters, without building a model instance per row. Per class: fields that change with the
     context would need the object anyway."""
     names = []
@@ -122,15 +131,13 @@ def columns(serializer_class: type[serializers.Serializer]) -> tuple[str, ...] |
         if field.write_only:
             continue
         nested = isinstance(field, serializers.BaseSerializer | serializers.ManyRelatedField | serializers.ListField)
-        if nested or hasattr(field, "lean_getter") or not field.source_attrs:
+        if nested or hasattr(field, "lean_represent") or not field.source_attrs:
             return None
         names.append("__".join(field.source_attrs))
     return tuple(names)
 
 
 def _getter(field: Field, context: dict[str, Any]) -> Represent:
-    if hasattr(field, "lean_getter"):
-        return field.lean_getter(context)
     attrs = field.source_attrs
     if not attrs:  # the "*" source: the whole object
         return field.get_attribute
@@ -201,8 +208,6 @@ def _converter(field: Field, context: dict[str, Any]) -> Represent:
     if isinstance(field, serializers.ListField):
         convert = _converter(field.child, context)
         return lambda items: [None if item is None else convert(item) for item in items]
-    if hasattr(field, "lean_converter"):
-        return field.lean_converter()
     if isinstance(field, serializers.PrimaryKeyRelatedField) and field.use_pk_only_optimization():
         # What its to_representation does with the PKOnlyObject its get_attribute would have made.
         pk_field = field.pk_field
