@@ -20,9 +20,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.core.cache import cache
 
-from portfolio_site.cache import invalidate_namespace, namespace_versions
+from portfolio_site.cache import invalidate_namespace, versioned_get, versioned_set
 
 NAMESPACE = "authz"
 
@@ -56,12 +55,11 @@ def grants(user: Any) -> Grants:
         return _looked_up(user)
     # The versions first, then the rows: a change committed after this read bumps a version, so what is stored
     # below from older rows is stored under versions no one reads any more.
-    everyone, own = namespace_versions([NAMESPACE, _user_namespace(user.pk)])
-    key = f"{NAMESPACE}:{everyone}:{own}:{user.pk}"
-    found = cache.get(key)
+    key = f"{NAMESPACE}:{user.pk}"
+    found, versions = versioned_get(key, [NAMESPACE, _user_namespace(user.pk)])
     if not isinstance(found, Grants):
         found = _looked_up(user)
-        cache.set(key, found, timeout=settings.GRANTS_CACHE_SECONDS)
+        versioned_set(key, found, versions, timeout=settings.GRANTS_CACHE_SECONDS)
     user._grants_cache = found
     return found
 

@@ -11,7 +11,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -28,7 +27,7 @@ from portfolio_site.api.fields import CurrencyField
 from portfolio_site.api.lean import represent
 from portfolio_site.api.rendered import RenderedJSONResponse, render_json
 from portfolio_site.api.schema import VALIDATION_ERROR
-from portfolio_site.cache import namespace_versions
+from portfolio_site.cache import versioned_get, versioned_set
 from portfolio_site.money import QUANTITY_PLACES, QUANTITY_QUANTUM, minor_unit, present_amount
 
 from . import valuation
@@ -311,14 +310,13 @@ class CachedReportView(GenericAPIView):
             Portfolio.objects.visibility_key(self.request.user),
             scope,
             versions,
-            *namespace_versions(self.namespaces),
             repr(sorted(self.key_parameters(parameters).items())),
         ]
         key = f"{self.cache_prefix}:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-        content = cache.get(key)
-        if content is None:
+        content, read_as_of = versioned_get(key, self.namespaces)
+        if not isinstance(content, bytes):
             content = render_json(compute(parameters))
-            cache.set(key, content, timeout=settings.API_CACHE_SECONDS)
+            versioned_set(key, content, read_as_of, timeout=settings.API_CACHE_SECONDS)
         return RenderedJSONResponse(content)
 
 

@@ -6,6 +6,7 @@ Redis down every read is a miss, so correctness never depends on the cache.
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
@@ -25,11 +26,26 @@ def namespace_version(namespace: str) -> str:
     return version
 
 
-def namespace_versions(namespaces: Sequence[str]) -> list[str]:
-    """`namespace_version` of each namespace, in order, read in one round trip (a namespace never started is
-    started as `namespace_version` starts it)."""
-    found = cache.get_many([_version_key(namespace) for namespace in namespaces])
-    return [found.get(_version_key(namespace)) or namespace_version(namespace) for namespace in namespaces]
+def versioned_get(key: str, namespaces: Sequence[str]) -> tuple[Any, list[str]]:
+    """What `versioned_set` stored under `key` while each of `namespaces` was at its current version (None when
+    nothing was, or a namespace has moved on since), and those current versions: one round trip for both, where
+    reading the versions first and then a key built on them takes two."""
+    version_keys = [_version_key(namespace) for namespace in namespaces]
+    found = cache.get_many([*version_keys, key])
+    versions = [
+        found.get(version_key) or namespace_version(namespace)
+        for version_key, namespace in zip(version_keys, namespaces, strict=True)
+    ]
+    stored = found.get(key)
+    if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == versions:
+        return stored[1], versions
+    return None, versions
+
+
+def versioned_set(key: str, value: Any, versions: list[str], *, timeout: int | None) -> None:
+    """Stores `value` under `key` as of `versions`: those `versioned_get` gave before the value was read, so that a
+    namespace bumped meanwhile (a write committed while it was computed) makes it a miss for every reader after."""
+    cache.set(key, (versions, value), timeout=timeout)
 
 
 def invalidate_namespace(namespace: str, *, also_now: bool = False) -> None:

@@ -6,14 +6,13 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import QuerySet
 from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portfolio_site.api.lean import columns
-from portfolio_site.cache import namespace_version
+from portfolio_site.cache import versioned_get, versioned_set
 from portfolio_site.scoping import check_scoped, scoped
 
 
@@ -64,14 +63,13 @@ class CachedReadMixin:
         if self.cache_namespace is None:
             return compute()
         digest = hashlib.sha256("\n".join([self.cache_scope(), request.get_host(), request.get_full_path()]).encode())
-        versions = ":".join(namespace_version(ns) for ns in (self.cache_namespace, *self.cache_depends_on))
-        key = f"api:{self.cache_namespace}:{versions}:{digest.hexdigest()}"
-        data = cache.get(key)
+        key = f"api:{self.cache_namespace}:{digest.hexdigest()}"
+        data, versions = versioned_get(key, [self.cache_namespace, *self.cache_depends_on])
         if data is not None:
             return Response(data)
         response = compute()
         if response.status_code == 200:
-            cache.set(key, response.data, timeout=settings.API_CACHE_SECONDS)
+            versioned_set(key, response.data, versions, timeout=settings.API_CACHE_SECONDS)
         return response
 
 

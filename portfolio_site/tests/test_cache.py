@@ -8,8 +8,10 @@ Tests run inside a transaction that never commits, so cache invalidation (an on-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -17,6 +19,7 @@ from rest_framework.test import APIClient
 from accounts.tests.factories import AdvisorFactory, OperationsFactory, SuperuserFactory
 from clients.tests.factories import ClientFactory, PortfolioFactory
 from holdings.tests.factories import AssetFactory, PriceFactory
+from portfolio_site.cache import invalidate_namespace, versioned_get, versioned_set
 from portfolio_site.testing import REDIS_DOWN
 
 
@@ -326,3 +329,34 @@ def test_with_redis_unreachable_the_ledger_still_posts_and_reports_balances(redi
     assert balances["balances"] == [
         {"currency": "EUR", "amount": "10.5000", "on_hold": "0.0000", "available": "10.5000"}
     ]
+
+
+def test_a_versioned_value_and_its_namespaces_versions_are_read_in_one_round_trip() -> None:
+    _, versions = versioned_get("report:1", ["fx-rates", "assets"])
+    versioned_set("report:1", b"{}", versions, timeout=60)
+    stored = cache.get_many(["ns-version:fx-rates", "ns-version:assets", "report:1"])
+    with mock.patch("portfolio_site.cache.cache") as spy:
+        spy.get_many.return_value = stored
+        assert versioned_get("report:1", ["fx-rates", "assets"]) == (b"{}", versions)
+    assert spy.mock_calls == [mock.call.get_many(["ns-version:fx-rates", "ns-version:assets", "report:1"])]
+
+
+@pytest.mark.django_db
+def test_a_versioned_value_is_a_miss_once_any_of_its_namespaces_moves_on(committed: Any) -> None:
+    _, before = versioned_get("report:2", ["fx-rates", "assets"])
+    versioned_set("report:2", b"old", before, timeout=60)
+    committed(lambda: invalidate_namespace("assets"))
+    found, after = versioned_get("report:2", ["fx-rates", "assets"])
+    assert found is None
+    assert after[0] == before[0]
+    assert after[1] != before[1]
+
+
+@pytest.mark.django_db
+def test_a_value_computed_while_a_write_commits_is_never_served_after_it(committed: Any) -> None:
+    """The reader read the versions, then the data; a write bumped a namespace in between: what the reader stores
+    carries the versions it read, which are no one's any more."""
+    _, read_as_of = versioned_get("report:3", ["fx-rates"])
+    committed(lambda: invalidate_namespace("fx-rates"))
+    versioned_set("report:3", b"computed from the rows before the write", read_as_of, timeout=60)
+    assert versioned_get("report:3", ["fx-rates"])[0] is None
