@@ -15,6 +15,9 @@ over 500 assets quoted in EUR, USD and GBP, five years of business-day closes an
   rebuild       the daily table after a back-dated trade in the first month (through the services), and the
                 first valuation after it, which refolds the position snapshot
 
+Each timed figure is a median over rounds that take every measurement of a line in turn (ours, uncached and
+cached, and the floor), so that a slow moment of a shared machine weighs on both sides of a ratio.
+
     .venv/bin/python bench/valuation_bench.py
     .venv/bin/python bench/valuation_bench.py --allocations 500 --assets 20 --years 1
 
@@ -43,7 +46,9 @@ from bench.daily_values_bench import setup_django, weekdays  # noqa: E402  (the 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portfolio_bench_p"
 END = datetime.date(2026, 11, 27)
 CURRENCIES = ("EUR", "USD", "GBP")
-REPEATS = 5
+# Rounds of the interleaved timings (medians): the five-year series floor takes seconds a run.
+VALUATION_ROUNDS = 15
+PERFORMANCE_ROUNDS = 5
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,16 +126,20 @@ def fill(allocations: int, asset_count: int, years: int) -> tuple[Any, datetime.
     return portfolio, start
 
 
-def best(run: Callable[[], Any], before: Callable[[], Any] | None = None) -> tuple[float, Any]:
-    """The median of REPEATS runs (`before` runs untimed before each), and the last result."""
-    times, result = [], None
-    for _ in range(REPEATS):
-        if before:
-            before()
-        began = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), result
+def interleaved(rounds: int, runs: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]]) -> dict[str, Any]:
+    """{name: (median time, last result)} of `rounds` rounds, each timing every run of `runs` once in turn
+    ({name: (run, untimed before)}). Interleaved rather than one after the other, so that a slow moment of a
+    shared machine weighs on both sides of a ratio instead of on one."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, (run, before) in runs.items():
+            if before:
+                before()
+            began = time.perf_counter()
+            results[name] = run()
+            times[name].append(time.perf_counter() - began)
+    return {name: (statistics.median(times[name]), results[name]) for name in runs}
 
 
 # The floor: what PostgreSQL alone needs for the same figures, written by hand for this book's shape (a EUR
@@ -253,7 +262,10 @@ def main() -> None:
         cursor.execute("SET jit = off")
     api = APIClient()
     api.force_authenticate(User.objects.get(email="bench-valuation@example.com"))
-    print(f"cache: {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[1]}; median of {REPEATS} runs each")
+    print(
+        f"cache: {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[1]}; medians of {VALUATION_ROUNDS} (valuation) "
+        f"and {PERFORMANCE_ROUNDS} (performance) interleaved rounds"
+    )
 
     began = time.perf_counter()
     services.daily_values_refresh(portfolio_ids=[portfolio.pk], until=END)
@@ -278,16 +290,30 @@ def main() -> None:
     performance_url = f"/api/v1/portfolios/{portfolio.pk}/performance/"
     five_years = {"start": (END - datetime.timedelta(days=365 * args.years)).isoformat(), "end": END.isoformat()}
 
-    ours_valuation, report = best(lambda: portfolio_valuation(portfolio=portfolio, as_of=END))
-    view_valuation, uncached_response = best(lambda: get(valuation_url, as_of=END.isoformat()), before=cache.clear)
-    cached_valuation, cached_response = best(lambda: get(valuation_url, as_of=END.isoformat()))
+    valuation = interleaved(
+        VALUATION_ROUNDS,
+        {
+            "function": (lambda: portfolio_valuation(portfolio=portfolio, as_of=END), None),
+            "uncached": (lambda: get(valuation_url, as_of=END.isoformat()), cache.clear),
+            "cached": (lambda: get(valuation_url, as_of=END.isoformat()), None),
+            "floor": (floor(FLOOR_VALUATION, {"portfolio": portfolio.pk, "day": END}), None),
+        },
+    )
+    (ours_valuation, report), (view_valuation, uncached_response) = valuation["function"], valuation["uncached"]
+    (cached_valuation, cached_response), (floor_valuation, totals) = valuation["cached"], valuation["floor"]
     assert cached_response.content == uncached_response.content
     assert uncached_response.json()["totals"]["total"] == str(present_amount(report.totals.total, "EUR"))
-    floor_valuation, totals = best(floor(FLOOR_VALUATION, {"portfolio": portfolio.pk, "day": END}))
-    ours_performance, _ = best(lambda: portfolio_performance(portfolio=portfolio, start=start, end=END))
-    view_performance, _ = best(lambda: get(performance_url, **five_years), before=cache.clear)
-    cached_performance, _ = best(lambda: get(performance_url, **five_years))
-    floor_series, series = best(floor(FLOOR_SERIES, {"portfolio": portfolio.pk, "start": start, "end": END}))
+    performance = interleaved(
+        PERFORMANCE_ROUNDS,
+        {
+            "function": (lambda: portfolio_performance(portfolio=portfolio, start=start, end=END), None),
+            "uncached": (lambda: get(performance_url, **five_years), cache.clear),
+            "cached": (lambda: get(performance_url, **five_years), None),
+            "floor": (floor(FLOOR_SERIES, {"portfolio": portfolio.pk, "start": start, "end": END}), None),
+        },
+    )
+    ours_performance, view_performance = performance["function"][0], performance["uncached"][0]
+    cached_performance, (floor_series, series) = performance["cached"][0], performance["floor"]
 
     # The floors compute the same figures: checked, so that a fast floor is never a wrong one.
     holdings, cash = totals[0]
