@@ -111,9 +111,9 @@ def _compile(serializer: serializers.Serializer, context: dict[str, Any]) -> Rep
                 value = instance[key] if key in instance else _nested(instance, key)
                 out[name] = None if value is None else convert(value)
             return out
-        for name, get, convert in steps:
+        for name, get, convert_or_none in steps:
             value = get(instance)
-            out[name] = value if convert is None or value is None else convert(value)
+            out[name] = value if convert_or_none is None or value is None else convert_or_none(value)
         return out
 
     return run
