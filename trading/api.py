@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from clients.api import VisiblePortfolioField
 from holdings.models import Asset
+from portfolio_site.api.exceptions import Unavailable
 from portfolio_site.api.fields import ActorContextMixin, PlainDecimalField, must_be_positive
 from portfolio_site.api.permissions import ModelPermissions
 from portfolio_site.api.schema import ErrorDetailSerializer
@@ -30,16 +31,15 @@ from .connections import broker_account_save, connection_check, connection_save,
 from .filters import BrokerAccountFilterSet, FillFilterSet, OrderFilterSet
 from .models import BrokerAccount, BrokerConnection, Fill, Order, OrderEvent
 
+BROKER_UNREACHABLE_SECONDS = 30
 
-class BrokerUnreachable(exceptions.APIException):
+
+class BrokerUnreachable(Unavailable):
     """The order's broker did not answer: nothing changed here, the order stays as it was; try again later."""
 
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The broker cannot be reached: the order stays open. Try again later."
     default_code = "broker_unavailable"
-
-
-BROKER_UNREACHABLE_SECONDS = 30
+    wait = BROKER_UNREACHABLE_SECONDS
 
 
 def _quantity(**kwargs: Any) -> PlainDecimalField:
@@ -322,12 +322,6 @@ class OrderViewSet(ScopedReadCreateViewSet):
                 f"The broker cannot be reached ({error}): the order stays open. Try again later."
             ) from None
         return self._output(order)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)
-        if isinstance(exc, BrokerUnreachable):
-            response["Retry-After"] = str(BROKER_UNREACHABLE_SECONDS)
-        return response
 
 
 class FillViewSet(ScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

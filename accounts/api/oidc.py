@@ -3,7 +3,7 @@
 same answers as a password login, through the same service path, throttles and audit trail)."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,6 +12,7 @@ from accounts.oidc_config import OIDCProvider, oidc_providers
 from accounts.services import oidc as oidc_service
 from accounts.throttles import AUTH_THROTTLES
 from portfolio_site import logs
+from portfolio_site.api.exceptions import Unavailable
 from portfolio_site.api.schema import ErrorDetailSerializer
 
 from .auth import LOGIN_RESPONSES, PublicAuthView
@@ -24,8 +25,7 @@ UNAVAILABLE = OpenApiResponse(
 )
 
 
-class ProviderUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+class ProviderUnavailable(Unavailable):
     default_detail = oidc_service.UNAVAILABLE
     default_code = "identity_provider_unavailable"
 
@@ -79,9 +79,7 @@ class _ProviderView(PublicAuthView):
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, oidc_service.OIDCUnavailable):
-            response = super().handle_exception(ProviderUnavailable())
-            response["Retry-After"] = str(exc.retry_after)
-            return response
+            exc = ProviderUnavailable(wait=exc.retry_after)
         return super().handle_exception(exc)
 
 

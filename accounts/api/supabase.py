@@ -2,13 +2,14 @@
 challenge), through the same service path, throttles and audit trail."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.services import supabase as supabase_service
 from accounts.throttles import AUTH_THROTTLES
 from portfolio_site import logs
+from portfolio_site.api.exceptions import Unavailable
 from portfolio_site.api.schema import ErrorDetailSerializer
 
 from .auth import LOGIN_RESPONSES, PublicAuthView
@@ -26,10 +27,10 @@ class SupabaseTokenSerializer(serializers.Serializer):
 KEYS_UNAVAILABLE_RETRY_SECONDS = 30
 
 
-class KeysUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+class KeysUnavailable(Unavailable):
     default_detail = supabase_service.UNAVAILABLE
     default_code = "supabase_unavailable"
+    wait = KEYS_UNAVAILABLE_RETRY_SECONDS
 
 
 class SupabaseTokenView(PublicAuthView):
@@ -73,9 +74,3 @@ class SupabaseTokenView(PublicAuthView):
         except supabase_service.SupabaseUnavailable:
             raise KeysUnavailable() from None
         return login_response(request, result)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)
-        if isinstance(exc, KeysUnavailable):
-            response["Retry-After"] = str(KEYS_UNAVAILABLE_RETRY_SECONDS)
-        return response

@@ -27,10 +27,23 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class DatabaseUnavailable(exceptions.APIException):
+class Unavailable(exceptions.APIException):
+    """503: a service the request needs (the database, a broker, an identity provider) did not answer, and nothing
+    changed. `wait`, the seconds to wait before trying again, is the Retry-After header DRF's handler writes."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    wait: int
+
+    def __init__(self, detail: Any = None, code: str | None = None, *, wait: int | None = None) -> None:
+        super().__init__(detail, code)
+        if wait is not None:
+            self.wait = wait
+
+
+class DatabaseUnavailable(Unavailable):
     default_detail = DATABASE_UNAVAILABLE
     default_code = "database_unavailable"
+    wait = RETRY_AFTER_SECONDS
 
 
 def _validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -57,10 +70,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif is_database_outage(exc):
         # PostgreSQL unreachable (or the connection lost mid-request): the client retries; not a bug to trace.
         logger.error("Database unavailable: %s", exc)
-        response = drf_exception_handler(DatabaseUnavailable(), context)
-        if response is not None:
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        exc = DatabaseUnavailable()
     return drf_exception_handler(exc, context)
 
 
