@@ -19,8 +19,6 @@ import base64
 import http.client
 import json
 import re
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -30,9 +28,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from portfolio_site import logs
+from portfolio_site import logs, outbound
 
-READ_CHUNK = 64 * 1024
 # C0 and C1 controls but tab and newline, DEL, and UTF-16 surrogates (which JSON's \\u escapes can produce alone).
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -52,30 +49,6 @@ class DescriberError(Exception):
 
 class DescriberUnavailable(DescriberError):
     """The describer could not be reached or did not answer in time: a later try may succeed."""
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows no redirect: urllib's own handler would send the request, Authorization header included, to any
-    host a 3xx names. The 3xx then surfaces as an HTTPError (a DescriberError: asking again is redirected again)."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def _content_length(value: str | None) -> int:
-    """The announced length, or -1 when none is; a malformed one is a DescriberError, not a ValueError."""
-    if value is None or not value.strip():
-        return -1
-    try:
-        length = int(value.strip())
-    except ValueError:
-        raise DescriberError("The answer's Content-Length is not a number.") from None
-    if length < 0:
-        raise DescriberError("The answer's Content-Length is negative.")
-    return length
 
 
 @dataclass(frozen=True)
@@ -117,8 +90,8 @@ def configured_describer() -> Describer | None:
 
 class OpenAIDescriber:
     """A vision model behind `POST {base_url}/chat/completions`, as OpenAI's API and the model servers that copy it
-    (vLLM, Ollama, llama.cpp's server, LocalAI) answer it. Only the standard library (urllib), as the Alpaca
-    adapter and the market data sources: the project has no HTTP client among its requirements."""
+    (vLLM, Ollama, llama.cpp's server, LocalAI) answer it, through the bounded requests of
+    `portfolio_site.outbound`."""
 
     def __init__(
         self,
@@ -171,53 +144,26 @@ class OpenAIDescriber:
     def _post(self, path: str, data: bytes, headers: dict[str, str]) -> Any:
         url = self.base_url + path
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-        # The whole answer, not each socket read, must arrive within the timeout: a server dripping a byte at a time
-        # would otherwise hold a worker for as long as it likes. (A single read still waits up to the timeout, so a
-        # call takes at most about twice ASSET_DESCRIBER_TIMEOUT.)
-        deadline = time.monotonic() + self.timeout
+        # No redirect followed (the request carries the key, and a 3xx may name any host), the whole answer within
+        # the timeout (a slow drip must not hold a worker) and the byte limit: portfolio_site.outbound.
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                announced = _content_length(response.headers.get("Content-Length"))
-                if announced > self.max_response_bytes:
-                    raise DescriberError(f"The answer announces {announced} bytes, over {self.max_response_bytes}.")
-                raw = self._read_bounded(response, deadline, url)
-                if len(raw) < announced:
-                    raise http.client.IncompleteRead(raw, announced - len(raw))
-        except urllib.error.HTTPError as error:
-            answer = f"{url} answered HTTP {error.code} {error.reason}"
-            if 300 <= error.code < 400:
-                # Never followed: the request carries the key, and a redirect may name any host.
-                raise DescriberError(f"{answer}; redirects are not followed (set ASSET_DESCRIBER_BASE_URL).") from None
+            answer = outbound.send(request, timeout=self.timeout, max_bytes=self.max_response_bytes)
+        except outbound.AnswerRefused as error:
+            raise DescriberError(str(error)) from None
+        except outbound.Unreachable as error:
+            raise DescriberUnavailable(f"{error} Will try again.") from None
+        if not 200 <= answer.status < 300:
+            said = f"{url} answered HTTP {answer.status} {http.client.responses.get(answer.status, '')}".rstrip()
+            if 300 <= answer.status < 400:
+                raise DescriberError(f"{said}; redirects are not followed (set ASSET_DESCRIBER_BASE_URL).")
             # A server error, "too many requests" or "request timeout" passes; any other 4xx is our request's fault.
-            if error.code >= 500 or error.code in (408, 429):
-                raise DescriberUnavailable(f"{answer}; will try again.") from None
-            raise DescriberError(f"{answer}.") from None
-        except http.client.IncompleteRead as error:
-            raise DescriberUnavailable(f"{url} stopped answering after {len(error.partial)} bytes.") from None
-        # A refused connection, an unknown host, a timeout while connecting or reading: all OSErrors.
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", None) or error
-            raise DescriberUnavailable(f"Cannot reach {url}: {reason}.") from None
+            if answer.status >= 500 or answer.status in (408, 429):
+                raise DescriberUnavailable(f"{said}; will try again.")
+            raise DescriberError(f"{said}.")
         try:
-            return json.loads(raw)
+            return json.loads(answer.body)
         except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
             raise DescriberError("The answer is not JSON.") from None
-
-    def _read_bounded(self, response: Any, deadline: float, url: str) -> bytes:
-        """The body, read in chunks: refused once past the byte limit (a body without a Content-Length is read
-        until the server closes it, so only this bounds it), unavailable once past the deadline."""
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            if time.monotonic() > deadline:
-                raise DescriberUnavailable(f"{url} did not answer whole within {self.timeout:g} s; will try again.")
-            chunk = response.read1(min(READ_CHUNK, self.max_response_bytes + 1 - total))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > self.max_response_bytes:
-                raise DescriberError(f"The answer is larger than {self.max_response_bytes} bytes.")
 
     def _text_of(self, answer: Any) -> str:
         try:

@@ -16,7 +16,6 @@ import abc
 import datetime
 import http.client
 import re
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+
+from portfolio_site import outbound
 
 USER_AGENT = "portfolio-back-office/0.1 (market data refresh)"
 SOURCE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
@@ -99,18 +100,6 @@ class MarketDataSource(abc.ABC):
         return f"<{type(self).__name__} {self.name} {self.url}>"
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows a redirect to http(s) only: a web server must not send us to ftp:// or to a local file."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        if urlsplit(newurl).scheme not in ("http", "https"):
-            raise urllib.error.HTTPError(newurl, code, f"redirect to a refused scheme: {newurl}", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_opener = urllib.request.build_opener(_HttpOnlyRedirects)
-
-
 def read_url(url: str, *, source: str, timeout: float, max_bytes: int) -> bytes:
     """The bytes at `url` (http, https, file) or at a local path; at most `max_bytes` (a larger answer is refused,
     not cut)."""
@@ -132,31 +121,22 @@ def read_url(url: str, *, source: str, timeout: float, max_bytes: int) -> bytes:
 
 
 def _read_http(url: str, *, source: str, timeout: float, max_bytes: int) -> bytes:
+    # Redirects followed (to http(s) only): a public source may move, and these requests carry no credentials.
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            announced = int(response.headers.get("Content-Length") or -1)
-            if announced > max_bytes:
-                raise SourceError(f"{source}: {url} announces {announced} bytes, over MARKET_DATA_MAX_BYTES.")
-            data = response.read(max_bytes + 1)
-            if len(data) < announced:
-                # read(n) returns what came before the connection closed, without complaint: check it.
-                raise http.client.IncompleteRead(data, announced - len(data))
-    except urllib.error.HTTPError as error:
-        answer = f"{source}: {url} answered HTTP {error.code} {error.reason}"
-        # A server error, "too many requests" or "request timeout" passes; any other 4xx is our request's fault.
-        if error.code >= 500 or error.code in (408, 429):
-            raise SourceUnavailable(f"{answer}; try again later.") from error
-        raise SourceError(f"{answer}.") from error
-    except http.client.IncompleteRead as error:
-        raise SourceUnavailable(
-            f"{source}: {url} stopped answering after {len(error.partial)} bytes of the announced body."
-        ) from error
-    # URLError (no such host, refused, a TLS failure while connecting), a timeout or a reset mid-body: all OSErrors.
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise SourceUnavailable(f"{source}: cannot reach {url}: {reason}; try again later.") from error
-    return _bounded(data, url, source=source, max_bytes=max_bytes)
+        answer = outbound.send(request, timeout=timeout, max_bytes=max_bytes, follow_redirects=True)
+    except outbound.AnswerRefused as error:
+        raise SourceError(f"{source}: {error} (MARKET_DATA_MAX_BYTES)") from None
+    except outbound.Unreachable as error:
+        raise SourceUnavailable(f"{source}: {error} Try again later.") from None
+    if not 200 <= answer.status < 300:
+        reason = http.client.responses.get(answer.status, "")
+        said = f"{source}: {url} answered HTTP {answer.status} {reason}".rstrip()
+        # A server error, "too many requests" or "request timeout" passes; any other answer is our request's fault.
+        if answer.status >= 500 or answer.status in (408, 429):
+            raise SourceUnavailable(f"{said}; try again later.")
+        raise SourceError(f"{said}.")
+    return _bounded(answer.body, url, source=source, max_bytes=max_bytes)
 
 
 def _bounded(data: bytes, url: str, *, source: str, max_bytes: int) -> bytes:

@@ -373,7 +373,7 @@ def test_a_source_that_does_not_answer_in_time_is_transient(settings: Any, serve
     [report] = market_data_refresh()
 
     assert report.transient
-    assert (report.error or "").startswith(f"ecb: cannot reach {server.url('/slow.xml')}: ")
+    assert (report.error or "").startswith(f"ecb: Cannot reach {server.url('/slow.xml')}: ")
     assert not FxRate.objects.exists()
 
 

@@ -8,15 +8,14 @@ Errors: 401/403 are credentials (refused, naming neither key nor secret), 404 an
 a rate limit (retried, honouring `Retry-After`), 5xx and network failures an outage. The key and the secret travel
 only in the request headers: never in a log record, an exception message or a URL.
 
-Only the standard library (urllib) is used: the project has no HTTP client among its requirements.
+Requests go through `portfolio_site.outbound`: bounded in time and size, and no redirect is followed, so the key
+pair never reaches another host.
 """
 
 import datetime
-import http.client
 import json
 import logging
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from decimal import Decimal, InvalidOperation
@@ -24,6 +23,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from portfolio_site import outbound
 from portfolio_site.logs import secret
 
 from .base import BrokerFill, BrokerOrder, BrokerRefused, BrokerState, BrokerUnavailable, OrderTicket
@@ -60,6 +60,8 @@ FILLS_PAGE_SIZE = 100
 # The statuses of an order whose cancel Alpaca has accepted but not yet carried out.
 CANCEL_PENDING = ("pending_cancel", "new", "accepted", "pending_new", "partially_filled")
 CANCEL_POLL_INTERVAL = 0.25
+# The largest answer read: a page of fills or orders is a few hundred kilobytes at most.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 class AlpacaBroker:
@@ -259,26 +261,21 @@ class AlpacaBroker:
         while True:
             request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return response.status, _decode(response.read())
-            except urllib.error.HTTPError as error:
-                status = error.code
-                payload = _decode(error.read())
-                retry_after = error.headers.get("Retry-After") if error.headers else None
-                error.close()
-            except (ValueError, UnicodeError, http.client.HTTPException) as error:
-                # A request that could not be written (a header value the HTTP client refuses) or an answer that
-                # could not be read: its own message may quote a header, so none of it is kept.
+                # No redirect followed (the key pair travels in the headers, and a 3xx may name any host), the whole
+                # answer within the timeout and MAX_ANSWER_BYTES: portfolio_site.outbound.
+                answer = outbound.send(request, timeout=self.timeout, max_bytes=MAX_ANSWER_BYTES)
+            except (ValueError, UnicodeError, outbound.AnswerRefused) as error:
+                # A request that could not be written (a header value the HTTP client refuses) or an answer not to
+                # read: its own message may quote a header, so none of it is kept.
                 logger.warning("Alpaca %s %s failed: %s", method, _path(path), type(error).__name__)
                 raise BrokerUnavailable(
                     f"Alpaca could not be asked {method} {_path(path)} ({type(error).__name__})."
                 ) from None
-            except (urllib.error.URLError, TimeoutError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                logger.warning("Alpaca %s %s did not answer: %s", method, _path(path), type(reason).__name__)
-                raise BrokerUnavailable(
-                    f"Alpaca did not answer {method} {_path(path)} ({type(reason).__name__})."
-                ) from None
+            except outbound.Unreachable:
+                logger.warning("Alpaca %s %s did not answer", method, _path(path))
+                raise BrokerUnavailable(f"Alpaca did not answer {method} {_path(path)}.") from None
+            status, payload = answer.status, _decode(answer.body)
+            retry_after = answer.headers.get("Retry-After")
             if status in accept:
                 return status, payload
             if status == 429 and attempt < retries:

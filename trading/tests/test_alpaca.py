@@ -172,6 +172,14 @@ def test_a_server_error_is_an_outage(alpaca: FakeAlpaca, status: int) -> None:
         adapter(alpaca).submit(ticket_for())
 
 
+def test_a_redirect_is_never_followed_so_the_key_pair_never_reaches_another_host(alpaca: FakeAlpaca) -> None:
+    alpaca.fail_next(302, headers={"Location": f"{alpaca.base_url}/v2/elsewhere"})
+
+    with pytest.raises(BrokerRefused, match="302"):
+        adapter(alpaca, max_retries=0).submit(ticket_for())
+    assert [url for _, url in alpaca.requests if "elsewhere" in url] == []
+
+
 def test_a_server_that_does_not_answer_in_time_is_an_outage(alpaca: FakeAlpaca) -> None:
     alpaca.stall_next(1.5)
 
