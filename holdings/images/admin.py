@@ -25,6 +25,7 @@ from portfolio_site.errors import ConflictError
 
 from . import services
 from .api import LimitedUploadHandler
+from .downloads import image_download
 
 CHANGE_ASSET = "holdings.change_asset"
 THUMBNAIL_HEIGHT = 60
@@ -230,11 +231,7 @@ class AssetImageAdmin(ServiceAdminMixin, admin.ModelAdmin):
         """The stored image, for thumbnails and the link on each: to those who may view images only."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        image = get_object_or_404(AssetImage.objects.visible_to(request.user), pk=pk)
-        response = FileResponse(services.stored_bytes(image), content_type=image.content_type)
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return image_download(get_object_or_404(AssetImage.objects.visible_to(request.user), pk=pk))
 
 
 @admin.register(AssetDescriptionProposal)

@@ -29,6 +29,7 @@ from portfolio_site.api.viewsets import ScopedViewSetMixin
 from portfolio_site.scoping import scoped
 
 from . import services
+from .downloads import image_download
 
 CHANGE_ASSET = "holdings.change_asset"
 DESCRIBE_THROTTLE_SCOPE = "asset_describe"
@@ -246,17 +247,7 @@ class AssetImageViewSet(
     )
     @action(detail=True, methods=["get"])
     def file(self, request: Request, asset_pk: str, pk: str) -> FileResponse:
-        image = self.get_object()
-        response = FileResponse(
-            services.stored_bytes(image),
-            content_type=image.content_type,
-            as_attachment=False,
-            # Our name, not the uploader's: the stored name is ours and harmless in a header.
-            filename=f"asset-{image.asset_id}-image-{image.pk}.{image.file.name.rsplit('.', 1)[-1]}",
-        )
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return image_download(self.get_object())
 
     @extend_schema(
         parameters=[ASSET_PK],

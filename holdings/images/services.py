@@ -340,11 +340,10 @@ def asset_image_update(*, image: AssetImage, kind: str) -> AssetImage:
 
 
 def _short(message: str) -> str:
-    text = logs.redact(message)
-    key = settings.ASSET_DESCRIBER_API_KEY
-    if key:
-        text = text.replace(key, logs.MASK)
-    return text[:DESCRIPTION_ERROR_MAX_LENGTH]
+    """A failure's message as a proposal stores it: masked of every secret, the describer's key included (this job
+    may fail before the describer registered it), and bounded."""
+    logs.secret(settings.ASSET_DESCRIBER_API_KEY)
+    return logs.redact(message)[:DESCRIPTION_ERROR_MAX_LENGTH]
 
 
 def description_run(*, proposal_id: int, final_attempt: bool) -> str:
@@ -471,8 +470,3 @@ def _decide(proposal: AssetDescriptionProposal, status: str, decided_by: Any) ->
     proposal.full_clean()
     proposal.save()
     return proposal
-
-
-def stored_bytes(image: AssetImage) -> Any:
-    """The stored file, opened for reading (a door streams it)."""
-    return default_storage.open(str(image.file.name), "rb")
