@@ -23,21 +23,24 @@ def _address_ident(email: Any) -> str | None:
     return hashlib.sha256(User.objects.normalize_email(email).encode()).hexdigest()
 
 
-class _ScopedThrottle(SimpleRateThrottle):
-    """A fixed-window limit on one identity (an IP or an address) for one scope."""
-
-    suffix = ""
+class CounterThrottle(SimpleRateThrottle):
+    """A fixed-window limit counted in the database (accounts.services.counters), so that a Redis outage never
+    lifts it: subclasses say which rate of REST_FRAMEWORK's DEFAULT_THROTTLE_RATES applies (`rate_name`) and
+    whose requests count together (`ident_for`). A 429 carries Retry-After (`wait`)."""
 
     def __init__(self) -> None:
-        # SimpleRateThrottle reads its rate from `scope` at construction; ours comes from the view.
+        # SimpleRateThrottle reads its rate from `scope` at construction; ours comes with each request.
         self.retry_after: int | None = None
+
+    def rate_name(self, view: Any) -> str | None:
+        raise NotImplementedError
 
     def ident_for(self, request: Request) -> str | None:
         raise NotImplementedError
 
-    def hit(self, *, scope: str, ident: str | None) -> bool:
+    def count(self, *, rate_name: str | None, ident: str | None) -> bool:
         """Counts one request; False (with `retry_after` set) once the limit for the window is passed."""
-        self.scope = f"{scope}_{self.suffix}"
+        self.scope = rate_name
         rate = self.get_rate()
         if rate is None or ident is None:
             return True
@@ -51,7 +54,7 @@ class _ScopedThrottle(SimpleRateThrottle):
         return False
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        return self.hit(scope=view.throttle_scope, ident=self.ident_for(request))
+        return self.count(rate_name=self.rate_name(view), ident=self.ident_for(request))
 
     def get_rate(self) -> str | None:
         if not getattr(self, "scope", None):
@@ -60,6 +63,18 @@ class _ScopedThrottle(SimpleRateThrottle):
 
     def wait(self) -> float | None:
         return self.retry_after
+
+
+class _ScopedThrottle(CounterThrottle):
+    """The login and email doors' limits: the view's `throttle_scope`, per `suffix` (ip or account)."""
+
+    suffix = ""
+
+    def rate_name(self, view: Any) -> str | None:
+        return f"{view.throttle_scope}_{self.suffix}"
+
+    def hit(self, *, scope: str, ident: str | None) -> bool:
+        return self.count(rate_name=f"{scope}_{self.suffix}", ident=ident)
 
 
 class IPThrottle(_ScopedThrottle):

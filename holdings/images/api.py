@@ -6,7 +6,6 @@ image's add/delete permissions (Operations); asking for a description and accept
 asset's description, so they need `holdings.change_asset`, whoever may change assets.
 """
 
-import datetime
 from typing import Any
 
 from django.conf import settings
@@ -20,9 +19,8 @@ from rest_framework import mixins, parsers, permissions, serializers, status, vi
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
-from accounts.services.counters import counter_hit
+from accounts.throttles import CounterThrottle
 from holdings.models import Asset, AssetDescriptionProposal, AssetImage
 from portfolio_site.api.schema import ErrorDetailSerializer
 from portfolio_site.api.viewsets import ScopedViewSetMixin
@@ -59,38 +57,22 @@ class LimitedUploadHandler(FileUploadHandler):
         return None  # the next handler makes the file
 
 
-class DescribeThrottle(ScopedRateThrottle):
-    """Per user, at `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["asset_describe"]` (ASSET_DESCRIBE_RATE), read when
-    a request comes rather than when DRF is imported, so a changed setting applies.
+class DescribeThrottle(CounterThrottle):
+    """Per user, at `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["asset_describe"]` (ASSET_DESCRIBE_RATE). Counted in
+    the database, not in DRF's cache history: each description is a paid call to the describer, and with the cache
+    down (django-redis ignores the outage, every read a miss) a cache count would let every request through."""
 
-    Counted in the database (accounts.services.counters), not in DRF's cache history: each description is a paid
-    call to the describer, and with the cache down (django-redis ignores the outage, every read a miss) a cache
-    count would let every request through."""
-
-    retry_after: int | None = None
+    def rate_name(self, view: Any) -> str | None:
+        return getattr(view, "throttle_scope", None)
 
     def get_rate(self) -> str | None:
+        # Read when a request comes rather than when DRF is imported, so a changed ASSET_DESCRIBE_RATE applies.
         rates: dict[str, str | None] = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
         return rates.get(self.scope or "")
 
-    def allow_request(self, request: Request, view: Any) -> bool:
-        self.scope = getattr(view, self.scope_attr, None)
-        self.rate = self.get_rate() if self.scope else None
-        if self.rate is None:
-            return True
-        limit, seconds = self.parse_rate(self.rate)
-        assert limit is not None
-        assert seconds is not None
+    def ident_for(self, request: Request) -> str | None:
         user = request.user
-        ident = f"user-{user.pk}" if user and user.is_authenticated else f"ip-{self.get_ident(request)}"
-        count = counter_hit(key=f"throttle:{self.scope}:{ident}", window=datetime.timedelta(seconds=seconds))
-        if count.count <= limit:
-            return True
-        self.retry_after = count.seconds_left()
-        return False
-
-    def wait(self) -> float | None:
-        return self.retry_after
+        return f"user-{user.pk}" if user and user.is_authenticated else f"ip-{self.get_ident(request)}"
 
 
 class CanChangeAssets(permissions.BasePermission):
