@@ -66,8 +66,9 @@ def env_prefix(name: str) -> str:
     return f"OIDC_{name.upper().replace('-', '_')}_"
 
 
-def _split(value: Any) -> list[str]:
-    """A list from the environment's comma list or from a list (settings overridden in code)."""
+def split_list(value: Any) -> list[str]:
+    """A list from a string of values separated by commas or spaces (the environment's), or from a list (settings
+    overridden in code)."""
     if isinstance(value, str):
         return [part for part in re.split(r"[\s,]+", value) if part]
     return [str(part).strip() for part in value or () if str(part).strip()]
@@ -88,10 +89,10 @@ def _provider(name: str, raw: Mapping[str, Any]) -> OIDCProvider:
     if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
         # Discovery, keys and the code exchange go to the issuer: over plain HTTP anyone on the way could answer.
         raise ImproperlyConfigured(f"{prefix}ISSUER must be an https:// URL (http:// only for a loopback host).")
-    email_domains = frozenset(domain.lower() for domain in _split(raw.get("email_domains")))
+    email_domains = frozenset(domain.lower() for domain in split_list(raw.get("email_domains")))
     if not all(domain.isascii() and "@" not in domain for domain in email_domains):
         raise ImproperlyConfigured(f"{prefix}EMAIL_DOMAINS must list ASCII domain names (e.g. firm.com).")
-    scopes = tuple(_split(raw.get("scopes") or "openid email profile"))
+    scopes = tuple(split_list(raw.get("scopes") or "openid email profile"))
     if "openid" not in scopes:
         raise ImproperlyConfigured(f"{prefix}SCOPES must include openid.")
     known_roles = {role.value for role in Role}
@@ -115,8 +116,8 @@ def _provider(name: str, raw: Mapping[str, Any]) -> OIDCProvider:
         create_users=bool(raw.get("create_users", False)),
         roles_claim=roles_claim,
         role_map=role_map,
-        trust_amr=frozenset(_split(raw.get("trust_amr"))),
-        api_redirect_uris=tuple(_split(raw.get("api_redirect_uris"))),
+        trust_amr=frozenset(split_list(raw.get("trust_amr"))),
+        api_redirect_uris=tuple(split_list(raw.get("api_redirect_uris"))),
         link_by_email=bool(raw.get("link_by_email", True)),
         email_domains=email_domains,
     )

@@ -19,9 +19,7 @@ Neither the code nor any token is ever logged or stored; refusals are audited wi
 
 import base64
 import hashlib
-import json
 import logging
-import re
 import secrets
 import threading
 import time
@@ -50,10 +48,10 @@ from joserfc.errors import (
     MissingKeyError,
 )
 from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry
+from joserfc.jws import JWSRegistry, extract_compact
 
 from accounts.models import ExternalIdentity, IdentityLinkBlock, LoginSession, OIDCAuthorization, User
-from accounts.oidc_config import OIDCProvider, oidc_providers
+from accounts.oidc_config import OIDCProvider, oidc_providers, split_list
 from portfolio_site.cache import invalidate_namespace
 
 from .events import ClientInfo, Kind, security_event_record
@@ -343,14 +341,11 @@ def _code_exchange(
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
+    """The token's protected header, read before its signature is checked (to pick the key and the algorithm)."""
     try:
-        segment = token.split(".")[0]
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, IndexError):
+        return dict(extract_compact(token.encode()).headers())
+    except (JoseError, ValueError):
         raise _Refused("malformed ID token") from None
-    if not isinstance(header, dict):
-        raise _Refused("malformed ID token")
-    return header
 
 
 def _algorithms(metadata: dict[str, Any]) -> list[str]:
@@ -495,7 +490,7 @@ def _user_for(*, provider: OIDCProvider, claims: dict[str, Any], client: ClientI
 def _claim_values(value: Any) -> set[str]:
     """A roles claim as a set: a JSON list, or one string of values separated by spaces or commas."""
     if isinstance(value, str):
-        return {part for part in re.split(r"[\s,]+", value) if part}
+        return set(split_list(value))
     if isinstance(value, list):
         return {item for item in value if isinstance(item, str)}
     return set()
