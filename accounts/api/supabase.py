@@ -42,6 +42,7 @@ class SupabaseTokenView(PublicAuthView):
 
     throttle_classes = AUTH_THROTTLES
     throttle_scope = "login"
+    schema_error_codes = frozenset({"400"})  # and the 401, 404, 429 and 503 below; nothing here answers 403 or 409
 
     @extend_schema(
         request=SupabaseTokenSerializer,

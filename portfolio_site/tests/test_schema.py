@@ -171,6 +171,7 @@ EXACT_RESPONSES = {
     ("get", "/api/v1/auth/oidc/"): {"200"},
     ("post", "/api/v1/auth/oidc/{name}/authorize/"): {"200", "400", "404", "429", "503"},
     ("post", "/api/v1/auth/oidc/{name}/token/"): {"200", "400", "401", "404", "429", "503"},
+    ("post", "/api/v1/auth/supabase/token/"): {"200", "400", "401", "404", "429", "503"},
 }
 
 
