@@ -24,17 +24,26 @@ from portfolio_site.counting import CountedPaginator
 
 
 def _page_size(request: Request, page_size: int, max_page_size: int) -> int:
-    """`page_size` from the query, capped; the default when absent or not a positive integer (as DRF does)."""
-    try:
-        return pagination._positive_int(request.query_params["page_size"], strict=True, cutoff=max_page_size)
-    except (KeyError, ValueError):
+    """`page_size` from the query, capped at `max_page_size`; the default when absent. Anything but a positive whole
+    number is a 400 naming the parameter (DRF would quietly serve the default, a page the caller did not ask for)."""
+    given = request.query_params.get("page_size")
+    if given is None:
         return page_size
+    try:
+        return pagination._positive_int(given, strict=True, cutoff=max_page_size)
+    except ValueError:
+        raise ValidationError(
+            {"page_size": [f"A positive whole number is expected (at most {max_page_size} are served)."]}
+        ) from None
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
     django_paginator_class = CountedPaginator
+
+    def get_page_size(self, request: Request) -> int:
+        return _page_size(request, cast(int, self.page_size), self.max_page_size)
 
     def _counted(self) -> tuple[Page, CountedPaginator]:
         # The page paginate_queryset made, by the paginator class above.

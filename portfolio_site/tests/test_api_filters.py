@@ -9,6 +9,7 @@ from rest_framework.test import APIRequestFactory
 from clients.tests.factories import ClientFactory
 from ledger.tests.factories import TransactionFactory
 from portfolio_site.api.filters import filter_parameters
+from portfolio_site.api.pagination import PageNumberPagination
 
 
 def filtersets() -> list[Any]:
@@ -46,3 +47,22 @@ def test_a_query_with_only_other_parameters_lists_every_row_and_a_filter_still_a
     assert c.get(f"/api/v1/transactions/?client={mine.pk}").json()["count"] == 1
     assert c.get("/api/v1/transactions/?date_after=2030-01-01").json()["count"] == 0
     assert "client" in c.get("/api/v1/transactions/?client=999999").json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/clients/", "/api/v1/transactions/", "/api/v1/transactions/?cursor="])
+@pytest.mark.parametrize("size", ["null", "0", "-3", "2.5", "ten"])
+def test_a_page_size_that_is_not_a_positive_whole_number_is_a_400_naming_it(operations, api, url, size) -> None:
+    joiner = "&" if "?" in url else "?"
+    response = api(operations).get(f"{url}{joiner}page_size={size}")
+    assert response.status_code == 400
+    assert "page_size" in response.json()
+
+
+@pytest.mark.django_db
+def test_a_page_size_over_the_most_served_is_served_at_the_most(operations, api, monkeypatch) -> None:
+    monkeypatch.setattr(PageNumberPagination, "max_page_size", 2)
+    ClientFactory.create_batch(3)
+    page = api(operations).get("/api/v1/clients/?page_size=100000")
+    assert page.status_code == 200
+    assert len(page.json()["results"]) == 2
