@@ -589,6 +589,7 @@ class AllocationFormat(PipelinedFormat):
     # Half the transactions' chunk: a chunk in flight is encoded three times (staging, settlements, allocations),
     # and at 20,000 rows the peak RSS of a million-row import passed 200 MB.
     chunk_rows = 10_000
+    first_chunk_rows = 1_000
 
     def prepare(self) -> None:
         # Only the portfolios of clients the actor may see can be named; the rest read as unknown.

@@ -116,6 +116,9 @@ class PipelinedFormat(ImportFormat):
     """
 
     chunk_rows: ClassVar[int] = 20_000
+    # If set, the first chunk's size, each next one twice the last up to `chunk_rows`: the database thread starts
+    # writing once a few rows are parsed instead of idling while a whole first chunk is.
+    first_chunk_rows: ClassVar[int | None] = None
 
     def stage(self, line: int, values: dict[str, Any]) -> tuple[Any, ...]:
         """The row as the tuple `write_chunk` takes; raise RowError to refuse it."""

@@ -91,6 +91,7 @@ def _feed_pipelined(run: "ImportRun", fmt: PipelinedFormat, parsed: Parsed, posi
     def parse() -> None:
         try:
             chunk: list[tuple[Any, ...]] = []
+            size = min(fmt.first_chunk_rows or fmt.chunk_rows, fmt.chunk_rows)
             for line, values, raw in parsed:
                 if stop.is_set():  # the database thread gave up: no one will read what follows
                     return
@@ -98,9 +99,10 @@ def _feed_pipelined(run: "ImportRun", fmt: PipelinedFormat, parsed: Parsed, posi
                     chunk.append(fmt.stage(line, values))
                 except RowError as error:
                     run.reject(line, error.column, error.message, in_column_order(raw, positions))
-                if len(chunk) >= fmt.chunk_rows:
+                if len(chunk) >= size:
                     chunks.put(fmt.encode_chunk(chunk))
                     chunk = []
+                    size = min(2 * size, fmt.chunk_rows)
             if chunk:
                 chunks.put(fmt.encode_chunk(chunk))
         except BaseException as error:  # handed to the database thread, which re-raises it
