@@ -1,4 +1,5 @@
-"""Versioned cache namespaces: a write bumps its namespace's version, which orphans every key built on it.
+"""Versioned cache namespaces: a write bumps its namespace's version, which retires every value cached under an
+older one (`versioned_get` serves a value only with the versions it was stored with, read in the same round trip).
 
 Simpler and cheaper than pattern deletes, and works the same on Redis and the local-memory cache. With
 Redis down every read is a miss, so correctness never depends on the cache.
