@@ -1,5 +1,6 @@
 """Shared fixtures: API clients per role, a clean cache per test, and a query-count helper."""
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             item.add_marker(skip)
+    _fuzz_shard(config, items)
+
+
+def _fuzz_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """FUZZ_SHARD=i/n: this run takes every n-th fuzz test from the i-th (CI splits the fuzz run over its two cores,
+    each after its suite); every other test is kept."""
+    shard = os.environ.get("FUZZ_SHARD")
+    if not shard:
+        return
+    index, count = (int(part) for part in shard.split("/"))
+    fuzz = [item for item in items if item.path.name == "test_fuzz.py"]
+    dropped = {id(item) for item in fuzz} - {id(item) for item in fuzz[index::count]}
+    config.hook.pytest_deselected(items=[item for item in items if id(item) in dropped])
+    items[:] = [item for item in items if id(item) not in dropped]
 
 
 class AdminClient(Client):

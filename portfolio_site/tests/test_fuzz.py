@@ -8,10 +8,10 @@ one the schema documents (429 included), the body and headers conform to the sch
 
 Per operation, schemathesis's explicit examples and coverage phase (boundary and invalid values, deterministic)
 and FUZZ_MAX_EXAMPLES generated examples (default 3), derandomized: CI sends the same requests every time.
-Budget: 4 minutes of one core: CI runs it once, on PostgreSQL, after the SQLite suite on that suite's core
-(FUZZ=1 turns it on; the two suites skip it). 210 tests (149 operations as a superuser, the 61 reads again as an
-advisor); measured at the default on PostgreSQL: 4 min 40 s alone on one core in CI, 5 min on two cores shared
-with three other test runs (load 3). More:
+Budget: 4 minutes of one core: CI runs it once, on PostgreSQL, in two halves (FUZZ_SHARD=0/2 and 1/2, every
+other test), each on a core once that core's suite has ended (FUZZ=1 turns it on; the two suites skip it). 210
+tests (149 operations as a superuser, the 61 reads again as an advisor); measured at the default on PostgreSQL:
+4 min 40 s alone on one core in CI, 6 min 40 s on a machine half as fast (2026-12-01). More:
     FUZZ=1 FUZZ_MAX_EXAMPLES=100 .venv/bin/pytest portfolio_site/tests/test_fuzz.py -q -x
 """
 
