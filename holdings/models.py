@@ -334,10 +334,14 @@ class Allocation(TimeStampedModel):
     TRADES = TRADE_KINDS
 
     # No index of their own: (client, asset) and (portfolio, asset) below lead with them, and serve every lookup by
-    # either (the foreign keys' own checks on delete included); a third index only slowed each write.
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="allocations", db_index=False)
+    # either (the (portfolio, client) key's check on delete included); a third index only slowed each write.
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey(
+        "clients.Client", on_delete=models.PROTECT, related_name="allocations", db_index=False, db_constraint=False
+    )
     portfolio = models.ForeignKey(
-        "clients.Portfolio", on_delete=models.PROTECT, related_name="allocations", db_index=False
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="allocations", db_index=False, db_constraint=False
     )
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="allocations")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -489,8 +493,14 @@ class Dividend(TimeStampedModel):
     the pay date, which `cash` points at, as a trade points at its settlement; changing or deleting it reverses that
     cash (and posts it anew). One per portfolio, asset and ex-date: the natural key imports match on."""
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="dividends")
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="dividends")
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey(
+        "clients.Client", on_delete=models.PROTECT, related_name="dividends", db_constraint=False
+    )
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="dividends", db_constraint=False
+    )
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="dividends")
     ex_date = models.DateField(help_text="Units held at the close of the day before are entitled.")
     pay_date = models.DateField(help_text="The day the cash arrives: when the dividend counts.")
@@ -728,9 +738,13 @@ class UnitHold(TimeStampedModel):
     `holdings.selectors.units_shortfalls`). Releasing the hold deletes the row. Its client is its portfolio's client,
     held to agree by a (portfolio, client) foreign key, as an allocation's."""
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="unit_holds", db_index=False)
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey(
+        "clients.Client", on_delete=models.PROTECT, related_name="unit_holds", db_index=False, db_constraint=False
+    )
     portfolio = models.ForeignKey(
-        "clients.Portfolio", on_delete=models.PROTECT, related_name="unit_holds", db_index=False
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="unit_holds", db_index=False, db_constraint=False
     )
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="unit_holds")
     quantity = quantity_field(help_text="Units on hold, in the units of `as_of`; always positive.")

@@ -48,10 +48,14 @@ class Transaction(TimeStampedModel):
     DIVIDENDS = (Kind.DIVIDEND,)
 
     # No index of their own: (client, currency) and (portfolio, currency) below lead with them, and serve every
-    # lookup by either (the foreign keys' own checks on delete included); a third index only slowed each write.
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="transactions", db_index=False)
+    # lookup by either (the (portfolio, client) key's check on delete included); a third index only slowed each write.
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey(
+        "clients.Client", on_delete=models.PROTECT, related_name="transactions", db_index=False, db_constraint=False
+    )
     portfolio = models.ForeignKey(
-        "clients.Portfolio", on_delete=models.PROTECT, related_name="transactions", db_index=False
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="transactions", db_index=False, db_constraint=False
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = amount_field(help_text="Always positive; the kind (and being a reversal) gives the direction.")
@@ -191,8 +195,14 @@ class CashHold(TimeStampedModel):
     `ledger.selectors.cash_shortfalls`). Releasing the hold deletes the row. Its client is its portfolio's client
     (kept on the row for scoping, and held to agree by a (portfolio, client) foreign key, as a transaction's)."""
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="cash_holds", db_index=False)
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="cash_holds")
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey(
+        "clients.Client", on_delete=models.PROTECT, related_name="cash_holds", db_index=False, db_constraint=False
+    )
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="cash_holds", db_constraint=False
+    )
     currency = CurrencyField()
     amount = amount_field(help_text="Cash on hold, in `currency`; always positive.")
     reference = models.CharField(

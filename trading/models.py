@@ -183,8 +183,12 @@ class BrokerAccount(TimeStampedModel):
     it has an account at, and name that account. Its client is its portfolio's client."""
 
     connection = models.ForeignKey(BrokerConnection, on_delete=models.PROTECT, related_name="accounts")
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="broker_accounts")
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="broker_accounts", db_constraint=False
+    )
     account_id = models.CharField("account id", max_length=64, help_text="The account's number at the broker.")
 
     objects = BrokerAccountQuerySet.as_manager()
@@ -234,8 +238,12 @@ class Order(TimeStampedModel):
     FINAL = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
     CANCELLABLE = (OrderStatus.DRAFT, *OPEN)
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="orders")
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="orders")
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="orders", db_constraint=False)
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="orders", db_constraint=False
+    )
     asset = models.ForeignKey("holdings.Asset", on_delete=models.PROTECT, related_name="orders")
     side = models.CharField(max_length=4, choices=OrderSide.choices)
     quantity = quantity_field(help_text="Units to buy or sell; always positive.")
@@ -630,8 +638,12 @@ class ModelAssignment(TimeStampedModel):
     """A portfolio following a model portfolio (at most one each). Its client is its portfolio's client, held to
     agree by the database as on every row hanging off a portfolio."""
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
-    portfolio = models.OneToOneField("clients.Portfolio", on_delete=models.PROTECT, related_name="model_assignment")
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    portfolio = models.OneToOneField(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="model_assignment", db_constraint=False
+    )
     model = models.ForeignKey(ModelPortfolio, on_delete=models.PROTECT, related_name="assignments")
 
     objects = ModelAssignmentQuerySet.as_manager()
@@ -658,8 +670,12 @@ class RebalanceProposal(models.Model):
     as strings), and `basis`: a fingerprint of everything it was computed from (free units and cash, prices, rates,
     the model). Accepted once: the orders are created as drafts, and only while the basis still holds."""
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+")
-    portfolio = models.ForeignKey("clients.Portfolio", on_delete=models.PROTECT, related_name="rebalance_proposals")
+    # Checked by one key, not three: the (portfolio, client) foreign key (clients.migration_ops) holds both to exist
+    # and to agree, so neither has a constraint of its own.
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    portfolio = models.ForeignKey(
+        "clients.Portfolio", on_delete=models.PROTECT, related_name="rebalance_proposals", db_constraint=False
+    )
     model = models.ForeignKey(ModelPortfolio, on_delete=models.PROTECT, related_name="proposals")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 
 from clients.models import Portfolio
 from clients.services import portfolio_update
@@ -158,6 +159,27 @@ def test_the_database_refuses_a_transaction_whose_client_is_not_its_portfolios(t
         Transaction.objects.filter(pk=tx.pk).update(client=stranger)
     with refused_by(agreement):
         Portfolio.objects.filter(pk=taxable.pk).update(client=stranger)  # moving an account with its history
+
+
+def test_the_database_refuses_deleting_a_portfolio_that_has_transactions(two_portfolios) -> None:
+    taxable, _ = two_portfolios
+    TransactionFactory(portfolio=taxable, kind=Kind.DEPOSIT)
+    # Past the ORM's PROTECT: the (portfolio, client) key is the rows' only key to their portfolio in the database.
+    with refused_by(portfolio_client_agreement(Transaction._meta.db_table)), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM clients_portfolio WHERE id = %s", [taxable.pk])
+
+
+def test_the_database_refuses_a_transaction_of_a_portfolio_that_does_not_exist(two_portfolios) -> None:
+    taxable, _ = two_portfolios
+    with refused_by(portfolio_client_agreement(Transaction._meta.db_table)):
+        Transaction.objects.create(
+            client=taxable.client,
+            portfolio_id=taxable.pk + 1000,
+            kind=Kind.DEPOSIT,
+            amount=Decimal("1"),
+            currency="EUR",
+            date=DAY,
+        )
 
 
 def test_the_database_refuses_an_incoming_transfer_leg_without_its_outgoing_leg(two_portfolios) -> None:
