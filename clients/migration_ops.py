@@ -3,9 +3,12 @@
 Such a row stores its portfolio and, for simple queries, its client too; the database holds the two to agree:
 on PostgreSQL a (portfolio_id, client_id) foreign key onto the portfolio's unique (id, client_id); on SQLite,
 which cannot add a constraint to a table, triggers that refuse a disagreeing row and refuse moving a portfolio
-that has rows to another client or deleting it. The pair is the rows' key to their portfolio and client: it holds
-both to exist, so the models declare the two single keys without a constraint of their own (`db_constraint=False`),
-and a row written costs one key check, not three. (Django's SQLite schema editor rebuilds a table to alter it,
+that has rows to another client. The pair is the rows' key to their portfolio and client: it holds both to exist,
+so the models declare the two single keys without a constraint of their own (`db_constraint=False`), and a row
+written costs one key check, not three. (SQLite then no longer refuses deleting a portfolio that has rows by raw
+SQL: a trigger cannot wait for the commit as its deferred key did, and would refuse Django's own flush, which
+deletes the tables in name order; the models' PROTECT refuses it in every door of the application.)
+(Django's SQLite schema editor rebuilds a table to alter it,
 dropping its triggers: each app's test that the database refuses a disagreeing row guards against a later
 migration doing that silently; `sqlite_rebuild_keeping_agreement` makes them again.)
 """
@@ -27,16 +30,11 @@ def _sqlite_statements(table: str) -> list[str]:
         f"FOR EACH ROW WHEN NEW.client_id IS NOT OLD.client_id "
         f"AND EXISTS (SELECT 1 FROM {table} WHERE portfolio_id = OLD.id) "
         f"BEGIN SELECT RAISE(ABORT, '{table}_portfolio_client: the portfolio has rows of its client'); END",
-        # What the foreign key does on PostgreSQL when a portfolio goes: the table's own portfolio key has no
-        # constraint (the pair is the key), so the portfolio cannot be deleted from under its rows.
-        f"CREATE TRIGGER {table}_portfolio_deleted BEFORE DELETE ON clients_portfolio "
-        f"FOR EACH ROW WHEN EXISTS (SELECT 1 FROM {table} WHERE portfolio_id = OLD.id) "
-        f"BEGIN SELECT RAISE(ABORT, '{table}_portfolio_client: the portfolio has rows'); END",
     ]
 
 
 # The triggers `_sqlite_statements` makes, by their name after the table's.
-_SQLITE_TRIGGERS = ("portfolio_client_insert", "portfolio_client_update", "portfolio_moves", "portfolio_deleted")
+_SQLITE_TRIGGERS = ("portfolio_client_insert", "portfolio_client_update", "portfolio_moves")
 
 
 def portfolio_client_agreement(table: str) -> migrations.RunPython:

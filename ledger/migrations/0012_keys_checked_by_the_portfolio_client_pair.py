@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
 
     # The (portfolio, client) foreign key each table has (clients.migration_ops) holds both to exist: the two
     # single keys' own constraints only checked again what it checks, on every row written. (A rebuild of each
-    # table on SQLite, whose agreement triggers, now refusing a portfolio's deletion too, are made again.)
+    # table on SQLite, whose agreement triggers are made again.)
     operations = [
         *sqlite_rebuild_keeping_agreement(
             "ledger_cashhold",
