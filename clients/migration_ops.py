@@ -8,9 +8,10 @@ so the models declare the two single keys without a constraint of their own (`db
 written costs one key check, not three. (SQLite then no longer refuses deleting a portfolio that has rows by raw
 SQL: a trigger cannot wait for the commit as its deferred key did, and would refuse Django's own flush, which
 deletes the tables in name order; the models' PROTECT refuses it in every door of the application.)
-(Django's SQLite schema editor rebuilds a table to alter it,
-dropping its triggers: each app's test that the database refuses a disagreeing row guards against a later
-migration doing that silently; `sqlite_rebuild_keeping_agreement` makes them again.)
+
+Django's SQLite schema editor rebuilds a table to alter it, dropping its triggers: each app's test that the
+database refuses a disagreeing row guards against a later migration doing that silently, and
+`sqlite_rebuild_keeping_agreement` makes them again.
 """
 
 from typing import Any
