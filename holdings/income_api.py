@@ -14,8 +14,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clients.filters import visible_clients, visible_portfolios
-from clients.models import Client, Portfolio
+from clients.filters import visible_clients
+from clients.models import Client
 from portfolio_site.api.fields import CurrencyField
 from portfolio_site.api.schema import VALIDATION_ERROR
 
@@ -122,7 +122,7 @@ class PortfolioIncomeView(_IncomeView):
         description=DESCRIPTION + " In the portfolio's base currency by default.",
     )
     def get(self, request: Request, pk: int) -> Response:
-        portfolio: Portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
+        portfolio = self.visible_portfolio(pk)
 
         def compute(parameters: dict[str, Any]) -> dict[str, Any]:
             report = income(

@@ -14,8 +14,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clients.filters import visible_clients, visible_portfolios
-from clients.models import Client, Portfolio
+from clients.filters import visible_clients
+from clients.models import Client
 
 from . import realized, valuation
 from .services import SPLITS_CACHE
@@ -167,7 +167,7 @@ class PortfolioRealizedGainsView(_RealizedGainsView):
         description=DESCRIPTION + " In the portfolio's base currency.",
     )
     def get(self, request: Request, pk: int) -> Response:
-        portfolio: Portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
+        portfolio = self.visible_portfolio(pk)
 
         def compute(parameters: dict[str, Any]) -> dict[str, Any]:
             report = realized.realized_gains(

@@ -279,6 +279,8 @@ def _parameters(*names: str) -> list[OpenApiParameter]:
 
 
 ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
+# What the reports read of a portfolio (anything else would be loaded on access, a query each).
+REPORT_PORTFOLIO_FIELDS = ("pk", "client", "base_currency", "data_version")
 ERRORS = {400: VALIDATION_ERROR.ref}
 
 
@@ -292,6 +294,11 @@ class CachedReportView(GenericAPIView):
     parameters_serializer: type[serializers.Serializer]
     cache_prefix: str
     namespaces: tuple[str, ...] = (FX_RATES_CACHE, ASSETS_CACHE)
+
+    def visible_portfolio(self, pk: int) -> Portfolio:
+        """The portfolio named in the URL if the caller sees it (404 otherwise, like an unknown one), with only
+        what a report reads of it: the lookup is most of a cached answer's own work."""
+        return get_object_or_404(visible_portfolios(self.request).only(*REPORT_PORTFOLIO_FIELDS), pk=pk)
 
     def parameters(self) -> dict[str, Any]:
         serializer = self.parameters_serializer(data=self.request.query_params)
@@ -365,7 +372,7 @@ class _ReportView(CachedReportView):
 
 class _PortfolioReportView(_ReportView):
     def get(self, request: Request, pk: int) -> Response:
-        portfolio: Portfolio = get_object_or_404(visible_portfolios(request), pk=pk)
+        portfolio = self.visible_portfolio(pk)
         held = self.held_units(portfolio_id=portfolio.pk)
 
         def compute(parameters: dict[str, Any]) -> dict[str, Any]:
