@@ -28,7 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, Min, QuerySet
+from django.db.models import Case, CharField, Exists, F, Min, OuterRef, QuerySet, Value, When
 
 from clients.models import Portfolio
 from ledger.models import Transaction, effective_date, signed_amount
@@ -50,6 +50,11 @@ EXTERNAL_CASH = (
     Transaction.Kind.TRANSFER_OUT,
 )
 EXTERNAL_UNITS = (Allocation.Kind.TRANSFER_IN, Allocation.Kind.TRANSFER_OUT)
+# The parts an external flow is summed in: in or out, from outside the client or between its own portfolios
+# (transfers, which the client's performance leaves out). Never netted against each other; a reversal has its
+# original's kind, so it nets out in its original's part.
+INFLOW, OUTFLOW, TRANSFER_IN, TRANSFER_OUT = "in", "out", "tin", "tout"
+INFLOW_PARTS, OUTFLOW_PARTS = (INFLOW, TRANSFER_IN), (OUTFLOW, TRANSFER_OUT)
 
 
 @dataclass(frozen=True)
@@ -120,25 +125,51 @@ def _daily_units(ids: Sequence[int]) -> QuerySet[Any]:
 
 
 def _daily_unit_flows(ids: Sequence[int]) -> QuerySet[Any]:
-    """Net units transferred per (portfolio, asset, trade day, recorded price). A transfer's flow is worth its
+    """Net units transferred per (portfolio, asset, trade day, recorded price, part). A transfer's flow is worth its
     recorded price, or the day's close when that is 0; grouping by the price keeps the units whole, so the product
     is taken once, exactly, by whoever values them (numeric on PostgreSQL, Decimal in Python; SQLite would
-    multiply REALs)."""
+    multiply REALs). A transfer with both legs recorded (`counterpart`) moved between the client's portfolios."""
     allocations = Allocation.objects.filter(portfolio_id__in=ids, kind__in=EXTERNAL_UNITS)
-    return allocations.values("portfolio_id", "asset_id", "price", day=F("date")).annotate(
-        net=ExactSum(signed_quantity())
+    incoming = Allocation.Kind.TRANSFER_IN
+    part = Case(
+        When(kind=incoming, counterpart__isnull=False, then=Value(TRANSFER_IN)),
+        When(kind=incoming, then=Value(INFLOW)),
+        When(Exists(Allocation.objects.filter(counterpart=OuterRef("pk"))), then=Value(TRANSFER_OUT)),
+        default=Value(OUTFLOW),
+        output_field=CharField(),
+    )
+    return (
+        allocations.annotate(part=part)
+        .values("portfolio_id", "asset_id", "price", "part", day=F("date"))
+        .annotate(net=ExactSum(signed_quantity()))
     )
 
 
-def _daily_cash(ids: Sequence[int], *, external_only: bool = False) -> QuerySet[Any]:
-    """Net cash per (portfolio, currency, effective day), by the ledger's own sign and date rules (a reversal has
-    its original's kind, so it leaves the external flows with it)."""
-    transactions = Transaction.objects.filter(portfolio_id__in=ids)
-    if external_only:
-        transactions = transactions.filter(kind__in=EXTERNAL_CASH)
+def _daily_cash(ids: Sequence[int]) -> QuerySet[Any]:
+    """Net cash per (portfolio, currency, effective day), by the ledger's own sign and date rules."""
     return (
-        transactions.annotate(day=effective_date())
+        Transaction.objects.filter(portfolio_id__in=ids)
+        .annotate(day=effective_date())
         .values("portfolio_id", "currency", "day")
+        .annotate(net=ExactSum(signed_amount()))
+    )
+
+
+def _daily_cash_flows(ids: Sequence[int]) -> QuerySet[Any]:
+    """Net external cash per (portfolio, currency, effective day, part). Every cash transfer moves between two
+    portfolios of one client (`ledger.services.cash_transfer`)."""
+    kind = Transaction.Kind
+    part = Case(
+        When(kind=kind.DEPOSIT, then=Value(INFLOW)),
+        When(kind=kind.WITHDRAWAL, then=Value(OUTFLOW)),
+        When(kind=kind.TRANSFER_IN, then=Value(TRANSFER_IN)),
+        default=Value(TRANSFER_OUT),
+        output_field=CharField(),
+    )
+    return (
+        Transaction.objects.filter(portfolio_id__in=ids, kind__in=EXTERNAL_CASH)
+        .annotate(day=effective_date(), part=part)
+        .values("portfolio_id", "currency", "day", "part")
         .annotate(net=ExactSum(signed_amount()))
     )
 
@@ -184,6 +215,11 @@ def _half_even(expression: str) -> str:
     return f"(CASE WHEN mod({scaled}, 2) IN (0.5, -0.5) THEN trunc({expression}, 4) ELSE round({expression}, 4) END)"
 
 
+def _sql_list(parts: Sequence[str]) -> str:
+    """A tuple of the flow parts (constants of this module, never input) as SQL literals."""
+    return "(" + ", ".join(f"'{part}'" for part in parts) + ")"
+
+
 def _insert_sql(targets: Sequence[Target], *, until: datetime.date) -> None:
     ids = [target.portfolio_id for target in targets]
     grid = _rate_grid(targets, until=until)
@@ -195,7 +231,7 @@ def _insert_sql(targets: Sequence[Target], *, until: datetime.date) -> None:
             ("units", _daily_units(ids)),
             ("unit_flows", _daily_unit_flows(ids)),
             ("cash", _daily_cash(ids)),
-            ("flows", _daily_cash(ids, external_only=True)),
+            ("flows", _daily_cash_flows(ids)),
         )
     ]
     table = PortfolioDailyValue._meta.db_table
@@ -239,7 +275,8 @@ holding_legs AS (
 ),
 -- A transfer is worth its recorded price; one recorded at 0 (no price given) is worth the day's close.
 unit_flow_legs AS (
-    SELECT u.portfolio_id, u.day, a.currency, u.net * CASE WHEN u.price > 0 THEN u.price ELSE pd.close END AS amount,
+    SELECT u.portfolio_id, u.day, u.part, a.currency,
+           u.net * CASE WHEN u.price > 0 THEN u.price ELSE pd.close END AS amount,
            u.asset_id, u.price = 0 AND pd.close IS NULL AS unpriced
     FROM unit_flows u JOIN pf ON pf.portfolio_id = u.portfolio_id
     JOIN {Asset._meta.db_table} a ON a.id = u.asset_id CROSS JOIN bounds b
@@ -259,12 +296,12 @@ legs AS (
     CROSS JOIN LATERAL generate_series(0, r.hi - r.lo) n
     WHERE c.balance <> 0
   UNION ALL
-    SELECT f.portfolio_id, f.day, 'f', f.currency, f.net, NULL
+    SELECT f.portfolio_id, f.day, f.part, f.currency, f.net, NULL
     FROM flows f JOIN pf ON pf.portfolio_id = f.portfolio_id CROSS JOIN bounds b
     WHERE f.day BETWEEN pf.since AND b.until AND f.net <> 0
   UNION ALL
-    SELECT portfolio_id, day, 'f', currency, SUM(amount), string_agg(asset_id::text, ',') FILTER (WHERE unpriced)
-    FROM unit_flow_legs GROUP BY portfolio_id, day, currency
+    SELECT portfolio_id, day, part, currency, SUM(amount), string_agg(asset_id::text, ',') FILTER (WHERE unpriced)
+    FROM unit_flow_legs GROUP BY portfolio_id, day, part, currency
 ),
 valued AS (
     SELECT l.portfolio_id, l.day, l.part, l.currency, l.unpriced, l.amount * x.rate AS amount,
@@ -277,7 +314,10 @@ per_day AS (
     SELECT portfolio_id, day,
            SUM(amount) FILTER (WHERE part = 'h') AS holdings,
            SUM(amount) FILTER (WHERE part = 'c') AS cash,
-           SUM(amount) FILTER (WHERE part = 'f') AS flow,
+           SUM(amount) FILTER (WHERE part IN {_sql_list(INFLOW_PARTS)}) AS inflow,
+           -SUM(amount) FILTER (WHERE part IN {_sql_list(OUTFLOW_PARTS)}) AS outflow,
+           SUM(amount) FILTER (WHERE part = '{TRANSFER_IN}') AS transfers_in,
+           -SUM(amount) FILTER (WHERE part = '{TRANSFER_OUT}') AS transfers_out,
            (SELECT array_agg(DISTINCT a::bigint ORDER BY a::bigint)
             FROM unnest(string_to_array(string_agg(unpriced, ','), ',')) a) AS prices,
            array_agg(DISTINCT currency ORDER BY currency) FILTER (WHERE unrated) AS rates
@@ -285,18 +325,22 @@ per_day AS (
 ),
 days AS (
     SELECT pf.portfolio_id, pf.since + n AS day,
-           COALESCE(p.holdings, 0) AS holdings, COALESCE(p.cash, 0) AS cash, COALESCE(p.flow, 0) AS flow,
-           p.prices, p.rates
+           COALESCE(p.holdings, 0) AS holdings, COALESCE(p.cash, 0) AS cash, COALESCE(p.inflow, 0) AS inflow,
+           COALESCE(p.outflow, 0) AS outflow, COALESCE(p.transfers_in, 0) AS transfers_in,
+           COALESCE(p.transfers_out, 0) AS transfers_out, p.prices, p.rates
     FROM pf CROSS JOIN bounds b CROSS JOIN LATERAL generate_series(0, b.until - pf.since) n
     LEFT JOIN per_day p ON p.portfolio_id = pf.portfolio_id AND p.day = pf.since + n
 ),
 rounded AS (
     SELECT portfolio_id, day, {_half_even("holdings")} AS holdings, {_half_even("cash")} AS cash,
-           {_half_even("flow")} AS flow, prices, rates
+           {_half_even("inflow")} AS inflow, {_half_even("outflow")} AS outflow,
+           {_half_even("transfers_in")} AS transfers_in, {_half_even("transfers_out")} AS transfers_out, prices, rates
     FROM days
 )
-INSERT INTO {table} (portfolio_id, date, holdings_value, cash_value, value, external_flow, complete, missing)
-SELECT portfolio_id, day, holdings, cash, holdings + cash, flow, prices IS NULL AND rates IS NULL,
+INSERT INTO {table} (portfolio_id, date, holdings_value, cash_value, value, inflow, outflow, transfers_in,
+                     transfers_out, complete, missing)
+SELECT portfolio_id, day, holdings, cash, holdings + cash, inflow, outflow, transfers_in, transfers_out,
+       prices IS NULL AND rates IS NULL,
        jsonb_strip_nulls(jsonb_build_object('prices', to_jsonb(prices), 'rates', to_jsonb(rates)))
 FROM rounded
 """
@@ -372,11 +416,15 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
     ids = [target.portfolio_id for target in targets]
     grid = _rate_grid(targets, until=until)
     units = _grouped(_daily_units(ids), "asset_id")
-    unit_flows: dict[int, list[tuple[datetime.date, int, Decimal, Decimal]]] = defaultdict(list)
-    for row in _daily_unit_flows(ids).order_by("portfolio_id", "day", "asset_id", "price"):
-        unit_flows[row["portfolio_id"]].append((row["day"], row["asset_id"], row["price"], Decimal(row["net"])))
+    unit_flows: dict[int, list[tuple[datetime.date, int, Decimal, str, Decimal]]] = defaultdict(list)
+    for row in _daily_unit_flows(ids).order_by("portfolio_id", "day", "asset_id", "price", "part"):
+        unit_flows[row["portfolio_id"]].append(
+            (row["day"], row["asset_id"], row["price"], row["part"], Decimal(row["net"]))
+        )
     cash = _grouped(_daily_cash(ids), "currency")
-    flows = _grouped(_daily_cash(ids, external_only=True), "currency")
+    flows: dict[int, list[tuple[datetime.date, str, str, Decimal]]] = defaultdict(list)
+    for row in _daily_cash_flows(ids).order_by("portfolio_id", "day", "currency", "part"):
+        flows[row["portfolio_id"]].append((row["day"], row["currency"], row["part"], Decimal(row["net"])))
     assets = {row[1] for rows in units.values() for row in rows}
     book = SplitBook.of(assets)
     currency_of = dict(Asset.objects.filter(pk__in=assets).values_list("pk", "currency"))
@@ -399,12 +447,13 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
         context.prec = EXACT_PRECISION
         for target in targets:
             pid = target.portfolio_id
-            # (currency or asset, net amount or units, recorded price: None for cash, 0 for "at the day's close")
-            flows_by_day: dict[datetime.date, list[tuple[Any, Decimal, Decimal | None]]] = defaultdict(list)
-            for day, currency, net in flows.get(pid, []):
-                flows_by_day[day].append((currency, net, None))
-            for day, asset_id, unit_price, net in unit_flows.get(pid, []):
-                flows_by_day[day].append((asset_id, net, unit_price))
+            # (part, currency or asset, net amount or units, recorded price: None for cash, 0 for "at the day's
+            # close")
+            flows_by_day: dict[datetime.date, list[tuple[str, Any, Decimal, Decimal | None]]] = defaultdict(list)
+            for day, currency, part, net in flows.get(pid, []):
+                flows_by_day[day].append((part, currency, net, None))
+            for day, asset_id, unit_price, part, net in unit_flows.get(pid, []):
+                flows_by_day[day].append((part, asset_id, net, unit_price))
             held: dict[int, Decimal] = defaultdict(Decimal)
             balances: dict[str, Decimal] = defaultdict(Decimal)
             unit_rows, cash_rows = _with_splits(units.get(pid, []), book), cash.get(pid, [])
@@ -422,16 +471,14 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
                 values = _DayValuation(day=day, base=target.base, grid=grid, close_on=close_on)
                 holdings = sum((values.units(a, q, currency_of[a]) for a, q in held.items() if q != 0), Decimal(0))
                 cash_value = sum((values.cash(b, ccy) for ccy, b in balances.items() if b != 0), Decimal(0))
-                flow = sum(
-                    (
-                        values.transfer(key, net, unit_price, currency_of[key])
-                        if unit_price is not None
-                        else values.cash(net, key)
-                        for key, net, unit_price in flows_by_day.get(day, [])
-                        if net != 0
-                    ),
-                    Decimal(0),
-                )
+                by_part: dict[str, Decimal] = defaultdict(Decimal)
+                for part, key, net, unit_price in flows_by_day.get(day, []):
+                    if net != 0:
+                        by_part[part] += (
+                            values.transfer(key, net, unit_price, currency_of[key])
+                            if unit_price is not None
+                            else values.cash(net, key)
+                        )
                 h, cv = round_amount(holdings), round_amount(cash_value)
                 rows.append(
                     PortfolioDailyValue(
@@ -440,7 +487,10 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
                         holdings_value=h,
                         cash_value=cv,
                         value=h + cv,
-                        external_flow=round_amount(flow),
+                        inflow=round_amount(by_part[INFLOW] + by_part[TRANSFER_IN]),
+                        outflow=round_amount(Decimal(0) - by_part[OUTFLOW] - by_part[TRANSFER_OUT]),
+                        transfers_in=round_amount(by_part[TRANSFER_IN]),
+                        transfers_out=round_amount(Decimal(0) - by_part[TRANSFER_OUT]),
                         complete=not values.missing(),
                         missing=values.missing(),
                     )

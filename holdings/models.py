@@ -603,10 +603,15 @@ class PortfolioDailyValue(models.Model):
       the day's rate (holdings.fx: direct, inverse or crossed through the pivot, latest on or before the day);
     - cash_value: the cash per currency (ledger balances, reversals netted from their original's day), converted
       the same way; value = holdings_value + cash_value;
-    - external_flow: what entered (+) or left (-) the portfolio from outside that day, in base currency: deposits
-      and withdrawals, and transfers of cash or units to or from the client's other portfolios (external to
-      *this* portfolio), units at their recorded price (the day's close when it is 0). Trades and their
-      settlements are internal.
+    - inflow and outflow: what entered and what left the portfolio from outside that day, each zero or more, in
+      base currency: deposits and withdrawals, and transfers of cash or units to or from the client's other
+      portfolios (external to *this* portfolio) or, for units, from or to outside, units at their recorded price
+      (the day's close when it is 0). Kept apart, never netted: a return counts what came in at the day's start
+      and what went out at its end. A reversal nets against what it reverses. Trades and their settlements are
+      internal.
+    - transfers_in and transfers_out: the part of inflow and outflow that moved between the client's own
+      portfolios (every cash transfer, and units transfers with both legs recorded), which is no flow of the
+      client's: its performance leaves them out.
     - complete: false when a held asset had no close on or before the day, or a currency no rate to the base;
       `missing` then says which ({"prices": [asset ids], "rates": [currency codes]}); what could be valued is
       summed, what could not is left out, never taken as zero silently.
@@ -619,7 +624,10 @@ class PortfolioDailyValue(models.Model):
     holdings_value = amount_field()
     cash_value = amount_field()
     value = amount_field(help_text="holdings_value + cash_value, in the portfolio's base currency.")
-    external_flow = amount_field(help_text="Net money and units in from outside the portfolio that day.")
+    inflow = amount_field(help_text="Money and units in from outside the portfolio that day.")
+    outflow = amount_field(help_text="Money and units out of the portfolio that day.")
+    transfers_in = amount_field(help_text="Of the inflow: what came from the client's other portfolios.")
+    transfers_out = amount_field(help_text="Of the outflow: what went to the client's other portfolios.")
     complete = models.BooleanField(help_text="False when a price or an exchange rate was missing that day.")
     missing = models.JSONField(default=dict, blank=True, help_text='{"prices": [asset ids], "rates": [codes]}')
 
@@ -632,6 +640,16 @@ class PortfolioDailyValue(models.Model):
                 fields=["portfolio", "date"],
                 name="holdings_dailyvalue_portfolio_date_unique",
                 violation_error_message="This portfolio already has a value for this day.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(transfers_in__gte=0, transfers_in__lte=models.F("inflow")),
+                name="holdings_dailyvalue_inflow_holds_its_transfers",
+                violation_error_message="Inflows and their transfers are zero or more, the transfers part of them.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(transfers_out__gte=0, transfers_out__lte=models.F("outflow")),
+                name="holdings_dailyvalue_outflow_holds_its_transfers",
+                violation_error_message="Outflows and their transfers are zero or more, the transfers part of them.",
             ),
         ]
 

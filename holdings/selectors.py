@@ -240,7 +240,10 @@ class DailyValue:
     holdings_value: Decimal
     cash_value: Decimal
     value: Decimal
-    external_flow: Decimal
+    inflow: Decimal
+    outflow: Decimal
+    transfers_in: Decimal
+    transfers_out: Decimal
     complete: bool
     missing: dict[str, list[Any]]
 
@@ -276,7 +279,10 @@ def daily_values_of(
                 holdings_value=row.holdings_value,
                 cash_value=row.cash_value,
                 value=row.value,
-                external_flow=row.external_flow,
+                inflow=row.inflow,
+                outflow=row.outflow,
+                transfers_in=row.transfers_in,
+                transfers_out=row.transfers_out,
                 complete=row.complete,
                 missing=row.missing,
             )

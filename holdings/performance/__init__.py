@@ -36,9 +36,11 @@ def portfolio_performance(
     currency: str | None = None,
     benchmark: Asset | None = None,
 ) -> Performance:
-    """One portfolio's performance, in `currency` (its base currency by default)."""
+    """One portfolio's performance, in `currency` (its base currency by default). Transfers from and to the
+    client's other portfolios are flows of this one."""
     return performance(
         portfolios=[(portfolio.pk, portfolio.base_currency)],
+        transfers_are_flows=True,
         currency=currency or portfolio.base_currency,
         start=start,
         end=end,
@@ -57,10 +59,11 @@ def client_performance(
 ) -> Performance:
     """All of a client's portfolios ((id, base currency) pairs the caller has read) as one, in `currency` (the
     client's base currency by default): each day's values and flows summed, each converted from its portfolio's
-    base currency at the day's rate. A transfer between two of its portfolios is then a flow out of one and into
-    the other on the same day, and cancels out: it is no external flow of the client."""
+    base currency at the day's rate. A transfer between two of its portfolios is no external flow of the client:
+    both its legs are left out."""
     return performance(
         portfolios=portfolios,
+        transfers_are_flows=False,
         currency=currency or client.base_currency,
         start=start,
         end=end,

@@ -32,8 +32,12 @@ PERIODS = (MTD, YTD, ONE_YEAR, THREE_YEARS, SINCE_INCEPTION)
 class SeriesDay:
     date: datetime.date
     value: Decimal
-    flow: Decimal
+    inflow: Decimal
+    outflow: Decimal
     complete: bool
+
+    def day(self) -> Day:
+        return Day(self.date, self.value, self.inflow, self.outflow)
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,16 @@ class Period(Figures):
 class PerformanceDay:
     date: datetime.date
     value: Decimal
-    external_flow: Decimal
+    inflow: Decimal
+    outflow: Decimal
     complete: bool
     daily_return: Decimal | None
     cumulative_return: Decimal
     benchmark_cumulative_return: Decimal | None
+
+    @property
+    def external_flow(self) -> Decimal:
+        return self.inflow - self.outflow
 
 
 @dataclass(frozen=True)
@@ -126,10 +135,11 @@ class _Converter:
 
 
 def _combined(
-    portfolios: Sequence[tuple[int, str]], currency: str, end: datetime.date
+    portfolios: Sequence[tuple[int, str]], currency: str, end: datetime.date, *, transfers_are_flows: bool
 ) -> tuple[list[SeriesDay], list[MissingFx]]:
-    """The portfolios' daily values summed per day in `currency`, from the first day any has a row to `end`. A
-    day on which a portfolio's rate to `currency` is missing is incomplete and leaves that portfolio out."""
+    """The portfolios' daily values and flows in and out summed per day in `currency`, from the first day any has
+    a row to `end`; transfers between the client's portfolios counted as flows or left out. A day on which a
+    portfolio's rate to `currency` is missing is incomplete and leaves that portfolio out."""
     ids = [pk for pk, _ in portfolios]
     rows = daily_values_of(portfolio_ids=ids, start=datetime.date.min, end=end)
     converter = _Converter({base for _, base in portfolios}, currency, end)
@@ -138,14 +148,18 @@ def _combined(
         context.prec = PRECISION
         for pk, base in portfolios:
             for row in rows[pk]:
-                total = totals.setdefault(row.date, [ZERO, ZERO, True])
+                total = totals.setdefault(row.date, [ZERO, ZERO, ZERO, True])
                 rate = converter.rate(base, row.date)
                 if rate is None:
-                    total[2] = False
+                    total[3] = False
                     continue
+                inflow, outflow = row.inflow, row.outflow
+                if not transfers_are_flows:
+                    inflow, outflow = inflow - row.transfers_in, outflow - row.transfers_out
                 total[0] += row.value * rate  # type: ignore[operator]
-                total[1] += row.external_flow * rate  # type: ignore[operator]
-                total[2] = total[2] and row.complete
+                total[1] += inflow * rate  # type: ignore[operator]
+                total[2] += outflow * rate  # type: ignore[operator]
+                total[3] = total[3] and row.complete
     days = [SeriesDay(day, *totals[day]) for day in sorted(totals)]  # type: ignore[arg-type]
     missing = [MissingFx(base, currency, day) for base, day in sorted(converter.missing.items())]
     return days, missing
@@ -159,12 +173,12 @@ def _figures(history: Sequence[SeriesDay], start: datetime.date, end: datetime.d
         if day.date < start:
             opening = day.value
         elif day.date <= end:
-            period.append(Day(day.date, day.value, day.flow))
+            period.append(day.day())
     if not period:
         return Figures(start=start, end=end, available=False)
     twr = time_weighted(opening, period)
-    inflows = sum((max(day.flow, ZERO) for day in period), ZERO)
-    outflows = sum((max(-day.flow, ZERO) for day in period), ZERO)
+    inflows = sum((day.inflow for day in period), ZERO)
+    outflows = sum((day.outflow for day in period), ZERO)
     money_weighted, error = None, None
     try:
         money_weighted = xirr(money_weighted_flows(opening, period, start=start))
@@ -263,11 +277,13 @@ def performance(
     currency: str,
     start: datetime.date | None,
     end: datetime.date,
+    transfers_are_flows: bool,
     benchmark: Asset | None = None,
 ) -> Performance:
     """The performance of `portfolios` ((id, base currency) pairs) together, in `currency`, from the start of
-    `start` (the first day of their history when None or earlier) to the end of `end`."""
-    history, missing_fx = _combined(portfolios, currency, end)
+    `start` (the first day of their history when None or earlier) to the end of `end`; transfers between the
+    client's portfolios are flows (of one portfolio) or left out (of the client's portfolios as one)."""
+    history, missing_fx = _combined(portfolios, currency, end, transfers_are_flows=transfers_are_flows)
     if not history:
         day = start or end
         return Performance(
@@ -287,7 +303,7 @@ def performance(
     figures = _figures(history, start, end)
     in_period = [day for day in history if start <= day.date <= end]
     opening = next((day.value for day in reversed(history) if day.date < start), ZERO)
-    twr = time_weighted(opening, [Day(day.date, day.value, day.flow) for day in in_period])
+    twr = time_weighted(opening, [day.day() for day in in_period])
     bench: Benchmark | None = None
     bench_returns: dict[datetime.date, Decimal | None] = {}
     warnings = []
@@ -307,7 +323,8 @@ def performance(
         PerformanceDay(
             date=day.date,
             value=day.value,
-            external_flow=day.flow,
+            inflow=day.inflow,
+            outflow=day.outflow,
             complete=day.complete,
             daily_return=daily.daily,
             cumulative_return=daily.cumulative,

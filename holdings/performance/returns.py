@@ -2,8 +2,9 @@
 
 Conventions (the README's Performance section says them in a client's words):
 
-- A day's external flow is net (what the daily value table keeps): a net inflow counts at the start of the day,
-  a net outflow at its end. Each day is a sub-period of the time-weighted return,
+- A day's external flows are kept apart by direction (as the daily value table keeps them): what came in counts
+  at the start of the day, what went out at its end, so a deposit and a withdrawal on the same day are never
+  netted into one smaller flow. Each day is a sub-period of the time-weighted return,
   `(MVE + CFout) / (MVB + CFin) - 1`, MVB being the previous day's closing value; the days are chained.
 - A day whose `MVB + CFin` is zero or less has no return (nothing was invested over it): it is skipped, so a
   period that starts at zero value starts its returns on the first day with value, and a portfolio sold out to
@@ -37,11 +38,18 @@ _MAX_NEWTON_STEPS = 100
 
 @dataclass(frozen=True)
 class Day:
-    """One day of a value series: its closing value and its net external flow (+ in, - out)."""
+    """One day of a value series: its closing value, and what came in from outside (counted at the day's start)
+    and went out (at its end), each zero or more."""
 
     date: datetime.date
     value: Decimal
-    flow: Decimal
+    inflow: Decimal
+    outflow: Decimal
+
+    @property
+    def flow(self) -> Decimal:
+        """The net external flow (+ in, - out)."""
+        return self.inflow - self.outflow
 
 
 @dataclass(frozen=True)
@@ -72,11 +80,10 @@ def time_weighted(opening: Decimal, series: Sequence[Day]) -> TimeWeighted:
         growth, previous, first = ONE, opening, None
         days = []
         for day in series:
-            inflow, outflow = max(day.flow, ZERO), max(-day.flow, ZERO)
-            invested = previous + inflow
+            invested = previous + day.inflow
             daily = None
             if invested > 0:
-                daily = (day.value + outflow) / invested - 1
+                daily = (day.value + day.outflow) / invested - 1
                 growth *= 1 + daily
                 first = first or day.date
             days.append(DailyReturn(day.date, daily, growth - 1))
@@ -99,8 +106,8 @@ def annualize(cumulative: Decimal, days: int) -> Decimal | None:
 
 def simple_return(opening: Decimal, series: Sequence[Day]) -> Decimal | None:
     """Gain over the start value plus the inflows; None when nothing was put in."""
-    inflows = sum((max(day.flow, ZERO) for day in series), ZERO)
-    net = sum((day.flow for day in series), ZERO)
+    inflows = sum((day.inflow for day in series), ZERO)
+    net = inflows - sum((day.outflow for day in series), ZERO)
     at_risk = opening + inflows
     if not series or at_risk <= 0:
         return None
@@ -120,7 +127,11 @@ def money_weighted_flows(
     flows = []
     if opening:
         flows.append((start - before, -opening))
-    flows.extend((day.date - before if day.flow > 0 else day.date, -day.flow) for day in series if day.flow)
+    for day in series:
+        if day.inflow:
+            flows.append((day.date - before, -day.inflow))
+        if day.outflow:
+            flows.append((day.date, day.outflow))
     if series and series[-1].value:
         flows.append((series[-1].date, series[-1].value))
     return flows

@@ -98,39 +98,56 @@ def from_scratch(portfolio: Portfolio, start: datetime.date, end: datetime.date)
                     cash += convert(balance, currency)
             # External: deposits, withdrawals and transfers (to or from the client's other portfolios too), on
             # their effective day (a reversal on its original's), units at their recorded price (the day's close
-            # when it is 0).
-            cash_in: dict[str, Decimal] = {}
+            # when it is 0); in and out kept apart, and of each the part moved between the client's portfolios
+            # (every cash transfer; units transfers with both legs recorded).
+            cash_in: dict[tuple[str, bool, bool], Decimal] = {}
             for t in transactions:
                 external = t.kind in ("deposit", "withdrawal", "transfer_in", "transfer_out")
                 if not external or (t.reverses.date if t.reverses else t.date) != day:
                     continue
-                sign = 1 if t.kind in ("deposit", "transfer_in") else -1
-                cash_in[t.currency] = cash_in.get(t.currency, Decimal(0)) + (-sign if t.reverses else sign) * t.amount
-            units_in: dict[tuple[Asset, Decimal], Decimal] = {}
+                key = (t.currency, t.kind in ("deposit", "transfer_in"), t.kind.startswith("transfer"))
+                cash_in[key] = cash_in.get(key, Decimal(0)) + (-t.amount if t.reverses else t.amount)
+            units_in: dict[tuple[Asset, Decimal, bool, bool], Decimal] = {}
             for a in movements:
                 if a.kind in ("transfer_in", "transfer_out") and a.date == day:
-                    sign = 1 if a.kind == "transfer_in" else -1
-                    key = (a.asset, a.price)
-                    units_in[key] = units_in.get(key, Decimal(0)) + sign * a.quantity
-            flow = sum((convert(net, currency) for currency, net in cash_in.items() if net), Decimal(0))
-            for (asset, unit_price), net in units_in.items():
-                if net and unit_price:
-                    flow += convert(net * unit_price, asset.currency)
-                elif net:
-                    flow += units_value(asset, net)
+                    between = a.counterpart_id is not None or Allocation.objects.filter(counterpart=a).exists()
+                    key = (a.asset, a.price, a.kind == "transfer_in", between)
+                    units_in[key] = units_in.get(key, Decimal(0)) + a.quantity
+            flows = {(incoming, between): Decimal(0) for incoming in (True, False) for between in (True, False)}
+            for (currency, incoming, between), amount in cash_in.items():
+                if amount:
+                    flows[incoming, between] += convert(amount, currency)
+            for (asset, unit_price, incoming, between), units in units_in.items():
+                if units and unit_price:
+                    flows[incoming, between] += convert(units * unit_price, asset.currency)
+                elif units:
+                    flows[incoming, between] += units_value(asset, units)
             h, c = half_even(holdings), half_even(cash)
         missing: dict[str, list[Any]] = {}
         if missing_prices:
             missing["prices"] = sorted(missing_prices)
         if missing_rates:
             missing["rates"] = sorted(missing_rates)
-        rows.append((day, h, c, h + c, half_even(flow), not missing, missing))
+        inflow, outflow = flows[True, False] + flows[True, True], flows[False, False] + flows[False, True]
+        in_out = (half_even(inflow), half_even(outflow), half_even(flows[True, True]), half_even(flows[False, True]))
+        rows.append((day, h, c, h + c, *in_out, not missing, missing))
     return rows
 
 
 def table(portfolio: Portfolio, start: datetime.date = START, end: datetime.date = END) -> list[tuple[Any, ...]]:
     return [
-        (r.date, r.holdings_value, r.cash_value, r.value, r.external_flow, r.complete, r.missing)
+        (
+            r.date,
+            r.holdings_value,
+            r.cash_value,
+            r.value,
+            r.inflow,
+            r.outflow,
+            r.transfers_in,
+            r.transfers_out,
+            r.complete,
+            r.missing,
+        )
         for r in daily_values(portfolio_id=portfolio.pk, start=start, end=end)
     ]
 
@@ -250,8 +267,13 @@ def test_the_table_equals_a_recomputation_after_each_kind_of_write(book: dict[st
     refund = book["post"](usd, "tax_refund", "3.3", "USD", D(2026, 1, 22))
     ledger_services.transaction_reverse(actor=actor, transaction=refund)
     assert_matches_from_scratch(eur, usd)
-    flows = dict(PortfolioDailyValue.objects.filter(portfolio=eur).values_list("date", "external_flow"))
-    assert flows[D(2026, 1, 20)] == flows[D(2026, 1, 21)] == Decimal(0)
+    flows = {
+        day: (inflow, outflow)
+        for day, inflow, outflow in PortfolioDailyValue.objects.filter(portfolio=eur).values_list(
+            "date", "inflow", "outflow"
+        )
+    }
+    assert flows[D(2026, 1, 20)] == flows[D(2026, 1, 21)] == (Decimal(0), Decimal(0))
 
     # Deleting the first movement of a portfolio moves the start of its table.
     services.allocation_delete(actor=actor, allocation=Allocation.objects.get(portfolio=usd, kind="buy"))
@@ -281,7 +303,7 @@ def test_a_held_asset_without_a_close_marks_its_days_incomplete_and_says_which(
     rows = {row[0]: row for row in table(book["eur"])}
     gb = book["gb"].pk
     # Transferred in on the 8th, first close on the 12th: its value is left out, never taken as zero silently.
-    assert [rows[D(2026, 1, day)][5:] for day in (7, 8, 11, 12)] == [
+    assert [rows[D(2026, 1, day)][8:] for day in (7, 8, 11, 12)] == [
         (True, {}),
         (False, {"prices": [gb]}),
         (False, {"prices": [gb]}),
@@ -295,8 +317,8 @@ def test_a_currency_without_a_rate_marks_its_days_incomplete(book: dict[str, Any
     # Until the first EUR/GBP rate nothing converts GBP to USD: the buy of the 13th came after, so USD only.
     book["post"](book["usd"], "deposit", "100", "GBP", D(2026, 1, 5))
     rows = {row[0]: row for row in table(book["usd"])}
-    assert rows[D(2026, 1, 6)][5:] == (False, {"rates": ["GBP"]})
-    assert rows[D(2026, 1, 7)][5:] == (True, {})
+    assert rows[D(2026, 1, 6)][8:] == (False, {"rates": ["GBP"]})
+    assert rows[D(2026, 1, 7)][8:] == (True, {})
 
 
 def test_a_refresh_reads_only_the_stale_portfolios(book: dict[str, Any], engine_kind: str) -> None:
@@ -392,7 +414,8 @@ def test_the_job_rebuilds_from_the_earliest_back_dated_change_and_a_second_run_c
 
 def test_the_database_refuses_two_values_for_one_portfolio_and_day() -> None:
     portfolio = PortfolioFactory()
-    fields = {"holdings_value": 0, "cash_value": 0, "value": 0, "external_flow": 0, "complete": True}
+    fields = {"holdings_value": 0, "cash_value": 0, "value": 0, "inflow": 0, "outflow": 0, "complete": True}
+    fields |= {"transfers_in": 0, "transfers_out": 0}
     PortfolioDailyValue.objects.create(portfolio=portfolio, date=START, **fields)
     with refused_by("holdings_dailyvalue_portfolio_date_unique"):
         PortfolioDailyValue.objects.create(portfolio=portfolio, date=START, **fields)

@@ -146,6 +146,43 @@ def test_a_transfer_between_the_clients_portfolios_is_no_flow_of_the_client(advi
     assert second_body["series"][0]["external_flow"] == "40.00"
 
 
+def test_money_in_and_out_on_one_day_are_two_flows_for_the_portfolio_and_the_client(advisor, operations, api) -> None:
+    """A deposit into one portfolio, a withdrawal from the other and a transfer between them, all on one day: the
+    portfolio's return counts its deposit at the day's start and its withdrawal at its end, never their net; the
+    client's counts the deposit and the withdrawal, and not the transfer."""
+    client = ClientFactory(advisor=advisor, base_currency="EUR")
+    first, second = main_portfolio(client), PortfolioFactory(client=client)
+    asset = AssetFactory(currency="EUR")
+    PriceFactory(asset=asset, date=day(0), close=D("1"))
+    PriceFactory(asset=asset, date=day(1), close=D("1.1"))
+    AllocationFactory(portfolio=first, asset=asset, quantity=D("100"), price=D("1"), date=day(0))
+    TransactionFactory(portfolio=second, amount=D("80"), date=day(0))
+    TransactionFactory(portfolio=first, amount=D("50"), date=day(1))
+    TransactionFactory(portfolio=first, kind="withdrawal", amount=D("50"), date=day(1))
+    TransactionFactory(portfolio=second, kind="withdrawal", amount=D("30"), date=day(1))
+    stale(first, second)
+    cash_transfer(
+        actor=operations, from_portfolio_id=second.pk, to_portfolio_id=first.pk, amount=D("20"), currency="EUR",
+        date=day(1),
+    )  # fmt: skip
+    query = f"?start={day(1)}&end={day(1)}"
+
+    portfolio = api(advisor).get(f"/api/v1/portfolios/{first.pk}/performance/{query}").json()
+    whole = api(advisor).get(f"/api/v1/clients/{client.pk}/performance/{query}").json()
+
+    # The first portfolio: 100 at the start; 50 deposited and 20 transferred in at the start, 50 withdrawn at the
+    # end; 110 in units and the 20 left: (130 + 50) / (100 + 70) - 1 = 1/17. Netted (+20 in) it would read 130/120.
+    (day_one,) = portfolio["series"]
+    assert (day_one["inflow"], day_one["outflow"], day_one["external_flow"]) == ("70.00", "50.00", "20.00")
+    assert D(portfolio["figures"]["time_weighted"]) == (D(1) / D(17)).quantize(D("1e-10"))
+    assert (portfolio["figures"]["inflows"], portfolio["figures"]["outflows"]) == ("70.00", "50.00")
+    # The client: 180 at the start (100 in units, 80 cash); in 50, out 50 + 30, the transfer no flow of its own;
+    # 110 in units and 20 + 30 cash at the end: (160 + 80) / (180 + 50) - 1 = 10/230 (netted, 190/180 - 1).
+    (client_day,) = whole["series"]
+    assert (client_day["inflow"], client_day["outflow"]) == ("50.00", "80.00")
+    assert D(whole["figures"]["time_weighted"]) == (D(10) / D(230)).quantize(D("1e-10"))
+
+
 def test_a_benchmark_adds_its_price_return_over_the_same_days(advisor, api) -> None:
     portfolio, _ = textbook(ClientFactory(advisor=advisor, base_currency="EUR"))
     index = AssetFactory(currency="EUR")

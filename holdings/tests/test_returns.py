@@ -25,9 +25,14 @@ def day(n: int) -> datetime.date:
     return datetime.date(2024, 1, 1) + datetime.timedelta(days=n)
 
 
-def series(*rows: tuple[str, str]) -> list[Day]:
-    """(value, flow) per day from day 1 on; day 0's value is the opening."""
-    return [Day(day(n), D(value), D(flow)) for n, (value, flow) in enumerate(rows, start=1)]
+def series(*rows: tuple[str, ...]) -> list[Day]:
+    """Per day from day 1 on, (value, flow) with the flow's sign saying in (+) or out (-), or (value, inflow,
+    outflow) for a day with both; day 0's value is the opening."""
+    days = []
+    for n, (value, *flows) in enumerate(rows, start=1):
+        inflow, outflow = (max(D(flows[0]), D(0)), max(-D(flows[0]), D(0))) if len(flows) == 1 else map(D, flows)
+        days.append(Day(day(n), D(value), inflow, outflow))
+    return days
 
 
 def test_excels_xirr_example_is_reproduced() -> None:
@@ -98,6 +103,35 @@ def test_an_outflow_counts_at_the_end_of_its_day() -> None:
     assert simple_return(D("1000000"), days) == D("0.08")
 
 
+def test_a_deposit_and_a_withdrawal_on_one_day_are_two_flows_not_their_net() -> None:
+    # 100 at the start; 50 deposited at the day's start, 50 withdrawn at its end, 110 left: the day earned
+    # (110 + 50) / (100 + 50) - 1 = 6.666...%, on the 150 invested over it. Netted into no flow at all, the same
+    # day would read 110 / 100 - 1 = 10%, as if the 50 deposited had never been at work.
+    days = series(("110", "50", "50"))
+    assert abs(time_weighted(D("100"), days).cumulative - D(1) / D(15)) < TOLERANCE
+    # Simple: gain 110 - 100 - (50 - 50) = 10 over 100 + 50 put in.
+    assert abs(simple_return(D("100"), days) - D(1) / D(15)) < TOLERANCE
+    assert money_weighted_flows(D("100"), days, start=day(1)) == [
+        (day(0), D("-100")),
+        (day(0), D("-50")),
+        (day(1), D("50")),
+        (day(1), D("110")),
+    ]
+
+
+def test_portfolio_performances_three_holding_periods_give_27_05_percent() -> None:
+    # Portfolio Performance's manual, "Time-Weighted Rate of Return": 100 grows 10% to 110; 20 comes in and the
+    # 130 grows 5% to 136.5; 30 goes out and the 106.5 left grows 10% to 117.15. (1.1 x 1.05 x 1.1) - 1 = 27.05%,
+    # whatever the flows. In daily sub-periods the 30 leaves at the end of the day the 20 came in (136.5 + 30 is
+    # the day's MVE + CFout).
+    days = series(("110", "0"), ("106.5", "20", "30"), ("117.15", "0"))
+    twr = time_weighted(D("100"), days)
+    assert twr.cumulative == D("0.2705")
+    assert [d.daily for d in twr.days] == [D("0.1"), D("0.05"), D("0.1")]
+    # Simple: gain 117.15 - 100 - (20 - 30) = 27.15 over 100 + 20 put in = 22.625%.
+    assert simple_return(D("100"), days) == D("0.22625")
+
+
 def test_a_start_value_of_zero_starts_the_returns_on_the_first_day_with_value() -> None:
     # Nothing on day 1; 100 deposited on day 2; 110 on day 3: +10%, and the first day with a return is day 2.
     twr = time_weighted(D("0"), series(("0", "0"), ("100", "100"), ("110", "0")))
@@ -147,7 +181,7 @@ def test_the_money_weighted_flows_pay_in_the_start_value_and_inflows_and_receive
 
 def test_a_year_of_10_percent_with_no_flows_has_every_return_equal() -> None:
     # 100 to 110 over exactly 365 days, no flows: time-weighted, money-weighted and simple are all 10%.
-    days = [Day(day(n), D("100") + D(10) * n / 365, D(0)) for n in range(1, 366)]
+    days = [Day(day(n), D("100") + D(10) * n / 365, D(0), D(0)) for n in range(1, 366)]
     twr = time_weighted(D("100"), days)
     assert abs(twr.cumulative - D("0.1")) < D("1e-20")
     assert twr.annualized is not None
