@@ -472,11 +472,11 @@ def _insert_python(targets: Sequence[Target], *, until: datetime.date) -> None:
                 holdings = sum((values.units(a, q, currency_of[a]) for a, q in held.items() if q != 0), Decimal(0))
                 cash_value = sum((values.cash(b, ccy) for ccy, b in balances.items() if b != 0), Decimal(0))
                 by_part: dict[str, Decimal] = defaultdict(Decimal)
-                for part, key, net, unit_price in flows_by_day.get(day, []):
+                for part, key, net, recorded in flows_by_day.get(day, []):
                     if net != 0:
                         by_part[part] += (
-                            values.transfer(key, net, unit_price, currency_of[key])
-                            if unit_price is not None
+                            values.transfer(key, net, recorded, currency_of[key])
+                            if recorded is not None
                             else values.cash(net, key)
                         )
                 h, cv = round_amount(holdings), round_amount(cash_value)
