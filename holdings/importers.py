@@ -586,9 +586,6 @@ class AllocationFormat(PipelinedFormat):
         Column("notes", parsing.text(NOTES_MAX_LENGTH), required=False, help="free text"),
         *PORTFOLIO_COLUMNS,
     )
-    # Half the transactions' chunk: a chunk in flight is encoded three times (staging, settlements, allocations),
-    # and at 20,000 rows the peak RSS of a million-row import passed 200 MB.
-    chunk_rows = 10_000
     first_chunk_rows = 1_000
 
     def prepare(self) -> None:
