@@ -13,7 +13,7 @@ def forget_the_netted_flows(apps, schema_editor):
     version (cached reports miss), as after a write. Readers and the refresh job rebuild them."""
     apps.get_model("holdings", "PortfolioDailyValue").objects.all().delete()
     apps.get_model("clients", "Portfolio").objects.update(
-        data_version=F("data_version") + 1, history_changed_from=datetime.date(1, 1, 1)
+        data_version=F("data_version") + 1, history_changed_from=datetime.date.min
     )
 
 
