@@ -265,7 +265,8 @@ def _client_portfolios(client: Client) -> list[tuple[int, str, int]]:
 
 PERFORMANCE_DESCRIPTION = (
     "Returns over the period from `start` to `end`, read from the daily value table: the time-weighted return "
-    "(each day a sub-period, a net inflow at the day's start and a net outflow at its end, chained), annualized "
+    "(each day a sub-period, what came in counted at the day's start and what went out at its end, never netted, "
+    "chained), annualized "
     "for periods of a year or more; the money-weighted return (IRR, actual/365); the simple return (gain over "
     "start value plus inflows); the daily series with its flows; named periods (MTD, YTD, 1Y, 3Y, since "
     "inception) ending on `end`. With `benchmark`, that asset's price return over the same days, in the report's "
@@ -299,7 +300,8 @@ class ClientPerformanceView(_PerformanceView):
         responses={200: ClientPerformanceSerializer, **ERRORS},
         description=PERFORMANCE_DESCRIPTION
         + " All the client's portfolios as one, in its base currency by default: each day's values and flows are "
-        "summed after converting each portfolio's at the day's rate; transfers between them cancel out.",
+        "summed after converting each portfolio's at the day's rate; transfers between them are no flow of the "
+        "client's and are left out.",
     )
     def get(self, request: Request, pk: int) -> Response:
         client: Client = get_object_or_404(visible_clients(request), pk=pk)
