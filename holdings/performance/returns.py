@@ -46,11 +46,6 @@ class Day:
     inflow: Decimal
     outflow: Decimal
 
-    @property
-    def flow(self) -> Decimal:
-        """The net external flow (+ in, - out)."""
-        return self.inflow - self.outflow
-
 
 @dataclass(frozen=True)
 class DailyReturn:

@@ -421,6 +421,22 @@ def test_the_database_refuses_two_values_for_one_portfolio_and_day() -> None:
         PortfolioDailyValue.objects.create(portfolio=portfolio, date=START, **fields)
 
 
+@pytest.mark.parametrize(
+    ("flows", "constraint"),
+    [
+        ({"inflow": 10, "transfers_in": 11}, "holdings_dailyvalue_inflow_holds_its_transfers"),
+        ({"inflow": 10, "transfers_in": -1}, "holdings_dailyvalue_inflow_holds_its_transfers"),
+        ({"outflow": 10, "transfers_out": 11}, "holdings_dailyvalue_outflow_holds_its_transfers"),
+        ({"outflow": -5, "transfers_out": 0}, "holdings_dailyvalue_outflow_holds_its_transfers"),
+    ],
+)
+def test_the_database_refuses_transfers_outside_their_flow(flows: dict[str, int], constraint: str) -> None:
+    fields = {"holdings_value": 0, "cash_value": 0, "value": 0, "complete": True}
+    fields |= {"inflow": 0, "outflow": 0, "transfers_in": 0, "transfers_out": 0} | flows
+    with refused_by(constraint):
+        PortfolioDailyValue.objects.create(portfolio=PortfolioFactory(), date=START, **fields)
+
+
 @pytest.mark.postgres
 def test_postgresql_builds_the_rows_in_one_statement_whatever_the_days_and_assets(book: dict[str, Any]) -> None:
     with CaptureQueriesContext(connection) as queries:
