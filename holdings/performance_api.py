@@ -246,10 +246,6 @@ class _PerformanceView(CachedReportView):
             data.pop("benchmark", None)
         return data
 
-    def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        # The end day is resolved (today by default) before this, so a cached answer never outlives its day.
-        return {name: value.pk if isinstance(value, Asset) else value for name, value in parameters.items()}
-
 
 def _render(
     report: performance.Performance | performance.PositionPerformance,

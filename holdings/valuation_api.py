@@ -5,12 +5,14 @@ per caller's visibility, object, parameters and the data versions of the portfol
 to their movements and to the prices of what they hold), plus the rates' and assets' namespaces.
 """
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.conf import settings
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -21,8 +23,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from clients.filters import visible_clients, visible_portfolios
+from clients.filters import visible_clients
 from clients.models import Client, Portfolio
+from clients.selectors import visible_portfolio_header
 from portfolio_site.api.fields import CurrencyField
 from portfolio_site.api.lean import represent
 from portfolio_site.api.rendered import RenderedJSONResponse, render_json
@@ -279,8 +282,6 @@ def _parameters(*names: str) -> list[OpenApiParameter]:
 
 
 ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
-# What the reports read of a portfolio (anything else would be loaded on access, a query each).
-REPORT_PORTFOLIO_FIELDS = ("pk", "client", "base_currency", "data_version")
 ERRORS = {400: VALIDATION_ERROR.ref}
 
 
@@ -298,33 +299,50 @@ class CachedReportView(GenericAPIView):
     def visible_portfolio(self, pk: int) -> Portfolio:
         """The portfolio named in the URL if the caller sees it (404 otherwise, like an unknown one), with only
         what a report reads of it: the lookup is most of a cached answer's own work."""
-        return get_object_or_404(visible_portfolios(self.request).only(*REPORT_PORTFOLIO_FIELDS), pk=pk)
+        portfolio = visible_portfolio_header(self.request.user, pk)
+        if portfolio is None:
+            raise Http404
+        return portfolio
 
     def parameters(self) -> dict[str, Any]:
         serializer = self.parameters_serializer(data=self.request.query_params)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
-    def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """The parameters as the cache key names them (plain values)."""
-        return parameters
+    def key_settings(self) -> dict[str, Any]:
+        """Settings the answer depends on, for the cache key."""
+        return {}
+
+    def request_key(self) -> str:
+        """What the caller asked for, as the cache key names it: each parameter as given (every value of a repeated
+        one), today's date (the defaults are relative to it) and `key_settings`. Not the validated parameters: a
+        hit is served without validating them again, which cost a tenth of a cached answer. That is safe because
+        validation depends on nothing else, and only an answer to valid parameters is ever stored."""
+        query = self.request.query_params
+        given = [(name, query.getlist(name)) for name in parameter_names(self.parameters_serializer) if name in query]
+        return repr((given, timezone.localdate(), sorted(self.key_settings().items())))
 
     def respond(self, *, scope: str, versions: str, compute: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
-        parameters = self.parameters()
         parts = [
             "json",  # what is cached: the rendered JSON (a key of its own, never mistaken for the data it was)
             type(self).__name__,
             Portfolio.objects.visibility_key(self.request.user),
             scope,
             versions,
-            repr(sorted(self.key_parameters(parameters).items())),
+            self.request_key(),
         ]
         key = f"{self.cache_prefix}:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
         content, read_as_of = versioned_get(key, self.namespaces)
         if not isinstance(content, bytes):
-            content = render_json(compute(parameters))
+            content = render_json(compute(self.parameters()))
             versioned_set(key, content, read_as_of, timeout=settings.API_CACHE_SECONDS)
         return RenderedJSONResponse(content)
+
+
+@functools.cache
+def parameter_names(serializer: type[serializers.Serializer]) -> tuple[str, ...]:
+    """The query parameters a serializer reads (its fields, built once rather than on every request)."""
+    return tuple(serializer().fields)
 
 
 class _ReportView(CachedReportView):
@@ -340,8 +358,8 @@ class _ReportView(CachedReportView):
             data.pop("currency", None)
         return data
 
-    def key_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        return {**parameters, "stale_price_days": settings.VALUATION_STALE_PRICE_DAYS}
+    def key_settings(self) -> dict[str, Any]:
+        return {"stale_price_days": settings.VALUATION_STALE_PRICE_DAYS}
 
     def held_units(self, **scope: int) -> dict[int, Decimal] | None:
         """Units on hold per asset, for the reports that show them (positions); None for the others."""

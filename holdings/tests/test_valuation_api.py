@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.cache import cache
 from rest_framework.renderers import JSONRenderer
 
@@ -227,6 +228,36 @@ def test_the_cache_keeps_parameters_apart(advisor, api) -> None:
     url = f"/api/v1/portfolios/{main_portfolio(client).pk}/valuation/"
     assert api(advisor).get(url + "?as_of=2026-03-01").json()["totals"]["holdings"] == "330.00"
     assert api(advisor).get(url + "?as_of=2026-02-01").json()["unpriced"] != []
+
+
+def test_parameters_that_fail_validation_get_a_400_beside_a_cached_answer(advisor, api) -> None:
+    """A hit is served without validating its parameters again: only valid ones were ever stored under a key."""
+    client = ClientFactory(advisor=advisor, base_currency="USD")
+    _holding(client)
+    url = f"/api/v1/portfolios/{main_portfolio(client).pk}/valuation/"
+    for _ in range(2):  # the miss, then the hit
+        assert api(advisor).get(url + "?as_of=2026-03-01&cost_method=fifo").status_code == 200
+
+    for query, field in (
+        ("as_of=2026-02-30&cost_method=fifo", "as_of"),
+        ("as_of=2026-03-01&cost_method=lifo", "cost_method"),
+    ):
+        for _ in range(2):  # nothing of a refused request is cached either
+            response = api(advisor).get(f"{url}?{query}")
+            assert response.status_code == 400, response.content
+            assert field in response.json(), response.json()
+
+
+def test_an_answer_as_of_today_is_not_served_after_midnight(advisor, api) -> None:
+    """The parameters are part of the key as given, and the defaults are relative to today: today's date is part of
+    the key too (within the cache's lifetime, so the test fails if it is not)."""
+    client = ClientFactory(advisor=advisor, base_currency="USD")
+    _holding(client)
+    url = f"/api/v1/portfolios/{main_portfolio(client).pk}/valuation/"
+    with time_machine.travel(datetime.datetime(2026, 3, 2, 23, 59, 50, tzinfo=datetime.UTC), tick=False):
+        assert api(advisor).get(url).json()["as_of"] == "2026-03-02"
+    with time_machine.travel(datetime.datetime(2026, 3, 3, 0, 0, 10, tzinfo=datetime.UTC), tick=False):
+        assert api(advisor).get(url).json()["as_of"] == "2026-03-03"
 
 
 @pytest.mark.parametrize(
