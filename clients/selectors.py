@@ -9,7 +9,9 @@ from .models import Client, Portfolio
 from .scope import ClientScope
 
 # What `visible_portfolio_header` loads: the fields a report of a portfolio reads, in the model's field order.
+# Integers and text only: `from_db` takes the values as the driver gives them, without the ORM's converters.
 HEADER_FIELDS = ("id", "client_id", "base_currency", "data_version")
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 def visible_portfolio_header(user: Any, pk: int, *, using: str = "default") -> Portfolio | None:
@@ -19,6 +21,8 @@ def visible_portfolio_header(user: Any, pk: int, *, using: str = "default") -> P
     The lookup that opens every cached report (`holdings.valuation_api.CachedReportView`): one query by primary
     key, written out because compiling it through the ORM took longer than the database took to answer it, on
     the path of a cached answer that costs two or three milliseconds in all."""
+    if not BIGINT_MIN <= pk <= BIGINT_MAX:
+        return None  # no row has such a key, and SQLite would refuse the parameter (a 500, not a 404)
     with connections[using].cursor() as cursor:
         cursor.execute(_header_sql(using), [pk])
         row = cursor.fetchone()

@@ -47,3 +47,11 @@ def test_a_portfolio_header_holds_what_a_report_reads_and_defers_the_rest(adviso
         field.attname for field in Portfolio._meta.concrete_fields if field.attname not in HEADER_FIELDS
     }
     assert header.name == portfolio.name  # a deferred field still loads on access
+
+
+def test_a_key_beyond_any_primary_key_finds_no_header(advisor: Any, api: Any) -> None:
+    """Like the ORM, which answers "none" where SQLite would refuse the parameter."""
+    assert visible_portfolio_header(advisor, 2**63) is None
+    assert visible_portfolio_header(advisor, -(2**63) - 1) is None
+    response = api(advisor).get(f"/api/v1/portfolios/{10**20}/valuation/")
+    assert response.status_code == 404, response.content
