@@ -399,10 +399,9 @@ def main() -> None:
     cached_performance, (floor_series, series) = performance["cached"][0], performance["floor"]
 
     # The floors compute the same figures: checked, so that a fast floor is never a wrong one.
-    for name, figure in zip(TOTALS, totals[0], strict=True):
-        assert abs(figure - getattr(report.totals, name)) < Decimal("0.01"), (name, figure, report.totals)
-    for name, figure in zip(("holdings", "cash"), first_totals, strict=True):
-        assert abs(figure - getattr(report.totals, name)) < Decimal("0.01"), (name, figure, report.totals)
+    for names, figures in ((TOTALS, totals[0]), (("holdings", "cash"), first_totals)):
+        for name, figure in zip(names, figures, strict=True):
+            assert abs(figure - getattr(report.totals, name)) < Decimal("0.01"), (name, figure, report.totals)
     table = dict(PortfolioDailyValue.objects.filter(portfolio=portfolio).values_list("date", "value"))
     assert len(series) == len(table)
     assert all(abs(value - table[day]) < Decimal("0.01") for day, value in series)
